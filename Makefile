@@ -1,0 +1,45 @@
+# tracerd — see README.md. Every target installs what it needs.
+GO      ?= go
+BIN     := bin
+TRACERD := $(BIN)/tracerd
+PREFIX  ?= /usr/local
+
+.PHONY: all build generate vmlinux test unit bench demo install clean
+
+all: build
+
+build:
+	$(GO) build -o $(TRACERD) ./cmd/tracerd
+
+# Regenerates bpf/vmlinux.h from the running kernel's BTF and the
+# committed bpf2go outputs; the result must equal what is committed.
+generate: vmlinux
+	tests/tools/install-deps.sh generate
+	cd internal/loader && $(GO) generate ./...
+
+vmlinux:
+	tests/tools/install-deps.sh generate
+	bpftool btf dump file /sys/kernel/btf/vmlinux format c > bpf/vmlinux.h
+
+# The whole suite: unit tests and the privileged end-to-end tests
+# (they skip with the reason when not root).
+test:
+	tests/tools/install-deps.sh test
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 40m ./...
+
+unit:
+	$(GO) test -count=1 -short ./...
+
+bench: build
+	tests/tools/install-deps.sh bench
+	$(GO) run ./tests/bench -tracerd $(TRACERD) -out BENCHMARKS.md
+
+demo: build
+	tests/demo/demo.sh
+
+install: build
+	install -D -m 0755 $(TRACERD) $(DESTDIR)$(PREFIX)/bin/tracerd
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,149 @@
+/* Connection lifecycle: ESTABLISHED (accept queue entry), accept(),
+ * close. */
+#pragma once
+
+#include "request.h"
+#include "timer.h"
+
+#define AF_INET 2
+#define AF_INET6 10
+
+/* The syscalls' exit context (format of syscalls/sys_exit_*). */
+struct syscall_exit_ctx {
+	__u64 pad;
+	int nr;
+	long ret;
+};
+
+static __always_inline void fill_addrs(struct req_record *r, struct sock *sk)
+{
+	r->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	r->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	r->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (r->family == AF_INET6) {
+		BPF_CORE_READ_INTO(&r->laddr, sk, __sk_common.skc_v6_rcv_saddr);
+		BPF_CORE_READ_INTO(&r->raddr, sk, __sk_common.skc_v6_daddr);
+	} else {
+		BPF_CORE_READ_INTO(&r->laddr, sk, __sk_common.skc_rcv_saddr);
+		BPF_CORE_READ_INTO(&r->raddr, sk, __sk_common.skc_daddr);
+	}
+}
+
+static __always_inline int on_accept_exit(struct syscall_exit_ctx *ctx)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tgid = pid_tgid >> 32;
+	long fd = ctx->ret;
+
+	/* Go retries accept4 after EAGAIN: only successes matter. */
+	if (fd < 0)
+		return 0;
+	if (filter_pids && !bpf_map_lookup_elem(&target_pids, &tgid))
+		return 0;
+
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct file **fds = BPF_CORE_READ(task, files, fdt, fd);
+	struct file *f = NULL;
+
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd & 0xfffff]) || !f)
+		return 0;
+	struct socket *so = BPF_CORE_READ(f, private_data);
+	struct sock *sk = BPF_CORE_READ(so, sk);
+	if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return 0;
+	__u16 lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	if (!process_selected(tgid, lport))
+		return 0;
+
+	__u64 key = (__u64)sk;
+	struct traced_conn *c;
+	{
+		/* A zeroed conn is too large for the stack: insert, then fill. */
+		static const struct traced_conn zero = {};
+		if (bpf_map_update_elem(&conns, &key, &zero, BPF_ANY)) {
+			count(CNT_CONN_MAP_FULL);
+			return 0;
+		}
+	}
+	c = bpf_map_lookup_elem(&conns, &key);
+	if (!c)
+		return 0;
+
+	struct req_record *r = &c->req;
+	__u64 now = bpf_ktime_get_ns();
+
+	r->sk = key;
+	r->pid = tgid;
+	r->tid = (__u32)pid_tgid;
+	r->t_acc = now;
+	r->cgroup_id = bpf_get_current_cgroup_id();
+	bpf_get_current_comm(r->comm, sizeof(r->comm));
+	fill_addrs(r, sk);
+
+	struct pending *p = bpf_map_lookup_elem(&pending_est, &key);
+	if (p) {
+		r->t_est = p->t_est;
+		r->flags |= REQ_HAS_EST;
+		c->rx_ts = p->rx_ts;
+		c->rx_softirq = p->rx_softirq;
+		c->rx_has_softirq = p->rx_has_softirq;
+		bpf_map_delete_elem(&pending_est, &key);
+	}
+
+	__u8 one = 1;
+	bpf_map_update_elem(&traced_tgids, &tgid, &one, BPF_ANY);
+	count(CNT_CONNS_TRACED);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int sys_exit_accept4(struct syscall_exit_ctx *ctx)
+{
+	return on_accept_exit(ctx);
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept")
+int sys_exit_accept(struct syscall_exit_ctx *ctx)
+{
+	return on_accept_exit(ctx);
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(inet_sock_set_state, const struct sock *sk, const int oldstate,
+	     const int newstate)
+{
+	__u64 key = (__u64)sk;
+	struct traced_conn *c = bpf_map_lookup_elem(&conns, &key);
+
+	if (!c) {
+		if (oldstate != TCP_SYN_RECV || newstate != TCP_ESTABLISHED)
+			return 0;
+		/* A child socket entered the accept queue. */
+		if (filter_ports) {
+			__u16 lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+			if (!bpf_map_lookup_elem(&target_ports, &lport))
+				return 0;
+		}
+		struct pending p = { .t_est = bpf_ktime_get_ns() };
+		bpf_map_update_elem(&pending_est, &key, &p, BPF_ANY);
+		return 0;
+	}
+
+	switch (newstate) {
+	case TCP_FIN_WAIT2:
+		/* Our FIN was acked, so was every byte before it. */
+	case TCP_CLOSE:
+		if (c->state == CONN_WRITING && c->req.t_tx && !c->req.t_ack)
+			c->req.t_ack = bpf_ktime_get_ns();
+		break;
+	default:
+		return 0;
+	}
+	/* The app cannot answer any more: the request is over. */
+	emit(c, END_CLOSE);
+	if (newstate == TCP_CLOSE) {
+		bpf_map_delete_elem(&idle_timers, &key);
+		bpf_map_delete_elem(&conns, &key);
+	}
+	return 0;
+}

@@ -1,0 +1,154 @@
+/* Maps and configuration shared by every program. Sizes marked
+ * "set by Go" are overridden from the loader's config before load. */
+#pragma once
+
+#include "tracerd.h"
+
+/* Target selection, set before load so the verifier prunes unused tests. */
+const volatile __u8 filter_pids = 0;
+const volatile __u8 filter_ports = 0;
+const volatile __u8 filter_comms = 0;
+const volatile __u8 filter_cgroups = 0;
+/* -1: --cgroup paths are cgroup v2 ids; else the v1 subsystem id. */
+const volatile __s32 cgroup_v1_subsys = -1;
+/* A keep-alive request with no activity for this long is finished. */
+const volatile __u64 idle_timeout_ns = 500000000ULL;
+/* Whether sched/softirq programs were attached (else phases absent). */
+const volatile __u8 sched_enabled = 1;
+const volatile __u8 softirq_enabled = 1;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, __u8);
+} target_pids SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u16);
+	__type(value, __u8);
+} target_ports SEC(".maps");
+
+struct comm_key {
+	char comm[16];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct comm_key);
+	__type(value, __u8);
+} target_comms SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u64);
+	__type(value, __u8);
+} target_cgroups SEC(".maps");
+
+/* Traced connections by kernel sock address (set by Go). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct traced_conn);
+} conns SEC(".maps");
+
+/* A child socket that became ESTABLISHED but is not accepted yet. */
+struct pending {
+	__u64 t_est;
+	__u64 rx_ts;
+	__u64 rx_softirq;
+	__u8 rx_has_softirq;
+	__u8 pad[7];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct pending);
+} pending_est SEC(".maps");
+
+/* Idle timers live apart from conns: only tp_btf programs may touch a
+ * map holding a bpf_timer, and conns is also used by a syscall
+ * tracepoint. */
+struct idle_slot {
+	struct bpf_timer timer;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct idle_slot);
+} idle_timers SEC(".maps");
+
+/* Processes that own a traced connection: the sched programs' filter. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u8);
+} traced_tgids SEC(".maps");
+
+/* Per-thread scheduling totals of traced processes. */
+struct task_sched {
+	__u64 enqueued_at; /* became runnable (woken or preempted), 0 if running/asleep */
+	__u64 runq_total;
+	__u64 throttle_total;
+	__u8 throttled;    /* preempted by CFS bandwidth throttling */
+	__u8 pad[7];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct task_sched);
+} tasks SEC(".maps");
+
+/* NET_RX softirq bookkeeping per CPU. */
+struct softirq_cpu {
+	__u64 raised_at;
+	__u8 in_net_rx;
+	__u8 pad[7];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct softirq_cpu);
+} softirq_state SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, NR_COUNTERS);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+/* Finished requests (size set by Go). */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 << 20);
+} events SEC(".maps");
+
+static __always_inline void count(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&counters, &idx);
+	if (v)
+		*v += 1;
+}
+
+/* TCP sequence comparisons, wrap-safe. */
+static __always_inline int seq_ge(__u32 a, __u32 b)
+{
+	return (__s32)(a - b) >= 0;
+}

@@ -1,0 +1,171 @@
+/* A connection's request lifecycle: start, update, emit. */
+#pragma once
+
+#include "maps.h"
+
+/* x86_64 syscall numbers, to find the user buffer of the current
+ * read/write from the syscall's registers. */
+#define NR_read 0
+#define NR_write 1
+#define NR_readv 19
+#define NR_writev 20
+#define NR_sendto 44
+#define NR_recvfrom 45
+#define NR_sendmsg 46
+#define NR_recvmsg 47
+
+#define MSG_PEEK_FLAG 2
+
+/* The first user buffer of the current socket read/write syscall and
+ * its length, or NULL (sendfile, io_uring, unknown syscall). */
+static __always_inline void *syscall_buffer(__u64 *len)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	long nr = BPF_CORE_READ(regs, orig_ax);
+	void *arg = (void *)BPF_CORE_READ(regs, si);
+	struct iovec iov = {};
+
+	switch (nr) {
+	case NR_read:
+	case NR_write:
+	case NR_recvfrom:
+	case NR_sendto:
+		*len = BPF_CORE_READ(regs, dx);
+		return arg;
+	case NR_readv:
+	case NR_writev:
+		break;
+	case NR_recvmsg:
+	case NR_sendmsg: {
+		struct user_msghdr msg = {};
+
+		if (bpf_probe_read_user(&msg, sizeof(msg), arg))
+			return NULL;
+		arg = msg.msg_iov;
+		break;
+	}
+	default:
+		return NULL;
+	}
+	if (bpf_probe_read_user(&iov, sizeof(iov), arg))
+		return NULL;
+	*len = iov.iov_len;
+	return iov.iov_base;
+}
+
+/* Copy up to cap bytes of the current syscall's buffer (ret bytes were
+ * transferred) into dst; returns the length copied. */
+static __always_inline __u16 capture(void *dst, __u64 cap, int ret)
+{
+	__u64 buflen = 0;
+	void *buf = syscall_buffer(&buflen);
+	__u64 n = (__u64)ret;
+
+	if (!buf)
+		return 0;
+	if (n > buflen)
+		n = buflen;
+	/* Keep the bound check on the register the helper gets. */
+	barrier_var(n);
+	if (n == 0 || n > cap)
+		n = n ? cap : 0;
+	barrier_var(n);
+	if (n == 0 || n > cap)
+		return 0;
+	if (bpf_probe_read_user(dst, n, buf)) {
+		count(CNT_CAPTURE_FAILS);
+		return 0;
+	}
+	return n;
+}
+
+/* The serving thread's scheduling totals, created on first use so the
+ * sched programs start timing it. */
+static __always_inline struct task_sched *task_sched_of(__u32 tid)
+{
+	struct task_sched *t = bpf_map_lookup_elem(&tasks, &tid);
+
+	if (t)
+		return t;
+	struct task_sched zero = {};
+	if (bpf_map_update_elem(&tasks, &tid, &zero, BPF_NOEXIST) &&
+	    !bpf_map_lookup_elem(&tasks, &tid)) {
+		count(CNT_TASK_MAP_FULL);
+		return NULL;
+	}
+	return bpf_map_lookup_elem(&tasks, &tid);
+}
+
+/* Write the current request out and make room for the next one. */
+static __always_inline void emit(struct traced_conn *c, __u8 reason)
+{
+	struct req_record *r = &c->req;
+
+	if (c->state == CONN_IDLE)
+		return;
+	r->end_reason = reason;
+	if (bpf_ringbuf_output(&events, r, sizeof(*r), 0))
+		count(CNT_RINGBUF_DROPS);
+	else
+		count(CNT_RECORDS);
+
+	c->state = CONN_IDLE;
+	r->request_index++;
+	r->t_rx = r->t_rd = r->t_wr = r->t_wl = r->t_tx = r->t_ack = 0;
+	r->softirq_ns = r->runq_ns = r->throttle_ns = 0;
+	r->retransmits = 0;
+	r->zero_window = 0;
+	r->flags &= REQ_HAS_EST | REQ_HAS_TCP;
+	r->req_len = r->resp_len = 0;
+	r->end_reason = 0;
+}
+
+/* The app consumed the first bytes of a new request. */
+static __always_inline void start_request(struct traced_conn *c, __u64 now, int ret)
+{
+	struct req_record *r = &c->req;
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+
+	c->state = CONN_READING;
+	r->t_rd = now;
+	r->tid = tid;
+	if (c->rx_ts) {
+		r->t_rx = c->rx_ts;
+		r->flags |= REQ_HAS_RX;
+		if (c->rx_has_softirq) {
+			r->softirq_ns = c->rx_softirq;
+			r->flags |= REQ_HAS_SOFTIRQ;
+		}
+	} else {
+		r->flags &= ~REQ_HAS_RX;
+	}
+	if (sched_enabled) {
+		struct task_sched *t = task_sched_of(tid);
+
+		if (t) {
+			c->runq_base = t->runq_total;
+			c->throttle_base = t->throttle_total;
+			r->flags |= REQ_HAS_SCHED;
+		}
+	}
+	r->req_len = capture(r->req_head, REQ_HEAD_CAP, ret);
+}
+
+/* Scheduling delay of the serving thread since T_rd. */
+static __always_inline void update_sched(struct traced_conn *c)
+{
+	struct req_record *r = &c->req;
+	__u32 tid = r->tid;
+	struct task_sched *t;
+
+	if (!(r->flags & REQ_HAS_SCHED))
+		return;
+	t = bpf_map_lookup_elem(&tasks, &tid);
+	if (!t) {
+		r->flags &= ~REQ_HAS_SCHED; /* evicted: cannot tell */
+		return;
+	}
+	r->runq_ns = t->runq_total - c->runq_base;
+	r->throttle_ns = t->throttle_total - c->throttle_base;
+}

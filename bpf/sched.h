@@ -1,0 +1,73 @@
+/* Scheduler: per-thread time runnable-but-not-running (run queue) and
+ * held off by CFS bandwidth throttling, for traced processes only. */
+#pragma once
+
+#include "maps.h"
+
+#define TASK_RUNNING 0
+
+static __always_inline int traced_task(struct task_struct *p)
+{
+	__u32 tgid = BPF_CORE_READ(p, tgid);
+	return bpf_map_lookup_elem(&traced_tgids, &tgid) != NULL;
+}
+
+static __always_inline void mark_runnable(struct task_struct *p, __u8 throttled)
+{
+	__u32 tid = BPF_CORE_READ(p, pid);
+	struct task_sched *t = bpf_map_lookup_elem(&tasks, &tid);
+
+	/* Threads get an entry when they start serving a request. */
+	if (!t)
+		return;
+	t->enqueued_at = bpf_ktime_get_ns();
+	t->throttled = throttled;
+}
+
+/* Was p preempted by CFS bandwidth throttling? 6.18 throttles per task
+ * (task_struct.throttled); older kernels throttle the cfs_rq. */
+static __always_inline __u8 task_throttled(struct task_struct *p)
+{
+	if (bpf_core_field_exists(p->throttled))
+		return BPF_CORE_READ(p, throttled);
+	return BPF_CORE_READ(p, se.cfs_rq, throttle_count) > 0;
+}
+
+SEC("tp_btf/sched_wakeup")
+int BPF_PROG(sched_wakeup, struct task_struct *p)
+{
+	if (traced_task(p))
+		mark_runnable(p, 0);
+	return 0;
+}
+
+SEC("tp_btf/sched_wakeup_new")
+int BPF_PROG(sched_wakeup_new, struct task_struct *p)
+{
+	if (traced_task(p))
+		mark_runnable(p, 0);
+	return 0;
+}
+
+SEC("tp_btf/sched_switch")
+int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev,
+	     struct task_struct *next, unsigned int prev_state)
+{
+	if (traced_task(prev) && BPF_CORE_READ(prev, __state) == TASK_RUNNING)
+		mark_runnable(prev, task_throttled(prev));
+
+	if (!traced_task(next))
+		return 0;
+	__u32 tid = BPF_CORE_READ(next, pid);
+	struct task_sched *t = bpf_map_lookup_elem(&tasks, &tid);
+	if (!t || !t->enqueued_at)
+		return 0;
+	__u64 waited = bpf_ktime_get_ns() - t->enqueued_at;
+	if (t->throttled)
+		t->throttle_total += waited;
+	else
+		t->runq_total += waited;
+	t->enqueued_at = 0;
+	t->throttled = 0;
+	return 0;
+}

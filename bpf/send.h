@@ -1,0 +1,89 @@
+/* Outbound side: the app's answer (T_wr, T_wl) and its last byte
+ * leaving through a device (T_tx). */
+#pragma once
+
+#include "request.h"
+#include "timer.h"
+
+#define TCP_NAGLE_OFF 1
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(sock_send_length, struct sock *sk, int ret, int flags)
+{
+	__u64 key = (__u64)sk;
+	struct traced_conn *c = bpf_map_lookup_elem(&conns, &key);
+
+	if (!c || ret <= 0)
+		return 0;
+	if (c->state == CONN_IDLE) {
+		count(CNT_UNANSWERED_WRITES);
+		return 0;
+	}
+
+	struct req_record *r = &c->req;
+	struct tcp_sock *tp = (struct tcp_sock *)sk;
+	__u64 now = bpf_ktime_get_ns();
+
+	if (c->state == CONN_READING) {
+		c->state = CONN_WRITING;
+		r->t_wr = now;
+		r->resp_len = capture(r->resp_head, RESP_HEAD_CAP, ret);
+		arm_idle_timer(key);
+	}
+	r->t_wl = now;
+	c->last_io = now;
+	c->resp_end = BPF_CORE_READ(tp, write_seq);
+	/* On loopback the bytes usually left inside this very syscall. */
+	if (seq_ge(c->last_tx_end, c->resp_end) && c->last_tx_ts)
+		r->t_tx = c->last_tx_ts;
+	else
+		r->t_tx = 0;
+	r->t_ack = 0;
+	r->nagle = !(BPF_CORE_READ_BITFIELD_PROBED(tp, nonagle) & TCP_NAGLE_OFF);
+	update_sched(c);
+	return 0;
+}
+
+/* Sequence number just past the TCP payload of an outgoing skb. */
+static __always_inline int tx_end_seq(const struct sk_buff *skb, __u32 *end)
+{
+	unsigned char *head = BPF_CORE_READ(skb, head);
+	__u16 th_off = BPF_CORE_READ(skb, transport_header);
+	unsigned char *data = BPF_CORE_READ(skb, data);
+	struct tcphdr th;
+
+	if (th_off == (__u16)~0U)
+		return -1;
+	if (bpf_probe_read_kernel(&th, sizeof(th), head + th_off))
+		return -1;
+	__u32 hdrs = (head + th_off - data) + th.doff * 4;
+	__u32 len = BPF_CORE_READ(skb, len);
+	if (len < hdrs)
+		return -1;
+	*end = bpf_ntohl(th.seq) + (len - hdrs) + th.fin;
+	return 0;
+}
+
+SEC("tp_btf/net_dev_start_xmit")
+int BPF_PROG(net_dev_start_xmit, const struct sk_buff *skb,
+	     const struct net_device *dev)
+{
+	__u64 key = (__u64)BPF_CORE_READ(skb, sk);
+	struct traced_conn *c = key ? bpf_map_lookup_elem(&conns, &key) : NULL;
+	__u32 end;
+
+	if (!c || tx_end_seq(skb, &end))
+		return 0;
+	if (c->last_tx_ts && !seq_ge(end, c->last_tx_end + 1))
+		return 0; /* pure ACK or retransmission of old bytes */
+
+	__u64 now = bpf_ktime_get_ns();
+	c->last_tx_end = end;
+	c->last_tx_ts = now;
+	if (c->state == CONN_WRITING) {
+		c->last_io = now;
+		if (!c->req.t_tx && seq_ge(end, c->resp_end))
+			c->req.t_tx = now;
+	}
+	return 0;
+}

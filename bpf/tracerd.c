@@ -1,0 +1,29 @@
+// SPDX-License-Identifier: GPL-2.0
+/* tracerd's kernel engine: per-connection state machines that emit one
+ * record per finished request. Each included file is one concern. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+
+#include "tracerd.h"
+#include "maps.h"
+#include "filter.h"
+#include "request.h"
+#include "softirq.h"
+#include "timer.h"
+#include "accept.h"
+#include "recv.h"
+#include "send.h"
+#include "tcp.h"
+#include "sched.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Keep the shared enums in BTF so that bpf2go -type emits them for Go. */
+const enum capture_size *unused_capture_size __attribute__((unused));
+const enum req_flags *unused_req_flags __attribute__((unused));
+const enum end_reason *unused_end_reason __attribute__((unused));
+const enum counter *unused_counter __attribute__((unused));
+const enum conn_state *unused_conn_state __attribute__((unused));

@@ -1,0 +1,103 @@
+/* Structs and constants shared by the BPF programs and Go.
+ * bpf2go -type generates the Go twins; never copy these by hand. */
+#pragma once
+
+/* Bytes of a request / response head copied for the HTTP parser. */
+enum capture_size {
+	REQ_HEAD_CAP = 512,
+	RESP_HEAD_CAP = 32,
+};
+
+/* Which measurements of a request are valid (a phase without its
+ * bit was not measured and must be absent, not zero). */
+enum req_flags {
+	REQ_HAS_EST = 1 << 0,     /* t_est seen: accept_queue measurable */
+	REQ_HAS_RX = 1 << 1,      /* t_rx seen (data arrived while traced) */
+	REQ_HAS_SOFTIRQ = 1 << 2, /* first segment queued from NET_RX softirq */
+	REQ_HAS_SCHED = 1 << 3,   /* runqueue and cfs_throttle valid */
+	REQ_HAS_TCP = 1 << 4,     /* srtt/cwnd read from an incoming segment */
+};
+
+/* Why a request's record was emitted. */
+enum end_reason {
+	END_NEXT_REQUEST = 1, /* the app consumed new data after answering */
+	END_CLOSE = 2,        /* the connection closed */
+	END_IDLE = 3,         /* nothing happened for idle_timeout_ns */
+	END_FLUSH = 4,        /* user space drained it at shutdown */
+};
+
+/* Per-CPU counters, indexes into the counters map. */
+enum counter {
+	CNT_CONNS_TRACED = 0,    /* accepted connections that passed the filter */
+	CNT_RECORDS = 1,         /* records written to the ring buffer */
+	CNT_RINGBUF_DROPS = 2,   /* records lost: ring buffer full */
+	CNT_CONN_MAP_FULL = 3,   /* connections not traced: conns map full */
+	CNT_TASK_MAP_FULL = 4,   /* threads whose scheduling was not timed */
+	CNT_TIMER_FAILS = 5,     /* idle timers that could not be armed */
+	CNT_UNANSWERED_WRITES = 6, /* writes outside any request (server-first) */
+	CNT_CAPTURE_FAILS = 7,   /* HTTP head copies that failed */
+	NR_COUNTERS = 8,
+};
+
+/* One finished request, as written to the ring buffer. Times are
+ * CLOCK_MONOTONIC ns; 0 means not seen. */
+struct req_record {
+	__u64 sk; /* kernel sock address: connection identity in one run */
+	__u64 cgroup_id;
+	__u64 t_est;
+	__u64 t_acc;
+	__u64 t_rx;
+	__u64 t_rd;
+	__u64 t_wr;
+	__u64 t_wl;
+	__u64 t_tx;
+	__u64 t_ack;
+	__u64 softirq_ns;
+	__u64 runq_ns;
+	__u64 throttle_ns;
+	__u32 pid;
+	__u32 tid;
+	__u32 request_index;
+	__u32 flags; /* enum req_flags */
+	__u32 srtt_us;
+	__u32 snd_cwnd;
+	__u32 retransmits;
+	__u32 zero_window;
+	__u16 family;
+	__u16 lport;
+	__u16 rport;
+	__u8 end_reason; /* enum end_reason */
+	__u8 nagle;
+	__u8 laddr[16];
+	__u8 raddr[16];
+	char comm[16];
+	__u16 req_len;
+	__u16 resp_len;
+	__u8 req_head[REQ_HEAD_CAP];
+	__u8 resp_head[RESP_HEAD_CAP];
+};
+
+/* Where a connection's current request stands. */
+enum conn_state {
+	CONN_IDLE = 0,    /* no request in progress */
+	CONN_READING = 1, /* the app consumed request bytes, no answer yet */
+	CONN_WRITING = 2, /* the app is answering */
+};
+
+/* Per-connection state: the request being built plus bookkeeping.
+ * Shared with Go so that shutdown can drain requests in progress. */
+struct traced_conn {
+	struct req_record req;
+	__u64 rx_ts;        /* arrival of the oldest unread byte, 0 if none */
+	__u64 rx_softirq;   /* softirq time of the segment that set rx_ts */
+	__u64 last_io;      /* last app read/write or transmit, for idle */
+	__u64 last_tx_ts;   /* when last_tx_end went out */
+	__u64 runq_base;    /* serving thread's totals at T_rd */
+	__u64 throttle_base;
+	__u32 last_tx_end;  /* highest end seq transmitted through a device */
+	__u32 resp_end;     /* write_seq after the app's latest write */
+	__u8 state;         /* enum conn_state */
+	__u8 rx_has_softirq;
+	__u8 peer_zero_window;
+	__u8 pad[5];
+};

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tracerd/tracerd/internal/loader"
+)
+
+// usageError marks errors that are the caller's to fix (exit 2).
+type usageError struct{ error }
+
+type uintList[T uint16 | uint32] struct {
+	vals *[]T
+	bits int
+	name string
+}
+
+func (l uintList[T]) String() string { return "" }
+func (l uintList[T]) Set(s string) error {
+	for _, part := range strings.Split(s, ",") {
+		v, err := strconv.ParseUint(strings.TrimSpace(part), 10, l.bits)
+		if err != nil || v == 0 {
+			return fmt.Errorf("%q is not a valid %s", part, l.name)
+		}
+		*l.vals = append(*l.vals, T(v))
+	}
+	return nil
+}
+
+type stringList struct{ vals *[]string }
+
+func (l stringList) String() string { return "" }
+func (l stringList) Set(s string) error {
+	if s == "" {
+		return errors.New("empty value")
+	}
+	*l.vals = append(*l.vals, s)
+	return nil
+}
+
+// targetFlags registers the selection flags shared by run and snapshot.
+func targetFlags(fs *flag.FlagSet, t *loader.Targets) {
+	fs.Var(uintList[uint32]{&t.PIDs, 32, "pid"}, "pid", "trace this process (repeatable, or comma-separated)")
+	fs.Var(uintList[uint16]{&t.Ports, 16, "port"}, "port", "trace connections accepted on this local port (repeatable)")
+	fs.Var(stringList{&t.Comms}, "comm", "trace processes with this name (repeatable)")
+	fs.Var(stringList{&t.Cgroups}, "cgroup", "trace processes in this cgroup v1 or v2 directory and below (repeatable)")
+}
+
+// engineFlags registers the kernel engine's limits.
+func engineFlags(fs *flag.FlagSet, cfg *loader.Config) {
+	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", cfg.IdleTimeout, "a keep-alive request is finished after this long without activity")
+	fs.Func("max-conns", fmt.Sprintf("traced connections held at once (default %d)", cfg.MaxConns), func(s string) error {
+		v, err := strconv.ParseUint(s, 10, 32)
+		if err != nil || v == 0 {
+			return fmt.Errorf("%q is not a positive number", s)
+		}
+		cfg.MaxConns = uint32(v)
+		return nil
+	})
+}
+
+func parse(fs *flag.FlagSet, args []string) error {
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		fs.SetOutput(os.Stderr)
+		fs.Usage()
+		return err
+	}
+	if err != nil {
+		return usageError{fmt.Errorf("%w (see 'tracerd %s -h')", err, fs.Name())}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("unexpected argument %q (see 'tracerd %s -h')", fs.Arg(0), fs.Name())}
+	}
+	return nil
+}
+
+// fail prints err and returns its exit code.
+func fail(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	fmt.Fprintln(os.Stderr, "tracerd:", err)
+	var ue usageError
+	if errors.As(err, &ue) {
+		return exitUsage
+	}
+	return exitFail
+}
+
+func positiveDuration(name string, d time.Duration) error {
+	if d <= 0 {
+		return usageError{fmt.Errorf("--%s must be positive, got %s", name, d)}
+	}
+	return nil
+}

@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/tracerd/tracerd/internal/correlate"
+	"github.com/tracerd/tracerd/internal/export"
+	"github.com/tracerd/tracerd/internal/loader"
+	"github.com/tracerd/tracerd/internal/pipeline"
+)
+
+func snapshotCmd(args []string) int {
+	cfg := loader.DefaultConfig()
+	fs := flag.NewFlagSet("snapshot", flag.ContinueOnError)
+	duration := fs.Duration("duration", 30*time.Second, "how long to trace (Ctrl-C ends early and still writes everything)")
+	out := fs.String("o", "", "write a pprof profile (gzipped protobuf) to this file")
+	jsonOut := fs.String("json", "", "write one JSON object per request to this file ('-' for stdout)")
+	top := fs.Int("top", 10, "show the N slowest requests in the summary")
+	targetFlags(fs, &cfg.Targets)
+	engineFlags(fs, &cfg)
+	fs.Usage = func() {
+		fmt.Fprintln(os.Stderr, "usage: tracerd snapshot [--duration 30s] [--pid P] [--port N] [--comm NAME] [--cgroup DIR] [-o cut.pb.gz] [--json FILE|-] [--top N]")
+		fs.PrintDefaults()
+	}
+	if err := parse(fs, args); err != nil {
+		return fail(err)
+	}
+	if err := positiveDuration("duration", *duration); err != nil {
+		return fail(err)
+	}
+	if *top < 0 {
+		return fail(usageError{errors.New("--top must be 0 or more")})
+	}
+	return fail0(snapshot(cfg, *duration, *out, *jsonOut, *top))
+}
+
+func fail0(err error) int {
+	if err == nil {
+		return exitOK
+	}
+	return fail(err)
+}
+
+func snapshot(cfg loader.Config, duration time.Duration, out, jsonOut string, top int) error {
+	// Open outputs first: a bad path must not cost a trace.
+	var profOut *os.File
+	if out != "" {
+		f, err := os.Create(out)
+		if err != nil {
+			return usageError{fmt.Errorf("-o: %w", err)}
+		}
+		defer f.Close()
+		profOut = f
+	}
+	summaryOut := io.Writer(os.Stdout)
+	var sinks []pipeline.Sink
+	var jl *export.JSONLines
+	if jsonOut != "" {
+		w := io.Writer(os.Stdout)
+		if jsonOut == "-" {
+			summaryOut = os.Stderr
+		} else {
+			f, err := os.Create(jsonOut)
+			if err != nil {
+				return usageError{fmt.Errorf("--json: %w", err)}
+			}
+			defer f.Close()
+			w = f
+		}
+		jl = export.NewJSONLines(w)
+		sinks = append(sinks, pipeline.SinkFunc(jl.Write))
+	}
+	prof := export.NewProfile()
+	summary := export.NewSummary(top)
+	sinks = append(sinks, pipeline.SinkFunc(func(r *correlate.Request) error {
+		prof.Add(r)
+		summary.Add(r)
+		return nil
+	}))
+
+	t, err := openTracer(cfg)
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	sess := pipeline.New(t, sinks...)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, duration)
+	defer cancel()
+	go progress(ctx, sess, duration)
+
+	runErr := sess.Run(ctx)
+	if term.IsTerminal(int(os.Stderr.Fd())) {
+		fmt.Fprint(os.Stderr, "\r\033[K")
+	}
+	var errs []error
+	if runErr != nil {
+		errs = append(errs, runErr)
+	}
+	if jl != nil {
+		if err := jl.Flush(); err != nil {
+			errs = append(errs, fmt.Errorf("--json: %w", err))
+		}
+	}
+	if profOut != nil {
+		if err := prof.WriteProfile(profOut); err != nil {
+			errs = append(errs, fmt.Errorf("-o: %w", err))
+		} else if err := profOut.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("-o: %w", err))
+		}
+	}
+	summary.Write(summaryOut)
+	printCounters(os.Stderr, t, sess.SinkErrors())
+	if profOut != nil {
+		fmt.Fprintf(os.Stderr, "profile: %s (go tool pprof -http=: %s)\n", out, out)
+	}
+	return errors.Join(errs...)
+}
+
+// progress shows elapsed time and requests seen: one rewritten line on a
+// terminal, a line every 5 s otherwise.
+func progress(ctx context.Context, sess *pipeline.Session, total time.Duration) {
+	tty := term.IsTerminal(int(os.Stderr.Fd()))
+	every := 5 * time.Second
+	if tty {
+		every = time.Second
+	}
+	start := time.Now()
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			line := fmt.Sprintf("tracerd: %s/%s elapsed, %d requests", time.Since(start).Truncate(time.Second), total, sess.Requests())
+			if tty {
+				fmt.Fprint(os.Stderr, "\r\033[K"+line)
+			} else {
+				fmt.Fprintln(os.Stderr, line)
+			}
+		}
+	}
+}

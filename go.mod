@@ -1,0 +1,12 @@
+module github.com/tracerd/tracerd
+
+go 1.26.8
+
+require (
+	github.com/cilium/ebpf v0.22.0
+	github.com/google/pprof v0.0.0-20261105003125-4bf881d7fb0b
+	golang.org/x/sys v0.50.0
+	golang.org/x/term v0.48.0
+)
+
+tool github.com/cilium/ebpf/cmd/bpf2go

@@ -1,0 +1,137 @@
+package correlate
+
+import (
+	"bytes"
+	"net/netip"
+
+	"github.com/tracerd/tracerd/internal/httpparse"
+	"github.com/tracerd/tracerd/internal/loader"
+)
+
+var endReasons = map[uint8]string{
+	uint8(loader.TracerdEndReasonEND_NEXT_REQUEST): "next_request",
+	uint8(loader.TracerdEndReasonEND_CLOSE):        "close",
+	uint8(loader.TracerdEndReasonEND_IDLE):         "idle",
+	uint8(loader.TracerdEndReasonEND_FLUSH):        "flush",
+}
+
+func has(flags uint32, f loader.TracerdReqFlags) bool { return flags&uint32(f) != 0 }
+
+// FromRecord builds a Request from a kernel record.
+func FromRecord(rec *loader.Record, clock Clock) Request {
+	r := Request{
+		PID:       rec.Pid,
+		TID:       rec.Tid,
+		Comm:      cString(rec.Comm[:]),
+		CgroupID:  rec.CgroupId,
+		EndReason: endReasons[rec.EndReason],
+		Answered:  rec.T_wl != 0,
+	}
+	r.Service = r.Comm
+	r.Conn = Conn{
+		Local:        addrPort(rec.Family, rec.Laddr, rec.Lport),
+		Peer:         addrPort(rec.Family, rec.Raddr, rec.Rport),
+		RequestIndex: rec.RequestIndex,
+		Sock:         rec.Sk,
+	}
+	derivePhases(&r.Phases, rec)
+
+	// Start: first byte queued (or the connection entering the accept
+	// queue, for the first request); end: the answer's last byte left.
+	start := rec.T_rd
+	if has(rec.Flags, loader.TracerdReqFlagsREQ_HAS_RX) && rec.T_rx != 0 && rec.T_rx < start {
+		start = rec.T_rx
+	}
+	if rec.RequestIndex == 0 && has(rec.Flags, loader.TracerdReqFlagsREQ_HAS_EST) && rec.T_est != 0 && rec.T_est < start {
+		start = rec.T_est
+	}
+	end := rec.T_rd
+	for _, t := range []uint64{rec.T_wl, rec.T_tx} {
+		if t > end {
+			end = t
+		}
+	}
+	r.StartUnixNano = clock.Wall(start)
+	r.EndUnixNano = clock.Wall(end)
+	r.DurationNs = int64(end - start)
+
+	r.TCP = TCP{
+		Valid:       has(rec.Flags, loader.TracerdReqFlagsREQ_HAS_TCP),
+		SrttUs:      rec.SrttUs,
+		Retransmits: rec.Retransmits,
+		ZeroWindow:  rec.ZeroWindow,
+		SndCwnd:     rec.SndCwnd,
+		Nagle:       rec.Nagle != 0,
+	}
+	parseHTTP(&r, rec)
+	return r
+}
+
+// derivePhases computes each phase the record's timestamps allow.
+func derivePhases(ps *Phases, rec *loader.Record) {
+	f := rec.Flags
+	if rec.RequestIndex == 0 && has(f, loader.TracerdReqFlagsREQ_HAS_EST) && rec.T_est != 0 && rec.T_acc >= rec.T_est {
+		ps.Set(AcceptQueue, int64(rec.T_acc-rec.T_est))
+	}
+	if has(f, loader.TracerdReqFlagsREQ_HAS_SOFTIRQ) {
+		ps.Set(Softirq, int64(rec.SoftirqNs))
+	}
+	if has(f, loader.TracerdReqFlagsREQ_HAS_RX) && rec.T_rx != 0 {
+		from := rec.T_rx
+		if rec.RequestIndex == 0 && rec.T_acc > from {
+			from = rec.T_acc // bytes cannot be read before accept()
+		}
+		ps.Set(RecvQueue, int64(rec.T_rd)-int64(from))
+	}
+	if has(f, loader.TracerdReqFlagsREQ_HAS_SCHED) && rec.T_wl != 0 {
+		ps.Set(Runqueue, int64(rec.RunqNs))
+		ps.Set(CFSThrottle, int64(rec.ThrottleNs))
+	}
+	if rec.T_wl != 0 {
+		ps.Set(App, int64(rec.T_wl)-int64(rec.T_rd))
+	}
+	if rec.T_wl != 0 && rec.T_tx != 0 {
+		ps.Set(SendQueue, int64(rec.T_tx)-int64(rec.T_wl))
+	}
+	if rec.T_tx != 0 && rec.T_ack != 0 {
+		ps.Set(AckWait, int64(rec.T_ack)-int64(rec.T_tx))
+	}
+}
+
+func parseHTTP(r *Request, rec *loader.Record) {
+	n := min(int(rec.ReqLen), len(rec.ReqHead))
+	req, ok := httpparse.ParseRequest(rec.ReqHead[:n])
+	if !ok {
+		return
+	}
+	r.HTTP = &HTTP{Method: req.Method, Target: req.Target}
+	if tp := req.TraceParent; tp.Valid {
+		r.TraceID = tp.TraceIDHex()
+		r.ParentSpanID = tp.SpanIDHex()
+	}
+	m := min(int(rec.RespLen), len(rec.RespHead))
+	if status, ok := httpparse.ParseResponse(rec.RespHead[:m]); ok {
+		r.HTTP.Status = status
+	}
+}
+
+func addrPort(family uint16, raw [16]uint8, port uint16) netip.AddrPort {
+	var a netip.Addr
+	if family == 10 { // AF_INET6
+		a = netip.AddrFrom16(raw).Unmap()
+	} else {
+		a = netip.AddrFrom4([4]byte(raw[:4]))
+	}
+	return netip.AddrPortFrom(a, port)
+}
+
+func cString(b []int8) string {
+	buf := make([]byte, 0, len(b))
+	for _, c := range b {
+		if c == 0 {
+			break
+		}
+		buf = append(buf, byte(c))
+	}
+	return string(bytes.ToValidUTF8(buf, []byte("?")))
+}

@@ -1,0 +1,101 @@
+package correlate
+
+// Phase names a part of a request's time. The names are used verbatim as
+// JSON keys, OTLP span names, pprof frames and the Prometheus label.
+type Phase uint8
+
+const (
+	AcceptQueue Phase = iota
+	Softirq
+	RecvQueue
+	Runqueue
+	CFSThrottle
+	App
+	GCSTW
+	Serialize
+	SendQueue
+	AckWait
+	NumPhases
+)
+
+var phaseNames = [NumPhases]string{
+	AcceptQueue: "accept_queue",
+	Softirq:     "softirq",
+	RecvQueue:   "recv_queue",
+	Runqueue:    "runqueue",
+	CFSThrottle: "cfs_throttle",
+	App:         "app",
+	GCSTW:       "gc_stw",
+	Serialize:   "serialize",
+	SendQueue:   "send_queue",
+	AckWait:     "ack_wait",
+}
+
+func (p Phase) String() string {
+	if p < NumPhases {
+		return phaseNames[p]
+	}
+	return "unknown"
+}
+
+// Parent is the phase a nested phase falls in (runqueue and cfs_throttle
+// happen while the app handles the request, as do GC pauses and
+// serialization). Top-level phases return themselves; exporters must not
+// add a nested phase to its parent's total.
+func (p Phase) Parent() Phase {
+	switch p {
+	case Runqueue, CFSThrottle, GCSTW, Serialize:
+		return App
+	}
+	return p
+}
+
+// Nested reports whether p is contained in another phase.
+func (p Phase) Nested() bool { return p.Parent() != p }
+
+// PhaseByName finds a phase by its name.
+func PhaseByName(name string) (Phase, bool) {
+	for i, n := range phaseNames {
+		if n == name {
+			return Phase(i), true
+		}
+	}
+	return 0, false
+}
+
+// Phases holds the measured phases of one request. A phase that could not
+// be measured is absent; 0 means measured and nothing waited.
+type Phases struct {
+	ns      [NumPhases]int64
+	present uint16
+}
+
+// Set records a measured phase; negative values (clock skew between
+// CPUs) are clamped to 0.
+func (ps *Phases) Set(p Phase, ns int64) {
+	if ns < 0 {
+		ns = 0
+	}
+	ps.ns[p] = ns
+	ps.present |= 1 << p
+}
+
+// Get returns a phase's duration and whether it was measured.
+func (ps Phases) Get(p Phase) (int64, bool) {
+	return ps.ns[p], ps.present&(1<<p) != 0
+}
+
+// Has reports whether a phase was measured.
+func (ps Phases) Has(p Phase) bool { return ps.present&(1<<p) != 0 }
+
+// Delete marks a phase as not measured.
+func (ps *Phases) Delete(p Phase) { ps.present &^= 1 << p; ps.ns[p] = 0 }
+
+// Each calls fn for every measured phase in canonical order.
+func (ps Phases) Each(fn func(Phase, int64)) {
+	for p := Phase(0); p < NumPhases; p++ {
+		if ps.Has(p) {
+			fn(p, ps.ns[p])
+		}
+	}
+}

@@ -1,0 +1,77 @@
+package correlate
+
+import (
+	"net/netip"
+	"strconv"
+)
+
+// Request is one finished server-side request: the single model every
+// exporter consumes.
+type Request struct {
+	StartUnixNano int64
+	EndUnixNano   int64
+	DurationNs    int64
+	PID           uint32
+	TID           uint32 // the thread that consumed the request
+	Comm          string
+	Service       string
+	CgroupID      uint64
+	Conn          Conn
+	HTTP          *HTTP // nil unless the bytes were plaintext HTTP/1.x
+	TraceID       string
+	SpanID        string
+	ParentSpanID  string
+	Phases        Phases
+	TCP           TCP
+	Spans         []Span
+	EndReason     string // next_request, close, idle, flush
+	Answered      bool   // the app wrote an answer
+}
+
+// Conn identifies the connection a request came on.
+type Conn struct {
+	Local        netip.AddrPort
+	Peer         netip.AddrPort
+	RequestIndex uint32 // 0 for the first request of the connection
+	Sock         uint64 // kernel sock address: unique among open connections
+}
+
+// HTTP holds what was parsed from the request and response heads.
+type HTTP struct {
+	Method string
+	Target string
+	Status int // 0 when the response was not seen or not HTTP
+}
+
+// TCP holds the connection's TCP facts at the end of the request.
+type TCP struct {
+	Valid       bool // srtt/cwnd were read from an incoming segment
+	SrttUs      uint32
+	Retransmits uint32
+	ZeroWindow  uint32
+	SndCwnd     uint32
+	Nagle       bool
+}
+
+// Span is a user-space span (Go awareness) inside the request's app time.
+type Span struct {
+	Name          string
+	StartUnixNano int64
+	DurationNs    int64
+}
+
+// Route is the request's route for grouping: "GET /path" without the
+// query for HTTP, else the protocol and local port.
+func (r *Request) Route() string {
+	if r.HTTP != nil && r.HTTP.Method != "" {
+		path := r.HTTP.Target
+		for i := 0; i < len(path); i++ {
+			if path[i] == '?' || path[i] == '#' {
+				path = path[:i]
+				break
+			}
+		}
+		return r.HTTP.Method + " " + path
+	}
+	return "tcp:" + strconv.Itoa(int(r.Conn.Local.Port()))
+}

@@ -1,0 +1,134 @@
+package export
+
+import (
+	"bufio"
+	"encoding/json"
+	"io"
+	"strconv"
+
+	"github.com/tracerd/tracerd/internal/correlate"
+)
+
+// JSONRecord is the stable JSON-lines shape of one request.
+type JSONRecord struct {
+	StartUnixNano int64      `json:"start_unix_nano"`
+	EndUnixNano   int64      `json:"end_unix_nano"`
+	DurationNs    int64      `json:"duration_ns"`
+	PID           uint32     `json:"pid"`
+	TID           uint32     `json:"tid"`
+	Comm          string     `json:"comm"`
+	Service       string     `json:"service"`
+	CgroupID      uint64     `json:"cgroup_id"`
+	Conn          JSONConn   `json:"conn"`
+	HTTP          *JSONHTTP  `json:"http,omitempty"`
+	TraceID       string     `json:"trace_id"`
+	SpanID        string     `json:"span_id"`
+	ParentSpanID  string     `json:"parent_span_id,omitempty"`
+	Phases        JSONPhases `json:"phases_ns"`
+	TCP           *JSONTCP   `json:"tcp,omitempty"`
+	Spans         []JSONSpan `json:"spans,omitempty"`
+	EndReason     string     `json:"end_reason"`
+}
+
+type JSONConn struct {
+	Local        string `json:"local"`
+	Peer         string `json:"peer"`
+	RequestIndex uint32 `json:"request_index"`
+}
+
+type JSONHTTP struct {
+	Method string `json:"method"`
+	Target string `json:"target"`
+	Status int    `json:"status,omitempty"`
+}
+
+// JSONTCP: srtt_us and snd_cwnd are absent when no segment from the
+// peer was seen during the request.
+type JSONTCP struct {
+	SrttUs      *uint32 `json:"srtt_us,omitempty"`
+	Retransmits uint32  `json:"retransmits"`
+	ZeroWindow  uint32  `json:"zero_window"`
+	SndCwnd     *uint32 `json:"snd_cwnd,omitempty"`
+	Nagle       bool    `json:"nagle"`
+}
+
+type JSONSpan struct {
+	Name          string `json:"name"`
+	StartUnixNano int64  `json:"start_unix_nano"`
+	DurationNs    int64  `json:"duration_ns"`
+}
+
+// JSONPhases marshals measured phases only, in canonical order; an
+// unmeasured phase is absent, never 0.
+type JSONPhases map[string]int64
+
+func (p JSONPhases) MarshalJSON() ([]byte, error) {
+	b := []byte{'{'}
+	for ph := correlate.Phase(0); ph < correlate.NumPhases; ph++ {
+		v, ok := p[ph.String()]
+		if !ok {
+			continue
+		}
+		if len(b) > 1 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendQuote(b, ph.String())
+		b = append(b, ':')
+		b = strconv.AppendInt(b, v, 10)
+	}
+	return append(b, '}'), nil
+}
+
+// ToJSON converts a Request to its JSON-lines shape.
+func ToJSON(r *correlate.Request) JSONRecord {
+	j := JSONRecord{
+		StartUnixNano: r.StartUnixNano,
+		EndUnixNano:   r.EndUnixNano,
+		DurationNs:    r.DurationNs,
+		PID:           r.PID,
+		TID:           r.TID,
+		Comm:          r.Comm,
+		Service:       r.Service,
+		CgroupID:      r.CgroupID,
+		Conn: JSONConn{
+			Local:        r.Conn.Local.String(),
+			Peer:         r.Conn.Peer.String(),
+			RequestIndex: r.Conn.RequestIndex,
+		},
+		TraceID:      r.TraceID,
+		SpanID:       r.SpanID,
+		ParentSpanID: r.ParentSpanID,
+		Phases:       JSONPhases{},
+		EndReason:    r.EndReason,
+	}
+	if r.HTTP != nil {
+		j.HTTP = &JSONHTTP{Method: r.HTTP.Method, Target: r.HTTP.Target, Status: r.HTTP.Status}
+	}
+	r.Phases.Each(func(p correlate.Phase, ns int64) { j.Phases[p.String()] = ns })
+	j.TCP = &JSONTCP{Retransmits: r.TCP.Retransmits, ZeroWindow: r.TCP.ZeroWindow, Nagle: r.TCP.Nagle}
+	if r.TCP.Valid {
+		srtt, cwnd := r.TCP.SrttUs, r.TCP.SndCwnd
+		j.TCP.SrttUs, j.TCP.SndCwnd = &srtt, &cwnd
+	}
+	for _, s := range r.Spans {
+		j.Spans = append(j.Spans, JSONSpan{Name: s.Name, StartUnixNano: s.StartUnixNano, DurationNs: s.DurationNs})
+	}
+	return j
+}
+
+// JSONLines writes one JSON object per line.
+type JSONLines struct {
+	w   *bufio.Writer
+	enc *json.Encoder
+}
+
+func NewJSONLines(w io.Writer) *JSONLines {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	return &JSONLines{w: bw, enc: json.NewEncoder(bw)}
+}
+
+// Write appends one request.
+func (j *JSONLines) Write(r *correlate.Request) error { return j.enc.Encode(ToJSON(r)) }
+
+// Flush pushes buffered lines to the underlying writer.
+func (j *JSONLines) Flush() error { return j.w.Flush() }

@@ -1,0 +1,314 @@
+package loader
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+	"unsafe"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+)
+
+// Record is one finished request as the kernel wrote it.
+type Record = TracerdReqRecord
+
+// RecordSize is the size of a record on the ring buffer.
+const RecordSize = int(unsafe.Sizeof(Record{}))
+
+// Config sets what the BPF programs trace and how much they may hold.
+type Config struct {
+	Targets     Targets
+	IdleTimeout time.Duration // keep-alive request finished after this quiet time
+	MaxConns    uint32        // traced connections held at once
+	RingBytes   uint32        // ring buffer size, a power of two pages
+	Logger      *slog.Logger
+}
+
+// DefaultConfig is what the CLI uses unless told otherwise.
+func DefaultConfig() Config {
+	return Config{IdleTimeout: 500 * time.Millisecond, MaxConns: 65536, RingBytes: 8 << 20}
+}
+
+// Tracer is the loaded and attached kernel engine.
+type Tracer struct {
+	coll    *ebpf.Collection
+	links   []link.Link
+	reader  *ringbuf.Reader
+	Hooks   []HookStatus // what is attached and what is missing
+	raw     ringbuf.Record
+	logger  *slog.Logger
+}
+
+// ErrClosed is returned by Read once the tracer is closed.
+var ErrClosed = ringbuf.ErrClosed
+
+// Open loads and attaches the kernel engine. On error nothing is left
+// attached or loaded.
+func Open(cfg Config) (_ *Tracer, err error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := cfg.Targets.Validate(); err != nil {
+		return nil, err
+	}
+	if _, err := KernelBTF(); err != nil {
+		return nil, err
+	}
+	spec, err := LoadTracerd()
+	if err != nil {
+		return nil, fmt.Errorf("reading embedded BPF object: %w", err)
+	}
+	t := &Tracer{Hooks: ProbeHooks(), logger: log}
+	defer func() {
+		if err != nil {
+			t.Close()
+		}
+	}()
+
+	// Drop the programs of missing hooks before load: their attach
+	// targets would fail the whole collection.
+	missing := map[string]bool{}
+	for _, h := range t.Hooks {
+		if h.OK {
+			continue
+		}
+		if h.Required {
+			return nil, fmt.Errorf("required hook %s is missing: %s", h.Name(), h.Reason)
+		}
+		log.Warn("hook missing, phases disabled", "hook", h.Name(), "reason", h.Reason, "disables", h.Phases)
+		missing[h.Program] = true
+		delete(spec.Programs, h.Program)
+	}
+	if err := configure(spec, cfg, missing); err != nil {
+		return nil, err
+	}
+
+	t.coll, err = ebpf.NewCollection(spec)
+	if err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			return nil, fmt.Errorf("loading BPF programs: %-20v", ve)
+		}
+		if errors.Is(err, os.ErrPermission) {
+			return nil, fmt.Errorf("loading BPF programs: %w: run as root, or grant CAP_BPF, CAP_PERFMON, CAP_SYS_RESOURCE and CAP_SYS_PTRACE", err)
+		}
+		return nil, fmt.Errorf("loading BPF programs: %w", err)
+	}
+	if err := fillTargets(t.coll, cfg.Targets); err != nil {
+		return nil, err
+	}
+	for i := range t.Hooks {
+		h := &t.Hooks[i]
+		if !h.OK {
+			continue
+		}
+		l, err := attach(t.coll.Programs[h.Program], h.Hook)
+		if err != nil {
+			if h.Required {
+				return nil, fmt.Errorf("attaching %s: %w", h.Name(), err)
+			}
+			h.OK, h.Reason = false, err.Error()
+			log.Warn("hook failed to attach, phases disabled", "hook", h.Name(), "error", err, "disables", h.Phases)
+			continue
+		}
+		t.links = append(t.links, l)
+	}
+	t.reader, err = ringbuf.NewReader(t.coll.Maps[TracerdMapEvents])
+	if err != nil {
+		return nil, fmt.Errorf("opening ring buffer: %w", err)
+	}
+	return t, nil
+}
+
+func configure(spec *ebpf.CollectionSpec, cfg Config, missing map[string]bool) error {
+	tg := cfg.Targets
+	cg, err := resolveCgroups(tg.Cgroups)
+	if err != nil {
+		return err
+	}
+	vars := map[string]any{
+		TracerdVarFilterPids:     b2u(len(tg.PIDs) > 0),
+		TracerdVarFilterPorts:    b2u(len(tg.Ports) > 0),
+		TracerdVarFilterComms:    b2u(len(tg.Comms) > 0),
+		TracerdVarFilterCgroups:  b2u(len(tg.Cgroups) > 0),
+		TracerdVarCgroupV1Subsys: cg.v1Subsys,
+		TracerdVarIdleTimeoutNs:  uint64(cfg.IdleTimeout.Nanoseconds()),
+		TracerdVarSchedEnabled:   b2u(!missing[TracerdProgSchedSwitch] && !missing[TracerdProgSchedWakeup]),
+		TracerdVarSoftirqEnabled: b2u(!missing[TracerdProgSoftirqRaise] && !missing[TracerdProgSoftirqEntry] && !missing[TracerdProgSoftirqExit]),
+	}
+	for name, v := range vars {
+		if err := spec.Variables[name].Set(v); err != nil {
+			return fmt.Errorf("setting %s: %w", name, err)
+		}
+	}
+	if cfg.IdleTimeout <= 0 {
+		return errors.New("idle timeout must be positive")
+	}
+	if cfg.MaxConns > 0 {
+		spec.Maps[TracerdMapConns].MaxEntries = cfg.MaxConns
+		spec.Maps[TracerdMapIdleTimers].MaxEntries = cfg.MaxConns
+	}
+	if cfg.RingBytes > 0 {
+		page := uint32(os.Getpagesize())
+		if cfg.RingBytes%page != 0 || cfg.RingBytes&(cfg.RingBytes-1) != 0 {
+			return fmt.Errorf("ring buffer size %d must be a power of two and a multiple of %d", cfg.RingBytes, page)
+		}
+		spec.Maps[TracerdMapEvents].MaxEntries = cfg.RingBytes
+	}
+	return nil
+}
+
+func fillTargets(coll *ebpf.Collection, tg Targets) error {
+	one := uint8(1)
+	for _, pid := range tg.PIDs {
+		if err := coll.Maps[TracerdMapTargetPids].Put(pid, one); err != nil {
+			return fmt.Errorf("adding pid %d: %w", pid, err)
+		}
+	}
+	for _, port := range tg.Ports {
+		if err := coll.Maps[TracerdMapTargetPorts].Put(port, one); err != nil {
+			return fmt.Errorf("adding port %d: %w", port, err)
+		}
+	}
+	for _, comm := range tg.Comms {
+		var key TracerdCommKey
+		for i := 0; i < len(comm) && i < len(key.Comm)-1; i++ {
+			key.Comm[i] = int8(comm[i])
+		}
+		if err := coll.Maps[TracerdMapTargetComms].Put(key, one); err != nil {
+			return fmt.Errorf("adding comm %q: %w", comm, err)
+		}
+	}
+	cg, err := resolveCgroups(tg.Cgroups)
+	if err != nil {
+		return err
+	}
+	for _, id := range cg.ids {
+		if err := coll.Maps[TracerdMapTargetCgroups].Put(id, one); err != nil {
+			return fmt.Errorf("adding cgroup %d: %w", id, err)
+		}
+	}
+	return nil
+}
+
+func attach(prog *ebpf.Program, h Hook) (link.Link, error) {
+	if prog == nil {
+		return nil, fmt.Errorf("program %s not loaded", h.Program)
+	}
+	if h.Kind == "tracepoint" {
+		return link.Tracepoint(h.Group, h.Event, prog, nil)
+	}
+	return link.AttachTracing(link.TracingOptions{Program: prog})
+}
+
+func b2u(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// Read blocks for the next record. It returns ErrClosed after Close.
+func (t *Tracer) Read(rec *Record) error {
+	if err := t.reader.ReadInto(&t.raw); err != nil {
+		return err
+	}
+	if len(t.raw.RawSample) < RecordSize {
+		return fmt.Errorf("short record: %d bytes, want %d", len(t.raw.RawSample), RecordSize)
+	}
+	*rec = *(*Record)(unsafe.Pointer(&t.raw.RawSample[0]))
+	return nil
+}
+
+// SetDeadline makes a blocked Read return os.ErrDeadlineExceeded.
+func (t *Tracer) SetDeadline(d time.Time) { t.reader.SetDeadline(d) }
+
+// Counters are the kernel side's totals since load.
+type Counters struct {
+	ConnsTraced      uint64 `json:"conns_traced"`
+	Records          uint64 `json:"records"`
+	RingbufDrops     uint64 `json:"ringbuf_drops"`
+	ConnMapFull      uint64 `json:"conn_map_full"`
+	TaskMapFull      uint64 `json:"task_map_full"`
+	TimerFails       uint64 `json:"timer_fails"`
+	UnansweredWrites uint64 `json:"unanswered_writes"`
+	CaptureFails     uint64 `json:"capture_fails"`
+	ConnsOpen        uint64 `json:"conns_open"`
+	ConnsMax         uint64 `json:"conns_max"`
+}
+
+// Counters sums the per-CPU counters.
+func (t *Tracer) Counters() (Counters, error) {
+	var c Counters
+	dst := []*uint64{&c.ConnsTraced, &c.Records, &c.RingbufDrops, &c.ConnMapFull,
+		&c.TaskMapFull, &c.TimerFails, &c.UnansweredWrites, &c.CaptureFails}
+	m := t.coll.Maps[TracerdMapCounters]
+	for i := range dst {
+		var perCPU []uint64
+		if err := m.Lookup(uint32(i), &perCPU); err != nil {
+			return c, fmt.Errorf("reading counter %d: %w", i, err)
+		}
+		for _, v := range perCPU {
+			*dst[i] += v
+		}
+	}
+	conns := t.coll.Maps[TracerdMapConns]
+	c.ConnsMax = uint64(conns.MaxEntries())
+	var k uint64
+	it := conns.Iterate()
+	var v TracerdTracedConn
+	for it.Next(&k, &v) {
+		c.ConnsOpen++
+	}
+	return c, it.Err()
+}
+
+// Drain hands over the requests still in progress (answered or not) as
+// records ending with END_FLUSH, so that a shutdown loses nothing.
+func (t *Tracer) Drain(fn func(*Record)) error {
+	var k uint64
+	var v TracerdTracedConn
+	it := t.coll.Maps[TracerdMapConns].Iterate()
+	for it.Next(&k, &v) {
+		if v.State == uint8(TracerdConnStateCONN_IDLE) {
+			continue
+		}
+		v.Req.EndReason = uint8(TracerdEndReasonEND_FLUSH)
+		rec := v.Req
+		fn(&rec)
+	}
+	return it.Err()
+}
+
+// Programs returns the loaded programs by name (for benchmarks' run-time stats).
+func (t *Tracer) Programs() map[string]*ebpf.Program { return t.coll.Programs }
+
+// Detach removes every hook (in reverse order) so that no new records
+// are made; records already made can still be read, and Drain still works.
+func (t *Tracer) Detach() error {
+	var errs []error
+	for i := len(t.links) - 1; i >= 0; i-- {
+		errs = append(errs, t.links[i].Close())
+	}
+	t.links = nil
+	return errors.Join(errs...)
+}
+
+// Close detaches every hook and frees the maps.
+func (t *Tracer) Close() error {
+	errs := []error{t.Detach()}
+	if t.reader != nil {
+		errs = append(errs, t.reader.Close())
+		t.reader = nil
+	}
+	if t.coll != nil {
+		t.coll.Close()
+		t.coll = nil
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,214 @@
+// Command testserver is a minimal HTTP/1.1 keep-alive server for
+// tracerd's end-to-end tests. It injects delays on purpose and prints,
+// per request, the truth it measured itself as one JSON line on stdout.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Truth is what the server measured for one request.
+type Truth struct {
+	Conn           int    `json:"conn"`
+	Index          int    `json:"index"`
+	TID            int    `json:"tid"`
+	AcceptUnixNano int64  `json:"accept_unix_nano,omitempty"`
+	ReadUnixNano   int64  `json:"read_unix_nano"` // the request's first read returned
+	WriteStartNano int64  `json:"write_start_unix_nano"`
+	WriteEndNano   int64  `json:"write_end_unix_nano"` // the last write returned
+	RunDelayNs     int64  `json:"run_delay_ns"`        // schedstat run_delay of this thread, read → write
+	CPUNs          int64  `json:"cpu_ns"`              // thread CPU time spent on the work
+	TotalRetrans   uint32 `json:"total_retrans"`       // TCP_INFO of the connection after the answer
+}
+
+var (
+	addr        = flag.String("addr", "127.0.0.1:0", "listen address")
+	backlog     = flag.Int("backlog", 0, "listen backlog (0: kernel default)")
+	acceptDelay = flag.Duration("accept-delay", 0, "sleep before each accept()")
+	readDelay   = flag.Duration("read-delay", 0, "sleep before reading each request")
+	work        = flag.Duration("work", 0, "CPU time to burn per request")
+	lockThread  = flag.Bool("lock-thread", false, "serve each connection on one OS thread")
+	chunks      = flag.Int("chunks", 1, "write the answer in this many write() calls")
+	chunkGap    = flag.Duration("chunk-gap", 0, "sleep between chunks")
+	noDelay     = flag.Bool("nodelay", true, "set TCP_NODELAY (false: Nagle on)")
+	respSize    = flag.Int("resp-size", 2, "body bytes")
+	sndbuf      = flag.Int("sndbuf", 0, "SO_SNDBUF (0: default)")
+)
+
+var out = struct {
+	sync.Mutex
+	enc *json.Encoder
+}{enc: json.NewEncoder(os.Stdout)}
+
+func emit(v any) {
+	out.Lock()
+	defer out.Unlock()
+	_ = out.enc.Encode(v)
+}
+
+func main() {
+	flag.Parse()
+	ln, err := listen()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "testserver:", err)
+		os.Exit(1)
+	}
+	emit(map[string]any{"listen": ln.Addr().String(), "pid": os.Getpid()})
+	for n := 0; ; n++ {
+		if *acceptDelay > 0 {
+			time.Sleep(*acceptDelay)
+		}
+		c, err := ln.Accept()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "testserver: accept:", err)
+			os.Exit(1)
+		}
+		go serve(c.(*net.TCPConn), n, time.Now().UnixNano())
+	}
+}
+
+func listen() (net.Listener, error) {
+	if *backlog == 0 {
+		return net.Listen("tcp", *addr)
+	}
+	// net.Listen has no backlog option: build the socket by hand.
+	ap, err := net.ResolveTCPAddr("tcp4", *addr)
+	if err != nil {
+		return nil, err
+	}
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+	sa := &unix.SockaddrInet4{Port: ap.Port}
+	copy(sa.Addr[:], ap.IP.To4())
+	if err := unix.Bind(fd, sa); err != nil {
+		return nil, err
+	}
+	if err := unix.Listen(fd, *backlog); err != nil {
+		return nil, err
+	}
+	f := os.NewFile(uintptr(fd), "listener")
+	defer f.Close()
+	return net.FileListener(f)
+}
+
+func serve(c *net.TCPConn, n int, acceptNano int64) {
+	defer c.Close()
+	if *lockThread {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+	}
+	_ = c.SetNoDelay(*noDelay)
+	if *sndbuf > 0 {
+		_ = c.SetWriteBuffer(*sndbuf)
+	}
+	r := bufio.NewReader(c)
+	body := bytes.Repeat([]byte("x"), *respSize)
+	for i := 0; ; i++ {
+		if *readDelay > 0 {
+			time.Sleep(*readDelay)
+		}
+		t := Truth{Conn: n, Index: i}
+		if i == 0 {
+			t.AcceptUnixNano = acceptNano
+		}
+		if _, err := r.Peek(1); err != nil {
+			return
+		}
+		t.ReadUnixNano = time.Now().UnixNano()
+		t.TID = unix.Gettid()
+		delay0 := runDelay()
+		if err := readHead(r); err != nil {
+			return
+		}
+		cpu0 := threadCPU()
+		for *work > 0 && threadCPU()-cpu0 < work.Nanoseconds() {
+		}
+		t.CPUNs = threadCPU() - cpu0
+		head := "HTTP/1.1 200 OK\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n"
+		resp := append([]byte(head), body...)
+		t.RunDelayNs = runDelay() - delay0
+		t.WriteStartNano = time.Now().UnixNano()
+		if err := writeChunks(c, resp); err != nil {
+			return
+		}
+		t.WriteEndNano = time.Now().UnixNano()
+		t.TotalRetrans = totalRetrans(c)
+		emit(t)
+	}
+}
+
+// readHead consumes one request head (through the blank line).
+func readHead(r *bufio.Reader) error {
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return err
+		}
+		if strings.TrimRight(line, "\r\n") == "" {
+			return nil
+		}
+	}
+}
+
+func writeChunks(c *net.TCPConn, b []byte) error {
+	n := max(*chunks, 1)
+	size := (len(b) + n - 1) / n
+	for off := 0; off < len(b); off += size {
+		if off > 0 && *chunkGap > 0 {
+			time.Sleep(*chunkGap)
+		}
+		if _, err := c.Write(b[off:min(off+size, len(b))]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func threadCPU() int64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts)
+	return ts.Nano()
+}
+
+// runDelay is this thread's cumulative run-queue wait (schedstat field 2).
+func runDelay() int64 {
+	b, err := os.ReadFile("/proc/thread-self/schedstat")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0
+	}
+	v, _ := strconv.ParseInt(f[1], 10, 64)
+	return v
+}
+
+func totalRetrans(c *net.TCPConn) uint32 {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	var info *unix.TCPInfo
+	_ = raw.Control(func(fd uintptr) { info, _ = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) })
+	if info == nil {
+		return 0
+	}
+	return info.Total_retrans
+}

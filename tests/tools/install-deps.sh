@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs, from Debian's packages, what building and testing tracerd
+# needs and this machine lacks. Idempotent: does nothing when all present.
+set -euo pipefail
+
+want=()
+need() { # need COMMAND PACKAGE
+	command -v "$1" >/dev/null 2>&1 || want+=("$2")
+}
+case "${1:-test}" in
+generate)
+	need clang clang
+	need llvm-strip llvm
+	need bpftool bpftool
+	[ -f /usr/include/bpf/bpf_helpers.h ] || want+=(libbpf-dev)
+	;;
+test)
+	need nginx nginx-light
+	need nft nftables
+	need curl curl
+	need ip iproute2
+	;;
+bench)
+	need wrk wrk
+	;;
+esac
+if [ ${#want[@]} -gt 0 ]; then
+	echo "installing: ${want[*]}" >&2
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "need root to install ${want[*]} (or install them yourself)" >&2
+		exit 1
+	fi
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${want[@]}" >/dev/null
+fi
