@@ -45,7 +45,12 @@ int BPF_PROG(tcp_retransmit_skb, const struct sock *sk,
 	__u64 key = (__u64)sk;
 	struct traced_conn *c = bpf_map_lookup_elem(&conns, &key);
 
-	if (c && c->state != CONN_IDLE)
-		c->req.retransmits++;
+	if (!c || c->state == CONN_IDLE || err)
+		return 0;
+	/* Count segments, as tcpi_total_retrans does: a retransmitted skb
+	 * may carry several (TCP_SKB_CB(skb)->tcp_gso_segs). */
+	struct tcp_skb_cb *cb = (struct tcp_skb_cb *)&skb->cb[0];
+	__u16 segs = BPF_CORE_READ(cb, tcp_gso_segs);
+	c->req.retransmits += segs ? segs : 1;
 	return 0;
 }

@@ -31,7 +31,7 @@ type Truth struct {
 	WriteEndNano   int64  `json:"write_end_unix_nano"` // the last write returned
 	RunDelayNs     int64  `json:"run_delay_ns"`        // schedstat run_delay of this thread, read → write
 	CPUNs          int64  `json:"cpu_ns"`              // thread CPU time spent on the work
-	TotalRetrans   uint32 `json:"total_retrans"`       // TCP_INFO of the connection after the answer
+	RetransAtRead  uint32 `json:"retrans_at_read"`     // TCP_INFO total_retrans when the request was read
 }
 
 var (
@@ -45,7 +45,7 @@ var (
 	chunkGap    = flag.Duration("chunk-gap", 0, "sleep between chunks")
 	noDelay     = flag.Bool("nodelay", true, "set TCP_NODELAY (false: Nagle on)")
 	respSize    = flag.Int("resp-size", 2, "body bytes")
-	sndbuf      = flag.Int("sndbuf", 0, "SO_SNDBUF (0: default)")
+	sndbuf      = flag.Int("sndbuf", 0, "SO_SNDBUFFORCE bytes (0: kernel autotuning)")
 )
 
 var out = struct {
@@ -115,7 +115,12 @@ func serve(c *net.TCPConn, n int, acceptNano int64) {
 	}
 	_ = c.SetNoDelay(*noDelay)
 	if *sndbuf > 0 {
-		_ = c.SetWriteBuffer(*sndbuf)
+		// FORCE: past net.core.wmem_max, so a big answer fits at once.
+		if raw, err := c.SyscallConn(); err == nil {
+			_ = raw.Control(func(fd uintptr) {
+				_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, *sndbuf)
+			})
+		}
 	}
 	r := bufio.NewReader(c)
 	body := bytes.Repeat([]byte("x"), *respSize)
@@ -132,6 +137,7 @@ func serve(c *net.TCPConn, n int, acceptNano int64) {
 		}
 		t.ReadUnixNano = time.Now().UnixNano()
 		t.TID = unix.Gettid()
+		t.RetransAtRead = totalRetrans(c)
 		delay0 := runDelay()
 		if err := readHead(r); err != nil {
 			return
@@ -148,7 +154,6 @@ func serve(c *net.TCPConn, n int, acceptNano int64) {
 			return
 		}
 		t.WriteEndNano = time.Now().UnixNano()
-		t.TotalRetrans = totalRetrans(c)
 		emit(t)
 	}
 }
