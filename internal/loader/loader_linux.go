@@ -35,12 +35,12 @@ func DefaultConfig() Config {
 
 // Tracer is the loaded and attached kernel engine.
 type Tracer struct {
-	coll    *ebpf.Collection
-	links   []link.Link
-	reader  *ringbuf.Reader
-	Hooks   []HookStatus // what is attached and what is missing
-	raw     ringbuf.Record
-	logger  *slog.Logger
+	coll   *ebpf.Collection
+	links  []link.Link
+	reader *ringbuf.Reader
+	Hooks  []HookStatus // what is attached and what is missing
+	raw    ringbuf.Record
+	logger *slog.Logger
 }
 
 // ErrClosed is returned by Read once the tracer is closed.
