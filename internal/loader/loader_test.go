@@ -2,7 +2,14 @@ package loader
 
 import (
 	"os"
+	"strings"
 	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/link"
 )
 
 func requireRoot(t *testing.T) {
@@ -23,5 +30,141 @@ func TestOpenAttachesEveryHook(t *testing.T) {
 		if !h.OK {
 			t.Errorf("hook %s not attached on this kernel: %s", h.Name(), h.Reason)
 		}
+	}
+}
+
+// ours counts the programs, maps and links of tracerd (by object name)
+// on the system, whoever loaded them.
+func ours(t *testing.T) (progs, maps, links int) {
+	t.Helper()
+	spec, err := LoadTracerd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Older kernels cut names to BPF_OBJ_NAME_LEN; newer give them whole.
+	trunc := func(s string) string { return s[:min(len(s), 15)] }
+	names := map[string]bool{}
+	for name := range spec.Programs {
+		names["p:"+trunc(name)] = true
+	}
+	for name := range spec.Maps {
+		names["m:"+trunc(name)] = true
+	}
+	progIDs := map[ebpf.ProgramID]bool{}
+	for id := ebpf.ProgramID(0); ; {
+		next, err := ebpf.ProgramGetNextID(id)
+		if err != nil {
+			break
+		}
+		id = next
+		if p, err := ebpf.NewProgramFromID(id); err == nil {
+			if info, err := p.Info(); err == nil && names["p:"+trunc(info.Name)] {
+				progs++
+				progIDs[id] = true
+			}
+			p.Close()
+		}
+	}
+	for id := ebpf.MapID(0); ; {
+		next, err := ebpf.MapGetNextID(id)
+		if err != nil {
+			break
+		}
+		id = next
+		if m, err := ebpf.NewMapFromID(id); err == nil {
+			if info, err := m.Info(); err == nil && names["m:"+trunc(info.Name)] {
+				maps++
+			}
+			m.Close()
+		}
+	}
+	it := new(link.Iterator)
+	for it.Next() {
+		l := it.Take()
+		if info, err := l.Info(); err == nil && progIDs[info.Program] {
+			links++
+		}
+		l.Close()
+	}
+	return
+}
+
+// waitNoneOfOurs polls until no object of ours remains: maps are freed
+// after an RCU grace period.
+func waitNoneOfOurs(t *testing.T, when string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		p, m, l := ours(t)
+		if p == 0 && m == 0 && l == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %d programs, %d maps, %d links of tracerd left behind", when, p, m, l)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestCloseLeavesNothing: after Close no program, map or link of ours remains.
+func TestCloseLeavesNothing(t *testing.T) {
+	requireRoot(t)
+	waitNoneOfOurs(t, "before Open")
+	tr, err := Open(DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, m, l := ours(t)
+	if p != len(Hooks) || l != len(Hooks) || m == 0 {
+		t.Fatalf("after Open: %d programs, %d maps, %d links; want %d programs and links", p, m, l, len(Hooks))
+	}
+	if err := tr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitNoneOfOurs(t, "after Close")
+}
+
+// TestOpenFailsCleanly: an Open that fails leaves nothing loaded.
+func TestOpenFailsCleanly(t *testing.T) {
+	requireRoot(t)
+	waitNoneOfOurs(t, "before Open")
+	cfg := DefaultConfig()
+	cfg.RingBytes = 12345 // not a power of two: fails after BTF and spec load
+	if _, err := Open(cfg); err == nil {
+		t.Fatal("Open accepted a bad ring buffer size")
+	}
+	cfg = DefaultConfig()
+	cfg.Targets.Cgroups = []string{"/proc"}
+	if _, err := Open(cfg); err == nil || !strings.Contains(err.Error(), "not a cgroup directory") {
+		t.Fatalf("Open with a non-cgroup: %v", err)
+	}
+	cfg = DefaultConfig()
+	cfg.MaxConns = 1 << 31 // too big for the kernel to allocate: fails during load
+	if _, err := Open(cfg); err == nil {
+		t.Log("kernel accepted a 2^31-entry map; load failure path not exercised")
+	}
+	waitNoneOfOurs(t, "after failed Opens")
+}
+
+// TestRecordLayout: Go and C agree on the record's size, so decoding by
+// the generated type's layout is sound.
+func TestRecordLayout(t *testing.T) {
+	spec, err := LoadTracerd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec *btf.Struct
+	if err := spec.Types.TypeByName("req_record", &rec); err != nil {
+		t.Fatal(err)
+	}
+	if int(rec.Size) != RecordSize {
+		t.Fatalf("C struct req_record is %d bytes, Go Record %d", rec.Size, RecordSize)
+	}
+	var conn *btf.Struct
+	if err := spec.Types.TypeByName("traced_conn", &conn); err != nil {
+		t.Fatal(err)
+	}
+	if int(conn.Size) != int(unsafe.Sizeof(TracerdTracedConn{})) {
+		t.Fatalf("C struct traced_conn is %d bytes, Go %d", conn.Size, unsafe.Sizeof(TracerdTracedConn{}))
 	}
 }

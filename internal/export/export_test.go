@@ -1,0 +1,165 @@
+package export
+
+import (
+	"bytes"
+	"flag"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/pprof/profile"
+
+	"github.com/tracerd/tracerd/internal/correlate"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs from golden file:\ngot:\n%s\nwant:\n%s", name, got, want)
+	}
+}
+
+// fixedRequests are two requests with known phases.
+func fixedRequests() []correlate.Request {
+	a := correlate.Request{
+		StartUnixNano: 1_700_000_000_000_000_000, EndUnixNano: 1_700_000_000_065_000_000, DurationNs: 65_000_000,
+		PID: 42, TID: 43, Comm: "api", Service: "api", CgroupID: 7,
+		Conn:    correlate.Conn{Local: netip.MustParseAddrPort("127.0.0.1:8080"), Peer: netip.MustParseAddrPort("127.0.0.1:51234")},
+		HTTP:    &correlate.HTTP{Method: "GET", Target: "/api/x?id=1", Status: 200},
+		TraceID: "0af7651916cd43dd8448eb211c80319c", SpanID: "00f067aa0ba902b7", ParentSpanID: "b7ad6b7169203331",
+		TCP:       correlate.TCP{Valid: true, SrttUs: 30, SndCwnd: 10, Nagle: true},
+		EndReason: "next_request", Answered: true,
+	}
+	for p, v := range map[correlate.Phase]int64{correlate.AcceptQueue: 10e6, correlate.RecvQueue: 20e6,
+		correlate.Runqueue: 4e6, correlate.CFSThrottle: 5e6, correlate.App: 30e6, correlate.SendQueue: 5e6, correlate.AckWait: 1e6} {
+		a.Phases.Set(p, v)
+	}
+	b := a
+	b.HTTP = nil
+	b.ParentSpanID = ""
+	b.TCP = correlate.TCP{Retransmits: 2}
+	b.Conn.RequestIndex = 1
+	b.Phases = correlate.Phases{}
+	b.Phases.Set(correlate.App, 1e6)
+	b.Phases.Set(correlate.SendQueue, 0)
+	return []correlate.Request{a, b}
+}
+
+func TestJSONLinesGolden(t *testing.T) {
+	var buf bytes.Buffer
+	jl := NewJSONLines(&buf)
+	for _, r := range fixedRequests() {
+		if err := jl.Write(&r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := jl.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "requests.jsonl", buf.Bytes())
+}
+
+// The profile keeps nested phases under app, so latency sums to the
+// top-level phases only, and each request is counted once.
+func TestProfileNoDoubleCounting(t *testing.T) {
+	p := NewProfile()
+	reqs := fixedRequests()
+	var wantLatency int64
+	for i := range reqs {
+		p.Add(&reqs[i])
+		reqs[i].Phases.Each(func(ph correlate.Phase, ns int64) {
+			if !ph.Nested() {
+				wantLatency += ns
+			}
+		})
+	}
+	var buf bytes.Buffer
+	if err := p.WriteProfile(&buf); err != nil {
+		t.Fatal(err)
+	}
+	prof, err := profile.Parse(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := prof.CheckValid(); err != nil {
+		t.Fatal(err)
+	}
+	var count, latency int64
+	stacks := map[string]int64{}
+	for _, s := range prof.Sample {
+		count += s.Value[0]
+		latency += s.Value[1]
+		var names []string
+		for i := len(s.Location) - 1; i >= 0; i-- {
+			names = append(names, s.Location[i].Line[0].Function.Name)
+		}
+		stacks[strings.Join(names, ";")] += s.Value[1]
+		if s.Label["phase"][0] != names[len(names)-1] || s.NumLabel["pid"][0] != 42 {
+			t.Errorf("labels %v %v for %v", s.Label, s.NumLabel, names)
+		}
+	}
+	if count != 2 || latency != wantLatency {
+		t.Errorf("requests %d latency %d; want 2 and %d", count, latency, wantLatency)
+	}
+	if got := stacks["service api;GET /api/x;app;runqueue"]; got != 4e6 {
+		t.Errorf("runqueue under app = %d", got)
+	}
+	if got := stacks["service api;GET /api/x;app"]; got != 21e6 { // 30 − 4 − 5
+		t.Errorf("app self time = %d, want 21ms", got)
+	}
+	if got := stacks["service api;tcp:8080;app"]; got != 1e6 {
+		t.Errorf("non-HTTP route: %v", stacks)
+	}
+}
+
+func TestHistogramQuantiles(t *testing.T) {
+	var h histogram
+	rng := rand.New(rand.NewPCG(1, 2))
+	vals := make([]int64, 10000)
+	for i := range vals {
+		vals[i] = rng.Int64N(1e9)
+		h.add(vals[i])
+	}
+	slices.Sort(vals)
+	for _, q := range []float64{0.5, 0.99} {
+		want := vals[int(q*float64(len(vals)))-1]
+		got := h.quantile(q)
+		if d := float64(got-want) / float64(want); d > 0.02 || d < -0.02 {
+			t.Errorf("q%.2f = %d, exact %d (%.1f%% off)", q, got, want, d*100)
+		}
+	}
+	if h.max != vals[len(vals)-1] {
+		t.Errorf("max %d", h.max)
+	}
+}
+
+func TestSummary(t *testing.T) {
+	s := NewSummary(1)
+	for _, r := range fixedRequests() {
+		s.Add(&r)
+	}
+	var buf bytes.Buffer
+	s.Write(&buf)
+	out := buf.String()
+	for _, want := range []string{"2 requests", "recv_queue", "  runqueue", "slowest 1:", "GET /api/x", "[runqueue=4.00ms]"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("summary lacks %q:\n%s", want, out)
+		}
+	}
+}
