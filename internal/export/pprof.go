@@ -17,6 +17,10 @@ import (
 // Sample types: latency/nanoseconds (the default) sums phase time;
 // requests/count puts each request once, on its dominant phase (the
 // phase with the most self time), so a route's total is its request count.
+//
+// ack_wait is left out: it comes after the answer's last byte left (the
+// end of the request's duration), so it is not part of the latency the
+// flame graph splits. The JSON lines and the summary carry it.
 type Profile struct {
 	startNano, endNano int64
 	samples            map[sampleKey]*[2]int64 // requests, latency
@@ -39,6 +43,7 @@ func (p *Profile) Add(r *correlate.Request) {
 		p.endNano = r.EndUnixNano
 	}
 	self := SelfTimes(r.Phases)
+	delete(self, correlate.AckWait)
 	dominant, best := correlate.NumPhases, int64(-1)
 	for ph := correlate.Phase(0); ph < correlate.NumPhases; ph++ {
 		if v, ok := self[ph]; ok && v > best {
