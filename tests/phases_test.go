@@ -127,6 +127,9 @@ func TestRunqueue(t *testing.T) {
 			t.Fatalf("run-queue wait not provoked: %s", time.Duration(truths[i].RunDelayNs))
 		}
 		within(t, fmt.Sprintf("request %d runqueue", i), phase(t, r, "runqueue"), truths[i].RunDelayNs)
+		// app: from the read's return to the last write's return, as the
+		// server timed it.
+		within(t, fmt.Sprintf("request %d app", i), phase(t, r, "app"), truths[i].WriteEndNano-truths[i].ReadUnixNano)
 		if v := phase(t, r, "cfs_throttle"); v != 0 {
 			t.Errorf("request %d: cfs_throttle = %s without a quota", i, time.Duration(v))
 		}

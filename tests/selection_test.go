@@ -219,3 +219,26 @@ func TestProfileReadBack(t *testing.T) {
 		t.Errorf("requests not attributed to their dominant phase:\n%s", out)
 	}
 }
+
+// TestSkipHook: an optional hook turned off removes only its phases.
+func TestSkipHook(t *testing.T) {
+	needRoot(t)
+	srv := startServer(t, nil)
+	tr := startTracer(t, "--pid", strconv.Itoa(srv.PID), "--skip-hook", "sched_switch", "--skip-hook", "softirq_raise")
+	c := dial(t, srv.Addr)
+	if _, err := request(c, "/skip", 0); err != nil {
+		t.Fatal(err)
+	}
+	r := byPeer(t, tr.Stop(t), c, 1)[0]
+	for _, p := range []string{"runqueue", "cfs_throttle", "softirq"} {
+		if _, ok := r.Phases[p]; ok {
+			t.Errorf("%s present although its hook was skipped", p)
+		}
+	}
+	for _, p := range []string{"accept_queue", "recv_queue", "app", "send_queue"} {
+		phase(t, r, p)
+	}
+	if !strings.Contains(tr.stderr.String(), "skipped by configuration") {
+		t.Errorf("the log does not say which hook was skipped:\n%s", tr.stderr)
+	}
+}

@@ -36,7 +36,7 @@ func checkCmd(args []string) int {
 	fmt.Println("\nhooks:")
 	for _, h := range loader.ProbeHooks() {
 		if h.OK {
-			fmt.Printf("  ok       %-34s %s\n", h.Name(), strings.Join(h.Phases, ", "))
+			fmt.Printf("  ok       %-34s %s (program %s)\n", h.Name(), strings.Join(h.Phases, ", "), h.Program)
 			continue
 		}
 		what := "optional, loses: " + strings.Join(h.Phases, ", ")

@@ -56,6 +56,7 @@ func targetFlags(fs *flag.FlagSet, t *loader.Targets) {
 // engineFlags registers the kernel engine's limits.
 func engineFlags(fs *flag.FlagSet, cfg *loader.Config) {
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", cfg.IdleTimeout, "a keep-alive request is finished after this long without activity")
+	fs.Var(stringList{&cfg.SkipHooks}, "skip-hook", "do not attach this optional hook (program name from 'tracerd check'); its phases go absent")
 	fs.Func("max-conns", fmt.Sprintf("traced connections held at once (default %d)", cfg.MaxConns), func(s string) error {
 		v, err := strconv.ParseUint(s, 10, 32)
 		if err != nil || v == 0 {

@@ -25,6 +25,9 @@ type Config struct {
 	IdleTimeout time.Duration // keep-alive request finished after this quiet time
 	MaxConns    uint32        // traced connections held at once
 	RingBytes   uint32        // ring buffer size, a power of two pages
+	// SkipHooks names programs (Hook.Program) not to attach, e.g. to
+	// spare sched_switch's cost on a busy host; their phases go absent.
+	SkipHooks []string
 	Logger      *slog.Logger
 }
 
@@ -64,6 +67,9 @@ func Open(cfg Config) (_ *Tracer, err error) {
 		return nil, fmt.Errorf("reading embedded BPF object: %w", err)
 	}
 	t := &Tracer{Hooks: ProbeHooks(), logger: log}
+	if err := skipHooks(t.Hooks, cfg.SkipHooks); err != nil {
+		return nil, err
+	}
 	defer func() {
 		if err != nil {
 			t.Close()
@@ -123,6 +129,27 @@ func Open(cfg Config) (_ *Tracer, err error) {
 		return nil, fmt.Errorf("opening ring buffer: %w", err)
 	}
 	return t, nil
+}
+
+// skipHooks marks the hooks the configuration turned off as missing.
+func skipHooks(hooks []HookStatus, skip []string) error {
+	for _, name := range skip {
+		found := false
+		for i := range hooks {
+			h := &hooks[i]
+			if h.Program != name {
+				continue
+			}
+			if h.Required {
+				return fmt.Errorf("hook %s is required and cannot be skipped", name)
+			}
+			h.OK, h.Reason, found = false, "skipped by configuration", true
+		}
+		if !found {
+			return fmt.Errorf("no hook named %q (see tracerd check)", name)
+		}
+	}
+	return nil
 }
 
 func configure(spec *ebpf.CollectionSpec, cfg Config, missing map[string]bool) error {

@@ -168,3 +168,41 @@ func TestRecordLayout(t *testing.T) {
 		t.Fatalf("C struct traced_conn is %d bytes, Go %d", conn.Size, unsafe.Sizeof(TracerdTracedConn{}))
 	}
 }
+
+// TestSkippedHookDisablesOnlyItsPhases: a hook turned off (as if the
+// kernel lacked it) is reported with its reason and the rest attach.
+func TestSkippedHookDisablesOnlyItsPhases(t *testing.T) {
+	requireRoot(t)
+	cfg := DefaultConfig()
+	cfg.SkipHooks = []string{TracerdProgSchedSwitch, TracerdProgNetDevStartXmit}
+	tr, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	attached := 0
+	for _, h := range tr.Hooks {
+		skipped := h.Program == TracerdProgSchedSwitch || h.Program == TracerdProgNetDevStartXmit
+		if h.OK == skipped {
+			t.Errorf("%s: ok=%v", h.Name(), h.OK)
+		}
+		if skipped && h.Reason != "skipped by configuration" {
+			t.Errorf("%s: reason %q", h.Name(), h.Reason)
+		}
+		if h.OK {
+			attached++
+		}
+	}
+	if p, _, l := ours(t); p != len(Hooks)-2 || l != attached {
+		t.Errorf("%d programs, %d links loaded; want %d", p, l, attached)
+	}
+
+	cfg.SkipHooks = []string{TracerdProgSockRecvLength}
+	if _, err := Open(cfg); err == nil || !strings.Contains(err.Error(), "required") {
+		t.Errorf("skipping a required hook: %v", err)
+	}
+	cfg.SkipHooks = []string{"nope"}
+	if _, err := Open(cfg); err == nil || !strings.Contains(err.Error(), `no hook named "nope"`) {
+		t.Errorf("skipping an unknown hook: %v", err)
+	}
+}
