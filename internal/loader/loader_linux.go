@@ -28,7 +28,7 @@ type Config struct {
 	// SkipHooks names programs (Hook.Program) not to attach, e.g. to
 	// spare sched_switch's cost on a busy host; their phases go absent.
 	SkipHooks []string
-	Logger      *slog.Logger
+	Logger    *slog.Logger
 }
 
 // DefaultConfig is what the CLI uses unless told otherwise.
