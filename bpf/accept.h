@@ -4,6 +4,7 @@
 
 #include "request.h"
 #include "timer.h"
+#include "proc.h"
 
 #define AF_INET 2
 #define AF_INET6 10
@@ -72,6 +73,7 @@ static __always_inline int on_accept_exit(struct syscall_exit_ctx *ctx)
 	struct req_record *r = &c->req;
 	__u64 now = bpf_ktime_get_ns();
 
+	r->kind = EV_REQUEST;
 	r->sk = key;
 	r->pid = tgid;
 	r->tid = (__u32)pid_tgid;
@@ -91,7 +93,8 @@ static __always_inline int on_accept_exit(struct syscall_exit_ctx *ctx)
 	}
 
 	__u8 one = 1;
-	bpf_map_update_elem(&traced_tgids, &tgid, &one, BPF_ANY);
+	if (!bpf_map_update_elem(&traced_tgids, &tgid, &one, BPF_NOEXIST))
+		emit_proc(tgid, PROC_TRACED);
 	count(CNT_CONNS_TRACED);
 	return 0;
 }

@@ -152,3 +152,47 @@ static __always_inline int seq_ge(__u32 a, __u32 b)
 {
 	return (__s32)(a - b) >= 0;
 }
+
+/* Go processes with their struct offsets (set by Go per process). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, struct go_proc);
+} go_procs SEC(".maps");
+
+struct go_call_key {
+	__u32 pid;
+	__u32 func;
+	__u64 goid;
+};
+
+/* Go calls in progress: entry seen, return not yet. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct go_call_key);
+	__type(value, struct go_event);
+} go_calls SEC(".maps");
+
+/* A stop-the-world pause in progress, per process. */
+struct stw_state {
+	__u64 start;
+	__u32 reason;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, struct stw_state);
+} go_stw SEC(".maps");
+
+/* Scratch space for a go_event (too big to build on the stack twice). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct go_event);
+} go_scratch SEC(".maps");

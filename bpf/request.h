@@ -2,6 +2,7 @@
 #pragma once
 
 #include "maps.h"
+#include "goruntime.h"
 
 /* x86_64 syscall numbers, to find the user buffer of the current
  * read/write from the syscall's registers. */
@@ -150,6 +151,10 @@ static __always_inline void start_request(struct traced_conn *c, __u64 now, int 
 		}
 	}
 	r->req_len = capture(r->req_head, REQ_HEAD_CAP, ret);
+
+	__u32 pid = r->pid;
+	struct go_proc *gp = bpf_map_lookup_elem(&go_procs, &pid);
+	r->goid = gp ? goid_at_syscall(gp) : 0;
 }
 
 /* Scheduling delay of the serving thread since T_rd. */

@@ -18,6 +18,8 @@
 #include "send.h"
 #include "tcp.h"
 #include "sched.h"
+#include "proc.h"
+#include "goruntime.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -27,3 +29,9 @@ const enum req_flags *unused_req_flags __attribute__((unused));
 const enum end_reason *unused_end_reason __attribute__((unused));
 const enum counter *unused_counter __attribute__((unused));
 const enum conn_state *unused_conn_state __attribute__((unused));
+const enum event_kind *unused_event_kind __attribute__((unused));
+const enum go_func *unused_go_func __attribute__((unused));
+const enum go_capture *unused_go_capture __attribute__((unused));
+const enum proc_what *unused_proc_what __attribute__((unused));
+const struct go_event *unused_go_event __attribute__((unused));
+const struct proc_note *unused_proc_event __attribute__((unused));

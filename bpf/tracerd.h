@@ -36,12 +36,23 @@ enum counter {
 	CNT_TIMER_FAILS = 5,     /* idle timers that could not be armed */
 	CNT_UNANSWERED_WRITES = 6, /* writes outside any request (server-first) */
 	CNT_CAPTURE_FAILS = 7,   /* HTTP head copies that failed */
-	NR_COUNTERS = 8,
+	CNT_GO_DROPS = 8,        /* Go events lost: ring buffer full */
+	CNT_GO_MAP_FULL = 9,     /* Go calls not timed: map full */
+	NR_COUNTERS = 10,
+};
+
+/* What a ring-buffer entry is: its first __u32. */
+enum event_kind {
+	EV_REQUEST = 1, /* struct req_record */
+	EV_GO = 2,      /* struct go_event */
+	EV_PROC = 3,    /* struct proc_note */
 };
 
 /* One finished request, as written to the ring buffer. Times are
  * CLOCK_MONOTONIC ns; 0 means not seen. */
 struct req_record {
+	__u32 kind; /* EV_REQUEST */
+	__u32 pad0;
 	__u64 sk; /* kernel sock address: connection identity in one run */
 	__u64 cgroup_id;
 	__u64 t_est;
@@ -55,6 +66,7 @@ struct req_record {
 	__u64 softirq_ns;
 	__u64 runq_ns;
 	__u64 throttle_ns;
+	__u64 goid; /* Go: goroutine that read the request, 0 if not Go */
 	__u32 pid;
 	__u32 tid;
 	__u32 request_index;
@@ -100,4 +112,70 @@ struct traced_conn {
 	__u8 rx_has_softirq;
 	__u8 peer_zero_window;
 	__u8 pad[5];
+};
+
+/* Go functions probed; the uprobe's BPF cookie. */
+enum go_func {
+	GO_JSON_MARSHAL = 1,
+	GO_JSON_UNMARSHAL = 2,
+	GO_JSON_ENCODE = 3,
+	GO_JSON_DECODE = 4,
+	GO_PROTO_MARSHAL = 5,
+	GO_PROTO_UNMARSHAL = 6,
+	GO_SERVE_HTTP = 7,     /* net/http.serverHandler.ServeHTTP */
+	GO_WRITE_HEADER = 8,   /* (*response|*http2responseWriter).WriteHeader */
+	GO_STW = 9,            /* stopTheWorldWithSema → startTheWorldWithSema */
+	GO_CALIBRATE = 10,     /* tracerd's own empty function: probe cost */
+	GO_GRPC_METHOD = 11,   /* grpc server: handleStream / processUnaryRPC */
+	GO_FUNC_MAX = 12,
+};
+
+enum go_capture {
+	GO_METHOD_CAP = 16,
+	GO_PATH_CAP = 128,
+	GO_REMOTE_CAP = 48,
+};
+
+/* A Go event: a timed call on a goroutine, a stop-the-world pause
+ * (arg = stwReason), or a status written (arg = status code). */
+struct go_event {
+	__u32 kind; /* EV_GO */
+	__u32 pid;
+	__u64 goid;
+	__u64 start;
+	__u64 end;
+	__u32 func; /* enum go_func */
+	__u32 arg;
+	__u32 tid;
+	__u8 method_len;
+	__u8 path_len;
+	__u8 remote_len;
+	__u8 proto_major;
+	char method[GO_METHOD_CAP];
+	char path[GO_PATH_CAP];
+	char remote[GO_REMOTE_CAP];
+};
+
+/* Where to find things in a Go process's memory (from its binary's
+ * DWARF or a per-version table; set by Go per process). */
+struct go_proc {
+	__u64 g_goid;
+	__u64 req_method;      /* net/http.Request.Method (string) */
+	__u64 req_url;         /* net/http.Request.URL (*url.URL) */
+	__u64 req_proto_major; /* net/http.Request.ProtoMajor (int) */
+	__u64 req_remote_addr; /* net/http.Request.RemoteAddr (string) */
+	__u64 url_path;        /* net/url.URL.Path (string) */
+};
+
+enum proc_what {
+	PROC_TRACED = 1, /* a process got its first traced connection */
+	PROC_EXEC = 2,   /* a selected or traced process exec'd */
+	PROC_EXIT = 3,   /* a traced process exited */
+};
+
+struct proc_note {
+	__u32 kind; /* EV_PROC */
+	__u32 pid;
+	__u32 what; /* enum proc_what */
+	__u32 pad;
 };

@@ -36,6 +36,8 @@ var Hooks = []Hook{
 	{Program: TracerdProgSchedWakeup, Kind: "tp_btf", Event: "sched_wakeup", Phases: []string{"runqueue", "cfs_throttle"}},
 	{Program: TracerdProgSchedWakeupNew, Kind: "tp_btf", Event: "sched_wakeup_new", Phases: []string{"runqueue", "cfs_throttle"}},
 	{Program: TracerdProgSchedSwitch, Kind: "tp_btf", Event: "sched_switch", Phases: []string{"runqueue", "cfs_throttle"}},
+	{Program: TracerdProgSchedProcessExec, Kind: "tp_btf", Event: "sched_process_exec", Phases: []string{"Go probes for exec'd processes"}},
+	{Program: TracerdProgSchedProcessExit, Kind: "tp_btf", Event: "sched_process_exit", Phases: []string{"Go probes removed at exit", "thread map cleanup"}},
 }
 
 // HookStatus says whether a hook is usable on this kernel and why not.

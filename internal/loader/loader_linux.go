@@ -16,8 +16,29 @@ import (
 // Record is one finished request as the kernel wrote it.
 type Record = TracerdReqRecord
 
-// RecordSize is the size of a record on the ring buffer.
+// GoEvent is a timed Go call, stop-the-world pause or status written.
+type GoEvent = TracerdGoEvent
+
+// ProcNote says a traced process appeared, exec'd or exited.
+type ProcNote = TracerdProcNote
+
+// RecordSize is the size of a request record on the ring buffer.
 const RecordSize = int(unsafe.Sizeof(Record{}))
+
+// Event is one ring-buffer entry; Kind says which field is valid.
+type Event struct {
+	Kind    TracerdEventKind
+	Request Record
+	Go      GoEvent
+	Proc    ProcNote
+}
+
+// Event kinds.
+const (
+	KindRequest = TracerdEventKindEV_REQUEST
+	KindGo      = TracerdEventKindEV_GO
+	KindProc    = TracerdEventKindEV_PROC
+)
 
 // Config sets what the BPF programs trace and how much they may hold.
 type Config struct {
@@ -240,15 +261,40 @@ func b2u(b bool) uint8 {
 	return 0
 }
 
-// Read blocks for the next record. It returns ErrClosed after Close.
-func (t *Tracer) Read(rec *Record) error {
+// Read blocks for the next event. It returns ErrClosed after Close.
+// Entries are decoded by the generated types' layout (the C structs),
+// after checking their size.
+func (t *Tracer) Read(ev *Event) error {
 	if err := t.reader.ReadInto(&t.raw); err != nil {
 		return err
 	}
-	if len(t.raw.RawSample) < RecordSize {
-		return fmt.Errorf("short record: %d bytes, want %d", len(t.raw.RawSample), RecordSize)
+	raw := t.raw.RawSample
+	if len(raw) < 4 {
+		return fmt.Errorf("short ring-buffer entry: %d bytes", len(raw))
 	}
-	*rec = *(*Record)(unsafe.Pointer(&t.raw.RawSample[0]))
+	ev.Kind = TracerdEventKind(*(*uint32)(unsafe.Pointer(&raw[0])))
+	var want int
+	switch ev.Kind {
+	case KindRequest:
+		want = RecordSize
+	case KindGo:
+		want = int(unsafe.Sizeof(GoEvent{}))
+	case KindProc:
+		want = int(unsafe.Sizeof(ProcNote{}))
+	default:
+		return fmt.Errorf("unknown ring-buffer entry kind %d", ev.Kind)
+	}
+	if len(raw) < want {
+		return fmt.Errorf("short entry of kind %d: %d bytes, want %d", ev.Kind, len(raw), want)
+	}
+	switch ev.Kind {
+	case KindRequest:
+		ev.Request = *(*Record)(unsafe.Pointer(&raw[0]))
+	case KindGo:
+		ev.Go = *(*GoEvent)(unsafe.Pointer(&raw[0]))
+	case KindProc:
+		ev.Proc = *(*ProcNote)(unsafe.Pointer(&raw[0]))
+	}
 	return nil
 }
 
@@ -265,6 +311,8 @@ type Counters struct {
 	TimerFails       uint64 `json:"timer_fails"`
 	UnansweredWrites uint64 `json:"unanswered_writes"`
 	CaptureFails     uint64 `json:"capture_fails"`
+	GoDrops          uint64 `json:"go_drops"`
+	GoMapFull        uint64 `json:"go_map_full"`
 	ConnsOpen        uint64 `json:"conns_open"`
 	ConnsMax         uint64 `json:"conns_max"`
 }
@@ -273,7 +321,7 @@ type Counters struct {
 func (t *Tracer) Counters() (Counters, error) {
 	var c Counters
 	dst := []*uint64{&c.ConnsTraced, &c.Records, &c.RingbufDrops, &c.ConnMapFull,
-		&c.TaskMapFull, &c.TimerFails, &c.UnansweredWrites, &c.CaptureFails}
+		&c.TaskMapFull, &c.TimerFails, &c.UnansweredWrites, &c.CaptureFails, &c.GoDrops, &c.GoMapFull}
 	m := t.coll.Maps[TracerdMapCounters]
 	for i := range dst {
 		var perCPU []uint64

@@ -115,8 +115,9 @@ func TestCloseLeavesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	p, m, l := ours(t)
-	if p != len(Hooks) || l != len(Hooks) || m == 0 {
-		t.Fatalf("after Open: %d programs, %d maps, %d links; want %d programs and links", p, m, l, len(Hooks))
+	spec, _ := LoadTracerd()
+	if p != len(spec.Programs) || l != len(Hooks) || m == 0 {
+		t.Fatalf("after Open: %d programs, %d maps, %d links; want %d programs, %d links", p, m, l, len(spec.Programs), len(Hooks))
 	}
 	if err := tr.Close(); err != nil {
 		t.Fatal(err)
@@ -193,8 +194,9 @@ func TestSkippedHookDisablesOnlyItsPhases(t *testing.T) {
 			attached++
 		}
 	}
-	if p, _, l := ours(t); p != len(Hooks)-2 || l != attached {
-		t.Errorf("%d programs, %d links loaded; want %d", p, l, attached)
+	spec, _ := LoadTracerd()
+	if p, _, l := ours(t); p != len(spec.Programs)-2 || l != attached {
+		t.Errorf("%d programs, %d links loaded; want %d programs, %d links", p, l, len(spec.Programs)-2, attached)
 	}
 
 	cfg.SkipHooks = []string{TracerdProgSockRecvLength}

@@ -44,7 +44,9 @@ const (
 	TracerdCounterCNT_TIMER_FAILS       TracerdCounter = 5
 	TracerdCounterCNT_UNANSWERED_WRITES TracerdCounter = 6
 	TracerdCounterCNT_CAPTURE_FAILS     TracerdCounter = 7
-	TracerdCounterNR_COUNTERS           TracerdCounter = 8
+	TracerdCounterCNT_GO_DROPS          TracerdCounter = 8
+	TracerdCounterCNT_GO_MAP_FULL       TracerdCounter = 9
+	TracerdCounterNR_COUNTERS           TracerdCounter = 10
 )
 
 type TracerdEndReason uint32
@@ -55,6 +57,75 @@ const (
 	TracerdEndReasonEND_IDLE         TracerdEndReason = 3
 	TracerdEndReasonEND_FLUSH        TracerdEndReason = 4
 )
+
+type TracerdEventKind uint32
+
+const (
+	TracerdEventKindEV_REQUEST TracerdEventKind = 1
+	TracerdEventKindEV_GO      TracerdEventKind = 2
+	TracerdEventKindEV_PROC    TracerdEventKind = 3
+)
+
+type TracerdGoCallKey struct {
+	_    structs.HostLayout
+	Pid  uint32
+	Func uint32
+	Goid uint64
+}
+
+type TracerdGoCapture uint32
+
+const (
+	TracerdGoCaptureGO_METHOD_CAP TracerdGoCapture = 16
+	TracerdGoCaptureGO_PATH_CAP   TracerdGoCapture = 128
+	TracerdGoCaptureGO_REMOTE_CAP TracerdGoCapture = 48
+)
+
+type TracerdGoEvent struct {
+	_          structs.HostLayout
+	Kind       uint32
+	Pid        uint32
+	Goid       uint64
+	Start      uint64
+	End        uint64
+	Func       uint32
+	Arg        uint32
+	Tid        uint32
+	MethodLen  uint8
+	PathLen    uint8
+	RemoteLen  uint8
+	ProtoMajor uint8
+	Method     [16]int8
+	Path       [128]int8
+	Remote     [48]int8
+}
+
+type TracerdGoFunc uint32
+
+const (
+	TracerdGoFuncGO_JSON_MARSHAL    TracerdGoFunc = 1
+	TracerdGoFuncGO_JSON_UNMARSHAL  TracerdGoFunc = 2
+	TracerdGoFuncGO_JSON_ENCODE     TracerdGoFunc = 3
+	TracerdGoFuncGO_JSON_DECODE     TracerdGoFunc = 4
+	TracerdGoFuncGO_PROTO_MARSHAL   TracerdGoFunc = 5
+	TracerdGoFuncGO_PROTO_UNMARSHAL TracerdGoFunc = 6
+	TracerdGoFuncGO_SERVE_HTTP      TracerdGoFunc = 7
+	TracerdGoFuncGO_WRITE_HEADER    TracerdGoFunc = 8
+	TracerdGoFuncGO_STW             TracerdGoFunc = 9
+	TracerdGoFuncGO_CALIBRATE       TracerdGoFunc = 10
+	TracerdGoFuncGO_GRPC_METHOD     TracerdGoFunc = 11
+	TracerdGoFuncGO_FUNC_MAX        TracerdGoFunc = 12
+)
+
+type TracerdGoProc struct {
+	_             structs.HostLayout
+	G_goid        uint64
+	ReqMethod     uint64
+	ReqUrl        uint64
+	ReqProtoMajor uint64
+	ReqRemoteAddr uint64
+	UrlPath       uint64
+}
 
 type TracerdIdleSlot struct {
 	_     structs.HostLayout
@@ -73,6 +144,22 @@ type TracerdPending struct {
 	Pad          [7]uint8
 }
 
+type TracerdProcNote struct {
+	_    structs.HostLayout
+	Kind uint32
+	Pid  uint32
+	What uint32
+	Pad  uint32
+}
+
+type TracerdProcWhat uint32
+
+const (
+	TracerdProcWhatPROC_TRACED TracerdProcWhat = 1
+	TracerdProcWhatPROC_EXEC   TracerdProcWhat = 2
+	TracerdProcWhatPROC_EXIT   TracerdProcWhat = 3
+)
+
 type TracerdReqFlags uint32
 
 const (
@@ -85,6 +172,8 @@ const (
 
 type TracerdReqRecord struct {
 	_            structs.HostLayout
+	Kind         uint32
+	Pad0         uint32
 	Sk           uint64
 	CgroupId     uint64
 	T_est        uint64
@@ -98,6 +187,7 @@ type TracerdReqRecord struct {
 	SoftirqNs    uint64
 	RunqNs       uint64
 	ThrottleNs   uint64
+	Goid         uint64
 	Pid          uint32
 	Tid          uint32
 	RequestIndex uint32
@@ -126,6 +216,13 @@ type TracerdSoftirqCpu struct {
 	RaisedAt uint64
 	InNetRx  uint8
 	Pad      [7]uint8
+}
+
+type TracerdStwState struct {
+	_      structs.HostLayout
+	Start  uint64
+	Reason uint32
+	Pad    uint32
 }
 
 type TracerdTaskSched struct {
@@ -161,6 +258,10 @@ const (
 	TracerdMapConns             = "conns"
 	TracerdMapCounters          = "counters"
 	TracerdMapEvents            = "events"
+	TracerdMapGoCalls           = "go_calls"
+	TracerdMapGoProcs           = "go_procs"
+	TracerdMapGoScratch         = "go_scratch"
+	TracerdMapGoStw             = "go_stw"
 	TracerdMapIdleTimers        = "idle_timers"
 	TracerdMapPendingEst        = "pending_est"
 	TracerdMapSoftirqState      = "softirq_state"
@@ -170,8 +271,15 @@ const (
 	TracerdMapTargetPorts       = "target_ports"
 	TracerdMapTasks             = "tasks"
 	TracerdMapTracedTgids       = "traced_tgids"
+	TracerdProgGoEntry          = "go_entry"
+	TracerdProgGoReturn         = "go_return"
+	TracerdProgGoStwStart       = "go_stw_start"
+	TracerdProgGoStwStop        = "go_stw_stop"
+	TracerdProgGoWriteHeader    = "go_write_header"
 	TracerdProgInetSockSetState = "inet_sock_set_state"
 	TracerdProgNetDevStartXmit  = "net_dev_start_xmit"
+	TracerdProgSchedProcessExec = "sched_process_exec"
+	TracerdProgSchedProcessExit = "sched_process_exit"
 	TracerdProgSchedSwitch      = "sched_switch"
 	TracerdProgSchedWakeup      = "sched_wakeup"
 	TracerdProgSchedWakeupNew   = "sched_wakeup_new"
@@ -197,6 +305,12 @@ const (
 	TracerdVarUnusedConnState   = "unused_conn_state"
 	TracerdVarUnusedCounter     = "unused_counter"
 	TracerdVarUnusedEndReason   = "unused_end_reason"
+	TracerdVarUnusedEventKind   = "unused_event_kind"
+	TracerdVarUnusedGoCapture   = "unused_go_capture"
+	TracerdVarUnusedGoEvent     = "unused_go_event"
+	TracerdVarUnusedGoFunc      = "unused_go_func"
+	TracerdVarUnusedProcEvent   = "unused_proc_event"
+	TracerdVarUnusedProcWhat    = "unused_proc_what"
 	TracerdVarUnusedReqFlags    = "unused_req_flags"
 )
 
@@ -242,8 +356,15 @@ type TracerdSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type TracerdProgramSpecs struct {
+	GoEntry          *ebpf.ProgramSpec `ebpf:"go_entry"`
+	GoReturn         *ebpf.ProgramSpec `ebpf:"go_return"`
+	GoStwStart       *ebpf.ProgramSpec `ebpf:"go_stw_start"`
+	GoStwStop        *ebpf.ProgramSpec `ebpf:"go_stw_stop"`
+	GoWriteHeader    *ebpf.ProgramSpec `ebpf:"go_write_header"`
 	InetSockSetState *ebpf.ProgramSpec `ebpf:"inet_sock_set_state"`
 	NetDevStartXmit  *ebpf.ProgramSpec `ebpf:"net_dev_start_xmit"`
+	SchedProcessExec *ebpf.ProgramSpec `ebpf:"sched_process_exec"`
+	SchedProcessExit *ebpf.ProgramSpec `ebpf:"sched_process_exit"`
 	SchedSwitch      *ebpf.ProgramSpec `ebpf:"sched_switch"`
 	SchedWakeup      *ebpf.ProgramSpec `ebpf:"sched_wakeup"`
 	SchedWakeupNew   *ebpf.ProgramSpec `ebpf:"sched_wakeup_new"`
@@ -266,6 +387,10 @@ type TracerdMapSpecs struct {
 	Conns         *ebpf.MapSpec `ebpf:"conns"`
 	Counters      *ebpf.MapSpec `ebpf:"counters"`
 	Events        *ebpf.MapSpec `ebpf:"events"`
+	GoCalls       *ebpf.MapSpec `ebpf:"go_calls"`
+	GoProcs       *ebpf.MapSpec `ebpf:"go_procs"`
+	GoScratch     *ebpf.MapSpec `ebpf:"go_scratch"`
+	GoStw         *ebpf.MapSpec `ebpf:"go_stw"`
 	IdleTimers    *ebpf.MapSpec `ebpf:"idle_timers"`
 	PendingEst    *ebpf.MapSpec `ebpf:"pending_est"`
 	SoftirqState  *ebpf.MapSpec `ebpf:"softirq_state"`
@@ -293,6 +418,12 @@ type TracerdVariableSpecs struct {
 	UnusedConnState   *ebpf.VariableSpec `ebpf:"unused_conn_state"`
 	UnusedCounter     *ebpf.VariableSpec `ebpf:"unused_counter"`
 	UnusedEndReason   *ebpf.VariableSpec `ebpf:"unused_end_reason"`
+	UnusedEventKind   *ebpf.VariableSpec `ebpf:"unused_event_kind"`
+	UnusedGoCapture   *ebpf.VariableSpec `ebpf:"unused_go_capture"`
+	UnusedGoEvent     *ebpf.VariableSpec `ebpf:"unused_go_event"`
+	UnusedGoFunc      *ebpf.VariableSpec `ebpf:"unused_go_func"`
+	UnusedProcEvent   *ebpf.VariableSpec `ebpf:"unused_proc_event"`
+	UnusedProcWhat    *ebpf.VariableSpec `ebpf:"unused_proc_what"`
 	UnusedReqFlags    *ebpf.VariableSpec `ebpf:"unused_req_flags"`
 }
 
@@ -319,6 +450,10 @@ type TracerdMaps struct {
 	Conns         *ebpf.Map `ebpf:"conns"`
 	Counters      *ebpf.Map `ebpf:"counters"`
 	Events        *ebpf.Map `ebpf:"events"`
+	GoCalls       *ebpf.Map `ebpf:"go_calls"`
+	GoProcs       *ebpf.Map `ebpf:"go_procs"`
+	GoScratch     *ebpf.Map `ebpf:"go_scratch"`
+	GoStw         *ebpf.Map `ebpf:"go_stw"`
 	IdleTimers    *ebpf.Map `ebpf:"idle_timers"`
 	PendingEst    *ebpf.Map `ebpf:"pending_est"`
 	SoftirqState  *ebpf.Map `ebpf:"softirq_state"`
@@ -335,6 +470,10 @@ func (m *TracerdMaps) Close() error {
 		m.Conns,
 		m.Counters,
 		m.Events,
+		m.GoCalls,
+		m.GoProcs,
+		m.GoScratch,
+		m.GoStw,
 		m.IdleTimers,
 		m.PendingEst,
 		m.SoftirqState,
@@ -363,6 +502,12 @@ type TracerdVariables struct {
 	UnusedConnState   *ebpf.Variable `ebpf:"unused_conn_state"`
 	UnusedCounter     *ebpf.Variable `ebpf:"unused_counter"`
 	UnusedEndReason   *ebpf.Variable `ebpf:"unused_end_reason"`
+	UnusedEventKind   *ebpf.Variable `ebpf:"unused_event_kind"`
+	UnusedGoCapture   *ebpf.Variable `ebpf:"unused_go_capture"`
+	UnusedGoEvent     *ebpf.Variable `ebpf:"unused_go_event"`
+	UnusedGoFunc      *ebpf.Variable `ebpf:"unused_go_func"`
+	UnusedProcEvent   *ebpf.Variable `ebpf:"unused_proc_event"`
+	UnusedProcWhat    *ebpf.Variable `ebpf:"unused_proc_what"`
 	UnusedReqFlags    *ebpf.Variable `ebpf:"unused_req_flags"`
 }
 
@@ -370,8 +515,15 @@ type TracerdVariables struct {
 //
 // It can be passed to LoadTracerdObjects or ebpf.CollectionSpec.LoadAndAssign.
 type TracerdPrograms struct {
+	GoEntry          *ebpf.Program `ebpf:"go_entry"`
+	GoReturn         *ebpf.Program `ebpf:"go_return"`
+	GoStwStart       *ebpf.Program `ebpf:"go_stw_start"`
+	GoStwStop        *ebpf.Program `ebpf:"go_stw_stop"`
+	GoWriteHeader    *ebpf.Program `ebpf:"go_write_header"`
 	InetSockSetState *ebpf.Program `ebpf:"inet_sock_set_state"`
 	NetDevStartXmit  *ebpf.Program `ebpf:"net_dev_start_xmit"`
+	SchedProcessExec *ebpf.Program `ebpf:"sched_process_exec"`
+	SchedProcessExit *ebpf.Program `ebpf:"sched_process_exit"`
 	SchedSwitch      *ebpf.Program `ebpf:"sched_switch"`
 	SchedWakeup      *ebpf.Program `ebpf:"sched_wakeup"`
 	SchedWakeupNew   *ebpf.Program `ebpf:"sched_wakeup_new"`
@@ -389,8 +541,15 @@ type TracerdPrograms struct {
 
 func (p *TracerdPrograms) Close() error {
 	return _TracerdClose(
+		p.GoEntry,
+		p.GoReturn,
+		p.GoStwStart,
+		p.GoStwStop,
+		p.GoWriteHeader,
 		p.InetSockSetState,
 		p.NetDevStartXmit,
+		p.SchedProcessExec,
+		p.SchedProcessExit,
 		p.SchedSwitch,
 		p.SchedWakeup,
 		p.SchedWakeupNew,

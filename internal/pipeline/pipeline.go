@@ -46,6 +46,13 @@ func (s *Session) Requests() int64 { return s.requests.Load() }
 // SinkErrors is the number of failed sink calls; LastSinkError the last one.
 func (s *Session) SinkErrors() int64 { return s.sinkErrs.Load() }
 
+func (s *Session) dispatch(ev *loader.Event) {
+	switch ev.Kind {
+	case loader.KindRequest:
+		s.handle(&ev.Request)
+	}
+}
+
 func (s *Session) handle(rec *loader.Record) {
 	r := s.corr.Request(rec)
 	for _, sink := range s.sinks {
@@ -68,13 +75,13 @@ func (s *Session) Run(ctx context.Context) error {
 	var stopping atomic.Bool
 	done := make(chan error, 1)
 	go func() {
-		var rec loader.Record
+		var ev loader.Event
 		s.tracer.SetDeadline(time.Now().Add(pollEvery))
 		for {
-			err := s.tracer.Read(&rec)
+			err := s.tracer.Read(&ev)
 			switch {
 			case err == nil:
-				s.handle(&rec)
+				s.dispatch(&ev)
 			case errors.Is(err, os.ErrDeadlineExceeded):
 				if stopping.Load() {
 					done <- nil // hooks detached and buffer empty

@@ -1,0 +1,177 @@
+/* Go awareness: uprobes on Go functions (no uretprobes: Go stacks move;
+ * a return is a uprobe on each RET instruction), goroutine ids from R14
+ * (ABIInternal g register) or, at syscalls, from the thread's TLS. */
+#pragma once
+
+#include "maps.h"
+
+/* g of the current thread at a syscall: the runtime keeps it at fs:-8. */
+static __always_inline __u64 goid_at_syscall(struct go_proc *gp)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u64 fsbase = BPF_CORE_READ(task, thread.fsbase);
+	__u64 g = 0, goid = 0;
+
+	if (!fsbase || bpf_probe_read_user(&g, sizeof(g), (void *)(fsbase - 8)) || !g)
+		return 0;
+	bpf_probe_read_user(&goid, sizeof(goid), (void *)(g + gp->g_goid));
+	return goid;
+}
+
+static __always_inline __u64 goid_at_uprobe(struct pt_regs *ctx, struct go_proc *gp)
+{
+	__u64 goid = 0;
+
+	bpf_probe_read_user(&goid, sizeof(goid), (void *)(ctx->r14 + gp->g_goid));
+	return goid;
+}
+
+/* Copy a Go string (ptr, len at addr) into dst; returns bytes copied. */
+static __always_inline __u8 read_go_string(char *dst, __u32 cap, __u64 addr)
+{
+	struct {
+		__u64 ptr;
+		__u64 len;
+	} s = {};
+
+	if (bpf_probe_read_user(&s, sizeof(s), (void *)addr) || !s.ptr)
+		return 0;
+	__u64 n = s.len;
+	barrier_var(n);
+	if (n > cap)
+		n = cap;
+	barrier_var(n);
+	if (n == 0 || n > cap)
+		return 0;
+	if (bpf_probe_read_user(dst, n, (void *)s.ptr))
+		return 0;
+	return n;
+}
+
+/* net/http.serverHandler.ServeHTTP(sh, rw, req): req is in RDI. */
+static __always_inline void capture_http(struct go_event *ev, struct pt_regs *ctx, struct go_proc *gp)
+{
+	__u64 req = ctx->di, url = 0, major = 0;
+
+	ev->method_len = read_go_string(ev->method, GO_METHOD_CAP, req + gp->req_method);
+	ev->remote_len = read_go_string(ev->remote, GO_REMOTE_CAP, req + gp->req_remote_addr);
+	bpf_probe_read_user(&major, sizeof(major), (void *)(req + gp->req_proto_major));
+	ev->proto_major = major;
+	if (!bpf_probe_read_user(&url, sizeof(url), (void *)(req + gp->req_url)) && url)
+		ev->path_len = read_go_string(ev->path, GO_PATH_CAP, url + gp->url_path);
+}
+
+/* Entry of a timed Go function; the cookie says which. The latest entry
+ * wins: after stack growth a function restarts from its entry. */
+SEC("uprobe/go_entry")
+int go_entry(struct pt_regs *ctx)
+{
+	__u32 pid = bpf_get_current_pid_tgid() >> 32;
+	struct go_proc *gp = bpf_map_lookup_elem(&go_procs, &pid);
+	__u32 zero = 0;
+
+	if (!gp)
+		return 0;
+	struct go_event *ev = bpf_map_lookup_elem(&go_scratch, &zero);
+	if (!ev)
+		return 0;
+	__builtin_memset(ev, 0, sizeof(*ev));
+	ev->kind = EV_GO;
+	ev->pid = pid;
+	ev->tid = (__u32)bpf_get_current_pid_tgid();
+	ev->func = bpf_get_attach_cookie(ctx);
+	ev->goid = goid_at_uprobe(ctx, gp);
+	ev->start = bpf_ktime_get_ns();
+	if (ev->func == GO_SERVE_HTTP)
+		capture_http(ev, ctx, gp);
+
+	struct go_call_key key = { .pid = pid, .func = ev->func, .goid = ev->goid };
+	if (bpf_map_update_elem(&go_calls, &key, ev, BPF_ANY))
+		count(CNT_GO_MAP_FULL);
+	return 0;
+}
+
+/* A RET of a timed Go function. */
+SEC("uprobe/go_return")
+int go_return(struct pt_regs *ctx)
+{
+	__u32 pid = bpf_get_current_pid_tgid() >> 32;
+	struct go_proc *gp = bpf_map_lookup_elem(&go_procs, &pid);
+
+	if (!gp)
+		return 0;
+	struct go_call_key key = {
+		.pid = pid,
+		.func = bpf_get_attach_cookie(ctx),
+		.goid = goid_at_uprobe(ctx, gp),
+	};
+	struct go_event *ev = bpf_map_lookup_elem(&go_calls, &key);
+	if (!ev)
+		return 0;
+	ev->end = bpf_ktime_get_ns();
+	if (bpf_ringbuf_output(&events, ev, sizeof(*ev), 0))
+		count(CNT_GO_DROPS);
+	bpf_map_delete_elem(&go_calls, &key);
+	return 0;
+}
+
+/* (*response).WriteHeader(code) / (*http2responseWriter).WriteHeader:
+ * receiver in RAX, code in RBX. */
+SEC("uprobe/go_write_header")
+int go_write_header(struct pt_regs *ctx)
+{
+	__u32 pid = bpf_get_current_pid_tgid() >> 32;
+	struct go_proc *gp = bpf_map_lookup_elem(&go_procs, &pid);
+
+	if (!gp)
+		return 0;
+	struct go_event ev = {
+		.kind = EV_GO,
+		.pid = pid,
+		.tid = (__u32)bpf_get_current_pid_tgid(),
+		.func = GO_WRITE_HEADER,
+		.goid = goid_at_uprobe(ctx, gp),
+		.arg = ctx->bx,
+	};
+	ev.start = ev.end = bpf_ktime_get_ns();
+	if (bpf_ringbuf_output(&events, &ev, sizeof(ev), 0))
+		count(CNT_GO_DROPS);
+	return 0;
+}
+
+/* runtime.stopTheWorldWithSema(reason): the world stops. */
+SEC("uprobe/go_stw_stop")
+int go_stw_stop(struct pt_regs *ctx)
+{
+	__u32 pid = bpf_get_current_pid_tgid() >> 32;
+
+	if (!bpf_map_lookup_elem(&go_procs, &pid))
+		return 0;
+	struct stw_state st = { .start = bpf_ktime_get_ns(), .reason = ctx->ax & 0xff };
+	bpf_map_update_elem(&go_stw, &pid, &st, BPF_ANY);
+	return 0;
+}
+
+/* runtime.startTheWorldWithSema: the pause ends. */
+SEC("uprobe/go_stw_start")
+int go_stw_start(struct pt_regs *ctx)
+{
+	__u32 pid = bpf_get_current_pid_tgid() >> 32;
+	struct stw_state *st = bpf_map_lookup_elem(&go_stw, &pid);
+
+	if (!st)
+		return 0;
+	struct go_event ev = {
+		.kind = EV_GO,
+		.pid = pid,
+		.tid = (__u32)bpf_get_current_pid_tgid(),
+		.func = GO_STW,
+		.start = st->start,
+		.end = bpf_ktime_get_ns(),
+		.arg = st->reason,
+	};
+	bpf_map_delete_elem(&go_stw, &pid);
+	if (bpf_ringbuf_output(&events, &ev, sizeof(ev), 0))
+		count(CNT_GO_DROPS);
+	return 0;
+}

@@ -1,0 +1,63 @@
+/* Process lifecycle of traced processes, so that user space attaches Go
+ * probes to new and exec'd processes and removes them on exit. */
+#pragma once
+
+#include "maps.h"
+
+static __always_inline void emit_proc(__u32 pid, __u32 what)
+{
+	struct proc_note ev = { .kind = EV_PROC, .pid = pid, .what = what };
+
+	if (bpf_ringbuf_output(&events, &ev, sizeof(ev), 0))
+		count(CNT_RINGBUF_DROPS);
+}
+
+/* A process selected by pid, comm or cgroup (ports are unknown at exec). */
+static __always_inline int selected_at_exec(__u32 tgid)
+{
+	if (!filter_pids && !filter_comms && !filter_cgroups)
+		return 0; /* host-wide or port-only: adopted at its first accept */
+	if (filter_pids && !bpf_map_lookup_elem(&target_pids, &tgid))
+		return 0;
+	if (filter_comms) {
+		struct comm_key key = {};
+
+		bpf_get_current_comm(key.comm, sizeof(key.comm));
+		if (!bpf_map_lookup_elem(&target_comms, &key))
+			return 0;
+	}
+	if (filter_cgroups &&
+	    !cgroup_selected((struct task_struct *)bpf_get_current_task()))
+		return 0;
+	return 1;
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(sched_process_exec, struct task_struct *p, pid_t old_pid,
+	     struct linux_binprm *bprm)
+{
+	__u32 tgid = BPF_CORE_READ(p, tgid);
+
+	if (!bpf_map_lookup_elem(&traced_tgids, &tgid) && !selected_at_exec(tgid))
+		return 0;
+	/* A new binary: old offsets no longer apply. */
+	bpf_map_delete_elem(&go_procs, &tgid);
+	emit_proc(tgid, PROC_EXEC);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(sched_process_exit, struct task_struct *p, bool group_dead)
+{
+	__u32 tgid = BPF_CORE_READ(p, tgid);
+	__u32 tid = BPF_CORE_READ(p, pid);
+
+	bpf_map_delete_elem(&tasks, &tid);
+	if (!group_dead || !bpf_map_lookup_elem(&traced_tgids, &tgid))
+		return 0;
+	bpf_map_delete_elem(&traced_tgids, &tgid);
+	bpf_map_delete_elem(&go_procs, &tgid);
+	bpf_map_delete_elem(&go_stw, &tgid);
+	emit_proc(tgid, PROC_EXIT);
+	return 0;
+}
