@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/tracerd/tracerd/internal/correlate"
 	"github.com/tracerd/tracerd/internal/export"
@@ -43,7 +44,7 @@ func runCmd(args []string) int {
 	defer t.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	sess := pipeline.New(t, pipeline.SinkFunc(func(r *correlate.Request) error {
+	sess := pipeline.New(t, cfg.IdleTimeout+2*time.Second, pipeline.SinkFunc(func(r *correlate.Request) error {
 		if err := jl.Write(r); err != nil {
 			return err
 		}

@@ -93,7 +93,7 @@ func snapshot(cfg loader.Config, duration time.Duration, out, jsonOut string, to
 		return err
 	}
 	defer t.Close()
-	sess := pipeline.New(t, sinks...)
+	sess := pipeline.New(t, cfg.IdleTimeout+2*time.Second, sinks...)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -3,6 +3,7 @@ package correlate
 import (
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/tracerd/tracerd/internal/loader"
 )
@@ -116,7 +117,7 @@ func TestIPv4MappedAddresses(t *testing.T) {
 }
 
 func TestCorrelatorIDs(t *testing.T) {
-	c := New()
+	c := New(time.Second)
 	rec := baseRecord()
 	a, b := c.Request(&rec), c.Request(&rec)
 	if a.TraceID != "0af7651916cd43dd8448eb211c80319c" || len(a.SpanID) != 16 || a.SpanID == b.SpanID {

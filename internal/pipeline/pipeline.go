@@ -33,12 +33,22 @@ type Session struct {
 	requests atomic.Int64
 	sinkErrs atomic.Int64
 	lastErr  atomic.Value
+	onProc   func(*loader.ProcNote)
 }
 
-// New wraps an opened tracer.
-func New(t *loader.Tracer, sinks ...Sink) *Session {
-	return &Session{tracer: t, corr: correlate.New(), sinks: sinks}
+// New wraps an opened tracer. goRetain is how long Go events wait to
+// be joined with the kernel's record of their request (more than the
+// idle timeout).
+func New(t *loader.Tracer, goRetain time.Duration, sinks ...Sink) *Session {
+	return &Session{tracer: t, corr: correlate.New(goRetain), sinks: sinks}
 }
+
+// OnProc is called (from the reading goroutine) for process lifecycle
+// notes; Go probes attach and detach there.
+func (s *Session) OnProc(fn func(note *loader.ProcNote)) { s.onProc = fn }
+
+// Correlator gives access to the correlator from OnProc callbacks.
+func (s *Session) Correlator() *correlate.Correlator { return s.corr }
 
 // Requests is the number of requests handed to the sinks so far.
 func (s *Session) Requests() int64 { return s.requests.Load() }
@@ -49,14 +59,28 @@ func (s *Session) SinkErrors() int64 { return s.sinkErrs.Load() }
 func (s *Session) dispatch(ev *loader.Event) {
 	switch ev.Kind {
 	case loader.KindRequest:
-		s.handle(&ev.Request)
+		r := s.corr.Request(&ev.Request)
+		s.emit(&r)
+	case loader.KindGo:
+		s.corr.AddGo(&ev.Go)
+	case loader.KindProc:
+		if s.onProc != nil {
+			s.onProc(&ev.Proc)
+		}
 	}
 }
 
-func (s *Session) handle(rec *loader.Record) {
-	r := s.corr.Request(rec)
+// flushStreams emits Go-only requests (HTTP/2 streams) whose join
+// horizon passed.
+func (s *Session) flushStreams(all bool) {
+	for _, r := range s.corr.Streams(time.Now().UnixNano(), all) {
+		s.emit(&r)
+	}
+}
+
+func (s *Session) emit(r *correlate.Request) {
 	for _, sink := range s.sinks {
-		if err := sink.Add(&r); err != nil {
+		if err := sink.Add(r); err != nil {
 			s.sinkErrs.Add(1)
 			s.lastErr.Store(err)
 		}
@@ -77,16 +101,24 @@ func (s *Session) Run(ctx context.Context) error {
 	go func() {
 		var ev loader.Event
 		s.tracer.SetDeadline(time.Now().Add(pollEvery))
-		for {
+		lastFlush := time.Now()
+		for n := 0; ; n++ {
 			err := s.tracer.Read(&ev)
 			switch {
 			case err == nil:
 				s.dispatch(&ev)
+				// Under steady load reads never time out: look at the
+				// clock now and then.
+				if n%256 == 0 && time.Since(lastFlush) > pollEvery {
+					s.flushStreams(false)
+					lastFlush = time.Now()
+				}
 			case errors.Is(err, os.ErrDeadlineExceeded):
 				if stopping.Load() {
 					done <- nil // hooks detached and buffer empty
 					return
 				}
+				s.flushStreams(false)
 				s.tracer.SetDeadline(time.Now().Add(pollEvery))
 			default:
 				done <- fmt.Errorf("reading records: %w", err)
@@ -104,6 +136,10 @@ func (s *Session) Run(ctx context.Context) error {
 		stopping.Store(true)
 		runErr = <-done
 	}
-	drainErr := s.tracer.Drain(func(rec *loader.Record) { s.handle(rec) })
+	drainErr := s.tracer.Drain(func(rec *loader.Record) {
+		r := s.corr.Request(rec)
+		s.emit(&r)
+	})
+	s.flushStreams(true)
 	return errors.Join(runErr, detachErr, drainErr)
 }

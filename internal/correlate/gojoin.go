@@ -1,0 +1,317 @@
+package correlate
+
+import (
+	"net/netip"
+	"sort"
+	"strings"
+
+	"github.com/tracerd/tracerd/internal/loader"
+)
+
+// GoFunc names a probed Go function (the BPF cookie).
+type GoFunc = loader.TracerdGoFunc
+
+// Go function ids.
+const (
+	GoJSONMarshal   = loader.TracerdGoFuncGO_JSON_MARSHAL
+	GoJSONUnmarshal = loader.TracerdGoFuncGO_JSON_UNMARSHAL
+	GoJSONEncode    = loader.TracerdGoFuncGO_JSON_ENCODE
+	GoJSONDecode    = loader.TracerdGoFuncGO_JSON_DECODE
+	GoProtoMarshal  = loader.TracerdGoFuncGO_PROTO_MARSHAL
+	GoProtoUnmarsh  = loader.TracerdGoFuncGO_PROTO_UNMARSHAL
+	GoServeHTTP     = loader.TracerdGoFuncGO_SERVE_HTTP
+	GoWriteHeader   = loader.TracerdGoFuncGO_WRITE_HEADER
+	GoSTW           = loader.TracerdGoFuncGO_STW
+	GoCalibrate     = loader.TracerdGoFuncGO_CALIBRATE
+	GoGRPCMethod    = loader.TracerdGoFuncGO_GRPC_METHOD
+)
+
+// GoFuncNames are the span names of timed Go functions.
+var GoFuncNames = map[GoFunc]string{
+	GoJSONMarshal:   "encoding/json.Marshal",
+	GoJSONUnmarshal: "encoding/json.Unmarshal",
+	GoJSONEncode:    "encoding/json.(*Encoder).Encode",
+	GoJSONDecode:    "encoding/json.(*Decoder).Decode",
+	GoProtoMarshal:  "google.golang.org/protobuf/proto.Marshal",
+	GoProtoUnmarsh:  "google.golang.org/protobuf/proto.Unmarshal",
+	GoServeHTTP:     "net/http.serverHandler.ServeHTTP",
+	GoGRPCMethod:    "google.golang.org/grpc.(*Server).handleStream",
+}
+
+// isSerialization: calls whose time is the serialize phase.
+func isSerialization(f GoFunc) bool {
+	switch f {
+	case GoJSONMarshal, GoJSONUnmarshal, GoJSONEncode, GoJSONDecode, GoProtoMarshal, GoProtoUnmarsh:
+		return true
+	}
+	return false
+}
+
+// runtime.stwReason values that are garbage collection (Go ≥ 1.21:
+// stwGCMarkTerm, stwGCSweepTerm). Other pauses (ReadMemStats, traces,
+// profiles) are not GC and stay out of gc_stw.
+func isGCPause(reason uint32) bool { return reason == 1 || reason == 2 }
+
+// goCall is a Go event in wall-clock time.
+type goCall struct {
+	fn         GoFunc
+	goid       uint64
+	start, end int64
+	arg        uint32
+	method     string
+	path       string
+	remote     string
+	protoMajor uint8
+	joined     bool
+}
+
+// goProc is what is known of one probed Go process.
+type goProc struct {
+	probes  GoProbes
+	pauses  []interval         // GC stop-the-world pauses, by start
+	byGoid  map[uint64][]*goCall
+	serving []*goCall // ServeHTTP calls not joined yet, oldest first
+}
+
+type interval struct{ start, end int64 }
+
+// GoProbes says which Go measurements a process has, so that an
+// unmeasured phase stays absent rather than zero.
+type GoProbes struct {
+	GC            bool
+	Serialization bool
+	HTTP          bool
+	// ProbeCostNs is subtracted from calls timed entry → RET: the time
+	// the uprobe traps themselves add (calibrated at start).
+	ProbeCostNs int64
+}
+
+// SetGoProbes records that pid has Go probes attached (or, with
+// ok=false, that it has none any more).
+func (c *Correlator) SetGoProbes(pid uint32, p GoProbes, ok bool) {
+	if !ok {
+		delete(c.goProcs, pid)
+		return
+	}
+	gp := c.goProcs[pid]
+	if gp == nil {
+		gp = &goProc{byGoid: map[uint64][]*goCall{}}
+		c.goProcs[pid] = gp
+	}
+	gp.probes = p
+}
+
+// AddGo takes one Go event.
+func (c *Correlator) AddGo(ev *loader.GoEvent) {
+	gp := c.goProcs[ev.Pid]
+	if gp == nil {
+		return // probes of a process we stopped following
+	}
+	call := &goCall{
+		fn:    GoFunc(ev.Func),
+		goid:  ev.Goid,
+		start: c.clock.Wall(ev.Start),
+		end:   c.clock.Wall(ev.End),
+		arg:   ev.Arg,
+	}
+	switch call.fn {
+	case GoSTW:
+		if isGCPause(ev.Arg) {
+			gp.pauses = append(gp.pauses, interval{call.start, call.end})
+		}
+		return
+	case GoServeHTTP:
+		call.method = bytesString(ev.Method[:], ev.MethodLen)
+		call.path = bytesString(ev.Path[:], ev.PathLen)
+		call.remote = bytesString(ev.Remote[:], ev.RemoteLen)
+		call.protoMajor = ev.ProtoMajor
+		gp.serving = append(gp.serving, call)
+	}
+	if call.fn != GoWriteHeader && call.fn != GoSTW {
+		call.end = max(call.start, call.end-gp.probes.ProbeCostNs)
+	}
+	gp.byGoid[call.goid] = append(gp.byGoid[call.goid], call)
+	c.pruneGo(gp, call.end)
+}
+
+// pruneGo forgets what is older than the join horizon.
+func (c *Correlator) pruneGo(gp *goProc, now int64) {
+	horizon := now - c.goRetain.Nanoseconds()
+	i := 0
+	for i < len(gp.pauses) && gp.pauses[i].end < horizon {
+		i++
+	}
+	gp.pauses = gp.pauses[i:]
+	for goid, calls := range gp.byGoid {
+		keep := calls[:0]
+		for _, call := range calls {
+			if call.end >= horizon || (call.fn == GoServeHTTP && !call.joined) {
+				keep = append(keep, call)
+			}
+		}
+		if len(keep) == 0 {
+			delete(gp.byGoid, goid)
+		} else {
+			gp.byGoid[goid] = keep
+		}
+	}
+}
+
+// joinGo adds the Go view to a kernel request: GC pauses inside
+// [T_rd, T_wl], serialization and ServeHTTP on the reading goroutine.
+func (c *Correlator) joinGo(r *Request, rec *loader.Record) {
+	gp := c.goProcs[rec.Pid]
+	if gp == nil || rec.T_wl == 0 {
+		return
+	}
+	from, to := c.clock.Wall(rec.T_rd), c.clock.Wall(rec.T_wl)
+	app, _ := r.Phases.Get(App)
+	if gp.probes.GC {
+		r.Phases.Set(GCSTW, min(app, overlap(gp.pauses, from, to)))
+	}
+	if rec.Goid == 0 {
+		return
+	}
+	var ser []interval
+	for _, call := range gp.byGoid[rec.Goid] {
+		if call.start < from || call.start > to || call.joined {
+			continue
+		}
+		switch {
+		case isSerialization(call.fn):
+			ser = append(ser, interval{call.start, call.end})
+			r.Spans = append(r.Spans, Span{Name: GoFuncNames[call.fn], StartUnixNano: call.start, DurationNs: call.end - call.start})
+			call.joined = true
+		case call.fn == GoServeHTTP:
+			call.joined = true
+			r.Spans = append(r.Spans, Span{Name: GoFuncNames[call.fn], StartUnixNano: call.start, DurationNs: call.end - call.start})
+			applyServeHTTP(r, call)
+		case call.fn == GoWriteHeader:
+			call.joined = true
+			if r.HTTP != nil {
+				r.HTTP.Status = int(call.arg)
+			}
+		}
+	}
+	if gp.probes.Serialization {
+		r.Phases.Set(Serialize, min(app, union(ser)))
+	}
+	sort.Slice(r.Spans, func(i, j int) bool { return r.Spans[i].StartUnixNano < r.Spans[j].StartUnixNano })
+}
+
+// applyServeHTTP: method and path from net/http win over the bytes; the
+// bytes' target is kept when it names the same path (it has the query).
+func applyServeHTTP(r *Request, call *goCall) {
+	if call.method == "" {
+		return
+	}
+	if r.HTTP == nil {
+		r.HTTP = &HTTP{}
+	}
+	path, _, _ := strings.Cut(r.HTTP.Target, "?")
+	if r.HTTP.Method != call.method || path != call.path {
+		r.HTTP.Target = call.path
+	}
+	r.HTTP.Method = call.method
+}
+
+// Streams returns Go requests that no kernel record claimed within the
+// join horizon (HTTP/2 streams, whose handler runs on a goroutine of its
+// own), as requests of their own. now is wall-clock ns; all=true at
+// shutdown.
+func (c *Correlator) Streams(now int64, all bool) []Request {
+	var out []Request
+	for pid, gp := range c.goProcs {
+		keep := gp.serving[:0]
+		for _, call := range gp.serving {
+			switch {
+			case call.joined:
+			case all || call.end < now-c.goRetain.Nanoseconds():
+				out = append(out, c.streamRequest(pid, gp, call))
+				call.joined = true
+			default:
+				keep = append(keep, call)
+			}
+		}
+		gp.serving = keep
+	}
+	return out
+}
+
+func (c *Correlator) streamRequest(pid uint32, gp *goProc, call *goCall) Request {
+	r := Request{
+		StartUnixNano: call.start,
+		EndUnixNano:   call.end,
+		DurationNs:    call.end - call.start,
+		PID:           pid,
+		Comm:          c.comms[pid],
+		EndReason:     "stream",
+		Answered:      true,
+		HTTP:          &HTTP{Method: call.method, Target: call.path},
+		Spans:         []Span{{Name: GoFuncNames[GoServeHTTP], StartUnixNano: call.start, DurationNs: call.end - call.start}},
+	}
+	r.Service = r.Comm
+	if ap, err := netip.ParseAddrPort(call.remote); err == nil {
+		r.Conn.Peer = ap
+	}
+	r.Phases.Set(App, r.DurationNs)
+	if gp.probes.GC {
+		r.Phases.Set(GCSTW, min(r.DurationNs, overlap(gp.pauses, call.start, call.end)))
+	}
+	var ser []interval
+	for _, other := range gp.byGoid[call.goid] {
+		if other.start < call.start || other.start > call.end {
+			continue
+		}
+		switch {
+		case isSerialization(other.fn):
+			ser = append(ser, interval{other.start, other.end})
+			r.Spans = append(r.Spans, Span{Name: GoFuncNames[other.fn], StartUnixNano: other.start, DurationNs: other.end - other.start})
+		case other.fn == GoWriteHeader && r.HTTP.Status == 0:
+			r.HTTP.Status = int(other.arg)
+		}
+		other.joined = true
+	}
+	if gp.probes.Serialization {
+		r.Phases.Set(Serialize, min(r.DurationNs, union(ser)))
+	}
+	assignIDs(&r, c.rng)
+	return r
+}
+
+// overlap is the time of [from, to] covered by the sorted intervals.
+func overlap(ivs []interval, from, to int64) int64 {
+	var total int64
+	for _, iv := range ivs {
+		s, e := max(iv.start, from), min(iv.end, to)
+		if e > s {
+			total += e - s
+		}
+	}
+	return total
+}
+
+// union is the total time covered by intervals that may nest or overlap
+// (json.Marshal inside a MarshalJSON inside Encode counts once).
+func union(ivs []interval) int64 {
+	sort.Slice(ivs, func(i, j int) bool { return ivs[i].start < ivs[j].start })
+	var total, curS, curE int64
+	for i, iv := range ivs {
+		if i == 0 || iv.start > curE {
+			total += curE - curS
+			curS, curE = iv.start, iv.end
+			continue
+		}
+		curE = max(curE, iv.end)
+	}
+	return total + curE - curS
+}
+
+func bytesString(b []int8, n uint8) string {
+	n = min(n, uint8(len(b)))
+	out := make([]byte, n)
+	for i := range out {
+		out[i] = byte(b[i])
+	}
+	return strings.ToValidUTF8(string(out), "?")
+}
