@@ -54,7 +54,8 @@ static __always_inline void capture_http(struct go_event *ev, struct pt_regs *ct
 	__u64 req = ctx->di, url = 0, major = 0;
 
 	ev->method_len = read_go_string(ev->method, GO_METHOD_CAP, req + gp->req_method);
-	ev->remote_len = read_go_string(ev->remote, GO_REMOTE_CAP, req + gp->req_remote_addr);
+	if (gp->req_remote_addr) /* 0: unknown for this binary */
+		ev->remote_len = read_go_string(ev->remote, GO_REMOTE_CAP, req + gp->req_remote_addr);
 	bpf_probe_read_user(&major, sizeof(major), (void *)(req + gp->req_proto_major));
 	ev->proto_major = major;
 	if (!bpf_probe_read_user(&url, sizeof(url), (void *)(req + gp->req_url)) && url)
@@ -79,7 +80,7 @@ int go_entry(struct pt_regs *ctx)
 	ev->kind = EV_GO;
 	ev->pid = pid;
 	ev->tid = (__u32)bpf_get_current_pid_tgid();
-	ev->func = bpf_get_attach_cookie(ctx);
+	ev->func = (__u32)bpf_get_attach_cookie(ctx);
 	ev->goid = goid_at_uprobe(ctx, gp);
 	ev->start = bpf_ktime_get_ns();
 	if (ev->func == GO_SERVE_HTTP)
@@ -102,7 +103,7 @@ int go_return(struct pt_regs *ctx)
 		return 0;
 	struct go_call_key key = {
 		.pid = pid,
-		.func = bpf_get_attach_cookie(ctx),
+		.func = (__u32)bpf_get_attach_cookie(ctx),
 		.goid = goid_at_uprobe(ctx, gp),
 	};
 	struct go_event *ev = bpf_map_lookup_elem(&go_calls, &key);
@@ -152,7 +153,15 @@ int go_stw_stop(struct pt_regs *ctx)
 	return 0;
 }
 
-/* runtime.startTheWorldWithSema: the pause ends. */
+/* Where Go's own PauseTotalNs ends a pause: mark termination takes its
+ * clock before calling startTheWorldWithSema (so the pause ends at its
+ * entry), sweep termination inside it, after restarting the Ps (so at its
+ * RET). The cookie says which probe this is. */
+#define STW_END_AT_ENTRY 1
+#define STW_END_AT_RET 2
+#define STW_REASON_GC_MARK_TERM 1
+#define STW_ENDED_AT_RET 0x100 /* flag in go_event.arg: probe cost to subtract */
+
 SEC("uprobe/go_stw_start")
 int go_stw_start(struct pt_regs *ctx)
 {
@@ -161,6 +170,10 @@ int go_stw_start(struct pt_regs *ctx)
 
 	if (!st)
 		return 0;
+	__u64 where = bpf_get_attach_cookie(ctx) >> 32;
+	int mark_term = st->reason == STW_REASON_GC_MARK_TERM;
+	if ((where == STW_END_AT_ENTRY) != mark_term)
+		return 0;
 	struct go_event ev = {
 		.kind = EV_GO,
 		.pid = pid,
@@ -168,7 +181,7 @@ int go_stw_start(struct pt_regs *ctx)
 		.func = GO_STW,
 		.start = st->start,
 		.end = bpf_ktime_get_ns(),
-		.arg = st->reason,
+		.arg = st->reason | (where == STW_END_AT_RET ? STW_ENDED_AT_RET : 0),
 	};
 	bpf_map_delete_elem(&go_stw, &pid);
 	if (bpf_ringbuf_output(&events, &ev, sizeof(ev), 0))

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"log/slog"
 	"flag"
 	"fmt"
 	"io"
@@ -53,8 +54,9 @@ func targetFlags(fs *flag.FlagSet, t *loader.Targets) {
 	fs.Var(stringList{&t.Cgroups}, "cgroup", "trace processes in this cgroup v1 or v2 directory and below (repeatable)")
 }
 
-// engineFlags registers the kernel engine's limits.
+// engineFlags registers the kernel engine's limits (and the log level).
 func engineFlags(fs *flag.FlagSet, cfg *loader.Config) {
+	logFlag(fs)
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", cfg.IdleTimeout, "a keep-alive request is finished after this long without activity")
 	fs.Var(stringList{&cfg.SkipHooks}, "skip-hook", "do not attach this optional hook (program name from 'tracerd check'); its phases go absent")
 	fs.Func("max-conns", fmt.Sprintf("traced connections held at once (default %d)", cfg.MaxConns), func(s string) error {
@@ -102,4 +104,18 @@ func positiveDuration(name string, d time.Duration) error {
 		return usageError{fmt.Errorf("--%s must be positive, got %s", name, d)}
 	}
 	return nil
+}
+
+// goFlag registers --go: Go awareness (uprobes on Go processes).
+func goFlag(fs *flag.FlagSet) *bool {
+	return fs.Bool("go", true, "attach uprobes to traced Go processes (GC pauses, serialization, net/http); --go=false for the kernel engine alone")
+}
+
+// logLevel is set by --log-level (all commands that trace).
+var logLevel = new(slog.LevelVar)
+
+func logFlag(fs *flag.FlagSet) {
+	fs.Func("log-level", "debug, info (default), warn or error", func(s string) error {
+		return logLevel.UnmarshalText([]byte(s))
+	})
 }

@@ -4,53 +4,51 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
-	"github.com/tracerd/tracerd/internal/correlate"
-	"github.com/tracerd/tracerd/internal/export"
 	"github.com/tracerd/tracerd/internal/loader"
-	"github.com/tracerd/tracerd/internal/pipeline"
 )
 
-// runCmd traces in the foreground until SIGINT/SIGTERM. OTLP and
-// Prometheus exporters are not built yet; JSON lines are.
+// runCmd traces in the foreground until SIGINT/SIGTERM, exporting OTLP
+// traces, Prometheus metrics and, when asked, JSON lines.
 func runCmd(args []string) int {
 	cfg := loader.DefaultConfig()
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	jsonOut := fs.String("json", "-", "write one JSON object per request to this file ('-' for stdout)")
+	var ef exporterFlags
+	ef.register(fs)
 	targetFlags(fs, &cfg.Targets)
 	engineFlags(fs, &cfg)
+	goAware := goFlag(fs)
+	fs.Usage = func() {
+		fmt.Fprintln(os.Stderr, "usage: tracerd run [--pid P] [--port N] [--comm NAME] [--cgroup DIR] [--otlp-endpoint URL] [--metrics-addr HOST:PORT|off] [--json FILE|-] ...")
+		fs.PrintDefaults()
+	}
 	if err := parse(fs, args); err != nil {
 		return fail(err)
 	}
-	w := io.Writer(os.Stdout)
-	if *jsonOut != "-" {
-		f, err := os.OpenFile(*jsonOut, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-		if err != nil {
-			return fail(usageError{fmt.Errorf("--json: %w", err)})
-		}
-		defer f.Close()
-		w = f
+	if err := cfg.Targets.Validate(); err != nil {
+		return fail(usageError{err})
 	}
-	jl := export.NewJSONLines(w)
-	t, err := openTracer(cfg)
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel}))
+	x, err := ef.build(log)
 	if err != nil {
 		return fail(err)
 	}
-	defer t.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	sess := pipeline.New(t, cfg.IdleTimeout+2*time.Second, pipeline.SinkFunc(func(r *correlate.Request) error {
-		if err := jl.Write(r); err != nil {
-			return err
-		}
-		return jl.Flush()
-	}))
-	err = sess.Run(ctx)
-	printCounters(os.Stderr, t, sess.SinkErrors())
+	tr, err := startTracing(ctx, cfg, *goAware, x.sink())
+	if err != nil {
+		x.shutdown()
+		return fail(err)
+	}
+	defer tr.close()
+	x.started(tr)
+	err = tr.wait()
+	x.shutdown()
+	printCounters(os.Stderr, tr.tracer, tr.sess.SinkErrors())
+	x.printStats(os.Stderr)
 	return fail0(err)
 }

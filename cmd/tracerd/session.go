@@ -1,26 +1,65 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
+	"time"
 
+	"github.com/tracerd/tracerd/internal/goprobe"
 	"github.com/tracerd/tracerd/internal/loader"
+	"github.com/tracerd/tracerd/internal/pipeline"
 )
 
-// openTracer checks privileges, loads and attaches, and announces on
-// stderr that tracing has started (scripts wait for "tracing").
-func openTracer(cfg loader.Config) (*loader.Tracer, error) {
+// tracing is a started session: kernel engine, Go probes, pipeline.
+type tracing struct {
+	tracer *loader.Tracer
+	sess   *pipeline.Session
+	gm     *goprobe.Manager
+	done   chan error
+}
+
+// startTracing checks privileges, loads and attaches, starts reading,
+// attaches Go probes to the selected processes that already run, and
+// announces on stderr that tracing has started (scripts wait for
+// "tracing"). ctx ends the session; wait() returns its error.
+func startTracing(ctx context.Context, cfg loader.Config, goAware bool, sinks ...pipeline.Sink) (*tracing, error) {
 	if err := cfg.Targets.Validate(); err != nil {
 		return nil, usageError{err}
 	}
 	if err := checkPrivileges(); err != nil {
 		return nil, err
 	}
-	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel}))
+	cfg.Logger = log
 	t, err := loader.Open(cfg)
 	if err != nil {
 		return nil, err
+	}
+	tr := &tracing{tracer: t, done: make(chan error, 1)}
+	// Go events wait this long for their request's kernel record, which
+	// comes when the request ends (at worst the idle timeout later).
+	tr.sess = pipeline.New(t, cfg.IdleTimeout+2*time.Second, sinks...)
+	if goAware {
+		tr.gm = goprobe.New(t, log)
+		tr.sess.SetGo(tr.gm)
+	}
+	go func() { tr.done <- tr.sess.Run(ctx) }()
+
+	if tr.gm != nil {
+		if err := tr.gm.StartCalibration(200); err != nil {
+			log.Warn("uprobe cost calibration failed: using the default", "error", err, "cost_ns", goprobe.DefaultProbeCostNs)
+		} else {
+			select {
+			case <-tr.gm.CalibrationDone():
+			case <-time.After(time.Second):
+				log.Warn("uprobe cost calibration unfinished after 1s: using the default until it ends")
+			}
+		}
+		for _, pid := range runningTargets(cfg.Targets) {
+			tr.gm.AttachNow(pid)
+		}
 	}
 	ok := 0
 	for _, h := range t.Hooks {
@@ -28,8 +67,23 @@ func openTracer(cfg loader.Config) (*loader.Tracer, error) {
 			ok++
 		}
 	}
-	fmt.Fprintf(os.Stderr, "tracerd: tracing %s (%d/%d hooks attached)\n", describeTargets(cfg.Targets), ok, len(t.Hooks))
-	return t, nil
+	goNote := "Go probes off"
+	if tr.gm != nil {
+		goNote = fmt.Sprintf("Go probes on %d processes, probe cost %s", len(tr.gm.Attached()), time.Duration(tr.gm.ProbeCostNs()))
+	}
+	fmt.Fprintf(os.Stderr, "tracerd: tracing %s (%d/%d hooks attached; %s)\n", describeTargets(cfg.Targets), ok, len(t.Hooks), goNote)
+	return tr, nil
+}
+
+// wait returns when the session ended (ctx done and everything drained).
+func (tr *tracing) wait() error { return <-tr.done }
+
+// close removes Go probes and the kernel engine.
+func (tr *tracing) close() {
+	if tr.gm != nil {
+		tr.gm.Close()
+	}
+	tr.tracer.Close()
 }
 
 func describeTargets(t loader.Targets) string {

@@ -28,6 +28,7 @@ func snapshotCmd(args []string) int {
 	top := fs.Int("top", 10, "show the N slowest requests in the summary")
 	targetFlags(fs, &cfg.Targets)
 	engineFlags(fs, &cfg)
+	goAware := goFlag(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(os.Stderr, "usage: tracerd snapshot [--duration 30s] [--pid P] [--port N] [--comm NAME] [--cgroup DIR] [-o cut.pb.gz] [--json FILE|-] [--top N]")
 		fs.PrintDefaults()
@@ -41,7 +42,7 @@ func snapshotCmd(args []string) int {
 	if *top < 0 {
 		return fail(usageError{errors.New("--top must be 0 or more")})
 	}
-	return fail0(snapshot(cfg, *duration, *out, *jsonOut, *top))
+	return fail0(snapshot(cfg, *goAware, *duration, *out, *jsonOut, *top))
 }
 
 func fail0(err error) int {
@@ -51,7 +52,7 @@ func fail0(err error) int {
 	return fail(err)
 }
 
-func snapshot(cfg loader.Config, duration time.Duration, out, jsonOut string, top int) error {
+func snapshot(cfg loader.Config, goAware bool, duration time.Duration, out, jsonOut string, top int) error {
 	// Open outputs first: a bad path must not cost a trace.
 	var profOut *os.File
 	if out != "" {
@@ -88,20 +89,21 @@ func snapshot(cfg loader.Config, duration time.Duration, out, jsonOut string, to
 		return nil
 	}))
 
-	t, err := openTracer(cfg)
+	sigCtx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	// The duration counts from the moment tracing is announced.
+	ctx, endSession := context.WithCancel(sigCtx)
+	defer endSession()
+	tr, err := startTracing(ctx, cfg, goAware, sinks...)
 	if err != nil {
 		return err
 	}
-	defer t.Close()
-	sess := pipeline.New(t, cfg.IdleTimeout+2*time.Second, sinks...)
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, duration)
-	defer cancel()
+	defer tr.close()
+	t, sess := tr.tracer, tr.sess
+	time.AfterFunc(duration, endSession)
 	go progress(ctx, sess, duration)
 
-	runErr := sess.Run(ctx)
+	runErr := tr.wait()
 	if term.IsTerminal(int(os.Stderr.Fd())) {
 		fmt.Fprint(os.Stderr, "\r\033[K")
 	}

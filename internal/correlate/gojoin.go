@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/tracerd/tracerd/internal/loader"
 )
@@ -52,6 +53,7 @@ func isSerialization(f GoFunc) bool {
 // profiles) are not GC and stay out of gc_stw.
 func isGCPause(reason uint32) bool { return reason == 1 || reason == 2 }
 
+
 // goCall is a Go event in wall-clock time.
 type goCall struct {
 	fn         GoFunc
@@ -68,6 +70,7 @@ type goCall struct {
 // goProc is what is known of one probed Go process.
 type goProc struct {
 	probes  GoProbes
+	goneAt  int64 // wall ns when the process lost its probes (exit), 0 while probed
 	pauses  []interval         // GC stop-the-world pauses, by start
 	byGoid  map[uint64][]*goCall
 	serving []*goCall // ServeHTTP calls not joined yet, oldest first
@@ -89,16 +92,20 @@ type GoProbes struct {
 // SetGoProbes records that pid has Go probes attached (or, with
 // ok=false, that it has none any more).
 func (c *Correlator) SetGoProbes(pid uint32, p GoProbes, ok bool) {
+	gp := c.goProcs[pid]
 	if !ok {
-		delete(c.goProcs, pid)
+		// Its last requests' records (ended by the close at exit) may
+		// still come: forget it after the join horizon.
+		if gp != nil {
+			gp.goneAt = time.Now().UnixNano()
+		}
 		return
 	}
-	gp := c.goProcs[pid]
 	if gp == nil {
 		gp = &goProc{byGoid: map[uint64][]*goCall{}}
 		c.goProcs[pid] = gp
 	}
-	gp.probes = p
+	gp.probes, gp.goneAt = p, 0
 }
 
 // AddGo takes one Go event.
@@ -116,8 +123,9 @@ func (c *Correlator) AddGo(ev *loader.GoEvent) {
 	}
 	switch call.fn {
 	case GoSTW:
-		if isGCPause(ev.Arg) {
-			gp.pauses = append(gp.pauses, interval{call.start, call.end})
+		// Timed between two probes like a call: the traps' cost comes off.
+		if isGCPause(ev.Arg & 0xff) {
+			gp.pauses = append(gp.pauses, interval{call.start, max(call.start, call.end-gp.probes.ProbeCostNs)})
 		}
 		return
 	case GoServeHTTP:
@@ -127,7 +135,7 @@ func (c *Correlator) AddGo(ev *loader.GoEvent) {
 		call.protoMajor = ev.ProtoMajor
 		gp.serving = append(gp.serving, call)
 	}
-	if call.fn != GoWriteHeader && call.fn != GoSTW {
+	if call.fn != GoWriteHeader {
 		call.end = max(call.start, call.end-gp.probes.ProbeCostNs)
 	}
 	gp.byGoid[call.goid] = append(gp.byGoid[call.goid], call)
@@ -168,6 +176,7 @@ func (c *Correlator) joinGo(r *Request, rec *loader.Record) {
 	app, _ := r.Phases.Get(App)
 	if gp.probes.GC {
 		r.Phases.Set(GCSTW, min(app, overlap(gp.pauses, from, to)))
+		r.Spans = append(r.Spans, pauseSpans(gp.pauses, from, to)...)
 	}
 	if rec.Goid == 0 {
 		return
@@ -222,6 +231,9 @@ func applyServeHTTP(r *Request, call *goCall) {
 func (c *Correlator) Streams(now int64, all bool) []Request {
 	var out []Request
 	for pid, gp := range c.goProcs {
+		if gp.goneAt != 0 && (all || gp.goneAt < now-c.goRetain.Nanoseconds()) {
+			defer delete(c.goProcs, pid)
+		}
 		keep := gp.serving[:0]
 		for _, call := range gp.serving {
 			switch {
@@ -257,6 +269,7 @@ func (c *Correlator) streamRequest(pid uint32, gp *goProc, call *goCall) Request
 	r.Phases.Set(App, r.DurationNs)
 	if gp.probes.GC {
 		r.Phases.Set(GCSTW, min(r.DurationNs, overlap(gp.pauses, call.start, call.end)))
+		r.Spans = append(r.Spans, pauseSpans(gp.pauses, call.start, call.end)...)
 	}
 	var ser []interval
 	for _, other := range gp.byGoid[call.goid] {
@@ -277,6 +290,21 @@ func (c *Correlator) streamRequest(pid uint32, gp *goProc, call *goCall) Request
 	}
 	assignIDs(&r, c.rng)
 	return r
+}
+
+// GCPauseSpan names a GC stop-the-world pause in Request.Spans.
+const GCPauseSpan = "runtime.GC stop-the-world"
+
+// pauseSpans are the GC pauses overlapping [from, to], clipped to it.
+func pauseSpans(ivs []interval, from, to int64) []Span {
+	var out []Span
+	for _, iv := range ivs {
+		s, e := max(iv.start, from), min(iv.end, to)
+		if e > s {
+			out = append(out, Span{Name: GCPauseSpan, StartUnixNano: s, DurationNs: e - s})
+		}
+	}
+	return out
 }
 
 // overlap is the time of [from, to] covered by the sorted intervals.

@@ -387,3 +387,6 @@ func (t *Tracer) Close() error {
 	}
 	return errors.Join(errs...)
 }
+
+// Map returns a loaded map by name (TracerdMap* constants), or nil.
+func (t *Tracer) Map(name string) *ebpf.Map { return t.coll.Maps[name] }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tracerd/tracerd/internal/correlate"
+	"github.com/tracerd/tracerd/internal/goprobe"
 	"github.com/tracerd/tracerd/internal/loader"
 )
 
@@ -34,6 +35,38 @@ type Session struct {
 	sinkErrs atomic.Int64
 	lastErr  atomic.Value
 	onProc   func(*loader.ProcNote)
+	gm       *goprobe.Manager
+}
+
+// SetGo makes the session Go-aware: process notes attach and detach
+// probes, Go events feed the rate bound, calibration and the correlator.
+func (s *Session) SetGo(gm *goprobe.Manager) {
+	s.gm = gm
+	s.onProc = func(n *loader.ProcNote) {
+		switch loader.TracerdProcWhat(n.What) {
+		case loader.TracerdProcWhatPROC_TRACED:
+			gm.Enqueue(n.Pid, goprobe.AttachIfNew)
+		case loader.TracerdProcWhatPROC_EXEC:
+			gm.Enqueue(n.Pid, goprobe.Reattach)
+		case loader.TracerdProcWhatPROC_EXIT:
+			gm.Enqueue(n.Pid, goprobe.Remove)
+		}
+	}
+}
+
+// applyGoUpdates hands probe changes to the correlator (its goroutine).
+func (s *Session) applyGoUpdates() {
+	if s.gm == nil {
+		return
+	}
+	for {
+		select {
+		case u := <-s.gm.Updates():
+			s.corr.SetGoProbes(u.PID, u.Probes, u.OK)
+		default:
+			return
+		}
+	}
 }
 
 // New wraps an opened tracer. goRetain is how long Go events wait to
@@ -62,12 +95,31 @@ func (s *Session) dispatch(ev *loader.Event) {
 		r := s.corr.Request(&ev.Request)
 		s.emit(&r)
 	case loader.KindGo:
+		if s.gm != nil {
+			if correlate.GoFunc(ev.Go.Func) == correlate.GoCalibrate {
+				s.gm.CalibrationSample(&ev.Go)
+				return
+			}
+			s.gm.Count(ev.Go.Pid, correlate.GoFunc(ev.Go.Func))
+		}
+		s.applyGoUpdates()
 		s.corr.AddGo(&ev.Go)
 	case loader.KindProc:
 		if s.onProc != nil {
 			s.onProc(&ev.Proc)
 		}
 	}
+}
+
+// tick runs the session's periodic work: probe updates, the Go probes'
+// rate bound (once a second), expired Go-only requests.
+func (s *Session) tick(lastEnforce *time.Time) {
+	s.applyGoUpdates()
+	if s.gm != nil && time.Since(*lastEnforce) >= time.Second {
+		s.gm.Enforce()
+		*lastEnforce = time.Now()
+	}
+	s.flushStreams(false)
 }
 
 // flushStreams emits Go-only requests (HTTP/2 streams) whose join
@@ -101,7 +153,7 @@ func (s *Session) Run(ctx context.Context) error {
 	go func() {
 		var ev loader.Event
 		s.tracer.SetDeadline(time.Now().Add(pollEvery))
-		lastFlush := time.Now()
+		lastFlush, lastEnforce := time.Now(), time.Now()
 		for n := 0; ; n++ {
 			err := s.tracer.Read(&ev)
 			switch {
@@ -110,7 +162,7 @@ func (s *Session) Run(ctx context.Context) error {
 				// Under steady load reads never time out: look at the
 				// clock now and then.
 				if n%256 == 0 && time.Since(lastFlush) > pollEvery {
-					s.flushStreams(false)
+					s.tick(&lastEnforce)
 					lastFlush = time.Now()
 				}
 			case errors.Is(err, os.ErrDeadlineExceeded):
@@ -118,7 +170,7 @@ func (s *Session) Run(ctx context.Context) error {
 					done <- nil // hooks detached and buffer empty
 					return
 				}
-				s.flushStreams(false)
+				s.tick(&lastEnforce)
 				s.tracer.SetDeadline(time.Now().Add(pollEvery))
 			default:
 				done <- fmt.Errorf("reading records: %w", err)
@@ -136,6 +188,7 @@ func (s *Session) Run(ctx context.Context) error {
 		stopping.Store(true)
 		runErr = <-done
 	}
+	s.applyGoUpdates()
 	drainErr := s.tracer.Drain(func(rec *loader.Record) {
 		r := s.corr.Request(rec)
 		s.emit(&r)

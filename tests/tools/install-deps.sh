@@ -19,6 +19,8 @@ test)
 	need nft nftables
 	need curl curl
 	need ip iproute2
+	need caddy caddy
+	need taskset util-linux
 	;;
 bench)
 	need wrk wrk

@@ -1,0 +1,38 @@
+package main
+
+import (
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/tracerd/tracerd/internal/loader"
+)
+
+// runningTargets lists running processes selected by --pid or --comm, so
+// that Go probes are on before their next request. Port and cgroup
+// selections are adopted at their first accepted connection.
+func runningTargets(t loader.Targets) []uint32 {
+	if len(t.PIDs) > 0 {
+		return t.PIDs
+	}
+	if len(t.Comms) == 0 {
+		return nil
+	}
+	want := map[string]bool{}
+	for _, c := range t.Comms {
+		want[c[:min(len(c), 15)]] = true
+	}
+	entries, _ := os.ReadDir("/proc")
+	var out []uint32
+	for _, e := range entries {
+		pid, err := strconv.ParseUint(e.Name(), 10, 32)
+		if err != nil {
+			continue
+		}
+		comm, err := os.ReadFile("/proc/" + e.Name() + "/comm")
+		if err == nil && want[strings.TrimSpace(string(comm))] {
+			out = append(out, uint32(pid))
+		}
+	}
+	return out
+}

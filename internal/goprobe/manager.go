@@ -1,0 +1,323 @@
+package goprobe
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/cilium/ebpf/link"
+
+	"github.com/tracerd/tracerd/internal/correlate"
+	"github.com/tracerd/tracerd/internal/goinspect"
+	"github.com/tracerd/tracerd/internal/loader"
+)
+
+// target is one probed function: where, with which program and cookie.
+type target struct {
+	symbol  string
+	fn      correlate.GoFunc
+	entry   string // program at the entry ("" = none)
+	returns string // program at every RET ("" = none)
+	group   string // what it measures: gc, serialization, http
+}
+
+// targets lists every function tracerd probes when the binary has it.
+var targets = []target{
+	{"runtime.stopTheWorldWithSema", correlate.GoSTW, loader.TracerdProgGoStwStop, "", "gc"},
+	// The pause ends at startTheWorldWithSema's entry or at its RETs,
+	// depending on the pause (see go_stw_start); probed at both.
+	{"runtime.startTheWorldWithSema", correlate.GoSTW, loader.TracerdProgGoStwStart, loader.TracerdProgGoStwStart, "gc"},
+	{"encoding/json.Marshal", correlate.GoJSONMarshal, loader.TracerdProgGoEntry, loader.TracerdProgGoReturn, "serialization"},
+	{"encoding/json.Unmarshal", correlate.GoJSONUnmarshal, loader.TracerdProgGoEntry, loader.TracerdProgGoReturn, "serialization"},
+	{"encoding/json.(*Encoder).Encode", correlate.GoJSONEncode, loader.TracerdProgGoEntry, loader.TracerdProgGoReturn, "serialization"},
+	{"encoding/json.(*Decoder).Decode", correlate.GoJSONDecode, loader.TracerdProgGoEntry, loader.TracerdProgGoReturn, "serialization"},
+	{"google.golang.org/protobuf/proto.Marshal", correlate.GoProtoMarshal, loader.TracerdProgGoEntry, loader.TracerdProgGoReturn, "serialization"},
+	{"google.golang.org/protobuf/proto.Unmarshal", correlate.GoProtoUnmarsh, loader.TracerdProgGoEntry, loader.TracerdProgGoReturn, "serialization"},
+	{"net/http.serverHandler.ServeHTTP", correlate.GoServeHTTP, loader.TracerdProgGoEntry, loader.TracerdProgGoReturn, "http"},
+	{"net/http.(*response).WriteHeader", correlate.GoWriteHeader, loader.TracerdProgGoWriteHeader, "", "http"},
+	{"net/http.(*http2responseWriter).WriteHeader", correlate.GoWriteHeader, loader.TracerdProgGoWriteHeader, "", "http"},
+}
+
+// DefaultMaxCallsPerSecond bounds how often one probed function may fire
+// in one process before its probes are switched off: a RET probe costs
+// ≈ 10 µs here, so 2000 calls/s ≈ 2 % of a core for entry + return.
+const DefaultMaxCallsPerSecond = 2000
+
+// Update is applied by the caller to its correlator, on the goroutine
+// that owns it.
+type Update struct {
+	PID    uint32
+	Probes correlate.GoProbes
+	OK     bool // false: the process has no Go probes (any more)
+}
+
+// Manager owns every Go process's probes.
+type Manager struct {
+	tracer  *loader.Tracer
+	log     *slog.Logger
+	maxRate int
+	updates chan Update
+
+	mu    sync.Mutex
+	procs map[uint32]*proc
+	cost  int64 // calibrated ns added by entry + RET traps
+	closed bool
+	calib  *calibration
+
+	workerOnce sync.Once
+	jobs       chan job
+}
+
+type proc struct {
+	exe    string
+	links  map[string][]link.Link // by group
+	probes correlate.GoProbes
+	counts map[correlate.GoFunc]int // calls in the current second
+}
+
+// New returns a manager; updates for the correlator arrive on Updates().
+func New(t *loader.Tracer, log *slog.Logger) *Manager {
+	return &Manager{
+		tracer:  t,
+		log:     log,
+		maxRate: DefaultMaxCallsPerSecond,
+		updates: make(chan Update, 256),
+		procs:   map[uint32]*proc{},
+		cost:    DefaultProbeCostNs,
+	}
+}
+
+// Updates delivers probe changes to apply to the correlator.
+func (m *Manager) Updates() <-chan Update { return m.updates }
+
+// SetMaxCallsPerSecond changes the per-function rate bound (0: none).
+func (m *Manager) SetMaxCallsPerSecond(n int) { m.maxRate = n }
+
+// Attach inspects pid's executable and attaches probes. Not a Go binary,
+// or one that cannot be inspected: an error saying why (the kernel engine
+// still traces the process).
+func (m *Manager) Attach(pid uint32) error {
+	exe := fmt.Sprintf("/proc/%d/exe", pid)
+	bin, err := goinspect.Open(exe)
+	if err != nil {
+		return err
+	}
+	defer bin.Close()
+
+	if err := m.tracer.Map(loader.TracerdMapGoProcs).Put(pid, procOffsets(bin.Offsets)); err != nil {
+		return fmt.Errorf("registering pid %d: %w", pid, err)
+	}
+	ex, err := link.OpenExecutable(exe)
+	if err != nil {
+		return err
+	}
+	p := &proc{exe: exe, links: map[string][]link.Link{}, counts: map[correlate.GoFunc]int{}}
+	funcs := map[string]goinspect.Func{}
+	groups := map[string]int{} // targets found per group
+	for _, tg := range targets {
+		if f, err := bin.Func(tg.symbol); err == nil {
+			funcs[tg.symbol] = f
+			groups[tg.group]++
+		}
+	}
+	m.mu.Lock()
+	if old := m.procs[pid]; old != nil {
+		closeLinks(old.links)
+	}
+	// Both STW functions are needed; serialization counts as probed when
+	// none of its functions is linked in (nothing to time: 0 is right).
+	p.probes = correlate.GoProbes{
+		GC:            groups["gc"] == 2,
+		Serialization: true,
+		HTTP:          groups["http"] > 0,
+		ProbeCostNs:   m.cost,
+	}
+	m.procs[pid] = p
+	m.mu.Unlock()
+	// The correlator learns of the process before its first event.
+	m.updates <- Update{PID: pid, Probes: p.probes, OK: true}
+
+	var attachErrs []error
+	failed := map[string]bool{}
+	for _, tg := range targets {
+		f, ok := funcs[tg.symbol]
+		if !ok {
+			continue
+		}
+		ls, err := m.attachFunc(ex, f, tg, pid)
+		m.mu.Lock()
+		p.links[tg.group] = append(p.links[tg.group], ls...)
+		m.mu.Unlock()
+		if err != nil {
+			attachErrs = append(attachErrs, fmt.Errorf("%s: %w", tg.symbol, err))
+			failed[tg.group] = true
+		}
+	}
+	if len(failed) > 0 {
+		m.mu.Lock()
+		p.probes.GC = p.probes.GC && !failed["gc"]
+		p.probes.Serialization = !failed["serialization"]
+		p.probes.HTTP = p.probes.HTTP && !failed["http"]
+		probes := p.probes
+		m.mu.Unlock()
+		m.updates <- Update{PID: pid, Probes: probes, OK: true}
+	}
+	m.log.Info("Go probes attached", "pid", pid, "go", bin.GoVersion, "stripped", bin.Stripped,
+		"offsets", bin.OffsetsFrom, "links", countLinks(p.links), "gc", p.probes.GC,
+		"serialization", p.probes.Serialization, "http", p.probes.HTTP)
+	return errors.Join(attachErrs...)
+}
+
+func (m *Manager) attachFunc(ex *link.Executable, f goinspect.Func, tg target, pid uint32) ([]link.Link, error) {
+	var out []link.Link
+	if tg.entry != "" {
+		l, err := ex.Uprobe(tg.symbol, m.tracer.Programs()[tg.entry], &link.UprobeOptions{
+			Address: f.EntryProbe, PID: int(pid), Cookie: cookie(tg.fn, atEntry)})
+		if err != nil {
+			return out, err
+		}
+		out = append(out, l)
+	}
+	if tg.returns != "" {
+		if len(f.Returns) == 0 {
+			return out, errors.New("no RET instruction found")
+		}
+		for _, off := range f.Returns {
+			l, err := ex.Uprobe(tg.symbol, m.tracer.Programs()[tg.returns], &link.UprobeOptions{
+				Address: off, PID: int(pid), Cookie: cookie(tg.fn, atReturn)})
+			if err != nil {
+				return out, err
+			}
+			out = append(out, l)
+		}
+	}
+	return out, nil
+}
+
+const (
+	atEntry  = 1
+	atReturn = 2
+)
+
+// cookie is what a probe's program reads with bpf_get_attach_cookie: the
+// function in the low 32 bits, entry or return in the high 32.
+func cookie(fn correlate.GoFunc, where uint64) uint64 { return uint64(fn) | where<<32 }
+
+func procOffsets(o goinspect.Offsets) loader.TracerdGoProc {
+	return loader.TracerdGoProc{
+		G_goid:        o.GGoid,
+		ReqMethod:     o.RequestMethod,
+		ReqUrl:        o.RequestURL,
+		ReqProtoMajor: o.RequestProtoMajor,
+		ReqRemoteAddr: 0, // not in goinspect yet: remote address unknown
+		UrlPath:       o.URLPath,
+	}
+}
+
+// Detach removes pid's probes (at exit, or before re-attaching after exec).
+func (m *Manager) Detach(pid uint32) {
+	m.mu.Lock()
+	p := m.procs[pid]
+	delete(m.procs, pid)
+	m.mu.Unlock()
+	_ = m.tracer.Map(loader.TracerdMapGoProcs).Delete(pid)
+	if p == nil {
+		return
+	}
+	closeLinks(p.links)
+	m.updates <- Update{PID: pid}
+	m.log.Info("Go probes detached", "pid", pid)
+}
+
+// Count accounts one Go event for the rate bound; call it for every Go
+// event (from the reading goroutine).
+func (m *Manager) Count(pid uint32, fn correlate.GoFunc) {
+	m.mu.Lock()
+	if p := m.procs[pid]; p != nil {
+		p.counts[fn]++
+	}
+	m.mu.Unlock()
+}
+
+// Enforce runs once a second: a function whose probes fired more than
+// the bound in the last second is switched off in that process.
+func (m *Manager) Enforce() {
+	if m.maxRate <= 0 {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for pid, p := range m.procs {
+		for fn, n := range p.counts {
+			if n <= m.maxRate {
+				continue
+			}
+			group := groupOf(fn)
+			if len(p.links[group]) == 0 {
+				continue
+			}
+			closeLinks(map[string][]link.Link{group: p.links[group]})
+			delete(p.links, group)
+			switch group {
+			case "serialization":
+				p.probes.Serialization = false
+			case "http":
+				p.probes.HTTP = false
+			case "gc":
+				p.probes.GC = false
+			}
+			m.updates <- Update{PID: pid, Probes: p.probes, OK: true}
+			m.log.Warn("Go probes switched off: they fire too often for the process's good",
+				"pid", pid, "function", correlate.GoFuncNames[fn], "calls_per_second", n, "limit", m.maxRate, "group", group)
+		}
+		clear(p.counts)
+	}
+}
+
+func groupOf(fn correlate.GoFunc) string {
+	for _, tg := range targets {
+		if tg.fn == fn {
+			return tg.group
+		}
+	}
+	return ""
+}
+
+// Close removes every probe.
+func (m *Manager) Close() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for pid, p := range m.procs {
+		closeLinks(p.links)
+		delete(m.procs, pid)
+	}
+	m.closed = true
+}
+
+// Attached returns the pids with Go probes.
+func (m *Manager) Attached() []uint32 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]uint32, 0, len(m.procs))
+	for pid := range m.procs {
+		out = append(out, pid)
+	}
+	return out
+}
+
+func closeLinks(ls map[string][]link.Link) {
+	for _, group := range ls {
+		for _, l := range group {
+			_ = l.Close()
+		}
+	}
+}
+
+func countLinks(ls map[string][]link.Link) int {
+	n := 0
+	for _, g := range ls {
+		n += len(g)
+	}
+	return n
+}

@@ -1,0 +1,446 @@
+package tests
+
+import (
+	"bufio"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+
+	"github.com/tracerd/tracerd/internal/export"
+)
+
+// olderGo is the older toolchain the Go test servers are also built
+// with (fetched through the module proxy, cached in GOMODCACHE).
+const olderGo = "go1.22.12"
+
+// goBuild is one build of tests/goserver.
+type goBuild struct {
+	name      string
+	toolchain string // GOTOOLCHAIN value ("local" or a version)
+	stripped  bool
+}
+
+var goBuilds = []goBuild{
+	{"local", "local", false},
+	{"local-stripped", "local", true},
+	{olderGo, olderGo, false},
+	{olderGo + "-stripped", olderGo, true},
+}
+
+var (
+	builtMu sync.Mutex
+	built   = map[string]string{}
+)
+
+// buildGoServer builds tests/goserver with b's toolchain, once per run.
+func buildGoServer(t *testing.T, b goBuild) string {
+	t.Helper()
+	builtMu.Lock()
+	defer builtMu.Unlock()
+	if p, ok := built[b.name]; ok {
+		return p
+	}
+	out := filepath.Join(bin.dir, "goserver-"+b.name)
+	args := []string{"build", "-o", out}
+	if b.stripped {
+		args = append(args, "-ldflags=-s -w")
+	}
+	cmd := exec.Command("go", append(args, ".")...)
+	cmd.Dir = "goserver"
+	cmd.Env = append(os.Environ(), "GOTOOLCHAIN="+b.toolchain, "GOFLAGS=-mod=mod")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building goserver with %s: %v\n%s", b.toolchain, err, msg)
+	}
+	built[b.name] = out
+	return out
+}
+
+// GoServer is a running goserver.
+type GoServer struct {
+	PID  int
+	Addr string
+	Go   string
+}
+
+func startGoServer(t *testing.T, path string, args ...string) *GoServer {
+	t.Helper()
+	cmd := exec.Command(path, args...)
+	// No background GC: every cycle is one a handler forced, whole inside
+	// the window its MemStats truth covers.
+	cmd.Env = append(os.Environ(), "GOGC=off")
+	stderr := &syncBuffer{}
+	cmd.Stderr = stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatalf("goserver did not start: %v %s", err, stderr)
+	}
+	var s GoServer
+	var hello struct {
+		Listen string `json:"listen"`
+		PID    int    `json:"pid"`
+		Go     string `json:"go"`
+	}
+	if err := json.Unmarshal([]byte(line), &hello); err != nil {
+		t.Fatal(err)
+	}
+	s.Addr, s.PID, s.Go = hello.Listen, hello.PID, hello.Go
+	return &s
+}
+
+// get does one request and returns the response with its body read.
+func get(t *testing.T, c *http.Client, url string) (*http.Response, []byte) {
+	t.Helper()
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, body
+}
+
+func headerNs(t *testing.T, resp *http.Response, name string) int64 {
+	t.Helper()
+	v, err := strconv.ParseInt(resp.Header.Get(name), 10, 64)
+	if err != nil {
+		t.Fatalf("header %s: %v", name, err)
+	}
+	return v
+}
+
+// withinPct checks measured against truth with a relative tolerance
+// (and an absolute floor for tiny values).
+func withinPct(t *testing.T, what string, measured, truth int64, pct float64, floor time.Duration) {
+	t.Helper()
+	tol := max(int64(float64(truth)*pct/100), floor.Nanoseconds())
+	diff := measured - truth
+	if diff < 0 {
+		diff = -diff
+	}
+	msg := fmt.Sprintf("%s: tracerd %s, truth %s (off by %s, allowed %s)", what, time.Duration(measured), time.Duration(truth), time.Duration(diff), time.Duration(tol))
+	if diff > tol {
+		t.Error(msg)
+	} else {
+		t.Log(msg)
+	}
+}
+
+func hasSpan(r export.JSONRecord, name string) bool {
+	for _, s := range r.Spans {
+		if s.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// TestGoAwareness: JSON and protobuf serialization, GC pauses and
+// net/http facts, for Go test servers built by two Go versions,
+// stripped and not.
+func TestGoAwareness(t *testing.T) {
+	needRoot(t)
+	for _, b := range goBuilds {
+		t.Run(b.name, func(t *testing.T) {
+			srv := startGoServer(t, buildGoServer(t, b))
+			tr := startTracer(t, "--pid", strconv.Itoa(srv.PID))
+			if !strings.Contains(tr.stderr.String(), "Go probes on 1 processes") {
+				t.Fatalf("Go probes not attached:\n%s", tr.stderr)
+			}
+			client := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 1}}
+			base := "http://" + srv.Addr
+			var jsonTruth, protoTruth, gcTruth, gcCycles []int64
+			for i := 0; i < 3; i++ {
+				resp, _ := get(t, client, base+"/json?n=20000")
+				jsonTruth = append(jsonTruth, headerNs(t, resp, "X-Serialize-Ns"))
+			}
+			for i := 0; i < 3; i++ {
+				resp, _ := get(t, client, base+"/proto?n=20000")
+				protoTruth = append(protoTruth, headerNs(t, resp, "X-Serialize-Ns"))
+			}
+			for i := 0; i < 3; i++ {
+				resp, _ := get(t, client, base+"/gc?n=5")
+				if resp.StatusCode != http.StatusAccepted {
+					t.Fatalf("/gc: %d", resp.StatusCode)
+				}
+				gcTruth = append(gcTruth, headerNs(t, resp, "X-GC-Pause-Ns"))
+				gcCycles = append(gcCycles, headerNs(t, resp, "X-GC-Cycles"))
+				t.Logf("gc request %d: runtime.GC window %s", i, resp.Header.Get("X-GC-Window"))
+			}
+			get(t, client, base+"/teapot")
+			recs := tr.Stop(t)
+			var jsonRecs, protoRecs, gcRecs []export.JSONRecord
+			var teapot *export.JSONRecord
+			for i, r := range recs {
+				if r.HTTP == nil {
+					continue
+				}
+				switch {
+				case strings.HasPrefix(r.HTTP.Target, "/json"):
+					jsonRecs = append(jsonRecs, r)
+				case strings.HasPrefix(r.HTTP.Target, "/proto"):
+					protoRecs = append(protoRecs, r)
+				case strings.HasPrefix(r.HTTP.Target, "/gc"):
+					gcRecs = append(gcRecs, r)
+				case r.HTTP.Target == "/teapot":
+					teapot = &recs[i]
+				}
+			}
+			// Records come out when requests end, not in start order.
+			for _, rs := range [][]export.JSONRecord{jsonRecs, protoRecs, gcRecs} {
+				sort.Slice(rs, func(i, j int) bool { return rs[i].StartUnixNano < rs[j].StartUnixNano })
+			}
+			if len(jsonRecs) != 3 || len(protoRecs) != 3 || len(gcRecs) != 3 || teapot == nil {
+				for _, r := range recs {
+					t.Logf("%+v %+v %+v", r.HTTP, r.Phases, r.Spans)
+				}
+				t.Fatalf("records: %d json, %d proto, %d gc, teapot %v of %d", len(jsonRecs), len(protoRecs), len(gcRecs), teapot != nil, len(recs))
+			}
+			for i, r := range jsonRecs {
+				withinPct(t, fmt.Sprintf("json %d serialize", i), phase(t, r, "serialize"), jsonTruth[i], 5, time.Millisecond)
+				if !hasSpan(r, "encoding/json.Marshal") || !hasSpan(r, "net/http.serverHandler.ServeHTTP") {
+					t.Errorf("json %d spans: %+v", i, r.Spans)
+				}
+				if app := phase(t, r, "app"); phase(t, r, "serialize") > app {
+					t.Errorf("serialize > app")
+				}
+			}
+			for i, r := range protoRecs {
+				withinPct(t, fmt.Sprintf("proto %d serialize", i), phase(t, r, "serialize"), protoTruth[i], 5, time.Millisecond)
+				if !hasSpan(r, "google.golang.org/protobuf/proto.Marshal") {
+					t.Errorf("proto %d spans: %+v", i, r.Spans)
+				}
+			}
+			for i, r := range gcRecs {
+				// ±10 %, and never finer than 25 µs per pause (two per
+				// cycle): the probes sit at the functions' entries, so they
+				// also see the wait for sched.lock that the runtime leaves
+				// out of its own clock, and the traps' own jitter.
+				floor := time.Duration(gcCycles[i]) * 2 * 25 * time.Microsecond
+				withinPct(t, fmt.Sprintf("gc %d gc_stw (%d cycles)", i, gcCycles[i]), phase(t, r, "gc_stw"), gcTruth[i], 10, floor)
+				if t.Failed() {
+					t.Logf("gc %d: #%d end %s window %d..%d spans %+v", i, r.Conn.RequestIndex, r.EndReason, r.StartUnixNano, r.EndUnixNano, r.Spans)
+				}
+				if r.HTTP.Status != http.StatusAccepted {
+					t.Errorf("gc %d: status %d from WriteHeader, want 202", i, r.HTTP.Status)
+				}
+			}
+			if teapot.HTTP.Status != http.StatusTeapot || teapot.HTTP.Method != "GET" {
+				t.Errorf("teapot: %+v", teapot.HTTP)
+			}
+		})
+	}
+}
+
+// TestGoHTTP2TLS: over TLS the bytes are unreadable and HTTP/2 multiplexes
+// streams; net/http's own view gives one record per stream.
+func TestGoHTTP2TLS(t *testing.T) {
+	needRoot(t)
+	srv := startGoServer(t, buildGoServer(t, goBuilds[0]), "-tls")
+	tr := startTracer(t, "--pid", strconv.Itoa(srv.PID))
+	client := &http.Client{Transport: &http.Transport{
+		TLSClientConfig:   &tls.Config{InsecureSkipVerify: true},
+		ForceAttemptHTTP2: true,
+	}}
+	base := "https://" + srv.Addr
+	paths := map[string]int{"/teapot": 418, "/json?n=100": 200, "/hello/a": 200, "/gc?n=1": 202}
+	var wg sync.WaitGroup
+	for p := range paths {
+		wg.Add(1)
+		go func(p string) {
+			defer wg.Done()
+			resp, err := client.Get(base + p)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.ProtoMajor != 2 {
+				t.Errorf("%s: HTTP/%d, want HTTP/2", p, resp.ProtoMajor)
+			}
+		}(p)
+	}
+	wg.Wait()
+	recs := tr.Stop(t)
+	got := map[string]export.JSONRecord{}
+	for _, r := range recs {
+		if r.HTTP != nil && r.EndReason == "stream" {
+			got[r.HTTP.Target] = r
+		}
+	}
+	for p, status := range paths {
+		path, _, _ := strings.Cut(p, "?")
+		r, ok := got[path]
+		if !ok {
+			t.Errorf("no stream record for %s (have %v)", path, keys(got))
+			continue
+		}
+		if r.HTTP.Method != "GET" || r.HTTP.Status != status {
+			t.Errorf("%s: %+v, want GET %d", path, r.HTTP, status)
+		}
+		phase(t, r, "app")
+	}
+	if len(got) != len(paths) {
+		t.Errorf("%d stream records, want %d: %v", len(got), len(paths), keys(got))
+	}
+}
+
+func keys[V any](m map[string]V) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+// TestCaddy traces Debian's caddy, a stripped Go binary built by someone
+// else, serving files; a non-Go nginx traced alongside is unaffected.
+func TestCaddy(t *testing.T) {
+	needRoot(t)
+	caddy, err := exec.LookPath("caddy")
+	if err != nil {
+		t.Fatal("caddy is not installed: run tests/tools/install-deps.sh test")
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "hello.txt"), []byte("hello from caddy\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	port := freePort(t)
+	cmd := exec.Command(caddy, "file-server", "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--root", dir)
+	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
+	logs := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	waitListening(t, fmt.Sprintf("127.0.0.1:%d", port))
+
+	tr := startTracer(t, "--comm", "caddy", "--log-level", "info")
+	if !strings.Contains(tr.stderr.String(), "Go probes attached") {
+		t.Fatalf("no Go probes on caddy:\n%s", tr.stderr)
+	}
+	client := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 1}}
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	want := []struct {
+		path   string
+		status int
+	}{{"/hello.txt", 200}, {"/missing.txt", 404}, {"/hello.txt?v=2", 200}}
+	for _, w := range want {
+		resp, _ := get(t, client, base+w.path)
+		if resp.StatusCode != w.status {
+			t.Fatalf("%s: caddy answered %d", w.path, resp.StatusCode)
+		}
+	}
+	recs := recordsOn(tr.Stop(t), port)
+	if len(recs) != len(want) {
+		t.Fatalf("%d records, want %d: %+v\n%s", len(recs), len(want), recs, logs)
+	}
+	for i, r := range recs {
+		if r.HTTP == nil || r.HTTP.Method != "GET" || r.HTTP.Target != want[i].path || r.HTTP.Status != want[i].status {
+			t.Errorf("request %d: %+v, want GET %s %d", i, r.HTTP, want[i].path, want[i].status)
+		}
+		if !hasSpan(r, "net/http.serverHandler.ServeHTTP") {
+			t.Errorf("request %d: no ServeHTTP span: Go probes did not see it: %+v", i, r.Spans)
+		}
+		phase(t, r, "gc_stw")
+	}
+}
+
+// TestGoProcessLifecycle: a Go process started after tracerd gets its
+// probes within 1 s; they go when it exits, leaving no link behind.
+func TestGoProcessLifecycle(t *testing.T) {
+	needRoot(t)
+	path := buildGoServer(t, goBuilds[0])
+	before := uprobeLinks(t)
+	tr := startTracer(t, "--comm", "goserver-local", "--log-level", "info")
+	started := time.Now()
+	srv := startGoServer(t, path)
+	attached := fmt.Sprintf("pid=%d", srv.PID)
+	for !strings.Contains(tr.stderr.String(), "msg=\"Go probes attached\" "+attached) {
+		if time.Since(started) > time.Second {
+			t.Fatalf("no Go probes 1s after the process started:\n%s", tr.stderr)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("Go probes attached %s after the process started", time.Since(started))
+	if n := uprobeLinks(t); n <= before {
+		t.Fatalf("uprobe links: %d before, %d now", before, n)
+	}
+	resp, _ := get(t, http.DefaultClient, "http://"+srv.Addr+"/json?n=100")
+	if resp.StatusCode != 200 {
+		t.Fatal(resp.Status)
+	}
+	p, _ := os.FindProcess(srv.PID)
+	_ = p.Kill()
+	deadline := time.Now().Add(2 * time.Second)
+	for !strings.Contains(tr.stderr.String(), "msg=\"Go probes detached\" "+attached) {
+		if time.Now().After(deadline) {
+			t.Fatalf("probes not removed 2s after exit:\n%s", tr.stderr)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := uprobeLinks(t); n != before {
+		t.Errorf("uprobe links: %d before, %d after the process exited", before, n)
+	}
+	recs := tr.Stop(t)
+	found := false
+	for _, r := range recs {
+		if r.PID == uint32(srv.PID) && hasSpan(r, "encoding/json.Marshal") {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no record with Go spans from the process started after tracerd: %+v", recs)
+	}
+}
+
+// uprobeLinks counts the links of tracerd's Go uprobe programs.
+func uprobeLinks(t *testing.T) int {
+	t.Helper()
+	n := 0
+	it := new(link.Iterator)
+	for it.Next() {
+		l := it.Take()
+		info, err := l.Info()
+		l.Close()
+		if err != nil {
+			continue
+		}
+		p, err := ebpf.NewProgramFromID(info.Program)
+		if err != nil {
+			continue
+		}
+		pi, err := p.Info()
+		p.Close()
+		if err == nil && strings.HasPrefix(pi.Name, "go_") {
+			n++
+		}
+	}
+	return n
+}
