@@ -23,7 +23,7 @@ func runCmd(args []string) int {
 	engineFlags(fs, &cfg)
 	goAware := goFlag(fs)
 	fs.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: tracerd run [--pid P] [--port N] [--comm NAME] [--cgroup DIR] [--otlp-endpoint URL] [--metrics-addr HOST:PORT|off] [--json FILE|-] ...")
+		fmt.Fprintln(fs.Output(), "usage: tracerd run [--pid P] [--port N] [--comm NAME] [--cgroup DIR] [--otlp-endpoint URL] [--metrics-addr HOST:PORT|off] [--json FILE|-] ...")
 		fs.PrintDefaults()
 	}
 	if err := parse(fs, args); err != nil {

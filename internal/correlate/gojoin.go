@@ -76,7 +76,10 @@ type goProc struct {
 	serving []*goCall // ServeHTTP calls not joined yet, oldest first
 }
 
-type interval struct{ start, end int64 }
+type interval struct {
+	start, end int64
+	reason     uint32 // GC pauses: runtime.stwReason
+}
 
 // GoProbes says which Go measurements a process has, so that an
 // unmeasured phase stays absent rather than zero.
@@ -125,7 +128,7 @@ func (c *Correlator) AddGo(ev *loader.GoEvent) {
 	case GoSTW:
 		// Timed between two probes like a call: the traps' cost comes off.
 		if isGCPause(ev.Arg & 0xff) {
-			gp.pauses = append(gp.pauses, interval{call.start, max(call.start, call.end-gp.probes.ProbeCostNs)})
+			gp.pauses = append(gp.pauses, interval{call.start, max(call.start, call.end-gp.probes.ProbeCostNs), ev.Arg & 0xff})
 		}
 		return
 	case GoServeHTTP:
@@ -188,7 +191,7 @@ func (c *Correlator) joinGo(r *Request, rec *loader.Record) {
 		}
 		switch {
 		case isSerialization(call.fn):
-			ser = append(ser, interval{call.start, call.end})
+			ser = append(ser, interval{start: call.start, end: call.end})
 			r.Spans = append(r.Spans, Span{Name: GoFuncNames[call.fn], StartUnixNano: call.start, DurationNs: call.end - call.start})
 			call.joined = true
 		case call.fn == GoServeHTTP:
@@ -272,13 +275,16 @@ func (c *Correlator) streamRequest(pid uint32, gp *goProc, call *goCall) Request
 		r.Spans = append(r.Spans, pauseSpans(gp.pauses, call.start, call.end)...)
 	}
 	var ser []interval
+	// The span's end had the probes' cost taken off: a WriteHeader right
+	// before the handler returned may fall in that margin.
+	until := call.end + gp.probes.ProbeCostNs
 	for _, other := range gp.byGoid[call.goid] {
-		if other.start < call.start || other.start > call.end {
+		if other.start < call.start || other.start > until || other == call {
 			continue
 		}
 		switch {
 		case isSerialization(other.fn):
-			ser = append(ser, interval{other.start, other.end})
+			ser = append(ser, interval{start: other.start, end: other.end})
 			r.Spans = append(r.Spans, Span{Name: GoFuncNames[other.fn], StartUnixNano: other.start, DurationNs: other.end - other.start})
 		case other.fn == GoWriteHeader && r.HTTP.Status == 0:
 			r.HTTP.Status = int(other.arg)
@@ -292,8 +298,11 @@ func (c *Correlator) streamRequest(pid uint32, gp *goProc, call *goCall) Request
 	return r
 }
 
-// GCPauseSpan names a GC stop-the-world pause in Request.Spans.
-const GCPauseSpan = "runtime.GC stop-the-world"
+// GC pause spans in Request.Spans, by runtime.stwReason.
+var gcPauseSpans = map[uint32]string{
+	1: "runtime.GC stop-the-world (mark termination)",
+	2: "runtime.GC stop-the-world (sweep termination)",
+}
 
 // pauseSpans are the GC pauses overlapping [from, to], clipped to it.
 func pauseSpans(ivs []interval, from, to int64) []Span {
@@ -301,7 +310,7 @@ func pauseSpans(ivs []interval, from, to int64) []Span {
 	for _, iv := range ivs {
 		s, e := max(iv.start, from), min(iv.end, to)
 		if e > s {
-			out = append(out, Span{Name: GCPauseSpan, StartUnixNano: s, DurationNs: e - s})
+			out = append(out, Span{Name: gcPauseSpans[iv.reason], StartUnixNano: s, DurationNs: e - s})
 		}
 	}
 	return out

@@ -37,6 +37,9 @@ var targets = []target{
 	{"net/http.serverHandler.ServeHTTP", correlate.GoServeHTTP, loader.TracerdProgGoEntry, loader.TracerdProgGoReturn, "http"},
 	{"net/http.(*response).WriteHeader", correlate.GoWriteHeader, loader.TracerdProgGoWriteHeader, "", "http"},
 	{"net/http.(*http2responseWriter).WriteHeader", correlate.GoWriteHeader, loader.TracerdProgGoWriteHeader, "", "http"},
+	// HTTP/2's implicit 200 (a handler that only writes) calls the
+	// state's writeHeader with WriteHeader inlined away: probe it too.
+	{"net/http.(*http2responseWriterState).writeHeader", correlate.GoWriteHeader, loader.TracerdProgGoWriteHeader, "", "http"},
 }
 
 // DefaultMaxCallsPerSecond bounds how often one probed function may fire
@@ -210,7 +213,7 @@ func procOffsets(o goinspect.Offsets) loader.TracerdGoProc {
 		ReqMethod:     o.RequestMethod,
 		ReqUrl:        o.RequestURL,
 		ReqProtoMajor: o.RequestProtoMajor,
-		ReqRemoteAddr: 0, // not in goinspect yet: remote address unknown
+		ReqRemoteAddr: o.RequestRemoteAddr,
 		UrlPath:       o.URLPath,
 	}
 }

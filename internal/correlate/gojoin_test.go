@@ -1,0 +1,121 @@
+package correlate
+
+import (
+	"testing"
+	"time"
+
+	"github.com/tracerd/tracerd/internal/loader"
+)
+
+func TestUnionAndOverlap(t *testing.T) {
+	ivs := []interval{{start: 10, end: 20}, {start: 15, end: 30}, {start: 40, end: 50}, {start: 41, end: 45}}
+	if got := union(ivs); got != 30 {
+		t.Errorf("union = %d, want 30 (nested calls count once)", got)
+	}
+	if got := overlap([]interval{{start: 0, end: 10}, {start: 20, end: 30}}, 5, 25); got != 10 {
+		t.Errorf("overlap = %d, want 10", got)
+	}
+	if union(nil) != 0 {
+		t.Error("union of nothing")
+	}
+}
+
+func goEvent(fn GoFunc, goid, start, end uint64, arg uint32) loader.GoEvent {
+	return loader.GoEvent{Kind: uint32(loader.KindGo), Pid: 7, Goid: goid, Func: uint32(fn), Start: start, End: end, Arg: arg}
+}
+
+// A kernel request gets the Go view of its goroutine and process: GC
+// pauses in its window, serialization (nested calls once), net/http facts.
+func TestJoinGo(t *testing.T) {
+	c := New(time.Minute)
+	c.clock = Clock{}
+	c.SetGoProbes(7, GoProbes{GC: true, Serialization: true, HTTP: true, ProbeCostNs: 100}, true)
+	events := []loader.GoEvent{
+		goEvent(GoServeHTTP, 5, 1100, 9000, 0),
+		goEvent(GoJSONEncode, 5, 2000, 5100, 0),  // 3000 after the probe cost
+		goEvent(GoJSONMarshal, 5, 2500, 3100, 0), // nested in Encode
+		goEvent(GoJSONMarshal, 6, 2500, 3100, 0), // another goroutine
+		goEvent(GoWriteHeader, 5, 6000, 6000, 404),
+		goEvent(GoSTW, 0, 3000, 3600, 1),  // GC: 500 after cost
+		goEvent(GoSTW, 0, 7000, 7300, 7),  // ReadMemStats: not GC
+		goEvent(GoSTW, 0, 20000, 21000, 2), // outside the request
+	}
+	methodPath := func(ev *loader.GoEvent, m, p string) {
+		for i := range m {
+			ev.Method[i] = int8(m[i])
+		}
+		for i := range p {
+			ev.Path[i] = int8(p[i])
+		}
+		ev.MethodLen, ev.PathLen = uint8(len(m)), uint8(len(p))
+	}
+	methodPath(&events[0], "GET", "/items")
+	for i := range events {
+		c.AddGo(&events[i])
+	}
+	rec := baseRecord()
+	rec.Pid, rec.Goid = 7, 5
+	rec.T_rd, rec.T_wl, rec.T_tx, rec.T_ack = 1000, 10000, 10000, 0
+	rec.T_est, rec.T_rx, rec.T_acc = 0, 900, 0
+	rec.Flags = uint32(loader.TracerdReqFlagsREQ_HAS_RX)
+	copy(rec.ReqHead[:], "GET /items?page=2 HTTP/1.1\r\n\r\n")
+	rec.ReqLen = 30
+	r := c.Request(&rec)
+	if v, _ := r.Phases.Get(GCSTW); v != 500 {
+		t.Errorf("gc_stw = %d, want 500 (GC pause only, probe cost off)", v)
+	}
+	if v, _ := r.Phases.Get(Serialize); v != 3000 {
+		t.Errorf("serialize = %d, want 3000", v)
+	}
+	if r.HTTP.Status != 404 || r.HTTP.Target != "/items?page=2" || r.HTTP.Method != "GET" {
+		t.Errorf("http = %+v (ServeHTTP path equal to the bytes': keep the query)", r.HTTP)
+	}
+	names := map[string]bool{}
+	for _, s := range r.Spans {
+		names[s.Name] = true
+	}
+	for _, n := range []string{"net/http.serverHandler.ServeHTTP", "encoding/json.(*Encoder).Encode", "encoding/json.Marshal", gcPauseSpans[1]} {
+		if !names[n] {
+			t.Errorf("span %q missing: %+v", n, r.Spans)
+		}
+	}
+	if got := c.Streams(1<<62, true); len(got) != 0 {
+		t.Errorf("a joined ServeHTTP came out as a stream: %+v", got)
+	}
+}
+
+// A ServeHTTP no kernel record claims (HTTP/2) becomes its own request.
+func TestStreams(t *testing.T) {
+	c := New(time.Second)
+	c.clock = Clock{}
+	c.SetGoProbes(7, GoProbes{GC: true, HTTP: true, Serialization: true}, true)
+	ev := goEvent(GoServeHTTP, 9, 1000, 5000, 0)
+	ev.Method[0], ev.MethodLen = 'P', 1
+	copy8 := func(dst []int8, s string) uint8 {
+		for i := range s {
+			dst[i] = int8(s[i])
+		}
+		return uint8(len(s))
+	}
+	ev.MethodLen = copy8(ev.Method[:], "POST")
+	ev.PathLen = copy8(ev.Path[:], "/rpc")
+	ev.RemoteLen = copy8(ev.Remote[:], "127.0.0.1:4000")
+	ev.ProtoMajor = 2
+	c.AddGo(&ev)
+	wh := goEvent(GoWriteHeader, 9, 4990, 4990, 201)
+	c.AddGo(&wh)
+	if got := c.Streams(5000+int64(time.Millisecond), false); len(got) != 0 {
+		t.Fatalf("stream emitted before the join horizon: %+v", got)
+	}
+	got := c.Streams(5000+int64(2*time.Second), false)
+	if len(got) != 1 {
+		t.Fatalf("%d streams", len(got))
+	}
+	r := got[0]
+	if r.HTTP.Method != "POST" || r.HTTP.Target != "/rpc" || r.HTTP.Status != 201 || r.Conn.Peer.String() != "127.0.0.1:4000" || r.EndReason != "stream" {
+		t.Errorf("stream request: %+v %+v", r.HTTP, r.Conn)
+	}
+	if v, ok := r.Phases.Get(App); !ok || v != 4000 {
+		t.Errorf("app = %d", v)
+	}
+}

@@ -1,0 +1,230 @@
+package goinspect
+
+import (
+	"debug/dwarf"
+	"fmt"
+	"regexp"
+	"sort"
+	"strconv"
+)
+
+type dwarfData = *dwarf.Data
+
+// Offsets are the struct field offsets (bytes, amd64) the BPF programs need
+// to read Go data. They come from the binary's DWARF when present
+// (Binary.OffsetsFrom == "dwarf"), else from offsetsTable by Go minor
+// version ("table").
+//
+// Layouts that do not depend on the Go version (amd64):
+//   - a string is a header {ptr *byte; len int}: StringPtr (0), StringLen (8);
+//   - a non-empty interface is {tab *itab; data unsafe.Pointer}: IfaceTab (0),
+//     IfaceData (8);
+//   - the current g is in R14 in Go code (ABIInternal), and at *(fsbase-8)
+//     from a thread's TLS at syscalls.
+//
+// Arguments of net/http.serverHandler.ServeHTTP at its entry probe
+// (ABIInternal, Go ≥ 1.17 on amd64; integer registers are assigned in the
+// order RAX, RBX, RCX, RDI, RSI, R8, R9, R10, R11, one per word of each
+// argument in order):
+//
+//	func (sh serverHandler) ServeHTTP(rw ResponseWriter, req *Request)
+//	RAX = sh.srv (*http.Server; serverHandler is struct{srv *Server})
+//	RBX = rw's itab, RCX = rw's data word
+//	RDI = req (*http.Request)
+//
+// This was checked by disassembly for every Go version tested (see
+// TestServeHTTPABI): the morestack spill block stores exactly RAX, RBX,
+// RCX, RDI to the argument slots 8, 16, 24, 32(SP), and the body reads
+// req.Method and req.RequestURI through RDI at RequestMethod(+8) and
+// RequestRequestURI(+8).
+//
+// Paths the BPF side follows:
+//   - method: *(RDI + RequestMethod) is the string header.
+//   - path: u = *(RDI + RequestURL) (*url.URL); *(u + URLPath) string
+//     header (URLRawQuery for the query); RequestRequestURI is the target
+//     as received on an HTTP/1 request line.
+//   - status: for HTTP/1 (req.ProtoMajor == 1, *(int*)(RDI +
+//     RequestProtoMajor)) the data word RCX is a *net/http.response; save
+//     it at entry (keyed by goid) and read *(RCX + ResponseStatus) at the
+//     RETs. For HTTP/2 (ProtoMajor == 2) RCX is a
+//     *net/http.http2responseWriter: rws = *(RCX + HTTP2RWState), status at
+//     *(rws + HTTP2RWStateStatus). A status of 0 at return means the
+//     handler never called WriteHeader/Write: net/http then sends 200.
+type Offsets struct {
+	GGoid uint64 // runtime.g.goid (uint64)
+
+	// HTTP is true when the net/http and net/url fields below are valid
+	// (from DWARF they are only present if the binary links the net/http
+	// server).
+	HTTP              bool
+	RequestMethod     uint64 // net/http.Request.Method (string)
+	RequestURL        uint64 // net/http.Request.URL (*url.URL)
+	RequestProtoMajor uint64 // net/http.Request.ProtoMajor (int): 1 or 2
+	RequestHost       uint64 // net/http.Request.Host (string)
+	RequestRequestURI uint64 // net/http.Request.RequestURI (string)
+	RequestRemoteAddr uint64 // net/http.Request.RemoteAddr (string, the client's "ip:port")
+	URLPath           uint64 // net/url.URL.Path (string)
+	URLRawQuery       uint64 // net/url.URL.RawQuery (string)
+	ResponseStatus    uint64 // net/http.response.status (int), rw data word for HTTP/1
+
+	// HTTP2 is true when the bundled HTTP/2 server's fields are valid.
+	HTTP2              bool
+	HTTP2RWState       uint64 // net/http.http2responseWriter.rws (*http2responseWriterState)
+	HTTP2RWStateStatus uint64 // net/http.http2responseWriterState.status (int)
+}
+
+// Version-independent layouts (amd64), see Offsets.
+const (
+	StringPtr = 0
+	StringLen = 8
+	IfaceTab  = 0
+	IfaceData = 8
+)
+
+type dwarfField struct {
+	typ, field string
+	dst        func(*Offsets) *uint64
+	group      int // 0 runtime (required), 1 HTTP, 2 HTTP2
+}
+
+var dwarfFields = []dwarfField{
+	{"runtime.g", "goid", func(o *Offsets) *uint64 { return &o.GGoid }, 0},
+	{"net/http.Request", "Method", func(o *Offsets) *uint64 { return &o.RequestMethod }, 1},
+	{"net/http.Request", "URL", func(o *Offsets) *uint64 { return &o.RequestURL }, 1},
+	{"net/http.Request", "ProtoMajor", func(o *Offsets) *uint64 { return &o.RequestProtoMajor }, 1},
+	{"net/http.Request", "Host", func(o *Offsets) *uint64 { return &o.RequestHost }, 1},
+	{"net/http.Request", "RequestURI", func(o *Offsets) *uint64 { return &o.RequestRequestURI }, 1},
+	{"net/http.Request", "RemoteAddr", func(o *Offsets) *uint64 { return &o.RequestRemoteAddr }, 1},
+	{"net/url.URL", "Path", func(o *Offsets) *uint64 { return &o.URLPath }, 1},
+	{"net/url.URL", "RawQuery", func(o *Offsets) *uint64 { return &o.URLRawQuery }, 1},
+	{"net/http.response", "status", func(o *Offsets) *uint64 { return &o.ResponseStatus }, 1},
+	{"net/http.http2responseWriter", "rws", func(o *Offsets) *uint64 { return &o.HTTP2RWState }, 2},
+	{"net/http.http2responseWriterState", "status", func(o *Offsets) *uint64 { return &o.HTTP2RWStateStatus }, 2},
+}
+
+// dwarfStructFields reads the member offsets of the named struct types.
+// It walks only the top level of each compile unit, skipping the children
+// of everything but the wanted structs.
+func dwarfStructFields(d *dwarf.Data, want map[string]bool) (map[string]map[string]uint64, error) {
+	out := make(map[string]map[string]uint64)
+	r := d.Reader()
+	for len(out) < len(want) {
+		e, err := r.Next()
+		if err != nil {
+			return nil, err
+		}
+		if e == nil {
+			break
+		}
+		if e.Tag == dwarf.TagCompileUnit {
+			continue // descend into the unit
+		}
+		name, _ := e.Val(dwarf.AttrName).(string)
+		if e.Tag != dwarf.TagStructType || !want[name] || out[name] != nil || !e.Children {
+			if e.Children {
+				r.SkipChildren()
+			}
+			continue
+		}
+		fields := make(map[string]uint64)
+		for {
+			m, err := r.Next()
+			if err != nil {
+				return nil, err
+			}
+			if m == nil || m.Tag == 0 {
+				break
+			}
+			if m.Tag == dwarf.TagMember {
+				fname, _ := m.Val(dwarf.AttrName).(string)
+				if loc, ok := m.Val(dwarf.AttrDataMemberLoc).(int64); ok && fname != "" {
+					fields[fname] = uint64(loc)
+				}
+			}
+			if m.Children {
+				r.SkipChildren()
+			}
+		}
+		out[name] = fields
+	}
+	return out, nil
+}
+
+func offsetsFromDWARF(d *dwarf.Data) (Offsets, error) {
+	want := map[string]bool{}
+	for _, f := range dwarfFields {
+		want[f.typ] = true
+	}
+	types, err := dwarfStructFields(d, want)
+	if err != nil {
+		return Offsets{}, fmt.Errorf("reading DWARF: %w", err)
+	}
+	var o Offsets
+	missing := map[int]string{}
+	for _, f := range dwarfFields {
+		v, ok := types[f.typ][f.field]
+		if !ok {
+			if _, seen := missing[f.group]; !seen {
+				missing[f.group] = f.typ + "." + f.field
+			}
+			continue
+		}
+		*f.dst(&o) = v
+	}
+	if m, ok := missing[0]; ok {
+		return Offsets{}, fmt.Errorf("DWARF lacks %s", m)
+	}
+	_, m1 := missing[1]
+	_, m2 := missing[2]
+	o.HTTP, o.HTTP2 = !m1, !m2
+	if !o.HTTP {
+		o.RequestMethod, o.RequestURL, o.RequestProtoMajor, o.RequestHost = 0, 0, 0, 0
+		o.RequestRequestURI, o.RequestRemoteAddr, o.URLPath, o.URLRawQuery, o.ResponseStatus = 0, 0, 0, 0, 0
+	}
+	if !o.HTTP2 {
+		o.HTTP2RWState, o.HTTP2RWStateStatus = 0, 0
+	}
+	return o, nil
+}
+
+var goVersionRE = regexp.MustCompile(`^go1\.(\d+)(?:\.\d+|rc\d+|beta\d+)?(?:$|[ +-])`)
+
+// goMinor returns N of a "go1.N[.P]" version string ("go1.26.8",
+// "go1.22rc1", "go1.21.0 X:boringcrypto"); devel versions are unknown.
+func goMinor(v string) (int, bool) {
+	m := goVersionRE.FindStringSubmatch(v)
+	if m == nil {
+		return 0, false
+	}
+	n, err := strconv.Atoi(m[1])
+	return n, err == nil
+}
+
+// tableOffsets returns the table's offsets for the binary's Go version.
+func tableOffsets(goVersion string) (Offsets, bool) {
+	n, ok := goMinor(goVersion)
+	if !ok {
+		return Offsets{}, false
+	}
+	e, ok := offsetsTable[n]
+	return e.Offsets, ok
+}
+
+// tableRange describes the versions the table covers, for error messages.
+func tableRange() string {
+	if len(offsetsTable) == 0 {
+		return "table empty"
+	}
+	var ns []int
+	for n := range offsetsTable {
+		ns = append(ns, n)
+	}
+	sort.Ints(ns)
+	return fmt.Sprintf("table covers go1.%d-go1.%d", ns[0], ns[len(ns)-1])
+}
+
+// tableEntry is one row of offsetsTable.
+type tableEntry struct {
+	Offsets
+	From []string // toolchains whose DWARF produced these values (all agreed)
+}
