@@ -2,10 +2,10 @@ package main
 
 import (
 	"errors"
-	"log/slog"
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strconv"
 	"strings"

@@ -53,7 +53,6 @@ func isSerialization(f GoFunc) bool {
 // profiles) are not GC and stay out of gc_stw.
 func isGCPause(reason uint32) bool { return reason == 1 || reason == 2 }
 
-
 // goCall is a Go event in wall-clock time.
 type goCall struct {
 	fn         GoFunc
@@ -70,8 +69,8 @@ type goCall struct {
 // goProc is what is known of one probed Go process.
 type goProc struct {
 	probes  GoProbes
-	goneAt  int64 // wall ns when the process lost its probes (exit), 0 while probed
-	pauses  []interval         // GC stop-the-world pauses, by start
+	goneAt  int64      // wall ns when the process lost its probes (exit), 0 while probed
+	pauses  []interval // GC stop-the-world pauses, by start
 	byGoid  map[uint64][]*goCall
 	serving []*goCall // ServeHTTP calls not joined yet, oldest first
 }

@@ -36,8 +36,8 @@ func TestJoinGo(t *testing.T) {
 		goEvent(GoJSONMarshal, 5, 2500, 3100, 0), // nested in Encode
 		goEvent(GoJSONMarshal, 6, 2500, 3100, 0), // another goroutine
 		goEvent(GoWriteHeader, 5, 6000, 6000, 404),
-		goEvent(GoSTW, 0, 3000, 3600, 1),  // GC: 500 after cost
-		goEvent(GoSTW, 0, 7000, 7300, 7),  // ReadMemStats: not GC
+		goEvent(GoSTW, 0, 3000, 3600, 1),   // GC: 500 after cost
+		goEvent(GoSTW, 0, 7000, 7300, 7),   // ReadMemStats: not GC
 		goEvent(GoSTW, 0, 20000, 21000, 2), // outside the request
 	}
 	methodPath := func(ev *loader.GoEvent, m, p string) {

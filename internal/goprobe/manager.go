@@ -62,9 +62,9 @@ type Manager struct {
 	maxRate int
 	updates chan Update
 
-	mu    sync.Mutex
-	procs map[uint32]*proc
-	cost  int64 // calibrated ns added by entry + RET traps
+	mu     sync.Mutex
+	procs  map[uint32]*proc
+	cost   int64 // calibrated ns added by entry + RET traps
 	closed bool
 	calib  *calibration
 
