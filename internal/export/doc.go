@@ -1,4 +1,4 @@
-// Package export writes correlate.Requests out: JSON lines and pprof
-// profiles (OTLP and Prometheus join later). Every exporter reads the
-// same Request and uses the phase names verbatim.
+// Package export writes correlate.Requests out: JSON lines, pprof
+// profiles, OTLP span trees and the human summary. Every exporter reads
+// the same Request and uses the phase names verbatim.
 package export
