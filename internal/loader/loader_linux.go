@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
+	"golang.org/x/sys/unix"
 )
 
 // Record is one finished request as the kernel wrote it.
@@ -196,6 +198,14 @@ func configure(spec *ebpf.CollectionSpec, cfg Config, missing map[string]bool) e
 	}
 	if cfg.IdleTimeout <= 0 {
 		return errors.New("idle timeout must be positive")
+	}
+	// Global data sections are not memory-mapped: a mapping outlives
+	// Close until the garbage collector unmaps it, keeping the maps
+	// alive; nothing reads them after load.
+	for name, m := range spec.Maps {
+		if strings.HasPrefix(name, ".") {
+			m.Flags &^= unix.BPF_F_MMAPABLE
+		}
 	}
 	if cfg.MaxConns > 0 {
 		spec.Maps[TracerdMapConns].MaxEntries = cfg.MaxConns
