@@ -360,7 +360,8 @@ func TestCaddy(t *testing.T) {
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	waitListening(t, fmt.Sprintf("127.0.0.1:%d", port))
 
-	tr := startTracer(t, "--comm", "caddy", "--log-level", "info")
+	nginxPort := startNginx(t)
+	tr := startTracer(t, "--comm", "caddy", "--comm", "nginx", "--log-level", "info")
 	if !strings.Contains(tr.stderr.String(), "Go probes attached") {
 		t.Fatalf("no Go probes on caddy:\n%s", tr.stderr)
 	}
@@ -376,7 +377,29 @@ func TestCaddy(t *testing.T) {
 			t.Fatalf("%s: caddy answered %d", w.path, resp.StatusCode)
 		}
 	}
-	recs := recordsOn(tr.Stop(t), port)
+	resp, _ := get(t, client, fmt.Sprintf("http://127.0.0.1:%d/index.html", nginxPort))
+	if resp.StatusCode != 200 {
+		t.Fatalf("nginx: %s", resp.Status)
+	}
+	all := tr.Stop(t)
+	// nginx, traced alongside, is not Go: kernel phases and HTTP from the
+	// bytes, no Go phase, no Go span.
+	ng := recordsOn(all, nginxPort)
+	if len(ng) != 1 || ng[0].HTTP == nil || ng[0].HTTP.Status != 200 || ng[0].HTTP.Target != "/index.html" {
+		t.Errorf("nginx records: %+v", ng)
+	}
+	for _, r := range ng {
+		for _, p := range []string{"gc_stw", "serialize"} {
+			if _, ok := r.Phases[p]; ok {
+				t.Errorf("nginx record has a Go phase %s", p)
+			}
+		}
+		if len(r.Spans) != 0 {
+			t.Errorf("nginx record has Go spans: %+v", r.Spans)
+		}
+		phase(t, r, "app")
+	}
+	recs := recordsOn(all, port)
 	if len(recs) != len(want) {
 		t.Fatalf("%d records, want %d: %+v\n%s", len(recs), len(want), recs, logs)
 	}

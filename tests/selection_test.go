@@ -15,11 +15,10 @@ import (
 	"time"
 )
 
-// TestNginx traces a real third-party server (Debian's nginx) serving
-// static files: one record per request with the right method, target
-// and status, on a keep-alive connection.
-func TestNginx(t *testing.T) {
-	needRoot(t)
+// startNginx runs Debian's nginx serving a static index.html on a free
+// loopback port; it returns the port.
+func startNginx(t *testing.T) int {
+	t.Helper()
 	nginx, err := exec.LookPath("nginx")
 	if err != nil {
 		t.Fatal("nginx is not installed: run tests/tools/install-deps.sh test")
@@ -68,7 +67,16 @@ http {
 	}
 	t.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGQUIT); _ = cmd.Wait() })
 	waitListening(t, fmt.Sprintf("127.0.0.1:%d", port))
+	return port
+}
 
+
+// TestNginx traces a real third-party server (Debian's nginx) serving
+// static files: one record per request with the right method, target
+// and status, on a keep-alive connection.
+func TestNginx(t *testing.T) {
+	needRoot(t)
+	port := startNginx(t)
 	tr := startTracer(t, "--comm", "nginx")
 	client := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 1}}
 	type want struct {
@@ -90,7 +98,7 @@ http {
 	}
 	recs := recordsOn(tr.Stop(t), port)
 	if len(recs) != len(wants) {
-		t.Fatalf("want %d records, got %d: %+v\nnginx: %s", len(wants), len(recs), recs, out)
+		t.Fatalf("want %d records, got %d: %+v\n(%s)", len(wants), len(recs), recs, "see nginx error.log")
 	}
 	for i, r := range recs {
 		w := wants[i]
