@@ -110,7 +110,7 @@ int go_return(struct pt_regs *ctx)
 	if (!ev)
 		return 0;
 	ev->end = bpf_ktime_get_ns();
-	if (bpf_ringbuf_output(&events, ev, sizeof(*ev), 0))
+	if (bpf_ringbuf_output(&events, ev, sizeof(*ev), ringbuf_flags()))
 		count(CNT_GO_DROPS);
 	bpf_map_delete_elem(&go_calls, &key);
 	return 0;
@@ -135,7 +135,7 @@ int go_write_header(struct pt_regs *ctx)
 		.arg = ctx->bx,
 	};
 	ev.start = ev.end = bpf_ktime_get_ns();
-	if (bpf_ringbuf_output(&events, &ev, sizeof(ev), 0))
+	if (bpf_ringbuf_output(&events, &ev, sizeof(ev), ringbuf_flags()))
 		count(CNT_GO_DROPS);
 	return 0;
 }
@@ -184,7 +184,7 @@ int go_stw_start(struct pt_regs *ctx)
 		.arg = st->reason | (where == STW_END_AT_RET ? STW_ENDED_AT_RET : 0),
 	};
 	bpf_map_delete_elem(&go_stw, &pid);
-	if (bpf_ringbuf_output(&events, &ev, sizeof(ev), 0))
+	if (bpf_ringbuf_output(&events, &ev, sizeof(ev), ringbuf_flags()))
 		count(CNT_GO_DROPS);
 	return 0;
 }

@@ -8,7 +8,7 @@ static __always_inline void emit_proc(__u32 pid, __u32 what)
 {
 	struct proc_note ev = { .kind = EV_PROC, .pid = pid, .what = what };
 
-	if (bpf_ringbuf_output(&events, &ev, sizeof(ev), 0))
+	if (bpf_ringbuf_output(&events, &ev, sizeof(ev), ringbuf_flags()))
 		count(CNT_RINGBUF_DROPS);
 }
 

@@ -106,7 +106,12 @@ static __always_inline void emit(struct traced_conn *c, __u8 reason)
 	if (c->state == CONN_IDLE)
 		return;
 	r->end_reason = reason;
-	if (bpf_ringbuf_output(&events, r, sizeof(*r), 0))
+	/* The request head's unused tail stays behind. */
+	__u64 size = offsetof(struct req_record, req_head) + r->req_len;
+	barrier_var(size);
+	if (size > sizeof(*r))
+		size = sizeof(*r);
+	if (bpf_ringbuf_output(&events, r, size, ringbuf_flags()))
 		count(CNT_RINGBUF_DROPS);
 	else
 		count(CNT_RECORDS);

@@ -11,19 +11,26 @@ static int idle_timer_fired(void *map, __u64 *key, struct idle_slot *it)
 	struct traced_conn *c = bpf_map_lookup_elem(&conns, key);
 	__u64 now = bpf_ktime_get_ns();
 
-	if (!c || c->state != CONN_WRITING)
+	if (!c)
 		return 0;
-	if (now - c->last_io < idle_timeout_ns) {
+	if (c->state == CONN_WRITING && now - c->last_io < idle_timeout_ns) {
+		/* Still busy: look again when it could have gone idle. */
 		bpf_timer_start(&it->timer, c->last_io + idle_timeout_ns - now, 0);
 		return 0;
 	}
-	emit(c, END_IDLE);
+	c->timer_armed = 0;
+	if (c->state == CONN_WRITING)
+		emit(c, END_IDLE);
 	return 0;
 }
 
-/* Called from tp_btf programs only (see idle_timers). */
-static __always_inline void arm_idle_timer(__u64 key)
+/* Called from tp_btf programs only (see idle_timers). A pending timer
+ * re-arms itself while the connection is busy, so a keep-alive
+ * connection costs a timer start per idle period, not per request. */
+static __always_inline void arm_idle_timer(__u64 key, struct traced_conn *c)
 {
+	if (c->timer_armed)
+		return;
 	struct idle_slot *it = bpf_map_lookup_elem(&idle_timers, &key);
 
 	if (!it) {
@@ -40,4 +47,6 @@ static __always_inline void arm_idle_timer(__u64 key)
 	}
 	if (bpf_timer_start(&it->timer, idle_timeout_ns, 0))
 		count(CNT_TIMER_FAILS);
+	else
+		c->timer_armed = 1;
 }

@@ -85,8 +85,9 @@ struct req_record {
 	char comm[16];
 	__u16 req_len;
 	__u16 resp_len;
-	__u8 req_head[REQ_HEAD_CAP];
 	__u8 resp_head[RESP_HEAD_CAP];
+	/* Last: only req_len bytes of it go to the ring buffer. */
+	__u8 req_head[REQ_HEAD_CAP];
 };
 
 /* Where a connection's current request stands. */
@@ -111,7 +112,8 @@ struct traced_conn {
 	__u8 state;         /* enum conn_state */
 	__u8 rx_has_softirq;
 	__u8 peer_zero_window;
-	__u8 pad[5];
+	__u8 timer_armed;   /* the idle timer is pending */
+	__u8 pad[4];
 };
 
 /* Go functions probed; the uprobe's BPF cookie. */

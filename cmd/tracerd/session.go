@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/tracerd/tracerd/internal/goprobe"
@@ -37,6 +38,7 @@ func startTracing(ctx context.Context, cfg loader.Config, goAware bool, sinks ..
 	if err != nil {
 		return nil, err
 	}
+	debug.FreeOSMemory() // the kernel BTF parsed for loading
 	tr := &tracing{tracer: t, done: make(chan error, 1)}
 	// Go events wait this long for their request's kernel record, which
 	// comes when the request ends (at worst the idle timeout later).
@@ -48,18 +50,17 @@ func startTracing(ctx context.Context, cfg loader.Config, goAware bool, sinks ..
 	go func() { tr.done <- tr.sess.Run(ctx) }()
 
 	if tr.gm != nil {
-		if err := tr.gm.StartCalibration(200); err != nil {
-			log.Warn("uprobe cost calibration failed: using the default", "error", err, "cost_ns", goprobe.DefaultProbeCostNs)
-		} else {
-			select {
-			case <-tr.gm.CalibrationDone():
-			case <-time.After(time.Second):
-				log.Warn("uprobe cost calibration unfinished after 1s: using the default until it ends")
+		// Calibration runs in the background: until it ends, spans use
+		// the default probe cost.
+		go func() {
+			if err := tr.gm.StartCalibration(200); err != nil {
+				log.Warn("uprobe cost calibration failed: using the default", "error", err, "cost_ns", goprobe.DefaultProbeCostNs)
 			}
-		}
+		}()
 		for _, pid := range runningTargets(cfg.Targets) {
 			tr.gm.AttachNow(pid)
 		}
+		debug.FreeOSMemory() // binary inspection's garbage
 	}
 	ok := 0
 	for _, h := range t.Hooks {
@@ -69,7 +70,7 @@ func startTracing(ctx context.Context, cfg loader.Config, goAware bool, sinks ..
 	}
 	goNote := "Go probes off"
 	if tr.gm != nil {
-		goNote = fmt.Sprintf("Go probes on %d processes, probe cost %s", len(tr.gm.Attached()), time.Duration(tr.gm.ProbeCostNs()))
+		goNote = fmt.Sprintf("Go probes on %d processes", len(tr.gm.Attached()))
 	}
 	fmt.Fprintf(os.Stderr, "tracerd: tracing %s (%d/%d hooks attached; %s)\n", describeTargets(cfg.Targets), ok, len(t.Hooks), goNote)
 	return tr, nil

@@ -141,10 +141,10 @@ func (c *Correlator) AddGo(ev *loader.GoEvent) {
 		call.end = max(call.start, call.end-gp.probes.ProbeCostNs)
 	}
 	gp.byGoid[call.goid] = append(gp.byGoid[call.goid], call)
-	c.pruneGo(gp, call.end)
 }
 
-// pruneGo forgets what is older than the join horizon.
+// pruneGo forgets what is older than the join horizon (from Streams,
+// on the session's tick: not per event).
 func (c *Correlator) pruneGo(gp *goProc, now int64) {
 	horizon := now - c.goRetain.Nanoseconds()
 	i := 0
@@ -248,6 +248,7 @@ func (c *Correlator) Streams(now int64, all bool) []Request {
 			}
 		}
 		gp.serving = keep
+		c.pruneGo(gp, now)
 	}
 	return out
 }

@@ -2,6 +2,7 @@ package export
 
 import (
 	"bytes"
+	"encoding/json"
 	"flag"
 	"math/rand/v2"
 	"net/netip"
@@ -161,5 +162,31 @@ func TestSummary(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("summary lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// AppendJSON is byte for byte encoding/json's rendering of ToJSON.
+func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
+	reqs := fixedRequests()
+	odd := reqs[1]
+	odd.Comm = "we<ird>&\"\\\n\t\x01\u2028é\xff"
+	odd.HTTP = &correlate.HTTP{Method: "GET", Target: "/a?b=<c>"}
+	odd.Spans = []correlate.Span{{Name: "encoding/json.Marshal", StartUnixNano: 5, DurationNs: 7}}
+	for _, r := range append(reqs, odd) {
+		want, err := json.Marshal(ToJSON(&r))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := AppendJSON(nil, &r); !bytes.Equal(got, want) {
+			t.Errorf("AppendJSON:\n%s\nencoding/json:\n%s", got, want)
+		}
+	}
+}
+
+func BenchmarkAppendJSON(b *testing.B) {
+	r := fixedRequests()[0]
+	var buf []byte
+	for b.Loop() {
+		buf = AppendJSON(buf[:0], &r)
 	}
 }

@@ -2,7 +2,6 @@ package export
 
 import (
 	"bufio"
-	"encoding/json"
 	"io"
 	"strconv"
 
@@ -119,16 +118,19 @@ func ToJSON(r *correlate.Request) JSONRecord {
 // JSONLines writes one JSON object per line.
 type JSONLines struct {
 	w   *bufio.Writer
-	enc *json.Encoder
+	buf []byte
 }
 
 func NewJSONLines(w io.Writer) *JSONLines {
-	bw := bufio.NewWriterSize(w, 64<<10)
-	return &JSONLines{w: bw, enc: json.NewEncoder(bw)}
+	return &JSONLines{w: bufio.NewWriterSize(w, 64<<10)}
 }
 
 // Write appends one request.
-func (j *JSONLines) Write(r *correlate.Request) error { return j.enc.Encode(ToJSON(r)) }
+func (j *JSONLines) Write(r *correlate.Request) error {
+	j.buf = append(AppendJSON(j.buf[:0], r), '\n')
+	_, err := j.w.Write(j.buf)
+	return err
+}
 
 // Flush pushes buffered lines to the underlying writer.
 func (j *JSONLines) Flush() error { return j.w.Flush() }

@@ -43,21 +43,21 @@ func (p *Profile) Add(r *correlate.Request) {
 		p.endNano = r.EndUnixNano
 	}
 	self := SelfTimes(r.Phases)
-	delete(self, correlate.AckWait)
+	self.Delete(correlate.AckWait)
 	dominant, best := correlate.NumPhases, int64(-1)
-	for ph := correlate.Phase(0); ph < correlate.NumPhases; ph++ {
-		if v, ok := self[ph]; ok && v > best {
+	self.Each(func(ph correlate.Phase, v int64) {
+		if v > best {
 			dominant, best = ph, v
 		}
-	}
+	})
 	route := r.Route()
-	for ph, ns := range self {
+	self.Each(func(ph correlate.Phase, ns int64) {
 		v := p.sample(sampleKey{r.Service, route, ph, r.PID})
 		v[1] += ns
 		if ph == dominant {
 			v[0]++
 		}
-	}
+	})
 }
 
 func (p *Profile) sample(k sampleKey) *[2]int64 {
@@ -71,13 +71,12 @@ func (p *Profile) sample(k sampleKey) *[2]int64 {
 
 // SelfTimes returns each measured phase's own time: a parent phase
 // minus the nested phases measured inside it.
-func SelfTimes(ps correlate.Phases) map[correlate.Phase]int64 {
-	self := map[correlate.Phase]int64{}
-	ps.Each(func(ph correlate.Phase, ns int64) { self[ph] = ns })
+func SelfTimes(ps correlate.Phases) correlate.Phases {
+	self := ps
 	ps.Each(func(ph correlate.Phase, ns int64) {
 		if parent := ph.Parent(); ph.Nested() {
-			if _, ok := self[parent]; ok {
-				self[parent] = max(0, self[parent]-ns)
+			if v, ok := self.Get(parent); ok {
+				self.Set(parent, v-ns)
 			}
 		}
 	})

@@ -116,8 +116,10 @@ func fmtNs(ns int64) string {
 // histogram: 64 linear sub-buckets per power of two.
 type histogram struct {
 	n, max  int64
-	buckets map[int]int64
+	buckets []int64 // allocated on first use: nBuckets
 }
+
+const nBuckets = (64 - subBits + 1) << subBits
 
 const subBits = 6
 
@@ -143,7 +145,7 @@ func (h *histogram) add(v int64) {
 		v = 0
 	}
 	if h.buckets == nil {
-		h.buckets = map[int]int64{}
+		h.buckets = make([]int64, nBuckets)
 	}
 	h.n++
 	h.max = max(h.max, v)
@@ -154,16 +156,11 @@ func (h *histogram) quantile(q float64) int64 {
 	if h.n == 0 {
 		return 0
 	}
-	keys := make([]int, 0, len(h.buckets))
-	for k := range h.buckets {
-		keys = append(keys, k)
-	}
-	sort.Ints(keys)
 	rank := int64(math.Ceil(q * float64(h.n)))
 	var seen int64
-	for _, k := range keys {
-		seen += h.buckets[k]
-		if seen >= rank {
+	for k, c := range h.buckets {
+		seen += c
+		if c > 0 && seen >= rank {
 			return min(bucketMid(k), h.max)
 		}
 	}

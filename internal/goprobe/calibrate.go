@@ -3,6 +3,7 @@ package goprobe
 import (
 	"fmt"
 	"os"
+	"runtime/debug"
 	"slices"
 	"time"
 
@@ -56,6 +57,8 @@ func (m *Manager) StartCalibration(n int) error {
 	if err := m.tracer.Map(loader.TracerdMapGoProcs).Put(self, procOffsets(bin.Offsets)); err != nil {
 		return err
 	}
+	bin.Close()
+	debug.FreeOSMemory() // tracerd's own DWARF, parsed for nothing else
 	ex, err := link.OpenExecutable("/proc/self/exe")
 	if err != nil {
 		return err

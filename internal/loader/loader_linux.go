@@ -24,8 +24,12 @@ type GoEvent = TracerdGoEvent
 // ProcNote says a traced process appeared, exec'd or exited.
 type ProcNote = TracerdProcNote
 
-// RecordSize is the size of a request record on the ring buffer.
+// RecordSize is the size of a whole request record.
 const RecordSize = int(unsafe.Sizeof(Record{}))
+
+// recordHeadOffset is where the request head starts: the shortest
+// record on the ring buffer.
+const recordHeadOffset = int(unsafe.Offsetof(Record{}.ReqHead))
 
 // Event is one ring-buffer entry; Kind says which field is valid.
 type Event struct {
@@ -67,6 +71,9 @@ type Tracer struct {
 	Hooks  []HookStatus // what is attached and what is missing
 	raw    ringbuf.Record
 	logger *slog.Logger
+	// targets is the selection in the maps (SetTargets changes it).
+	targets Targets
+	cgroupV1 int32
 }
 
 // ErrClosed is returned by Read once the tracer is closed.
@@ -131,6 +138,10 @@ func Open(cfg Config) (_ *Tracer, err error) {
 	if err := fillTargets(t.coll, cfg.Targets); err != nil {
 		return nil, err
 	}
+	t.targets = cfg.Targets
+	if cg, err := resolveCgroups(cfg.Targets.Cgroups); err == nil {
+		t.cgroupV1 = cg.v1Subsys
+	}
 	for i := range t.Hooks {
 		h := &t.Hooks[i]
 		if !h.OK {
@@ -151,6 +162,7 @@ func Open(cfg Config) (_ *Tracer, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening ring buffer: %w", err)
 	}
+	ReleaseKernelBTF()
 	return t, nil
 }
 
@@ -234,11 +246,7 @@ func fillTargets(coll *ebpf.Collection, tg Targets) error {
 		}
 	}
 	for _, comm := range tg.Comms {
-		var key TracerdCommKey
-		for i := 0; i < len(comm) && i < len(key.Comm)-1; i++ {
-			key.Comm[i] = int8(comm[i])
-		}
-		if err := coll.Maps[TracerdMapTargetComms].Put(key, one); err != nil {
+		if err := coll.Maps[TracerdMapTargetComms].Put(commKey(comm), one); err != nil {
 			return fmt.Errorf("adding comm %q: %w", comm, err)
 		}
 	}
@@ -252,6 +260,14 @@ func fillTargets(coll *ebpf.Collection, tg Targets) error {
 		}
 	}
 	return nil
+}
+
+func commKey(comm string) TracerdCommKey {
+	var key TracerdCommKey
+	for i := 0; i < len(comm) && i < len(key.Comm)-1; i++ {
+		key.Comm[i] = int8(comm[i])
+	}
+	return key
 }
 
 func attach(prog *ebpf.Program, h Hook) (link.Link, error) {
@@ -286,7 +302,8 @@ func (t *Tracer) Read(ev *Event) error {
 	var want int
 	switch ev.Kind {
 	case KindRequest:
-		want = RecordSize
+		// The kernel leaves the request head's unused tail behind.
+		want = recordHeadOffset
 	case KindGo:
 		want = int(unsafe.Sizeof(GoEvent{}))
 	case KindProc:
@@ -299,7 +316,9 @@ func (t *Tracer) Read(ev *Event) error {
 	}
 	switch ev.Kind {
 	case KindRequest:
-		ev.Request = *(*Record)(unsafe.Pointer(&raw[0]))
+		dst := unsafe.Slice((*byte)(unsafe.Pointer(&ev.Request)), RecordSize)
+		n := copy(dst, raw)
+		clear(dst[n:])
 	case KindGo:
 		ev.Go = *(*GoEvent)(unsafe.Pointer(&raw[0]))
 	case KindProc:

@@ -12,20 +12,31 @@ import (
 )
 
 var (
-	kernelBTFOnce sync.Once
-	kernelBTF     *btf.Spec
-	kernelBTFErr  error
+	kernelBTFMu sync.Mutex
+	kernelBTF   *btf.Spec
 )
 
-// KernelBTF loads the running kernel's BTF once.
+// KernelBTF loads the running kernel's BTF, cached until ReleaseKernelBTF.
 func KernelBTF() (*btf.Spec, error) {
-	kernelBTFOnce.Do(func() {
-		kernelBTF, kernelBTFErr = btf.LoadKernelSpec()
-		if kernelBTFErr != nil {
-			kernelBTFErr = fmt.Errorf("kernel BTF unavailable (%w): tracerd needs CONFIG_DEBUG_INFO_BTF=y, i.e. /sys/kernel/btf/vmlinux", kernelBTFErr)
-		}
-	})
-	return kernelBTF, kernelBTFErr
+	kernelBTFMu.Lock()
+	defer kernelBTFMu.Unlock()
+	if kernelBTF != nil {
+		return kernelBTF, nil
+	}
+	spec, err := btf.LoadKernelSpec()
+	if err != nil {
+		return nil, fmt.Errorf("kernel BTF unavailable (%w): tracerd needs CONFIG_DEBUG_INFO_BTF=y, i.e. /sys/kernel/btf/vmlinux", err)
+	}
+	kernelBTF = spec
+	return spec, nil
+}
+
+// ReleaseKernelBTF drops the parsed kernel BTF (tens of MiB) once
+// everything is loaded.
+func ReleaseKernelBTF() {
+	kernelBTFMu.Lock()
+	kernelBTF = nil
+	kernelBTFMu.Unlock()
 }
 
 // tracefsRoot finds tracefs, mounting it at /sys/kernel/tracing when no

@@ -15,10 +15,10 @@ import (
 // Targets selects what is traced. Kinds combine with AND, values of one
 // kind with OR; empty means every accepted TCP connection on the host.
 type Targets struct {
-	PIDs    []uint32
-	Ports   []uint16 // local port of the listening socket
-	Comms   []string // process names (first 15 bytes, as the kernel keeps them)
-	Cgroups []string // cgroup v1 or v2 directories; descendants are included
+	PIDs    []uint32 `yaml:"pids" json:"pids,omitempty"`
+	Ports   []uint16 `yaml:"ports" json:"ports,omitempty"`     // local port of the listening socket
+	Comms   []string `yaml:"comms" json:"comms,omitempty"`     // process names (first 15 bytes, as the kernel keeps them)
+	Cgroups []string `yaml:"cgroups" json:"cgroups,omitempty"` // cgroup v1 or v2 directories; descendants are included
 }
 
 // Empty reports whether no selection was made.

@@ -206,8 +206,8 @@ type TracerdReqRecord struct {
 	Comm         [16]int8
 	ReqLen       uint16
 	RespLen      uint16
-	ReqHead      [512]uint8
 	RespHead     [32]uint8
+	ReqHead      [512]uint8
 	_            [4]byte
 }
 
@@ -248,7 +248,8 @@ type TracerdTracedConn struct {
 	State          uint8
 	RxHasSoftirq   uint8
 	PeerZeroWindow uint8
-	Pad            [5]uint8
+	TimerArmed     uint8
+	Pad            [4]uint8
 }
 
 // Names of all BPF objects in the ELF.
