@@ -70,7 +70,6 @@ http {
 	return port
 }
 
-
 // TestNginx traces a real third-party server (Debian's nginx) serving
 // static files: one record per request with the right method, target
 // and status, on a keep-alive connection.

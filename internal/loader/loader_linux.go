@@ -72,7 +72,7 @@ type Tracer struct {
 	raw    ringbuf.Record
 	logger *slog.Logger
 	// targets is the selection in the maps (SetTargets changes it).
-	targets Targets
+	targets  Targets
 	cgroupV1 int32
 }
 
