@@ -37,6 +37,7 @@ unit:
 bench: build
 	tests/tools/install-deps.sh bench
 	$(GO) run ./tests/bench -tracerd $(TRACERD) -out BENCHMARKS.md
+	$(GO) run ./tests/bench/goaware -tracerd $(TRACERD) -out BENCHMARKS.md
 
 demo: build
 	tests/demo/demo.sh
