@@ -6,6 +6,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime/pprof"
 )
 
 // Exit codes: scripts tell a usage mistake from an environment problem.
@@ -22,7 +23,8 @@ func usage() {
 
 commands:
   snapshot   trace for a while, then write a pprof profile, JSON lines and a summary
-  run        trace until stopped (Ctrl-C), writing JSON lines
+  run        trace until stopped (the daemon: config file, systemd, control socket, SIGHUP reload)
+  status     show what the running daemon traces, its hooks, counters and exporters
   check      show what this kernel supports and what tracing would miss
   version    print the version
 
@@ -35,12 +37,27 @@ func main() {
 		usage()
 		os.Exit(exitUsage)
 	}
+	// TRACERD_CPUPROFILE=FILE profiles tracerd itself (for its developers).
+	if path := os.Getenv("TRACERD_CPUPROFILE"); path != "" {
+		if f, err := os.Create(path); err == nil {
+			_ = pprof.StartCPUProfile(f)
+			defer pprof.StopCPUProfile()
+		}
+	}
+	code := run(os.Args[1:])
+	pprof.StopCPUProfile()
+	os.Exit(code)
+}
+
+func run(args []string) int {
 	var code int
-	switch os.Args[1] {
+	switch args[0] {
 	case "snapshot":
 		code = snapshotCmd(os.Args[2:])
 	case "run":
 		code = runCmd(os.Args[2:])
+	case "status":
+		code = statusCmd(os.Args[2:])
 	case "check":
 		code = checkCmd(os.Args[2:])
 	case "version", "--version", "-version":
@@ -48,9 +65,9 @@ func main() {
 	case "help", "-h", "--help":
 		usage()
 	default:
-		fmt.Fprintf(os.Stderr, "tracerd: unknown command %q\n\n", os.Args[1])
+		fmt.Fprintf(os.Stderr, "tracerd: unknown command %q\n\n", args[0])
 		usage()
 		code = exitUsage
 	}
-	os.Exit(code)
+	return code
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"runtime/debug"
 	"time"
@@ -29,10 +28,10 @@ func startTracing(ctx context.Context, cfg loader.Config, goAware bool, sinks ..
 	if err := cfg.Targets.Validate(); err != nil {
 		return nil, usageError{err}
 	}
-	if err := checkPrivileges(); err != nil {
+	if err := checkPrivileges(goAware); err != nil {
 		return nil, err
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel}))
+	log := newLogger()
 	cfg.Logger = log
 	t, err := loader.Open(cfg)
 	if err != nil {
@@ -113,13 +112,18 @@ func describeTargets(t loader.Targets) string {
 	return s
 }
 
-// printCounters says what, if anything, was lost.
-func printCounters(w *os.File, t *loader.Tracer, sinkErrors int64) {
+// printCounters says what, if anything, was lost. Records count those
+// read from the ring buffer plus those drained in flight at stop.
+func printCounters(w *os.File, t *loader.Tracer, sinkErrors int64, drained ...int64) {
 	c, err := t.Counters()
 	if err != nil {
 		fmt.Fprintln(w, "tracerd: reading counters:", err)
 		return
 	}
-	fmt.Fprintf(w, "\nkernel: %d connections traced, %d records; lost: %d (ring buffer full), %d connections untraced (map full, %d/%d in use), %d threads untimed (map full), %d idle timers failed, %d output errors\n",
-		c.ConnsTraced, c.Records, c.RingbufDrops, c.ConnMapFull, c.ConnsOpen, c.ConnsMax, c.TaskMapFull, c.TimerFails, sinkErrors)
+	var d int64
+	for _, v := range drained {
+		d += v
+	}
+	fmt.Fprintf(w, "\nkernel: %d connections traced, %d records (%d drained in flight at stop); lost: %d (ring buffer full), %d connections untraced (map full, %d/%d in use), %d threads untimed (map full), %d idle timers failed, %d Go events lost, %d output errors\n",
+		c.ConnsTraced, c.Records+uint64(d), d, c.RingbufDrops, c.ConnMapFull, c.ConnsOpen, c.ConnsMax, c.TaskMapFull, c.TimerFails, c.GoDrops, sinkErrors)
 }

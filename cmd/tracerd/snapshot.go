@@ -13,6 +13,8 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/tracerd/tracerd/internal/config"
+	"github.com/tracerd/tracerd/internal/control"
 	"github.com/tracerd/tracerd/internal/correlate"
 	"github.com/tracerd/tracerd/internal/export"
 	"github.com/tracerd/tracerd/internal/loader"
@@ -29,8 +31,10 @@ func snapshotCmd(args []string) int {
 	targetFlags(fs, &cfg.Targets)
 	engineFlags(fs, &cfg)
 	goAware := goFlag(fs)
+	standalone := fs.Bool("standalone", false, "load tracerd's own BPF programs even when a daemon runs (default: use the running daemon through its control socket)")
+	socket := fs.String("control-socket", config.DefaultSocket, "the running daemon's control socket")
 	fs.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: tracerd snapshot [--duration 30s] [--pid P] [--port N] [--comm NAME] [--cgroup DIR] [-o cut.pb.gz] [--json FILE|-] [--top N]")
+		fmt.Fprintln(os.Stderr, "usage: tracerd snapshot [--standalone] [--duration 30s] [--pid P] [--port N] [--comm NAME] [--cgroup DIR] [-o cut.pb.gz] [--json FILE|-] [--top N]")
 		fs.PrintDefaults()
 	}
 	if err := parse(fs, args); err != nil {
@@ -41,6 +45,12 @@ func snapshotCmd(args []string) int {
 	}
 	if *top < 0 {
 		return fail(usageError{errors.New("--top must be 0 or more")})
+	}
+	if !*standalone {
+		err := snapshotViaDaemon(*socket, cfg.Targets, *duration, *out, *jsonOut, *top)
+		if !errors.Is(err, control.ErrNoDaemon) {
+			return fail0(err)
+		}
 	}
 	return fail0(snapshot(cfg, *goAware, *duration, *out, *jsonOut, *top))
 }
@@ -124,7 +134,7 @@ func snapshot(cfg loader.Config, goAware bool, duration time.Duration, out, json
 		}
 	}
 	summary.Write(summaryOut)
-	printCounters(os.Stderr, t, sess.SinkErrors())
+	printCounters(os.Stderr, t, sess.SinkErrors(), sess.Drained())
 	if profOut != nil {
 		fmt.Fprintf(os.Stderr, "profile: %s (go tool pprof -http=: %s)\n", out, out)
 	}

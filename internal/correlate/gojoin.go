@@ -184,7 +184,8 @@ func (c *Correlator) joinGo(r *Request, rec *loader.Record) {
 		return
 	}
 	var ser []interval
-	for _, call := range gp.byGoid[rec.Goid] {
+	calls := gp.byGoid[rec.Goid]
+	for _, call := range calls {
 		if call.start < from || call.start > to || call.joined {
 			continue
 		}
@@ -206,6 +207,19 @@ func (c *Correlator) joinGo(r *Request, rec *loader.Record) {
 	}
 	if gp.probes.Serialization {
 		r.Phases.Set(Serialize, min(app, union(ser)))
+	}
+	// The goroutine's records come in order: what started before this
+	// request's end was joined now or belongs to no request.
+	keep := calls[:0]
+	for _, call := range calls {
+		if call.start > to {
+			keep = append(keep, call)
+		}
+	}
+	if len(keep) == 0 {
+		delete(gp.byGoid, rec.Goid)
+	} else {
+		gp.byGoid[rec.Goid] = keep
 	}
 	sort.Slice(r.Spans, func(i, j int) bool { return r.Spans[i].StartUnixNano < r.Spans[j].StartUnixNano })
 }
@@ -307,7 +321,7 @@ var gcPauseSpans = map[uint32]string{
 // pauseSpans are the GC pauses overlapping [from, to], clipped to it.
 func pauseSpans(ivs []interval, from, to int64) []Span {
 	var out []Span
-	for _, iv := range ivs {
+	for _, iv := range within(ivs, from, to) {
 		s, e := max(iv.start, from), min(iv.end, to)
 		if e > s {
 			out = append(out, Span{Name: gcPauseSpans[iv.reason], StartUnixNano: s, DurationNs: e - s})
@@ -316,10 +330,21 @@ func pauseSpans(ivs []interval, from, to int64) []Span {
 	return out
 }
 
+// within returns the intervals (sorted by start, not overlapping each
+// other: one pause at a time) that may overlap [from, to].
+func within(ivs []interval, from, to int64) []interval {
+	i := sort.Search(len(ivs), func(i int) bool { return ivs[i].end > from })
+	j := sort.Search(len(ivs), func(j int) bool { return ivs[j].start >= to })
+	if j < i {
+		return nil
+	}
+	return ivs[i:j]
+}
+
 // overlap is the time of [from, to] covered by the sorted intervals.
 func overlap(ivs []interval, from, to int64) int64 {
 	var total int64
-	for _, iv := range ivs {
+	for _, iv := range within(ivs, from, to) {
 		s, e := max(iv.start, from), min(iv.end, to)
 		if e > s {
 			total += e - s

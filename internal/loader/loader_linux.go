@@ -60,7 +60,7 @@ type Config struct {
 
 // DefaultConfig is what the CLI uses unless told otherwise.
 func DefaultConfig() Config {
-	return Config{IdleTimeout: 500 * time.Millisecond, MaxConns: 65536, RingBytes: 8 << 20}
+	return Config{IdleTimeout: 500 * time.Millisecond, MaxConns: 65536, RingBytes: 16 << 20}
 }
 
 // Tracer is the loaded and attached kernel engine.

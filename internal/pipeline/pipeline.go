@@ -36,7 +36,12 @@ type Session struct {
 	lastErr  atomic.Value
 	onProc   func(*loader.ProcNote)
 	gm       *goprobe.Manager
+	drained  atomic.Int64
 }
+
+// Drained is the number of in-flight requests drained at stop (records
+// the kernel did not count as written to the ring buffer).
+func (s *Session) Drained() int64 { return s.drained.Load() }
 
 // SetGo makes the session Go-aware: process notes attach and detach
 // probes, Go events feed the rate bound, calibration and the correlator.
@@ -190,6 +195,7 @@ func (s *Session) Run(ctx context.Context) error {
 	}
 	s.applyGoUpdates()
 	drainErr := s.tracer.Drain(func(rec *loader.Record) {
+		s.drained.Add(1)
 		r := s.corr.Request(rec)
 		s.emit(&r)
 	})
