@@ -27,9 +27,11 @@ func checkCmd(args []string) int {
 	} else {
 		fmt.Println("BTF         ok (/sys/kernel/btf/vmlinux)")
 	}
-	if err := checkPrivileges(); err != nil {
+	if err := checkPrivileges(false); err != nil {
 		fmt.Printf("privileges  missing: %v\n", err)
 		fatal = true
+	} else if err := checkPrivileges(true); err != nil {
+		fmt.Printf("privileges  kernel engine ok; Go awareness (--go) %v\n", err)
 	} else {
 		fmt.Println("privileges  ok")
 	}

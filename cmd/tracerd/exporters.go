@@ -223,9 +223,12 @@ func (x *exporters) started(tr *tracing) {
 const shutdownGrace = 5 * time.Second
 
 // shutdown flushes what is queued and stops serving.
-func (x *exporters) shutdown() {
+func (x *exporters) shutdown() { x.shutdownBy(time.Now().Add(shutdownGrace)) }
+
+// shutdownBy flushes what is queued, giving up at deadline, and stops serving.
+func (x *exporters) shutdownBy(deadline time.Time) {
 	if x.otlp != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
 		if err := x.otlp.Shutdown(ctx); err != nil {
 			x.log.Warn("OTLP shutdown", "error", err)
 		}

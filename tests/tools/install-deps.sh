@@ -21,6 +21,8 @@ test)
 	need ip iproute2
 	need caddy caddy
 	need taskset util-linux
+	need setpriv util-linux
+	need systemd-analyze systemd
 	;;
 bench)
 	need wrk wrk

@@ -1,0 +1,207 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/tracerd/tracerd/internal/config"
+	"github.com/tracerd/tracerd/internal/control"
+	"github.com/tracerd/tracerd/internal/loader"
+)
+
+// snapshotViaDaemon asks the running daemon for the requests of targets
+// during duration and writes the same outputs as a standalone snapshot.
+// control.ErrNoDaemon when none runs.
+func snapshotViaDaemon(socket string, targets loader.Targets, duration time.Duration, out, jsonOut string, top int) error {
+	if err := targets.Validate(); err != nil {
+		return usageError{err}
+	}
+	// Open outputs first: a bad path must not cost a trace.
+	var profOut, jsonFile *os.File
+	if out != "" {
+		f, err := os.Create(out)
+		if err != nil {
+			return usageError{fmt.Errorf("-o: %w", err)}
+		}
+		defer f.Close()
+		profOut = f
+	}
+	summaryOut := io.Writer(os.Stdout)
+	var jw *bufio.Writer
+	if jsonOut != "" {
+		w := io.Writer(os.Stdout)
+		if jsonOut == "-" {
+			summaryOut = os.Stderr
+		} else {
+			f, err := os.Create(jsonOut)
+			if err != nil {
+				return usageError{fmt.Errorf("--json: %w", err)}
+			}
+			defer f.Close()
+			jsonFile, w = f, f
+		}
+		jw = bufio.NewWriter(w)
+	}
+	c, err := control.Dial(socket)
+	if err != nil {
+		if errors.Is(err, control.ErrNoDaemon) {
+			if jsonFile != nil {
+				jsonFile.Close()
+			}
+		}
+		return err
+	}
+	defer c.Close()
+	req := control.Request{Op: "snapshot", Duration: duration, Targets: targets, Top: top, JSON: jsonOut != "", Profile: out != ""}
+	if err := control.Send(c, req); err != nil {
+		return err
+	}
+	// Ctrl-C ends early: half-close, the daemon then sends the end.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	go func() {
+		if _, ok := <-sig; ok {
+			c.CloseWrite()
+		}
+	}()
+	sc := bufio.NewScanner(c)
+	sc.Buffer(make([]byte, 1<<20), 256<<20)
+	var end *control.End
+	for sc.Scan() {
+		var l control.Line
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			return fmt.Errorf("control socket: bad answer: %w", err)
+		}
+		switch {
+		case l.Error != "":
+			return errors.New(l.Error)
+		case l.Note != "":
+			fmt.Fprintln(os.Stderr, "tracerd:", l.Note)
+		case l.Record != nil:
+			if jw != nil {
+				jw.Write(l.Record)
+				jw.WriteByte('\n')
+			}
+		case l.End != nil:
+			end = l.End
+		}
+		if end != nil {
+			break
+		}
+	}
+	if end == nil {
+		if err := sc.Err(); err != nil {
+			return fmt.Errorf("control socket: %w", err)
+		}
+		return errors.New("control socket: the daemon ended the snapshot without its summary (did it stop?)")
+	}
+	var errs []error
+	if jw != nil {
+		if err := jw.Flush(); err != nil {
+			errs = append(errs, fmt.Errorf("--json: %w", err))
+		}
+	}
+	if profOut != nil {
+		if _, err := profOut.Write(end.Profile); err != nil {
+			errs = append(errs, fmt.Errorf("-o: %w", err))
+		} else if err := profOut.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("-o: %w", err))
+		}
+	}
+	io.WriteString(summaryOut, end.Summary)
+	fmt.Fprintf(os.Stderr, "\n%s\n", end.Counters)
+	if profOut != nil {
+		fmt.Fprintf(os.Stderr, "profile: %s (go tool pprof -http=: %s)\n", out, out)
+	}
+	return errors.Join(errs...)
+}
+
+// statusCmd shows what a running daemon traces and how it is doing.
+func statusCmd(args []string) int {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	socket := fs.String("control-socket", config.DefaultSocket, "the running daemon's control socket")
+	asJSON := fs.Bool("json", false, "print the status as JSON")
+	fs.Usage = func() {
+		fmt.Fprintln(os.Stderr, "usage: tracerd status [--json] [--control-socket PATH]")
+		fs.PrintDefaults()
+	}
+	if err := parse(fs, args); err != nil {
+		return fail(err)
+	}
+	c, err := control.Dial(*socket)
+	if err != nil {
+		return fail(err)
+	}
+	defer c.Close()
+	if err := control.Send(c, control.Request{Op: "status"}); err != nil {
+		return fail(err)
+	}
+	var l control.Line
+	if err := json.NewDecoder(c).Decode(&l); err != nil {
+		return fail(fmt.Errorf("control socket: %w", err))
+	}
+	if l.Error != "" {
+		return fail(errors.New(l.Error))
+	}
+	if *asJSON {
+		os.Stdout.Write(append(l.Status, '\n'))
+		return exitOK
+	}
+	var st Status
+	if err := json.Unmarshal(l.Status, &st); err != nil {
+		return fail(err)
+	}
+	printStatus(os.Stdout, st)
+	return exitOK
+}
+
+func printStatus(w io.Writer, st Status) {
+	fmt.Fprintf(w, "tracerd %s, pid %d, up %s, config %s, %d reloads\n", st.Version, st.PID, st.Uptime, orNone(st.Config), st.Reloads)
+	fmt.Fprintf(w, "targets: %s\n", st.TargetsText)
+	ok, missing := 0, []string{}
+	for _, h := range st.Hooks {
+		if h.OK {
+			ok++
+		} else {
+			missing = append(missing, h.Name+" ("+h.Reason+")")
+		}
+	}
+	fmt.Fprintf(w, "hooks: %d/%d attached", ok, len(st.Hooks))
+	if len(missing) > 0 {
+		fmt.Fprintf(w, "; missing: %s", strings.Join(missing, ", "))
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "go probes: %d processes %v\n", len(st.GoProbes), st.GoProbes)
+	c := st.Counters
+	fmt.Fprintf(w, "requests: %d exported, %d output errors\n", st.Requests, st.SinkErrors)
+	fmt.Fprintf(w, "kernel: %d connections traced, %d records, %d/%d connections open; lost: %d (ring buffer full), %d (connection map full), %d threads untimed\n",
+		c.ConnsTraced, c.Records, c.ConnsOpen, c.ConnsMax, c.RingbufDrops, c.ConnMapFull, c.TaskMapFull)
+	if o := st.Exporters.OTLP; o != nil {
+		health := "up"
+		if o.Stats.ExportErrors > 0 && o.Stats.SpansExported == 0 {
+			health = "down"
+		}
+		fmt.Fprintf(w, "otlp: %s, %s: %d spans exported, %d dropped, %d failed (%d of %d exports failed), %d queued\n",
+			o.Endpoint, health, o.Stats.SpansExported, o.Stats.SpansDropped, o.Stats.SpansFailed, o.Stats.ExportErrors, o.Stats.Exports, o.Stats.SpansQueued)
+	} else {
+		fmt.Fprintln(w, "otlp: off")
+	}
+	fmt.Fprintf(w, "json: %s\nmetrics: %s\n", orNone(st.Exporters.JSON), orNone(st.Exporters.MetricsAddr))
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}

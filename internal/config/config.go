@@ -1,0 +1,333 @@
+// Package config reads tracerd's YAML configuration file (tracerd run
+// --config). Every key is documented in deploy/tracerd.yaml; an unknown
+// key, a wrong type or a bad value is an error naming the file and line.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/tracerd/tracerd/internal/loader"
+)
+
+// DefaultPath is where the packaged unit looks for the file.
+const DefaultPath = "/etc/tracerd/tracerd.yaml"
+
+// DefaultSocket is the control socket of a running daemon.
+const DefaultSocket = "/run/tracerd/control.sock"
+
+// Config is the whole file. Flags of `tracerd run` override it.
+type Config struct {
+	Targets   loader.Targets `yaml:"targets"`
+	Engine    Engine         `yaml:"engine"`
+	Exporters Exporters      `yaml:"exporters"`
+	Log       Log            `yaml:"log"`
+	Control   Control        `yaml:"control"`
+}
+
+// Engine holds the kernel engine's limits.
+type Engine struct {
+	IdleTimeout     time.Duration `yaml:"idle_timeout"`
+	MaxConns        uint32        `yaml:"max_conns"`
+	RingBufferBytes uint32        `yaml:"ring_buffer_bytes"`
+	SkipHooks       []string      `yaml:"skip_hooks"`
+	Go              bool          `yaml:"go"`
+}
+
+// Exporters says where requests go.
+type Exporters struct {
+	JSON         string   `yaml:"json"`
+	MetricsAddr  string   `yaml:"metrics_addr"`
+	ServiceNames []string `yaml:"service_names"`
+	OTLP         OTLP     `yaml:"otlp"`
+	Sampling     Sampling `yaml:"sampling"`
+}
+
+// OTLP is the trace exporter. Empty values fall back to the OTEL_*
+// environment variables, then to the defaults.
+type OTLP struct {
+	Endpoint          string   `yaml:"endpoint"`
+	Protocol          string   `yaml:"protocol"`
+	Headers           []string `yaml:"headers"`
+	Timeout           string   `yaml:"timeout"`
+	Insecure          string   `yaml:"insecure"`
+	Certificate       string   `yaml:"certificate"`
+	ClientCertificate string   `yaml:"client_certificate"`
+	ClientKey         string   `yaml:"client_key"`
+	Compression       string   `yaml:"compression"`
+	QueueSize         string   `yaml:"queue_size"`
+	BatchSize         string   `yaml:"batch_size"`
+	BatchDelay        string   `yaml:"batch_delay"`
+}
+
+// Sampling is the tail-aware trace sampling.
+type Sampling struct {
+	LatencyBudget string `yaml:"latency_budget"`
+	Ratio         string `yaml:"ratio"`
+}
+
+// Log configures the structured log on stderr.
+type Log struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"` // text or json
+}
+
+// Control is the control socket (tracerd status, tracerd snapshot).
+type Control struct {
+	Socket string `yaml:"socket"` // "" or "off" for none
+}
+
+// Default is the configuration without a file.
+func Default() Config {
+	d := loader.DefaultConfig()
+	return Config{
+		Engine: Engine{
+			IdleTimeout:     d.IdleTimeout,
+			MaxConns:        d.MaxConns,
+			RingBufferBytes: d.RingBytes,
+			Go:              true,
+		},
+		Exporters: Exporters{MetricsAddr: "127.0.0.1:9464"},
+		Log:       Log{Level: "info", Format: "text"},
+		Control:   Control{Socket: DefaultSocket},
+	}
+}
+
+// Error is a mistake in the file; Line is 0 when it is not about a line.
+type Error struct {
+	Path string
+	Line int
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("%s:%d: %s", e.Path, e.Line, e.Msg)
+	}
+	return fmt.Sprintf("%s: %s", e.Path, e.Msg)
+}
+
+// Load reads path over the defaults.
+func Load(path string) (Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return Config{}, &Error{Path: path, Msg: "no such file (the shipped default is deploy/tracerd.yaml; make install puts it at " + DefaultPath + ")"}
+		}
+		return Config{}, &Error{Path: path, Msg: err.Error()}
+	}
+	return Parse(path, data)
+}
+
+var (
+	lineRe    = regexp.MustCompile(`^line (\d+): (.*)$`)
+	unknownRe = regexp.MustCompile(`^field (\S+) not found in type (\S+)$`)
+	typeRe    = regexp.MustCompile("^cannot unmarshal (!!\\w+) `(.*)` into (.+)$")
+)
+
+// Parse decodes data (named path in errors) over the defaults and checks it.
+func Parse(path string, data []byte) (Config, error) {
+	cfg := Default()
+	var root yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&root); err != nil {
+		if errors.Is(err, io.EOF) {
+			return cfg, nil // empty file: defaults
+		}
+		return cfg, syntaxError(path, err)
+	}
+	if len(root.Content) == 0 {
+		return cfg, nil
+	}
+	doc := root.Content[0]
+	if doc.Kind == yaml.ScalarNode && doc.Tag == "!!null" {
+		return cfg, nil
+	}
+	// KnownFields is a decoder option: decode the bytes again through one.
+	strict := yaml.NewDecoder(bytes.NewReader(data))
+	strict.KnownFields(true)
+	if err := strict.Decode(&cfg); err != nil {
+		return cfg, decodeError(path, err)
+	}
+	if err := cfg.check(path, doc); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
+}
+
+func syntaxError(path string, err error) error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	if m := lineRe.FindStringSubmatch(msg); m != nil {
+		var n int
+		fmt.Sscan(m[1], &n)
+		return &Error{Path: path, Line: n, Msg: "syntax error: " + m[2]}
+	}
+	return &Error{Path: path, Msg: "syntax error: " + msg}
+}
+
+// decodeError turns yaml's messages into one per line, in tracerd's words.
+func decodeError(path string, err error) error {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return syntaxError(path, err)
+	}
+	var errs []error
+	for _, e := range te.Errors {
+		m := lineRe.FindStringSubmatch(e)
+		if m == nil {
+			errs = append(errs, &Error{Path: path, Msg: e})
+			continue
+		}
+		var n int
+		fmt.Sscan(m[1], &n)
+		msg := m[2]
+		if u := unknownRe.FindStringSubmatch(msg); u != nil {
+			msg = fmt.Sprintf("unknown key %q in %s (see deploy/tracerd.yaml for the keys)", u[1], section(u[2]))
+		} else if t := typeRe.FindStringSubmatch(msg); t != nil {
+			msg = fmt.Sprintf("wrong type: %s %q where %s is expected", strings.TrimPrefix(t[1], "!!"), t[2], typeName(t[3]))
+		}
+		errs = append(errs, &Error{Path: path, Line: n, Msg: msg})
+	}
+	return errors.Join(errs...)
+}
+
+func section(goType string) string {
+	switch goType {
+	case "config.Config":
+		return "the top level"
+	case "loader.Targets":
+		return "targets"
+	case "config.Engine":
+		return "engine"
+	case "config.Exporters":
+		return "exporters"
+	case "config.OTLP":
+		return "exporters.otlp"
+	case "config.Sampling":
+		return "exporters.sampling"
+	case "config.Log":
+		return "log"
+	case "config.Control":
+		return "control"
+	}
+	return goType
+}
+
+func typeName(goType string) string {
+	switch {
+	case goType == "time.Duration":
+		return "a duration (e.g. 500ms, 2s)"
+	case strings.HasPrefix(goType, "uint"), strings.HasPrefix(goType, "int"):
+		return "a whole number (" + goType + ")"
+	case goType == "bool":
+		return "true or false"
+	case goType == "string":
+		return "a string"
+	case strings.HasPrefix(goType, "[]"):
+		return "a list"
+	case strings.HasPrefix(goType, "config."), strings.HasPrefix(goType, "loader."):
+		return "a mapping (" + section(goType) + ")"
+	}
+	return goType
+}
+
+// lineOf finds the line of a key path in the document (0 when absent).
+func lineOf(doc *yaml.Node, keys ...string) int {
+	n := doc
+	line := 0
+	for _, k := range keys {
+		if n == nil || n.Kind != yaml.MappingNode {
+			return line
+		}
+		var next *yaml.Node
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == k {
+				line, next = n.Content[i].Line, n.Content[i+1]
+				break
+			}
+		}
+		if next == nil {
+			return line
+		}
+		n = next
+	}
+	return line
+}
+
+// check validates values the types alone do not.
+func (c *Config) check(path string, doc *yaml.Node) error {
+	var errs []error
+	bad := func(msg string, keys ...string) {
+		errs = append(errs, &Error{Path: path, Line: lineOf(doc, keys...), Msg: strings.Join(keys, ".") + ": " + msg})
+	}
+	for _, p := range c.Targets.PIDs {
+		if p == 0 {
+			bad("0 is not a process", "targets", "pids")
+		}
+	}
+	for _, p := range c.Targets.Ports {
+		if p == 0 {
+			bad("0 is not a port", "targets", "ports")
+		}
+	}
+	for _, s := range c.Targets.Comms {
+		if s == "" {
+			bad("empty process name", "targets", "comms")
+		}
+	}
+	if c.Engine.IdleTimeout <= 0 {
+		bad("must be positive", "engine", "idle_timeout")
+	}
+	if c.Engine.MaxConns == 0 {
+		bad("must be positive", "engine", "max_conns")
+	}
+	if r := c.Engine.RingBufferBytes; r == 0 || r&(r-1) != 0 || r%uint32(os.Getpagesize()) != 0 {
+		bad(fmt.Sprintf("%d must be a power of two and a multiple of the page size (%d)", r, os.Getpagesize()), "engine", "ring_buffer_bytes")
+	}
+	if a := c.Exporters.MetricsAddr; a != "" && a != "off" {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			bad(fmt.Sprintf("%q: want host:port or off", a), "exporters", "metrics_addr")
+		}
+	}
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(c.Log.Level)); err != nil {
+		bad(err.Error(), "log", "level")
+	}
+	if f := c.Log.Format; f != "text" && f != "json" {
+		bad(fmt.Sprintf("%q: want text or json", f), "log", "format")
+	}
+	return errors.Join(errs...)
+}
+
+// LoaderConfig returns the loader's configuration.
+func (c *Config) LoaderConfig() loader.Config {
+	return loader.Config{
+		Targets:     c.Targets,
+		IdleTimeout: c.Engine.IdleTimeout,
+		MaxConns:    c.Engine.MaxConns,
+		RingBytes:   c.Engine.RingBufferBytes,
+		SkipHooks:   c.Engine.SkipHooks,
+	}
+}
+
+// Marshal renders the configuration as YAML (--print-config).
+func (c *Config) Marshal() ([]byte, error) {
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(c); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), enc.Close()
+}
