@@ -34,12 +34,10 @@ static __always_inline int cgroup_selected(struct task_struct *task)
 	return 0;
 }
 
-/* Is the current process, accepting on local port lport, a target? */
-static __always_inline int process_selected(__u32 tgid, __u16 lport)
+/* The pid, comm and cgroup tests (the port is known only at accept). */
+static __always_inline int process_matches(__u32 tgid)
 {
 	if (filter_pids && !bpf_map_lookup_elem(&target_pids, &tgid))
-		return 0;
-	if (filter_ports && !bpf_map_lookup_elem(&target_ports, &lport))
 		return 0;
 	if (filter_comms) {
 		struct comm_key key = {};
@@ -52,4 +50,12 @@ static __always_inline int process_selected(__u32 tgid, __u16 lport)
 	    !cgroup_selected((struct task_struct *)bpf_get_current_task()))
 		return 0;
 	return 1;
+}
+
+/* Is the current process, accepting on local port lport, a target? */
+static __always_inline int process_selected(__u32 tgid, __u16 lport)
+{
+	if (filter_ports && !bpf_map_lookup_elem(&target_ports, &lport))
+		return 0;
+	return process_matches(tgid);
 }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "maps.h"
+#include "filter.h"
 
 static __always_inline void emit_proc(__u32 pid, __u32 what)
 {
@@ -17,19 +18,7 @@ static __always_inline int selected_at_exec(__u32 tgid)
 {
 	if (!filter_pids && !filter_comms && !filter_cgroups)
 		return 0; /* host-wide or port-only: adopted at its first accept */
-	if (filter_pids && !bpf_map_lookup_elem(&target_pids, &tgid))
-		return 0;
-	if (filter_comms) {
-		struct comm_key key = {};
-
-		bpf_get_current_comm(key.comm, sizeof(key.comm));
-		if (!bpf_map_lookup_elem(&target_comms, &key))
-			return 0;
-	}
-	if (filter_cgroups &&
-	    !cgroup_selected((struct task_struct *)bpf_get_current_task()))
-		return 0;
-	return 1;
+	return process_matches(tgid);
 }
 
 SEC("tp_btf/sched_process_exec")
