@@ -73,9 +73,6 @@ type goProc struct {
 	pauses  []interval // GC stop-the-world pauses, by start
 	byGoid  map[uint64][]*goCall
 	serving []*goCall // ServeHTTP calls not joined yet, oldest first
-	// byRemote indexes unjoined ServeHTTP calls by client address: the
-	// connection, whichever goroutine did the socket read.
-	byRemote map[string][]*goCall
 }
 
 type interval struct {
@@ -107,7 +104,7 @@ func (c *Correlator) SetGoProbes(pid uint32, p GoProbes, ok bool) {
 		return
 	}
 	if gp == nil {
-		gp = &goProc{byGoid: map[uint64][]*goCall{}, byRemote: map[string][]*goCall{}}
+		gp = &goProc{byGoid: map[uint64][]*goCall{}}
 		c.goProcs[pid] = gp
 	}
 	gp.probes, gp.goneAt = p, 0
@@ -139,9 +136,6 @@ func (c *Correlator) AddGo(ev *loader.GoEvent) {
 		call.remote = bytesString(ev.Remote[:], ev.RemoteLen)
 		call.protoMajor = ev.ProtoMajor
 		gp.serving = append(gp.serving, call)
-		if call.remote != "" {
-			gp.byRemote[call.remote] = append(gp.byRemote[call.remote], call)
-		}
 	}
 	if call.fn != GoWriteHeader {
 		call.end = max(call.start, call.end-gp.probes.ProbeCostNs)
@@ -186,22 +180,11 @@ func (c *Correlator) joinGo(r *Request, rec *loader.Record) {
 		r.Phases.Set(GCSTW, min(app, overlap(gp.pauses, from, to)))
 		r.Spans = append(r.Spans, pauseSpans(gp.pauses, from, to)...)
 	}
-	// The goroutine that served the request: the one whose ServeHTTP came
-	// on this connection in the window (net/http's background read can do
-	// the socket read on another goroutine), else the one that read.
-	goid := rec.Goid
-	peer := r.Conn.Peer.String()
-	for _, call := range gp.byRemote[peer] {
-		if !call.joined && call.start >= from && call.start <= to {
-			goid = call.goid
-			break
-		}
-	}
-	if goid == 0 {
+	if rec.Goid == 0 {
 		return
 	}
 	var ser []interval
-	calls := gp.byGoid[goid]
+	calls := gp.byGoid[rec.Goid]
 	for _, call := range calls {
 		if call.start < from || call.start > to || call.joined {
 			continue
@@ -234,11 +217,10 @@ func (c *Correlator) joinGo(r *Request, rec *loader.Record) {
 		}
 	}
 	if len(keep) == 0 {
-		delete(gp.byGoid, goid)
+		delete(gp.byGoid, rec.Goid)
 	} else {
-		gp.byGoid[goid] = keep
+		gp.byGoid[rec.Goid] = keep
 	}
-	dropJoined(gp.byRemote, peer)
 	sort.Slice(r.Spans, func(i, j int) bool { return r.Spans[i].StartUnixNano < r.Spans[j].StartUnixNano })
 }
 
@@ -275,7 +257,6 @@ func (c *Correlator) Streams(now int64, all bool) []Request {
 			case all || call.end < now-c.goRetain.Nanoseconds():
 				out = append(out, c.streamRequest(pid, gp, call))
 				call.joined = true
-				dropJoined(gp.byRemote, call.remote)
 			default:
 				keep = append(keep, call)
 			}
@@ -395,20 +376,4 @@ func bytesString(b []int8, n uint8) string {
 		out[i] = byte(b[i])
 	}
 	return strings.ToValidUTF8(string(out), "?")
-}
-
-// dropJoined removes joined calls from one byRemote entry.
-func dropJoined(m map[string][]*goCall, remote string) {
-	list := m[remote]
-	keep := list[:0]
-	for _, call := range list {
-		if !call.joined {
-			keep = append(keep, call)
-		}
-	}
-	if len(keep) == 0 {
-		delete(m, remote)
-	} else {
-		m[remote] = keep
-	}
 }

@@ -119,35 +119,3 @@ func TestStreams(t *testing.T) {
 		t.Errorf("app = %d", v)
 	}
 }
-
-// net/http's background read may do the socket read on another
-// goroutine: the connection's client address still finds the handler.
-func TestJoinByRemoteAddress(t *testing.T) {
-	c := New(time.Minute)
-	c.clock = Clock{}
-	c.SetGoProbes(7, GoProbes{HTTP: true, Serialization: true}, true)
-	sh := goEvent(GoServeHTTP, 5, 1100, 9000, 0)
-	for i, ch := range "GET" {
-		sh.Method[i] = int8(ch)
-	}
-	sh.MethodLen = 3
-	for i, ch := range "127.0.0.2:40000" {
-		sh.Remote[i] = int8(ch)
-	}
-	sh.RemoteLen = 15
-	m := goEvent(GoJSONMarshal, 5, 2000, 3000, 0)
-	wh := goEvent(GoWriteHeader, 5, 4000, 4000, 201)
-	for _, ev := range []*loader.GoEvent{&sh, &m, &wh} {
-		c.AddGo(ev)
-	}
-	rec := baseRecord()
-	rec.Pid, rec.Goid = 7, 99 // the background reader
-	rec.T_rd, rec.T_wl, rec.T_tx, rec.T_est, rec.T_rx, rec.T_acc = 1000, 10000, 10000, 0, 900, 0
-	r := c.Request(&rec)
-	if v, ok := r.Phases.Get(Serialize); !ok || v != 1000 || r.HTTP.Status != 201 {
-		t.Errorf("serialize %d %v, http %+v: not joined through the client address", v, ok, r.HTTP)
-	}
-	if got := c.Streams(1<<62, true); len(got) != 0 {
-		t.Errorf("joined ServeHTTP also came out as a stream")
-	}
-}
