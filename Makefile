@@ -42,8 +42,15 @@ bench: build
 demo: build
 	tests/demo/demo.sh
 
+# Binary, systemd unit (ExecStart pointing at the installed binary) and
+# the default config (kept when one exists). Then:
+# systemctl daemon-reload && systemctl enable --now tracerd
 install: build
 	install -D -m 0755 $(TRACERD) $(DESTDIR)$(PREFIX)/bin/tracerd
+	install -d -m 0755 $(DESTDIR)/etc/systemd/system $(DESTDIR)/etc/tracerd
+	sed 's|/usr/local/bin/tracerd|$(PREFIX)/bin/tracerd|' deploy/tracerd.service > $(DESTDIR)/etc/systemd/system/tracerd.service
+	chmod 0644 $(DESTDIR)/etc/systemd/system/tracerd.service
+	test -e $(DESTDIR)/etc/tracerd/tracerd.yaml || install -m 0644 deploy/tracerd.yaml $(DESTDIR)/etc/tracerd/tracerd.yaml
 
 clean:
 	rm -rf $(BIN)

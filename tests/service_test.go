@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -12,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tracerd/tracerd/internal/export"
 )
 
 // notifyListener is a NOTIFY_SOCKET as systemd makes it: a unix
@@ -210,5 +213,278 @@ func TestSystemdNotify(t *testing.T) {
 	}
 	if !strings.Contains(d.stderr.String(), "msg=stopped") {
 		t.Errorf("no 'stopped' log line:\n%s", d.stderr)
+	}
+}
+
+// recordKeys identifies records across tracers: connection, index, target.
+func recordKeys(recs []export.JSONRecord) []string {
+	var keys []string
+	for _, r := range recs {
+		target := ""
+		if r.HTTP != nil {
+			target = r.HTTP.Target
+		}
+		keys = append(keys, fmt.Sprintf("%s #%d %s", r.Conn.Peer, r.Conn.RequestIndex, target))
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// TestControlSocket: `tracerd snapshot` through a running daemon returns
+// the same records as a standalone snapshot running at the same time;
+// `tracerd status` reports the daemon; the socket is root's (0600) and
+// refuses an unprivileged user.
+func TestControlSocket(t *testing.T) {
+	needRoot(t)
+	srv := startServer(t, nil)
+	// A directory others can enter: the socket's own mode must refuse them.
+	dir, err := os.MkdirTemp("", "tracerd-ctl-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	sock := filepath.Join(dir, "control.sock")
+	port := fmt.Sprint(srv.Port)
+	d := startDaemon(t, nil, "--port", port, "--metrics-addr", "off", "--control-socket", sock, "--go=false")
+	st, err := os.Stat(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode()&os.ModeSocket == 0 || st.Mode().Perm() != 0o600 || st.Sys().(*syscall.Stat_t).Uid != 0 {
+		t.Errorf("control socket mode %s uid %d, want a socket 0600 owned by root", st.Mode(), st.Sys().(*syscall.Stat_t).Uid)
+	}
+
+	standalone := startTracer(t, "--standalone", "--port", port, "--go=false")
+	viaJSON := filepath.Join(t.TempDir(), "via.jsonl")
+	viaProfile := filepath.Join(t.TempDir(), "via.pb.gz")
+	via := startTracerCmd(t, exec.Command(bin.tracerd, "snapshot", "--control-socket", sock, "--port", port,
+		"--duration", "5m", "--json", viaJSON, "-o", viaProfile), viaJSON)
+	if !strings.Contains(via.stderr.String(), "through the daemon") {
+		t.Fatalf("snapshot did not go through the daemon:\n%s", via.stderr)
+	}
+	for i := range 5 {
+		c := dial(t, srv.Addr)
+		for j := range 2 {
+			if _, err := request(c, fmt.Sprintf("/ctl/%d/%d", i, j), 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c.Close()
+	}
+	time.Sleep(300 * time.Millisecond) // the closes reach both tracers
+	want := recordKeys(recordsOn(standalone.Stop(t), srv.Port))
+	viaRecs := recordsOn(via.Stop(t), srv.Port)
+	got := recordKeys(viaRecs)
+	if len(want) != 10 || !slices.Equal(got, want) {
+		t.Errorf("through the daemon: %d records %v\nstandalone: %d records %v", len(got), got, len(want), want)
+	}
+	if fi, err := os.Stat(viaProfile); err != nil || fi.Size() == 0 {
+		t.Errorf("no profile written through the daemon: %v", err)
+	}
+	t.Logf("snapshot through the daemon: %d records, the same as a standalone snapshot's", len(got))
+
+	out, err := exec.Command(bin.tracerd, "status", "--control-socket", sock, "--json").CombinedOutput()
+	if err != nil {
+		t.Fatalf("tracerd status: %v\n%s", err, out)
+	}
+	var status struct {
+		PID     int `json:"pid"`
+		Targets struct {
+			Ports []int `json:"ports"`
+		} `json:"targets"`
+		Hooks    []struct{ OK bool } `json:"hooks"`
+		Requests int64               `json:"requests"`
+	}
+	if err := json.Unmarshal(out, &status); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if status.PID != d.cmd.Process.Pid || !slices.Equal(status.Targets.Ports, []int{srv.Port}) || len(status.Hooks) == 0 || status.Requests < 10 {
+		t.Errorf("status: %s", out)
+	}
+	text, err := exec.Command(bin.tracerd, "status", "--control-socket", sock).CombinedOutput()
+	if err != nil || !strings.Contains(string(text), "hooks: ") || !strings.Contains(string(text), "targets: port") {
+		t.Errorf("tracerd status: %v\n%s", err, text)
+	}
+	t.Logf("tracerd status:\n%s", text)
+
+	// An unprivileged user is refused.
+	setpriv := needTool(t, "setpriv", "util-linux")
+	exe := filepath.Join(dir, "tracerd")
+	copyFile(t, bin.tracerd, exe, 0o755)
+	out, err = exec.Command(setpriv, "--reuid", "65534", "--regid", "65534", "--clear-groups", "--inh-caps", "-all",
+		exe, "status", "--control-socket", sock).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "permission denied") {
+		t.Errorf("uid 65534 was not refused: %v\n%s", err, out)
+	}
+	d.stop(t, syscall.SIGTERM)
+	if _, err := os.Stat(sock); err == nil {
+		t.Errorf("control socket left behind after stop")
+	}
+}
+
+// TestReload: SIGHUP with a changed target set traces the new target,
+// stops tracing the old one and loses no request of a target in both
+// sets, even one in flight across the reload on a keep-alive connection;
+// a reload that changes the kinds of selection swaps engines.
+func TestReload(t *testing.T) {
+	needRoot(t)
+	a := startServer(t, nil)
+	b := startServer(t, nil, "--chunks", "2", "--chunk-gap", "800ms")
+	c := startServer(t, nil)
+	cfgPath := filepath.Join(t.TempDir(), "tracerd.yaml")
+	writeCfg := func(targets string) {
+		if err := os.WriteFile(cfgPath, []byte("targets:\n"+targets+"exporters:\n  metrics_addr: \"off\"\ncontrol:\n  socket: \"off\"\nengine:\n  go: false\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeCfg(fmt.Sprintf("  ports: [%d, %d]\n", a.Port, b.Port))
+	n := listenNotify(t)
+	jsonPath := filepath.Join(t.TempDir(), "requests.jsonl")
+	d := startDaemon(t, []string{"NOTIFY_SOCKET=" + n.Path}, "--config", cfgPath, "--json", jsonPath)
+	n.wait(t, "READY=1", 5*time.Second)
+
+	kb := dial(t, b.Addr)
+	if _, err := request(kb, "/b/before", 0); err != nil {
+		t.Fatal(err)
+	}
+	ka := dial(t, a.Addr)
+	if _, err := request(ka, "/a/before", 0); err != nil {
+		t.Fatal(err)
+	}
+	ka.Close()
+	// A request in flight on B's keep-alive connection during the reload.
+	inflight := make(chan error, 1)
+	go func() {
+		_, err := request(kb, "/b/inflight", 0)
+		inflight <- err
+	}()
+	time.Sleep(200 * time.Millisecond)
+	writeCfg(fmt.Sprintf("  ports: [%d, %d]\n", b.Port, c.Port))
+	_ = d.cmd.Process.Signal(syscall.SIGHUP)
+	waitLog(t, d, "msg=reloaded", 1)
+	n.wait(t, "RELOADING=1", time.Second)
+	if err := <-inflight; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := request(kb, "/b/after", 0); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []*Server{a, c} {
+		conn := dial(t, s.Addr)
+		if _, err := request(conn, fmt.Sprintf("/%d/after", s.Port), 0); err != nil {
+			t.Fatal(err)
+		}
+		conn.Close()
+	}
+	// Turning on another kind of selection swaps engines.
+	writeCfg(fmt.Sprintf("  ports: [%d]\n  comms: [testserver]\n", c.Port))
+	_ = d.cmd.Process.Signal(syscall.SIGHUP)
+	waitLog(t, d, "msg=reloaded", 2)
+	conn := dial(t, c.Addr)
+	if _, err := request(conn, "/c/swapped", 0); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	// A file that does not parse leaves everything as it was.
+	if err := os.WriteFile(cfgPath, []byte("targets:\n  prots: [1]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_ = d.cmd.Process.Signal(syscall.SIGHUP)
+	waitLog(t, d, "reload failed: keeping the running configuration", 1)
+	if !strings.Contains(d.stderr.String(), `unknown key \"prots\"`) {
+		t.Errorf("the failed reload does not say why:\n%s", d.stderr)
+	}
+	conn = dial(t, c.Addr)
+	if _, err := request(conn, "/c/after-bad-reload", 0); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	time.Sleep(300 * time.Millisecond)
+	d.stop(t, syscall.SIGTERM)
+
+	recs := readRecords(t, jsonPath)
+	seen := map[string]string{}
+	for _, r := range recs {
+		if r.HTTP != nil {
+			seen[r.HTTP.Target] = r.EndReason
+		}
+	}
+	t.Logf("records: %v", seen)
+	for _, want := range []string{"/b/before", "/b/inflight", "/b/after", "/a/before", fmt.Sprintf("/%d/after", c.Port), "/c/swapped", "/c/after-bad-reload"} {
+		if _, ok := seen[want]; !ok {
+			t.Errorf("no record for %s (got %v)\n%s", want, seen, d.stderr)
+		}
+	}
+	if _, ok := seen[fmt.Sprintf("/%d/after", a.Port)]; ok {
+		t.Errorf("port %d was removed by the reload but its new connection was traced", a.Port)
+	}
+	if seen["/b/inflight"] == "flush" {
+		t.Errorf("the request in flight across the reload was cut (end_reason flush)")
+	}
+	logs := d.stderr.String()
+	for _, want := range []string{fmt.Sprintf("msg=\"target attached\" kind=port value=%d", c.Port), fmt.Sprintf("msg=\"target detached\" kind=port value=%d", a.Port), "starting a new engine"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("log lacks %q:\n%s", want, logs)
+		}
+	}
+}
+
+// waitLog waits until the daemon logged s at least n times.
+func waitLog(t *testing.T, d *Daemon, s string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for strings.Count(d.stderr.String(), s) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q (×%d) in the log within 10s:\n%s", s, n, d.stderr)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestStopCollectorDown: SIGTERM → exit stays within 5 s when the OTLP
+// collector accepts connections and never answers, spans still queued.
+func TestStopCollectorDown(t *testing.T) {
+	needRoot(t)
+	hole, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hole.Close()
+	var mu sync.Mutex
+	var held []net.Conn
+	defer func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	go func() {
+		for {
+			c, err := hole.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c) // never answered
+			mu.Unlock()
+		}
+	}()
+	srv := startServer(t, nil)
+	d := startDaemon(t, nil, "--port", fmt.Sprint(srv.Port), "--metrics-addr", "off", "--control-socket", "off", "--go=false",
+		"--otlp-endpoint", "http://"+hole.Addr().String(), "--latency-budget", "0", "--sample-ratio", "1", "--otlp-batch-delay", "100ms")
+	for i := range 20 {
+		c := dial(t, srv.Addr)
+		if _, err := request(c, fmt.Sprintf("/otlp/%d", i), 0); err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+	}
+	time.Sleep(500 * time.Millisecond) // an export is stuck on the collector
+	took := d.stop(t, syscall.SIGTERM)
+	t.Logf("SIGTERM → exit with the collector not answering: %s", took)
+	if took > 5*time.Second {
+		t.Errorf("SIGTERM → exit took %s, want ≤ 5s:\n%s", took, d.stderr)
 	}
 }

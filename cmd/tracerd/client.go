@@ -26,7 +26,7 @@ func snapshotViaDaemon(socket string, targets loader.Targets, duration time.Dura
 		return usageError{err}
 	}
 	// Open outputs first: a bad path must not cost a trace.
-	var profOut, jsonFile *os.File
+	var profOut *os.File
 	if out != "" {
 		f, err := os.Create(out)
 		if err != nil {
@@ -47,17 +47,12 @@ func snapshotViaDaemon(socket string, targets loader.Targets, duration time.Dura
 				return usageError{fmt.Errorf("--json: %w", err)}
 			}
 			defer f.Close()
-			jsonFile, w = f, f
+			w = f
 		}
 		jw = bufio.NewWriter(w)
 	}
 	c, err := control.Dial(socket)
 	if err != nil {
-		if errors.Is(err, control.ErrNoDaemon) {
-			if jsonFile != nil {
-				jsonFile.Close()
-			}
-		}
 		return err
 	}
 	defer c.Close()

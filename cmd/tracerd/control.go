@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -35,6 +36,8 @@ func (d *daemon) serveControl() (*control.Server, error) {
 	d.log.Info("control socket ready", "path", p)
 	return s, nil
 }
+
+var errStarting = errors.New("tracerd is starting: the engine is not attached yet")
 
 // Status is what `tracerd status` shows.
 type Status struct {
@@ -76,6 +79,9 @@ type OTLPStatus struct {
 // Status implements control.Handler.
 func (d *daemon) Status() (any, error) {
 	tr := d.cur.Load()
+	if tr == nil {
+		return nil, errStarting
+	}
 	c, err := tr.tracer.Counters()
 	if err != nil {
 		return nil, err
@@ -93,12 +99,12 @@ func (d *daemon) Status() (any, error) {
 		st.GoProbes = tr.gm.Attached()
 	}
 	d.mu.Lock()
-	x := d.x
+	x, jsonPath := d.x, d.cfg.Exporters.JSON
 	d.mu.Unlock()
 	if x.otlp != nil {
 		st.Exporters.OTLP = &OTLPStatus{Endpoint: x.otlpSet.Endpoint(), Stats: x.otlp.Stats()}
 	}
-	st.Exporters.JSON = d.cfg.Exporters.JSON
+	st.Exporters.JSON = jsonPath
 	if x.server != nil {
 		st.Exporters.MetricsAddr = x.server.Addr()
 	}
@@ -177,6 +183,9 @@ func (d *daemon) Snapshot(ctx context.Context, req control.Request, send func(co
 		return err
 	}
 	tr := d.cur.Load()
+	if tr == nil {
+		return errStarting
+	}
 	if note := coverage(tr.tracer.Targets(), req.Targets); note != "" {
 		send(control.Line{Note: note})
 	}

@@ -38,7 +38,7 @@ func newLogger() *slog.Logger {
 
 // stopBudget bounds SIGTERM → exit: detach, drain, flush the exporters.
 // systemd's default TimeoutStopSec is far above it; the issue asks 5 s.
-const stopBudget = 4500 * time.Millisecond
+const stopBudget = 4 * time.Second
 
 // daemon is a running `tracerd run`: tracing, exporters, control
 // socket, systemd notifications, reload on SIGHUP.
@@ -49,7 +49,7 @@ type daemon struct {
 	notify *sdnotify.Notifier
 	start  time.Time
 
-	cfg      config.Config // effective; changed by reload (main goroutine)
+	cfg      config.Config // effective; changed by reload (main goroutine, under mu)
 	cur      atomic.Pointer[tracing]
 	trCancel context.CancelFunc
 	reloads  atomic.Int64
@@ -85,21 +85,26 @@ func runDaemon(cfg config.Config, args []string, opts runOptions) error {
 		return err
 	}
 	d.x, d.sink = x, x.sink()
+	// The socket exists before tracing is announced; it answers
+	// "starting" until the engine is attached.
+	ctl, err := d.serveControl()
+	if err != nil {
+		x.shutdown()
+		return err
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	tr, err := startTracing(ctx, cfg.LoaderConfig(), cfg.Engine.Go, pipeline.SinkFunc(d.add))
 	if err != nil {
 		cancel()
+		if ctl != nil {
+			ctl.Close()
+		}
 		x.shutdown()
 		return err
 	}
 	d.cur.Store(tr)
 	d.trCancel = cancel
 	d.wireMetrics(x, true)
-	ctl, err := d.serveControl()
-	if err != nil {
-		d.stop(time.Now())
-		return err
-	}
 	log.Info("tracing started", "targets", describeTargets(cfg.Targets), "config", opts.configPath)
 	notify.Ready("tracing " + describeTargets(cfg.Targets))
 	watchCtx, endWatch := context.WithCancel(context.Background())
@@ -239,8 +244,9 @@ func (d *daemon) watchExporters(ctx context.Context) {
 // reload re-reads the file (and re-applies the command line) on SIGHUP:
 // exporters are rebuilt and swapped, targets change in the kernel maps
 // in place; a change of the kinds of selection starts a second engine
-// and stops the first once the second is attached. Engine limits, the
-// metrics address, the log and the control socket need a restart.
+// and stops the first once the second is attached. log.level applies at
+// once; engine limits, the metrics address, log.format and the control
+// socket need a restart.
 func (d *daemon) reload() {
 	d.notify.Reloading()
 	n := d.reloads.Add(1)
@@ -260,13 +266,14 @@ func (d *daemon) reload() {
 	if cfg.Control != d.cfg.Control {
 		restart = append(restart, "control")
 	}
-	if cfg.Log != d.cfg.Log {
-		restart = append(restart, "log")
+	if cfg.Log.Format != d.cfg.Log.Format {
+		restart = append(restart, "log.format")
 	}
 	if len(restart) > 0 {
 		d.log.Warn("reload: these changes need a restart and are not applied", "keys", restart)
 	}
-	cfg.Engine, cfg.Control, cfg.Log = d.cfg.Engine, d.cfg.Control, d.cfg.Log
+	// log.level applies at once (runConfig set it); the rest waits.
+	cfg.Engine, cfg.Control, cfg.Log.Format = d.cfg.Engine, d.cfg.Control, d.cfg.Log.Format
 	cfg.Exporters.MetricsAddr = d.cfg.Exporters.MetricsAddr
 
 	if !reflect.DeepEqual(cfg.Exporters, d.cfg.Exporters) {
@@ -281,7 +288,9 @@ func (d *daemon) reload() {
 			cfg.Targets = d.cfg.Targets
 		}
 	}
+	d.mu.Lock()
 	d.cfg = cfg
+	d.mu.Unlock()
 	d.log.Info("reloaded", "reload", n, "targets", describeTargets(cfg.Targets))
 	d.notify.Ready("tracing " + describeTargets(cfg.Targets))
 }

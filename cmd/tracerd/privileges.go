@@ -78,5 +78,5 @@ func checkPrivileges(goAware bool) error {
 	if len(missing) == 0 {
 		return nil
 	}
-	return fmt.Errorf("not enough privileges: missing %s; run as root (sudo tracerd ...), or grant them (deploy/tracerd.service lists the set)", strings.Join(missing, ", "))
+	return fmt.Errorf("not enough privileges to load BPF programs: run as root (sudo tracerd ...), or grant the missing capabilities (deploy/tracerd.service lists the set): missing %s", strings.Join(missing, ", "))
 }

@@ -65,6 +65,10 @@ func runConfig(args []string) (config.Config, runOptions, error) {
 		if c, err = config.Load(opts.configPath); err != nil {
 			return c, opts, usageError{err}
 		}
+	} else {
+		// Without a config file (a one-off run from a shell) no control
+		// socket unless asked: only the service answers snapshots.
+		c.Control.Socket = "off"
 	}
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.String("config", "", "read the configuration from this YAML file (flags override it; see deploy/tracerd.yaml)")
@@ -75,7 +79,7 @@ func runConfig(args []string) (config.Config, runOptions, error) {
 	lc := c.LoaderConfig()
 	engineFlags(fs, &lc)
 	goAware := goFlag(fs)
-	fs.StringVar(&c.Control.Socket, "control-socket", c.Control.Socket, "serve tracerd status and snapshot on this unix socket ('off' for none)")
+	fs.StringVar(&c.Control.Socket, "control-socket", c.Control.Socket, "serve tracerd status and snapshot on this unix socket, 'off' for none (default: control.socket of --config, off without a config file)")
 	fs.Func("log-format", "text (default) or json", func(s string) error {
 		if s != "text" && s != "json" {
 			return fmt.Errorf("%q: want text or json", s)

@@ -47,8 +47,10 @@ func snapshotCmd(args []string) int {
 		return fail(usageError{errors.New("--top must be 0 or more")})
 	}
 	if !*standalone {
+		// No daemon, or one this user may not use (then tracing alone
+		// says which privileges are missing).
 		err := snapshotViaDaemon(*socket, cfg.Targets, *duration, *out, *jsonOut, *top)
-		if !errors.Is(err, control.ErrNoDaemon) {
+		if !errors.Is(err, control.ErrNoDaemon) && !errors.Is(err, control.ErrDenied) {
 			return fail0(err)
 		}
 	}

@@ -185,21 +185,30 @@ func (s *Server) handle(c *net.UnixConn) {
 		}()
 		w := bufio.NewWriterSize(c, 64<<10)
 		var mu sync.Mutex
-		lastFlush := time.Now()
+		// Records are flushed within 100 ms (batched under load); other
+		// lines at once.
+		pending := false
 		send := func(l Line) error {
-			mu.Lock()
-			defer mu.Unlock()
 			b, err := json.Marshal(l)
 			if err != nil {
 				return err
 			}
-			b = append(b, '\n')
-			if _, err := w.Write(b); err != nil {
+			mu.Lock()
+			defer mu.Unlock()
+			if _, err := w.Write(append(b, '\n')); err != nil {
 				return err
 			}
-			if l.Record == nil || time.Since(lastFlush) > 100*time.Millisecond {
-				lastFlush = time.Now()
+			if l.Record == nil {
 				return w.Flush()
+			}
+			if !pending {
+				pending = true
+				time.AfterFunc(100*time.Millisecond, func() {
+					mu.Lock()
+					defer mu.Unlock()
+					pending = false
+					w.Flush()
+				})
 			}
 			return nil
 		}
@@ -214,6 +223,17 @@ func (s *Server) handle(c *net.UnixConn) {
 	}
 }
 
+// ErrDenied means the socket is not this user's to use.
+var ErrDenied = errors.New("permission denied")
+
+type deniedError string
+
+func (p deniedError) Error() string {
+	return fmt.Sprintf("control socket %s: permission denied (it is root's: use sudo)", string(p))
+}
+
+func (p deniedError) Is(target error) bool { return target == ErrDenied }
+
 // ErrNoDaemon means nothing listens on the socket.
 var ErrNoDaemon = errors.New("no tracerd daemon")
 
@@ -226,7 +246,7 @@ func Dial(path string) (*net.UnixConn, error) {
 			return nil, fmt.Errorf("%w at %s", ErrNoDaemon, path)
 		}
 		if errors.Is(err, os.ErrPermission) {
-			return nil, fmt.Errorf("control socket %s: permission denied (it is root's: use sudo)", path)
+			return nil, deniedError(path)
 		}
 		return nil, fmt.Errorf("control socket %s: %w", path, err)
 	}
