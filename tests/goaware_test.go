@@ -365,7 +365,11 @@ func TestCaddy(t *testing.T) {
 	if !strings.Contains(tr.stderr.String(), "Go probes attached") {
 		t.Fatalf("no Go probes on caddy:\n%s", tr.stderr)
 	}
-	client := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 1}}
+	// One connection per request: on a keep-alive connection net/http's
+	// background read may take the next request's first bytes on another
+	// goroutine, and the kernel record then misses its Go join (known
+	// limitation, see README).
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	want := []struct {
 		path   string
@@ -400,6 +404,8 @@ func TestCaddy(t *testing.T) {
 		phase(t, r, "app")
 	}
 	recs := recordsOn(all, port)
+	// Records come out when connections close, not in start order.
+	sort.Slice(recs, func(i, j int) bool { return recs[i].StartUnixNano < recs[j].StartUnixNano })
 	if len(recs) != len(want) {
 		t.Fatalf("%d records, want %d: %+v\n%s", len(recs), len(want), recs, logs)
 	}
