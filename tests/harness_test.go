@@ -101,7 +101,8 @@ func startTracer(t *testing.T, args ...string) *Tracer {
 		Profile:  filepath.Join(dir, "cut.pb.gz"),
 		done:     make(chan error, 1),
 	}
-	full := append([]string{"snapshot", "--duration", "5m", "--json", tr.JSONPath, "-o", tr.Profile}, args...)
+	// --standalone: the engine under test, never a daemon that may run.
+	full := append([]string{"snapshot", "--standalone", "--duration", "5m", "--json", tr.JSONPath, "-o", tr.Profile}, args...)
 	tr.cmd = exec.Command(bin.tracerd, full...)
 	tr.cmd.Stderr, tr.cmd.Stdout = tr.stderr, tr.stdout
 	if err := tr.cmd.Start(); err != nil {
