@@ -151,7 +151,7 @@ func TestUnitCapabilities(t *testing.T) {
 
 	t.Run("exactly the unit's set", func(t *testing.T) {
 		jsonPath := filepath.Join(dir, "all.json")
-		tr := startTracerCmd(t, run(context.Background(), caps, jsonPath), jsonPath)
+		tr := startTracerCmd(t, run(context.Background(), caps, jsonPath), jsonPath, 15*time.Second)
 		c := dial(t, srv.Addr)
 		get := func(path string) {
 			if _, err := request(c, path, 0); err != nil {
@@ -191,7 +191,7 @@ func TestUnitCapabilities(t *testing.T) {
 	}
 	t.Run("kernel engine only", func(t *testing.T) {
 		jsonPath := filepath.Join(dir, "kernel.json")
-		tr := startTracerCmd(t, run(context.Background(), kernelOnly, jsonPath, "--go=false"), jsonPath)
+		tr := startTracerCmd(t, run(context.Background(), kernelOnly, jsonPath, "--go=false"), jsonPath, 15*time.Second)
 		if _, err := request(dial(t, srv.Addr), "/kernel", 0); err != nil {
 			t.Fatal(err)
 		}
@@ -216,34 +216,4 @@ func copyFile(t *testing.T, from, to string, mode os.FileMode) {
 	if err := os.WriteFile(to, data, mode); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// startTracerCmd is startTracer for a prepared command (a snapshot
-// writing JSON lines to jsonPath).
-func startTracerCmd(t *testing.T, cmd *exec.Cmd, jsonPath string) *Tracer {
-	t.Helper()
-	tr := &Tracer{cmd: cmd, stderr: &syncBuffer{}, stdout: &syncBuffer{}, JSONPath: jsonPath, done: make(chan error, 1)}
-	tr.cmd.Stderr, tr.cmd.Stdout = tr.stderr, tr.stdout
-	if err := tr.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { tr.done <- tr.cmd.Wait() }()
-	t.Cleanup(func() {
-		if tr.cmd.ProcessState == nil {
-			_ = tr.cmd.Process.Kill()
-			<-tr.done
-		}
-	})
-	deadline := time.Now().Add(15 * time.Second)
-	for !strings.Contains(tr.stderr.String(), "tracerd: tracing") {
-		select {
-		case err := <-tr.done:
-			t.Fatalf("tracerd exited before tracing: %v\n%s", err, tr.stderr)
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("tracerd did not start tracing within 15s:\n%s", tr.stderr)
-		}
-	}
-	return tr
 }

@@ -94,16 +94,20 @@ type Tracer struct {
 func startTracer(t *testing.T, args ...string) *Tracer {
 	t.Helper()
 	dir := t.TempDir()
-	tr := &Tracer{
-		stderr:   &syncBuffer{},
-		stdout:   &syncBuffer{},
-		JSONPath: filepath.Join(dir, "requests.json"),
-		Profile:  filepath.Join(dir, "cut.pb.gz"),
-		done:     make(chan error, 1),
-	}
+	jsonPath := filepath.Join(dir, "requests.json")
+	profile := filepath.Join(dir, "cut.pb.gz")
 	// --standalone: the engine under test, never a daemon that may run.
-	full := append([]string{"snapshot", "--standalone", "--duration", "5m", "--json", tr.JSONPath, "-o", tr.Profile}, args...)
-	tr.cmd = exec.Command(bin.tracerd, full...)
+	full := append([]string{"snapshot", "--standalone", "--duration", "5m", "--json", jsonPath, "-o", profile}, args...)
+	tr := startTracerCmd(t, exec.Command(bin.tracerd, full...), jsonPath, 10*time.Second)
+	tr.Profile = profile
+	return tr
+}
+
+// startTracerCmd starts a prepared tracerd command (a snapshot writing
+// JSON lines to jsonPath) and waits up to wait for it to say it traces.
+func startTracerCmd(t *testing.T, cmd *exec.Cmd, jsonPath string, wait time.Duration) *Tracer {
+	t.Helper()
+	tr := &Tracer{cmd: cmd, stderr: &syncBuffer{}, stdout: &syncBuffer{}, JSONPath: jsonPath, done: make(chan error, 1)}
 	tr.cmd.Stderr, tr.cmd.Stdout = tr.stderr, tr.stdout
 	if err := tr.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -115,7 +119,7 @@ func startTracer(t *testing.T, args ...string) *Tracer {
 			<-tr.done
 		}
 	})
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(wait)
 	for !strings.Contains(tr.stderr.String(), "tracerd: tracing") {
 		select {
 		case err := <-tr.done:
@@ -123,7 +127,7 @@ func startTracer(t *testing.T, args ...string) *Tracer {
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("tracerd did not start tracing within 10s:\n%s", tr.stderr)
+			t.Fatalf("tracerd did not start tracing within %s:\n%s", wait, tr.stderr)
 		}
 	}
 	return tr

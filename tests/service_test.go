@@ -259,7 +259,7 @@ func TestControlSocket(t *testing.T) {
 	viaJSON := filepath.Join(t.TempDir(), "via.jsonl")
 	viaProfile := filepath.Join(t.TempDir(), "via.pb.gz")
 	via := startTracerCmd(t, exec.Command(bin.tracerd, "snapshot", "--control-socket", sock, "--port", port,
-		"--duration", "5m", "--json", viaJSON, "-o", viaProfile), viaJSON)
+		"--duration", "5m", "--json", viaJSON, "-o", viaProfile), viaJSON, 15*time.Second)
 	if !strings.Contains(via.stderr.String(), "through the daemon") {
 		t.Fatalf("snapshot did not go through the daemon:\n%s", via.stderr)
 	}

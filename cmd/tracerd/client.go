@@ -35,20 +35,13 @@ func snapshotViaDaemon(socket string, targets loader.Targets, duration time.Dura
 		defer f.Close()
 		profOut = f
 	}
-	summaryOut := io.Writer(os.Stdout)
+	w, summaryOut, closeJSON, err := openJSONOut(jsonOut)
+	if err != nil {
+		return err
+	}
+	defer closeJSON()
 	var jw *bufio.Writer
-	if jsonOut != "" {
-		w := io.Writer(os.Stdout)
-		if jsonOut == "-" {
-			summaryOut = os.Stderr
-		} else {
-			f, err := os.Create(jsonOut)
-			if err != nil {
-				return usageError{fmt.Errorf("--json: %w", err)}
-			}
-			defer f.Close()
-			w = f
-		}
+	if w != nil {
 		jw = bufio.NewWriter(w)
 	}
 	c, err := control.Dial(socket)

@@ -119,3 +119,19 @@ func logFlag(fs *flag.FlagSet) {
 		return logLevel.UnmarshalText([]byte(s))
 	})
 }
+
+// openJSONOut opens --json's destination: nil when not asked for, stdout
+// for "-" (the human summary then goes to stderr). closeFn is never nil.
+func openJSONOut(path string) (w io.Writer, summary io.Writer, closeFn func(), err error) {
+	switch path {
+	case "":
+		return nil, os.Stdout, func() {}, nil
+	case "-":
+		return os.Stdout, os.Stderr, func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, nil, nil, usageError{fmt.Errorf("--json: %w", err)}
+	}
+	return f, os.Stdout, func() { f.Close() }, nil
+}

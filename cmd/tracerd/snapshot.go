@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -75,21 +74,14 @@ func snapshot(cfg loader.Config, goAware bool, duration time.Duration, out, json
 		defer f.Close()
 		profOut = f
 	}
-	summaryOut := io.Writer(os.Stdout)
+	w, summaryOut, closeJSON, err := openJSONOut(jsonOut)
+	if err != nil {
+		return err
+	}
+	defer closeJSON()
 	var sinks []pipeline.Sink
 	var jl *export.JSONLines
-	if jsonOut != "" {
-		w := io.Writer(os.Stdout)
-		if jsonOut == "-" {
-			summaryOut = os.Stderr
-		} else {
-			f, err := os.Create(jsonOut)
-			if err != nil {
-				return usageError{fmt.Errorf("--json: %w", err)}
-			}
-			defer f.Close()
-			w = f
-		}
+	if w != nil {
 		jl = export.NewJSONLines(w)
 		sinks = append(sinks, pipeline.SinkFunc(jl.Write))
 	}
