@@ -62,6 +62,18 @@ static __always_inline void capture_http(struct go_event *ev, struct pt_regs *ct
 		ev->path_len = read_go_string(ev->path, GO_PATH_CAP, url + gp->url_path);
 }
 
+/* grpc-go (*Server).handleStream(t, stream): stream is in RDI; the
+ * method ("/package.Service/Method") goes where an HTTP path would. */
+static __always_inline void capture_grpc(struct go_event *ev, struct pt_regs *ctx, struct go_proc *gp)
+{
+	__u64 stream = ctx->di + gp->grpc_stream_embed;
+
+	if (gp->grpc_stream_deref &&
+	    (bpf_probe_read_user(&stream, sizeof(stream), (void *)stream) || !stream))
+		return;
+	ev->path_len = read_go_string(ev->path, GO_PATH_CAP, stream + gp->grpc_stream_method);
+}
+
 /* Entry of a timed Go function; the cookie says which. The latest entry
  * wins: after stack growth a function restarts from its entry. */
 SEC("uprobe/go_entry")
@@ -85,6 +97,8 @@ int go_entry(struct pt_regs *ctx)
 	ev->start = bpf_ktime_get_ns();
 	if (ev->func == GO_SERVE_HTTP)
 		capture_http(ev, ctx, gp);
+	else if (ev->func == GO_GRPC_METHOD)
+		capture_grpc(ev, ctx, gp);
 
 	struct go_call_key key = { .pid = pid, .func = ev->func, .goid = ev->goid };
 	if (bpf_map_update_elem(&go_calls, &key, ev, BPF_ANY))
@@ -133,6 +147,34 @@ int go_write_header(struct pt_regs *ctx)
 		.func = GO_WRITE_HEADER,
 		.goid = goid_at_uprobe(ctx, gp),
 		.arg = ctx->bx,
+	};
+	ev.start = ev.end = bpf_ktime_get_ns();
+	if (bpf_ringbuf_output(&events, &ev, sizeof(ev), ringbuf_flags()))
+		count(CNT_GO_DROPS);
+	return 0;
+}
+
+/* grpc-go (*http2Server).writeStatus(s, st) (WriteStatus before 1.69):
+ * st (*status.Status) in RCX; its *spb.Status is nil for OK. */
+SEC("uprobe/go_grpc_status")
+int go_grpc_status(struct pt_regs *ctx)
+{
+	__u32 pid = bpf_get_current_pid_tgid() >> 32;
+	struct go_proc *gp = bpf_map_lookup_elem(&go_procs, &pid);
+	__u64 proto = 0;
+	__s32 code = 0;
+
+	if (!gp)
+		return 0;
+	if (!bpf_probe_read_user(&proto, sizeof(proto), (void *)(ctx->cx + gp->grpc_status_proto)) && proto)
+		bpf_probe_read_user(&code, sizeof(code), (void *)(proto + gp->grpc_status_code));
+	struct go_event ev = {
+		.kind = EV_GO,
+		.pid = pid,
+		.tid = (__u32)bpf_get_current_pid_tgid(),
+		.func = GO_GRPC_STATUS,
+		.goid = goid_at_uprobe(ctx, gp),
+		.arg = code,
 	};
 	ev.start = ev.end = bpf_ktime_get_ns();
 	if (bpf_ringbuf_output(&events, &ev, sizeof(ev), ringbuf_flags()))

@@ -128,8 +128,9 @@ enum go_func {
 	GO_WRITE_HEADER = 8,   /* (*response|*http2responseWriter).WriteHeader */
 	GO_STW = 9,            /* stopTheWorldWithSema → startTheWorldWithSema */
 	GO_CALIBRATE = 10,     /* tracerd's own empty function: probe cost */
-	GO_GRPC_METHOD = 11,   /* grpc server: handleStream / processUnaryRPC */
-	GO_FUNC_MAX = 12,
+	GO_GRPC_METHOD = 11,   /* grpc-go server: (*Server).handleStream, one RPC */
+	GO_GRPC_STATUS = 12,   /* grpc-go HTTP/2 transport: final status written */
+	GO_FUNC_MAX = 13,
 };
 
 enum go_capture {
@@ -167,6 +168,12 @@ struct go_proc {
 	__u64 req_proto_major; /* net/http.Request.ProtoMajor (int) */
 	__u64 req_remote_addr; /* net/http.Request.RemoteAddr (string) */
 	__u64 url_path;        /* net/url.URL.Path (string) */
+	/* grpc-go (0 when not linked in; see goinspect.GRPCLayout) */
+	__u64 grpc_stream_deref;  /* 1: the embedded transport.Stream is a pointer */
+	__u64 grpc_stream_embed;  /* transport.ServerStream's embedded Stream */
+	__u64 grpc_stream_method; /* transport.Stream.method (string) */
+	__u64 grpc_status_proto;  /* internal/status.Status.s (*spb.Status) */
+	__u64 grpc_status_code;   /* spb.Status.Code (int32) */
 };
 
 enum proc_what {

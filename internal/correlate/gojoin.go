@@ -25,6 +25,7 @@ const (
 	GoSTW           = loader.TracerdGoFuncGO_STW
 	GoCalibrate     = loader.TracerdGoFuncGO_CALIBRATE
 	GoGRPCMethod    = loader.TracerdGoFuncGO_GRPC_METHOD
+	GoGRPCStatus    = loader.TracerdGoFuncGO_GRPC_STATUS
 )
 
 // GoFuncNames are the span names of timed Go functions.
@@ -58,6 +59,7 @@ type goCall struct {
 	fn         GoFunc
 	goid       uint64
 	start, end int64
+	retAt      int64 // when the RET probe fired (end has the probes' cost taken off)
 	arg        uint32
 	method     string
 	path       string
@@ -72,7 +74,7 @@ type goProc struct {
 	goneAt  int64      // wall ns when the process lost its probes (exit), 0 while probed
 	pauses  []interval // GC stop-the-world pauses, by start
 	byGoid  map[uint64][]*goCall
-	serving []*goCall // ServeHTTP calls not joined yet, oldest first
+	serving []*goCall // ServeHTTP and gRPC calls not joined yet, oldest first
 }
 
 type interval struct {
@@ -86,6 +88,7 @@ type GoProbes struct {
 	GC            bool
 	Serialization bool
 	HTTP          bool
+	GRPC          bool // grpc-go server: method names and status codes
 	// ProbeCostNs is subtracted from calls timed entry → RET: the time
 	// the uprobe traps themselves add (calibrated at start).
 	ProbeCostNs int64
@@ -136,8 +139,12 @@ func (c *Correlator) AddGo(ev *loader.GoEvent) {
 		call.remote = bytesString(ev.Remote[:], ev.RemoteLen)
 		call.protoMajor = ev.ProtoMajor
 		gp.serving = append(gp.serving, call)
+	case GoGRPCMethod:
+		call.path = bytesString(ev.Path[:], ev.PathLen)
+		gp.serving = append(gp.serving, call)
 	}
-	if call.fn != GoWriteHeader {
+	call.retAt = call.end
+	if call.fn != GoWriteHeader && call.fn != GoGRPCStatus {
 		call.end = max(call.start, call.end-gp.probes.ProbeCostNs)
 	}
 	gp.byGoid[call.goid] = append(gp.byGoid[call.goid], call)
@@ -155,7 +162,7 @@ func (c *Correlator) pruneGo(gp *goProc, now int64) {
 	for goid, calls := range gp.byGoid {
 		keep := calls[:0]
 		for _, call := range calls {
-			if call.end >= horizon || (call.fn == GoServeHTTP && !call.joined) {
+			if call.end >= horizon || (isServing(call.fn) && !call.joined) {
 				keep = append(keep, call)
 			}
 		}
@@ -240,9 +247,11 @@ func applyServeHTTP(r *Request, call *goCall) {
 	r.HTTP.Method = call.method
 }
 
+func isServing(f GoFunc) bool { return f == GoServeHTTP || f == GoGRPCMethod }
+
 // Streams returns Go requests that no kernel record claimed within the
-// join horizon (HTTP/2 streams, whose handler runs on a goroutine of its
-// own), as requests of their own. now is wall-clock ns; all=true at
+// join horizon (HTTP/2 streams and gRPC calls, whose handlers run on a
+// goroutine of their own), as requests of their own. now is wall-clock ns; all=true at
 // shutdown.
 func (c *Correlator) Streams(now int64, all bool) []Request {
 	var out []Request
@@ -277,7 +286,12 @@ func (c *Correlator) streamRequest(pid uint32, gp *goProc, call *goCall) Request
 		EndReason:     "stream",
 		Answered:      true,
 		HTTP:          &HTTP{Method: call.method, Target: call.path},
-		Spans:         []Span{{Name: GoFuncNames[GoServeHTTP], StartUnixNano: call.start, DurationNs: call.end - call.start}},
+		Spans:         []Span{{Name: GoFuncNames[call.fn], StartUnixNano: call.start, DurationNs: call.end - call.start}},
+	}
+	if call.fn == GoGRPCMethod {
+		// gRPC is a POST of the method's path over HTTP/2.
+		r.HTTP.Method = "POST"
+		r.RPC = newGRPC(call.path)
 	}
 	r.Service = r.Comm
 	if ap, err := netip.ParseAddrPort(call.remote); err == nil {
@@ -291,7 +305,7 @@ func (c *Correlator) streamRequest(pid uint32, gp *goProc, call *goCall) Request
 	var ser []interval
 	// The span's end had the probes' cost taken off: a WriteHeader right
 	// before the handler returned may fall in that margin.
-	until := call.end + gp.probes.ProbeCostNs
+	until := call.retAt
 	for _, other := range gp.byGoid[call.goid] {
 		if other.start < call.start || other.start > until || other == call {
 			continue
@@ -300,8 +314,11 @@ func (c *Correlator) streamRequest(pid uint32, gp *goProc, call *goCall) Request
 		case isSerialization(other.fn):
 			ser = append(ser, interval{start: other.start, end: other.end})
 			r.Spans = append(r.Spans, Span{Name: GoFuncNames[other.fn], StartUnixNano: other.start, DurationNs: other.end - other.start})
-		case other.fn == GoWriteHeader && r.HTTP.Status == 0:
+		case other.fn == GoWriteHeader && r.HTTP.Status == 0 && r.RPC == nil:
 			r.HTTP.Status = int(other.arg)
+		case other.fn == GoGRPCStatus && r.RPC != nil:
+			// The last status written wins (there is one per RPC).
+			r.RPC.StatusCode, r.RPC.StatusKnown = int(int32(other.arg)), true
 		}
 		other.joined = true
 	}

@@ -119,3 +119,61 @@ func TestStreams(t *testing.T) {
 		t.Errorf("app = %d", v)
 	}
 }
+
+// A grpc-go call becomes its own request: service and method from the
+// path, the status code written inside it, the protobuf work in
+// serialize; a status written on another goroutine is not its own.
+func TestGRPCStream(t *testing.T) {
+	c := New(time.Second)
+	c.clock = Clock{}
+	c.SetGoProbes(7, GoProbes{HTTP: true, GRPC: true, Serialization: true, ProbeCostNs: 100}, true)
+	ev := goEvent(GoGRPCMethod, 9, 1000, 9100, 0)
+	for i, b := range []byte("/pkg.Lab/Sleep") {
+		ev.Path[i] = int8(b)
+		ev.PathLen++
+	}
+	c.AddGo(&ev)
+	for _, e := range []loader.GoEvent{
+		goEvent(GoProtoUnmarsh, 9, 1100, 1300, 0),
+		goEvent(GoProtoMarshal, 9, 2000, 3100, 0),
+		goEvent(GoGRPCStatus, 10, 9000, 9000, 13), // another call's
+		goEvent(GoGRPCStatus, 9, 9050, 9050, 5),   // within the probes' margin
+	} {
+		c.AddGo(&e)
+	}
+	got := c.Streams(1<<62, true)
+	if len(got) != 1 {
+		t.Fatalf("%d requests", len(got))
+	}
+	r := got[0]
+	if r.RPC == nil || *r.RPC != (RPC{System: "grpc", Service: "pkg.Lab", Method: "Sleep", StatusCode: 5, StatusKnown: true}) {
+		t.Errorf("rpc %+v", r.RPC)
+	}
+	if r.HTTP.Method != "POST" || r.HTTP.Target != "/pkg.Lab/Sleep" || r.HTTP.Status != 0 {
+		t.Errorf("http %+v", r.HTTP)
+	}
+	if v, _ := r.Phases.Get(App); v != 8000 {
+		t.Errorf("app %d, want 8000", v)
+	}
+	if v, _ := r.Phases.Get(Serialize); v != 100+1000 {
+		t.Errorf("serialize %d, want 1100", v)
+	}
+	if len(r.Spans) != 3 || r.Spans[0].Name != GoFuncNames[GoGRPCMethod] {
+		t.Errorf("spans %+v", r.Spans)
+	}
+}
+
+func TestNewGRPC(t *testing.T) {
+	for path, want := range map[string]RPC{
+		"/a.B/C":  {System: "grpc", Service: "a.B", Method: "C"},
+		"/x/y/z":  {System: "grpc", Service: "x/y", Method: "z"},
+		"noslash": {System: "grpc", Method: "noslash"},
+		"//M":     {System: "grpc", Method: "//M"},
+		"/svc/":   {System: "grpc", Method: "/svc/"},
+		"":        {System: "grpc"},
+	} {
+		if got := newGRPC(path); *got != want {
+			t.Errorf("newGRPC(%q) = %+v, want %+v", path, *got, want)
+		}
+	}
+}

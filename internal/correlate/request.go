@@ -3,6 +3,7 @@ package correlate
 import (
 	"net/netip"
 	"strconv"
+	"strings"
 )
 
 // Request is one finished server-side request: the single model every
@@ -17,7 +18,8 @@ type Request struct {
 	Service       string
 	CgroupID      uint64
 	Conn          Conn
-	HTTP          *HTTP // nil unless the bytes were plaintext HTTP/1.x
+	HTTP          *HTTP // nil unless the bytes were plaintext HTTP/1.x (or Go awareness saw the request)
+	RPC           *RPC  // a gRPC call (Go awareness of a grpc-go server), else nil
 	TraceID       string
 	SpanID        string
 	ParentSpanID  string
@@ -41,6 +43,28 @@ type HTTP struct {
 	Method string
 	Target string
 	Status int // 0 when the response was not seen or not HTTP
+}
+
+// RPC describes a remote procedure call.
+type RPC struct {
+	System      string // "grpc"
+	Service     string // "package.Service"
+	Method      string // "Method"
+	StatusCode  int    // gRPC status code (0 OK), valid when StatusKnown
+	StatusKnown bool
+}
+
+// newGRPC splits a gRPC method path "/package.Service/Method" at its last
+// slash, as grpc-go does; a path of another shape is kept whole as the
+// method.
+func newGRPC(path string) *RPC {
+	r := &RPC{System: "grpc", Method: path}
+	if rest, ok := strings.CutPrefix(path, "/"); ok {
+		if i := strings.LastIndexByte(rest, '/'); i > 0 && i < len(rest)-1 {
+			r.Service, r.Method = rest[:i], rest[i+1:]
+		}
+	}
+	return r
 }
 
 // TCP holds the connection's TCP facts at the end of the request.

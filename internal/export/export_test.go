@@ -172,7 +172,10 @@ func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
 	odd.Comm = "we<ird>&\"\\\n\t\x01\u2028é\xff"
 	odd.HTTP = &correlate.HTTP{Method: "GET", Target: "/a?b=<c>"}
 	odd.Spans = []correlate.Span{{Name: "encoding/json.Marshal", StartUnixNano: 5, DurationNs: 7}}
-	for _, r := range append(reqs, odd) {
+	grpcOK, grpcUnseen := reqs[0], reqs[0]
+	grpcOK.RPC = &correlate.RPC{System: "grpc", Service: "pkg.Svc", Method: "Get", StatusKnown: true}
+	grpcUnseen.RPC = &correlate.RPC{System: "grpc", Service: "pkg.Svc", Method: "Watch", StatusCode: 7}
+	for _, r := range append(reqs, odd, grpcOK, grpcUnseen) {
 		want, err := json.Marshal(ToJSON(&r))
 		if err != nil {
 			t.Fatal(err)

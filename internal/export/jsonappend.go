@@ -45,6 +45,19 @@ func AppendJSON(b []byte, r *correlate.Request) []byte {
 		}
 		b = append(b, '}')
 	}
+	if r.RPC != nil {
+		b = append(b, `,"rpc":{"system":`...)
+		b = appendString(b, r.RPC.System)
+		b = append(b, `,"service":`...)
+		b = appendString(b, r.RPC.Service)
+		b = append(b, `,"method":`...)
+		b = appendString(b, r.RPC.Method)
+		if r.RPC.StatusKnown {
+			b = append(b, `,"status_code":`...)
+			b = strconv.AppendInt(b, int64(r.RPC.StatusCode), 10)
+		}
+		b = append(b, '}')
+	}
 	b = append(b, `,"trace_id":`...)
 	b = appendString(b, r.TraceID)
 	b = append(b, `,"span_id":`...)

@@ -20,6 +20,7 @@ type JSONRecord struct {
 	CgroupID      uint64     `json:"cgroup_id"`
 	Conn          JSONConn   `json:"conn"`
 	HTTP          *JSONHTTP  `json:"http,omitempty"`
+	RPC           *JSONRPC   `json:"rpc,omitempty"`
 	TraceID       string     `json:"trace_id"`
 	SpanID        string     `json:"span_id"`
 	ParentSpanID  string     `json:"parent_span_id,omitempty"`
@@ -39,6 +40,15 @@ type JSONHTTP struct {
 	Method string `json:"method"`
 	Target string `json:"target"`
 	Status int    `json:"status,omitempty"`
+}
+
+// JSONRPC is a gRPC call (grpc-go servers, Go awareness); status_code is
+// absent when the status was not seen.
+type JSONRPC struct {
+	System     string `json:"system"`
+	Service    string `json:"service"`
+	Method     string `json:"method"`
+	StatusCode *int   `json:"status_code,omitempty"`
 }
 
 // JSONTCP: srtt_us and snd_cwnd are absent when no segment from the
@@ -102,6 +112,13 @@ func ToJSON(r *correlate.Request) JSONRecord {
 	}
 	if r.HTTP != nil {
 		j.HTTP = &JSONHTTP{Method: r.HTTP.Method, Target: r.HTTP.Target, Status: r.HTTP.Status}
+	}
+	if r.RPC != nil {
+		j.RPC = &JSONRPC{System: r.RPC.System, Service: r.RPC.Service, Method: r.RPC.Method}
+		if r.RPC.StatusKnown {
+			code := r.RPC.StatusCode
+			j.RPC.StatusCode = &code
+		}
 	}
 	r.Phases.Each(func(p correlate.Phase, ns int64) { j.Phases[p.String()] = ns })
 	j.TCP = &JSONTCP{Retransmits: r.TCP.Retransmits, ZeroWindow: r.TCP.ZeroWindow, Nagle: r.TCP.Nagle}

@@ -240,9 +240,16 @@ func cmpInt(a, b int64) int {
 }
 
 // serverSpanName follows the HTTP semantic conventions: the method
-// alone, since tracerd knows no low-cardinality route. Other protocols
-// are named by the port they came on ("tcp:6379").
+// alone, since tracerd knows no low-cardinality route; a gRPC call is
+// "package.Service/Method" (RPC conventions). Other protocols are named
+// by the port they came on ("tcp:6379").
 func serverSpanName(r *correlate.Request) string {
+	if r.RPC != nil {
+		if r.RPC.Service != "" {
+			return r.RPC.Service + "/" + r.RPC.Method
+		}
+		return r.RPC.Method
+	}
 	if r.HTTP != nil && r.HTTP.Method != "" {
 		if m, _ := httpMethod(r.HTTP.Method); m != "_OTHER" {
 			return m
@@ -266,7 +273,19 @@ func httpMethod(m string) (method, original string) {
 
 func serverAttributes(r *correlate.Request) []*commonpb.KeyValue {
 	a := newAttrs(28)
-	if h := r.HTTP; h != nil {
+	if rpc := r.RPC; rpc != nil {
+		a.str("rpc.system", rpc.System)
+		if rpc.Service != "" {
+			a.str("rpc.service", rpc.Service)
+		}
+		a.str("rpc.method", rpc.Method)
+		if rpc.StatusKnown {
+			a.int("rpc.grpc.status_code", int64(rpc.StatusCode))
+			if grpcServerError[rpc.StatusCode] {
+				a.str("error.type", strconv.Itoa(rpc.StatusCode))
+			}
+		}
+	} else if h := r.HTTP; h != nil {
 		if h.Method != "" {
 			m, orig := httpMethod(h.Method)
 			a.str("http.request.method", m)
@@ -385,11 +404,22 @@ func (a *attrs) bool(k string, v bool) {
 // serverStatus: a 5xx answer is an error of the server span; 4xx are
 // the client's (semantic conventions).
 func serverStatus(r *correlate.Request) *tracepb.Status {
+	if r.RPC != nil {
+		if r.RPC.StatusKnown && grpcServerError[r.RPC.StatusCode] {
+			return &tracepb.Status{Code: tracepb.Status_STATUS_CODE_ERROR}
+		}
+		return nil
+	}
 	if r.HTTP != nil && r.HTTP.Status >= 500 {
 		return &tracepb.Status{Code: tracepb.Status_STATUS_CODE_ERROR}
 	}
 	return nil
 }
+
+// grpcServerError: the gRPC status codes that mark a server span as an
+// error (RPC semantic conventions): UNKNOWN, DEADLINE_EXCEEDED,
+// UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS.
+var grpcServerError = map[int]bool{2: true, 4: true, 12: true, 13: true, 14: true, 15: true}
 
 // decodeID parses a hex id of n bytes; nil when absent, malformed or
 // all zero (invalid in W3C trace context and OTLP).

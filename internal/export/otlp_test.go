@@ -491,3 +491,40 @@ func BenchmarkRequestSpans(b *testing.B) {
 		RequestSpans(&r)
 	}
 }
+
+// A gRPC call follows the RPC conventions: "service/method", rpc.*
+// attributes instead of http.*, server-side error codes as errors.
+func TestOTLPGRPCSpan(t *testing.T) {
+	for _, tc := range []struct {
+		code  int
+		known bool
+		err   bool
+	}{{0, true, false}, {5, true, false}, {13, true, true}, {12, true, true}, {0, false, false}} {
+		r := otlpRequests()[0]
+		r.HTTP = &correlate.HTTP{Method: "POST", Target: "/pkg.Lab/Sleep"}
+		r.RPC = &correlate.RPC{System: "grpc", Service: "pkg.Lab", Method: "Sleep", StatusCode: tc.code, StatusKnown: tc.known}
+		root := RequestSpans(&r)[0]
+		if root.Name != "pkg.Lab/Sleep" {
+			t.Errorf("name %q", root.Name)
+		}
+		attrs := map[string]string{}
+		for _, kv := range root.Attributes {
+			attrs[kv.Key] = kv.Value.GetStringValue()
+		}
+		for k, want := range map[string]string{"rpc.system": "grpc", "rpc.service": "pkg.Lab", "rpc.method": "Sleep"} {
+			if got := attrs[k]; got != want {
+				t.Errorf("%s = %s, want %s", k, got, want)
+			}
+		}
+		if _, ok := attrs["http.request.method"]; ok {
+			t.Errorf("gRPC span has http.request.method")
+		}
+		if _, ok := attrs["rpc.grpc.status_code"]; ok != tc.known {
+			t.Errorf("code %d known=%v: rpc.grpc.status_code present=%v", tc.code, tc.known, ok)
+		}
+		isErr := root.Status != nil && root.Status.Code == tracepb.Status_STATUS_CODE_ERROR
+		if _, hasType := attrs["error.type"]; isErr != tc.err || hasType != tc.err {
+			t.Errorf("code %d: error status %v, error.type %v, want %v", tc.code, isErr, hasType, tc.err)
+		}
+	}
+}

@@ -62,6 +62,12 @@ type Binary struct {
 	Offsets     Offsets // struct field offsets needed by BPF
 	OffsetsFrom string  // "dwarf" or "table"
 
+	// GRPC is set when the binary links a grpc-go server whose layout is
+	// known; else GRPCErr says why not (errors.Is(GRPCErr, errNoGRPC)
+	// when there is none: see HasGRPC).
+	GRPC    *GRPC
+	GRPCErr error
+
 	// SymbolsFrom says where Func looks symbols up: "symtab" or "pclntab".
 	SymbolsFrom string
 	// TextStart is the address of runtime.text (the base of .gopclntab's
@@ -150,6 +156,8 @@ func open(f *os.File, path string) (*Binary, error) {
 	bi, biErr := buildinfo.Read(f)
 	if biErr == nil {
 		b.GoVersion = bi.GoVersion
+	} else {
+		bi = nil
 	}
 	pclnSect := findPclntabSection(ef)
 	if biErr != nil && pclnSect == nil {
@@ -174,33 +182,43 @@ func open(f *os.File, path string) (*Binary, error) {
 
 	// Struct offsets.
 	b.HasDWARF = ef.Section(".debug_info") != nil || ef.Section(".zdebug_info") != nil
+	var d dwarfData
 	var dwErr error
 	if b.HasDWARF {
-		var d dwarfData
 		d, dwErr = ef.DWARF()
 		if dwErr == nil {
 			b.Offsets, dwErr = offsetsFromDWARF(d)
 		}
 		if dwErr == nil {
 			b.OffsetsFrom = "dwarf"
-			return b, nil
+		} else {
+			d = nil
 		}
 	}
-	if off, ok := tableOffsets(b.GoVersion); ok {
-		b.Offsets, b.OffsetsFrom = off, "table"
-		return b, nil
+	if b.OffsetsFrom == "" {
+		if off, ok := tableOffsets(b.GoVersion); ok {
+			b.Offsets, b.OffsetsFrom = off, "table"
+		}
 	}
-	version := b.GoVersion
-	if version == "" {
-		version = "unknown (no buildinfo)"
+	if b.OffsetsFrom == "" {
+		version := b.GoVersion
+		if version == "" {
+			version = "unknown (no buildinfo)"
+		}
+		if dwErr != nil {
+			return nil, fmt.Errorf("goinspect: %s: Go version %s: DWARF unusable (%v) and version not in the table (%s): %w",
+				path, version, dwErr, tableRange(), ErrNoOffsets)
+		}
+		return nil, fmt.Errorf("goinspect: %s: Go version %s, no DWARF, version not in the table (%s): %w",
+			path, version, tableRange(), ErrNoOffsets)
 	}
-	if dwErr != nil {
-		return nil, fmt.Errorf("goinspect: %s: Go version %s: DWARF unusable (%v) and version not in the table (%s): %w",
-			path, version, dwErr, tableRange(), ErrNoOffsets)
-	}
-	return nil, fmt.Errorf("goinspect: %s: Go version %s, no DWARF, version not in the table (%s): %w",
-		path, version, tableRange(), ErrNoOffsets)
+	b.inspectGRPC(d, grpcModuleVersion(bi))
+	return b, nil
 }
+
+// HasGRPC says whether the binary links a grpc-go server (whether or not
+// its layout is known: see GRPC and GRPCErr).
+func (b *Binary) HasGRPC() bool { return b.GRPC != nil || !errors.Is(b.GRPCErr, errNoGRPC) }
 
 // Close releases the file.
 func (b *Binary) Close() error {

@@ -3,8 +3,9 @@ package goinspect
 import (
 	"debug/dwarf"
 	"fmt"
+	"maps"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 )
 
@@ -102,11 +103,18 @@ var dwarfFields = []dwarfField{
 	{"net/http.http2responseWriterState", "status", func(o *Offsets) *uint64 { return &o.HTTP2RWStateStatus }, 2},
 }
 
-// dwarfStructFields reads the member offsets of the named struct types.
+// dwarfMember is a struct member: its offset and the DWARF offset of its
+// type (to tell an embedded pointer from an embedded struct).
+type dwarfMember struct {
+	off uint64
+	typ dwarf.Offset
+}
+
+// dwarfStructFields reads the members of the named struct types.
 // It walks only the top level of each compile unit, skipping the children
 // of everything but the wanted structs.
-func dwarfStructFields(d *dwarf.Data, want map[string]bool) (map[string]map[string]uint64, error) {
-	out := make(map[string]map[string]uint64)
+func dwarfStructFields(d *dwarf.Data, want map[string]bool) (map[string]map[string]dwarfMember, error) {
+	out := make(map[string]map[string]dwarfMember)
 	r := d.Reader()
 	for len(out) < len(want) {
 		e, err := r.Next()
@@ -126,7 +134,7 @@ func dwarfStructFields(d *dwarf.Data, want map[string]bool) (map[string]map[stri
 			}
 			continue
 		}
-		fields := make(map[string]uint64)
+		fields := make(map[string]dwarfMember)
 		for {
 			m, err := r.Next()
 			if err != nil {
@@ -138,7 +146,8 @@ func dwarfStructFields(d *dwarf.Data, want map[string]bool) (map[string]map[stri
 			if m.Tag == dwarf.TagMember {
 				fname, _ := m.Val(dwarf.AttrName).(string)
 				if loc, ok := m.Val(dwarf.AttrDataMemberLoc).(int64); ok && fname != "" {
-					fields[fname] = uint64(loc)
+					typ, _ := m.Val(dwarf.AttrType).(dwarf.Offset)
+					fields[fname] = dwarfMember{off: uint64(loc), typ: typ}
 				}
 			}
 			if m.Children {
@@ -169,7 +178,7 @@ func offsetsFromDWARF(d *dwarf.Data) (Offsets, error) {
 			}
 			continue
 		}
-		*f.dst(&o) = v
+		*f.dst(&o) = v.off
 	}
 	if m, ok := missing[0]; ok {
 		return Offsets{}, fmt.Errorf("DWARF lacks %s", m)
@@ -211,16 +220,16 @@ func tableOffsets(goVersion string) (Offsets, bool) {
 }
 
 // tableRange describes the versions the table covers, for error messages.
-func tableRange() string {
-	if len(offsetsTable) == 0 {
+func tableRange() string { return keyRange(offsetsTable, "go1.") }
+
+// keyRange says which minor versions a table covers: "table covers
+// go1.18-go1.26".
+func keyRange[V any](table map[int]V, prefix string) string {
+	if len(table) == 0 {
 		return "table empty"
 	}
-	var ns []int
-	for n := range offsetsTable {
-		ns = append(ns, n)
-	}
-	sort.Ints(ns)
-	return fmt.Sprintf("table covers go1.%d-go1.%d", ns[0], ns[len(ns)-1])
+	ns := slices.Sorted(maps.Keys(table))
+	return fmt.Sprintf("table covers %s%d-%s%d", prefix, ns[0], prefix, ns[len(ns)-1])
 }
 
 // tableEntry is one row of offsetsTable.

@@ -54,7 +54,7 @@ func (m *Manager) StartCalibration(n int) error {
 	if err != nil {
 		return err
 	}
-	if err := m.tracer.Map(loader.TracerdMapGoProcs).Put(self, procOffsets(bin.Offsets)); err != nil {
+	if err := m.tracer.Map(loader.TracerdMapGoProcs).Put(self, procOffsets(bin)); err != nil {
 		return err
 	}
 	bin.Close()

@@ -114,17 +114,23 @@ const (
 	TracerdGoFuncGO_STW             TracerdGoFunc = 9
 	TracerdGoFuncGO_CALIBRATE       TracerdGoFunc = 10
 	TracerdGoFuncGO_GRPC_METHOD     TracerdGoFunc = 11
-	TracerdGoFuncGO_FUNC_MAX        TracerdGoFunc = 12
+	TracerdGoFuncGO_GRPC_STATUS     TracerdGoFunc = 12
+	TracerdGoFuncGO_FUNC_MAX        TracerdGoFunc = 13
 )
 
 type TracerdGoProc struct {
-	_             structs.HostLayout
-	G_goid        uint64
-	ReqMethod     uint64
-	ReqUrl        uint64
-	ReqProtoMajor uint64
-	ReqRemoteAddr uint64
-	UrlPath       uint64
+	_                structs.HostLayout
+	G_goid           uint64
+	ReqMethod        uint64
+	ReqUrl           uint64
+	ReqProtoMajor    uint64
+	ReqRemoteAddr    uint64
+	UrlPath          uint64
+	GrpcStreamDeref  uint64
+	GrpcStreamEmbed  uint64
+	GrpcStreamMethod uint64
+	GrpcStatusProto  uint64
+	GrpcStatusCode   uint64
 }
 
 type TracerdIdleSlot struct {
@@ -273,6 +279,7 @@ const (
 	TracerdMapTasks             = "tasks"
 	TracerdMapTracedTgids       = "traced_tgids"
 	TracerdProgGoEntry          = "go_entry"
+	TracerdProgGoGrpcStatus     = "go_grpc_status"
 	TracerdProgGoReturn         = "go_return"
 	TracerdProgGoStwStart       = "go_stw_start"
 	TracerdProgGoStwStop        = "go_stw_stop"
@@ -358,6 +365,7 @@ type TracerdSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type TracerdProgramSpecs struct {
 	GoEntry          *ebpf.ProgramSpec `ebpf:"go_entry"`
+	GoGrpcStatus     *ebpf.ProgramSpec `ebpf:"go_grpc_status"`
 	GoReturn         *ebpf.ProgramSpec `ebpf:"go_return"`
 	GoStwStart       *ebpf.ProgramSpec `ebpf:"go_stw_start"`
 	GoStwStop        *ebpf.ProgramSpec `ebpf:"go_stw_stop"`
@@ -517,6 +525,7 @@ type TracerdVariables struct {
 // It can be passed to LoadTracerdObjects or ebpf.CollectionSpec.LoadAndAssign.
 type TracerdPrograms struct {
 	GoEntry          *ebpf.Program `ebpf:"go_entry"`
+	GoGrpcStatus     *ebpf.Program `ebpf:"go_grpc_status"`
 	GoReturn         *ebpf.Program `ebpf:"go_return"`
 	GoStwStart       *ebpf.Program `ebpf:"go_stw_start"`
 	GoStwStop        *ebpf.Program `ebpf:"go_stw_stop"`
@@ -543,6 +552,7 @@ type TracerdPrograms struct {
 func (p *TracerdPrograms) Close() error {
 	return _TracerdClose(
 		p.GoEntry,
+		p.GoGrpcStatus,
 		p.GoReturn,
 		p.GoStwStart,
 		p.GoStwStop,

@@ -1,8 +1,10 @@
 // Command goserver is the Go-awareness test server: handlers that
 // serialize large bodies (encoding/json, protobuf) and trigger GC on a
 // big pointer-rich heap, each reporting its own timing (the truth) in a
-// response header. It is a module of its own (go 1.22) so that older
-// toolchains build it too.
+// response header; and a gRPC service (grpc.go). It is a module of its
+// own (go 1.22, grpc-go v1.70) so that older toolchains build it too;
+// go.grpclatest.mod builds it with the newest grpc-go (another layout of
+// grpc-go's stream).
 package main
 
 import (
@@ -73,6 +75,7 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "listen address")
 	useTLS := flag.Bool("tls", false, "serve HTTPS (HTTP/2 by ALPN) with a self-signed certificate")
 	heapNodes := flag.Int("heap", 500_000, "pointer-rich heap nodes kept alive")
+	grpcAddr := flag.String("grpc", "", "also serve the gRPC service tracerd.test.Lab on this address")
 	flag.Parse()
 	grow(*heapNodes)
 
@@ -137,7 +140,11 @@ func main() {
 		log.Fatal(err)
 	}
 	srv := &http.Server{Handler: mux}
-	fmt.Printf("{\"listen\":%q,\"pid\":%d,\"go\":%q}\n", ln.Addr().String(), os.Getpid(), runtime.Version())
+	grpcListen := ""
+	if *grpcAddr != "" {
+		grpcListen = serveGRPC(*grpcAddr)
+	}
+	fmt.Printf("{\"listen\":%q,\"grpc\":%q,\"pid\":%d,\"go\":%q}\n", ln.Addr().String(), grpcListen, os.Getpid(), runtime.Version())
 	if *useTLS {
 		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{selfSigned()}, NextProtos: []string{"h2", "http/1.1"}}
 		log.Fatal(srv.ServeTLS(ln, "", ""))
