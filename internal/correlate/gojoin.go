@@ -58,8 +58,7 @@ func isGCPause(reason uint32) bool { return reason == 1 || reason == 2 }
 type goCall struct {
 	fn         GoFunc
 	goid       uint64
-	start, end int64
-	retAt      int64 // when the RET probe fired (end has the probes' cost taken off)
+	start, end int64 // probe times: see goProc.end for the call's own end
 	arg        uint32
 	method     string
 	path       string
@@ -130,7 +129,7 @@ func (c *Correlator) AddGo(ev *loader.GoEvent) {
 	case GoSTW:
 		// Timed between two probes like a call: the traps' cost comes off.
 		if isGCPause(ev.Arg & 0xff) {
-			gp.pauses = append(gp.pauses, interval{call.start, max(call.start, call.end-gp.probes.ProbeCostNs), ev.Arg & 0xff})
+			gp.pauses = append(gp.pauses, interval{call.start, call.end, ev.Arg & 0xff})
 		}
 		return
 	case GoServeHTTP:
@@ -143,11 +142,19 @@ func (c *Correlator) AddGo(ev *loader.GoEvent) {
 		call.path = bytesString(ev.Path[:], ev.PathLen)
 		gp.serving = append(gp.serving, call)
 	}
-	call.retAt = call.end
-	if call.fn != GoWriteHeader && call.fn != GoGRPCStatus {
-		call.end = max(call.start, call.end-gp.probes.ProbeCostNs)
-	}
 	gp.byGoid[call.goid] = append(gp.byGoid[call.goid], call)
+}
+
+// end is a timed call's own end: the probes' cost (calibrated, or the
+// default until calibration ends) comes off the RET probe's time when the
+// call is joined, not when it arrives, so that calls seen before
+// calibration finished get the calibrated cost too. Instants
+// (WriteHeader, gRPC status) have no cost.
+func (gp *goProc) end(call *goCall) int64 {
+	if call.fn == GoWriteHeader || call.fn == GoGRPCStatus {
+		return call.end
+	}
+	return max(call.start, call.end-gp.probes.ProbeCostNs)
 }
 
 // pruneGo forgets what is older than the join horizon (from Streams,
@@ -184,8 +191,9 @@ func (c *Correlator) joinGo(r *Request, rec *loader.Record) {
 	from, to := c.clock.Wall(rec.T_rd), c.clock.Wall(rec.T_wl)
 	app, _ := r.Phases.Get(App)
 	if gp.probes.GC {
-		r.Phases.Set(GCSTW, min(app, overlap(gp.pauses, from, to)))
-		r.Spans = append(r.Spans, pauseSpans(gp.pauses, from, to)...)
+		cost := gp.probes.ProbeCostNs
+		r.Phases.Set(GCSTW, min(app, overlap(gp.pauses, from, to, cost)))
+		r.Spans = append(r.Spans, pauseSpans(gp.pauses, from, to, cost)...)
 	}
 	if rec.Goid == 0 {
 		return
@@ -198,12 +206,13 @@ func (c *Correlator) joinGo(r *Request, rec *loader.Record) {
 		}
 		switch {
 		case isSerialization(call.fn):
-			ser = append(ser, interval{start: call.start, end: call.end})
-			r.Spans = append(r.Spans, Span{Name: GoFuncNames[call.fn], StartUnixNano: call.start, DurationNs: call.end - call.start})
+			end := gp.end(call)
+			ser = append(ser, interval{start: call.start, end: end})
+			r.Spans = append(r.Spans, Span{Name: GoFuncNames[call.fn], StartUnixNano: call.start, DurationNs: end - call.start})
 			call.joined = true
 		case call.fn == GoServeHTTP:
 			call.joined = true
-			r.Spans = append(r.Spans, Span{Name: GoFuncNames[call.fn], StartUnixNano: call.start, DurationNs: call.end - call.start})
+			r.Spans = append(r.Spans, Span{Name: GoFuncNames[call.fn], StartUnixNano: call.start, DurationNs: gp.end(call) - call.start})
 			applyServeHTTP(r, call)
 		case call.fn == GoWriteHeader:
 			call.joined = true
@@ -277,16 +286,17 @@ func (c *Correlator) Streams(now int64, all bool) []Request {
 }
 
 func (c *Correlator) streamRequest(pid uint32, gp *goProc, call *goCall) Request {
+	end := gp.end(call)
 	r := Request{
 		StartUnixNano: call.start,
-		EndUnixNano:   call.end,
-		DurationNs:    call.end - call.start,
+		EndUnixNano:   end,
+		DurationNs:    end - call.start,
 		PID:           pid,
 		Comm:          c.comms[pid],
 		EndReason:     "stream",
 		Answered:      true,
 		HTTP:          &HTTP{Method: call.method, Target: call.path},
-		Spans:         []Span{{Name: GoFuncNames[call.fn], StartUnixNano: call.start, DurationNs: call.end - call.start}},
+		Spans:         []Span{{Name: GoFuncNames[call.fn], StartUnixNano: call.start, DurationNs: end - call.start}},
 	}
 	if call.fn == GoGRPCMethod {
 		// gRPC is a POST of the method's path over HTTP/2.
@@ -299,21 +309,23 @@ func (c *Correlator) streamRequest(pid uint32, gp *goProc, call *goCall) Request
 	}
 	r.Phases.Set(App, r.DurationNs)
 	if gp.probes.GC {
-		r.Phases.Set(GCSTW, min(r.DurationNs, overlap(gp.pauses, call.start, call.end)))
-		r.Spans = append(r.Spans, pauseSpans(gp.pauses, call.start, call.end)...)
+		cost := gp.probes.ProbeCostNs
+		r.Phases.Set(GCSTW, min(r.DurationNs, overlap(gp.pauses, call.start, end, cost)))
+		r.Spans = append(r.Spans, pauseSpans(gp.pauses, call.start, end, cost)...)
 	}
 	var ser []interval
-	// The span's end had the probes' cost taken off: a WriteHeader right
-	// before the handler returned may fall in that margin.
-	until := call.retAt
+	// Up to the RET probe itself: a WriteHeader right before the handler
+	// returned may fall in the margin the probes' cost takes off.
+	until := call.end
 	for _, other := range gp.byGoid[call.goid] {
 		if other.start < call.start || other.start > until || other == call {
 			continue
 		}
 		switch {
 		case isSerialization(other.fn):
-			ser = append(ser, interval{start: other.start, end: other.end})
-			r.Spans = append(r.Spans, Span{Name: GoFuncNames[other.fn], StartUnixNano: other.start, DurationNs: other.end - other.start})
+			oend := gp.end(other)
+			ser = append(ser, interval{start: other.start, end: oend})
+			r.Spans = append(r.Spans, Span{Name: GoFuncNames[other.fn], StartUnixNano: other.start, DurationNs: oend - other.start})
 		case other.fn == GoWriteHeader && r.HTTP.Status == 0 && r.RPC == nil:
 			r.HTTP.Status = int(other.arg)
 		case other.fn == GoGRPCStatus && r.RPC != nil:
@@ -335,11 +347,12 @@ var gcPauseSpans = map[uint32]string{
 	2: "runtime.GC stop-the-world (sweep termination)",
 }
 
-// pauseSpans are the GC pauses overlapping [from, to], clipped to it.
-func pauseSpans(ivs []interval, from, to int64) []Span {
+// pauseSpans are the GC pauses overlapping [from, to], clipped to it;
+// cost comes off each pause's end (timed between two probes).
+func pauseSpans(ivs []interval, from, to, cost int64) []Span {
 	var out []Span
 	for _, iv := range within(ivs, from, to) {
-		s, e := max(iv.start, from), min(iv.end, to)
+		s, e := max(iv.start, from), min(max(iv.start, iv.end-cost), to)
 		if e > s {
 			out = append(out, Span{Name: gcPauseSpans[iv.reason], StartUnixNano: s, DurationNs: e - s})
 		}
@@ -358,11 +371,12 @@ func within(ivs []interval, from, to int64) []interval {
 	return ivs[i:j]
 }
 
-// overlap is the time of [from, to] covered by the sorted intervals.
-func overlap(ivs []interval, from, to int64) int64 {
+// overlap is the time of [from, to] covered by the sorted intervals,
+// cost off each one's end.
+func overlap(ivs []interval, from, to, cost int64) int64 {
 	var total int64
 	for _, iv := range within(ivs, from, to) {
-		s, e := max(iv.start, from), min(iv.end, to)
+		s, e := max(iv.start, from), min(max(iv.start, iv.end-cost), to)
 		if e > s {
 			total += e - s
 		}

@@ -12,8 +12,12 @@ func TestUnionAndOverlap(t *testing.T) {
 	if got := union(ivs); got != 30 {
 		t.Errorf("union = %d, want 30 (nested calls count once)", got)
 	}
-	if got := overlap([]interval{{start: 0, end: 10}, {start: 20, end: 30}}, 5, 25); got != 10 {
+	if got := overlap([]interval{{start: 0, end: 10}, {start: 20, end: 30}}, 5, 25, 0); got != 10 {
 		t.Errorf("overlap = %d, want 10", got)
+	}
+	// The probes' cost comes off each end, never below the start.
+	if got := overlap([]interval{{start: 0, end: 10}, {start: 20, end: 22}}, 5, 25, 3); got != 2 {
+		t.Errorf("overlap with cost = %d, want 2", got)
 	}
 	if union(nil) != 0 {
 		t.Error("union of nothing")
@@ -126,7 +130,7 @@ func TestStreams(t *testing.T) {
 func TestGRPCStream(t *testing.T) {
 	c := New(time.Second)
 	c.clock = Clock{}
-	c.SetGoProbes(7, GoProbes{HTTP: true, GRPC: true, Serialization: true, ProbeCostNs: 100}, true)
+	c.SetGoProbes(7, GoProbes{HTTP: true, GRPC: true, Serialization: true, ProbeCostNs: 10_000}, true)
 	ev := goEvent(GoGRPCMethod, 9, 1000, 9100, 0)
 	for i, b := range []byte("/pkg.Lab/Sleep") {
 		ev.Path[i] = int8(b)
@@ -141,6 +145,8 @@ func TestGRPCStream(t *testing.T) {
 	} {
 		c.AddGo(&e)
 	}
+	// Calibration ends after the events came: the calibrated cost applies.
+	c.SetGoProbes(7, GoProbes{HTTP: true, GRPC: true, Serialization: true, ProbeCostNs: 100}, true)
 	got := c.Streams(1<<62, true)
 	if len(got) != 1 {
 		t.Fatalf("%d requests", len(got))
