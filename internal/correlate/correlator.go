@@ -30,14 +30,28 @@ func New(goRetain time.Duration) *Correlator {
 		goProcs: map[uint32]*goProc{}, comms: map[uint32]string{}, goRetain: goRetain}
 }
 
+// maxComms bounds the pid → comm cache.
+const maxComms = 4096
+
 // Clock is the correlator's monotonic → wall-clock conversion.
 func (c *Correlator) Clock() Clock { return c.clock }
 
 // Request builds the Request of one kernel record, with the Go view of
 // its process joined in.
 func (c *Correlator) Request(rec *loader.Record) Request {
-	r := FromRecord(rec, c.clock)
-	c.comms[r.PID] = r.Comm
+	// A process's comm rarely changes: reuse its string.
+	comm, ok := c.comms[rec.Pid]
+	if !ok || !sameCString(rec.Comm[:], comm) {
+		comm = cString(rec.Comm[:])
+		if len(c.comms) >= maxComms {
+			clear(c.comms) // a cache: host-wide tracing sees pids come and go
+		}
+		c.comms[rec.Pid] = comm
+	}
+	if gp := c.goProcs[rec.Pid]; gp != nil {
+		gp.comm = comm
+	}
+	r := fromRecord(rec, c.clock, comm)
 	c.joinGo(&r, rec)
 	assignIDs(&r, c.rng)
 	return r

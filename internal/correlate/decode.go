@@ -19,10 +19,15 @@ func has(flags uint32, f loader.TracerdReqFlags) bool { return flags&uint32(f) !
 
 // FromRecord builds a Request from a kernel record.
 func FromRecord(rec *loader.Record, clock Clock) Request {
+	return fromRecord(rec, clock, cString(rec.Comm[:]))
+}
+
+// fromRecord builds a Request whose comm is already decoded.
+func fromRecord(rec *loader.Record, clock Clock, comm string) Request {
 	r := Request{
 		PID:       rec.Pid,
 		TID:       rec.Tid,
-		Comm:      cString(rec.Comm[:]),
+		Comm:      comm,
 		CgroupID:  rec.CgroupId,
 		EndReason: endReasons[rec.EndReason],
 		Answered:  rec.T_wl != 0,
@@ -123,6 +128,24 @@ func addrPort(family uint16, raw [16]uint8, port uint16) netip.AddrPort {
 		a = netip.AddrFrom4([4]byte(raw[:4]))
 	}
 	return netip.AddrPortFrom(a, port)
+}
+
+// sameCString says whether the NUL-terminated b spells s (a valid
+// UTF-8 string that cString made before), without allocating.
+func sameCString(b []int8, s string) bool {
+	n := 0
+	for n < len(b) && b[n] != 0 {
+		n++
+	}
+	if n != len(s) {
+		return false
+	}
+	for i := 0; i < n; i++ {
+		if byte(b[i]) != s[i] {
+			return false
+		}
+	}
+	return true
 }
 
 func cString(b []int8) string {

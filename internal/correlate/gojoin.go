@@ -1,7 +1,9 @@
 package correlate
 
 import (
+	"fmt"
 	"net/netip"
+	"os"
 	"sort"
 	"strings"
 	"time"
@@ -74,6 +76,7 @@ type goProc struct {
 	pauses  []interval // GC stop-the-world pauses, by start
 	byGoid  map[uint64][]*goCall
 	serving []*goCall // ServeHTTP and gRPC calls not joined yet, oldest first
+	comm    string    // from its kernel records ("" until one came)
 }
 
 type interval struct {
@@ -292,7 +295,7 @@ func (c *Correlator) streamRequest(pid uint32, gp *goProc, call *goCall) Request
 		EndUnixNano:   end,
 		DurationNs:    end - call.start,
 		PID:           pid,
-		Comm:          c.comms[pid],
+		Comm:          gp.commOf(pid),
 		EndReason:     "stream",
 		Answered:      true,
 		HTTP:          &HTTP{Method: call.method, Target: call.path},
@@ -339,6 +342,17 @@ func (c *Correlator) streamRequest(pid uint32, gp *goProc, call *goCall) Request
 	}
 	assignIDs(&r, c.rng)
 	return r
+}
+
+// commOf is the process's comm for its Go-only requests: from its kernel
+// records, else from /proc (a process whose connection had no record yet).
+func (gp *goProc) commOf(pid uint32) string {
+	if gp.comm == "" {
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); err == nil {
+			gp.comm = strings.TrimSuffix(string(b), "\n")
+		}
+	}
+	return gp.comm
 }
 
 // GC pause spans in Request.Spans, by runtime.stwReason.

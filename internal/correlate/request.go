@@ -86,16 +86,26 @@ type Span struct {
 
 // Route is the request's route for grouping: "GET /path" without the
 // query for HTTP, else the protocol and local port.
-func (r *Request) Route() string {
+func (r *Request) Route() string { return RouteName(r.RouteParts()) }
+
+// RouteParts are what Route is made of, without building the string:
+// method and path (without query or fragment) for HTTP, else the local
+// port.
+func (r *Request) RouteParts() (method, path string, port uint16) {
 	if r.HTTP != nil && r.HTTP.Method != "" {
-		path := r.HTTP.Target
-		for i := 0; i < len(path); i++ {
-			if path[i] == '?' || path[i] == '#' {
-				path = path[:i]
-				break
-			}
+		path = r.HTTP.Target
+		if i := strings.IndexAny(path, "?#"); i >= 0 {
+			path = path[:i]
 		}
-		return r.HTTP.Method + " " + path
+		return r.HTTP.Method, path, 0
 	}
-	return "tcp:" + strconv.Itoa(int(r.Conn.Local.Port()))
+	return "", "", r.Conn.Local.Port()
+}
+
+// RouteName builds a route from RouteParts.
+func RouteName(method, path string, port uint16) string {
+	if method != "" {
+		return method + " " + path
+	}
+	return "tcp:" + strconv.Itoa(int(port))
 }

@@ -23,16 +23,33 @@ import (
 // flame graph splits. The JSON lines and the summary carry it.
 type Profile struct {
 	startNano, endNano int64
-	samples            map[sampleKey]*[2]int64 // requests, latency
+	routes             map[routeKey]*routeSamples
 }
 
+// routeKey identifies a route without building its name (one map lookup
+// per request, no allocation: see correlate.Request.RouteParts).
+type routeKey struct {
+	service      string
+	method, path string
+	port         uint16
+	pid          uint32
+}
+
+// routeSamples holds [requests, latency] per phase of one route, and
+// which phases were measured at all (a phase measured as 0 is a sample).
+type routeSamples struct {
+	v    [correlate.NumPhases][2]int64
+	seen uint32
+}
+
+// sampleKey is one pprof sample: a route's phase.
 type sampleKey struct {
 	service, route string
 	phase          correlate.Phase
 	pid            uint32
 }
 
-func NewProfile() *Profile { return &Profile{samples: map[sampleKey]*[2]int64{}} }
+func NewProfile() *Profile { return &Profile{routes: map[routeKey]*routeSamples{}} }
 
 // Add accounts one request.
 func (p *Profile) Add(r *correlate.Request) {
@@ -50,23 +67,34 @@ func (p *Profile) Add(r *correlate.Request) {
 			dominant, best = ph, v
 		}
 	})
-	route := r.Route()
+	k := routeKey{service: r.Service, pid: r.PID}
+	k.method, k.path, k.port = r.RouteParts()
+	rs := p.routes[k]
+	if rs == nil {
+		rs = new(routeSamples)
+		p.routes[k] = rs
+	}
 	self.Each(func(ph correlate.Phase, ns int64) {
-		v := p.sample(sampleKey{r.Service, route, ph, r.PID})
-		v[1] += ns
+		rs.seen |= 1 << ph
+		rs.v[ph][1] += ns
 		if ph == dominant {
-			v[0]++
+			rs.v[ph][0]++
 		}
 	})
 }
 
-func (p *Profile) sample(k sampleKey) *[2]int64 {
-	v := p.samples[k]
-	if v == nil {
-		v = new([2]int64)
-		p.samples[k] = v
+// samples returns every (route, phase) that was measured at least once.
+func (p *Profile) samples() map[sampleKey][2]int64 {
+	out := map[sampleKey][2]int64{}
+	for k, rs := range p.routes {
+		route := correlate.RouteName(k.method, k.path, k.port)
+		for ph := correlate.Phase(0); ph < correlate.NumPhases; ph++ {
+			if rs.seen&(1<<ph) != 0 {
+				out[sampleKey{k.service, route, ph, k.pid}] = rs.v[ph]
+			}
+		}
 	}
-	return v
+	return out
 }
 
 // SelfTimes returns each measured phase's own time: a parent phase
@@ -110,8 +138,9 @@ func (p *Profile) Build() *profile.Profile {
 		locs[name] = l
 		return l
 	}
-	keys := make([]sampleKey, 0, len(p.samples))
-	for k := range p.samples {
+	samples := p.samples()
+	keys := make([]sampleKey, 0, len(samples))
+	for k := range samples {
 		keys = append(keys, k)
 	}
 	sort.Slice(keys, func(i, j int) bool {
@@ -128,7 +157,7 @@ func (p *Profile) Build() *profile.Profile {
 		return a.pid < b.pid
 	})
 	for _, k := range keys {
-		v := p.samples[k]
+		v := samples[k]
 		// Leaf first, as pprof wants; frames are qualified by their
 		// parents so that equal names under different routes stay apart.
 		svc := "service " + k.service

@@ -133,12 +133,20 @@ type Func struct {
 // Open inspects the executable at path. errors.Is(err, ErrNotGo) for
 // non-Go files; errors.Is(err, ErrNoOffsets) when the struct offsets cannot
 // be determined (stripped and unknown Go version).
-func Open(path string) (*Binary, error) {
+func Open(path string) (*Binary, error) { return openFile(path, false) }
+
+// OpenPreferTable is Open for a binary whose Go version the table is
+// known to describe (tracerd itself, built by a tested toolchain): the
+// table's offsets are used when it has the version, sparing the DWARF
+// decompression (≈ 0.3 s of CPU and tens of MiB for tracerd's own).
+func OpenPreferTable(path string) (*Binary, error) { return openFile(path, true) }
+
+func openFile(path string, preferTable bool) (*Binary, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("goinspect: %w", err)
 	}
-	b, err := open(f, path)
+	b, err := open(f, path, preferTable)
 	if err != nil {
 		f.Close()
 		return nil, err
@@ -146,7 +154,7 @@ func Open(path string) (*Binary, error) {
 	return b, nil
 }
 
-func open(f *os.File, path string) (*Binary, error) {
+func open(f *os.File, path string, preferTable bool) (*Binary, error) {
 	ef, err := elf.NewFile(f)
 	if err != nil {
 		return nil, fmt.Errorf("goinspect: %s: not an ELF file (%v): %w", path, err, ErrNotGo)
@@ -184,7 +192,9 @@ func open(f *os.File, path string) (*Binary, error) {
 	b.HasDWARF = ef.Section(".debug_info") != nil || ef.Section(".zdebug_info") != nil
 	var d dwarfData
 	var dwErr error
-	if b.HasDWARF {
+	if off, ok := tableOffsets(b.GoVersion); ok && preferTable {
+		b.Offsets, b.OffsetsFrom = off, "table"
+	} else if b.HasDWARF {
 		d, dwErr = ef.DWARF()
 		if dwErr == nil {
 			b.Offsets, dwErr = offsetsFromDWARF(d)

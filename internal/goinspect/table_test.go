@@ -188,3 +188,20 @@ func quoteAll(ss []string) string {
 	}
 	return strings.Join(q, ", ")
 }
+
+// OpenPreferTable takes the table's offsets over DWARF when it has the
+// version; Open keeps DWARF first.
+func TestOpenPreferTable(t *testing.T) {
+	path := buildServer(t, "local")
+	for _, prefer := range []bool{false, true} {
+		b, err := openFile(path, prefer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[bool]string{false: "dwarf", true: "table"}[prefer]
+		if b.OffsetsFrom != want || b.Offsets != dwarfOffsetsOf(t, path) {
+			t.Errorf("prefer table %v: offsets from %s (%+v), want %s and DWARF's values", prefer, b.OffsetsFrom, b.Offsets, want)
+		}
+		b.Close()
+	}
+}

@@ -3,7 +3,6 @@ package goprobe
 import (
 	"fmt"
 	"os"
-	"runtime/debug"
 	"slices"
 	"time"
 
@@ -45,7 +44,7 @@ func calibrationLeaf(b []byte) int { return len(b) }
 // CalibrationSample; the median becomes the cost subtracted from spans.
 func (m *Manager) StartCalibration(n int) error {
 	self := uint32(os.Getpid())
-	bin, err := goinspect.Open("/proc/self/exe")
+	bin, err := goinspect.OpenPreferTable("/proc/self/exe")
 	if err != nil {
 		return fmt.Errorf("inspecting tracerd itself: %w", err)
 	}
@@ -58,7 +57,6 @@ func (m *Manager) StartCalibration(n int) error {
 		return err
 	}
 	bin.Close()
-	debug.FreeOSMemory() // tracerd's own DWARF, parsed for nothing else
 	ex, err := link.OpenExecutable("/proc/self/exe")
 	if err != nil {
 		return err
