@@ -683,7 +683,8 @@ func TestOTLPJaeger(t *testing.T) {
 }
 
 // TestOTLPSampling: with no ratio, only the requests over the latency
-// budget are exported; the others are counted as not sampled.
+// budget are exported, and those whose caller's traceparent says
+// sampled; the others are counted as not sampled.
 func TestOTLPSampling(t *testing.T) {
 	needRoot(t)
 	j := startJaeger(t, "")
@@ -700,7 +701,20 @@ func TestOTLPSampling(t *testing.T) {
 		c.c.Close()
 		s.Truths(t, 4)
 	}
-	m := waitMetric(t, rt, "tracerd_records_read_total", func(v float64) bool { return v >= 8 })
+	// Fast requests whose callers decided: two sampled, two not.
+	sampledBy := map[string]bool{}
+	c := dialTP(t, fast.Addr)
+	for i := range 4 {
+		tp, traceID, _ := newTraceParent()
+		if i%2 == 1 {
+			tp = strings.TrimSuffix(tp, "-01") + "-00"
+		}
+		sampledBy[traceID] = i%2 == 0
+		c.get(t, "/", tp)
+	}
+	c.c.Close()
+	fast.Truths(t, 4)
+	m := waitMetric(t, rt, "tracerd_records_read_total", func(v float64) bool { return v >= 12 })
 	recs := rt.Stop(t)
 	over := 0
 	for _, rec := range append(recordsOn(recs, slow.Port), recordsOn(recs, fast.Port)...) {
@@ -712,17 +726,27 @@ func TestOTLPSampling(t *testing.T) {
 	if over < 4 {
 		t.Errorf("%d requests over the budget; the 4 of the slow server should be", over)
 	}
+	byParent := 0
+	for _, rec := range recordsOn(recs, fast.Port) {
+		if sampled, ok := sampledBy[rec.TraceID]; ok && sampled && rec.DurationNs <= 20e6 {
+			byParent++
+			j.waitTrace(t, rec.TraceID, 1+len(rec.Phases), 10*time.Second)
+		}
+	}
 	time.Sleep(200 * time.Millisecond)
 	for _, rec := range recordsOn(recs, fast.Port) {
-		if rec.DurationNs <= 20e6 && j.trace(t, rec.TraceID) != nil {
-			t.Errorf("request of %s under the budget was exported with ratio 0", time.Duration(rec.DurationNs))
+		if rec.DurationNs <= 20e6 && !sampledBy[rec.TraceID] && j.trace(t, rec.TraceID) != nil {
+			t.Errorf("request of %s under the budget was exported with ratio 0 (caller sampled: %v)", time.Duration(rec.DurationNs), sampledBy[rec.TraceID])
 		}
 	}
 	if got := m[`tracerd_trace_sampling_decisions_total{decision="over_budget"}`]; got != float64(over) {
 		t.Errorf("over_budget decisions %v, want %d", got, over)
 	}
-	if got := m[`tracerd_trace_sampling_decisions_total{decision="not_sampled"}`]; got != float64(8-over) {
-		t.Errorf("not_sampled decisions %v, want %d", got, 8-over)
+	if got := m[`tracerd_trace_sampling_decisions_total{decision="parent"}`]; got != float64(byParent) || byParent != 2 {
+		t.Errorf("parent decisions %v, %d requests under the budget with a sampled caller (want 2)", got, byParent)
+	}
+	if got := m[`tracerd_trace_sampling_decisions_total{decision="not_sampled"}`]; got != float64(12-over-byParent) {
+		t.Errorf("not_sampled decisions %v, want %d", got, 12-over-byParent)
 	}
 }
 

@@ -258,7 +258,7 @@ func (x *exporters) printStats(w io.Writer) {
 		return
 	}
 	st := x.otlp.Stats()
-	fmt.Fprintf(w, "otlp: %d spans exported, %d dropped (queue full), %d failed (%d of %d exports failed); requests: %d over the latency budget, %d by ratio, %d not sampled\n",
+	fmt.Fprintf(w, "otlp: %d spans exported, %d dropped (queue full), %d failed (%d of %d exports failed); requests: %d over the latency budget, %d sampled by their caller, %d by ratio, %d not sampled\n",
 		st.SpansExported, st.SpansDropped, st.SpansFailed, st.ExportErrors, st.Exports,
-		st.Sampled[export.SampledOverBudget], st.Sampled[export.SampledByRatio], st.Sampled[export.NotSampled])
+		st.Sampled[export.SampledOverBudget], st.Sampled[export.SampledByParent], st.Sampled[export.SampledByRatio], st.Sampled[export.NotSampled])
 }

@@ -111,8 +111,9 @@ func parseHTTP(r *Request, rec *loader.Record) {
 	}
 	r.HTTP = &HTTP{Method: req.Method, Target: req.Target}
 	if tp := req.TraceParent; tp.Valid {
-		r.TraceID = tp.TraceIDHex()
-		r.ParentSpanID = tp.SpanIDHex()
+		r.TraceID = tp.TraceID
+		r.ParentSpanID = tp.SpanID
+		r.TraceFlags = tp.Flags
 	}
 	m := min(int(rec.RespLen), len(rec.RespHead))
 	if status, ok := httpparse.ParseResponse(rec.RespHead[:m]); ok {

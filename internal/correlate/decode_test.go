@@ -63,7 +63,7 @@ func TestPhasesFromRecord(t *testing.T) {
 	if r.HTTP == nil || r.HTTP.Method != "GET" || r.HTTP.Target != "/api/x?y=1" || r.HTTP.Status != 404 {
 		t.Errorf("http = %+v", r.HTTP)
 	}
-	if r.TraceID != "0af7651916cd43dd8448eb211c80319c" || r.ParentSpanID != "b7ad6b7169203331" {
+	if r.TraceID.String() != "0af7651916cd43dd8448eb211c80319c" || r.ParentSpanID.String() != "b7ad6b7169203331" {
 		t.Errorf("traceparent: trace %q parent %q", r.TraceID, r.ParentSpanID)
 	}
 	if r.Route() != "GET /api/x" || r.EndReason != "idle" {
@@ -120,12 +120,12 @@ func TestCorrelatorIDs(t *testing.T) {
 	c := New(time.Second)
 	rec := baseRecord()
 	a, b := c.Request(&rec), c.Request(&rec)
-	if a.TraceID != "0af7651916cd43dd8448eb211c80319c" || len(a.SpanID) != 16 || a.SpanID == b.SpanID {
+	if a.TraceID.String() != "0af7651916cd43dd8448eb211c80319c" || a.SpanID.IsZero() || a.SpanID == b.SpanID {
 		t.Errorf("ids: %q %q / %q", a.TraceID, a.SpanID, b.SpanID)
 	}
 	rec.ReqLen = 0
 	d := c.Request(&rec)
-	if len(d.TraceID) != 32 || d.ParentSpanID != "" {
+	if d.TraceID.IsZero() || d.TraceID == a.TraceID || !d.ParentSpanID.IsZero() {
 		t.Errorf("new trace: %q parent %q", d.TraceID, d.ParentSpanID)
 	}
 }

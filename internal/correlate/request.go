@@ -20,9 +20,10 @@ type Request struct {
 	Conn          Conn
 	HTTP          *HTTP // nil unless the bytes were plaintext HTTP/1.x (or Go awareness saw the request)
 	RPC           *RPC  // a gRPC call (Go awareness of a grpc-go server), else nil
-	TraceID       string
-	SpanID        string
-	ParentSpanID  string
+	TraceID       TraceID
+	SpanID        SpanID
+	ParentSpanID  SpanID // the caller's span (from traceparent), zero if none
+	TraceFlags    byte   // the caller's trace-flags (bit 0: sampled); valid with ParentSpanID
 	Phases        Phases
 	TCP           TCP
 	Spans         []Span

@@ -2,6 +2,7 @@ package export
 
 import (
 	"bytes"
+	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"math/rand/v2"
@@ -43,7 +44,7 @@ func fixedRequests() []correlate.Request {
 		PID: 42, TID: 43, Comm: "api", Service: "api", CgroupID: 7,
 		Conn:    correlate.Conn{Local: netip.MustParseAddrPort("127.0.0.1:8080"), Peer: netip.MustParseAddrPort("127.0.0.1:51234")},
 		HTTP:    &correlate.HTTP{Method: "GET", Target: "/api/x?id=1", Status: 200},
-		TraceID: "0af7651916cd43dd8448eb211c80319c", SpanID: "00f067aa0ba902b7", ParentSpanID: "b7ad6b7169203331",
+		TraceID: correlate.TraceID(mustHex("0af7651916cd43dd8448eb211c80319c")), SpanID: correlate.SpanID(mustHex("00f067aa0ba902b7")), ParentSpanID: correlate.SpanID(mustHex("b7ad6b7169203331")),
 		TCP:       correlate.TCP{Valid: true, SrttUs: 30, SndCwnd: 10, Nagle: true},
 		EndReason: "next_request", Answered: true,
 	}
@@ -53,7 +54,7 @@ func fixedRequests() []correlate.Request {
 	}
 	b := a
 	b.HTTP = nil
-	b.ParentSpanID = ""
+	b.ParentSpanID = correlate.SpanID{}
 	b.TCP = correlate.TCP{Retransmits: 2}
 	b.Conn.RequestIndex = 1
 	b.Phases = correlate.Phases{}
@@ -192,4 +193,13 @@ func BenchmarkAppendJSON(b *testing.B) {
 	for b.Loop() {
 		buf = AppendJSON(buf[:0], &r)
 	}
+}
+
+// mustHex decodes a hex literal of a test fixture.
+func mustHex(s string) []byte {
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		panic(err)
+	}
+	return b
 }

@@ -58,13 +58,15 @@ func AppendJSON(b []byte, r *correlate.Request) []byte {
 		}
 		b = append(b, '}')
 	}
-	b = append(b, `,"trace_id":`...)
-	b = appendString(b, r.TraceID)
-	b = append(b, `,"span_id":`...)
-	b = appendString(b, r.SpanID)
-	if r.ParentSpanID != "" {
-		b = append(b, `,"parent_span_id":`...)
-		b = appendString(b, r.ParentSpanID)
+	b = append(b, `,"trace_id":"`...)
+	b = r.TraceID.Hex(b)
+	b = append(b, `","span_id":"`...)
+	b = r.SpanID.Hex(b)
+	b = append(b, '"')
+	if !r.ParentSpanID.IsZero() {
+		b = append(b, `,"parent_span_id":"`...)
+		b = r.ParentSpanID.Hex(b)
+		b = append(b, '"')
 	}
 	b = append(b, `,"phases_ns":{`...)
 	first := true

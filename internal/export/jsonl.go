@@ -104,11 +104,13 @@ func ToJSON(r *correlate.Request) JSONRecord {
 			Peer:         r.Conn.Peer.String(),
 			RequestIndex: r.Conn.RequestIndex,
 		},
-		TraceID:      r.TraceID,
-		SpanID:       r.SpanID,
-		ParentSpanID: r.ParentSpanID,
+		TraceID:      r.TraceID.String(),
+		SpanID:       r.SpanID.String(),
 		Phases:       JSONPhases{},
 		EndReason:    r.EndReason,
+	}
+	if !r.ParentSpanID.IsZero() {
+		j.ParentSpanID = r.ParentSpanID.String()
 	}
 	if r.HTTP != nil {
 		j.HTTP = &JSONHTTP{Method: r.HTTP.Method, Target: r.HTTP.Target, Status: r.HTTP.Status}

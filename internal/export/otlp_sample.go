@@ -1,8 +1,7 @@
 package export
 
 import (
-	"strconv"
-	"strings"
+	"encoding/binary"
 	"time"
 
 	"github.com/tracerd/tracerd/internal/correlate"
@@ -26,6 +25,7 @@ const (
 	NotSampled Decision = iota
 	SampledOverBudget
 	SampledByRatio
+	SampledByParent // the caller's traceparent said sampled
 	numDecisions
 )
 
@@ -35,6 +35,8 @@ func (d Decision) String() string {
 		return "over_budget"
 	case SampledByRatio:
 		return "ratio"
+	case SampledByParent:
+		return "parent"
 	}
 	return "not_sampled"
 }
@@ -55,19 +57,25 @@ func (s Sampler) Decide(r *correlate.Request) Decision {
 	if s.Budget > 0 && r.DurationNs > s.Budget.Nanoseconds() {
 		return SampledOverBudget
 	}
+	// A caller's decision stands (OTel's ParentBased rule), so that its
+	// trace is whole or absent: sampled, the request goes with it; not
+	// sampled, only the budget above exports it.
+	if !r.ParentSpanID.IsZero() {
+		if r.TraceFlags&1 != 0 {
+			return SampledByParent
+		}
+		return NotSampled
+	}
 	switch {
 	case s.Ratio >= 1:
 		return SampledByRatio
 	case s.Ratio <= 0:
 		return NotSampled
 	}
-	if len(r.TraceID) != 32 {
-		return NotSampled
+	if r.TraceID.IsZero() {
+		return NotSampled // invalid
 	}
-	low, err := strconv.ParseUint(r.TraceID[16:], 16, 64) // bytes 8..15, big-endian
-	if err != nil || (low == 0 && strings.TrimLeft(r.TraceID, "0") == "") {
-		return NotSampled // malformed, or all zero (invalid)
-	}
+	low := binary.BigEndian.Uint64(r.TraceID[8:])
 	if low>>1 < uint64(s.Ratio*(1<<63)) {
 		return SampledByRatio
 	}

@@ -1,8 +1,8 @@
 package export
 
 import (
+	"bytes"
 	"encoding/binary"
-	"encoding/hex"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -104,9 +104,9 @@ func phaseWindows(r *correlate.Request) (w [correlate.NumPhases]window, ok [corr
 // each inside the Go span that contains it. Child span ids derive from
 // the request's span id, so the same Request always gives the same tree.
 func RequestSpans(r *correlate.Request) []*tracepb.Span {
-	traceID := decodeID(r.TraceID, 16)
-	serverID := decodeID(r.SpanID, 8)
-	parentID := decodeID(r.ParentSpanID, 8)
+	traceID := idBytes(r.TraceID[:])
+	serverID := idBytes(r.SpanID[:])
+	parentID := idBytes(r.ParentSpanID[:])
 	if traceID == nil {
 		traceID = randomID(16)
 	}
@@ -421,19 +421,12 @@ func serverStatus(r *correlate.Request) *tracepb.Status {
 // UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS.
 var grpcServerError = map[int]bool{2: true, 4: true, 12: true, 13: true, 14: true, 15: true}
 
-// decodeID parses a hex id of n bytes; nil when absent, malformed or
-// all zero (invalid in W3C trace context and OTLP).
-func decodeID(s string, n int) []byte {
-	if len(s) != 2*n {
-		return nil
-	}
-	b, err := hex.DecodeString(s)
-	if err != nil {
-		return nil
-	}
-	for _, c := range b {
+// idBytes copies an id for a span; nil when all zero (absent, invalid
+// in W3C trace context and OTLP).
+func idBytes(id []byte) []byte {
+	for _, c := range id {
 		if c != 0 {
-			return b
+			return bytes.Clone(id)
 		}
 	}
 	return nil

@@ -1,6 +1,7 @@
 package export
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/hex"
@@ -32,9 +33,10 @@ func otlpRequests() []correlate.Request {
 		PID: 42, TID: 43, Comm: "api", Service: "api", CgroupID: 7,
 		Conn:         correlate.Conn{Local: netip.MustParseAddrPort("127.0.0.1:8080"), Peer: netip.MustParseAddrPort("127.0.0.1:51234")},
 		HTTP:         &correlate.HTTP{Method: "GET", Target: "/api/x?id=1", Status: 200},
-		TraceID:      "0af7651916cd43dd8448eb211c80319c",
-		SpanID:       "00f067aa0ba902b7",
-		ParentSpanID: "b7ad6b7169203331",
+		TraceID:      correlate.TraceID(mustHex("0af7651916cd43dd8448eb211c80319c")),
+		SpanID:       correlate.SpanID(mustHex("00f067aa0ba902b7")),
+		ParentSpanID: correlate.SpanID(mustHex("b7ad6b7169203331")),
+		TraceFlags:   1,
 		TCP:          correlate.TCP{Valid: true, SrttUs: 30, SndCwnd: 10, Nagle: true},
 		EndReason:    "next_request", Answered: true,
 	}
@@ -61,7 +63,7 @@ func otlpRequests() []correlate.Request {
 		StartUnixNano: t0 + ms(100), EndUnixNano: t0 + ms(103), DurationNs: ms(3),
 		PID: 42, TID: 44, Comm: "api", Service: "api",
 		Conn:    correlate.Conn{Local: netip.MustParseAddrPort("[::1]:6379"), Peer: netip.MustParseAddrPort("[::1]:40000"), RequestIndex: 3},
-		TraceID: "4bf92f3577b34da6a3ce929d0e0e4736", SpanID: "53995c3f42cd8ad8",
+		TraceID: correlate.TraceID(mustHex("4bf92f3577b34da6a3ce929d0e0e4736")), SpanID: correlate.SpanID(mustHex("53995c3f42cd8ad8")),
 		TCP:       correlate.TCP{Retransmits: 2, ZeroWindow: 1},
 		EndReason: "close", Answered: true,
 	}
@@ -76,7 +78,7 @@ func otlpRequests() []correlate.Request {
 		PID: 77, Comm: "grpcsrv", Service: "checkout",
 		Conn:    correlate.Conn{Peer: netip.MustParseAddrPort("10.0.0.9:5555")},
 		HTTP:    &correlate.HTTP{Method: "POST", Target: "/cart.Cart/Add", Status: 503},
-		TraceID: "11111111111111112222222222222222", SpanID: "3333333333333333",
+		TraceID: correlate.TraceID(mustHex("11111111111111112222222222222222")), SpanID: correlate.SpanID(mustHex("3333333333333333")),
 		Spans:     []correlate.Span{{Name: "net/http.serverHandler.ServeHTTP", StartUnixNano: t0 + ms(200), DurationNs: ms(12)}},
 		EndReason: "stream", Answered: true,
 	}
@@ -89,7 +91,7 @@ func otlpRequests() []correlate.Request {
 		PID: 42, TID: 45, Comm: "api", Service: "api",
 		Conn:    correlate.Conn{Local: netip.MustParseAddrPort("127.0.0.1:8080"), Peer: netip.MustParseAddrPort("127.0.0.1:51300")},
 		HTTP:    &correlate.HTTP{Method: "PURGE", Target: "/cache"},
-		TraceID: "aaaaaaaaaaaaaaaabbbbbbbbbbbbbbbb", SpanID: "cccccccccccccccc",
+		TraceID: correlate.TraceID(mustHex("aaaaaaaaaaaaaaaabbbbbbbbbbbbbbbb")), SpanID: correlate.SpanID(mustHex("cccccccccccccccc")),
 		EndReason: "idle",
 	}
 	d.Phases.Set(correlate.RecvQueue, ms(1))
@@ -162,7 +164,7 @@ func TestOTLPGolden(t *testing.T) {
 	procs := testProcesses()
 	reqs := otlpRequests()
 	for i := range reqs {
-		if d := e.Add(&reqs[i], procs[reqs[i].PID]); d != SampledByRatio {
+		if d := e.Add(&reqs[i], procs[reqs[i].PID]); d == NotSampled {
 			t.Fatalf("request %d: decision %s", i, d)
 		}
 	}
@@ -260,11 +262,11 @@ func TestOTLPSpanTreeShape(t *testing.T) {
 	for _, r := range otlpRequests() {
 		spans := RequestSpans(&r)
 		if got, want := int64(len(spans)), SpanCount(&r); got != want {
-			t.Errorf("%s: %d spans, SpanCount says %d", r.SpanID, got, want)
+			t.Errorf("%s: %d spans, SpanCount says %d", r.SpanID.String(), got, want)
 		}
 		root := spans[0]
-		if hex.EncodeToString(root.TraceId) != r.TraceID || hex.EncodeToString(root.SpanId) != r.SpanID ||
-			hex.EncodeToString(root.ParentSpanId) != strings.ToLower(r.ParentSpanID) && r.ParentSpanID != "" {
+		if !bytes.Equal(root.TraceId, r.TraceID[:]) || !bytes.Equal(root.SpanId, r.SpanID[:]) ||
+			!bytes.Equal(root.ParentSpanId, r.ParentSpanID[:]) && !r.ParentSpanID.IsZero() {
 			t.Errorf("root ids %x/%x/%x, request %s/%s/%s", root.TraceId, root.SpanId, root.ParentSpanId, r.TraceID, r.SpanID, r.ParentSpanID)
 		}
 		if int64(root.StartTimeUnixNano) != r.StartUnixNano || int64(root.EndTimeUnixNano) != r.EndUnixNano {
@@ -323,7 +325,7 @@ func TestOTLPSpanTreeShape(t *testing.T) {
 }
 
 func TestOTLPSampler(t *testing.T) {
-	r := correlate.Request{DurationNs: ms(60), TraceID: "ffffffffffffffffffffffffffffffff"}
+	r := correlate.Request{DurationNs: ms(60), TraceID: correlate.TraceID(mustHex("ffffffffffffffffffffffffffffffff"))}
 	s := Sampler{Budget: 50 * time.Millisecond, Ratio: 0}
 	if d := s.Decide(&r); d != SampledOverBudget {
 		t.Errorf("over budget: %s", d)
@@ -347,7 +349,7 @@ func TestOTLPSampler(t *testing.T) {
 		for i := range id {
 			id[i] = byte(rng.Uint32())
 		}
-		r.TraceID = hex.EncodeToString(id[:])
+		r.TraceID = correlate.TraceID(id)
 		d := s.Decide(&r)
 		if d != s.Decide(&r) {
 			t.Fatal("decision not reproducible")
@@ -359,9 +361,22 @@ func TestOTLPSampler(t *testing.T) {
 	if kept < n*8/100 || kept > n*12/100 {
 		t.Errorf("ratio 0.1 kept %d of %d", kept, n)
 	}
-	r.TraceID = "00000000000000000000000000000000"
+	r.TraceID = correlate.TraceID{}
 	if d := s.Decide(&r); d != NotSampled {
 		t.Errorf("invalid trace id: %s", d)
+	}
+	// A caller's flag wins over the ratio, not over the budget.
+	r.TraceID = correlate.TraceID(mustHex("ffffffffffffffffffffffffffffffff")) // kept by any ratio < 1
+	r.ParentSpanID = correlate.SpanID(mustHex("b7ad6b7169203331"))
+	for _, tc := range []struct {
+		flags byte
+		dur   int64
+		want  Decision
+	}{{1, ms(10), SampledByParent}, {0, ms(10), NotSampled}, {0, ms(60), SampledOverBudget}, {1, ms(60), SampledOverBudget}} {
+		r.TraceFlags, r.DurationNs = tc.flags, tc.dur
+		if d := s.Decide(&r); d != tc.want {
+			t.Errorf("parent flags %02x, %d ms: %s, want %s", tc.flags, tc.dur/1e6, d, tc.want)
+		}
 	}
 }
 
@@ -379,7 +394,7 @@ func TestOTLPQueueBound(t *testing.T) {
 	start := time.Now()
 	const n = 1000
 	for i := range n {
-		r.SpanID = fmt.Sprintf("%016x", i+1)
+		r.SpanID = correlate.SpanID(mustHex(fmt.Sprintf("%016x", i+1)))
 		e.Add(&r, &Process{PID: r.PID})
 	}
 	if d := time.Since(start); d > time.Second {
@@ -391,7 +406,7 @@ func TestOTLPQueueBound(t *testing.T) {
 		t.Errorf("dropped %d spans of %d", st.SpansDropped, n*per)
 	}
 	close(client.block) // the endpoint answers again
-	r.SpanID = "00000000000000ff"
+	r.SpanID = correlate.SpanID(mustHex("00000000000000ff"))
 	deadline := time.Now().Add(5 * time.Second)
 	for e.Stats().SpansQueued > 0 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)

@@ -91,8 +91,8 @@ func (m *Requests) Observe(r *correlate.Request, traced bool) {
 	o := m.observers(r.Service)
 	o.total.Inc()
 	d := float64(r.DurationNs) / 1e9
-	if eo, ok := o.duration.(prometheus.ExemplarObserver); ok && traced && r.TraceID != "" {
-		eo.ObserveWithExemplar(d, prometheus.Labels{"trace_id": r.TraceID, "span_id": r.SpanID})
+	if eo, ok := o.duration.(prometheus.ExemplarObserver); ok && traced && !r.TraceID.IsZero() {
+		eo.ObserveWithExemplar(d, prometheus.Labels{"trace_id": r.TraceID.String(), "span_id": r.SpanID.String()})
 	} else {
 		o.duration.Observe(d)
 	}

@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"encoding/hex"
 	"errors"
 	"io"
 	"log/slog"
@@ -18,7 +19,7 @@ import (
 )
 
 func request(service string, durMs int64, phases map[correlate.Phase]int64) *correlate.Request {
-	r := &correlate.Request{Service: service, DurationNs: durMs * 1e6, TraceID: "0af7651916cd43dd8448eb211c80319c", SpanID: "00f067aa0ba902b7"}
+	r := &correlate.Request{Service: service, DurationNs: durMs * 1e6, TraceID: correlate.TraceID(mustHex("0af7651916cd43dd8448eb211c80319c")), SpanID: correlate.SpanID(mustHex("00f067aa0ba902b7"))}
 	for p, v := range phases {
 		r.Phases.Set(p, v)
 	}
@@ -97,7 +98,7 @@ func TestMetricsServe(t *testing.T) {
 		Read:       func() int64 { return 8 },
 		SinkErrors: func() int64 { return 0 },
 		OTLP: func() export.OTLPStats {
-			return export.OTLPStats{Sampled: [3]int64{5, 2, 1}, SpansExported: 12, SpansDropped: 4, ExportErrors: 1, Exports: 3}
+			return export.OTLPStats{Sampled: [4]int64{5, 2, 1, 3}, SpansExported: 12, SpansDropped: 4, ExportErrors: 1, Exports: 3}
 		},
 	})
 	srv, err := Listen("127.0.0.1:0", reg, slog.New(slog.DiscardHandler))
@@ -130,6 +131,7 @@ func TestMetricsServe(t *testing.T) {
 		`tracerd_otlp_export_errors_total 1`,
 		`tracerd_trace_sampling_decisions_total{decision="over_budget"} 2`,
 		`tracerd_trace_sampling_decisions_total{decision="not_sampled"} 5`,
+		`tracerd_trace_sampling_decisions_total{decision="parent"} 3`,
 		`go_goroutines`,
 		`process_resident_memory_bytes`,
 	} {
@@ -172,4 +174,12 @@ func BenchmarkMetricsObserve(b *testing.B) {
 	for b.Loop() {
 		m.Observe(r, false)
 	}
+}
+
+func mustHex(s string) []byte {
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		panic(err)
+	}
+	return b
 }
