@@ -127,6 +127,14 @@ static __always_inline void emit(struct traced_conn *c, __u8 reason)
 	r->end_reason = 0;
 }
 
+/* The goroutine reading the socket now, for a Go process with probes. */
+static __always_inline __u64 reading_goid(__u32 pid)
+{
+	struct go_proc *gp = bpf_map_lookup_elem(&go_procs, &pid);
+
+	return gp ? goid_at_syscall(gp) : 0;
+}
+
 /* The app consumed the first bytes of a new request. */
 static __always_inline void start_request(struct traced_conn *c, __u64 now, int ret)
 {
@@ -156,10 +164,7 @@ static __always_inline void start_request(struct traced_conn *c, __u64 now, int 
 		}
 	}
 	r->req_len = capture(r->req_head, REQ_HEAD_CAP, ret);
-
-	__u32 pid = r->pid;
-	struct go_proc *gp = bpf_map_lookup_elem(&go_procs, &pid);
-	r->goid = gp ? goid_at_syscall(gp) : 0;
+	r->goid = reading_goid(r->pid);
 }
 
 /* Scheduling delay of the serving thread since T_rd. */

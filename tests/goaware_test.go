@@ -288,6 +288,49 @@ func TestGoAwareness(t *testing.T) {
 	}
 }
 
+// TestGoFlushBeforeReturn: a handler that sends its whole answer and
+// then keeps running. The client's next request ends the kernel's record
+// before ServeHTTP returns, and net/http's background read takes that
+// request's first byte on another goroutine: each record must still be
+// joined with its own ServeHTTP (one record per request, none as a
+// separate "stream").
+func TestGoFlushBeforeReturn(t *testing.T) {
+	needRoot(t)
+	srv := startGoServer(t, buildGoServer(t, goBuilds[0]))
+	tr := startTracer(t, "--pid", strconv.Itoa(srv.PID))
+	client := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 1}}
+	const n = 6
+	for i := 0; i < n; i++ {
+		resp, body := get(t, client, fmt.Sprintf("http://%s/flushsleep?n=%d", srv.Addr, 20+i))
+		if resp.StatusCode != 200 || string(body) != "flushed\n" {
+			t.Fatalf("/flushsleep: %d %q", resp.StatusCode, body)
+		}
+	}
+	recs := tr.Stop(t)
+	joined, streams := 0, 0
+	for _, r := range recs {
+		if r.HTTP == nil || !strings.HasPrefix(r.HTTP.Target, "/flushsleep") {
+			if r.EndReason != "stream" && !hasSpan(r, "net/http.serverHandler.ServeHTTP") {
+				t.Logf("record without its ServeHTTP: %+v %s", r.HTTP, r.EndReason)
+			}
+			continue
+		}
+		if r.EndReason == "stream" {
+			streams++
+			continue
+		}
+		if hasSpan(r, "net/http.serverHandler.ServeHTTP") && r.HTTP.Method == "GET" && r.HTTP.Status == 200 {
+			joined++
+		}
+	}
+	if joined != n || streams != 0 {
+		for _, r := range recs {
+			t.Logf("%+v %s %v", r.HTTP, r.EndReason, r.Spans)
+		}
+		t.Errorf("%d records joined with their ServeHTTP (GET, 200), %d ServeHTTP as separate streams; want %d and 0", joined, streams, n)
+	}
+}
+
 // TestGoHTTP2TLS: over TLS the bytes are unreadable and HTTP/2 multiplexes
 // streams; net/http's own view gives one record per stream.
 func TestGoHTTP2TLS(t *testing.T) {

@@ -15,6 +15,7 @@ type Correlator struct {
 	goProcs  map[uint32]*goProc
 	comms    map[uint32]string
 	goRetain time.Duration
+	released []Request // held requests whose Go call came (see Released)
 }
 
 // New returns a Correlator whose clock offset is measured now. Go events
@@ -37,8 +38,39 @@ const maxComms = 4096
 func (c *Correlator) Clock() Clock { return c.clock }
 
 // Request builds the Request of one kernel record, with the Go view of
-// its process joined in.
-func (c *Correlator) Request(rec *loader.Record) Request {
+// its process joined in. ok is false when the record is held back
+// because the Go call serving it has not returned yet (see holdForGo);
+// it comes out of Released or Streams later.
+func (c *Correlator) Request(rec *loader.Record) (r Request, ok bool) {
+	r = c.decode(rec)
+	if gp := c.goProcs[rec.Pid]; gp != nil && gp.holdForGo(&r, rec, c.clock) {
+		gp.held = append(gp.held, heldRecord{rec: *rec, since: time.Now().UnixNano()})
+		return Request{}, false
+	}
+	c.joinGo(&r, rec)
+	assignIDs(&r, c.rng)
+	return r, true
+}
+
+// Released returns held requests whose Go call has come since the last
+// call (nil when none; the slice is reused).
+func (c *Correlator) Released() []Request {
+	out := c.released
+	c.released = c.released[:0]
+	return out
+}
+
+// release builds a held record's request now that its Go view is known
+// (or will not come).
+func (c *Correlator) release(h *heldRecord) Request {
+	r := c.decode(&h.rec)
+	c.joinGo(&r, &h.rec)
+	assignIDs(&r, c.rng)
+	return r
+}
+
+// decode is FromRecord with the process's comm string reused.
+func (c *Correlator) decode(rec *loader.Record) Request {
 	// A process's comm rarely changes: reuse its string.
 	comm, ok := c.comms[rec.Pid]
 	if !ok || !sameCString(rec.Comm[:], comm) {
@@ -51,8 +83,5 @@ func (c *Correlator) Request(rec *loader.Record) Request {
 	if gp := c.goProcs[rec.Pid]; gp != nil {
 		gp.comm = comm
 	}
-	r := fromRecord(rec, c.clock, comm)
-	c.joinGo(&r, rec)
-	assignIDs(&r, c.rng)
-	return r
+	return fromRecord(rec, c.clock, comm)
 }

@@ -119,12 +119,13 @@ func TestIPv4MappedAddresses(t *testing.T) {
 func TestCorrelatorIDs(t *testing.T) {
 	c := New(time.Second)
 	rec := baseRecord()
-	a, b := c.Request(&rec), c.Request(&rec)
+	a, _ := c.Request(&rec)
+	b, _ := c.Request(&rec)
 	if a.TraceID.String() != "0af7651916cd43dd8448eb211c80319c" || a.SpanID.IsZero() || a.SpanID == b.SpanID {
 		t.Errorf("ids: %q %q / %q", a.TraceID, a.SpanID, b.SpanID)
 	}
 	rec.ReqLen = 0
-	d := c.Request(&rec)
+	d, _ := c.Request(&rec)
 	if d.TraceID.IsZero() || d.TraceID == a.TraceID || !d.ParentSpanID.IsZero() {
 		t.Errorf("new trace: %q parent %q", d.TraceID, d.ParentSpanID)
 	}

@@ -77,6 +77,86 @@ type goProc struct {
 	byGoid  map[uint64][]*goCall
 	serving []*goCall // ServeHTTP and gRPC calls not joined yet, oldest first
 	comm    string    // from its kernel records ("" until one came)
+	held    []heldRecord
+}
+
+// heldRecord is a kernel record waiting for the Go call that serves it.
+type heldRecord struct {
+	rec   loader.Record
+	since int64 // wall ns when it was held
+}
+
+// holdForGo says whether a kernel record must wait for its ServeHTTP: a
+// handler that sends its whole answer before returning (Flush, or a
+// streamed body) has the client's next request end this one while
+// ServeHTTP is still running, and its RET — the only event it sends —
+// comes after the record. Held: HTTP/1 records of processes with
+// net/http probes whose goroutine has no ServeHTTP in the request's
+// window yet. Anything else goes out at once.
+func (gp *goProc) holdForGo(r *Request, rec *loader.Record, clock Clock) bool {
+	if !gp.probes.HTTP || rec.Goid == 0 || rec.T_wl == 0 || !looksHTTP1(r, rec) {
+		return false
+	}
+	from, to := clock.Wall(rec.T_rd), clock.Wall(rec.T_wl)
+	for _, call := range gp.byGoid[rec.Goid] {
+		if call.fn == GoServeHTTP && !call.joined && call.start >= from && call.start <= to {
+			return false
+		}
+	}
+	return true
+}
+
+// releaseHeld releases the held records that call (a ServeHTTP that
+// just returned) serves.
+func (c *Correlator) releaseHeld(gp *goProc, call *goCall) {
+	keep := gp.held[:0]
+	for i := range gp.held {
+		h := &gp.held[i]
+		if h.rec.Goid == call.goid && call.start >= c.clock.Wall(h.rec.T_rd) && call.start <= c.clock.Wall(h.rec.T_wl) {
+			c.released = append(c.released, c.release(h))
+			continue
+		}
+		keep = append(keep, *h)
+	}
+	clear(gp.held[len(keep):])
+	gp.held = keep
+}
+
+// releaseExpired releases the held records older than the join horizon
+// (or all): their Go call is not coming.
+func (c *Correlator) releaseExpired(gp *goProc, now int64, all bool) []Request {
+	var out []Request
+	keep := gp.held[:0]
+	for i := range gp.held {
+		h := &gp.held[i]
+		if all || h.since < now-c.goRetain.Nanoseconds() {
+			out = append(out, c.release(h))
+			continue
+		}
+		keep = append(keep, *h)
+	}
+	clear(gp.held[len(keep):])
+	gp.held = keep
+	return out
+}
+
+// looksHTTP1: the bytes parsed as an HTTP/1 request, or are the start of
+// one's method (net/http's background read takes a request's first byte
+// alone).
+func looksHTTP1(r *Request, rec *loader.Record) bool {
+	if r.HTTP != nil {
+		return r.HTTP.Method != "PRI" // the HTTP/2 preface
+	}
+	n := min(int(rec.ReqLen), len(rec.ReqHead))
+	if n == 0 || n > 7 {
+		return false
+	}
+	for _, m := range []string{"GET ", "POST ", "PUT ", "DELETE ", "HEAD ", "PATCH ", "OPTIONS "} {
+		if len(m) > n && string(rec.ReqHead[:n]) == m[:n] {
+			return true
+		}
+	}
+	return false
 }
 
 type interval struct {
@@ -141,6 +221,11 @@ func (c *Correlator) AddGo(ev *loader.GoEvent) {
 		call.remote = bytesString(ev.Remote[:], ev.RemoteLen)
 		call.protoMajor = ev.ProtoMajor
 		gp.serving = append(gp.serving, call)
+		if len(gp.held) > 0 {
+			gp.byGoid[call.goid] = append(gp.byGoid[call.goid], call)
+			c.releaseHeld(gp, call)
+			return
+		}
 	case GoGRPCMethod:
 		call.path = bytesString(ev.Path[:], ev.PathLen)
 		gp.serving = append(gp.serving, call)
@@ -202,6 +287,7 @@ func (c *Correlator) joinGo(r *Request, rec *loader.Record) {
 		return
 	}
 	var ser []interval
+	status := 0
 	calls := gp.byGoid[rec.Goid]
 	for _, call := range calls {
 		if call.start < from || call.start > to || call.joined {
@@ -218,11 +304,14 @@ func (c *Correlator) joinGo(r *Request, rec *loader.Record) {
 			r.Spans = append(r.Spans, Span{Name: GoFuncNames[call.fn], StartUnixNano: call.start, DurationNs: gp.end(call) - call.start})
 			applyServeHTTP(r, call)
 		case call.fn == GoWriteHeader:
+			// Applied after the loop: ServeHTTP, which may make r.HTTP,
+			// arrives after the WriteHeader inside it.
 			call.joined = true
-			if r.HTTP != nil {
-				r.HTTP.Status = int(call.arg)
-			}
+			status = int(call.arg)
 		}
+	}
+	if status != 0 && r.HTTP != nil {
+		r.HTTP.Status = status
 	}
 	if gp.probes.Serialization {
 		r.Phases.Set(Serialize, min(app, union(ser)))
@@ -268,9 +357,11 @@ func isServing(f GoFunc) bool { return f == GoServeHTTP || f == GoGRPCMethod }
 func (c *Correlator) Streams(now int64, all bool) []Request {
 	var out []Request
 	for pid, gp := range c.goProcs {
-		if gp.goneAt != 0 && (all || gp.goneAt < now-c.goRetain.Nanoseconds()) {
+		gone := gp.goneAt != 0 && (all || gp.goneAt < now-c.goRetain.Nanoseconds())
+		if gone {
 			defer delete(c.goProcs, pid)
 		}
+		out = append(out, c.releaseExpired(gp, now, all || gone)...)
 		keep := gp.serving[:0]
 		for _, call := range gp.serving {
 			switch {

@@ -64,7 +64,10 @@ func TestJoinGo(t *testing.T) {
 	rec.Flags = uint32(loader.TracerdReqFlagsREQ_HAS_RX)
 	copy(rec.ReqHead[:], "GET /items?page=2 HTTP/1.1\r\n\r\n")
 	rec.ReqLen = 30
-	r := c.Request(&rec)
+	r, ok := c.Request(&rec)
+	if !ok {
+		t.Fatal("record held although its ServeHTTP had come")
+	}
 	if v, _ := r.Phases.Get(GCSTW); v != 500 {
 		t.Errorf("gc_stw = %d, want 500 (GC pause only, probe cost off)", v)
 	}
@@ -181,5 +184,51 @@ func TestNewGRPC(t *testing.T) {
 		if got := newGRPC(path); *got != want {
 			t.Errorf("newGRPC(%q) = %+v, want %+v", path, *got, want)
 		}
+	}
+}
+
+// A handler that sends its answer before returning: the record comes
+// before ServeHTTP's RET and waits for it (even when net/http's
+// background read left only the first byte in the record's head); a
+// record whose ServeHTTP never comes goes out after the join horizon.
+func TestHeldUntilServeHTTP(t *testing.T) {
+	c := New(time.Second)
+	c.clock = Clock{}
+	c.SetGoProbes(7, GoProbes{HTTP: true, Serialization: true}, true)
+	rec := baseRecord()
+	rec.Pid, rec.Goid = 7, 5
+	rec.T_rd, rec.T_wl, rec.T_tx = 1000, 2000, 2000
+	rec.ReqLen = 1 // "G"
+	if _, ok := c.Request(&rec); ok {
+		t.Fatal("record not held: its ServeHTTP has not returned")
+	}
+	other := rec
+	other.Goid = 6
+	if _, ok := c.Request(&other); ok {
+		t.Fatal("second record not held")
+	}
+	notHTTP := rec
+	copy(notHTTP.ReqHead[:], "\x00\x01binary")
+	notHTTP.ReqLen = 8
+	if _, ok := c.Request(&notHTTP); !ok {
+		t.Error("a record that is not HTTP/1 was held")
+	}
+	if got := c.Released(); len(got) != 0 {
+		t.Fatalf("released before ServeHTTP: %d", len(got))
+	}
+	ev := goEvent(GoServeHTTP, 5, 1500, 30000, 0)
+	ev.MethodLen = uint8(copy(ev.Method[:], []int8{'G', 'E', 'T'}))
+	ev.PathLen = uint8(copy(ev.Path[:], []int8{'/', 'f'}))
+	c.AddGo(&ev)
+	got := c.Released()
+	if len(got) != 1 {
+		t.Fatalf("%d released, want the record of goroutine 5", len(got))
+	}
+	r := got[0]
+	if r.HTTP == nil || r.HTTP.Method != "GET" || r.HTTP.Target != "/f" || len(r.Spans) != 1 || r.Spans[0].Name != GoFuncNames[GoServeHTTP] {
+		t.Errorf("released request: %+v spans %+v", r.HTTP, r.Spans)
+	}
+	if s := c.Streams(1<<62, true); len(s) != 1 || s[0].Conn.Sock != rec.Sk || s[0].HTTP != nil {
+		t.Errorf("at the end the other held record comes out unjoined, and no stream: %+v", s)
 	}
 }

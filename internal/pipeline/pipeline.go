@@ -97,8 +97,9 @@ func (s *Session) SinkErrors() int64 { return s.sinkErrs.Load() }
 func (s *Session) dispatch(ev *loader.Event) {
 	switch ev.Kind {
 	case loader.KindRequest:
-		r := s.corr.Request(&ev.Request)
-		s.emit(&r)
+		if r, ok := s.corr.Request(&ev.Request); ok {
+			s.emit(&r)
+		}
 	case loader.KindGo:
 		if s.gm != nil {
 			if correlate.GoFunc(ev.Go.Func) == correlate.GoCalibrate {
@@ -109,6 +110,9 @@ func (s *Session) dispatch(ev *loader.Event) {
 		}
 		s.applyGoUpdates()
 		s.corr.AddGo(&ev.Go)
+		for _, r := range s.corr.Released() {
+			s.emit(&r)
+		}
 	case loader.KindProc:
 		if s.onProc != nil {
 			s.onProc(&ev.Proc)
@@ -127,8 +131,8 @@ func (s *Session) tick(lastEnforce *time.Time) {
 	s.flushStreams(false)
 }
 
-// flushStreams emits Go-only requests (HTTP/2 streams) whose join
-// horizon passed.
+// flushStreams emits Go-only requests (HTTP/2 streams, gRPC calls) and
+// held kernel records whose join horizon passed.
 func (s *Session) flushStreams(all bool) {
 	for _, r := range s.corr.Streams(time.Now().UnixNano(), all) {
 		s.emit(&r)
@@ -196,8 +200,9 @@ func (s *Session) Run(ctx context.Context) error {
 	s.applyGoUpdates()
 	drainErr := s.tracer.Drain(func(rec *loader.Record) {
 		s.drained.Add(1)
-		r := s.corr.Request(rec)
-		s.emit(&r)
+		if r, ok := s.corr.Request(rec); ok {
+			s.emit(&r)
+		}
 	})
 	s.flushStreams(true)
 	return errors.Join(runErr, detachErr, drainErr)

@@ -128,6 +128,17 @@ func main() {
 		w.WriteHeader(http.StatusAccepted)
 		fmt.Fprintln(w, "collected")
 	})
+	// The whole answer goes out before the handler returns; the client's
+	// next request then arrives while net/http's background read (which
+	// watches for the client going away) is pending, and that goroutine,
+	// not the one serving the connection, reads its first byte.
+	mux.HandleFunc("/flushsleep", func(w http.ResponseWriter, r *http.Request) {
+		body := []byte("flushed\n")
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.Write(body)
+		w.(http.Flusher).Flush()
+		time.Sleep(time.Duration(size(r, 20)) * time.Millisecond)
+	})
 	mux.HandleFunc("/teapot", func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusTeapot)
 	})
