@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -427,6 +429,53 @@ func TestReload(t *testing.T) {
 		if !strings.Contains(logs, want) {
 			t.Errorf("log lacks %q:\n%s", want, logs)
 		}
+	}
+}
+
+// TestReloadGoProbes: a reload that drops a Go process from the pid
+// selection removes its Go probes; the kept one keeps its own.
+func TestReloadGoProbes(t *testing.T) {
+	needRoot(t)
+	path := buildGoServer(t, goBuilds[0])
+	a, b := startGoServer(t, path), startGoServer(t, path)
+	cfgPath := filepath.Join(t.TempDir(), "tracerd.yaml")
+	writeCfg := func(pids ...int) {
+		var ps []string
+		for _, p := range pids {
+			ps = append(ps, strconv.Itoa(p))
+		}
+		cfg := "targets:\n  pids: [" + strings.Join(ps, ", ") + "]\nexporters:\n  metrics_addr: \"off\"\ncontrol:\n  socket: \"off\"\n"
+		if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeCfg(a.PID, b.PID)
+	jsonPath := filepath.Join(t.TempDir(), "requests.jsonl")
+	d := startDaemon(t, nil, "--config", cfgPath, "--json", jsonPath, "--log-level", "info")
+	for _, s := range []*GoServer{a, b} {
+		waitLog(t, d, fmt.Sprintf("msg=\"Go probes attached\" pid=%d", s.PID), 1)
+	}
+	writeCfg(b.PID)
+	_ = d.cmd.Process.Signal(syscall.SIGHUP)
+	waitLog(t, d, "msg=reloaded", 1)
+	waitLog(t, d, fmt.Sprintf("msg=\"Go probes detached\" pid=%d", a.PID), 1)
+	resp, _ := get(t, http.DefaultClient, "http://"+b.Addr+"/json?n=10")
+	if resp.StatusCode != 200 {
+		t.Fatal(resp.Status)
+	}
+	time.Sleep(300 * time.Millisecond)
+	d.stop(t, syscall.SIGTERM)
+	if strings.Contains(d.stderr.String(), fmt.Sprintf("msg=\"Go probes detached\" pid=%d", b.PID)) {
+		t.Errorf("the kept process lost its probes:\n%s", d.stderr)
+	}
+	found := false
+	for _, r := range readRecords(t, jsonPath) {
+		if r.PID == uint32(b.PID) && hasSpan(r, "encoding/json.Marshal") {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no record with Go spans from the kept process after the reload")
 	}
 }
 

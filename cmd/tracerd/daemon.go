@@ -17,6 +17,7 @@ import (
 	"github.com/tracerd/tracerd/internal/config"
 	"github.com/tracerd/tracerd/internal/correlate"
 	"github.com/tracerd/tracerd/internal/export"
+	"github.com/tracerd/tracerd/internal/goprobe"
 	"github.com/tracerd/tracerd/internal/loader"
 	"github.com/tracerd/tracerd/internal/metrics"
 	"github.com/tracerd/tracerd/internal/pipeline"
@@ -322,8 +323,19 @@ func (d *daemon) reloadTargets(cfg config.Config) error {
 		d.log.Info("reload: the kinds of selection changed: starting a new engine, then stopping the old one", "reason", err)
 		err = d.swapTracer(cfg)
 	} else if err == nil && tr.gm != nil {
+		// Probes follow the new selection: off the processes it no longer
+		// takes (as far as pid and comm tell), on the new ones.
+		attached := map[uint32]bool{}
+		for _, pid := range tr.gm.Attached() {
+			attached[pid] = true
+			if !stillSelected(cfg.Targets, pid) {
+				tr.gm.Enqueue(pid, goprobe.Remove)
+			}
+		}
 		for _, pid := range runningTargets(cfg.Targets) {
-			tr.gm.AttachNow(pid)
+			if !attached[pid] && stillSelected(cfg.Targets, pid) {
+				tr.gm.AttachNow(pid)
+			}
 		}
 	}
 	if err != nil {

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -35,4 +37,25 @@ func runningTargets(t loader.Targets) []uint32 {
 		}
 	}
 	return out
+}
+
+// stillSelected says whether a running process may still be selected by
+// t, as far as user space can tell: pid and comm are checked (every kind
+// given must match, as in BPF); ports and cgroups are not (a process's
+// port selection shows only at its next accept), so they keep it.
+func stillSelected(t loader.Targets, pid uint32) bool {
+	if len(t.PIDs) > 0 && !slices.Contains(t.PIDs, pid) {
+		return false
+	}
+	if len(t.Comms) > 0 {
+		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		if err != nil {
+			return false // gone
+		}
+		name := strings.TrimSpace(string(comm))
+		if !slices.ContainsFunc(t.Comms, func(c string) bool { return c[:min(len(c), 15)] == name }) {
+			return false
+		}
+	}
+	return true
 }
