@@ -44,7 +44,7 @@ func (c *Correlator) Clock() Clock { return c.clock }
 func (c *Correlator) Request(rec *loader.Record) (r Request, ok bool) {
 	r = c.decode(rec)
 	if gp := c.goProcs[rec.Pid]; gp != nil && gp.holdForGo(&r, rec, c.clock) {
-		gp.held = append(gp.held, heldRecord{rec: *rec, since: time.Now().UnixNano()})
+		gp.hold(rec)
 		return Request{}, false
 	}
 	c.joinGo(&r, rec)

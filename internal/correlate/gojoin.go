@@ -77,8 +77,13 @@ type goProc struct {
 	byGoid  map[uint64][]*goCall
 	serving []*goCall // ServeHTTP and gRPC calls not joined yet, oldest first
 	comm    string    // from its kernel records ("" until one came)
-	held    []heldRecord
+	held    map[uint64][]heldRecord // by goroutine
+	nHeld   int
 }
+
+// maxHeld bounds the records held per process: past it, records go out
+// at once (without a join if their ServeHTTP comes later).
+const maxHeld = 4096
 
 // heldRecord is a kernel record waiting for the Go call that serves it.
 type heldRecord struct {
@@ -93,11 +98,16 @@ type heldRecord struct {
 // comes after the record. Held: HTTP/1 records of processes with
 // net/http probes whose goroutine has no ServeHTTP in the request's
 // window yet. Anything else goes out at once.
+// A request that began before the probes were all on may have a
+// ServeHTTP whose entry nobody saw (it then sends nothing): not held.
 func (gp *goProc) holdForGo(r *Request, rec *loader.Record, clock Clock) bool {
-	if !gp.probes.HTTP || rec.Goid == 0 || rec.T_wl == 0 || !looksHTTP1(r, rec) {
+	if !gp.probes.HTTP || gp.nHeld >= maxHeld || rec.Goid == 0 || rec.T_wl == 0 || !looksHTTP1(r, rec) {
 		return false
 	}
 	from, to := clock.Wall(rec.T_rd), clock.Wall(rec.T_wl)
+	if gp.probes.AttachedAt == 0 || from <= gp.probes.AttachedAt {
+		return false
+	}
 	for _, call := range gp.byGoid[rec.Goid] {
 		if call.fn == GoServeHTTP && !call.joined && call.start >= from && call.start <= to {
 			return false
@@ -106,37 +116,58 @@ func (gp *goProc) holdForGo(r *Request, rec *loader.Record, clock Clock) bool {
 	return true
 }
 
+// hold keeps a record until its ServeHTTP returns.
+func (gp *goProc) hold(rec *loader.Record) {
+	if gp.held == nil {
+		gp.held = map[uint64][]heldRecord{}
+	}
+	gp.held[rec.Goid] = append(gp.held[rec.Goid], heldRecord{rec: *rec, since: time.Now().UnixNano()})
+	gp.nHeld++
+}
+
 // releaseHeld releases the held records that call (a ServeHTTP that
 // just returned) serves.
 func (c *Correlator) releaseHeld(gp *goProc, call *goCall) {
-	keep := gp.held[:0]
-	for i := range gp.held {
-		h := &gp.held[i]
-		if h.rec.Goid == call.goid && call.start >= c.clock.Wall(h.rec.T_rd) && call.start <= c.clock.Wall(h.rec.T_wl) {
+	hs := gp.held[call.goid]
+	keep := hs[:0]
+	for i := range hs {
+		h := &hs[i]
+		if call.start >= c.clock.Wall(h.rec.T_rd) && call.start <= c.clock.Wall(h.rec.T_wl) {
 			c.released = append(c.released, c.release(h))
+			gp.nHeld--
 			continue
 		}
 		keep = append(keep, *h)
 	}
-	clear(gp.held[len(keep):])
-	gp.held = keep
+	gp.setHeld(call.goid, hs, keep)
+}
+
+func (gp *goProc) setHeld(goid uint64, old, keep []heldRecord) {
+	clear(old[len(keep):])
+	if len(keep) == 0 {
+		delete(gp.held, goid)
+	} else {
+		gp.held[goid] = keep
+	}
 }
 
 // releaseExpired releases the held records older than the join horizon
 // (or all): their Go call is not coming.
 func (c *Correlator) releaseExpired(gp *goProc, now int64, all bool) []Request {
 	var out []Request
-	keep := gp.held[:0]
-	for i := range gp.held {
-		h := &gp.held[i]
-		if all || h.since < now-c.goRetain.Nanoseconds() {
-			out = append(out, c.release(h))
-			continue
+	for goid, hs := range gp.held {
+		keep := hs[:0]
+		for i := range hs {
+			h := &hs[i]
+			if all || h.since < now-c.goRetain.Nanoseconds() {
+				out = append(out, c.release(h))
+				gp.nHeld--
+				continue
+			}
+			keep = append(keep, *h)
 		}
-		keep = append(keep, *h)
+		gp.setHeld(goid, hs, keep)
 	}
-	clear(gp.held[len(keep):])
-	gp.held = keep
 	return out
 }
 
@@ -171,6 +202,9 @@ type GoProbes struct {
 	Serialization bool
 	HTTP          bool
 	GRPC          bool // grpc-go server: method names and status codes
+	// AttachedAt is when every probe was on (wall ns; 0 while attaching):
+	// a request that began before may have Go calls nobody saw begin.
+	AttachedAt int64
 	// ProbeCostNs is subtracted from calls timed entry → RET: the time
 	// the uprobe traps themselves add (calibrated at start).
 	ProbeCostNs int64
@@ -193,6 +227,10 @@ func (c *Correlator) SetGoProbes(pid uint32, p GoProbes, ok bool) {
 		c.goProcs[pid] = gp
 	}
 	gp.probes, gp.goneAt = p, 0
+	if !p.HTTP && gp.nHeld > 0 {
+		// No ServeHTTP will come (probes switched off): out they go.
+		c.released = append(c.released, c.releaseExpired(gp, 0, true)...)
+	}
 }
 
 // AddGo takes one Go event.
@@ -221,7 +259,7 @@ func (c *Correlator) AddGo(ev *loader.GoEvent) {
 		call.remote = bytesString(ev.Remote[:], ev.RemoteLen)
 		call.protoMajor = ev.ProtoMajor
 		gp.serving = append(gp.serving, call)
-		if len(gp.held) > 0 {
+		if len(gp.held[call.goid]) > 0 {
 			gp.byGoid[call.goid] = append(gp.byGoid[call.goid], call)
 			c.releaseHeld(gp, call)
 			return

@@ -194,11 +194,15 @@ func TestNewGRPC(t *testing.T) {
 func TestHeldUntilServeHTTP(t *testing.T) {
 	c := New(time.Second)
 	c.clock = Clock{}
-	c.SetGoProbes(7, GoProbes{HTTP: true, Serialization: true}, true)
+	c.SetGoProbes(7, GoProbes{HTTP: true, Serialization: true, AttachedAt: 1200}, true)
 	rec := baseRecord()
 	rec.Pid, rec.Goid = 7, 5
-	rec.T_rd, rec.T_wl, rec.T_tx = 1000, 2000, 2000
+	rec.T_rd, rec.T_wl, rec.T_tx = 1100, 2000, 2000
 	rec.ReqLen = 1 // "G"
+	if _, ok := c.Request(&rec); !ok {
+		t.Fatal("a request that began before the probes were on was held")
+	}
+	rec.T_rd = 1300
 	if _, ok := c.Request(&rec); ok {
 		t.Fatal("record not held: its ServeHTTP has not returned")
 	}
@@ -230,5 +234,13 @@ func TestHeldUntilServeHTTP(t *testing.T) {
 	}
 	if s := c.Streams(1<<62, true); len(s) != 1 || s[0].Conn.Sock != rec.Sk || s[0].HTTP != nil {
 		t.Errorf("at the end the other held record comes out unjoined, and no stream: %+v", s)
+	}
+	// Probes switched off: what waits goes out at once.
+	if _, ok := c.Request(&other); ok {
+		t.Fatal("record not held")
+	}
+	c.SetGoProbes(7, GoProbes{Serialization: true, AttachedAt: 1200}, true)
+	if got := c.Released(); len(got) != 1 {
+		t.Errorf("%d released when the HTTP probes went off, want 1", len(got))
 	}
 }

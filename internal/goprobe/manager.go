@@ -180,16 +180,17 @@ func (m *Manager) Attach(pid uint32) error {
 			failed[tg.group] = true
 		}
 	}
-	if len(failed) > 0 {
-		m.mu.Lock()
-		p.probes.GC = p.probes.GC && !failed["gc"]
-		p.probes.Serialization = !failed["serialization"]
-		p.probes.HTTP = p.probes.HTTP && !failed["http"]
-		p.probes.GRPC = p.probes.GRPC && !failed["grpc"]
-		probes := p.probes
-		m.mu.Unlock()
-		m.updates <- Update{PID: pid, Probes: probes, OK: true}
-	}
+	// Every probe is on from now: the correlator may wait for calls of
+	// requests that begin after this.
+	m.mu.Lock()
+	p.probes.GC = p.probes.GC && !failed["gc"]
+	p.probes.Serialization = !failed["serialization"]
+	p.probes.HTTP = p.probes.HTTP && !failed["http"]
+	p.probes.GRPC = p.probes.GRPC && !failed["grpc"]
+	p.probes.AttachedAt = time.Now().UnixNano()
+	probes := p.probes
+	m.mu.Unlock()
+	m.updates <- Update{PID: pid, Probes: probes, OK: true}
 	m.log.Info("Go probes attached", "pid", pid, "go", bin.GoVersion, "stripped", bin.Stripped,
 		"offsets", bin.OffsetsFrom, "links", countLinks(p.links), "gc", p.probes.GC,
 		"serialization", p.probes.Serialization, "http", p.probes.HTTP, "grpc", p.probes.GRPC)

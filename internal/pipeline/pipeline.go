@@ -68,6 +68,9 @@ func (s *Session) applyGoUpdates() {
 		select {
 		case u := <-s.gm.Updates():
 			s.corr.SetGoProbes(u.PID, u.Probes, u.OK)
+			for _, r := range s.corr.Released() {
+				s.emit(&r)
+			}
 		default:
 			return
 		}
