@@ -27,6 +27,10 @@ test)
 bench)
 	need wrk wrk
 	;;
+services)
+	# The exporter tests start their own Prometheus on a free loopback port.
+	need prometheus prometheus
+	;;
 esac
 if [ ${#want[@]} -gt 0 ]; then
 	echo "installing: ${want[*]}" >&2

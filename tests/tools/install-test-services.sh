@@ -7,19 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-want=()
-command -v prometheus >/dev/null 2>&1 || want+=(prometheus)
-if [ ${#want[@]} -gt 0 ]; then
-	echo "installing: ${want[*]}" >&2
-	if [ "$(id -u)" -ne 0 ]; then
-		echo "need root to install ${want[*]} (or install them yourself)" >&2
-		exit 1
-	fi
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq
-	# The tests start their own Prometheus on a free loopback port.
-	apt-get install -y -qq --no-install-recommends "${want[@]}" >/dev/null
-fi
+./install-deps.sh services
 
 # Same name as jaegerBinary in tests/otlp_test.go: the go.sum hash.
 GO=${GO:-go}
