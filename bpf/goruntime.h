@@ -5,6 +5,16 @@
 
 #include "maps.h"
 
+/* Each uprobe program exists twice: for classic uprobes (one perf event
+ * per probed address) and for uprobe_multi links (Linux ≥ 6.6: one link
+ * for all of a process's addresses of a program, attached and removed in
+ * one go). User space picks what the kernel has. */
+#define GO_UPROBE(name)                                                  \
+	SEC("uprobe/" #name)                                             \
+	int name(struct pt_regs *ctx) { return name##_body(ctx); }       \
+	SEC("uprobe.multi/" #name)                                       \
+	int name##_multi(struct pt_regs *ctx) { return name##_body(ctx); }
+
 /* g of the current thread at a syscall: the runtime keeps it at fs:-8. */
 static __always_inline __u64 goid_at_syscall(struct go_proc *gp)
 {
@@ -76,8 +86,7 @@ static __always_inline void capture_grpc(struct go_event *ev, struct pt_regs *ct
 
 /* Entry of a timed Go function; the cookie says which. The latest entry
  * wins: after stack growth a function restarts from its entry. */
-SEC("uprobe/go_entry")
-int go_entry(struct pt_regs *ctx)
+static __always_inline int go_entry_body(struct pt_regs *ctx)
 {
 	__u32 pid = bpf_get_current_pid_tgid() >> 32;
 	struct go_proc *gp = bpf_map_lookup_elem(&go_procs, &pid);
@@ -107,8 +116,7 @@ int go_entry(struct pt_regs *ctx)
 }
 
 /* A RET of a timed Go function. */
-SEC("uprobe/go_return")
-int go_return(struct pt_regs *ctx)
+static __always_inline int go_return_body(struct pt_regs *ctx)
 {
 	__u32 pid = bpf_get_current_pid_tgid() >> 32;
 	struct go_proc *gp = bpf_map_lookup_elem(&go_procs, &pid);
@@ -132,8 +140,7 @@ int go_return(struct pt_regs *ctx)
 
 /* (*response).WriteHeader(code) / (*http2responseWriter).WriteHeader:
  * receiver in RAX, code in RBX. */
-SEC("uprobe/go_write_header")
-int go_write_header(struct pt_regs *ctx)
+static __always_inline int go_write_header_body(struct pt_regs *ctx)
 {
 	__u32 pid = bpf_get_current_pid_tgid() >> 32;
 	struct go_proc *gp = bpf_map_lookup_elem(&go_procs, &pid);
@@ -156,8 +163,7 @@ int go_write_header(struct pt_regs *ctx)
 
 /* grpc-go (*http2Server).writeStatus(s, st) (WriteStatus before 1.69):
  * st (*status.Status) in RCX; its *spb.Status is nil for OK. */
-SEC("uprobe/go_grpc_status")
-int go_grpc_status(struct pt_regs *ctx)
+static __always_inline int go_grpc_status_body(struct pt_regs *ctx)
 {
 	__u32 pid = bpf_get_current_pid_tgid() >> 32;
 	struct go_proc *gp = bpf_map_lookup_elem(&go_procs, &pid);
@@ -183,8 +189,7 @@ int go_grpc_status(struct pt_regs *ctx)
 }
 
 /* runtime.stopTheWorldWithSema(reason): the world stops. */
-SEC("uprobe/go_stw_stop")
-int go_stw_stop(struct pt_regs *ctx)
+static __always_inline int go_stw_stop_body(struct pt_regs *ctx)
 {
 	__u32 pid = bpf_get_current_pid_tgid() >> 32;
 
@@ -204,8 +209,7 @@ int go_stw_stop(struct pt_regs *ctx)
 #define STW_REASON_GC_MARK_TERM 1
 #define STW_ENDED_AT_RET 0x100 /* flag in go_event.arg: probe cost to subtract */
 
-SEC("uprobe/go_stw_start")
-int go_stw_start(struct pt_regs *ctx)
+static __always_inline int go_stw_start_body(struct pt_regs *ctx)
 {
 	__u32 pid = bpf_get_current_pid_tgid() >> 32;
 	struct stw_state *st = bpf_map_lookup_elem(&go_stw, &pid);
@@ -230,3 +234,10 @@ int go_stw_start(struct pt_regs *ctx)
 		count(CNT_GO_DROPS);
 	return 0;
 }
+
+GO_UPROBE(go_entry)
+GO_UPROBE(go_return)
+GO_UPROBE(go_write_header)
+GO_UPROBE(go_grpc_status)
+GO_UPROBE(go_stw_stop)
+GO_UPROBE(go_stw_start)

@@ -477,12 +477,23 @@ func TestCaddy(t *testing.T) {
 }
 
 // TestGoProcessLifecycle: a Go process started after tracerd gets its
-// probes within 1 s; they go when it exits, leaving no link behind.
+// probes within 1 s; they go when it exits, leaving no link behind. With
+// uprobe_multi links (one per program) and with classic uprobes (one per
+// address, TRACERD_CLASSIC_UPROBES=1).
 func TestGoProcessLifecycle(t *testing.T) {
 	needRoot(t)
 	path := buildGoServer(t, goBuilds[0])
+	for _, mode := range []struct {
+		name string
+		env  []string
+	}{{"uprobe_multi", nil}, {"classic", []string{"TRACERD_CLASSIC_UPROBES=1"}}} {
+		t.Run(mode.name, func(t *testing.T) { goProcessLifecycle(t, path, mode.env) })
+	}
+}
+
+func goProcessLifecycle(t *testing.T, path string, env []string) {
 	before := uprobeLinks(t)
-	tr := startTracer(t, "--comm", "goserver-local", "--log-level", "info")
+	tr := startTracerEnv(t, env, "--comm", "goserver-local", "--log-level", "info")
 	started := time.Now()
 	srv := startGoServer(t, path)
 	attached := fmt.Sprintf("pid=%d", srv.PID)

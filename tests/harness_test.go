@@ -93,12 +93,23 @@ type Tracer struct {
 // waits until it says it is tracing.
 func startTracer(t *testing.T, args ...string) *Tracer {
 	t.Helper()
+	return startTracerEnv(t, nil, args...)
+}
+
+// startTracerEnv is startTracer with variables added to tracerd's
+// environment.
+func startTracerEnv(t *testing.T, env []string, args ...string) *Tracer {
+	t.Helper()
 	dir := t.TempDir()
 	jsonPath := filepath.Join(dir, "requests.json")
 	profile := filepath.Join(dir, "cut.pb.gz")
 	// --standalone: the engine under test, never a daemon that may run.
 	full := append([]string{"snapshot", "--standalone", "--duration", "5m", "--json", jsonPath, "-o", profile}, args...)
-	tr := startTracerCmd(t, exec.Command(bin.tracerd, full...), jsonPath, 10*time.Second)
+	cmd := exec.Command(bin.tracerd, full...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
+	tr := startTracerCmd(t, cmd, jsonPath, 10*time.Second)
 	tr.Profile = profile
 	return tr
 }

@@ -33,6 +33,8 @@ func startTracing(ctx context.Context, cfg loader.Config, goAware bool, sinks ..
 	}
 	log := newLogger()
 	cfg.Logger = log
+	// TRACERD_CLASSIC_UPROBES=1: no uprobe_multi links (for its developers).
+	cfg.ClassicUprobes = os.Getenv("TRACERD_CLASSIC_UPROBES") == "1"
 	t, err := loader.Open(cfg)
 	if err != nil {
 		return nil, err

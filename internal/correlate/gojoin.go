@@ -75,8 +75,8 @@ type goProc struct {
 	goneAt  int64      // wall ns when the process lost its probes (exit), 0 while probed
 	pauses  []interval // GC stop-the-world pauses, by start
 	byGoid  map[uint64][]*goCall
-	serving []*goCall // ServeHTTP and gRPC calls not joined yet, oldest first
-	comm    string    // from its kernel records ("" until one came)
+	serving []*goCall               // ServeHTTP and gRPC calls not joined yet, oldest first
+	comm    string                  // from its kernel records ("" until one came)
 	held    map[uint64][]heldRecord // by goroutine
 	nHeld   int
 }

@@ -104,10 +104,10 @@ func ToJSON(r *correlate.Request) JSONRecord {
 			Peer:         r.Conn.Peer.String(),
 			RequestIndex: r.Conn.RequestIndex,
 		},
-		TraceID:      r.TraceID.String(),
-		SpanID:       r.SpanID.String(),
-		Phases:       JSONPhases{},
-		EndReason:    r.EndReason,
+		TraceID:   r.TraceID.String(),
+		SpanID:    r.SpanID.String(),
+		Phases:    JSONPhases{},
+		EndReason: r.EndReason,
 	}
 	if !r.ParentSpanID.IsZero() {
 		j.ParentSpanID = r.ParentSpanID.String()

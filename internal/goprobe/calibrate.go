@@ -61,8 +61,12 @@ func (m *Manager) StartCalibration(n int) error {
 	if err != nil {
 		return err
 	}
-	ls, err := m.attachFunc(ex, f, target{symbol: "calibrationTarget", fn: correlate.GoCalibrate,
-		entry: loader.TracerdProgGoEntry, returns: loader.TracerdProgGoReturn}, self)
+	ps, err := probesOf(f, target{symbol: "calibrationTarget", fn: correlate.GoCalibrate,
+		entry: loader.TracerdProgGoEntry, returns: loader.TracerdProgGoReturn})
+	var ls []link.Link
+	if err == nil {
+		ls, err = m.attachProbes(ex, ps, self)
+	}
 	c := &calibration{want: n, links: ls, done: make(chan struct{})}
 	if err != nil {
 		c.close(m)

@@ -10,6 +10,7 @@ import (
 	"unsafe"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
@@ -55,7 +56,10 @@ type Config struct {
 	// SkipHooks names programs (Hook.Program) not to attach, e.g. to
 	// spare sched_switch's cost on a busy host; their phases go absent.
 	SkipHooks []string
-	Logger    *slog.Logger
+	// ClassicUprobes: one classic uprobe per address even when the
+	// kernel has uprobe_multi links (to compare, and to test that path).
+	ClassicUprobes bool
+	Logger         *slog.Logger
 }
 
 // DefaultConfig is what the CLI uses unless told otherwise.
@@ -74,7 +78,17 @@ type Tracer struct {
 	// targets is the selection in the maps (SetTargets changes it).
 	targets  Targets
 	cgroupV1 int32
+	// uprobeMulti: the kernel has uprobe_multi links and the *_multi Go
+	// programs are loaded (else only the classic uprobe ones are).
+	uprobeMulti bool
 }
+
+// UprobeMulti says whether Go probes can use uprobe_multi links: the
+// program of a classic one is p, its multi twin is p + MultiSuffix.
+func (t *Tracer) UprobeMulti() bool { return t.uprobeMulti }
+
+// MultiSuffix names the uprobe_multi twin of a Go uprobe program.
+const MultiSuffix = "_multi"
 
 // ErrClosed is returned by Read once the tracer is closed.
 var ErrClosed = ringbuf.ErrClosed
@@ -122,6 +136,15 @@ func Open(cfg Config) (_ *Tracer, err error) {
 	}
 	if err := configure(spec, cfg, missing); err != nil {
 		return nil, err
+	}
+	// uprobe_multi programs do not load on kernels without it (< 6.6).
+	t.uprobeMulti = !cfg.ClassicUprobes && features.HaveBPFLinkUprobeMulti() == nil
+	if !t.uprobeMulti {
+		for name := range spec.Programs {
+			if strings.HasSuffix(name, MultiSuffix) {
+				delete(spec.Programs, name)
+			}
+		}
 	}
 
 	t.coll, err = ebpf.NewCollection(spec)

@@ -262,64 +262,70 @@ type TracerdTracedConn struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	TracerdMapConns             = "conns"
-	TracerdMapCounters          = "counters"
-	TracerdMapEvents            = "events"
-	TracerdMapGoCalls           = "go_calls"
-	TracerdMapGoProcs           = "go_procs"
-	TracerdMapGoScratch         = "go_scratch"
-	TracerdMapGoStw             = "go_stw"
-	TracerdMapIdleTimers        = "idle_timers"
-	TracerdMapPendingEst        = "pending_est"
-	TracerdMapSoftirqState      = "softirq_state"
-	TracerdMapTargetCgroups     = "target_cgroups"
-	TracerdMapTargetComms       = "target_comms"
-	TracerdMapTargetPids        = "target_pids"
-	TracerdMapTargetPorts       = "target_ports"
-	TracerdMapTasks             = "tasks"
-	TracerdMapTracedTgids       = "traced_tgids"
-	TracerdProgGoEntry          = "go_entry"
-	TracerdProgGoGrpcStatus     = "go_grpc_status"
-	TracerdProgGoReturn         = "go_return"
-	TracerdProgGoStwStart       = "go_stw_start"
-	TracerdProgGoStwStop        = "go_stw_stop"
-	TracerdProgGoWriteHeader    = "go_write_header"
-	TracerdProgInetSockSetState = "inet_sock_set_state"
-	TracerdProgNetDevStartXmit  = "net_dev_start_xmit"
-	TracerdProgSchedProcessExec = "sched_process_exec"
-	TracerdProgSchedProcessExit = "sched_process_exit"
-	TracerdProgSchedSwitch      = "sched_switch"
-	TracerdProgSchedWakeup      = "sched_wakeup"
-	TracerdProgSchedWakeupNew   = "sched_wakeup_new"
-	TracerdProgSkDataReady      = "sk_data_ready"
-	TracerdProgSockRecvLength   = "sock_recv_length"
-	TracerdProgSockSendLength   = "sock_send_length"
-	TracerdProgSoftirqEntry     = "softirq_entry"
-	TracerdProgSoftirqExit      = "softirq_exit"
-	TracerdProgSoftirqRaise     = "softirq_raise"
-	TracerdProgSysExitAccept    = "sys_exit_accept"
-	TracerdProgSysExitAccept4   = "sys_exit_accept4"
-	TracerdProgTcpProbe         = "tcp_probe"
-	TracerdProgTcpRetransmitSkb = "tcp_retransmit_skb"
-	TracerdVarCgroupV1Subsys    = "cgroup_v1_subsys"
-	TracerdVarFilterCgroups     = "filter_cgroups"
-	TracerdVarFilterComms       = "filter_comms"
-	TracerdVarFilterPids        = "filter_pids"
-	TracerdVarFilterPorts       = "filter_ports"
-	TracerdVarIdleTimeoutNs     = "idle_timeout_ns"
-	TracerdVarSchedEnabled      = "sched_enabled"
-	TracerdVarSoftirqEnabled    = "softirq_enabled"
-	TracerdVarUnusedCaptureSize = "unused_capture_size"
-	TracerdVarUnusedConnState   = "unused_conn_state"
-	TracerdVarUnusedCounter     = "unused_counter"
-	TracerdVarUnusedEndReason   = "unused_end_reason"
-	TracerdVarUnusedEventKind   = "unused_event_kind"
-	TracerdVarUnusedGoCapture   = "unused_go_capture"
-	TracerdVarUnusedGoEvent     = "unused_go_event"
-	TracerdVarUnusedGoFunc      = "unused_go_func"
-	TracerdVarUnusedProcEvent   = "unused_proc_event"
-	TracerdVarUnusedProcWhat    = "unused_proc_what"
-	TracerdVarUnusedReqFlags    = "unused_req_flags"
+	TracerdMapConns               = "conns"
+	TracerdMapCounters            = "counters"
+	TracerdMapEvents              = "events"
+	TracerdMapGoCalls             = "go_calls"
+	TracerdMapGoProcs             = "go_procs"
+	TracerdMapGoScratch           = "go_scratch"
+	TracerdMapGoStw               = "go_stw"
+	TracerdMapIdleTimers          = "idle_timers"
+	TracerdMapPendingEst          = "pending_est"
+	TracerdMapSoftirqState        = "softirq_state"
+	TracerdMapTargetCgroups       = "target_cgroups"
+	TracerdMapTargetComms         = "target_comms"
+	TracerdMapTargetPids          = "target_pids"
+	TracerdMapTargetPorts         = "target_ports"
+	TracerdMapTasks               = "tasks"
+	TracerdMapTracedTgids         = "traced_tgids"
+	TracerdProgGoEntry            = "go_entry"
+	TracerdProgGoEntryMulti       = "go_entry_multi"
+	TracerdProgGoGrpcStatus       = "go_grpc_status"
+	TracerdProgGoGrpcStatusMulti  = "go_grpc_status_multi"
+	TracerdProgGoReturn           = "go_return"
+	TracerdProgGoReturnMulti      = "go_return_multi"
+	TracerdProgGoStwStart         = "go_stw_start"
+	TracerdProgGoStwStartMulti    = "go_stw_start_multi"
+	TracerdProgGoStwStop          = "go_stw_stop"
+	TracerdProgGoStwStopMulti     = "go_stw_stop_multi"
+	TracerdProgGoWriteHeader      = "go_write_header"
+	TracerdProgGoWriteHeaderMulti = "go_write_header_multi"
+	TracerdProgInetSockSetState   = "inet_sock_set_state"
+	TracerdProgNetDevStartXmit    = "net_dev_start_xmit"
+	TracerdProgSchedProcessExec   = "sched_process_exec"
+	TracerdProgSchedProcessExit   = "sched_process_exit"
+	TracerdProgSchedSwitch        = "sched_switch"
+	TracerdProgSchedWakeup        = "sched_wakeup"
+	TracerdProgSchedWakeupNew     = "sched_wakeup_new"
+	TracerdProgSkDataReady        = "sk_data_ready"
+	TracerdProgSockRecvLength     = "sock_recv_length"
+	TracerdProgSockSendLength     = "sock_send_length"
+	TracerdProgSoftirqEntry       = "softirq_entry"
+	TracerdProgSoftirqExit        = "softirq_exit"
+	TracerdProgSoftirqRaise       = "softirq_raise"
+	TracerdProgSysExitAccept      = "sys_exit_accept"
+	TracerdProgSysExitAccept4     = "sys_exit_accept4"
+	TracerdProgTcpProbe           = "tcp_probe"
+	TracerdProgTcpRetransmitSkb   = "tcp_retransmit_skb"
+	TracerdVarCgroupV1Subsys      = "cgroup_v1_subsys"
+	TracerdVarFilterCgroups       = "filter_cgroups"
+	TracerdVarFilterComms         = "filter_comms"
+	TracerdVarFilterPids          = "filter_pids"
+	TracerdVarFilterPorts         = "filter_ports"
+	TracerdVarIdleTimeoutNs       = "idle_timeout_ns"
+	TracerdVarSchedEnabled        = "sched_enabled"
+	TracerdVarSoftirqEnabled      = "softirq_enabled"
+	TracerdVarUnusedCaptureSize   = "unused_capture_size"
+	TracerdVarUnusedConnState     = "unused_conn_state"
+	TracerdVarUnusedCounter       = "unused_counter"
+	TracerdVarUnusedEndReason     = "unused_end_reason"
+	TracerdVarUnusedEventKind     = "unused_event_kind"
+	TracerdVarUnusedGoCapture     = "unused_go_capture"
+	TracerdVarUnusedGoEvent       = "unused_go_event"
+	TracerdVarUnusedGoFunc        = "unused_go_func"
+	TracerdVarUnusedProcEvent     = "unused_proc_event"
+	TracerdVarUnusedProcWhat      = "unused_proc_what"
+	TracerdVarUnusedReqFlags      = "unused_req_flags"
 )
 
 // LoadTracerd returns the embedded CollectionSpec for Tracerd.
@@ -364,29 +370,35 @@ type TracerdSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type TracerdProgramSpecs struct {
-	GoEntry          *ebpf.ProgramSpec `ebpf:"go_entry"`
-	GoGrpcStatus     *ebpf.ProgramSpec `ebpf:"go_grpc_status"`
-	GoReturn         *ebpf.ProgramSpec `ebpf:"go_return"`
-	GoStwStart       *ebpf.ProgramSpec `ebpf:"go_stw_start"`
-	GoStwStop        *ebpf.ProgramSpec `ebpf:"go_stw_stop"`
-	GoWriteHeader    *ebpf.ProgramSpec `ebpf:"go_write_header"`
-	InetSockSetState *ebpf.ProgramSpec `ebpf:"inet_sock_set_state"`
-	NetDevStartXmit  *ebpf.ProgramSpec `ebpf:"net_dev_start_xmit"`
-	SchedProcessExec *ebpf.ProgramSpec `ebpf:"sched_process_exec"`
-	SchedProcessExit *ebpf.ProgramSpec `ebpf:"sched_process_exit"`
-	SchedSwitch      *ebpf.ProgramSpec `ebpf:"sched_switch"`
-	SchedWakeup      *ebpf.ProgramSpec `ebpf:"sched_wakeup"`
-	SchedWakeupNew   *ebpf.ProgramSpec `ebpf:"sched_wakeup_new"`
-	SkDataReady      *ebpf.ProgramSpec `ebpf:"sk_data_ready"`
-	SockRecvLength   *ebpf.ProgramSpec `ebpf:"sock_recv_length"`
-	SockSendLength   *ebpf.ProgramSpec `ebpf:"sock_send_length"`
-	SoftirqEntry     *ebpf.ProgramSpec `ebpf:"softirq_entry"`
-	SoftirqExit      *ebpf.ProgramSpec `ebpf:"softirq_exit"`
-	SoftirqRaise     *ebpf.ProgramSpec `ebpf:"softirq_raise"`
-	SysExitAccept    *ebpf.ProgramSpec `ebpf:"sys_exit_accept"`
-	SysExitAccept4   *ebpf.ProgramSpec `ebpf:"sys_exit_accept4"`
-	TcpProbe         *ebpf.ProgramSpec `ebpf:"tcp_probe"`
-	TcpRetransmitSkb *ebpf.ProgramSpec `ebpf:"tcp_retransmit_skb"`
+	GoEntry            *ebpf.ProgramSpec `ebpf:"go_entry"`
+	GoEntryMulti       *ebpf.ProgramSpec `ebpf:"go_entry_multi"`
+	GoGrpcStatus       *ebpf.ProgramSpec `ebpf:"go_grpc_status"`
+	GoGrpcStatusMulti  *ebpf.ProgramSpec `ebpf:"go_grpc_status_multi"`
+	GoReturn           *ebpf.ProgramSpec `ebpf:"go_return"`
+	GoReturnMulti      *ebpf.ProgramSpec `ebpf:"go_return_multi"`
+	GoStwStart         *ebpf.ProgramSpec `ebpf:"go_stw_start"`
+	GoStwStartMulti    *ebpf.ProgramSpec `ebpf:"go_stw_start_multi"`
+	GoStwStop          *ebpf.ProgramSpec `ebpf:"go_stw_stop"`
+	GoStwStopMulti     *ebpf.ProgramSpec `ebpf:"go_stw_stop_multi"`
+	GoWriteHeader      *ebpf.ProgramSpec `ebpf:"go_write_header"`
+	GoWriteHeaderMulti *ebpf.ProgramSpec `ebpf:"go_write_header_multi"`
+	InetSockSetState   *ebpf.ProgramSpec `ebpf:"inet_sock_set_state"`
+	NetDevStartXmit    *ebpf.ProgramSpec `ebpf:"net_dev_start_xmit"`
+	SchedProcessExec   *ebpf.ProgramSpec `ebpf:"sched_process_exec"`
+	SchedProcessExit   *ebpf.ProgramSpec `ebpf:"sched_process_exit"`
+	SchedSwitch        *ebpf.ProgramSpec `ebpf:"sched_switch"`
+	SchedWakeup        *ebpf.ProgramSpec `ebpf:"sched_wakeup"`
+	SchedWakeupNew     *ebpf.ProgramSpec `ebpf:"sched_wakeup_new"`
+	SkDataReady        *ebpf.ProgramSpec `ebpf:"sk_data_ready"`
+	SockRecvLength     *ebpf.ProgramSpec `ebpf:"sock_recv_length"`
+	SockSendLength     *ebpf.ProgramSpec `ebpf:"sock_send_length"`
+	SoftirqEntry       *ebpf.ProgramSpec `ebpf:"softirq_entry"`
+	SoftirqExit        *ebpf.ProgramSpec `ebpf:"softirq_exit"`
+	SoftirqRaise       *ebpf.ProgramSpec `ebpf:"softirq_raise"`
+	SysExitAccept      *ebpf.ProgramSpec `ebpf:"sys_exit_accept"`
+	SysExitAccept4     *ebpf.ProgramSpec `ebpf:"sys_exit_accept4"`
+	TcpProbe           *ebpf.ProgramSpec `ebpf:"tcp_probe"`
+	TcpRetransmitSkb   *ebpf.ProgramSpec `ebpf:"tcp_retransmit_skb"`
 }
 
 // TracerdMapSpecs contains maps before they are loaded into the kernel.
@@ -524,39 +536,51 @@ type TracerdVariables struct {
 //
 // It can be passed to LoadTracerdObjects or ebpf.CollectionSpec.LoadAndAssign.
 type TracerdPrograms struct {
-	GoEntry          *ebpf.Program `ebpf:"go_entry"`
-	GoGrpcStatus     *ebpf.Program `ebpf:"go_grpc_status"`
-	GoReturn         *ebpf.Program `ebpf:"go_return"`
-	GoStwStart       *ebpf.Program `ebpf:"go_stw_start"`
-	GoStwStop        *ebpf.Program `ebpf:"go_stw_stop"`
-	GoWriteHeader    *ebpf.Program `ebpf:"go_write_header"`
-	InetSockSetState *ebpf.Program `ebpf:"inet_sock_set_state"`
-	NetDevStartXmit  *ebpf.Program `ebpf:"net_dev_start_xmit"`
-	SchedProcessExec *ebpf.Program `ebpf:"sched_process_exec"`
-	SchedProcessExit *ebpf.Program `ebpf:"sched_process_exit"`
-	SchedSwitch      *ebpf.Program `ebpf:"sched_switch"`
-	SchedWakeup      *ebpf.Program `ebpf:"sched_wakeup"`
-	SchedWakeupNew   *ebpf.Program `ebpf:"sched_wakeup_new"`
-	SkDataReady      *ebpf.Program `ebpf:"sk_data_ready"`
-	SockRecvLength   *ebpf.Program `ebpf:"sock_recv_length"`
-	SockSendLength   *ebpf.Program `ebpf:"sock_send_length"`
-	SoftirqEntry     *ebpf.Program `ebpf:"softirq_entry"`
-	SoftirqExit      *ebpf.Program `ebpf:"softirq_exit"`
-	SoftirqRaise     *ebpf.Program `ebpf:"softirq_raise"`
-	SysExitAccept    *ebpf.Program `ebpf:"sys_exit_accept"`
-	SysExitAccept4   *ebpf.Program `ebpf:"sys_exit_accept4"`
-	TcpProbe         *ebpf.Program `ebpf:"tcp_probe"`
-	TcpRetransmitSkb *ebpf.Program `ebpf:"tcp_retransmit_skb"`
+	GoEntry            *ebpf.Program `ebpf:"go_entry"`
+	GoEntryMulti       *ebpf.Program `ebpf:"go_entry_multi"`
+	GoGrpcStatus       *ebpf.Program `ebpf:"go_grpc_status"`
+	GoGrpcStatusMulti  *ebpf.Program `ebpf:"go_grpc_status_multi"`
+	GoReturn           *ebpf.Program `ebpf:"go_return"`
+	GoReturnMulti      *ebpf.Program `ebpf:"go_return_multi"`
+	GoStwStart         *ebpf.Program `ebpf:"go_stw_start"`
+	GoStwStartMulti    *ebpf.Program `ebpf:"go_stw_start_multi"`
+	GoStwStop          *ebpf.Program `ebpf:"go_stw_stop"`
+	GoStwStopMulti     *ebpf.Program `ebpf:"go_stw_stop_multi"`
+	GoWriteHeader      *ebpf.Program `ebpf:"go_write_header"`
+	GoWriteHeaderMulti *ebpf.Program `ebpf:"go_write_header_multi"`
+	InetSockSetState   *ebpf.Program `ebpf:"inet_sock_set_state"`
+	NetDevStartXmit    *ebpf.Program `ebpf:"net_dev_start_xmit"`
+	SchedProcessExec   *ebpf.Program `ebpf:"sched_process_exec"`
+	SchedProcessExit   *ebpf.Program `ebpf:"sched_process_exit"`
+	SchedSwitch        *ebpf.Program `ebpf:"sched_switch"`
+	SchedWakeup        *ebpf.Program `ebpf:"sched_wakeup"`
+	SchedWakeupNew     *ebpf.Program `ebpf:"sched_wakeup_new"`
+	SkDataReady        *ebpf.Program `ebpf:"sk_data_ready"`
+	SockRecvLength     *ebpf.Program `ebpf:"sock_recv_length"`
+	SockSendLength     *ebpf.Program `ebpf:"sock_send_length"`
+	SoftirqEntry       *ebpf.Program `ebpf:"softirq_entry"`
+	SoftirqExit        *ebpf.Program `ebpf:"softirq_exit"`
+	SoftirqRaise       *ebpf.Program `ebpf:"softirq_raise"`
+	SysExitAccept      *ebpf.Program `ebpf:"sys_exit_accept"`
+	SysExitAccept4     *ebpf.Program `ebpf:"sys_exit_accept4"`
+	TcpProbe           *ebpf.Program `ebpf:"tcp_probe"`
+	TcpRetransmitSkb   *ebpf.Program `ebpf:"tcp_retransmit_skb"`
 }
 
 func (p *TracerdPrograms) Close() error {
 	return _TracerdClose(
 		p.GoEntry,
+		p.GoEntryMulti,
 		p.GoGrpcStatus,
+		p.GoGrpcStatusMulti,
 		p.GoReturn,
+		p.GoReturnMulti,
 		p.GoStwStart,
+		p.GoStwStartMulti,
 		p.GoStwStop,
+		p.GoStwStopMulti,
 		p.GoWriteHeader,
+		p.GoWriteHeaderMulti,
 		p.InetSockSetState,
 		p.NetDevStartXmit,
 		p.SchedProcessExec,
