@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/cilium/ebpf/features"
 	"golang.org/x/sys/unix"
 
 	"github.com/tracerd/tracerd/internal/loader"
@@ -47,6 +48,11 @@ func checkCmd(args []string) int {
 			fatal = true
 		}
 		fmt.Printf("  missing  %-34s %s (%s)\n", h.Name(), what, h.Reason)
+	}
+	if err := features.HaveBPFLinkUprobeMulti(); err != nil {
+		fmt.Printf("\nGo probes   classic uprobes, one per address (no uprobe_multi links: %v)\n", err)
+	} else {
+		fmt.Println("\nGo probes   uprobe_multi links, one per program and process")
 	}
 	if fatal {
 		fmt.Println("\ntracing cannot work here: fix what is missing above")
