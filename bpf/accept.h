@@ -3,7 +3,6 @@
 #pragma once
 
 #include "request.h"
-#include "timer.h"
 #include "proc.h"
 
 #define AF_INET 2
@@ -145,7 +144,6 @@ int BPF_PROG(inet_sock_set_state, const struct sock *sk, const int oldstate,
 	/* The app cannot answer any more: the request is over. */
 	emit(c, END_CLOSE);
 	if (newstate == TCP_CLOSE) {
-		bpf_map_delete_elem(&idle_timers, &key);
 		bpf_map_delete_elem(&conns, &key);
 	}
 	return 0;

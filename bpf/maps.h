@@ -74,21 +74,6 @@ struct {
 	__type(value, struct pending);
 } pending_est SEC(".maps");
 
-/* Idle timers live apart from conns: only tp_btf programs may touch a
- * map holding a bpf_timer, and conns is also used by a syscall
- * tracepoint. */
-struct idle_slot {
-	struct bpf_timer timer;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, 65536);
-	__type(key, __u64);
-	__type(value, struct idle_slot);
-} idle_timers SEC(".maps");
-
 /* Processes that own a traced connection: the sched programs' filter. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

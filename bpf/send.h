@@ -3,7 +3,6 @@
 #pragma once
 
 #include "request.h"
-#include "timer.h"
 
 #define TCP_NAGLE_OFF 1
 
@@ -28,7 +27,6 @@ int BPF_PROG(sock_send_length, struct sock *sk, int ret, int flags)
 		c->state = CONN_WRITING;
 		r->t_wr = now;
 		r->resp_len = capture(r->resp_head, RESP_HEAD_CAP, ret);
-		arm_idle_timer(key, c);
 	}
 	r->t_wl = now;
 	c->last_io = now;

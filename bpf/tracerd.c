@@ -12,7 +12,7 @@
 #include "filter.h"
 #include "request.h"
 #include "softirq.h"
-#include "timer.h"
+#include "idle.h"
 #include "accept.h"
 #include "recv.h"
 #include "send.h"

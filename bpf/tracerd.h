@@ -33,7 +33,7 @@ enum counter {
 	CNT_RINGBUF_DROPS = 2,   /* records lost: ring buffer full */
 	CNT_CONN_MAP_FULL = 3,   /* connections not traced: conns map full */
 	CNT_TASK_MAP_FULL = 4,   /* threads whose scheduling was not timed */
-	CNT_TIMER_FAILS = 5,     /* idle timers that could not be armed */
+	CNT_UNUSED_5 = 5,        /* was: idle timers that could not be armed */
 	CNT_UNANSWERED_WRITES = 6, /* writes outside any request (server-first) */
 	CNT_CAPTURE_FAILS = 7,   /* HTTP head copies that failed */
 	CNT_GO_DROPS = 8,        /* Go events lost: ring buffer full */
@@ -112,8 +112,7 @@ struct traced_conn {
 	__u8 state;         /* enum conn_state */
 	__u8 rx_has_softirq;
 	__u8 peer_zero_window;
-	__u8 timer_armed;   /* the idle timer is pending */
-	__u8 pad[4];
+	__u8 pad[5];
 };
 
 /* Go functions probed; the uprobe's BPF cookie. */

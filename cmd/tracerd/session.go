@@ -43,7 +43,8 @@ func startTracing(ctx context.Context, cfg loader.Config, goAware bool, sinks ..
 	tr := &tracing{tracer: t, done: make(chan error, 1)}
 	// Go events wait this long for their request's kernel record, which
 	// comes when the request ends (at worst the idle timeout later).
-	tr.sess = pipeline.New(t, cfg.IdleTimeout+2*time.Second, sinks...)
+	tr.sess = pipeline.New(t, cfg.IdleTimeout, cfg.IdleTimeout+2*time.Second, sinks...)
+	tr.sess.SetLogger(log)
 	if goAware {
 		tr.gm = goprobe.New(t, log)
 		tr.sess.SetGo(tr.gm)
@@ -126,6 +127,6 @@ func printCounters(w *os.File, t *loader.Tracer, sinkErrors int64, drained ...in
 	for _, v := range drained {
 		d += v
 	}
-	fmt.Fprintf(w, "\nkernel: %d connections traced, %d records (%d drained in flight at stop); lost: %d (ring buffer full), %d connections untraced (map full, %d/%d in use), %d threads untimed (map full), %d idle timers failed, %d Go events lost, %d output errors\n",
-		c.ConnsTraced, c.Records+uint64(d), d, c.RingbufDrops, c.ConnMapFull, c.ConnsOpen, c.ConnsMax, c.TaskMapFull, c.TimerFails, c.GoDrops, sinkErrors)
+	fmt.Fprintf(w, "\nkernel: %d connections traced, %d records (%d drained in flight at stop); lost: %d (ring buffer full), %d connections untraced (map full, %d/%d in use), %d threads untimed (map full), %d idle sweeps failed, %d Go events lost, %d output errors\n",
+		c.ConnsTraced, c.Records+uint64(d), d, c.RingbufDrops, c.ConnMapFull, c.ConnsOpen, c.ConnsMax, c.TaskMapFull, c.IdleSweepFails, c.GoDrops, sinkErrors)
 }

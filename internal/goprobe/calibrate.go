@@ -3,6 +3,7 @@ package goprobe
 import (
 	"fmt"
 	"os"
+	"runtime/debug"
 	"slices"
 	"time"
 
@@ -57,6 +58,7 @@ func (m *Manager) StartCalibration(n int) error {
 		return err
 	}
 	bin.Close()
+	debug.FreeOSMemory() // tracerd's own symbol table, parsed for one function
 	ex, err := link.OpenExecutable("/proc/self/exe")
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -119,7 +120,14 @@ func (m *Manager) Attach(pid uint32) error {
 	if err != nil {
 		return err
 	}
-	defer bin.Close()
+	defer func() {
+		bin.Close()
+		if bin.OffsetsFrom == "dwarf" {
+			// The binary's DWARF, decompressed and parsed, is tens of MiB
+			// of garbage now: give it back rather than keep it as RSS.
+			debug.FreeOSMemory()
+		}
+	}()
 
 	if err := m.tracer.Map(loader.TracerdMapGoProcs).Put(pid, procOffsets(bin)); err != nil {
 		return fmt.Errorf("registering pid %d: %w", pid, err)

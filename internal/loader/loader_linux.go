@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -81,6 +82,7 @@ type Tracer struct {
 	// uprobeMulti: the kernel has uprobe_multi links and the *_multi Go
 	// programs are loaded (else only the classic uprobe ones are).
 	uprobeMulti bool
+	sweepFails  atomic.Int64
 }
 
 // UprobeMulti says whether Go probes can use uprobe_multi links: the
@@ -244,7 +246,6 @@ func configure(spec *ebpf.CollectionSpec, cfg Config, missing map[string]bool) e
 	}
 	if cfg.MaxConns > 0 {
 		spec.Maps[TracerdMapConns].MaxEntries = cfg.MaxConns
-		spec.Maps[TracerdMapIdleTimers].MaxEntries = cfg.MaxConns
 	}
 	if cfg.RingBytes > 0 {
 		page := uint32(os.Getpagesize())
@@ -360,7 +361,7 @@ type Counters struct {
 	RingbufDrops     uint64 `json:"ringbuf_drops"`
 	ConnMapFull      uint64 `json:"conn_map_full"`
 	TaskMapFull      uint64 `json:"task_map_full"`
-	TimerFails       uint64 `json:"timer_fails"`
+	IdleSweepFails   uint64 `json:"idle_sweep_fails"` // sweeps user space could not run (counted there)
 	UnansweredWrites uint64 `json:"unanswered_writes"`
 	CaptureFails     uint64 `json:"capture_fails"`
 	GoDrops          uint64 `json:"go_drops"`
@@ -372,8 +373,9 @@ type Counters struct {
 // Counters sums the per-CPU counters.
 func (t *Tracer) Counters() (Counters, error) {
 	var c Counters
+	var unused uint64 // CNT_UNUSED_5
 	dst := []*uint64{&c.ConnsTraced, &c.Records, &c.RingbufDrops, &c.ConnMapFull,
-		&c.TaskMapFull, &c.TimerFails, &c.UnansweredWrites, &c.CaptureFails, &c.GoDrops, &c.GoMapFull}
+		&c.TaskMapFull, &unused, &c.UnansweredWrites, &c.CaptureFails, &c.GoDrops, &c.GoMapFull}
 	m := t.coll.Maps[TracerdMapCounters]
 	for i := range dst {
 		var perCPU []uint64
@@ -384,6 +386,7 @@ func (t *Tracer) Counters() (Counters, error) {
 			*dst[i] += v
 		}
 	}
+	c.IdleSweepFails = uint64(t.sweepFails.Load())
 	conns := t.coll.Maps[TracerdMapConns]
 	c.ConnsMax = uint64(conns.MaxEntries())
 	var k uint64
@@ -410,6 +413,23 @@ func (t *Tracer) Drain(fn func(*Record)) error {
 		fn(&rec)
 	}
 	return it.Err()
+}
+
+// SweepIdle ends the answered requests of connections quiet for the idle
+// timeout (records with END_IDLE): one pass of the idle_sweep program.
+// Run it every IdleSweepEvery; safe from any goroutine.
+func (t *Tracer) SweepIdle() error {
+	if _, err := t.coll.Programs[TracerdProgIdleSweep].Run(nil); err != nil {
+		t.sweepFails.Add(1)
+		return fmt.Errorf("idle sweep: %w", err)
+	}
+	return nil
+}
+
+// IdleSweepEvery is how often to sweep for an idle timeout: a request
+// ends between the timeout and the timeout plus this after its answer.
+func IdleSweepEvery(idle time.Duration) time.Duration {
+	return min(max(idle/5, 10*time.Millisecond), 100*time.Millisecond)
 }
 
 // Programs returns the loaded programs by name (for benchmarks' run-time stats).

@@ -41,7 +41,7 @@ const (
 	TracerdCounterCNT_RINGBUF_DROPS     TracerdCounter = 2
 	TracerdCounterCNT_CONN_MAP_FULL     TracerdCounter = 3
 	TracerdCounterCNT_TASK_MAP_FULL     TracerdCounter = 4
-	TracerdCounterCNT_TIMER_FAILS       TracerdCounter = 5
+	TracerdCounterCNT_UNUSED_5          TracerdCounter = 5
 	TracerdCounterCNT_UNANSWERED_WRITES TracerdCounter = 6
 	TracerdCounterCNT_CAPTURE_FAILS     TracerdCounter = 7
 	TracerdCounterCNT_GO_DROPS          TracerdCounter = 8
@@ -131,14 +131,6 @@ type TracerdGoProc struct {
 	GrpcStreamMethod uint64
 	GrpcStatusProto  uint64
 	GrpcStatusCode   uint64
-}
-
-type TracerdIdleSlot struct {
-	_     structs.HostLayout
-	Timer struct {
-		_      structs.HostLayout
-		Opaque [2]uint64
-	}
 }
 
 type TracerdPending struct {
@@ -254,8 +246,7 @@ type TracerdTracedConn struct {
 	State          uint8
 	RxHasSoftirq   uint8
 	PeerZeroWindow uint8
-	TimerArmed     uint8
-	Pad            [4]uint8
+	Pad            [5]uint8
 }
 
 // Names of all BPF objects in the ELF.
@@ -269,7 +260,6 @@ const (
 	TracerdMapGoProcs             = "go_procs"
 	TracerdMapGoScratch           = "go_scratch"
 	TracerdMapGoStw               = "go_stw"
-	TracerdMapIdleTimers          = "idle_timers"
 	TracerdMapPendingEst          = "pending_est"
 	TracerdMapSoftirqState        = "softirq_state"
 	TracerdMapTargetCgroups       = "target_cgroups"
@@ -290,6 +280,7 @@ const (
 	TracerdProgGoStwStopMulti     = "go_stw_stop_multi"
 	TracerdProgGoWriteHeader      = "go_write_header"
 	TracerdProgGoWriteHeaderMulti = "go_write_header_multi"
+	TracerdProgIdleSweep          = "idle_sweep"
 	TracerdProgInetSockSetState   = "inet_sock_set_state"
 	TracerdProgNetDevStartXmit    = "net_dev_start_xmit"
 	TracerdProgSchedProcessExec   = "sched_process_exec"
@@ -382,6 +373,7 @@ type TracerdProgramSpecs struct {
 	GoStwStopMulti     *ebpf.ProgramSpec `ebpf:"go_stw_stop_multi"`
 	GoWriteHeader      *ebpf.ProgramSpec `ebpf:"go_write_header"`
 	GoWriteHeaderMulti *ebpf.ProgramSpec `ebpf:"go_write_header_multi"`
+	IdleSweep          *ebpf.ProgramSpec `ebpf:"idle_sweep"`
 	InetSockSetState   *ebpf.ProgramSpec `ebpf:"inet_sock_set_state"`
 	NetDevStartXmit    *ebpf.ProgramSpec `ebpf:"net_dev_start_xmit"`
 	SchedProcessExec   *ebpf.ProgramSpec `ebpf:"sched_process_exec"`
@@ -412,7 +404,6 @@ type TracerdMapSpecs struct {
 	GoProcs       *ebpf.MapSpec `ebpf:"go_procs"`
 	GoScratch     *ebpf.MapSpec `ebpf:"go_scratch"`
 	GoStw         *ebpf.MapSpec `ebpf:"go_stw"`
-	IdleTimers    *ebpf.MapSpec `ebpf:"idle_timers"`
 	PendingEst    *ebpf.MapSpec `ebpf:"pending_est"`
 	SoftirqState  *ebpf.MapSpec `ebpf:"softirq_state"`
 	TargetCgroups *ebpf.MapSpec `ebpf:"target_cgroups"`
@@ -475,7 +466,6 @@ type TracerdMaps struct {
 	GoProcs       *ebpf.Map `ebpf:"go_procs"`
 	GoScratch     *ebpf.Map `ebpf:"go_scratch"`
 	GoStw         *ebpf.Map `ebpf:"go_stw"`
-	IdleTimers    *ebpf.Map `ebpf:"idle_timers"`
 	PendingEst    *ebpf.Map `ebpf:"pending_est"`
 	SoftirqState  *ebpf.Map `ebpf:"softirq_state"`
 	TargetCgroups *ebpf.Map `ebpf:"target_cgroups"`
@@ -495,7 +485,6 @@ func (m *TracerdMaps) Close() error {
 		m.GoProcs,
 		m.GoScratch,
 		m.GoStw,
-		m.IdleTimers,
 		m.PendingEst,
 		m.SoftirqState,
 		m.TargetCgroups,
@@ -548,6 +537,7 @@ type TracerdPrograms struct {
 	GoStwStopMulti     *ebpf.Program `ebpf:"go_stw_stop_multi"`
 	GoWriteHeader      *ebpf.Program `ebpf:"go_write_header"`
 	GoWriteHeaderMulti *ebpf.Program `ebpf:"go_write_header_multi"`
+	IdleSweep          *ebpf.Program `ebpf:"idle_sweep"`
 	InetSockSetState   *ebpf.Program `ebpf:"inet_sock_set_state"`
 	NetDevStartXmit    *ebpf.Program `ebpf:"net_dev_start_xmit"`
 	SchedProcessExec   *ebpf.Program `ebpf:"sched_process_exec"`
@@ -581,6 +571,7 @@ func (p *TracerdPrograms) Close() error {
 		p.GoStwStopMulti,
 		p.GoWriteHeader,
 		p.GoWriteHeaderMulti,
+		p.IdleSweep,
 		p.InetSockSetState,
 		p.NetDevStartXmit,
 		p.SchedProcessExec,

@@ -55,7 +55,7 @@ var (
 	descMapMax        = desc("tracerd_map_max_entries", "Capacity of a BPF map.", "map")
 	descMapFill       = desc("tracerd_map_fill_ratio", "Entries in use over capacity of a BPF map (0-1).", "map")
 	descConns         = desc("tracerd_connections_traced_total", "Accepted connections that passed the target filter.")
-	descTimerFails    = desc("tracerd_idle_timer_failures_total", "Idle timers that could not be armed (a keep-alive request then ends with the next one or the close).")
+	descSweepFails    = desc("tracerd_idle_sweep_failures_total", "Idle sweeps that could not run (a quiet keep-alive request then ends with the next one or the close).")
 	descCaptureFails  = desc("tracerd_capture_failures_total", "HTTP head copies that failed (the request has no HTTP facts).")
 	descUnanswered    = desc("tracerd_unanswered_writes_total", "Writes outside any request (server-first protocols).")
 	descSinkErrors    = desc("tracerd_output_errors_total", "Requests an exporter failed to write (JSON lines).")
@@ -73,7 +73,7 @@ var (
 // Describe sends every descriptor (the collector is checked).
 func (s *Self) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descKernelRecords, descRead, descLost, descReserve, descMapFull,
-		descMapEntries, descMapMax, descMapFill, descConns, descTimerFails, descCaptureFails, descUnanswered,
+		descMapEntries, descMapMax, descMapFill, descConns, descSweepFails, descCaptureFails, descUnanswered,
 		descSinkErrors, descKernelErrors, descSampled, descExported, descFailed, descDropped, descQueued,
 		descExports, descExpErrs} {
 		ch <- d
@@ -111,7 +111,7 @@ func (s *Self) Collect(ch chan<- prometheus.Metric) {
 				gauge(descMapFill, float64(c.ConnsOpen)/float64(c.ConnsMax), "conns")
 			}
 			counter(descConns, float64(c.ConnsTraced))
-			counter(descTimerFails, float64(c.TimerFails))
+			counter(descSweepFails, float64(c.IdleSweepFails))
 			counter(descCaptureFails, float64(c.CaptureFails))
 			counter(descUnanswered, float64(c.UnansweredWrites))
 		}

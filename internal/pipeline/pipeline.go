@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"sync/atomic"
 	"time"
@@ -37,7 +38,12 @@ type Session struct {
 	onProc   func(*loader.ProcNote)
 	gm       *goprobe.Manager
 	drained  atomic.Int64
+	idle     time.Duration // the kernel engine's idle timeout
+	log      *slog.Logger
 }
+
+// SetLogger sets where the session logs (default: slog's default).
+func (s *Session) SetLogger(l *slog.Logger) { s.log = l }
 
 // Drained is the number of in-flight requests drained at stop (records
 // the kernel did not count as written to the ring buffer).
@@ -77,11 +83,11 @@ func (s *Session) applyGoUpdates() {
 	}
 }
 
-// New wraps an opened tracer. goRetain is how long Go events wait to
-// be joined with the kernel's record of their request (more than the
-// idle timeout).
-func New(t *loader.Tracer, goRetain time.Duration, sinks ...Sink) *Session {
-	return &Session{tracer: t, corr: correlate.New(goRetain), sinks: sinks}
+// New wraps an opened tracer whose idle timeout is idle. goRetain is how
+// long Go events wait to be joined with the kernel's record of their
+// request (more than the idle timeout).
+func New(t *loader.Tracer, idle, goRetain time.Duration, sinks ...Sink) *Session {
+	return &Session{tracer: t, corr: correlate.New(goRetain), sinks: sinks, idle: idle, log: slog.Default()}
 }
 
 // OnProc is called (from the reading goroutine) for process lifecycle
@@ -98,6 +104,9 @@ func (s *Session) Requests() int64 { return s.requests.Load() }
 func (s *Session) SinkErrors() int64 { return s.sinkErrs.Load() }
 
 func (s *Session) dispatch(ev *loader.Event) {
+	// Probe changes first: a record is judged by what probes its
+	// process had (held for its ServeHTTP only once they were all on).
+	s.applyGoUpdates()
 	switch ev.Kind {
 	case loader.KindRequest:
 		if r, ok := s.corr.Request(&ev.Request); ok {
@@ -111,7 +120,6 @@ func (s *Session) dispatch(ev *loader.Event) {
 			}
 			s.gm.Count(ev.Go.Pid, correlate.GoFunc(ev.Go.Func))
 		}
-		s.applyGoUpdates()
 		s.corr.AddGo(&ev.Go)
 		for _, r := range s.corr.Released() {
 			s.emit(&r)
@@ -152,6 +160,28 @@ func (s *Session) emit(r *correlate.Request) {
 	s.requests.Add(1)
 }
 
+// sweepIdle ends requests of connections quiet for the idle timeout,
+// every loader.IdleSweepEvery, until ctx is done (then Drain takes what
+// is left). A failing sweep is logged once: quiet requests then end
+// with their connection's next event instead.
+func (s *Session) sweepIdle(ctx context.Context, done chan<- struct{}) {
+	defer close(done)
+	t := time.NewTicker(loader.IdleSweepEvery(s.idle))
+	defer t.Stop()
+	logged := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := s.tracer.SweepIdle(); err != nil && !logged {
+				s.log.Warn("idle sweep failed: quiet keep-alive requests end with their next request or the close", "error", err)
+				logged = true
+			}
+		}
+	}
+}
+
 // pollEvery bounds how long the reader blocks before it looks at
 // whether the session is stopping (the reader's lock forbids changing
 // its deadline from another goroutine while it blocks).
@@ -190,11 +220,16 @@ func (s *Session) Run(ctx context.Context) error {
 			}
 		}
 	}()
+	sweepCtx, stopSweep := context.WithCancel(ctx)
+	sweepDone := make(chan struct{})
+	go s.sweepIdle(sweepCtx, sweepDone)
 	var runErr error
 	select {
 	case <-ctx.Done():
 	case runErr = <-done:
 	}
+	stopSweep()
+	<-sweepDone
 	detachErr := s.tracer.Detach()
 	if runErr == nil {
 		stopping.Store(true)

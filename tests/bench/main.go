@@ -12,7 +12,12 @@
 //     own CPU time, per request; and the records tracerd wrote vs the
 //     requests wrk got, with tracerd's loss counters;
 //  3. a fixed rate (20k requests/s by default) from an open-loop
-//     generator in this process, to check that no record is lost there.
+//     generator in this process, to check that no record is lost there;
+//  4. tracerd's memory with 10k open traced keep-alive connections
+//     (the RSS budget), each having had one request.
+//
+// -only runs one part (conns10k: the 4th) and writes a partial report,
+// to stdout unless -out is given, so that BENCHMARKS.md stays whole.
 //
 // Server, load generator and tracerd share the machine's cores; nothing
 // is pinned. A missing prerequisite (root, wrk, the tracerd binary) is a
@@ -50,7 +55,14 @@ type config struct {
 	nice              int
 	quietWait         time.Duration
 	roundQuietWait    time.Duration
+	openConns         int // connections held open for the RSS budget (0: skip)
+	openConnsRuns     int
+	only              string // a part to run alone ("conns10k"), "" for all
+	outSet            bool   // -out was given
 }
+
+// partConns10k is the -only name of the open connections measurement.
+const partConns10k = "conns10k"
 
 func main() {
 	var c config
@@ -73,7 +85,11 @@ func main() {
 	flag.DurationVar(&c.roundQuietWait, "round-quiet-wait", 2*time.Second, "before each round, wait at most this long for other work to stop")
 	flag.BoolVar(&c.strict, "strict", false, "exit 1 when a budget is missed (default: report it, exit 0)")
 	flag.BoolVar(&c.pprofArm, "pprof-arm", true, "also run max-throughput rounds with tracerd writing the pprof profile only (no --json)")
+	flag.IntVar(&c.openConns, "open-conns", 10000, "RSS budget: keep this many traced keep-alive connections open (0: skip)")
+	flag.IntVar(&c.openConnsRuns, "open-conns-runs", 2, "RSS budget: how many times to measure it")
+	flag.StringVar(&c.only, "only", "", "run only this part: "+partConns10k+" (the open connections; report to stdout unless -out is given)")
 	flag.Parse()
+	flag.Visit(func(f *flag.Flag) { c.outSet = c.outSet || f.Name == "out" })
 	if flag.NArg() > 0 {
 		fatal(fmt.Errorf("unexpected argument %q", flag.Arg(0)))
 	}
@@ -84,9 +100,22 @@ func main() {
 		fatal(err)
 	}
 	if failed && c.strict {
-		fmt.Fprintln(os.Stderr, "bench: budget missed (see", c.out+")")
+		where := c.report()
+		if where == "" {
+			where = "the report above"
+		}
+		fmt.Fprintln(os.Stderr, "bench: budget missed (see", where+")")
 		os.Exit(1)
 	}
+}
+
+// report is where the report goes: "" for stdout (a partial run
+// without -out).
+func (c *config) report() string {
+	if c.only != "" && !c.outSet {
+		return ""
+	}
+	return c.out
 }
 
 func fatal(err error) {
@@ -110,11 +139,25 @@ func prerequisites(c *config) error {
 	if c.rate > 0 && (c.rateRounds < 1 || c.rateConns < 1 || c.rateRound < time.Second) {
 		errs = append(errs, errors.New("need -rate-rounds ≥ 1, -rate-conns ≥ 1 and -rate-round ≥ 1s (or -rate 0)"))
 	}
-	wrk, err := exec.LookPath("wrk")
-	if err != nil {
-		errs = append(errs, errors.New("wrk not found in PATH: install it with `tests/tools/install-deps.sh bench` (Debian package wrk); `make bench` does"))
+	if c.openConns < 0 || (c.openConns > 0 && c.openConnsRuns < 1) {
+		errs = append(errs, errors.New("need -open-conns ≥ 0 and -open-conns-runs ≥ 1"))
 	}
-	c.wrk = wrk
+	switch c.only {
+	case "":
+	case partConns10k:
+		if c.openConns == 0 {
+			errs = append(errs, errors.New("-only "+partConns10k+" with -open-conns 0 measures nothing"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("-only %q: the parts are %s", c.only, partConns10k))
+	}
+	if c.only == "" {
+		wrk, err := exec.LookPath("wrk")
+		if err != nil {
+			errs = append(errs, errors.New("wrk not found in PATH: install it with `tests/tools/install-deps.sh bench` (Debian package wrk); `make bench` does"))
+		}
+		c.wrk = wrk
+	}
 	abs, err := filepath.Abs(c.tracerd)
 	if err == nil {
 		c.tracerd = abs
@@ -168,6 +211,12 @@ type roundResult struct {
 	Missing   []string // loader hooks tracerd did not load
 }
 
+// rawResults is what -raw writes.
+type rawResults struct {
+	Rounds    []roundResult
+	OpenConns []connsResult
+}
+
 type bench struct {
 	config
 	dir      string
@@ -210,22 +259,77 @@ func run(ctx context.Context, c config) (failed bool, err error) {
 	if err := build.Run(); err != nil {
 		return false, fmt.Errorf("building tests/bench/server: %w", err)
 	}
+	// Before the server starts: it inherits the limit.
+	if c.openConns > 0 {
+		if err := raiseNoFile(c.openConns); err != nil {
+			return false, err
+		}
+	}
 	b.server, err = startServer(ctx, serverBin)
 	if err != nil {
 		return false, err
 	}
 	defer b.server.Stop()
+	if lim := noFileLimit(b.server.Pid()); c.openConns > 0 && lim < int64(c.openConns+noFileHeadroom) {
+		return false, fmt.Errorf("the bench server may open %d files, %d connections need %d", lim, c.openConns, c.openConns+noFileHeadroom)
+	}
 	logf("server pid %d on %s; tracerd %s; wrk %s", b.server.Pid(), b.server.Addr, c.tracerd, c.wrk)
 
 	// What else runs on this machine skews an A/B: wait a little for it
-	// to go quiet, and say how busy it was.
-	if b.idleBusy, err = waitQuiet(ctx, c.quietWait); err != nil {
-		return false, err
-	}
-	if b.idleBusy > quietBusy {
-		logf("WARNING: the machine is still %.0f %% busy after waiting %s: other work skews the A/B", b.idleBusy, c.quietWait)
+	// to go quiet, and say how busy it was. (A memory measurement alone
+	// does not need the quiet.)
+	if c.only == "" {
+		if b.idleBusy, err = waitQuiet(ctx, c.quietWait); err != nil {
+			return false, err
+		}
+		if b.idleBusy > quietBusy {
+			logf("WARNING: the machine is still %.0f %% busy after waiting %s: other work skews the A/B", b.idleBusy, c.quietWait)
+		}
 	}
 
+	var results []roundResult
+	if c.only == "" {
+		if results, err = b.loadRounds(ctx); err != nil {
+			return false, err
+		}
+	}
+	// Last: its thousands of closed connections (TIME_WAIT) and the
+	// server's grown heap do not touch the throughput rounds.
+	var conns []connsResult
+	for i := 0; i < c.openConnsRuns && c.openConns > 0; i++ {
+		r, err := b.connsRound(ctx, i, c.openConns)
+		if err != nil {
+			return false, fmt.Errorf("%d open connections, run %d: %w", c.openConns, i+1, err)
+		}
+		conns = append(conns, r)
+	}
+
+	if c.raw != "" {
+		raw, err := json.MarshalIndent(rawResults{results, conns}, "", "  ")
+		if err != nil {
+			return false, err
+		}
+		if err := os.WriteFile(c.raw, raw, 0o644); err != nil {
+			return false, err
+		}
+	}
+	rep := newReport(b, results, conns)
+	if err := rep.write(c.report()); err != nil {
+		return false, err
+	}
+	if c.report() != "" {
+		logf("wrote %s in %s", c.report(), time.Since(b.start).Round(time.Second))
+	}
+	for _, v := range rep.verdicts {
+		logf("%-4s %s: %s (budget %s)", v.Verdict, v.Name, v.Measured, v.Budget)
+	}
+	return rep.failed(), nil
+}
+
+// loadRounds runs the warm-up, then the max-throughput and fixed-rate
+// rounds, interleaving the arms.
+func (b *bench) loadRounds(ctx context.Context) ([]roundResult, error) {
+	c := b.config
 	url := "http://" + b.server.Addr + "/"
 	wrkLoad := func(d time.Duration) func(context.Context) (loadResult, error) {
 		return func(ctx context.Context) (loadResult, error) {
@@ -235,7 +339,7 @@ func run(ctx context.Context, c config) (failed bool, err error) {
 	if c.warmup > 0 {
 		logf("warm-up %s", c.warmup)
 		if _, err := wrkLoad(c.warmup)(ctx); err != nil {
-			return false, err
+			return nil, err
 		}
 	}
 
@@ -248,7 +352,7 @@ func run(ctx context.Context, c config) (failed bool, err error) {
 		for _, a := range maxArms {
 			r, err := b.round(ctx, "max", a, i, wrkLoad(c.round))
 			if err != nil {
-				return false, err
+				return nil, err
 			}
 			results = append(results, r)
 		}
@@ -261,31 +365,13 @@ func run(ctx context.Context, c config) (failed bool, err error) {
 			for _, a := range []arm{armOff, armOn} {
 				r, err := b.round(ctx, "rate", a, i, rateLoad)
 				if err != nil {
-					return false, err
+					return nil, err
 				}
 				results = append(results, r)
 			}
 		}
 	}
-
-	if c.raw != "" {
-		raw, err := json.MarshalIndent(results, "", "  ")
-		if err != nil {
-			return false, err
-		}
-		if err := os.WriteFile(c.raw, raw, 0o644); err != nil {
-			return false, err
-		}
-	}
-	rep := newReport(b, results)
-	if err := rep.write(c.out); err != nil {
-		return false, err
-	}
-	logf("wrote %s in %s", c.out, time.Since(b.start).Round(time.Second))
-	for _, v := range rep.verdicts {
-		logf("%-4s %s: %s (budget %s)", v.Verdict, v.Name, v.Measured, v.Budget)
-	}
-	return rep.failed(), nil
+	return results, nil
 }
 
 // round runs one load, with tracerd attached when traced.

@@ -38,13 +38,13 @@ func TestParseWrk(t *testing.T) {
 }
 
 func TestParseKernelLine(t *testing.T) {
-	line := "kernel: 33 connections traced, 173034 records; lost: 1 (ring buffer full), 2 connections untraced (map full, 3/65536 in use), 4 threads untimed (map full), 5 idle timers failed, 6 output errors"
+	line := "kernel: 33 connections traced, 173034 records; lost: 1 (ring buffer full), 2 connections untraced (map full, 3/65536 in use), 4 threads untimed (map full), 5 idle sweeps failed, 6 output errors"
 	k, err := parseKernelLine(line)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := kernelCounters{Conns: 33, Records: 173034, RingbufLost: 1, ConnsUntraced: 2, ConnsInUse: 3, ConnsMax: 65536,
-		ThreadsUntimed: 4, TimerFails: 5, OutputErrors: 6}
+		ThreadsUntimed: 4, SweepFails: 5, OutputErrors: 6}
 	if k != want {
 		t.Errorf("got %+v\nwant %+v", k, want)
 	}

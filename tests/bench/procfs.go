@@ -125,33 +125,80 @@ func readMachineCPU() (machineCPU, error) {
 
 // memKiB reads VmRSS and VmHWM of pid, in KiB.
 func memKiB(pid int) (rss, hwm int64) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return -1, -1
+	m := statusMem(pid)
+	return m.RSS, m.HWM
+}
+
+// memUsage is a process's memory, in KiB.
+type memUsage struct {
+	RSS, HWM   int64 // VmRSS, VmHWM
+	Anon, File int64 // RssAnon, RssFile: VmRSS's parts (RssShmem aside)
+	// BPFMaps is the RSS of the process's mappings of BPF maps
+	// (anon_inode:bpf-map: tracerd's ring buffer), part of RssFile. The
+	// pages are the kernel's; a ring buffer maps its data area twice,
+	// so both mappings count.
+	BPFMaps int64
+}
+
+// statusMem reads pid's memory from /proc/PID/status (-1 where
+// unreadable; BPFMaps stays -1).
+func statusMem(pid int) memUsage {
+	m := memUsage{RSS: -1, HWM: -1, Anon: -1, File: -1, BPFMaps: -1}
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			f := strings.Fields(line)
+			if len(f) < 2 {
+				continue
+			}
+			v, err := strconv.ParseInt(f[1], 10, 64)
+			if err != nil {
+				continue
+			}
+			switch f[0] {
+			case "VmRSS:":
+				m.RSS = v
+			case "VmHWM:":
+				m.HWM = v
+			case "RssAnon:":
+				m.Anon = v
+			case "RssFile:":
+				m.File = v
+			}
+		}
 	}
-	rss, hwm = -1, -1
+	return m
+}
+
+// readMem is statusMem plus the RSS of BPF map mappings from smaps.
+func readMem(pid int) memUsage {
+	m := statusMem(pid)
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
+	if err != nil {
+		return m
+	}
+	m.BPFMaps = 0
+	inBPF := false
 	for _, line := range strings.Split(string(b), "\n") {
 		f := strings.Fields(line)
-		if len(f) < 2 {
-			continue
-		}
-		v, err := strconv.ParseInt(f[1], 10, 64)
-		if err != nil {
-			continue
-		}
-		switch f[0] {
-		case "VmRSS:":
-			rss = v
-		case "VmHWM:":
-			hwm = v
+		switch {
+		case len(f) >= 5 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":"):
+			// A mapping's header: range perms offset dev inode [path].
+			inBPF = len(f) >= 6 && f[5] == "anon_inode:bpf-map"
+		case inBPF && len(f) >= 2 && f[0] == "Rss:":
+			v, _ := strconv.ParseInt(f[1], 10, 64)
+			m.BPFMaps += v
 		}
 	}
-	return rss, hwm
+	return m
 }
 
 // bpfProgIDs lists the BPF programs whose file descriptors (program or
 // link) pid holds, from /proc/PID/fdinfo's prog_id lines.
-func bpfProgIDs(pid int) ([]uint32, error) {
+func bpfProgIDs(pid int) ([]uint32, error) { return fdinfoIDs(pid, "prog_id:") }
+
+// fdinfoIDs lists the distinct non-zero values of field ("prog_id:",
+// "map_id:") over pid's /proc/PID/fdinfo files.
+func fdinfoIDs(pid int, field string) ([]uint32, error) {
 	dir := fmt.Sprintf("/proc/%d/fdinfo", pid)
 	ents, err := os.ReadDir(dir)
 	if err != nil {
@@ -165,7 +212,7 @@ func bpfProgIDs(pid int) ([]uint32, error) {
 			continue
 		}
 		for _, line := range strings.Split(string(b), "\n") {
-			v, ok := strings.CutPrefix(line, "prog_id:")
+			v, ok := strings.CutPrefix(line, field)
 			if !ok {
 				continue
 			}
@@ -178,6 +225,66 @@ func bpfProgIDs(pid int) ([]uint32, error) {
 		}
 	}
 	return ids, nil
+}
+
+// mapMemlockKiB is the memlock of BPF map id as pid's fdinfo shows it:
+// the kernel memory the map uses (for a map without preallocation it
+// grows with its entries), -1 when not found.
+func mapMemlockKiB(pid int, id uint32) int64 {
+	dir := fmt.Sprintf("/proc/%d/fdinfo", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return -1
+	}
+	want := strconv.FormatUint(uint64(id), 10)
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			continue
+		}
+		var memlock int64 = -1
+		match := false
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "memlock:"); ok {
+				memlock, _ = strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			}
+			if v, ok := strings.CutPrefix(line, "map_id:"); ok && strings.TrimSpace(v) == want {
+				match = true
+			}
+		}
+		if match && memlock >= 0 {
+			return memlock / 1024
+		}
+	}
+	return -1
+}
+
+// noFileLimit is the soft RLIMIT_NOFILE of pid (/proc/PID/limits), -1
+// when unreadable; "unlimited" reads as the largest int64.
+func noFileLimit(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", pid))
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		v, ok := strings.CutPrefix(line, "Max open files")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(v)
+		if len(f) == 0 {
+			return -1
+		}
+		if f[0] == "unlimited" {
+			return 1<<63 - 1
+		}
+		n, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			return -1
+		}
+		return n
+	}
+	return -1
 }
 
 const bpfStatsSysctl = "/proc/sys/kernel/bpf_stats_enabled"

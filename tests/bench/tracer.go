@@ -20,14 +20,15 @@ import (
 
 // tracerProc is one running `tracerd snapshot`.
 type tracerProc struct {
-	cmd      *exec.Cmd
-	args     []string
-	jsonPath string
-	stdout   bytes.Buffer
-	stderr   lockedBuffer
-	attached chan struct{}
-	exited   chan error
-	Attach   time.Duration // start → "tracerd: tracing" on stderr
+	cmd        *exec.Cmd
+	args       []string
+	jsonPath   string
+	stdout     bytes.Buffer
+	stderr     lockedBuffer
+	attached   chan struct{}
+	exited     chan error
+	Attach     time.Duration // start → "tracerd: tracing" on stderr
+	attachedAt time.Time     // when "tracerd: tracing" came
 }
 
 type lockedBuffer struct {
@@ -81,7 +82,8 @@ func startTracer(tracerd string, args []string, jsonPath string) (*tracerProc, e
 			t.stderr.Write([]byte(line + "\n"))
 			if !once && strings.HasPrefix(line, "tracerd: tracing") {
 				once = true
-				t.Attach = time.Since(start)
+				t.attachedAt = time.Now()
+				t.Attach = t.attachedAt.Sub(start)
 				close(t.attached)
 			}
 		}
@@ -101,6 +103,21 @@ func startTracer(tracerd string, args []string, jsonPath string) (*tracerProc, e
 		<-t.exited
 		return nil, fmt.Errorf("tracerd did not say \"tracerd: tracing\" within 15 s:\n%s", t.stderr.String())
 	}
+}
+
+// waitStderr waits for tracerd to write sub on stderr, at most limit; it
+// returns how long after "tracing" it came, -1 when it did not.
+func (t *tracerProc) waitStderr(ctx context.Context, sub string, limit time.Duration) (time.Duration, error) {
+	deadline := time.Now().Add(limit)
+	for !strings.Contains(t.stderr.String(), sub) {
+		if !time.Now().Before(deadline) {
+			return -1, nil
+		}
+		if err := sleepCtx(ctx, 20*time.Millisecond); err != nil {
+			return -1, err
+		}
+	}
+	return time.Since(t.attachedAt), nil
 }
 
 // Kill ends tracerd without waiting for its output (error paths).
@@ -164,13 +181,13 @@ type kernelCounters struct {
 	Conns, Records             int64
 	RingbufLost, ConnsUntraced int64
 	ConnsInUse, ConnsMax       int64
-	ThreadsUntimed, TimerFails int64
+	ThreadsUntimed, SweepFails int64
 	OutputErrors               int64
 }
 
 // Lost is every counted loss: records, connections, timing.
 func (k kernelCounters) Lost() int64 {
-	return k.RingbufLost + k.ConnsUntraced + k.ThreadsUntimed + k.TimerFails + k.OutputErrors
+	return k.RingbufLost + k.ConnsUntraced + k.ThreadsUntimed + k.SweepFails + k.OutputErrors
 }
 
 var kernelCounterREs = []struct {
@@ -184,7 +201,7 @@ var kernelCounterREs = []struct {
 	{regexp.MustCompile(`(\d+)/\d+ in use`), func(k *kernelCounters) *int64 { return &k.ConnsInUse }},
 	{regexp.MustCompile(`\d+/(\d+) in use`), func(k *kernelCounters) *int64 { return &k.ConnsMax }},
 	{regexp.MustCompile(`(\d+) threads untimed`), func(k *kernelCounters) *int64 { return &k.ThreadsUntimed }},
-	{regexp.MustCompile(`(\d+) idle timers failed`), func(k *kernelCounters) *int64 { return &k.TimerFails }},
+	{regexp.MustCompile(`(\d+) idle sweeps failed`), func(k *kernelCounters) *int64 { return &k.SweepFails }},
 	{regexp.MustCompile(`(\d+) output errors`), func(k *kernelCounters) *int64 { return &k.OutputErrors }},
 }
 
