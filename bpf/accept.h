@@ -85,9 +85,13 @@ static __always_inline int on_accept_exit(struct syscall_exit_ctx *ctx)
 	if (p) {
 		r->t_est = p->t_est;
 		r->flags |= REQ_HAS_EST;
-		c->rx_ts = p->rx_ts;
-		c->rx_softirq = p->rx_softirq;
-		c->rx_has_softirq = p->rx_has_softirq;
+		/* Bytes may have arrived since the conn went in the map above
+		 * (sk_data_ready then set rx_ts on it): keep the earlier. */
+		if (p->rx_ts && (!c->rx_ts || p->rx_ts < c->rx_ts)) {
+			c->rx_ts = p->rx_ts;
+			c->rx_softirq = p->rx_softirq;
+			c->rx_has_softirq = p->rx_has_softirq;
+		}
 		bpf_map_delete_elem(&pending_est, &key);
 	}
 

@@ -27,6 +27,7 @@ int BPF_PROG(sock_send_length, struct sock *sk, int ret, int flags)
 		c->state = CONN_WRITING;
 		r->t_wr = now;
 		r->resp_len = capture(r->resp_head, RESP_HEAD_CAP, ret);
+		count(CNT_ANSWERS);
 	}
 	r->t_wl = now;
 	c->last_io = now;

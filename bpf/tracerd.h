@@ -33,7 +33,7 @@ enum counter {
 	CNT_RINGBUF_DROPS = 2,   /* records lost: ring buffer full */
 	CNT_CONN_MAP_FULL = 3,   /* connections not traced: conns map full */
 	CNT_TASK_MAP_FULL = 4,   /* threads whose scheduling was not timed */
-	CNT_UNUSED_5 = 5,        /* was: idle timers that could not be armed */
+	CNT_ANSWERS = 5,         /* requests answered (READING -> WRITING): the idle sweep's hint */
 	CNT_UNANSWERED_WRITES = 6, /* writes outside any request (server-first) */
 	CNT_CAPTURE_FAILS = 7,   /* HTTP head copies that failed */
 	CNT_GO_DROPS = 8,        /* Go events lost: ring buffer full */

@@ -83,6 +83,9 @@ type Tracer struct {
 	// programs are loaded (else only the classic uprobe ones are).
 	uprobeMulti bool
 	sweepFails  atomic.Int64
+	// What the last idle sweep saw (SweepIdle runs on one goroutine).
+	sweptAnswers uint64
+	sweptWaiting uint32
 }
 
 // UprobeMulti says whether Go probes can use uprobe_multi links: the
@@ -362,6 +365,7 @@ type Counters struct {
 	ConnMapFull      uint64 `json:"conn_map_full"`
 	TaskMapFull      uint64 `json:"task_map_full"`
 	IdleSweepFails   uint64 `json:"idle_sweep_fails"` // sweeps user space could not run (counted there)
+	Answers          uint64 `json:"answers"`          // requests answered
 	UnansweredWrites uint64 `json:"unanswered_writes"`
 	CaptureFails     uint64 `json:"capture_fails"`
 	GoDrops          uint64 `json:"go_drops"`
@@ -373,9 +377,8 @@ type Counters struct {
 // Counters sums the per-CPU counters.
 func (t *Tracer) Counters() (Counters, error) {
 	var c Counters
-	var unused uint64 // CNT_UNUSED_5
 	dst := []*uint64{&c.ConnsTraced, &c.Records, &c.RingbufDrops, &c.ConnMapFull,
-		&c.TaskMapFull, &unused, &c.UnansweredWrites, &c.CaptureFails, &c.GoDrops, &c.GoMapFull}
+		&c.TaskMapFull, &c.Answers, &c.UnansweredWrites, &c.CaptureFails, &c.GoDrops, &c.GoMapFull}
 	m := t.coll.Maps[TracerdMapCounters]
 	for i := range dst {
 		var perCPU []uint64
@@ -417,13 +420,35 @@ func (t *Tracer) Drain(fn func(*Record)) error {
 
 // SweepIdle ends the answered requests of connections quiet for the idle
 // timeout (records with END_IDLE): one pass of the idle_sweep program.
-// Run it every IdleSweepEvery; safe from any goroutine.
+// Run it every IdleSweepEvery, from one goroutine.
+//
+// A sweep is skipped when the last one left no request waiting and no
+// request was answered since: an idle host costs nothing.
 func (t *Tracer) SweepIdle() error {
-	if _, err := t.coll.Programs[TracerdProgIdleSweep].Run(nil); err != nil {
+	answers, err := t.counter(TracerdCounterCNT_ANSWERS)
+	if err == nil && answers == t.sweptAnswers && t.sweptWaiting == 0 {
+		return nil
+	}
+	waiting, err := t.coll.Programs[TracerdProgIdleSweep].Run(nil)
+	if err != nil {
 		t.sweepFails.Add(1)
 		return fmt.Errorf("idle sweep: %w", err)
 	}
+	t.sweptAnswers, t.sweptWaiting = answers, waiting
 	return nil
+}
+
+// counter sums one per-CPU counter.
+func (t *Tracer) counter(c TracerdCounter) (uint64, error) {
+	var perCPU []uint64
+	if err := t.coll.Maps[TracerdMapCounters].Lookup(uint32(c), &perCPU); err != nil {
+		return 0, err
+	}
+	var sum uint64
+	for _, v := range perCPU {
+		sum += v
+	}
+	return sum, nil
 }
 
 // IdleSweepEvery is how often to sweep for an idle timeout: a request

@@ -41,7 +41,7 @@ const (
 	TracerdCounterCNT_RINGBUF_DROPS     TracerdCounter = 2
 	TracerdCounterCNT_CONN_MAP_FULL     TracerdCounter = 3
 	TracerdCounterCNT_TASK_MAP_FULL     TracerdCounter = 4
-	TracerdCounterCNT_UNUSED_5          TracerdCounter = 5
+	TracerdCounterCNT_ANSWERS           TracerdCounter = 5
 	TracerdCounterCNT_UNANSWERED_WRITES TracerdCounter = 6
 	TracerdCounterCNT_CAPTURE_FAILS     TracerdCounter = 7
 	TracerdCounterCNT_GO_DROPS          TracerdCounter = 8
