@@ -44,6 +44,7 @@ func TestBadInput(t *testing.T) {
 		{"bad port", []string{"snapshot", "--port", "70000"}, 2, `"70000" is not a valid port`},
 		{"negative duration", []string{"snapshot", "--duration", "-1s"}, 2, "--duration must be positive"},
 		{"stray argument", []string{"snapshot", "8080"}, 2, `unexpected argument "8080"`},
+		{"negative Go call bound", []string{"snapshot", "--go-max-calls", "-5"}, 2, `"-5": want a count, 0 or more`},
 		{"unwritable output", []string{"snapshot", "-o", "/nonexistent/dir/cut.pb.gz"}, 2, "-o: open /nonexistent/dir/cut.pb.gz"},
 	}
 	for _, c := range cases {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tracerd/tracerd/internal/goprobe"
 	"github.com/tracerd/tracerd/internal/loader"
 )
 
@@ -106,10 +107,31 @@ func positiveDuration(name string, d time.Duration) error {
 	return nil
 }
 
-// goFlag registers --go: Go awareness (uprobes on Go processes).
-func goFlag(fs *flag.FlagSet) *bool {
-	return fs.Bool("go", true, "attach uprobes to traced Go processes (GC pauses, serialization, net/http); --go=false for the kernel engine alone")
+// goOptions is Go awareness as flags and config set it.
+type goOptions struct {
+	Enabled bool
+	// MaxCallsPerSecond bounds one probed function's calls per second
+	// in one process before its probes go (0: no bound).
+	MaxCallsPerSecond int
 }
+
+// goFlags registers --go and --go-max-calls, starting from def.
+func goFlags(fs *flag.FlagSet, def goOptions) *goOptions {
+	o := def
+	fs.BoolVar(&o.Enabled, "go", def.Enabled, "attach uprobes to traced Go processes (GC pauses, serialization, net/http, gRPC); --go=false for the kernel engine alone")
+	fs.Func("go-max-calls", fmt.Sprintf("a probed Go function firing more than this many times a second in one process has its probes switched off, 0 for no bound (default %d)", def.MaxCallsPerSecond), func(s string) error {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 {
+			return fmt.Errorf("%q: want a count, 0 or more", s)
+		}
+		o.MaxCallsPerSecond = n
+		return nil
+	})
+	return &o
+}
+
+// defaultGo is Go awareness unless told otherwise.
+var defaultGo = goOptions{Enabled: true, MaxCallsPerSecond: goprobe.DefaultMaxCallsPerSecond}
 
 // logLevel is set by --log-level (all commands that trace).
 var logLevel = new(slog.LevelVar)

@@ -78,7 +78,7 @@ func runConfig(args []string) (config.Config, runOptions, error) {
 	targetFlags(fs, &c.Targets)
 	lc := c.LoaderConfig()
 	engineFlags(fs, &lc)
-	goAware := goFlag(fs)
+	goOpts := goFlags(fs, goOptions{Enabled: c.Engine.Go, MaxCallsPerSecond: c.Engine.GoMaxCallsPerSecond})
 	fs.StringVar(&c.Control.Socket, "control-socket", c.Control.Socket, "serve tracerd status and snapshot on this unix socket, 'off' for none (default: control.socket of --config, off without a config file)")
 	fs.Func("log-format", "text (default) or json", func(s string) error {
 		if s != "text" && s != "json" {
@@ -88,7 +88,6 @@ func runConfig(args []string) (config.Config, runOptions, error) {
 		return nil
 	})
 	// The file's values are the flags' starting points.
-	*goAware = c.Engine.Go
 	ef.fromConfig(c.Exporters)
 	if err := logLevel.UnmarshalText([]byte(c.Log.Level)); err != nil {
 		return c, opts, usageError{err}
@@ -105,7 +104,7 @@ func runConfig(args []string) (config.Config, runOptions, error) {
 		return c, opts, err
 	}
 	c.Engine.IdleTimeout, c.Engine.MaxConns, c.Engine.SkipHooks = lc.IdleTimeout, lc.MaxConns, lc.SkipHooks
-	c.Engine.Go = *goAware
+	c.Engine.Go, c.Engine.GoMaxCallsPerSecond = goOpts.Enabled, goOpts.MaxCallsPerSecond
 	c.Exporters = ef.toConfig(c.Exporters)
 	lvl, _ := logLevel.Level().MarshalText()
 	c.Log.Level = strings.ToLower(string(lvl))

@@ -24,7 +24,8 @@ type tracing struct {
 // attaches Go probes to the selected processes that already run, and
 // announces on stderr that tracing has started (scripts wait for
 // "tracing"). ctx ends the session; wait() returns its error.
-func startTracing(ctx context.Context, cfg loader.Config, goAware bool, sinks ...pipeline.Sink) (*tracing, error) {
+func startTracing(ctx context.Context, cfg loader.Config, goOpts goOptions, sinks ...pipeline.Sink) (*tracing, error) {
+	goAware := goOpts.Enabled
 	if err := cfg.Targets.Validate(); err != nil {
 		return nil, usageError{err}
 	}
@@ -47,6 +48,7 @@ func startTracing(ctx context.Context, cfg loader.Config, goAware bool, sinks ..
 	tr.sess.SetLogger(log)
 	if goAware {
 		tr.gm = goprobe.New(t, log)
+		tr.gm.SetMaxCallsPerSecond(goOpts.MaxCallsPerSecond)
 		tr.sess.SetGo(tr.gm)
 	}
 	go func() { tr.done <- tr.sess.Run(ctx) }()

@@ -29,7 +29,7 @@ func snapshotCmd(args []string) int {
 	top := fs.Int("top", 10, "show the N slowest requests in the summary")
 	targetFlags(fs, &cfg.Targets)
 	engineFlags(fs, &cfg)
-	goAware := goFlag(fs)
+	goOpts := goFlags(fs, defaultGo)
 	standalone := fs.Bool("standalone", false, "load tracerd's own BPF programs even when a daemon runs (default: use the running daemon through its control socket)")
 	socket := fs.String("control-socket", config.DefaultSocket, "the running daemon's control socket")
 	fs.Usage = func() {
@@ -53,7 +53,7 @@ func snapshotCmd(args []string) int {
 			return fail0(err)
 		}
 	}
-	return fail0(snapshot(cfg, *goAware, *duration, *out, *jsonOut, *top))
+	return fail0(snapshot(cfg, *goOpts, *duration, *out, *jsonOut, *top))
 }
 
 func fail0(err error) int {
@@ -63,7 +63,7 @@ func fail0(err error) int {
 	return fail(err)
 }
 
-func snapshot(cfg loader.Config, goAware bool, duration time.Duration, out, jsonOut string, top int) error {
+func snapshot(cfg loader.Config, goOpts goOptions, duration time.Duration, out, jsonOut string, top int) error {
 	// Open outputs first: a bad path must not cost a trace.
 	var profOut *os.File
 	if out != "" {
@@ -98,7 +98,7 @@ func snapshot(cfg loader.Config, goAware bool, duration time.Duration, out, json
 	// The duration counts from the moment tracing is announced.
 	ctx, endSession := context.WithCancel(sigCtx)
 	defer endSession()
-	tr, err := startTracing(ctx, cfg, goAware, sinks...)
+	tr, err := startTracing(ctx, cfg, goOpts, sinks...)
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/tracerd/tracerd/internal/goprobe"
 	"github.com/tracerd/tracerd/internal/loader"
 )
 
@@ -43,6 +44,9 @@ type Engine struct {
 	RingBufferBytes uint32        `yaml:"ring_buffer_bytes"`
 	SkipHooks       []string      `yaml:"skip_hooks"`
 	Go              bool          `yaml:"go"`
+	// GoMaxCallsPerSecond: a probed Go function firing more often than
+	// this in one process has its probes switched off (0: no bound).
+	GoMaxCallsPerSecond int `yaml:"go_max_calls_per_second"`
 }
 
 // Exporters says where requests go.
@@ -93,10 +97,11 @@ func Default() Config {
 	d := loader.DefaultConfig()
 	return Config{
 		Engine: Engine{
-			IdleTimeout:     d.IdleTimeout,
-			MaxConns:        d.MaxConns,
-			RingBufferBytes: d.RingBytes,
-			Go:              true,
+			IdleTimeout:         d.IdleTimeout,
+			MaxConns:            d.MaxConns,
+			RingBufferBytes:     d.RingBytes,
+			Go:                  true,
+			GoMaxCallsPerSecond: goprobe.DefaultMaxCallsPerSecond,
 		},
 		Exporters: Exporters{MetricsAddr: "127.0.0.1:9464"},
 		Log:       Log{Level: "info", Format: "text"},

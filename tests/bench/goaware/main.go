@@ -22,6 +22,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/tracerd/tracerd/internal/goprobe"
 )
 
 var (
@@ -60,7 +62,7 @@ func main() {
 	}
 	var results []result
 	for i := 0; i < *rounds; i++ {
-		for _, arm := range []string{"--go=false", "--go"} {
+		for _, arm := range arms {
 			r, err := round(server, arm)
 			if err != nil {
 				log.Fatal(err)
@@ -73,6 +75,17 @@ func main() {
 		log.Fatal(err)
 	}
 }
+
+// arms: Go awareness off; on, with the default bound on calls per
+// second (which switches busy probes off after a second at this load);
+// on with no bound (every call pays its traps: the real cost).
+var arms = []string{armOff, armOn, armUnbounded}
+
+const (
+	armOff       = "--go=false"
+	armOn        = "--go"
+	armUnbounded = "--go-max-calls=0"
+)
 
 func round(server, arm string) (result, error) {
 	srv := exec.Command(server, "-heap", "10000")
@@ -220,27 +233,36 @@ func median(rs []result, f func(result) float64) float64 {
 }
 
 func report(rs []result) error {
-	var off, on []result
+	var off, on, all []result
 	for _, r := range rs {
-		if r.arm == "--go" {
+		switch r.arm {
+		case armOn:
 			on = append(on, r)
-		} else {
+		case armUnbounded:
+			all = append(all, r)
+		default:
 			off = append(off, r)
 		}
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n## Go awareness: uprobes on and off (JSON server)\n\n")
-	fmt.Fprintf(&b, "`go run ./tests/bench/goaware` (part of `make bench`), %s: tests/goserver answering `GET /json?n=50` (encoding/json.Marshal of 50 items, net/http) to 8 keep-alive Go clients at max loopback throughput, traced by `tracerd snapshot --pid P` with `--go=false` and with `--go`, %d interleaved rounds of %s each. Medians:\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"), *rounds, *roundD)
-	fmt.Fprintf(&b, "| | --go=false | --go | added |\n|---|---|---|---|\n")
+	fmt.Fprintf(&b, "`go run ./tests/bench/goaware` (part of `make bench`), %s: tests/goserver answering `GET /json?n=50` (encoding/json.Marshal of 50 items, net/http) to 8 keep-alive Go clients at max loopback throughput, traced by `tracerd snapshot --pid P` with `--go=false`, with `--go` (default bound: a function firing over %d calls/s in a process has its probes switched off, which happens here after the first second) and with `--go --go-max-calls=0` (no bound: every call pays its traps), %d interleaved rounds of %s each. Medians:\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"), goprobe.DefaultMaxCallsPerSecond, *rounds, *roundD)
+	fmt.Fprintf(&b, "| | --go=false | --go | added | --go-max-calls=0 | added |\n|---|---|---|---|---|---|\n")
 	fr := func(r result) float64 { return r.rps }
 	fc := func(r result) float64 { return r.serverCPU }
 	fh := func(r result) float64 { return r.uprobeHits }
 	f99 := func(r result) float64 { return float64(r.p99) }
-	fmt.Fprintf(&b, "| requests/s | %.0f | %.0f | %+.1f %% |\n", median(off, fr), median(on, fr), 100*(median(on, fr)/median(off, fr)-1))
-	fmt.Fprintf(&b, "| server CPU per request | %.1f µs | %.1f µs | %+.1f µs |\n", median(off, fc)/1e3, median(on, fc)/1e3, (median(on, fc)-median(off, fc))/1e3)
-	fmt.Fprintf(&b, "| p99 latency | %s | %s | %s |\n", time.Duration(median(off, f99)), time.Duration(median(on, f99)), time.Duration(median(on, f99)-median(off, f99)))
-	fmt.Fprintf(&b, "| uprobe hits per request | %.2f | %.2f | |\n", median(off, fh), median(on, fh))
-	for _, r := range on {
+	fmt.Fprintf(&b, "| requests/s | %.0f | %.0f | %+.1f %% | %.0f | %+.1f %% |\n", median(off, fr), median(on, fr), 100*(median(on, fr)/median(off, fr)-1),
+		median(all, fr), 100*(median(all, fr)/median(off, fr)-1))
+	fmt.Fprintf(&b, "| server CPU per request | %.1f µs | %.1f µs | %+.1f µs | %.1f µs | %+.1f µs |\n", median(off, fc)/1e3, median(on, fc)/1e3, (median(on, fc)-median(off, fc))/1e3,
+		median(all, fc)/1e3, (median(all, fc)-median(off, fc))/1e3)
+	fmt.Fprintf(&b, "| p99 latency | %s | %s | %s | %s | %s |\n", time.Duration(median(off, f99)), time.Duration(median(on, f99)), time.Duration(median(on, f99)-median(off, f99)),
+		time.Duration(median(all, f99)), time.Duration(median(all, f99)-median(off, f99)))
+	fmt.Fprintf(&b, "| uprobe hits per request | %.2f | %.2f | | %.2f | |\n", median(off, fh), median(on, fh), median(all, fh))
+	if h := median(all, fh); h > 0 {
+		fmt.Fprintf(&b, "\nWith no bound: %.1f µs of server CPU per uprobe hit (added CPU per request ÷ hits per request).\n", (median(all, fc)-median(off, fc))/1e3/h)
+	}
+	for _, r := range append(on, all...) {
 		if r.costNote != "" {
 			fmt.Fprintf(&b, "\ntracerd's own calibration of an entry + RET probe pair (subtracted from Go spans): %s\n", r.costNote)
 			break
