@@ -7,7 +7,8 @@
 // function's entry and for each of its RET instructions (found by
 // disassembly; uretprobes must never be used on Go code because goroutine
 // stacks move), and the struct field offsets the BPF programs need (from
-// DWARF when present, else from a per-version table, see offsets.go).
+// DWARF when present, else from a per-version table, see offsets.go) —
+// for a linked-in grpc-go server as well, by grpc-go version (grpc.go).
 //
 // All uprobe locations are file offsets, computed from the ELF program header
 // of the segment that maps the code (vaddr - p_vaddr + p_offset), which is
