@@ -36,9 +36,14 @@ SEC("tp_btf/sock_recv_length")
 int BPF_PROG(sock_recv_length, struct sock *sk, int ret, int flags)
 {
 	__u64 key = (__u64)sk;
+
+	/* Empty reads (EAGAIN: every Go read that drains a socket ends with
+	 * one) and peeks first: no map lookup for them. */
+	if (ret <= 0 || (flags & MSG_PEEK_FLAG))
+		return 0;
 	struct traced_conn *c = bpf_map_lookup_elem(&conns, &key);
 
-	if (!c || ret <= 0 || (flags & MSG_PEEK_FLAG))
+	if (!c)
 		return 0;
 	__u64 now = bpf_ktime_get_ns();
 

@@ -10,9 +10,12 @@ SEC("tp_btf/sock_send_length")
 int BPF_PROG(sock_send_length, struct sock *sk, int ret, int flags)
 {
 	__u64 key = (__u64)sk;
+
+	if (ret <= 0)
+		return 0;
 	struct traced_conn *c = bpf_map_lookup_elem(&conns, &key);
 
-	if (!c || ret <= 0)
+	if (!c)
 		return 0;
 	if (c->state == CONN_IDLE) {
 		count(CNT_UNANSWERED_WRITES);
