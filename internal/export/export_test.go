@@ -176,7 +176,9 @@ func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
 	grpcOK, grpcUnseen := reqs[0], reqs[0]
 	grpcOK.RPC = &correlate.RPC{System: "grpc", Service: "pkg.Svc", Method: "Get", StatusKnown: true}
 	grpcUnseen.RPC = &correlate.RPC{System: "grpc", Service: "pkg.Svc", Method: "Watch", StatusCode: 7}
-	for _, r := range append(reqs, odd, grpcOK, grpcUnseen) {
+	v6 := reqs[0]
+	v6.Conn.Local, v6.Conn.Peer = netip.MustParseAddrPort("[::1]:8080"), netip.AddrPort{}
+	for _, r := range append(reqs, odd, grpcOK, grpcUnseen, v6) {
 		want, err := json.Marshal(ToJSON(&r))
 		if err != nil {
 			t.Fatal(err)

@@ -1,6 +1,7 @@
 package export
 
 import (
+	"net/netip"
 	"strconv"
 	"unicode/utf8"
 
@@ -28,9 +29,9 @@ func AppendJSON(b []byte, r *correlate.Request) []byte {
 	b = append(b, `,"cgroup_id":`...)
 	b = strconv.AppendUint(b, r.CgroupID, 10)
 	b = append(b, `,"conn":{"local":`...)
-	b = appendString(b, r.Conn.Local.String())
+	b = appendAddrPort(b, r.Conn.Local)
 	b = append(b, `,"peer":`...)
-	b = appendString(b, r.Conn.Peer.String())
+	b = appendAddrPort(b, r.Conn.Peer)
 	b = append(b, `,"request_index":`...)
 	b = strconv.AppendUint(b, uint64(r.Conn.RequestIndex), 10)
 	b = append(b, '}')
@@ -167,5 +168,16 @@ func appendString(b []byte, s string) []byte {
 		i += size
 	}
 	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+// appendAddrPort appends p as a JSON string, as p.String() spells it,
+// without the string (addresses need no escaping).
+func appendAddrPort(b []byte, p netip.AddrPort) []byte {
+	if !p.IsValid() {
+		return appendString(b, p.String())
+	}
+	b = append(b, '"')
+	b = p.AppendTo(b)
 	return append(b, '"')
 }
