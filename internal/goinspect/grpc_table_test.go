@@ -6,10 +6,11 @@ import (
 	"debug/elf"
 	"flag"
 	"fmt"
-	"go/format"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -204,11 +205,7 @@ func TestGenerateGRPCTable(t *testing.T) {
 		t.Logf("%s: %+v", v, l)
 		rows[n] = &grpcTableEntry{GRPCLayout: l, From: []string{v}}
 	}
-	var ns []int
-	for n := range rows {
-		ns = append(ns, n)
-	}
-	sort.Ints(ns)
+	ns := slices.Sorted(maps.Keys(rows))
 	if *checkGRPC {
 		for _, n := range ns {
 			if e, ok := grpcTable[n]; !ok || e.GRPCLayout != rows[n].GRPCLayout {
@@ -235,13 +232,7 @@ var grpcTable = map[int]grpcTableEntry{
 			n, quoteAll(r.From), r.StreamDeref, r.StreamEmbed, r.StreamMethod, r.StatusProto, r.StatusCode)
 	}
 	b.WriteString("}\n")
-	src, err := format.Source(b.Bytes())
-	if err != nil {
-		t.Fatalf("%v\n%s", err, b.Bytes())
-	}
-	if err := os.WriteFile("grpc_table.go", src, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeGenerated(t, "grpc_table.go", b.Bytes())
 	t.Logf("wrote grpc_table.go for v1.%d-v1.%d", ns[0], ns[len(ns)-1])
 }
 

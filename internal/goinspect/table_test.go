@@ -6,8 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"go/format"
+	"maps"
 	"os"
-	"sort"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -102,11 +103,7 @@ func TestGenerateTable(t *testing.T) {
 		}
 		r.from = append(r.from, v)
 	}
-	var ns []int
-	for n := range rows {
-		ns = append(ns, n)
-	}
-	sort.Ints(ns)
+	ns := slices.Sorted(maps.Keys(rows))
 
 	if *checkTable {
 		for _, n := range ns {
@@ -143,14 +140,20 @@ var offsetsTable = map[int]tableEntry{
 		b.WriteString("}},\n")
 	}
 	b.WriteString("}\n")
-	src, err := format.Source(b.Bytes())
+	writeGenerated(t, "offsets_table.go", b.Bytes())
+	t.Logf("wrote offsets_table.go for go1.%d-go1.%d", ns[0], ns[len(ns)-1])
+}
+
+// writeGenerated gofmts a generated Go file and writes it.
+func writeGenerated(t *testing.T, file string, src []byte) {
+	t.Helper()
+	out, err := format.Source(src)
 	if err != nil {
-		t.Fatalf("%v\n%s", err, b.Bytes())
+		t.Fatalf("%v\n%s", err, src)
 	}
-	if err := os.WriteFile("offsets_table.go", src, 0o644); err != nil {
+	if err := os.WriteFile(file, out, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("wrote offsets_table.go for go1.%d-go1.%d", ns[0], ns[len(ns)-1])
 }
 
 // checkProbesAndABI checks the probed functions and the ServeHTTP register
