@@ -433,18 +433,20 @@ func TestReload(t *testing.T) {
 }
 
 // TestReloadGoProbes: a reload that drops a Go process from the pid
-// selection removes its Go probes; the kept one keeps its own.
+// selection removes its Go probes; the kept one keeps its own, and
+// `tracerd status` shows which processes have which probes.
 func TestReloadGoProbes(t *testing.T) {
 	needRoot(t)
 	path := buildGoServer(t, goBuilds[0])
 	a, b := startGoServer(t, path), startGoServer(t, path)
+	sock := filepath.Join(t.TempDir(), "control.sock")
 	cfgPath := filepath.Join(t.TempDir(), "tracerd.yaml")
 	writeCfg := func(pids ...int) {
 		var ps []string
 		for _, p := range pids {
 			ps = append(ps, strconv.Itoa(p))
 		}
-		cfg := "targets:\n  pids: [" + strings.Join(ps, ", ") + "]\nexporters:\n  metrics_addr: \"off\"\ncontrol:\n  socket: \"off\"\n"
+		cfg := "targets:\n  pids: [" + strings.Join(ps, ", ") + "]\nexporters:\n  metrics_addr: \"off\"\ncontrol:\n  socket: " + sock + "\n"
 		if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -462,6 +464,31 @@ func TestReloadGoProbes(t *testing.T) {
 	resp, _ := get(t, http.DefaultClient, "http://"+b.Addr+"/json?n=10")
 	if resp.StatusCode != 200 {
 		t.Fatal(resp.Status)
+	}
+	out, err := exec.Command(bin.tracerd, "status", "--control-socket", sock, "--json").CombinedOutput()
+	if err != nil {
+		t.Fatalf("tracerd status: %v\n%s", err, out)
+	}
+	var status struct {
+		GoProbes []struct {
+			PID   int      `json:"pid"`
+			Go    string   `json:"go"`
+			On    []string `json:"on"`
+			Links int      `json:"links"`
+		} `json:"go_probes"`
+		Kind string `json:"go_probe_kind"`
+	}
+	if err := json.Unmarshal(out, &status); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if len(status.GoProbes) != 1 || status.GoProbes[0].PID != b.PID || !slices.Contains(status.GoProbes[0].On, "http") ||
+		status.GoProbes[0].Go != b.Go || status.GoProbes[0].Links == 0 || status.Kind == "" {
+		t.Errorf("status after the reload: %s", out)
+	}
+	text, _ := exec.Command(bin.tracerd, "status", "--control-socket", sock).CombinedOutput()
+	t.Logf("tracerd status:\n%s", text)
+	if !strings.Contains(string(text), fmt.Sprintf("pid %d (%s): ", b.PID, b.Go)) {
+		t.Errorf("status text lacks the probed process:\n%s", text)
 	}
 	time.Sleep(300 * time.Millisecond)
 	d.stop(t, syscall.SIGTERM)

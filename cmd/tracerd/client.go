@@ -169,7 +169,18 @@ func printStatus(w io.Writer, st Status) {
 		fmt.Fprintf(w, "; missing: %s", strings.Join(missing, ", "))
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "go probes: %d processes %v\n", len(st.GoProbes), st.GoProbes)
+	if st.GoProbeKind == "" {
+		fmt.Fprintln(w, "go probes: off")
+	} else {
+		fmt.Fprintf(w, "go probes (%s links): %d processes\n", st.GoProbeKind, len(st.GoProbes))
+	}
+	for _, p := range st.GoProbes {
+		fmt.Fprintf(w, "  pid %d (%s): %s", p.PID, p.Go, strings.Join(p.On, ", "))
+		if len(p.Off) > 0 {
+			fmt.Fprintf(w, "; switched off, firing too often: %s", strings.Join(p.Off, ", "))
+		}
+		fmt.Fprintf(w, " (%d links)\n", p.Links)
+	}
 	c := st.Counters
 	fmt.Fprintf(w, "requests: %d exported, %d output errors\n", st.Requests, st.SinkErrors)
 	fmt.Fprintf(w, "kernel: %d connections traced, %d records, %d/%d connections open; lost: %d (ring buffer full), %d (connection map full), %d threads untimed\n",

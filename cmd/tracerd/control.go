@@ -20,6 +20,7 @@ import (
 	"github.com/tracerd/tracerd/internal/control"
 	"github.com/tracerd/tracerd/internal/correlate"
 	"github.com/tracerd/tracerd/internal/export"
+	"github.com/tracerd/tracerd/internal/goprobe"
 	"github.com/tracerd/tracerd/internal/loader"
 )
 
@@ -41,19 +42,20 @@ var errStarting = errors.New("tracerd is starting: the engine is not attached ye
 
 // Status is what `tracerd status` shows.
 type Status struct {
-	PID         int             `json:"pid"`
-	Version     string          `json:"version"`
-	Uptime      string          `json:"uptime"`
-	Config      string          `json:"config"`
-	Reloads     int64           `json:"reloads"`
-	Targets     loader.Targets  `json:"targets"`
-	TargetsText string          `json:"targets_text"`
-	Hooks       []HookState     `json:"hooks"`
-	GoProbes    []uint32        `json:"go_probes_pids"`
-	Counters    loader.Counters `json:"counters"`
-	Requests    int64           `json:"requests"`
-	SinkErrors  int64           `json:"sink_errors"`
-	Exporters   ExporterStatus  `json:"exporters"`
+	PID         int                    `json:"pid"`
+	Version     string                 `json:"version"`
+	Uptime      string                 `json:"uptime"`
+	Config      string                 `json:"config"`
+	Reloads     int64                  `json:"reloads"`
+	Targets     loader.Targets         `json:"targets"`
+	TargetsText string                 `json:"targets_text"`
+	Hooks       []HookState            `json:"hooks"`
+	GoProbes    []goprobe.ProcessState `json:"go_probes"`
+	GoProbeKind string                 `json:"go_probe_kind,omitempty"` // uprobe_multi or classic
+	Counters    loader.Counters        `json:"counters"`
+	Requests    int64                  `json:"requests"`
+	SinkErrors  int64                  `json:"sink_errors"`
+	Exporters   ExporterStatus         `json:"exporters"`
 }
 
 // HookState is one hook's state.
@@ -96,7 +98,11 @@ func (d *daemon) Status() (any, error) {
 		st.Hooks = append(st.Hooks, HookState{Name: h.Name(), OK: h.OK, Reason: h.Reason})
 	}
 	if tr.gm != nil {
-		st.GoProbes = tr.gm.Attached()
+		st.GoProbes = tr.gm.Processes()
+		st.GoProbeKind = "classic"
+		if tr.tracer.UprobeMulti() {
+			st.GoProbeKind = "uprobe_multi"
+		}
 	}
 	d.mu.Lock()
 	x, jsonPath := d.x, d.cfg.Exporters.JSON

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"time"
 
@@ -87,10 +88,12 @@ type Manager struct {
 }
 
 type proc struct {
-	exe    string
-	links  map[string][]link.Link // by group
-	probes correlate.GoProbes
-	counts map[correlate.GoFunc]int // calls in the current second
+	exe       string
+	goVersion string
+	links     map[string][]link.Link // by group
+	probes    correlate.GoProbes
+	counts    map[correlate.GoFunc]int // calls in the current second
+	off       []string                 // groups the rate bound switched off
 }
 
 // New returns a manager; updates for the correlator arrive on Updates().
@@ -136,7 +139,7 @@ func (m *Manager) Attach(pid uint32) error {
 	if err != nil {
 		return err
 	}
-	p := &proc{exe: exe, links: map[string][]link.Link{}, counts: map[correlate.GoFunc]int{}}
+	p := &proc{exe: exe, goVersion: bin.GoVersion, links: map[string][]link.Link{}, counts: map[correlate.GoFunc]int{}}
 	funcs := map[string]goinspect.Func{} // by target symbol
 	groups := map[string]int{}           // targets found per group
 	for _, tg := range targets {
@@ -376,6 +379,7 @@ func (m *Manager) Enforce() {
 			case "grpc":
 				p.probes.GRPC = false
 			}
+			p.off = append(p.off, group)
 			m.updates <- Update{PID: pid, Probes: p.probes, OK: true}
 			m.log.Warn("Go probes switched off: they fire too often for the process's good",
 				"pid", pid, "function", correlate.GoFuncNames[fn], "calls_per_second", n, "limit", m.maxRate, "group", group)
@@ -403,6 +407,32 @@ func (m *Manager) Close() {
 	}
 	m.closed = true
 	m.unlinking.Wait()
+}
+
+// ProcessState is one probed process, as `tracerd status` shows it.
+type ProcessState struct {
+	PID   uint32   `json:"pid"`
+	Go    string   `json:"go"`    // the binary's Go version
+	On    []string `json:"on"`    // probe groups attached: gc, serialization, http, grpc
+	Off   []string `json:"off"`   // groups the rate bound switched off
+	Links int      `json:"links"` // uprobe links held
+}
+
+// Processes returns the probed processes, by pid.
+func (m *Manager) Processes() []ProcessState {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]ProcessState, 0, len(m.procs))
+	for pid, p := range m.procs {
+		st := ProcessState{PID: pid, Go: p.goVersion, Off: slices.Clone(p.off), Links: countLinks(p.links)}
+		for group := range p.links {
+			st.On = append(st.On, group)
+		}
+		slices.Sort(st.On)
+		out = append(out, st)
+	}
+	slices.SortFunc(out, func(a, b ProcessState) int { return int(a.PID) - int(b.PID) })
+	return out
 }
 
 // Attached returns the pids with Go probes.
