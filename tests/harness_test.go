@@ -79,14 +79,71 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// tracerdProc is a tracerd process under test: the command, its log
+// and its exit.
+type tracerdProc struct {
+	cmd    *exec.Cmd
+	stderr *syncBuffer
+	done   chan error
+}
+
+// launch starts cmd with its stderr (and stdout, unless set) going to a
+// log, and waits up to wait for "tracerd: tracing"; the process is
+// killed at the test's end if it still runs.
+func launch(t *testing.T, cmd *exec.Cmd, wait time.Duration) *tracerdProc {
+	t.Helper()
+	p := &tracerdProc{cmd: cmd, stderr: &syncBuffer{}, done: make(chan error, 1)}
+	cmd.Stderr = p.stderr
+	if cmd.Stdout == nil {
+		cmd.Stdout = p.stderr
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			<-p.done
+		}
+	})
+	deadline := time.Now().Add(wait)
+	for !strings.Contains(p.stderr.String(), "tracerd: tracing") {
+		select {
+		case err := <-p.done:
+			t.Fatalf("%s exited before tracing: %v\n%s", p.name(), err, p.stderr)
+		case <-time.After(5 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not start tracing within %s:\n%s", p.name(), wait, p.stderr)
+		}
+	}
+	return p
+}
+
+// name is how messages call the process: "tracerd run", "tracerd snapshot".
+func (p *tracerdProc) name() string { return "tracerd " + p.cmd.Args[1] }
+
+// stopWith sends sig and waits up to 20 s for a clean exit.
+func (p *tracerdProc) stopWith(t *testing.T, sig os.Signal) {
+	t.Helper()
+	_ = p.cmd.Process.Signal(sig)
+	select {
+	case err := <-p.done:
+		if err != nil {
+			t.Fatalf("%s failed: %v\n%s", p.name(), err, p.stderr)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("%s did not stop within 20s of %v:\n%s", p.name(), sig, p.stderr)
+	}
+}
+
 // Tracer is a running `tracerd snapshot`.
 type Tracer struct {
-	cmd      *exec.Cmd
-	stderr   *syncBuffer
+	*tracerdProc
 	stdout   *syncBuffer
 	JSONPath string
 	Profile  string
-	done     chan error
 }
 
 // startTracer runs tracerd snapshot with args (target selection) and
@@ -118,44 +175,15 @@ func startTracerEnv(t *testing.T, env []string, args ...string) *Tracer {
 // JSON lines to jsonPath) and waits up to wait for it to say it traces.
 func startTracerCmd(t *testing.T, cmd *exec.Cmd, jsonPath string, wait time.Duration) *Tracer {
 	t.Helper()
-	tr := &Tracer{cmd: cmd, stderr: &syncBuffer{}, stdout: &syncBuffer{}, JSONPath: jsonPath, done: make(chan error, 1)}
-	tr.cmd.Stderr, tr.cmd.Stdout = tr.stderr, tr.stdout
-	if err := tr.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { tr.done <- tr.cmd.Wait() }()
-	t.Cleanup(func() {
-		if tr.cmd.ProcessState == nil {
-			_ = tr.cmd.Process.Kill()
-			<-tr.done
-		}
-	})
-	deadline := time.Now().Add(wait)
-	for !strings.Contains(tr.stderr.String(), "tracerd: tracing") {
-		select {
-		case err := <-tr.done:
-			t.Fatalf("tracerd exited before tracing: %v\n%s", err, tr.stderr)
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("tracerd did not start tracing within %s:\n%s", wait, tr.stderr)
-		}
-	}
-	return tr
+	stdout := &syncBuffer{}
+	cmd.Stdout = stdout // the summary, apart from the log
+	return &Tracer{tracerdProc: launch(t, cmd, wait), stdout: stdout, JSONPath: jsonPath}
 }
 
 // Stop ends the snapshot (as Ctrl-C does) and returns its records.
 func (tr *Tracer) Stop(t *testing.T) []export.JSONRecord {
 	t.Helper()
-	_ = tr.cmd.Process.Signal(os.Interrupt)
-	select {
-	case err := <-tr.done:
-		if err != nil {
-			t.Fatalf("tracerd failed: %v\n%s", err, tr.stderr)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatalf("tracerd did not stop within 20s of SIGINT:\n%s", tr.stderr)
-	}
+	tr.stopWith(t, os.Interrupt)
 	t.Logf("tracerd summary:\n%s%s", tr.stdout, tr.stderr)
 	return readRecords(t, tr.JSONPath)
 }

@@ -334,9 +334,7 @@ func (j *Jaeger) waitTrace(t *testing.T, id string, n int, within time.Duration)
 
 // RunTracer is a running `tracerd run`.
 type RunTracer struct {
-	cmd         *exec.Cmd
-	stderr      *syncBuffer
-	done        chan error
+	*tracerdProc
 	JSONPath    string
 	MetricsAddr string
 }
@@ -347,36 +345,13 @@ type RunTracer struct {
 func startRun(t *testing.T, env []string, args ...string) *RunTracer {
 	t.Helper()
 	rt := &RunTracer{
-		stderr:      &syncBuffer{},
-		done:        make(chan error, 1),
 		JSONPath:    filepath.Join(t.TempDir(), "requests.json"),
 		MetricsAddr: "127.0.0.1:" + strconv.Itoa(freePort(t)),
 	}
 	full := append([]string{"run", "--json", rt.JSONPath, "--metrics-addr", rt.MetricsAddr}, args...)
-	rt.cmd = exec.Command(bin.tracerd, full...)
-	rt.cmd.Env = append(os.Environ(), env...)
-	rt.cmd.Stderr, rt.cmd.Stdout = rt.stderr, rt.stderr
-	if err := rt.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { rt.done <- rt.cmd.Wait() }()
-	t.Cleanup(func() {
-		if rt.cmd.ProcessState == nil {
-			_ = rt.cmd.Process.Kill()
-			<-rt.done
-		}
-	})
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(rt.stderr.String(), "tracerd: tracing") {
-		select {
-		case err := <-rt.done:
-			t.Fatalf("tracerd run exited before tracing: %v\n%s", err, rt.stderr)
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("tracerd run did not start tracing within 10s:\n%s", rt.stderr)
-		}
-	}
+	cmd := exec.Command(bin.tracerd, full...)
+	cmd.Env = append(os.Environ(), env...)
+	rt.tracerdProc = launch(t, cmd, 10*time.Second)
 	return rt
 }
 
@@ -384,15 +359,7 @@ func startRun(t *testing.T, env []string, args ...string) *RunTracer {
 // JSON records.
 func (rt *RunTracer) Stop(t *testing.T) []export.JSONRecord {
 	t.Helper()
-	_ = rt.cmd.Process.Signal(os.Interrupt)
-	select {
-	case err := <-rt.done:
-		if err != nil {
-			t.Fatalf("tracerd run failed: %v\n%s", err, rt.stderr)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatalf("tracerd run did not stop within 20s of SIGINT:\n%s", rt.stderr)
-	}
+	rt.stopWith(t, os.Interrupt)
 	t.Logf("tracerd run output:\n%s", rt.stderr)
 	return readRecords(t, rt.JSONPath)
 }

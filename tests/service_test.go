@@ -100,9 +100,7 @@ func (n *notifyListener) texts() []string {
 
 // Daemon is a running `tracerd run`.
 type Daemon struct {
-	cmd    *exec.Cmd
-	stderr *syncBuffer
-	done   chan error
+	*tracerdProc
 	// tracingAt is when "tracerd: tracing" appeared on stderr.
 	tracingAt time.Time
 }
@@ -116,30 +114,8 @@ func startDaemon(t *testing.T, env []string, args ...string) *Daemon {
 
 func startDaemonCmd(t *testing.T, cmd *exec.Cmd, env []string) *Daemon {
 	t.Helper()
-	d := &Daemon{cmd: cmd, stderr: &syncBuffer{}, done: make(chan error, 1)}
-	d.cmd.Env = append(os.Environ(), env...)
-	d.cmd.Stderr, d.cmd.Stdout = d.stderr, d.stderr
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { d.done <- d.cmd.Wait() }()
-	t.Cleanup(func() {
-		if d.cmd.ProcessState == nil {
-			_ = d.cmd.Process.Kill()
-			<-d.done
-		}
-	})
-	deadline := time.Now().Add(15 * time.Second)
-	for !strings.Contains(d.stderr.String(), "tracerd: tracing") {
-		select {
-		case err := <-d.done:
-			t.Fatalf("tracerd run exited before tracing: %v\n%s", err, d.stderr)
-		case <-time.After(5 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("tracerd run did not start tracing within 15s:\n%s", d.stderr)
-		}
-	}
+	cmd.Env = append(os.Environ(), env...)
+	d := &Daemon{tracerdProc: launch(t, cmd, 15*time.Second)}
 	d.tracingAt = time.Now()
 	return d
 }
@@ -148,15 +124,7 @@ func startDaemonCmd(t *testing.T, cmd *exec.Cmd, env []string) *Daemon {
 func (d *Daemon) stop(t *testing.T, sig os.Signal) time.Duration {
 	t.Helper()
 	start := time.Now()
-	_ = d.cmd.Process.Signal(sig)
-	select {
-	case err := <-d.done:
-		if err != nil {
-			t.Fatalf("tracerd run failed: %v\n%s", err, d.stderr)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatalf("tracerd run did not stop within 20s of %v:\n%s", sig, d.stderr)
-	}
+	d.stopWith(t, sig)
 	return time.Since(start)
 }
 
