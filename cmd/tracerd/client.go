@@ -25,24 +25,14 @@ func snapshotViaDaemon(socket string, targets loader.Targets, duration time.Dura
 	if err := targets.Validate(); err != nil {
 		return usageError{err}
 	}
-	// Open outputs first: a bad path must not cost a trace.
-	var profOut *os.File
-	if out != "" {
-		f, err := os.Create(out)
-		if err != nil {
-			return usageError{fmt.Errorf("-o: %w", err)}
-		}
-		defer f.Close()
-		profOut = f
-	}
-	w, summaryOut, closeJSON, err := openJSONOut(jsonOut)
+	o, err := openSnapshotOutputs(out, jsonOut)
 	if err != nil {
 		return err
 	}
-	defer closeJSON()
+	defer o.close()
 	var jw *bufio.Writer
-	if w != nil {
-		jw = bufio.NewWriter(w)
+	if o.json != nil {
+		jw = bufio.NewWriter(o.json)
 	}
 	c, err := control.Dial(socket)
 	if err != nil {
@@ -99,18 +89,12 @@ func snapshotViaDaemon(socket string, targets loader.Targets, duration time.Dura
 			errs = append(errs, fmt.Errorf("--json: %w", err))
 		}
 	}
-	if profOut != nil {
-		if _, err := profOut.Write(end.Profile); err != nil {
-			errs = append(errs, fmt.Errorf("-o: %w", err))
-		} else if err := profOut.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("-o: %w", err))
-		}
+	if err := o.writeProfile(func(w io.Writer) error { _, err := w.Write(end.Profile); return err }); err != nil {
+		errs = append(errs, err)
 	}
-	io.WriteString(summaryOut, end.Summary)
+	io.WriteString(o.summary, end.Summary)
 	fmt.Fprintf(os.Stderr, "\n%s\n", end.Counters)
-	if profOut != nil {
-		fmt.Fprintf(os.Stderr, "profile: %s (go tool pprof -http=: %s)\n", out, out)
-	}
+	o.sayProfile()
 	return errors.Join(errs...)
 }
 

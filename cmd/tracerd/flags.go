@@ -142,18 +142,69 @@ func logFlag(fs *flag.FlagSet) {
 	})
 }
 
-// openJSONOut opens --json's destination: nil when not asked for, stdout
-// for "-" (the human summary then goes to stderr). closeFn is never nil.
-func openJSONOut(path string) (w io.Writer, summary io.Writer, closeFn func(), err error) {
-	switch path {
+// snapshotOutputs are a snapshot's files, opened before tracing (a bad
+// path must not cost a trace), standalone or through the daemon.
+type snapshotOutputs struct {
+	profilePath string
+	profile     *os.File  // -o, nil when not asked for
+	json        io.Writer // --json, nil when not asked for
+	summary     io.Writer // stdout, or stderr when the JSON lines take stdout
+	jsonFile    *os.File  // json when it is a file of ours
+}
+
+func openSnapshotOutputs(out, jsonOut string) (*snapshotOutputs, error) {
+	o := &snapshotOutputs{profilePath: out, summary: os.Stdout}
+	if out != "" {
+		f, err := os.Create(out)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("-o: %w", err)}
+		}
+		o.profile = f
+	}
+	switch jsonOut {
 	case "":
-		return nil, os.Stdout, func() {}, nil
 	case "-":
-		return os.Stdout, os.Stderr, func() {}, nil
+		o.json, o.summary = os.Stdout, os.Stderr
+	default:
+		f, err := os.Create(jsonOut)
+		if err != nil {
+			o.close()
+			return nil, usageError{fmt.Errorf("--json: %w", err)}
+		}
+		o.json, o.jsonFile = f, f
 	}
-	f, err := os.Create(path)
+	return o, nil
+}
+
+// close closes the files (again, after writeProfile: harmless).
+func (o *snapshotOutputs) close() {
+	if o.profile != nil {
+		o.profile.Close()
+	}
+	if o.jsonFile != nil {
+		o.jsonFile.Close()
+	}
+}
+
+// writeProfile writes the profile with write and closes its file; nil
+// without -o.
+func (o *snapshotOutputs) writeProfile(write func(io.Writer) error) error {
+	if o.profile == nil {
+		return nil
+	}
+	err := write(o.profile)
+	if err == nil {
+		err = o.profile.Close()
+	}
 	if err != nil {
-		return nil, nil, nil, usageError{fmt.Errorf("--json: %w", err)}
+		return fmt.Errorf("-o: %w", err)
 	}
-	return f, os.Stdout, func() { f.Close() }, nil
+	return nil
+}
+
+// sayProfile tells where the profile went.
+func (o *snapshotOutputs) sayProfile() {
+	if o.profile != nil {
+		fmt.Fprintf(os.Stderr, "profile: %s (go tool pprof -http=: %s)\n", o.profilePath, o.profilePath)
+	}
 }

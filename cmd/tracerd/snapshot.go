@@ -64,25 +64,15 @@ func fail0(err error) int {
 }
 
 func snapshot(cfg loader.Config, goOpts goOptions, duration time.Duration, out, jsonOut string, top int) error {
-	// Open outputs first: a bad path must not cost a trace.
-	var profOut *os.File
-	if out != "" {
-		f, err := os.Create(out)
-		if err != nil {
-			return usageError{fmt.Errorf("-o: %w", err)}
-		}
-		defer f.Close()
-		profOut = f
-	}
-	w, summaryOut, closeJSON, err := openJSONOut(jsonOut)
+	o, err := openSnapshotOutputs(out, jsonOut)
 	if err != nil {
 		return err
 	}
-	defer closeJSON()
+	defer o.close()
 	var sinks []pipeline.Sink
 	var jl *export.JSONLines
-	if w != nil {
-		jl = export.NewJSONLines(w)
+	if o.json != nil {
+		jl = export.NewJSONLines(o.json)
 		sinks = append(sinks, pipeline.SinkFunc(jl.Write))
 	}
 	prof := export.NewProfile()
@@ -120,18 +110,12 @@ func snapshot(cfg loader.Config, goOpts goOptions, duration time.Duration, out, 
 			errs = append(errs, fmt.Errorf("--json: %w", err))
 		}
 	}
-	if profOut != nil {
-		if err := prof.WriteProfile(profOut); err != nil {
-			errs = append(errs, fmt.Errorf("-o: %w", err))
-		} else if err := profOut.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("-o: %w", err))
-		}
+	if err := o.writeProfile(prof.WriteProfile); err != nil {
+		errs = append(errs, err)
 	}
-	summary.Write(summaryOut)
+	summary.Write(o.summary)
 	printCounters(os.Stderr, t, sess.SinkErrors(), sess.Drained())
-	if profOut != nil {
-		fmt.Fprintf(os.Stderr, "profile: %s (go tool pprof -http=: %s)\n", out, out)
-	}
+	o.sayProfile()
 	return errors.Join(errs...)
 }
 
