@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tracerd/tracerd/internal/httpparse"
 	"github.com/tracerd/tracerd/internal/loader"
 )
 
@@ -176,18 +177,10 @@ func (c *Correlator) releaseExpired(gp *goProc, now int64, all bool) []Request {
 // alone).
 func looksHTTP1(r *Request, rec *loader.Record) bool {
 	if r.HTTP != nil {
-		return r.HTTP.Method != "PRI" // the HTTP/2 preface
+		return true
 	}
 	n := min(int(rec.ReqLen), len(rec.ReqHead))
-	if n == 0 || n > 7 {
-		return false
-	}
-	for _, m := range []string{"GET ", "POST ", "PUT ", "DELETE ", "HEAD ", "PATCH ", "OPTIONS "} {
-		if len(m) > n && string(rec.ReqHead[:n]) == m[:n] {
-			return true
-		}
-	}
-	return false
+	return httpparse.IsRequestStart(rec.ReqHead[:n])
 }
 
 type interval struct {

@@ -69,6 +69,9 @@ func ParseRequest(b []byte) (Request, bool) {
 	return req, true
 }
 
+// methods are the accepted request methods.
+var methods = [...]string{"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
+
 // parseMethod matches one of the accepted methods followed by SP at the
 // start of b and returns the method (a constant string, no allocation) and
 // the bytes following the SP.
@@ -81,30 +84,27 @@ func parseMethod(b []byte) (string, []byte, bool) {
 	if i >= len(b) || b[i] != ' ' {
 		return "", nil, false
 	}
-	var m string
-	switch string(b[:i]) { // the compiler does not allocate for this conversion
-	case "GET":
-		m = "GET"
-	case "HEAD":
-		m = "HEAD"
-	case "POST":
-		m = "POST"
-	case "PUT":
-		m = "PUT"
-	case "DELETE":
-		m = "DELETE"
-	case "CONNECT":
-		m = "CONNECT"
-	case "OPTIONS":
-		m = "OPTIONS"
-	case "TRACE":
-		m = "TRACE"
-	case "PATCH":
-		m = "PATCH"
-	default:
-		return "", nil, false
+	for _, m := range methods {
+		if string(b[:i]) == m { // the compiler does not allocate for this conversion
+			return m, b[i+1:], true
+		}
 	}
-	return m, b[i+1:], true
+	return "", nil, false
+}
+
+// IsRequestStart says whether b, not empty, is the start of a request
+// line cut before its method's SP was read: what net/http's background
+// read leaves when it takes a request's first byte alone.
+func IsRequestStart(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, m := range methods {
+		if len(b) <= len(m) && string(b) == m[:len(b)] {
+			return true
+		}
+	}
+	return false
 }
 
 // scanHeaders walks the complete header lines in b (up to the blank line or

@@ -313,3 +313,14 @@ func BenchmarkParseRequest(b *testing.B) {
 		ParseRequest(in)
 	}
 }
+
+func TestIsRequestStart(t *testing.T) {
+	for in, want := range map[string]bool{
+		"G": true, "GE": true, "GET": true, "OPTIO": true, "P": true, "CONNECT": true,
+		"": false, "GET ": false, "GET /": false, "X": false, "PRI * HTTP/2.0": false, "\x16\x03": false, "get": false,
+	} {
+		if got := IsRequestStart([]byte(in)); got != want {
+			t.Errorf("IsRequestStart(%q) = %v, want %v", in, got, want)
+		}
+	}
+}
