@@ -379,15 +379,12 @@ func (t *Tracer) Counters() (Counters, error) {
 	var c Counters
 	dst := []*uint64{&c.ConnsTraced, &c.Records, &c.RingbufDrops, &c.ConnMapFull,
 		&c.TaskMapFull, &c.Answers, &c.UnansweredWrites, &c.CaptureFails, &c.GoDrops, &c.GoMapFull}
-	m := t.coll.Maps[TracerdMapCounters]
 	for i := range dst {
-		var perCPU []uint64
-		if err := m.Lookup(uint32(i), &perCPU); err != nil {
+		v, err := t.counter(TracerdCounter(i))
+		if err != nil {
 			return c, fmt.Errorf("reading counter %d: %w", i, err)
 		}
-		for _, v := range perCPU {
-			*dst[i] += v
-		}
+		*dst[i] = v
 	}
 	c.IdleSweepFails = uint64(t.sweepFails.Load())
 	conns := t.coll.Maps[TracerdMapConns]
