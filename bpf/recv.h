@@ -51,10 +51,10 @@ int BPF_PROG(sock_recv_length, struct sock *sk, int ret, int flags)
 		emit(c, END_NEXT_REQUEST);
 	if (c->state == CONN_IDLE)
 		start_request(c, now, ret);
-	else if (c->state == CONN_READING)
-		/* The rest of the request: the goroutine that reads it is the
-		 * one that serves it (net/http's background read may have
-		 * taken the first byte on another). */
+	else if (c->state == CONN_READING && c->req.goid)
+		/* The rest of the request (of a Go process with probes): the
+		 * goroutine that reads it is the one that serves it (net/http's
+		 * background read may have taken the first byte on another). */
 		c->req.goid = reading_goid(c->req.pid);
 	c->last_io = now;
 
