@@ -87,9 +87,13 @@ func toolchainVersion(t testing.TB, toolchain string) string {
 		cmd := exec.Command(goCmd(), "env", "GOVERSION")
 		cmd.Dir = buildDir
 		cmd.Env = toolchainEnv(toolchain)
-		out, err := cmd.CombinedOutput()
+		// Only stdout is the version: the first use of a toolchain prints
+		// "go: downloading goX (linux/amd64)" on stderr.
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
 		if err != nil {
-			r.skip = fmt.Sprintf("toolchain %s unavailable (module proxy download failed?): %v: %s", toolchain, err, bytes.TrimSpace(out))
+			r.skip = fmt.Sprintf("toolchain %s unavailable (module proxy download failed?): %v: %s", toolchain, err, bytes.TrimSpace(stderr.Bytes()))
 		} else {
 			r.version = strings.TrimSpace(string(out))
 		}
