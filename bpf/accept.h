@@ -2,6 +2,8 @@
  * close. */
 #pragma once
 
+#include "attach.h"
+#include "fd.h"
 #include "request.h"
 #include "proc.h"
 
@@ -41,15 +43,8 @@ static __always_inline int on_accept_exit(struct syscall_exit_ctx *ctx)
 	if (filter_pids && !bpf_map_lookup_elem(&target_pids, &tgid))
 		return 0;
 
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct file **fds = BPF_CORE_READ(task, files, fdt, fd);
-	struct file *f = NULL;
-
-	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd & 0xfffff]) || !f)
-		return 0;
-	struct socket *so = BPF_CORE_READ(f, private_data);
-	struct sock *sk = BPF_CORE_READ(so, sk);
-	if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+	struct sock *sk = tcp_sock_of_fd(fd);
+	if (!sk)
 		return 0;
 	__u16 lport = BPF_CORE_READ(sk, __sk_common.skc_num);
 	if (!process_selected(tgid, lport))
@@ -114,9 +109,7 @@ int sys_exit_accept(struct syscall_exit_ctx *ctx)
 	return on_accept_exit(ctx);
 }
 
-SEC("tp_btf/inet_sock_set_state")
-int BPF_PROG(inet_sock_set_state, const struct sock *sk, const int oldstate,
-	     const int newstate)
+static __always_inline int on_set_state(const struct sock *sk, int oldstate, int newstate)
 {
 	__u64 key = (__u64)sk;
 	struct traced_conn *c = bpf_map_lookup_elem(&conns, &key);
@@ -152,3 +145,6 @@ int BPF_PROG(inet_sock_set_state, const struct sock *sk, const int oldstate,
 	}
 	return 0;
 }
+
+TRACEPOINT_PROGS(inet_sock_set_state, inet_sock_set_state, on_set_state(sk, oldstate, newstate),
+		 const struct sock *sk, const int oldstate, const int newstate)

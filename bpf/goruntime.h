@@ -47,12 +47,9 @@ static __always_inline __u8 read_go_string(char *dst, __u32 cap, __u64 addr)
 	if (bpf_probe_read_user(&s, sizeof(s), (void *)addr) || !s.ptr)
 		return 0;
 	__u64 n = s.len;
-	barrier_var(n);
-	if (n > cap)
-		n = cap;
-	barrier_var(n);
-	if (n == 0 || n > cap)
+	if (n == 0)
 		return 0;
+	CLAMP_LEN(n, cap);
 	if (bpf_probe_read_user(dst, n, (void *)s.ptr))
 		return 0;
 	return n;

@@ -16,6 +16,9 @@ const volatile __u64 idle_timeout_ns = 500000000ULL;
 /* Whether sched/softirq programs were attached (else phases absent). */
 const volatile __u8 sched_enabled = 1;
 const volatile __u8 softirq_enabled = 1;
+/* No sk_data_ready hook on this kernel: tcp_probe (every incoming
+ * segment of an established socket) notes data arrival instead. */
+const volatile __u8 rx_from_tcp_probe = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -141,6 +144,15 @@ static __always_inline void count(__u32 idx)
 	if (v)
 		*v += 1;
 }
+
+/* Clamp n to at most max on the very register that is then passed to a
+ * helper as a size. A C bound is not enough: clang may test a copy of n,
+ * and the 6.1 and 6.12 verifiers do not carry that bound back to n (6.18
+ * does). max must be a value the verifier knows (a constant). */
+#define CLAMP_LEN(n, max)                                                   \
+	asm volatile("if %[v] <= %[m] goto +1; %[v] = %[m];"                \
+		     : [v] "+r"(n)                                              \
+		     : [m] "r"((__u64)(max)))
 
 /* TCP sequence comparisons, wrap-safe. */
 static __always_inline int seq_ge(__u32 a, __u32 b)

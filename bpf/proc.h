@@ -2,6 +2,7 @@
  * probes to new and exec'd processes and removes them on exit. */
 #pragma once
 
+#include "attach.h"
 #include "maps.h"
 #include "filter.h"
 
@@ -21,9 +22,7 @@ static __always_inline int selected_at_exec(__u32 tgid)
 	return process_matches(tgid);
 }
 
-SEC("tp_btf/sched_process_exec")
-int BPF_PROG(sched_process_exec, struct task_struct *p, pid_t old_pid,
-	     struct linux_binprm *bprm)
+static __always_inline int on_exec(struct task_struct *p)
 {
 	__u32 tgid = BPF_CORE_READ(p, tgid);
 
@@ -35,14 +34,17 @@ int BPF_PROG(sched_process_exec, struct task_struct *p, pid_t old_pid,
 	return 0;
 }
 
-SEC("tp_btf/sched_process_exit")
-int BPF_PROG(sched_process_exit, struct task_struct *p, bool group_dead)
+static __always_inline int on_exit(struct task_struct *p)
 {
 	__u32 tgid = BPF_CORE_READ(p, tgid);
 	__u32 tid = BPF_CORE_READ(p, pid);
 
 	bpf_map_delete_elem(&tasks, &tid);
-	if (!group_dead || !bpf_map_lookup_elem(&traced_tgids, &tgid))
+	/* The last thread of the process: do_exit counted it out of
+	 * signal->live before the event (the group_dead argument that only
+	 * newer kernels pass says the same). */
+	if (BPF_CORE_READ(p, signal, live.counter) != 0 ||
+	    !bpf_map_lookup_elem(&traced_tgids, &tgid))
 		return 0;
 	bpf_map_delete_elem(&traced_tgids, &tgid);
 	bpf_map_delete_elem(&go_procs, &tgid);
@@ -50,3 +52,6 @@ int BPF_PROG(sched_process_exit, struct task_struct *p, bool group_dead)
 	emit_proc(tgid, PROC_EXIT);
 	return 0;
 }
+
+TRACEPOINT_PROGS(sched_process_exec, sched_process_exec, on_exec(p), struct task_struct *p)
+TRACEPOINT_PROGS(sched_process_exit, sched_process_exit, on_exit(p), struct task_struct *p)

@@ -2,11 +2,12 @@
  * which also marks request boundaries. */
 #pragma once
 
+#include "attach.h"
 #include "request.h"
 #include "softirq.h"
 
-SEC("tp_btf/sk_data_ready")
-int BPF_PROG(sk_data_ready, const struct sock *sk)
+/* Request bytes became readable on sk: note the oldest unread one. */
+static __always_inline int on_data_ready(const struct sock *sk)
 {
 	__u64 key = (__u64)sk;
 	struct traced_conn *c = bpf_map_lookup_elem(&conns, &key);
@@ -32,8 +33,18 @@ int BPF_PROG(sk_data_ready, const struct sock *sk)
 	return 0;
 }
 
-SEC("tp_btf/sock_recv_length")
-int BPF_PROG(sock_recv_length, struct sock *sk, int ret, int flags)
+/* Linux ≥ 6.3: the sk_data_ready tracepoint (in tcp_data_ready). */
+TRACEPOINT_PROGS(sk_data_ready, sk_data_ready, on_data_ready(sk), const struct sock *sk)
+
+/* Older kernels: the function that tracepoint sits in. */
+SEC("fentry/tcp_data_ready")
+int BPF_PROG(tcp_data_ready_entry, struct sock *sk)
+{
+	return on_data_ready(sk);
+}
+
+/* The app consumed ret bytes of sk (a successful read of any kind). */
+static __always_inline int on_sock_recv(struct sock *sk, int ret, int flags)
 {
 	__u64 key = (__u64)sk;
 
@@ -63,4 +74,15 @@ int BPF_PROG(sock_recv_length, struct sock *sk, int ret, int flags)
 	if (BPF_CORE_READ(tp, copied_seq) == BPF_CORE_READ(tp, rcv_nxt))
 		c->rx_ts = 0;
 	return 0;
+}
+
+/* Linux ≥ 6.3: sock_recv_length, in sock_recvmsg for every socket read. */
+TRACEPOINT_PROGS(sock_recv_length, sock_recv_length, on_sock_recv(sk, ret, flags),
+		 struct sock *sk, int ret, int flags)
+
+/* Older kernels: the return of the function that tracepoint sits in. */
+SEC("fexit/sock_recvmsg")
+int BPF_PROG(sock_recvmsg_exit, struct socket *sock, struct msghdr *msg, int flags, int ret)
+{
+	return on_sock_recv(BPF_CORE_READ(sock, sk), ret, flags);
 }

@@ -67,13 +67,9 @@ static __always_inline __u16 capture(void *dst, __u64 cap, int ret)
 		return 0;
 	if (n > buflen)
 		n = buflen;
-	/* Keep the bound check on the register the helper gets. */
-	barrier_var(n);
-	if (n == 0 || n > cap)
-		n = n ? cap : 0;
-	barrier_var(n);
-	if (n == 0 || n > cap)
+	if (n == 0)
 		return 0;
+	CLAMP_LEN(n, cap);
 	if (bpf_probe_read_user(dst, n, buf)) {
 		count(CNT_CAPTURE_FAILS);
 		return 0;
@@ -108,9 +104,7 @@ static __always_inline void emit(struct traced_conn *c, __u8 reason)
 	r->end_reason = reason;
 	/* The request head's unused tail stays behind. */
 	__u64 size = offsetof(struct req_record, req_head) + r->req_len;
-	barrier_var(size);
-	if (size > sizeof(*r))
-		size = sizeof(*r);
+	CLAMP_LEN(size, sizeof(*r));
 	if (bpf_ringbuf_output(&events, r, size, ringbuf_flags()))
 		count(CNT_RINGBUF_DROPS);
 	else

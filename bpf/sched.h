@@ -2,6 +2,7 @@
  * held off by CFS bandwidth throttling, for traced processes only. */
 #pragma once
 
+#include "attach.h"
 #include "maps.h"
 
 #define TASK_RUNNING 0
@@ -33,25 +34,19 @@ static __always_inline __u8 task_throttled(struct task_struct *p)
 	return BPF_CORE_READ(p, se.cfs_rq, throttle_count) > 0;
 }
 
-SEC("tp_btf/sched_wakeup")
-int BPF_PROG(sched_wakeup, struct task_struct *p)
+static __always_inline int on_wakeup(struct task_struct *p)
 {
 	if (traced_task(p))
 		mark_runnable(p, 0);
 	return 0;
 }
 
-SEC("tp_btf/sched_wakeup_new")
-int BPF_PROG(sched_wakeup_new, struct task_struct *p)
-{
-	if (traced_task(p))
-		mark_runnable(p, 0);
-	return 0;
-}
+TRACEPOINT_PROGS(sched_wakeup, sched_wakeup, on_wakeup(p), struct task_struct *p)
+TRACEPOINT_PROGS(sched_wakeup_new, sched_wakeup_new, on_wakeup(p), struct task_struct *p)
 
-SEC("tp_btf/sched_switch")
-int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev,
-	     struct task_struct *next, unsigned int prev_state)
+/* prev_state (a 4th argument since 5.18) is not read: prev->__state
+ * says the same on every kernel. */
+static __always_inline int on_switch(struct task_struct *prev, struct task_struct *next)
 {
 	if (traced_task(prev) && BPF_CORE_READ(prev, __state) == TASK_RUNNING)
 		mark_runnable(prev, task_throttled(prev));
@@ -71,3 +66,6 @@ int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev,
 	t->throttled = 0;
 	return 0;
 }
+
+TRACEPOINT_PROGS(sched_switch, sched_switch, on_switch(prev, next),
+		 bool preempt, struct task_struct *prev, struct task_struct *next)

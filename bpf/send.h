@@ -2,12 +2,13 @@
  * leaving through a device (T_tx). */
 #pragma once
 
+#include "attach.h"
 #include "request.h"
 
 #define TCP_NAGLE_OFF 1
 
-SEC("tp_btf/sock_send_length")
-int BPF_PROG(sock_send_length, struct sock *sk, int ret, int flags)
+/* The app handed ret bytes of its answer to sk (a write of any kind). */
+static __always_inline int on_sock_send(struct sock *sk, int ret)
 {
 	__u64 key = (__u64)sk;
 
@@ -46,6 +47,19 @@ int BPF_PROG(sock_send_length, struct sock *sk, int ret, int flags)
 	return 0;
 }
 
+/* Linux ≥ 6.3: sock_send_length, in sock_sendmsg for every socket write. */
+TRACEPOINT_PROGS(sock_send_length, sock_send_length, on_sock_send(sk, ret),
+		 struct sock *sk, int ret, int flags)
+
+/* Older kernels: the return of the function that tracepoint sits in.
+ * sendfile(2) does not pass through it before 6.5 (splice used
+ * sendpage): its bytes are not seen this way. */
+SEC("fexit/sock_sendmsg")
+int BPF_PROG(sock_sendmsg_exit, struct socket *sock, struct msghdr *msg, int ret)
+{
+	return on_sock_send(BPF_CORE_READ(sock, sk), ret);
+}
+
 /* Sequence number just past the TCP payload of an outgoing skb. */
 static __always_inline int tx_end_seq(const struct sk_buff *skb, __u32 *end)
 {
@@ -66,9 +80,7 @@ static __always_inline int tx_end_seq(const struct sk_buff *skb, __u32 *end)
 	return 0;
 }
 
-SEC("tp_btf/net_dev_start_xmit")
-int BPF_PROG(net_dev_start_xmit, const struct sk_buff *skb,
-	     const struct net_device *dev)
+static __always_inline int on_start_xmit(const struct sk_buff *skb)
 {
 	__u64 key = (__u64)BPF_CORE_READ(skb, sk);
 	struct traced_conn *c = key ? bpf_map_lookup_elem(&conns, &key) : NULL;
@@ -89,3 +101,6 @@ int BPF_PROG(net_dev_start_xmit, const struct sk_buff *skb,
 	}
 	return 0;
 }
+
+TRACEPOINT_PROGS(net_dev_start_xmit, net_dev_start_xmit, on_start_xmit(skb),
+		 const struct sk_buff *skb, const struct net_device *dev)

@@ -2,6 +2,7 @@
  * between the softirq being raised and its delivery. */
 #pragma once
 
+#include "attach.h"
 #include "maps.h"
 
 static __always_inline struct softirq_cpu *softirq_cpu_state(void)
@@ -24,8 +25,7 @@ static __always_inline __u8 softirq_delay(__u64 now, __u64 *delay)
 	return 1;
 }
 
-SEC("tp_btf/softirq_raise")
-int BPF_PROG(softirq_raise, unsigned int vec)
+static __always_inline int on_softirq_raise(unsigned int vec)
 {
 	if (vec != NET_RX_SOFTIRQ)
 		return 0;
@@ -35,8 +35,7 @@ int BPF_PROG(softirq_raise, unsigned int vec)
 	return 0;
 }
 
-SEC("tp_btf/softirq_entry")
-int BPF_PROG(softirq_entry, unsigned int vec)
+static __always_inline int on_softirq_entry(unsigned int vec)
 {
 	if (vec != NET_RX_SOFTIRQ)
 		return 0;
@@ -49,8 +48,7 @@ int BPF_PROG(softirq_entry, unsigned int vec)
 	return 0;
 }
 
-SEC("tp_btf/softirq_exit")
-int BPF_PROG(softirq_exit, unsigned int vec)
+static __always_inline int on_softirq_exit(unsigned int vec)
 {
 	if (vec != NET_RX_SOFTIRQ)
 		return 0;
@@ -61,3 +59,9 @@ int BPF_PROG(softirq_exit, unsigned int vec)
 	}
 	return 0;
 }
+
+TRACEPOINT_PROGS(softirq_raise, softirq_raise, on_softirq_raise(vec), unsigned int vec)
+
+TRACEPOINT_PROGS(softirq_entry, softirq_entry, on_softirq_entry(vec), unsigned int vec)
+
+TRACEPOINT_PROGS(softirq_exit, softirq_exit, on_softirq_exit(vec), unsigned int vec)

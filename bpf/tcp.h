@@ -2,20 +2,42 @@
  * (T_ack), srtt, cwnd, zero windows; and retransmissions. */
 #pragma once
 
+#include "attach.h"
+#include "recv.h"
 #include "request.h"
 
-SEC("tp_btf/tcp_probe")
-int BPF_PROG(tcp_probe, struct sock *sk, const struct sk_buff *skb)
+/* Without sk_data_ready: a segment carrying the next expected bytes is
+ * about to be queued (tcp_probe fires at the top of tcp_rcv_established,
+ * in the same softirq as tcp_data_ready would). */
+static __always_inline void note_arrival(struct sock *sk, const struct sk_buff *skb,
+					 const struct tcphdr *th)
+{
+	__u32 len = BPF_CORE_READ(skb, len);
+	__u32 hdr = th->doff * 4;
+
+	if (len <= hdr)
+		return; /* no payload */
+	if (bpf_ntohl(th->seq) != BPF_CORE_READ((struct tcp_sock *)sk, rcv_nxt))
+		return; /* out of order or old: not readable now */
+	on_data_ready(sk);
+}
+
+static __always_inline int on_tcp_probe(struct sock *sk, const struct sk_buff *skb)
 {
 	__u64 key = (__u64)sk;
 	struct traced_conn *c = bpf_map_lookup_elem(&conns, &key);
 	struct tcphdr th;
 
-	if (!c)
+	if (!c && !rx_from_tcp_probe)
 		return 0;
 	/* In tcp_rcv_established skb->data is the TCP header. */
 	if (bpf_probe_read_kernel(&th, sizeof(th), BPF_CORE_READ(skb, data)))
 		return 0;
+	if (rx_from_tcp_probe) {
+		note_arrival(sk, skb, &th);
+		if (!c)
+			return 0;
+	}
 
 	struct req_record *r = &c->req;
 	struct tcp_sock *tp = (struct tcp_sock *)sk;
@@ -38,14 +60,15 @@ int BPF_PROG(tcp_probe, struct sock *sk, const struct sk_buff *skb)
 	return 0;
 }
 
-SEC("tp_btf/tcp_retransmit_skb")
-int BPF_PROG(tcp_retransmit_skb, const struct sock *sk,
-	     const struct sk_buff *skb, int err)
+TRACEPOINT_PROGS(tcp_probe, tcp_probe, on_tcp_probe(sk, skb),
+		 struct sock *sk, const struct sk_buff *skb)
+
+static __always_inline int on_retransmit(const struct sock *sk, const struct sk_buff *skb)
 {
 	__u64 key = (__u64)sk;
 	struct traced_conn *c = bpf_map_lookup_elem(&conns, &key);
 
-	if (!c || c->state == CONN_IDLE || err)
+	if (!c || c->state == CONN_IDLE)
 		return 0;
 	/* Count segments, as tcpi_total_retrans does: a retransmitted skb
 	 * may carry several (TCP_SKB_CB(skb)->tcp_gso_segs). */
@@ -54,3 +77,14 @@ int BPF_PROG(tcp_retransmit_skb, const struct sock *sk,
 	c->req.retransmits += segs ? segs : 1;
 	return 0;
 }
+
+/* Kernels after 6.12 (third argument err): the event fires for failed
+ * attempts too; count only the segments that went out. */
+TRACEPOINT_PROGS(tcp_retransmit_skb, tcp_retransmit_skb,
+		 err ? 0 : on_retransmit(sk, skb),
+		 const struct sock *sk, const struct sk_buff *skb, int err)
+
+/* Older kernels (two arguments): the event fires only for segments
+ * that went out. */
+TRACEPOINT_PROGS(tcp_retransmit_skb_sent, tcp_retransmit_skb, on_retransmit(sk, skb),
+		 const struct sock *sk, const struct sk_buff *skb)

@@ -61,6 +61,7 @@ type Status struct {
 // HookState is one hook's state.
 type HookState struct {
 	Name   string `json:"name"`
+	Way    string `json:"way,omitempty"` // how it is attached on this kernel
 	OK     bool   `json:"ok"`
 	Reason string `json:"reason,omitempty"`
 }
@@ -95,7 +96,7 @@ func (d *daemon) Status() (any, error) {
 		Counters: c, Requests: tr.sess.Requests(), SinkErrors: tr.sess.SinkErrors(),
 	}
 	for _, h := range tr.tracer.Hooks {
-		st.Hooks = append(st.Hooks, HookState{Name: h.Name(), OK: h.OK, Reason: h.Reason})
+		st.Hooks = append(st.Hooks, HookState{Name: h.Name, Way: h.WayName(), OK: h.OK, Reason: h.Reason})
 	}
 	if tr.gm != nil {
 		st.GoProbes = tr.gm.Processes()

@@ -1,56 +1,141 @@
 package loader
 
-// Hook is one kernel attachment point and what tracerd loses without it.
+import "strings"
+
+// Hook is one thing tracerd needs to see in the kernel, the phases it
+// gives, and the ways to attach it, best first. At start the loader
+// takes, for each hook, the first way the running kernel offers and
+// accepts (see Open); a hook with no usable way loses only its phases.
 type Hook struct {
-	Program  string   // BPF program name in tracerd.c
-	Kind     string   // "tracepoint" (classic) or "tp_btf"
-	Group    string   // tracepoint group (classic tracepoints)
-	Event    string   // tracepoint name
+	Name     string   // stable name: --skip-hook, tracerd check, status
 	Required bool     // tracing cannot work at all without it
 	Phases   []string // what it measures, for `tracerd check` and the log
+	Ways     []Way
 }
 
-// Hooks lists every program tracerd attaches, in attach order.
+// Way is one way to attach a hook: its programs and where each goes.
+type Way struct {
+	Kind  string   // tp_btf, raw_tp, tracepoint, fentry, fexit, or via
+	Progs []Attach // programs attached together (syscall exits: several)
+	Args  int      // tp_btf/raw_tp: the event must have exactly this many arguments (0: any)
+	Via   string   // Kind "via": another hook whose programs also do this one's work
+	Flag  string   // a BPF constant set to 1 when this way is used
+	Cost  string   // what it loses or costs next to the first way; empty for the first
+}
+
+// Attach is one program and its attach point.
+type Attach struct {
+	Program string // BPF program name in tracerd.c
+	Group   string // classic tracepoints: the tracepoint group
+	Target  string // tracepoint event or kernel function
+}
+
+// Name is how a way is shown: kind/target, or the syscall exits it uses.
+func (w Way) Name() string {
+	switch {
+	case w.Kind == "via":
+		return "via " + w.Via
+	case len(w.Progs) > 1:
+		names := make([]string, len(w.Progs))
+		for i, p := range w.Progs {
+			names[i] = strings.TrimPrefix(p.Target, "sys_exit_")
+		}
+		return w.Progs[0].Group + "/sys_exit_{" + strings.Join(names, ",") + "}"
+	case w.Kind == "tracepoint":
+		return w.Progs[0].Group + "/" + w.Progs[0].Target
+	}
+	return w.Kind + "/" + w.Progs[0].Target
+}
+
+// tracepointWays: a tracepoint with typed arguments, then the same
+// handler as a raw tracepoint (same cost; needs no BTF for the event).
+func tracepointWays(event, prog string, args int) []Way {
+	return []Way{
+		{Kind: "tp_btf", Progs: []Attach{{Program: prog, Target: event}}, Args: args},
+		{Kind: "raw_tp", Progs: []Attach{{Program: prog + "_raw", Target: event}}, Args: args,
+			Cost: "none (same handler; for kernels whose BTF lacks the event's type)"},
+	}
+}
+
+func syscallExits(names ...string) []Attach {
+	out := make([]Attach, len(names))
+	for i, n := range names {
+		out[i] = Attach{Program: "sys_exit_" + n, Group: "syscalls", Target: "sys_exit_" + n}
+	}
+	return out
+}
+
+const syscallCost = "fires for every read/write syscall of a process that owns a traced connection " +
+	"(files and pipes too: ≈ one map lookup each); io_uring and sendpage I/O unseen"
+
+// Hooks lists every hook, in attach order. Kprobes are not among the
+// ways: every kernel tracerd supports has fentry/fexit where it has
+// kprobes, and a trampoline costs less than a breakpoint.
 var Hooks = []Hook{
-	{Program: TracerdProgSysExitAccept4, Kind: "tracepoint", Group: "syscalls", Event: "sys_exit_accept4", Required: true,
-		Phases: []string{"connections (accept4)", "accept_queue"}},
-	{Program: TracerdProgSysExitAccept, Kind: "tracepoint", Group: "syscalls", Event: "sys_exit_accept",
-		Phases: []string{"connections of servers calling accept(2)"}},
-	{Program: TracerdProgInetSockSetState, Kind: "tp_btf", Event: "inet_sock_set_state", Required: true,
-		Phases: []string{"accept_queue", "connection close"}},
-	{Program: TracerdProgSockRecvLength, Kind: "tp_btf", Event: "sock_recv_length", Required: true,
-		Phases: []string{"request boundaries", "recv_queue", "app", "http request"}},
-	{Program: TracerdProgSockSendLength, Kind: "tp_btf", Event: "sock_send_length", Required: true,
-		Phases: []string{"request boundaries", "app", "http status"}},
-	{Program: TracerdProgSkDataReady, Kind: "tp_btf", Event: "sk_data_ready",
-		Phases: []string{"recv_queue", "softirq"}},
-	{Program: TracerdProgNetDevStartXmit, Kind: "tp_btf", Event: "net_dev_start_xmit",
-		Phases: []string{"send_queue", "ack_wait"}},
-	{Program: TracerdProgTcpProbe, Kind: "tp_btf", Event: "tcp_probe",
-		Phases: []string{"ack_wait", "tcp.srtt_us", "tcp.snd_cwnd", "tcp.zero_window"}},
-	{Program: TracerdProgTcpRetransmitSkb, Kind: "tp_btf", Event: "tcp_retransmit_skb",
-		Phases: []string{"tcp.retransmits"}},
-	{Program: TracerdProgSoftirqRaise, Kind: "tp_btf", Event: "softirq_raise", Phases: []string{"softirq"}},
-	{Program: TracerdProgSoftirqEntry, Kind: "tp_btf", Event: "softirq_entry", Phases: []string{"softirq"}},
-	{Program: TracerdProgSoftirqExit, Kind: "tp_btf", Event: "softirq_exit", Phases: []string{"softirq"}},
-	{Program: TracerdProgSchedWakeup, Kind: "tp_btf", Event: "sched_wakeup", Phases: []string{"runqueue", "cfs_throttle"}},
-	{Program: TracerdProgSchedWakeupNew, Kind: "tp_btf", Event: "sched_wakeup_new", Phases: []string{"runqueue", "cfs_throttle"}},
-	{Program: TracerdProgSchedSwitch, Kind: "tp_btf", Event: "sched_switch", Phases: []string{"runqueue", "cfs_throttle"}},
-	{Program: TracerdProgSchedProcessExec, Kind: "tp_btf", Event: "sched_process_exec", Phases: []string{"Go probes for exec'd processes"}},
-	{Program: TracerdProgSchedProcessExit, Kind: "tp_btf", Event: "sched_process_exit", Phases: []string{"Go probes removed at exit", "thread map cleanup"}},
+	{Name: "sys_exit_accept4", Required: true, Phases: []string{"connections (accept4)", "accept_queue"},
+		Ways: []Way{{Kind: "tracepoint", Progs: syscallExits("accept4")}}},
+	{Name: "sys_exit_accept", Phases: []string{"connections of servers calling accept(2)"},
+		Ways: []Way{{Kind: "tracepoint", Progs: syscallExits("accept")}}},
+	{Name: "inet_sock_set_state", Required: true, Phases: []string{"accept_queue", "connection close"},
+		Ways: tracepointWays("inet_sock_set_state", TracerdProgInetSockSetState, 0)},
+	{Name: "sock_recv_length", Required: true, Phases: []string{"request boundaries", "recv_queue", "app", "http request"},
+		Ways: append(tracepointWays("sock_recv_length", TracerdProgSockRecvLength, 0),
+			Way{Kind: "fexit", Progs: []Attach{{Program: TracerdProgSockRecvmsgExit, Target: "sock_recvmsg"}},
+				Cost: "none measurable: a trampoline on the function the tracepoint sits in (Linux < 6.3)"},
+			Way{Kind: "tracepoint", Progs: syscallExits("read", "readv", "recvfrom", "recvmsg"), Cost: syscallCost})},
+	{Name: "sock_send_length", Required: true, Phases: []string{"request boundaries", "app", "http status"},
+		Ways: append(tracepointWays("sock_send_length", TracerdProgSockSendLength, 0),
+			Way{Kind: "fexit", Progs: []Attach{{Program: TracerdProgSockSendmsgExit, Target: "sock_sendmsg"}},
+				Cost: "sendfile(2) bodies unseen before Linux 6.5 (T_wl is the last write before them)"},
+			Way{Kind: "tracepoint", Progs: syscallExits("write", "writev", "sendto", "sendmsg", "sendfile64"), Cost: syscallCost})},
+	{Name: "tcp_probe", Phases: []string{"ack_wait", "tcp.srtt_us", "tcp.snd_cwnd", "tcp.zero_window"},
+		Ways: tracepointWays("tcp_probe", TracerdProgTcpProbe, 0)},
+	{Name: "sk_data_ready", Phases: []string{"recv_queue", "softirq"},
+		Ways: append(tracepointWays("sk_data_ready", TracerdProgSkDataReady, 0),
+			Way{Kind: "fentry", Progs: []Attach{{Program: TracerdProgTcpDataReadyEntry, Target: "tcp_data_ready"}},
+				Cost: "none measurable: a trampoline on the function the tracepoint sits in (Linux < 6.3)"},
+			Way{Kind: "via", Via: "tcp_probe", Flag: TracerdVarRxFromTcpProbe,
+				Cost: "arrival seen at the top of tcp_rcv_established (same softirq, before queueing); " +
+					"data that completes the handshake is missed; one more map lookup per incoming segment"})},
+	{Name: "net_dev_start_xmit", Phases: []string{"send_queue", "ack_wait"},
+		Ways: tracepointWays("net_dev_start_xmit", TracerdProgNetDevStartXmit, 0)},
+	{Name: "tcp_retransmit_skb", Phases: []string{"tcp.retransmits"},
+		Ways: []Way{
+			{Kind: "tp_btf", Progs: []Attach{{Program: TracerdProgTcpRetransmitSkb, Target: "tcp_retransmit_skb"}}, Args: 3},
+			{Kind: "tp_btf", Progs: []Attach{{Program: TracerdProgTcpRetransmitSkbSent, Target: "tcp_retransmit_skb"}}, Args: 2,
+				Cost: "none (kernels ≤ 6.12: the event fires only for sent segments)"},
+			{Kind: "raw_tp", Progs: []Attach{{Program: TracerdProgTcpRetransmitSkbRaw, Target: "tcp_retransmit_skb"}}, Args: 3, Cost: "none"},
+			{Kind: "raw_tp", Progs: []Attach{{Program: TracerdProgTcpRetransmitSkbSentRaw, Target: "tcp_retransmit_skb"}}, Args: 2, Cost: "none"},
+		}},
+	{Name: "softirq_raise", Phases: []string{"softirq"}, Ways: tracepointWays("softirq_raise", TracerdProgSoftirqRaise, 0)},
+	{Name: "softirq_entry", Phases: []string{"softirq"}, Ways: tracepointWays("softirq_entry", TracerdProgSoftirqEntry, 0)},
+	{Name: "softirq_exit", Phases: []string{"softirq"}, Ways: tracepointWays("softirq_exit", TracerdProgSoftirqExit, 0)},
+	{Name: "sched_wakeup", Phases: []string{"runqueue", "cfs_throttle"}, Ways: tracepointWays("sched_wakeup", TracerdProgSchedWakeup, 0)},
+	{Name: "sched_wakeup_new", Phases: []string{"runqueue", "cfs_throttle"}, Ways: tracepointWays("sched_wakeup_new", TracerdProgSchedWakeupNew, 0)},
+	{Name: "sched_switch", Phases: []string{"runqueue", "cfs_throttle"}, Ways: tracepointWays("sched_switch", TracerdProgSchedSwitch, 0)},
+	{Name: "sched_process_exec", Phases: []string{"Go probes for exec'd processes"}, Ways: tracepointWays("sched_process_exec", TracerdProgSchedProcessExec, 0)},
+	{Name: "sched_process_exit", Phases: []string{"Go probes removed at exit", "thread map cleanup"}, Ways: tracepointWays("sched_process_exit", TracerdProgSchedProcessExit, 0)},
 }
 
-// HookStatus says whether a hook is usable on this kernel and why not.
+// Tried is one way that was tried for a hook and why it was not taken.
+type Tried struct {
+	Way    string `json:"way"`
+	Reason string `json:"reason"`
+}
+
+// HookStatus says how a hook is attached on this kernel, or why not.
 type HookStatus struct {
 	Hook
 	OK     bool
-	Reason string // why it is missing, empty when OK
+	Way    *Way    // the way attached (nil when not OK)
+	Reason string  // why it is missing, empty when OK
+	Tried  []Tried // ways tried before the one taken (or all, when none)
 }
 
-// Name is how a hook is shown to people: group/event or tp_btf/event.
-func (h Hook) Name() string {
-	if h.Kind == "tracepoint" {
-		return h.Group + "/" + h.Event
+// WayName is the attached way's name, or "".
+func (h HookStatus) WayName() string {
+	if h.Way == nil {
+		return ""
 	}
-	return "tp_btf/" + h.Event
+	return h.Way.Name()
 }

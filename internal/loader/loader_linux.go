@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -54,9 +56,18 @@ type Config struct {
 	IdleTimeout time.Duration // keep-alive request finished after this quiet time
 	MaxConns    uint32        // traced connections held at once
 	RingBytes   uint32        // ring buffer size, a power of two pages
-	// SkipHooks names programs (Hook.Program) not to attach, e.g. to
-	// spare sched_switch's cost on a busy host; their phases go absent.
+	// SkipHooks names hooks (Hook.Name) not to attach, e.g. to spare
+	// sched_switch's cost on a busy host; their phases go absent.
 	SkipHooks []string
+	// RefuseWays turns ways of attaching off: a kind (tp_btf), a way
+	// (fexit/sock_recvmsg), or either for one hook (sock_recv_length:fexit).
+	// To test fallbacks; the entries of TRACERD_NO_WAYS (comma-separated)
+	// are added.
+	RefuseWays []string
+	// BTFPath: a BTF file for a kernel without /sys/kernel/btf/vmlinux
+	// (e.g. from BTFHub), used for CO-RE; only raw tracepoint and
+	// classic tracepoint ways work then.
+	BTFPath string
 	// ClassicUprobes: one classic uprobe per address even when the
 	// kernel has uprobe_multi links (to compare, and to test that path).
 	ClassicUprobes bool
@@ -98,9 +109,13 @@ const MultiSuffix = "_multi"
 // ErrClosed is returned by Read once the tracer is closed.
 var ErrClosed = ringbuf.ErrClosed
 
-// Open loads and attaches the kernel engine. On error nothing is left
-// attached or loaded.
-func Open(cfg Config) (_ *Tracer, err error) {
+// Open loads and attaches the kernel engine: for each hook, the first
+// way the kernel offers (planHooks). A way whose program the verifier
+// rejects, or that fails to attach, is recorded and everything is loaded
+// again without it, so the constants that depend on the ways taken stay
+// true; a required hook with no way left fails Open. On error nothing is
+// left attached or loaded.
+func Open(cfg Config) (*Tracer, error) {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -108,39 +123,66 @@ func Open(cfg Config) (_ *Tracer, err error) {
 	if err := cfg.Targets.Validate(); err != nil {
 		return nil, err
 	}
-	if _, err := KernelBTF(); err != nil {
+	cfg.RefuseWays = append(slices.Clone(cfg.RefuseWays), envList("TRACERD_NO_WAYS")...)
+	k, err := newKernelView(cfg.BTFPath)
+	if err != nil {
 		return nil, err
 	}
+	defer ReleaseKernelBTF()
+	failed := map[string]string{}
+	for {
+		t, retry, err := open(cfg, k, failed, log)
+		if err != nil || !retry {
+			return t, err
+		}
+	}
+}
+
+// open is one attempt. retry: a way failed and is now in failed.
+func open(cfg Config, k *kernelView, failed map[string]string, log *slog.Logger) (_ *Tracer, retry bool, err error) {
 	spec, err := LoadTracerd()
 	if err != nil {
-		return nil, fmt.Errorf("reading embedded BPF object: %w", err)
+		return nil, false, fmt.Errorf("reading embedded BPF object: %w", err)
 	}
-	t := &Tracer{Hooks: ProbeHooks(), logger: log}
-	if err := skipHooks(t.Hooks, cfg.SkipHooks); err != nil {
-		return nil, err
+	hooks, err := planHooks(k, cfg, failed)
+	if err != nil {
+		return nil, false, err
 	}
+	t := &Tracer{Hooks: hooks, logger: log}
 	defer func() {
-		if err != nil {
+		if err != nil || retry {
 			t.Close()
 		}
 	}()
 
-	// Drop the programs of missing hooks before load: their attach
-	// targets would fail the whole collection.
-	missing := map[string]bool{}
-	for _, h := range t.Hooks {
-		if h.OK {
+	// Only the programs of the ways taken are loaded.
+	all := maps.Clone(spec.Programs)
+	for _, h := range Hooks {
+		for _, w := range h.Ways {
+			for _, a := range w.Progs {
+				delete(spec.Programs, a.Program)
+			}
+		}
+	}
+	owner := map[string]*HookStatus{}
+	attached := map[string]bool{}
+	flags := map[string]bool{}
+	for i := range t.Hooks {
+		h := &t.Hooks[i]
+		if !h.OK {
 			continue
 		}
-		if h.Required {
-			return nil, fmt.Errorf("required hook %s is missing: %s", h.Name(), h.Reason)
+		attached[h.Name] = true
+		if h.Way.Flag != "" {
+			flags[h.Way.Flag] = true
 		}
-		log.Warn("hook missing, phases disabled", "hook", h.Name(), "reason", h.Reason, "disables", h.Phases)
-		missing[h.Program] = true
-		delete(spec.Programs, h.Program)
+		for _, a := range h.Way.Progs {
+			spec.Programs[a.Program] = all[a.Program]
+			owner[a.Program] = h
+		}
 	}
-	if err := configure(spec, cfg, missing); err != nil {
-		return nil, err
+	if err := configure(spec, cfg, attached, flags); err != nil {
+		return nil, false, err
 	}
 	// uprobe_multi programs do not load on kernels without it (< 6.6).
 	t.uprobeMulti = !cfg.ClassicUprobes && features.HaveBPFLinkUprobeMulti() == nil
@@ -152,19 +194,31 @@ func Open(cfg Config) (_ *Tracer, err error) {
 		}
 	}
 
-	t.coll, err = ebpf.NewCollection(spec)
+	t.coll, err = ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{
+		Programs: ebpf.ProgramOptions{KernelTypes: k.types},
+	})
 	if err != nil {
-		var ve *ebpf.VerifierError
-		if errors.As(err, &ve) {
-			return nil, fmt.Errorf("loading BPF programs: %-20v", ve)
+		prog := failedProgram(err)
+		h := owner[prog]
+		// Some kernels refuse trampolines (EPERM before the verifier
+		// runs, as our 6.18 VM does); elsewhere EPERM is privileges.
+		trampoline := h != nil && (h.Way.Kind == "fentry" || h.Way.Kind == "fexit")
+		if errors.Is(err, os.ErrPermission) && !trampoline {
+			return nil, false, fmt.Errorf("loading BPF programs: %w: run as root, or grant CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN", err)
 		}
-		if errors.Is(err, os.ErrPermission) {
-			return nil, fmt.Errorf("loading BPF programs: %w: run as root, or grant CAP_BPF, CAP_PERFMON, CAP_SYS_RESOURCE and CAP_SYS_PTRACE", err)
+		if h != nil {
+			reason := loadError(err)
+			if trampoline && errors.Is(err, os.ErrPermission) {
+				reason = "the kernel refuses " + h.Way.Kind + " programs (EPERM before the verifier runs)"
+			}
+			failed[wayKey(h.Hook, *h.Way)] = reason
+			log.Warn("the kernel rejected a program; trying the hook's next way", "hook", h.Name, "way", h.WayName(), "error", reason)
+			return nil, true, nil
 		}
-		return nil, fmt.Errorf("loading BPF programs: %w", err)
+		return nil, false, fmt.Errorf("loading BPF programs: %s", loadError(err))
 	}
 	if err := fillTargets(t.coll, cfg.Targets); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	t.targets = cfg.Targets
 	if cg, err := resolveCgroups(cfg.Targets.Cgroups); err == nil {
@@ -175,47 +229,56 @@ func Open(cfg Config) (_ *Tracer, err error) {
 		if !h.OK {
 			continue
 		}
-		l, err := attach(t.coll.Programs[h.Program], h.Hook)
-		if err != nil {
-			if h.Required {
-				return nil, fmt.Errorf("attaching %s: %w", h.Name(), err)
+		for _, a := range h.Way.Progs {
+			l, err := attach(t.coll.Programs[a.Program], h.Way.Kind, a)
+			if err != nil {
+				failed[wayKey(h.Hook, *h.Way)] = fmt.Sprintf("attaching %s: %v", a.Program, err)
+				log.Warn("a hook failed to attach; trying its next way", "hook", h.Name, "way", h.WayName(), "error", err)
+				return nil, true, nil
 			}
-			h.OK, h.Reason = false, err.Error()
-			log.Warn("hook failed to attach, phases disabled", "hook", h.Name(), "error", err, "disables", h.Phases)
-			continue
+			t.links = append(t.links, l)
 		}
-		t.links = append(t.links, l)
+	}
+	for _, h := range t.Hooks {
+		switch {
+		case !h.OK && !h.Required:
+			log.Warn("hook missing, phases disabled", "hook", h.Name, "reason", h.Reason, "disables", h.Phases)
+		case h.OK && h.Way.Cost != "":
+			log.Info("hook attached by a fallback way", "hook", h.Name, "way", h.WayName(), "cost", h.Way.Cost)
+		}
 	}
 	t.reader, err = ringbuf.NewReader(t.coll.Maps[TracerdMapEvents])
 	if err != nil {
-		return nil, fmt.Errorf("opening ring buffer: %w", err)
+		return nil, false, fmt.Errorf("opening ring buffer: %w", err)
 	}
-	ReleaseKernelBTF()
-	return t, nil
+	return t, false, nil
 }
 
-// skipHooks marks the hooks the configuration turned off as missing.
-func skipHooks(hooks []HookStatus, skip []string) error {
-	for _, name := range skip {
-		found := false
-		for i := range hooks {
-			h := &hooks[i]
-			if h.Program != name {
-				continue
-			}
-			if h.Required {
-				return fmt.Errorf("hook %s is required and cannot be skipped", name)
-			}
-			h.OK, h.Reason, found = false, "skipped by configuration", true
-		}
-		if !found {
-			return fmt.Errorf("no hook named %q (see tracerd check)", name)
-		}
+// failedProgram is the program a collection load failed on, from
+// cilium/ebpf's "program NAME: …" wrapping; "" when it is not one.
+func failedProgram(err error) string {
+	rest, ok := strings.CutPrefix(err.Error(), "program ")
+	if !ok {
+		return ""
 	}
-	return nil
+	name, _, _ := strings.Cut(rest, ":")
+	return name
 }
 
-func configure(spec *ebpf.CollectionSpec, cfg Config, missing map[string]bool) error {
+// loadError says why a load failed: for the verifier, the program and
+// the last lines of its log (the reason is at the end).
+func loadError(err error) string {
+	var ve *ebpf.VerifierError
+	if errors.As(err, &ve) {
+		return fmt.Sprintf("program %s rejected by the verifier: %-6v", failedProgram(err), ve)
+	}
+	return err.Error()
+}
+
+// configure sets the constants and sizes of the object: the selection's
+// kinds, and which optional hooks are attached (attached by hook name)
+// and the flags of the ways taken.
+func configure(spec *ebpf.CollectionSpec, cfg Config, attached, flags map[string]bool) error {
 	tg := cfg.Targets
 	cg, err := resolveCgroups(tg.Cgroups)
 	if err != nil {
@@ -228,8 +291,9 @@ func configure(spec *ebpf.CollectionSpec, cfg Config, missing map[string]bool) e
 		TracerdVarFilterCgroups:  b2u(len(tg.Cgroups) > 0),
 		TracerdVarCgroupV1Subsys: cg.v1Subsys,
 		TracerdVarIdleTimeoutNs:  uint64(cfg.IdleTimeout.Nanoseconds()),
-		TracerdVarSchedEnabled:   b2u(!missing[TracerdProgSchedSwitch] && !missing[TracerdProgSchedWakeup]),
-		TracerdVarSoftirqEnabled: b2u(!missing[TracerdProgSoftirqRaise] && !missing[TracerdProgSoftirqEntry] && !missing[TracerdProgSoftirqExit]),
+		TracerdVarSchedEnabled:   b2u(attached["sched_switch"] && attached["sched_wakeup"]),
+		TracerdVarSoftirqEnabled: b2u(attached["softirq_raise"] && attached["softirq_entry"] && attached["softirq_exit"]),
+		TracerdVarRxFromTcpProbe: b2u(flags[TracerdVarRxFromTcpProbe]),
 	}
 	for name, v := range vars {
 		if err := spec.Variables[name].Set(v); err != nil {
@@ -297,14 +361,28 @@ func commKey(comm string) TracerdCommKey {
 	return key
 }
 
-func attach(prog *ebpf.Program, h Hook) (link.Link, error) {
+func attach(prog *ebpf.Program, kind string, a Attach) (link.Link, error) {
 	if prog == nil {
-		return nil, fmt.Errorf("program %s not loaded", h.Program)
+		return nil, fmt.Errorf("program %s not loaded", a.Program)
 	}
-	if h.Kind == "tracepoint" {
-		return link.Tracepoint(h.Group, h.Event, prog, nil)
+	switch kind {
+	case "tracepoint":
+		return link.Tracepoint(a.Group, a.Target, prog, nil)
+	case "raw_tp":
+		return link.AttachRawTracepoint(link.RawTracepointOptions{Name: a.Target, Program: prog})
 	}
-	return link.AttachTracing(link.TracingOptions{Program: prog})
+	return link.AttachTracing(link.TracingOptions{Program: prog}) // tp_btf, fentry, fexit
+}
+
+// envList is a comma-separated environment variable's entries.
+func envList(name string) []string {
+	var out []string
+	for _, f := range strings.Split(os.Getenv(name), ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 func b2u(b bool) uint8 {

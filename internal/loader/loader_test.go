@@ -28,7 +28,7 @@ func TestOpenAttachesEveryHook(t *testing.T) {
 	defer tr.Close()
 	for _, h := range tr.Hooks {
 		if !h.OK {
-			t.Errorf("hook %s not attached on this kernel: %s", h.Name(), h.Reason)
+			t.Errorf("hook %s not attached on this kernel: %s", h.Name, h.Reason)
 		}
 	}
 }
@@ -69,9 +69,16 @@ func TestCloseLeavesNothing(t *testing.T) {
 		links = append(links, info.ID)
 	}
 	spec, _ := LoadTracerd()
-	if len(progs) != len(spec.Programs) || len(links) != len(Hooks) || len(maps) < len(spec.Maps) {
-		t.Fatalf("after Open: %d programs, %d maps, %d links; want %d programs, %d maps, %d links",
-			len(progs), len(maps), len(links), len(spec.Programs), len(spec.Maps), len(Hooks))
+	wantLinks := 0
+	for _, h := range tr.Hooks {
+		if h.OK {
+			wantLinks += len(h.Way.Progs)
+		}
+	}
+	if len(progs) == 0 || len(links) != wantLinks || len(maps) < len(spec.Maps) {
+		tr.Close()
+		t.Fatalf("after Open: %d programs, %d maps, %d links; want some programs, %d maps, %d links",
+			len(progs), len(maps), len(links), len(spec.Maps), wantLinks)
 	}
 	if err := tr.Close(); err != nil {
 		t.Fatal(err)
@@ -149,7 +156,7 @@ func TestOpenFailsCleanly(t *testing.T) {
 		t.Fatalf("Open with a non-cgroup: %v", err)
 	}
 	cfg = DefaultConfig()
-	cfg.SkipHooks = []string{TracerdProgSockRecvLength} // required: fails before load
+	cfg.SkipHooks = []string{"sock_recv_length"} // required: fails before load
 	if _, err := Open(cfg); err == nil {
 		t.Fatal("Open skipped a required hook")
 	}
@@ -192,36 +199,108 @@ func TestRecordLayout(t *testing.T) {
 func TestSkippedHookDisablesOnlyItsPhases(t *testing.T) {
 	requireRoot(t)
 	cfg := DefaultConfig()
-	cfg.SkipHooks = []string{TracerdProgSchedSwitch, TracerdProgNetDevStartXmit}
+	cfg.SkipHooks = []string{"sched_switch", "net_dev_start_xmit"}
 	tr, err := Open(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer tr.Close()
-	attached := 0
+	links, progs := 0, map[string]bool{}
 	for _, h := range tr.Hooks {
-		skipped := h.Program == TracerdProgSchedSwitch || h.Program == TracerdProgNetDevStartXmit
+		skipped := h.Name == "sched_switch" || h.Name == "net_dev_start_xmit"
 		if h.OK == skipped {
-			t.Errorf("%s: ok=%v", h.Name(), h.OK)
+			t.Errorf("%s: ok=%v", h.Name, h.OK)
 		}
 		if skipped && h.Reason != "skipped by configuration" {
-			t.Errorf("%s: reason %q", h.Name(), h.Reason)
+			t.Errorf("%s: reason %q", h.Name, h.Reason)
 		}
 		if h.OK {
-			attached++
+			links += len(h.Way.Progs)
+			for _, a := range h.Way.Progs {
+				progs[a.Program] = true
+			}
 		}
 	}
-	spec, _ := LoadTracerd()
-	if p, l := len(tr.coll.Programs), len(tr.links); p != len(spec.Programs)-2 || l != attached {
-		t.Errorf("%d programs, %d links loaded; want %d programs, %d links", p, l, len(spec.Programs)-2, attached)
+	// Loaded: the attached ways' programs and those no hook owns.
+	for name := range tr.coll.Programs {
+		if !progs[name] && hookProgram(name) {
+			t.Errorf("program %s loaded, but no attached way uses it", name)
+		}
+	}
+	if l := len(tr.links); l != links {
+		t.Errorf("%d links; want %d", l, links)
 	}
 
-	cfg.SkipHooks = []string{TracerdProgSockRecvLength}
+	cfg.SkipHooks = []string{"sock_recv_length"}
 	if _, err := Open(cfg); err == nil || !strings.Contains(err.Error(), "required") {
 		t.Errorf("skipping a required hook: %v", err)
 	}
 	cfg.SkipHooks = []string{"nope"}
 	if _, err := Open(cfg); err == nil || !strings.Contains(err.Error(), `no hook named "nope"`) {
 		t.Errorf("skipping an unknown hook: %v", err)
+	}
+}
+
+// hookProgram says whether a program belongs to some hook's way.
+func hookProgram(name string) bool {
+	for _, h := range Hooks {
+		for _, w := range h.Ways {
+			for _, a := range w.Progs {
+				if a.Program == name {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// TestForcedWays: with the better ways refused, each hook falls back to
+// the next way this kernel offers, and says what it tried.
+func TestForcedWays(t *testing.T) {
+	requireRoot(t)
+	cases := []struct {
+		refuse  []string
+		want    map[string]string // hook → kind of the way taken
+		wantErr string
+	}{
+		{refuse: []string{"tp_btf"}, want: map[string]string{"sock_recv_length": "raw_tp", "sched_switch": "raw_tp",
+			"tcp_retransmit_skb": "raw_tp", "inet_sock_set_state": "raw_tp", "sk_data_ready": "raw_tp"}},
+		// No tracepoint way left for a required hook: Open says which.
+		{refuse: []string{"tp_btf", "raw_tp"}, wantErr: "required hook inet_sock_set_state"},
+		{refuse: []string{"sock_recv_length:tp_btf", "sock_recv_length:raw_tp", "sock_send_length:tp_btf",
+			"sock_send_length:raw_tp", "sk_data_ready:tp_btf", "sk_data_ready:raw_tp"},
+			want: map[string]string{"sock_recv_length": "tracepoint", "sock_send_length": "tracepoint",
+				"sk_data_ready": "via", "tcp_probe": "tp_btf"}},
+	}
+	for _, c := range cases {
+		cfg := DefaultConfig()
+		cfg.RefuseWays = c.refuse
+		tr, err := Open(cfg)
+		if c.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+				t.Errorf("refusing %v: error %v, want %q", c.refuse, err, c.wantErr)
+			}
+			if err == nil {
+				tr.Close()
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("refusing %v: %v", c.refuse, err)
+			continue
+		}
+		for _, h := range tr.Hooks {
+			want, ok := c.want[h.Name]
+			if !ok {
+				continue
+			}
+			if !h.OK || h.Way.Kind != want {
+				t.Errorf("refusing %v: hook %s attached by %q, want %s; tried %v", c.refuse, h.Name, h.WayName(), want, h.Tried)
+			} else if want != "tp_btf" && len(h.Tried) == 0 {
+				t.Errorf("refusing %v: hook %s says nothing of the ways it did not take", c.refuse, h.Name)
+			}
+		}
+		tr.Close()
 	}
 }

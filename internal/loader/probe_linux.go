@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/cilium/ebpf/btf"
@@ -54,37 +56,187 @@ func tracefsRoot() (string, error) {
 	return dir, nil
 }
 
-// ProbeHooks checks every hook without loading anything.
-func ProbeHooks() []HookStatus {
-	out := make([]HookStatus, 0, len(Hooks))
-	spec, btfErr := KernelBTF()
-	root, tfErr := tracefsRoot()
-	for _, h := range Hooks {
-		st := HookStatus{Hook: h, OK: true}
-		switch h.Kind {
-		case "tp_btf":
-			if btfErr != nil {
-				st.OK, st.Reason = false, btfErr.Error()
-				break
+// kernelView is what the running kernel offers, for choosing ways.
+type kernelView struct {
+	btf    *btf.Spec // the kernel's own BTF, nil when missing
+	btfErr error
+	types  *btf.Spec // for CO-RE: the kernel's BTF or a --btf file
+	tfRoot string    // tracefs, "" when unavailable
+	tfErr  error
+}
+
+func newKernelView(btfPath string) (*kernelView, error) {
+	k := &kernelView{}
+	k.btf, k.btfErr = KernelBTF()
+	k.types = k.btf
+	if btfPath != "" {
+		spec, err := btf.LoadSpec(btfPath)
+		if err != nil {
+			return nil, fmt.Errorf("--btf %s: %w", btfPath, err)
+		}
+		k.types = spec
+	}
+	if k.types == nil {
+		return nil, k.btfErr
+	}
+	k.tfRoot, k.tfErr = tracefsRoot()
+	return k, nil
+}
+
+// eventArgs is the number of arguments of a tracepoint's event in BTF.
+func eventArgs(spec *btf.Spec, event string) (int, bool) {
+	if spec == nil {
+		return 0, false
+	}
+	var td *btf.Typedef
+	if err := spec.TypeByName("btf_trace_"+event, &td); err != nil {
+		return 0, false
+	}
+	ptr, ok := td.Type.(*btf.Pointer)
+	if !ok {
+		return 0, false
+	}
+	fp, ok := ptr.Target.(*btf.FuncProto)
+	if !ok || len(fp.Params) == 0 {
+		return 0, false
+	}
+	return len(fp.Params) - 1, true // the first is the tracepoint's own data
+}
+
+// offers says whether the kernel has what a way attaches to, or why not.
+func (k *kernelView) offers(w Way) error {
+	for _, a := range w.Progs {
+		switch w.Kind {
+		case "tp_btf", "raw_tp":
+			spec := k.types
+			if w.Kind == "tp_btf" {
+				if k.btf == nil {
+					return fmt.Errorf("tp_btf needs the kernel's own BTF: %v", k.btfErr)
+				}
+				spec = k.btf
 			}
-			var fn *btf.Typedef
-			if err := spec.TypeByName("btf_trace_"+h.Event, &fn); err != nil {
-				st.OK, st.Reason = false, "kernel has no tracepoint "+h.Event
+			n, ok := eventArgs(spec, a.Target)
+			if !ok {
+				return fmt.Errorf("kernel has no tracepoint %s", a.Target)
+			}
+			if w.Args > 0 && n != w.Args {
+				return fmt.Errorf("the kernel's %s has %d arguments, this program is for %d", a.Target, n, w.Args)
+			}
+		case "fentry", "fexit":
+			if k.btf == nil {
+				return fmt.Errorf("%s needs the kernel's own BTF: %v", w.Kind, k.btfErr)
+			}
+			var fn *btf.Func
+			if err := k.btf.TypeByName(a.Target, &fn); err != nil {
+				return fmt.Errorf("kernel has no function %s in its BTF", a.Target)
 			}
 		case "tracepoint":
-			if tfErr != nil {
-				st.OK, st.Reason = false, tfErr.Error()
-				break
+			if k.tfErr != nil {
+				return k.tfErr
 			}
-			if _, err := os.Stat(filepath.Join(root, "events", h.Group, h.Event, "id")); err != nil {
-				reason := "kernel has no tracepoint " + h.Group + "/" + h.Event
-				if !errors.Is(err, os.ErrNotExist) {
-					reason = err.Error()
+			if _, err := os.Stat(filepath.Join(k.tfRoot, "events", a.Group, a.Target, "id")); err != nil {
+				if errors.Is(err, os.ErrNotExist) {
+					return fmt.Errorf("kernel has no tracepoint %s/%s", a.Group, a.Target)
 				}
-				st.OK, st.Reason = false, reason
+				return err
 			}
 		}
+	}
+	return nil
+}
+
+// wayKey names a way of a hook in the record of ways that failed.
+func wayKey(h Hook, w Way) string { return h.Name + " " + w.Name() + " " + w.Progs0() }
+
+// Progs0 is the first program of a way ("" for via), to tell apart
+// ways with one name (tp_btf variants of one event).
+func (w Way) Progs0() string {
+	if len(w.Progs) == 0 {
+		return ""
+	}
+	return w.Progs[0].Program
+}
+
+// refused says whether the operator turned a way off: an entry names a
+// kind (tp_btf), a way (fexit/sock_recvmsg), or either for one hook
+// (sock_recv_length:fexit).
+func refused(h Hook, w Way, refuse []string) bool {
+	for _, r := range refuse {
+		hook, way, scoped := strings.Cut(r, ":")
+		if !scoped {
+			way = hook
+		} else if hook != h.Name {
+			continue
+		}
+		if way == w.Kind || way == w.Name() {
+			return true
+		}
+	}
+	return false
+}
+
+// planHooks picks each hook's first way that is not skipped, refused or
+// known to fail, and that the kernel offers; the others are in Tried.
+func planHooks(k *kernelView, cfg Config, failed map[string]string) ([]HookStatus, error) {
+	out := make([]HookStatus, 0, len(Hooks))
+	chosen := map[string]bool{}
+	for _, h := range Hooks {
+		st := HookStatus{Hook: h}
+		if slices.Contains(cfg.SkipHooks, h.Name) {
+			if h.Required {
+				return nil, fmt.Errorf("hook %s is required and cannot be skipped", h.Name)
+			}
+			st.Reason = "skipped by configuration"
+			out = append(out, st)
+			continue
+		}
+		for i := range h.Ways {
+			w := &h.Ways[i]
+			reason := failed[wayKey(h, *w)]
+			switch {
+			case reason != "":
+			case refused(h, *w, cfg.RefuseWays):
+				reason = "refused by TRACERD_NO_WAYS"
+			case w.Kind == "via" && !chosen[w.Via]:
+				reason = "needs hook " + w.Via + ", which is not attached"
+			default:
+				if err := k.offers(*w); err != nil {
+					reason = err.Error()
+				}
+			}
+			if reason == "" {
+				st.OK, st.Way = true, w
+				break
+			}
+			st.Tried = append(st.Tried, Tried{Way: w.Name(), Reason: reason})
+		}
+		if !st.OK {
+			st.Reason = "no way to attach it works here"
+			if len(st.Tried) > 0 {
+				st.Reason = st.Tried[len(st.Tried)-1].Reason
+				if len(st.Tried) > 1 {
+					st.Reason = fmt.Sprintf("%d ways tried, none works here (last: %s)", len(st.Tried), st.Reason)
+				}
+			}
+			if h.Required {
+				return out, fmt.Errorf("required hook %s cannot be attached here: %s", h.Name, describeTried(st.Tried))
+			}
+		}
+		chosen[h.Name] = st.OK
 		out = append(out, st)
 	}
-	return out
+	for _, name := range cfg.SkipHooks {
+		if !slices.ContainsFunc(Hooks, func(h Hook) bool { return h.Name == name }) {
+			return nil, fmt.Errorf("no hook named %q (see tracerd check)", name)
+		}
+	}
+	return out, nil
+}
+
+func describeTried(tried []Tried) string {
+	parts := make([]string, len(tried))
+	for i, t := range tried {
+		parts[i] = t.Way + ": " + t.Reason
+	}
+	return strings.Join(parts, "; ")
 }

@@ -253,70 +253,100 @@ type TracerdTracedConn struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	TracerdMapConns               = "conns"
-	TracerdMapCounters            = "counters"
-	TracerdMapEvents              = "events"
-	TracerdMapGoCalls             = "go_calls"
-	TracerdMapGoProcs             = "go_procs"
-	TracerdMapGoScratch           = "go_scratch"
-	TracerdMapGoStw               = "go_stw"
-	TracerdMapPendingEst          = "pending_est"
-	TracerdMapSoftirqState        = "softirq_state"
-	TracerdMapTargetCgroups       = "target_cgroups"
-	TracerdMapTargetComms         = "target_comms"
-	TracerdMapTargetPids          = "target_pids"
-	TracerdMapTargetPorts         = "target_ports"
-	TracerdMapTasks               = "tasks"
-	TracerdMapTracedTgids         = "traced_tgids"
-	TracerdProgGoEntry            = "go_entry"
-	TracerdProgGoEntryMulti       = "go_entry_multi"
-	TracerdProgGoGrpcStatus       = "go_grpc_status"
-	TracerdProgGoGrpcStatusMulti  = "go_grpc_status_multi"
-	TracerdProgGoReturn           = "go_return"
-	TracerdProgGoReturnMulti      = "go_return_multi"
-	TracerdProgGoStwStart         = "go_stw_start"
-	TracerdProgGoStwStartMulti    = "go_stw_start_multi"
-	TracerdProgGoStwStop          = "go_stw_stop"
-	TracerdProgGoStwStopMulti     = "go_stw_stop_multi"
-	TracerdProgGoWriteHeader      = "go_write_header"
-	TracerdProgGoWriteHeaderMulti = "go_write_header_multi"
-	TracerdProgIdleSweep          = "idle_sweep"
-	TracerdProgInetSockSetState   = "inet_sock_set_state"
-	TracerdProgNetDevStartXmit    = "net_dev_start_xmit"
-	TracerdProgSchedProcessExec   = "sched_process_exec"
-	TracerdProgSchedProcessExit   = "sched_process_exit"
-	TracerdProgSchedSwitch        = "sched_switch"
-	TracerdProgSchedWakeup        = "sched_wakeup"
-	TracerdProgSchedWakeupNew     = "sched_wakeup_new"
-	TracerdProgSkDataReady        = "sk_data_ready"
-	TracerdProgSockRecvLength     = "sock_recv_length"
-	TracerdProgSockSendLength     = "sock_send_length"
-	TracerdProgSoftirqEntry       = "softirq_entry"
-	TracerdProgSoftirqExit        = "softirq_exit"
-	TracerdProgSoftirqRaise       = "softirq_raise"
-	TracerdProgSysExitAccept      = "sys_exit_accept"
-	TracerdProgSysExitAccept4     = "sys_exit_accept4"
-	TracerdProgTcpProbe           = "tcp_probe"
-	TracerdProgTcpRetransmitSkb   = "tcp_retransmit_skb"
-	TracerdVarCgroupV1Subsys      = "cgroup_v1_subsys"
-	TracerdVarFilterCgroups       = "filter_cgroups"
-	TracerdVarFilterComms         = "filter_comms"
-	TracerdVarFilterPids          = "filter_pids"
-	TracerdVarFilterPorts         = "filter_ports"
-	TracerdVarIdleTimeoutNs       = "idle_timeout_ns"
-	TracerdVarSchedEnabled        = "sched_enabled"
-	TracerdVarSoftirqEnabled      = "softirq_enabled"
-	TracerdVarUnusedCaptureSize   = "unused_capture_size"
-	TracerdVarUnusedConnState     = "unused_conn_state"
-	TracerdVarUnusedCounter       = "unused_counter"
-	TracerdVarUnusedEndReason     = "unused_end_reason"
-	TracerdVarUnusedEventKind     = "unused_event_kind"
-	TracerdVarUnusedGoCapture     = "unused_go_capture"
-	TracerdVarUnusedGoEvent       = "unused_go_event"
-	TracerdVarUnusedGoFunc        = "unused_go_func"
-	TracerdVarUnusedProcEvent     = "unused_proc_event"
-	TracerdVarUnusedProcWhat      = "unused_proc_what"
-	TracerdVarUnusedReqFlags      = "unused_req_flags"
+	TracerdMapConns                    = "conns"
+	TracerdMapCounters                 = "counters"
+	TracerdMapEvents                   = "events"
+	TracerdMapGoCalls                  = "go_calls"
+	TracerdMapGoProcs                  = "go_procs"
+	TracerdMapGoScratch                = "go_scratch"
+	TracerdMapGoStw                    = "go_stw"
+	TracerdMapPendingEst               = "pending_est"
+	TracerdMapSoftirqState             = "softirq_state"
+	TracerdMapTargetCgroups            = "target_cgroups"
+	TracerdMapTargetComms              = "target_comms"
+	TracerdMapTargetPids               = "target_pids"
+	TracerdMapTargetPorts              = "target_ports"
+	TracerdMapTasks                    = "tasks"
+	TracerdMapTracedTgids              = "traced_tgids"
+	TracerdProgGoEntry                 = "go_entry"
+	TracerdProgGoEntryMulti            = "go_entry_multi"
+	TracerdProgGoGrpcStatus            = "go_grpc_status"
+	TracerdProgGoGrpcStatusMulti       = "go_grpc_status_multi"
+	TracerdProgGoReturn                = "go_return"
+	TracerdProgGoReturnMulti           = "go_return_multi"
+	TracerdProgGoStwStart              = "go_stw_start"
+	TracerdProgGoStwStartMulti         = "go_stw_start_multi"
+	TracerdProgGoStwStop               = "go_stw_stop"
+	TracerdProgGoStwStopMulti          = "go_stw_stop_multi"
+	TracerdProgGoWriteHeader           = "go_write_header"
+	TracerdProgGoWriteHeaderMulti      = "go_write_header_multi"
+	TracerdProgIdleSweep               = "idle_sweep"
+	TracerdProgInetSockSetState        = "inet_sock_set_state"
+	TracerdProgInetSockSetStateRaw     = "inet_sock_set_state_raw"
+	TracerdProgNetDevStartXmit         = "net_dev_start_xmit"
+	TracerdProgNetDevStartXmitRaw      = "net_dev_start_xmit_raw"
+	TracerdProgSchedProcessExec        = "sched_process_exec"
+	TracerdProgSchedProcessExecRaw     = "sched_process_exec_raw"
+	TracerdProgSchedProcessExit        = "sched_process_exit"
+	TracerdProgSchedProcessExitRaw     = "sched_process_exit_raw"
+	TracerdProgSchedSwitch             = "sched_switch"
+	TracerdProgSchedSwitchRaw          = "sched_switch_raw"
+	TracerdProgSchedWakeup             = "sched_wakeup"
+	TracerdProgSchedWakeupNew          = "sched_wakeup_new"
+	TracerdProgSchedWakeupNewRaw       = "sched_wakeup_new_raw"
+	TracerdProgSchedWakeupRaw          = "sched_wakeup_raw"
+	TracerdProgSkDataReady             = "sk_data_ready"
+	TracerdProgSkDataReadyRaw          = "sk_data_ready_raw"
+	TracerdProgSockRecvLength          = "sock_recv_length"
+	TracerdProgSockRecvLengthRaw       = "sock_recv_length_raw"
+	TracerdProgSockRecvmsgExit         = "sock_recvmsg_exit"
+	TracerdProgSockSendLength          = "sock_send_length"
+	TracerdProgSockSendLengthRaw       = "sock_send_length_raw"
+	TracerdProgSockSendmsgExit         = "sock_sendmsg_exit"
+	TracerdProgSoftirqEntry            = "softirq_entry"
+	TracerdProgSoftirqEntryRaw         = "softirq_entry_raw"
+	TracerdProgSoftirqExit             = "softirq_exit"
+	TracerdProgSoftirqExitRaw          = "softirq_exit_raw"
+	TracerdProgSoftirqRaise            = "softirq_raise"
+	TracerdProgSoftirqRaiseRaw         = "softirq_raise_raw"
+	TracerdProgSysExitAccept           = "sys_exit_accept"
+	TracerdProgSysExitAccept4          = "sys_exit_accept4"
+	TracerdProgSysExitRead             = "sys_exit_read"
+	TracerdProgSysExitReadv            = "sys_exit_readv"
+	TracerdProgSysExitRecvfrom         = "sys_exit_recvfrom"
+	TracerdProgSysExitRecvmsg          = "sys_exit_recvmsg"
+	TracerdProgSysExitSendfile64       = "sys_exit_sendfile64"
+	TracerdProgSysExitSendmsg          = "sys_exit_sendmsg"
+	TracerdProgSysExitSendto           = "sys_exit_sendto"
+	TracerdProgSysExitWrite            = "sys_exit_write"
+	TracerdProgSysExitWritev           = "sys_exit_writev"
+	TracerdProgTcpDataReadyEntry       = "tcp_data_ready_entry"
+	TracerdProgTcpProbe                = "tcp_probe"
+	TracerdProgTcpProbeRaw             = "tcp_probe_raw"
+	TracerdProgTcpRetransmitSkb        = "tcp_retransmit_skb"
+	TracerdProgTcpRetransmitSkbRaw     = "tcp_retransmit_skb_raw"
+	TracerdProgTcpRetransmitSkbSent    = "tcp_retransmit_skb_sent"
+	TracerdProgTcpRetransmitSkbSentRaw = "tcp_retransmit_skb_sent_raw"
+	TracerdVarCgroupV1Subsys           = "cgroup_v1_subsys"
+	TracerdVarFilterCgroups            = "filter_cgroups"
+	TracerdVarFilterComms              = "filter_comms"
+	TracerdVarFilterPids               = "filter_pids"
+	TracerdVarFilterPorts              = "filter_ports"
+	TracerdVarIdleTimeoutNs            = "idle_timeout_ns"
+	TracerdVarRxFromTcpProbe           = "rx_from_tcp_probe"
+	TracerdVarSchedEnabled             = "sched_enabled"
+	TracerdVarSoftirqEnabled           = "softirq_enabled"
+	TracerdVarUnusedCaptureSize        = "unused_capture_size"
+	TracerdVarUnusedConnState          = "unused_conn_state"
+	TracerdVarUnusedCounter            = "unused_counter"
+	TracerdVarUnusedEndReason          = "unused_end_reason"
+	TracerdVarUnusedEventKind          = "unused_event_kind"
+	TracerdVarUnusedGoCapture          = "unused_go_capture"
+	TracerdVarUnusedGoEvent            = "unused_go_event"
+	TracerdVarUnusedGoFunc             = "unused_go_func"
+	TracerdVarUnusedProcEvent          = "unused_proc_event"
+	TracerdVarUnusedProcWhat           = "unused_proc_what"
+	TracerdVarUnusedReqFlags           = "unused_req_flags"
 )
 
 // LoadTracerd returns the embedded CollectionSpec for Tracerd.
@@ -361,36 +391,65 @@ type TracerdSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type TracerdProgramSpecs struct {
-	GoEntry            *ebpf.ProgramSpec `ebpf:"go_entry"`
-	GoEntryMulti       *ebpf.ProgramSpec `ebpf:"go_entry_multi"`
-	GoGrpcStatus       *ebpf.ProgramSpec `ebpf:"go_grpc_status"`
-	GoGrpcStatusMulti  *ebpf.ProgramSpec `ebpf:"go_grpc_status_multi"`
-	GoReturn           *ebpf.ProgramSpec `ebpf:"go_return"`
-	GoReturnMulti      *ebpf.ProgramSpec `ebpf:"go_return_multi"`
-	GoStwStart         *ebpf.ProgramSpec `ebpf:"go_stw_start"`
-	GoStwStartMulti    *ebpf.ProgramSpec `ebpf:"go_stw_start_multi"`
-	GoStwStop          *ebpf.ProgramSpec `ebpf:"go_stw_stop"`
-	GoStwStopMulti     *ebpf.ProgramSpec `ebpf:"go_stw_stop_multi"`
-	GoWriteHeader      *ebpf.ProgramSpec `ebpf:"go_write_header"`
-	GoWriteHeaderMulti *ebpf.ProgramSpec `ebpf:"go_write_header_multi"`
-	IdleSweep          *ebpf.ProgramSpec `ebpf:"idle_sweep"`
-	InetSockSetState   *ebpf.ProgramSpec `ebpf:"inet_sock_set_state"`
-	NetDevStartXmit    *ebpf.ProgramSpec `ebpf:"net_dev_start_xmit"`
-	SchedProcessExec   *ebpf.ProgramSpec `ebpf:"sched_process_exec"`
-	SchedProcessExit   *ebpf.ProgramSpec `ebpf:"sched_process_exit"`
-	SchedSwitch        *ebpf.ProgramSpec `ebpf:"sched_switch"`
-	SchedWakeup        *ebpf.ProgramSpec `ebpf:"sched_wakeup"`
-	SchedWakeupNew     *ebpf.ProgramSpec `ebpf:"sched_wakeup_new"`
-	SkDataReady        *ebpf.ProgramSpec `ebpf:"sk_data_ready"`
-	SockRecvLength     *ebpf.ProgramSpec `ebpf:"sock_recv_length"`
-	SockSendLength     *ebpf.ProgramSpec `ebpf:"sock_send_length"`
-	SoftirqEntry       *ebpf.ProgramSpec `ebpf:"softirq_entry"`
-	SoftirqExit        *ebpf.ProgramSpec `ebpf:"softirq_exit"`
-	SoftirqRaise       *ebpf.ProgramSpec `ebpf:"softirq_raise"`
-	SysExitAccept      *ebpf.ProgramSpec `ebpf:"sys_exit_accept"`
-	SysExitAccept4     *ebpf.ProgramSpec `ebpf:"sys_exit_accept4"`
-	TcpProbe           *ebpf.ProgramSpec `ebpf:"tcp_probe"`
-	TcpRetransmitSkb   *ebpf.ProgramSpec `ebpf:"tcp_retransmit_skb"`
+	GoEntry                 *ebpf.ProgramSpec `ebpf:"go_entry"`
+	GoEntryMulti            *ebpf.ProgramSpec `ebpf:"go_entry_multi"`
+	GoGrpcStatus            *ebpf.ProgramSpec `ebpf:"go_grpc_status"`
+	GoGrpcStatusMulti       *ebpf.ProgramSpec `ebpf:"go_grpc_status_multi"`
+	GoReturn                *ebpf.ProgramSpec `ebpf:"go_return"`
+	GoReturnMulti           *ebpf.ProgramSpec `ebpf:"go_return_multi"`
+	GoStwStart              *ebpf.ProgramSpec `ebpf:"go_stw_start"`
+	GoStwStartMulti         *ebpf.ProgramSpec `ebpf:"go_stw_start_multi"`
+	GoStwStop               *ebpf.ProgramSpec `ebpf:"go_stw_stop"`
+	GoStwStopMulti          *ebpf.ProgramSpec `ebpf:"go_stw_stop_multi"`
+	GoWriteHeader           *ebpf.ProgramSpec `ebpf:"go_write_header"`
+	GoWriteHeaderMulti      *ebpf.ProgramSpec `ebpf:"go_write_header_multi"`
+	IdleSweep               *ebpf.ProgramSpec `ebpf:"idle_sweep"`
+	InetSockSetState        *ebpf.ProgramSpec `ebpf:"inet_sock_set_state"`
+	InetSockSetStateRaw     *ebpf.ProgramSpec `ebpf:"inet_sock_set_state_raw"`
+	NetDevStartXmit         *ebpf.ProgramSpec `ebpf:"net_dev_start_xmit"`
+	NetDevStartXmitRaw      *ebpf.ProgramSpec `ebpf:"net_dev_start_xmit_raw"`
+	SchedProcessExec        *ebpf.ProgramSpec `ebpf:"sched_process_exec"`
+	SchedProcessExecRaw     *ebpf.ProgramSpec `ebpf:"sched_process_exec_raw"`
+	SchedProcessExit        *ebpf.ProgramSpec `ebpf:"sched_process_exit"`
+	SchedProcessExitRaw     *ebpf.ProgramSpec `ebpf:"sched_process_exit_raw"`
+	SchedSwitch             *ebpf.ProgramSpec `ebpf:"sched_switch"`
+	SchedSwitchRaw          *ebpf.ProgramSpec `ebpf:"sched_switch_raw"`
+	SchedWakeup             *ebpf.ProgramSpec `ebpf:"sched_wakeup"`
+	SchedWakeupNew          *ebpf.ProgramSpec `ebpf:"sched_wakeup_new"`
+	SchedWakeupNewRaw       *ebpf.ProgramSpec `ebpf:"sched_wakeup_new_raw"`
+	SchedWakeupRaw          *ebpf.ProgramSpec `ebpf:"sched_wakeup_raw"`
+	SkDataReady             *ebpf.ProgramSpec `ebpf:"sk_data_ready"`
+	SkDataReadyRaw          *ebpf.ProgramSpec `ebpf:"sk_data_ready_raw"`
+	SockRecvLength          *ebpf.ProgramSpec `ebpf:"sock_recv_length"`
+	SockRecvLengthRaw       *ebpf.ProgramSpec `ebpf:"sock_recv_length_raw"`
+	SockRecvmsgExit         *ebpf.ProgramSpec `ebpf:"sock_recvmsg_exit"`
+	SockSendLength          *ebpf.ProgramSpec `ebpf:"sock_send_length"`
+	SockSendLengthRaw       *ebpf.ProgramSpec `ebpf:"sock_send_length_raw"`
+	SockSendmsgExit         *ebpf.ProgramSpec `ebpf:"sock_sendmsg_exit"`
+	SoftirqEntry            *ebpf.ProgramSpec `ebpf:"softirq_entry"`
+	SoftirqEntryRaw         *ebpf.ProgramSpec `ebpf:"softirq_entry_raw"`
+	SoftirqExit             *ebpf.ProgramSpec `ebpf:"softirq_exit"`
+	SoftirqExitRaw          *ebpf.ProgramSpec `ebpf:"softirq_exit_raw"`
+	SoftirqRaise            *ebpf.ProgramSpec `ebpf:"softirq_raise"`
+	SoftirqRaiseRaw         *ebpf.ProgramSpec `ebpf:"softirq_raise_raw"`
+	SysExitAccept           *ebpf.ProgramSpec `ebpf:"sys_exit_accept"`
+	SysExitAccept4          *ebpf.ProgramSpec `ebpf:"sys_exit_accept4"`
+	SysExitRead             *ebpf.ProgramSpec `ebpf:"sys_exit_read"`
+	SysExitReadv            *ebpf.ProgramSpec `ebpf:"sys_exit_readv"`
+	SysExitRecvfrom         *ebpf.ProgramSpec `ebpf:"sys_exit_recvfrom"`
+	SysExitRecvmsg          *ebpf.ProgramSpec `ebpf:"sys_exit_recvmsg"`
+	SysExitSendfile64       *ebpf.ProgramSpec `ebpf:"sys_exit_sendfile64"`
+	SysExitSendmsg          *ebpf.ProgramSpec `ebpf:"sys_exit_sendmsg"`
+	SysExitSendto           *ebpf.ProgramSpec `ebpf:"sys_exit_sendto"`
+	SysExitWrite            *ebpf.ProgramSpec `ebpf:"sys_exit_write"`
+	SysExitWritev           *ebpf.ProgramSpec `ebpf:"sys_exit_writev"`
+	TcpDataReadyEntry       *ebpf.ProgramSpec `ebpf:"tcp_data_ready_entry"`
+	TcpProbe                *ebpf.ProgramSpec `ebpf:"tcp_probe"`
+	TcpProbeRaw             *ebpf.ProgramSpec `ebpf:"tcp_probe_raw"`
+	TcpRetransmitSkb        *ebpf.ProgramSpec `ebpf:"tcp_retransmit_skb"`
+	TcpRetransmitSkbRaw     *ebpf.ProgramSpec `ebpf:"tcp_retransmit_skb_raw"`
+	TcpRetransmitSkbSent    *ebpf.ProgramSpec `ebpf:"tcp_retransmit_skb_sent"`
+	TcpRetransmitSkbSentRaw *ebpf.ProgramSpec `ebpf:"tcp_retransmit_skb_sent_raw"`
 }
 
 // TracerdMapSpecs contains maps before they are loaded into the kernel.
@@ -424,6 +483,7 @@ type TracerdVariableSpecs struct {
 	FilterPids        *ebpf.VariableSpec `ebpf:"filter_pids"`
 	FilterPorts       *ebpf.VariableSpec `ebpf:"filter_ports"`
 	IdleTimeoutNs     *ebpf.VariableSpec `ebpf:"idle_timeout_ns"`
+	RxFromTcpProbe    *ebpf.VariableSpec `ebpf:"rx_from_tcp_probe"`
 	SchedEnabled      *ebpf.VariableSpec `ebpf:"sched_enabled"`
 	SoftirqEnabled    *ebpf.VariableSpec `ebpf:"softirq_enabled"`
 	UnusedCaptureSize *ebpf.VariableSpec `ebpf:"unused_capture_size"`
@@ -506,6 +566,7 @@ type TracerdVariables struct {
 	FilterPids        *ebpf.Variable `ebpf:"filter_pids"`
 	FilterPorts       *ebpf.Variable `ebpf:"filter_ports"`
 	IdleTimeoutNs     *ebpf.Variable `ebpf:"idle_timeout_ns"`
+	RxFromTcpProbe    *ebpf.Variable `ebpf:"rx_from_tcp_probe"`
 	SchedEnabled      *ebpf.Variable `ebpf:"sched_enabled"`
 	SoftirqEnabled    *ebpf.Variable `ebpf:"softirq_enabled"`
 	UnusedCaptureSize *ebpf.Variable `ebpf:"unused_capture_size"`
@@ -525,36 +586,65 @@ type TracerdVariables struct {
 //
 // It can be passed to LoadTracerdObjects or ebpf.CollectionSpec.LoadAndAssign.
 type TracerdPrograms struct {
-	GoEntry            *ebpf.Program `ebpf:"go_entry"`
-	GoEntryMulti       *ebpf.Program `ebpf:"go_entry_multi"`
-	GoGrpcStatus       *ebpf.Program `ebpf:"go_grpc_status"`
-	GoGrpcStatusMulti  *ebpf.Program `ebpf:"go_grpc_status_multi"`
-	GoReturn           *ebpf.Program `ebpf:"go_return"`
-	GoReturnMulti      *ebpf.Program `ebpf:"go_return_multi"`
-	GoStwStart         *ebpf.Program `ebpf:"go_stw_start"`
-	GoStwStartMulti    *ebpf.Program `ebpf:"go_stw_start_multi"`
-	GoStwStop          *ebpf.Program `ebpf:"go_stw_stop"`
-	GoStwStopMulti     *ebpf.Program `ebpf:"go_stw_stop_multi"`
-	GoWriteHeader      *ebpf.Program `ebpf:"go_write_header"`
-	GoWriteHeaderMulti *ebpf.Program `ebpf:"go_write_header_multi"`
-	IdleSweep          *ebpf.Program `ebpf:"idle_sweep"`
-	InetSockSetState   *ebpf.Program `ebpf:"inet_sock_set_state"`
-	NetDevStartXmit    *ebpf.Program `ebpf:"net_dev_start_xmit"`
-	SchedProcessExec   *ebpf.Program `ebpf:"sched_process_exec"`
-	SchedProcessExit   *ebpf.Program `ebpf:"sched_process_exit"`
-	SchedSwitch        *ebpf.Program `ebpf:"sched_switch"`
-	SchedWakeup        *ebpf.Program `ebpf:"sched_wakeup"`
-	SchedWakeupNew     *ebpf.Program `ebpf:"sched_wakeup_new"`
-	SkDataReady        *ebpf.Program `ebpf:"sk_data_ready"`
-	SockRecvLength     *ebpf.Program `ebpf:"sock_recv_length"`
-	SockSendLength     *ebpf.Program `ebpf:"sock_send_length"`
-	SoftirqEntry       *ebpf.Program `ebpf:"softirq_entry"`
-	SoftirqExit        *ebpf.Program `ebpf:"softirq_exit"`
-	SoftirqRaise       *ebpf.Program `ebpf:"softirq_raise"`
-	SysExitAccept      *ebpf.Program `ebpf:"sys_exit_accept"`
-	SysExitAccept4     *ebpf.Program `ebpf:"sys_exit_accept4"`
-	TcpProbe           *ebpf.Program `ebpf:"tcp_probe"`
-	TcpRetransmitSkb   *ebpf.Program `ebpf:"tcp_retransmit_skb"`
+	GoEntry                 *ebpf.Program `ebpf:"go_entry"`
+	GoEntryMulti            *ebpf.Program `ebpf:"go_entry_multi"`
+	GoGrpcStatus            *ebpf.Program `ebpf:"go_grpc_status"`
+	GoGrpcStatusMulti       *ebpf.Program `ebpf:"go_grpc_status_multi"`
+	GoReturn                *ebpf.Program `ebpf:"go_return"`
+	GoReturnMulti           *ebpf.Program `ebpf:"go_return_multi"`
+	GoStwStart              *ebpf.Program `ebpf:"go_stw_start"`
+	GoStwStartMulti         *ebpf.Program `ebpf:"go_stw_start_multi"`
+	GoStwStop               *ebpf.Program `ebpf:"go_stw_stop"`
+	GoStwStopMulti          *ebpf.Program `ebpf:"go_stw_stop_multi"`
+	GoWriteHeader           *ebpf.Program `ebpf:"go_write_header"`
+	GoWriteHeaderMulti      *ebpf.Program `ebpf:"go_write_header_multi"`
+	IdleSweep               *ebpf.Program `ebpf:"idle_sweep"`
+	InetSockSetState        *ebpf.Program `ebpf:"inet_sock_set_state"`
+	InetSockSetStateRaw     *ebpf.Program `ebpf:"inet_sock_set_state_raw"`
+	NetDevStartXmit         *ebpf.Program `ebpf:"net_dev_start_xmit"`
+	NetDevStartXmitRaw      *ebpf.Program `ebpf:"net_dev_start_xmit_raw"`
+	SchedProcessExec        *ebpf.Program `ebpf:"sched_process_exec"`
+	SchedProcessExecRaw     *ebpf.Program `ebpf:"sched_process_exec_raw"`
+	SchedProcessExit        *ebpf.Program `ebpf:"sched_process_exit"`
+	SchedProcessExitRaw     *ebpf.Program `ebpf:"sched_process_exit_raw"`
+	SchedSwitch             *ebpf.Program `ebpf:"sched_switch"`
+	SchedSwitchRaw          *ebpf.Program `ebpf:"sched_switch_raw"`
+	SchedWakeup             *ebpf.Program `ebpf:"sched_wakeup"`
+	SchedWakeupNew          *ebpf.Program `ebpf:"sched_wakeup_new"`
+	SchedWakeupNewRaw       *ebpf.Program `ebpf:"sched_wakeup_new_raw"`
+	SchedWakeupRaw          *ebpf.Program `ebpf:"sched_wakeup_raw"`
+	SkDataReady             *ebpf.Program `ebpf:"sk_data_ready"`
+	SkDataReadyRaw          *ebpf.Program `ebpf:"sk_data_ready_raw"`
+	SockRecvLength          *ebpf.Program `ebpf:"sock_recv_length"`
+	SockRecvLengthRaw       *ebpf.Program `ebpf:"sock_recv_length_raw"`
+	SockRecvmsgExit         *ebpf.Program `ebpf:"sock_recvmsg_exit"`
+	SockSendLength          *ebpf.Program `ebpf:"sock_send_length"`
+	SockSendLengthRaw       *ebpf.Program `ebpf:"sock_send_length_raw"`
+	SockSendmsgExit         *ebpf.Program `ebpf:"sock_sendmsg_exit"`
+	SoftirqEntry            *ebpf.Program `ebpf:"softirq_entry"`
+	SoftirqEntryRaw         *ebpf.Program `ebpf:"softirq_entry_raw"`
+	SoftirqExit             *ebpf.Program `ebpf:"softirq_exit"`
+	SoftirqExitRaw          *ebpf.Program `ebpf:"softirq_exit_raw"`
+	SoftirqRaise            *ebpf.Program `ebpf:"softirq_raise"`
+	SoftirqRaiseRaw         *ebpf.Program `ebpf:"softirq_raise_raw"`
+	SysExitAccept           *ebpf.Program `ebpf:"sys_exit_accept"`
+	SysExitAccept4          *ebpf.Program `ebpf:"sys_exit_accept4"`
+	SysExitRead             *ebpf.Program `ebpf:"sys_exit_read"`
+	SysExitReadv            *ebpf.Program `ebpf:"sys_exit_readv"`
+	SysExitRecvfrom         *ebpf.Program `ebpf:"sys_exit_recvfrom"`
+	SysExitRecvmsg          *ebpf.Program `ebpf:"sys_exit_recvmsg"`
+	SysExitSendfile64       *ebpf.Program `ebpf:"sys_exit_sendfile64"`
+	SysExitSendmsg          *ebpf.Program `ebpf:"sys_exit_sendmsg"`
+	SysExitSendto           *ebpf.Program `ebpf:"sys_exit_sendto"`
+	SysExitWrite            *ebpf.Program `ebpf:"sys_exit_write"`
+	SysExitWritev           *ebpf.Program `ebpf:"sys_exit_writev"`
+	TcpDataReadyEntry       *ebpf.Program `ebpf:"tcp_data_ready_entry"`
+	TcpProbe                *ebpf.Program `ebpf:"tcp_probe"`
+	TcpProbeRaw             *ebpf.Program `ebpf:"tcp_probe_raw"`
+	TcpRetransmitSkb        *ebpf.Program `ebpf:"tcp_retransmit_skb"`
+	TcpRetransmitSkbRaw     *ebpf.Program `ebpf:"tcp_retransmit_skb_raw"`
+	TcpRetransmitSkbSent    *ebpf.Program `ebpf:"tcp_retransmit_skb_sent"`
+	TcpRetransmitSkbSentRaw *ebpf.Program `ebpf:"tcp_retransmit_skb_sent_raw"`
 }
 
 func (p *TracerdPrograms) Close() error {
@@ -573,22 +663,51 @@ func (p *TracerdPrograms) Close() error {
 		p.GoWriteHeaderMulti,
 		p.IdleSweep,
 		p.InetSockSetState,
+		p.InetSockSetStateRaw,
 		p.NetDevStartXmit,
+		p.NetDevStartXmitRaw,
 		p.SchedProcessExec,
+		p.SchedProcessExecRaw,
 		p.SchedProcessExit,
+		p.SchedProcessExitRaw,
 		p.SchedSwitch,
+		p.SchedSwitchRaw,
 		p.SchedWakeup,
 		p.SchedWakeupNew,
+		p.SchedWakeupNewRaw,
+		p.SchedWakeupRaw,
 		p.SkDataReady,
+		p.SkDataReadyRaw,
 		p.SockRecvLength,
+		p.SockRecvLengthRaw,
+		p.SockRecvmsgExit,
 		p.SockSendLength,
+		p.SockSendLengthRaw,
+		p.SockSendmsgExit,
 		p.SoftirqEntry,
+		p.SoftirqEntryRaw,
 		p.SoftirqExit,
+		p.SoftirqExitRaw,
 		p.SoftirqRaise,
+		p.SoftirqRaiseRaw,
 		p.SysExitAccept,
 		p.SysExitAccept4,
+		p.SysExitRead,
+		p.SysExitReadv,
+		p.SysExitRecvfrom,
+		p.SysExitRecvmsg,
+		p.SysExitSendfile64,
+		p.SysExitSendmsg,
+		p.SysExitSendto,
+		p.SysExitWrite,
+		p.SysExitWritev,
+		p.TcpDataReadyEntry,
 		p.TcpProbe,
+		p.TcpProbeRaw,
 		p.TcpRetransmitSkb,
+		p.TcpRetransmitSkbRaw,
+		p.TcpRetransmitSkbSent,
+		p.TcpRetransmitSkbSentRaw,
 	)
 }
 

@@ -90,17 +90,22 @@ func fullName(info *ebpf.ProgramInfo) string {
 // tracerdProgram maps a program name to the loader's program name and
 // attach point; a name still truncated matches only when unambiguous.
 func tracerdProgram(pname string) (name, hook string) {
-	var match []loader.Hook
+	type prog struct{ name, hook string }
+	var match []prog
 	for _, h := range loader.Hooks {
-		if h.Program == pname {
-			return h.Program, h.Name()
-		}
-		if len(pname) == 15 && strings.HasPrefix(h.Program, pname) {
-			match = append(match, h)
+		for _, w := range h.Ways {
+			for _, a := range w.Progs {
+				if a.Program == pname {
+					return a.Program, w.Name()
+				}
+				if len(pname) == 15 && strings.HasPrefix(a.Program, pname) {
+					match = append(match, prog{a.Program, w.Name()})
+				}
+			}
 		}
 	}
 	if len(match) == 1 {
-		return match[0].Program, match[0].Name()
+		return match[0].name, match[0].hook
 	}
 	return "", ""
 }
@@ -119,8 +124,14 @@ func (w *progWatch) Missing() []string {
 	}
 	var miss []string
 	for _, h := range loader.Hooks {
-		if !have[h.Program] {
-			miss = append(miss, h.Program)
+		found := false
+		for _, w := range h.Ways {
+			for _, a := range w.Progs {
+				found = found || have[a.Program]
+			}
+		}
+		if !found {
+			miss = append(miss, h.Name)
 		}
 	}
 	return miss
