@@ -25,18 +25,22 @@ func snapshotViaDaemon(socket string, targets loader.Targets, duration time.Dura
 	if err := targets.Validate(); err != nil {
 		return usageError{err}
 	}
+	if err := checkSnapshotOutputs(out, jsonOut); err != nil {
+		return err
+	}
+	c, err := control.Dial(socket)
+	if err != nil {
+		return err
+	}
 	o, err := openSnapshotOutputs(out, jsonOut)
 	if err != nil {
+		c.Close()
 		return err
 	}
 	defer o.close()
 	var jw *bufio.Writer
 	if o.json != nil {
 		jw = bufio.NewWriter(o.json)
-	}
-	c, err := control.Dial(socket)
-	if err != nil {
-		return err
 	}
 	defer c.Close()
 	req := control.Request{Op: "snapshot", Duration: duration, Targets: targets, Top: top, JSON: jsonOut != "", Profile: out != ""}

@@ -94,7 +94,7 @@ func runDaemon(cfg config.Config, args []string, opts runOptions) error {
 		return err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	tr, err := startTracing(ctx, cfg.LoaderConfig(), goOptions{Enabled: cfg.Engine.Go, MaxCallsPerSecond: cfg.Engine.GoMaxCallsPerSecond}, pipeline.SinkFunc(d.add))
+	tr, err := startTracing(ctx, cfg.LoaderConfig(), goOptions{Enabled: cfg.Engine.Go, MaxCallsPerSecond: cfg.Engine.GoMaxCallsPerSecond}, d.sinks)
 	if err != nil {
 		cancel()
 		if ctl != nil {
@@ -351,7 +351,7 @@ func (d *daemon) reloadTargets(cfg config.Config) error {
 // accepted during the overlap may be reported twice.
 func (d *daemon) swapTracer(cfg config.Config) error {
 	ctx, cancel := context.WithCancel(context.Background())
-	ntr, err := startTracing(ctx, cfg.LoaderConfig(), goOptions{Enabled: cfg.Engine.Go, MaxCallsPerSecond: cfg.Engine.GoMaxCallsPerSecond}, pipeline.SinkFunc(d.add))
+	ntr, err := startTracing(ctx, cfg.LoaderConfig(), goOptions{Enabled: cfg.Engine.Go, MaxCallsPerSecond: cfg.Engine.GoMaxCallsPerSecond}, d.sinks)
 	if err != nil {
 		cancel()
 		return err
@@ -392,4 +392,9 @@ func strs[T uint16 | uint32](v []T) []string {
 		out[i] = fmt.Sprint(x)
 	}
 	return out
+}
+
+// sinks is the daemon's one sink: the exporters' fan-out.
+func (d *daemon) sinks() ([]pipeline.Sink, error) {
+	return []pipeline.Sink{pipeline.SinkFunc(d.add)}, nil
 }

@@ -7,9 +7,12 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/tracerd/tracerd/internal/goprobe"
 	"github.com/tracerd/tracerd/internal/loader"
@@ -151,6 +154,39 @@ type snapshotOutputs struct {
 	json        io.Writer // --json, nil when not asked for
 	summary     io.Writer // stdout, or stderr when the JSON lines take stdout
 	jsonFile    *os.File  // json when it is a file of ours
+}
+
+// checkSnapshotOutputs says early, without creating or truncating
+// anything, whether -o and --json can be written.
+func checkSnapshotOutputs(out, jsonOut string) error {
+	for flag, path := range map[string]string{"-o": out, "--json": jsonOut} {
+		if path == "" || path == "-" {
+			continue
+		}
+		if err := checkWritable(path); err != nil {
+			return usageError{fmt.Errorf("%s: %w", flag, err)}
+		}
+	}
+	return nil
+}
+
+// checkWritable: path is a writable regular file, or can be created.
+func checkWritable(path string) error {
+	if fi, err := os.Stat(path); err == nil {
+		if !fi.Mode().IsRegular() {
+			return fmt.Errorf("%s is not a regular file", path)
+		}
+		if err := unix.Access(path, unix.W_OK); err != nil {
+			return &os.PathError{Op: "open", Path: path, Err: err}
+		}
+		return nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if err := unix.Access(filepath.Dir(path), unix.W_OK|unix.X_OK); err != nil {
+		return &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	return nil
 }
 
 func openSnapshotOutputs(out, jsonOut string) (*snapshotOutputs, error) {

@@ -24,7 +24,10 @@ type tracing struct {
 // attaches Go probes to the selected processes that already run, and
 // announces on stderr that tracing has started (scripts wait for
 // "tracing"). ctx ends the session; wait() returns its error.
-func startTracing(ctx context.Context, cfg loader.Config, goOpts goOptions, sinks ...pipeline.Sink) (*tracing, error) {
+//
+// openSinks runs once the kernel engine is loaded and attached, so that
+// no output is created or truncated by a start that fails.
+func startTracing(ctx context.Context, cfg loader.Config, goOpts goOptions, openSinks func() ([]pipeline.Sink, error)) (*tracing, error) {
 	goAware := goOpts.Enabled
 	if err := cfg.Targets.Validate(); err != nil {
 		return nil, usageError{err}
@@ -41,6 +44,11 @@ func startTracing(ctx context.Context, cfg loader.Config, goOpts goOptions, sink
 		return nil, err
 	}
 	debug.FreeOSMemory() // the kernel BTF parsed for loading
+	sinks, err := openSinks()
+	if err != nil {
+		t.Close()
+		return nil, err
+	}
 	tr := &tracing{tracer: t, done: make(chan error, 1)}
 	// Go events wait this long for their request's kernel record, which
 	// comes when the request ends (at worst the idle timeout later).

@@ -64,31 +64,41 @@ func fail0(err error) int {
 }
 
 func snapshot(cfg loader.Config, goOpts goOptions, duration time.Duration, out, jsonOut string, top int) error {
-	o, err := openSnapshotOutputs(out, jsonOut)
-	if err != nil {
+	if err := checkSnapshotOutputs(out, jsonOut); err != nil {
 		return err
 	}
-	defer o.close()
-	var sinks []pipeline.Sink
+	var o *snapshotOutputs
+	defer func() {
+		if o != nil {
+			o.close()
+		}
+	}()
 	var jl *export.JSONLines
-	if o.json != nil {
-		jl = export.NewJSONLines(o.json)
-		sinks = append(sinks, pipeline.SinkFunc(jl.Write))
-	}
 	prof := export.NewProfile()
 	summary := export.NewSummary(top)
-	sinks = append(sinks, pipeline.SinkFunc(func(r *correlate.Request) error {
-		prof.Add(r)
-		summary.Add(r)
-		return nil
-	}))
+	openSinks := func() ([]pipeline.Sink, error) {
+		var err error
+		if o, err = openSnapshotOutputs(out, jsonOut); err != nil {
+			return nil, err
+		}
+		var sinks []pipeline.Sink
+		if o.json != nil {
+			jl = export.NewJSONLines(o.json)
+			sinks = append(sinks, pipeline.SinkFunc(jl.Write))
+		}
+		return append(sinks, pipeline.SinkFunc(func(r *correlate.Request) error {
+			prof.Add(r)
+			summary.Add(r)
+			return nil
+		})), nil
+	}
 
 	sigCtx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	// The duration counts from the moment tracing is announced.
 	ctx, endSession := context.WithCancel(sigCtx)
 	defer endSession()
-	tr, err := startTracing(ctx, cfg, goOpts, sinks...)
+	tr, err := startTracing(ctx, cfg, goOpts, openSinks)
 	if err != nil {
 		return err
 	}
