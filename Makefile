@@ -11,12 +11,16 @@ all: build
 build:
 	$(GO) build -o $(TRACERD) ./cmd/tracerd
 
-# Regenerates bpf/vmlinux.h from the running kernel's BTF and the
-# committed bpf2go outputs; the result must equal what is committed.
-generate: vmlinux
+# Regenerates the committed bpf2go outputs from bpf/*.c and the committed
+# bpf/vmlinux.h, with the pinned clang (clang-14, Debian's package of that
+# name); CI checks the result equals what is committed.
+generate:
 	tests/tools/install-deps.sh generate
 	cd internal/loader && $(GO) generate ./...
 
+# Regenerates bpf/vmlinux.h from the running kernel's BTF: only on purpose
+# (CO-RE relocates against each kernel's own BTF at load, so one header
+# serves every kernel), then make generate.
 vmlinux:
 	tests/tools/install-deps.sh generate
 	bpftool btf dump file /sys/kernel/btf/vmlinux format c > bpf/vmlinux.h

@@ -9,8 +9,8 @@ need() { # need COMMAND PACKAGE
 }
 case "${1:-test}" in
 generate)
-	need clang clang
-	need llvm-strip llvm
+	need clang-14 clang-14
+	need llvm-strip-14 llvm-14
 	need bpftool bpftool
 	[ -f /usr/include/bpf/bpf_helpers.h ] || want+=(libbpf-dev)
 	;;
