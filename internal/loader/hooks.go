@@ -103,7 +103,7 @@ var Hooks = []Hook{
 		Ways: []Way{
 			{Kind: "tp_btf", Progs: []Attach{{Program: TracerdProgTcpRetransmitSkb, Target: "tcp_retransmit_skb"}}, Args: 3},
 			{Kind: "tp_btf", Progs: []Attach{{Program: TracerdProgTcpRetransmitSkbSent, Target: "tcp_retransmit_skb"}}, Args: 2,
-				Cost: "none (kernels ≤ 6.12: the event fires only for sent segments)"},
+				Cost: "none: the same count (kernels ≤ 6.12 fire the event only for segments sent)"},
 			{Kind: "raw_tp", Progs: []Attach{{Program: TracerdProgTcpRetransmitSkbRaw, Target: "tcp_retransmit_skb"}}, Args: 3, Cost: "none"},
 			{Kind: "raw_tp", Progs: []Attach{{Program: TracerdProgTcpRetransmitSkbSentRaw, Target: "tcp_retransmit_skb"}}, Args: 2, Cost: "none"},
 		}},
