@@ -53,11 +53,10 @@ type CheckPhase struct {
 func checkCmd(args []string) int {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print the report as JSON")
-	btfPath := fs.String("btf", "", "BTF file for a kernel without /sys/kernel/btf/vmlinux")
 	if err := parse(fs, args); err != nil {
 		return fail(err)
 	}
-	rep := runCheck(*btfPath)
+	rep := runCheck()
 	if *asJSON {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
@@ -71,16 +70,13 @@ func checkCmd(args []string) int {
 	return exitOK
 }
 
-func runCheck(btfPath string) CheckReport {
+func runCheck() CheckReport {
 	var uts unix.Utsname
 	_ = unix.Uname(&uts)
 	rep := CheckReport{Kernel: unix.ByteSliceToString(uts.Release[:]) + " " + unix.ByteSliceToString(uts.Machine[:])}
 	rep.BTF = "ok (/sys/kernel/btf/vmlinux)"
 	if _, err := loader.KernelBTF(); err != nil {
 		rep.BTF = "missing: " + err.Error()
-		if btfPath != "" {
-			rep.BTF += "; using " + btfPath + " (raw and classic tracepoints only)"
-		}
 	}
 	rep.Privileges = "ok"
 	if err := checkPrivileges(false); err != nil {
@@ -96,7 +92,6 @@ func runCheck(btfPath string) CheckReport {
 	}
 
 	cfg := loader.DefaultConfig()
-	cfg.BTFPath = btfPath
 	cfg.MaxConns, cfg.RingBytes = 16, uint32(os.Getpagesize()) // a load test, not a tracer
 	t, err := loader.Open(cfg)
 	if err != nil {

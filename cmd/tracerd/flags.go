@@ -63,7 +63,6 @@ func engineFlags(fs *flag.FlagSet, cfg *loader.Config) {
 	logFlag(fs)
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", cfg.IdleTimeout, "a keep-alive request is finished after this long without activity")
 	fs.Var(stringList{&cfg.SkipHooks}, "skip-hook", "do not attach this optional hook (hook name from 'tracerd check'); its phases go absent")
-	fs.StringVar(&cfg.BTFPath, "btf", cfg.BTFPath, "BTF file for a kernel without /sys/kernel/btf/vmlinux (e.g. from BTFHub)")
 	fs.Func("max-conns", fmt.Sprintf("traced connections held at once (default %d)", cfg.MaxConns), func(s string) error {
 		v, err := strconv.ParseUint(s, 10, 32)
 		if err != nil || v == 0 {

@@ -104,7 +104,6 @@ func runConfig(args []string) (config.Config, runOptions, error) {
 		return c, opts, err
 	}
 	c.Engine.IdleTimeout, c.Engine.MaxConns, c.Engine.SkipHooks = lc.IdleTimeout, lc.MaxConns, lc.SkipHooks
-	c.Engine.BTF = lc.BTFPath
 	c.Engine.Go, c.Engine.GoMaxCallsPerSecond = goOpts.Enabled, goOpts.MaxCallsPerSecond
 	c.Exporters = ef.toConfig(c.Exporters)
 	lvl, _ := logLevel.Level().MarshalText()

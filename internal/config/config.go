@@ -43,9 +43,7 @@ type Engine struct {
 	MaxConns        uint32        `yaml:"max_conns"`
 	RingBufferBytes uint32        `yaml:"ring_buffer_bytes"`
 	SkipHooks       []string      `yaml:"skip_hooks"`
-	// BTF: a BTF file for a kernel without /sys/kernel/btf/vmlinux.
-	BTF string `yaml:"btf"`
-	Go  bool   `yaml:"go"`
+	Go              bool          `yaml:"go"`
 	// GoMaxCallsPerSecond: a probed Go function firing more often than
 	// this in one process has its probes switched off (0: no bound).
 	GoMaxCallsPerSecond int `yaml:"go_max_calls_per_second"`
@@ -325,7 +323,6 @@ func (c *Config) LoaderConfig() loader.Config {
 		MaxConns:    c.Engine.MaxConns,
 		RingBytes:   c.Engine.RingBufferBytes,
 		SkipHooks:   c.Engine.SkipHooks,
-		BTFPath:     c.Engine.BTF,
 	}
 }
 

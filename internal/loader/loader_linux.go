@@ -64,10 +64,6 @@ type Config struct {
 	// To test fallbacks; the entries of TRACERD_NO_WAYS (comma-separated)
 	// are added.
 	RefuseWays []string
-	// BTFPath: a BTF file for a kernel without /sys/kernel/btf/vmlinux
-	// (e.g. from BTFHub), used for CO-RE; only raw tracepoint and
-	// classic tracepoint ways work then.
-	BTFPath string
 	// ClassicUprobes: one classic uprobe per address even when the
 	// kernel has uprobe_multi links (to compare, and to test that path).
 	ClassicUprobes bool
@@ -124,7 +120,7 @@ func Open(cfg Config) (*Tracer, error) {
 		return nil, err
 	}
 	cfg.RefuseWays = append(slices.Clone(cfg.RefuseWays), envList("TRACERD_NO_WAYS")...)
-	k, err := newKernelView(cfg.BTFPath)
+	k, err := newKernelView()
 	if err != nil {
 		return nil, err
 	}
@@ -195,7 +191,7 @@ func open(cfg Config, k *kernelView, failed map[string]string, log *slog.Logger)
 	}
 
 	t.coll, err = ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{
-		Programs: ebpf.ProgramOptions{KernelTypes: k.types},
+		Programs: ebpf.ProgramOptions{KernelTypes: k.btf},
 	})
 	if err != nil {
 		prog := failedProgram(err)

@@ -57,28 +57,23 @@ func tracefsRoot() (string, error) {
 }
 
 // kernelView is what the running kernel offers, for choosing ways.
+//
+// Its own BTF is required: the programs read the current task through
+// BTF-typed helpers (bpf_get_current_task_btf, bpf_task_pt_regs), which
+// no external BTF file (BTFHub) can stand in for; every kernel that
+// tracerd supports (≥ 5.15) has it in the major distributions.
 type kernelView struct {
-	btf    *btf.Spec // the kernel's own BTF, nil when missing
-	btfErr error
-	types  *btf.Spec // for CO-RE: the kernel's BTF or a --btf file
-	tfRoot string    // tracefs, "" when unavailable
+	btf    *btf.Spec
+	tfRoot string // tracefs, "" when unavailable
 	tfErr  error
 }
 
-func newKernelView(btfPath string) (*kernelView, error) {
-	k := &kernelView{}
-	k.btf, k.btfErr = KernelBTF()
-	k.types = k.btf
-	if btfPath != "" {
-		spec, err := btf.LoadSpec(btfPath)
-		if err != nil {
-			return nil, fmt.Errorf("--btf %s: %w", btfPath, err)
-		}
-		k.types = spec
+func newKernelView() (*kernelView, error) {
+	spec, err := KernelBTF()
+	if err != nil {
+		return nil, err
 	}
-	if k.types == nil {
-		return nil, k.btfErr
-	}
+	k := &kernelView{btf: spec}
 	k.tfRoot, k.tfErr = tracefsRoot()
 	return k, nil
 }
@@ -108,14 +103,7 @@ func (k *kernelView) offers(w Way) error {
 	for _, a := range w.Progs {
 		switch w.Kind {
 		case "tp_btf", "raw_tp":
-			spec := k.types
-			if w.Kind == "tp_btf" {
-				if k.btf == nil {
-					return fmt.Errorf("tp_btf needs the kernel's own BTF: %v", k.btfErr)
-				}
-				spec = k.btf
-			}
-			n, ok := eventArgs(spec, a.Target)
+			n, ok := eventArgs(k.btf, a.Target)
 			if !ok {
 				return fmt.Errorf("kernel has no tracepoint %s", a.Target)
 			}
@@ -123,9 +111,6 @@ func (k *kernelView) offers(w Way) error {
 				return fmt.Errorf("the kernel's %s has %d arguments, this program is for %d", a.Target, n, w.Args)
 			}
 		case "fentry", "fexit":
-			if k.btf == nil {
-				return fmt.Errorf("%s needs the kernel's own BTF: %v", w.Kind, k.btfErr)
-			}
 			var fn *btf.Func
 			if err := k.btf.TypeByName(a.Target, &fn); err != nil {
 				return fmt.Errorf("kernel has no function %s in its BTF", a.Target)
