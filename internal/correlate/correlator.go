@@ -16,7 +16,14 @@ type Correlator struct {
 	comms    map[uint32]string
 	goRetain time.Duration
 	released []Request // held requests whose Go call came (see Released)
+	// Go calls not exported: served on connections the kernel side did
+	// not trace, or HTTP/1 calls without their kernel record.
+	untracedCalls uint64
 }
+
+// UntracedGoCalls counts the Go calls left out because no traced
+// connection served them (see goProc.exportable).
+func (c *Correlator) UntracedGoCalls() uint64 { return c.untracedCalls }
 
 // New returns a Correlator whose clock offset is measured now. Go events
 // are kept for goRetain to be joined with kernel records, which arrive
@@ -43,9 +50,12 @@ func (c *Correlator) Clock() Clock { return c.clock }
 // it comes out of Released or Streams later.
 func (c *Correlator) Request(rec *loader.Record) (r Request, ok bool) {
 	r = c.decode(rec)
-	if gp := c.goProcs[rec.Pid]; gp != nil && gp.holdForGo(&r, rec, c.clock) {
-		gp.hold(rec)
-		return Request{}, false
+	if gp := c.goProcs[rec.Pid]; gp != nil {
+		gp.notePeer(r.Conn.Peer, r.EndUnixNano)
+		if gp.holdForGo(&r, rec, c.clock) {
+			gp.hold(rec)
+			return Request{}, false
+		}
 	}
 	c.joinGo(&r, rec)
 	assignIDs(&r, c.rng)

@@ -80,6 +80,69 @@ type goProc struct {
 	comm    string                  // from its kernel records ("" until one came)
 	held    map[uint64][]heldRecord // by goroutine
 	nHeld   int
+	// peers of its traced connections (wall ns last seen): a Go call
+	// whose client is not among them was served on a connection the
+	// kernel side did not trace (accepted before tracerd, filtered, or
+	// the conns map full) and is not exported.
+	peers map[netip.AddrPort]int64
+}
+
+// maxPeers bounds the traced peers remembered per process.
+const maxPeers = 1 << 16
+
+// peerTTL: a peer not seen in a kernel record for this long is forgotten
+// (an HTTP/2 connection in use yields records far more often).
+const peerTTL = 10 * time.Minute
+
+// notePeer remembers that the process has a traced connection from peer.
+func (gp *goProc) notePeer(peer netip.AddrPort, now int64) {
+	if !peer.IsValid() {
+		return
+	}
+	if gp.peers == nil {
+		gp.peers = map[netip.AddrPort]int64{}
+	}
+	peer = netip.AddrPortFrom(peer.Addr().Unmap(), peer.Port())
+	if _, ok := gp.peers[peer]; !ok && len(gp.peers) >= maxPeers {
+		gp.forgetPeers(now - time.Minute.Nanoseconds())
+		if len(gp.peers) >= maxPeers {
+			clear(gp.peers)
+		}
+	}
+	gp.peers[peer] = now
+}
+
+func (gp *goProc) forgetPeers(before int64) {
+	for p, seen := range gp.peers {
+		if seen < before {
+			delete(gp.peers, p)
+		}
+	}
+}
+
+// exportable says whether a Go call no kernel record claimed becomes a
+// request of its own: only HTTP/2 streams and gRPC calls (many on one
+// connection: the kernel's records are per connection exchange, not per
+// call), and only on a connection the kernel side traces. An HTTP/1
+// call always has its kernel record when its connection is traced: one
+// left alone was on an untraced connection, or its client reset the
+// connection before the answer (the kernel's record, unanswered, already
+// went out).
+func (gp *goProc) exportable(call *goCall) bool {
+	if call.fn == GoGRPCMethod {
+		// grpc-go's handleStream carries no peer address: any traced
+		// connection of the process will do.
+		return len(gp.peers) > 0
+	}
+	if call.protoMajor < 2 {
+		return false
+	}
+	ap, err := netip.ParseAddrPort(call.remote)
+	if err != nil {
+		return false
+	}
+	_, ok := gp.peers[netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())]
+	return ok
 }
 
 // maxHeld bounds the records held per process: past it, records go out
@@ -285,6 +348,7 @@ func (c *Correlator) pruneGo(gp *goProc, now int64) {
 		i++
 	}
 	gp.pauses = gp.pauses[i:]
+	gp.forgetPeers(now - peerTTL.Nanoseconds())
 	for goid, calls := range gp.byGoid {
 		keep := calls[:0]
 		for _, call := range calls {
@@ -398,7 +462,11 @@ func (c *Correlator) Streams(now int64, all bool) []Request {
 			switch {
 			case call.joined:
 			case all || call.end < now-c.goRetain.Nanoseconds():
-				out = append(out, c.streamRequest(pid, gp, call))
+				if gp.exportable(call) {
+					out = append(out, c.streamRequest(pid, gp, call))
+				} else {
+					c.untracedCalls++
+				}
 				call.joined = true
 			default:
 				keep = append(keep, call)

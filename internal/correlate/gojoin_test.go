@@ -1,6 +1,7 @@
 package correlate
 
 import (
+	"net/netip"
 	"testing"
 	"time"
 
@@ -109,6 +110,7 @@ func TestStreams(t *testing.T) {
 	ev.RemoteLen = copy8(ev.Remote[:], "127.0.0.1:4000")
 	ev.ProtoMajor = 2
 	c.AddGo(&ev)
+	c.goProcs[7].notePeer(netip.MustParseAddrPort("127.0.0.1:4000"), 900) // its connection is traced
 	wh := goEvent(GoWriteHeader, 9, 4990, 4990, 201)
 	c.AddGo(&wh)
 	if got := c.Streams(5000+int64(time.Millisecond), false); len(got) != 0 {
@@ -150,6 +152,7 @@ func TestGRPCStream(t *testing.T) {
 	}
 	// Calibration ends after the events came: the calibrated cost applies.
 	c.SetGoProbes(7, GoProbes{HTTP: true, GRPC: true, Serialization: true, ProbeCostNs: 100}, true)
+	c.goProcs[7].notePeer(netip.MustParseAddrPort("127.0.0.1:4000"), 900)
 	got := c.Streams(1<<62, true)
 	if len(got) != 1 {
 		t.Fatalf("%d requests", len(got))
@@ -242,5 +245,45 @@ func TestHeldUntilServeHTTP(t *testing.T) {
 	c.SetGoProbes(7, GoProbes{Serialization: true, AttachedAt: 1200}, true)
 	if got := c.Released(); len(got) != 1 {
 		t.Errorf("%d released when the HTTP probes went off, want 1", len(got))
+	}
+}
+
+// Go calls served on connections the kernel side does not trace are not
+// exported (a full conns map, a connection accepted before tracerd), nor
+// are HTTP/1 calls no kernel record claimed (a client reset the
+// connection before the answer: its unanswered record already went out).
+func TestStreamsNeedTracedConnection(t *testing.T) {
+	c := New(time.Second)
+	c.clock = Clock{}
+	c.SetGoProbes(7, GoProbes{HTTP: true, GRPC: true}, true)
+	call := func(fn GoFunc, goid uint64, remote string, proto uint8) {
+		ev := goEvent(fn, goid, 1000, 5000, 0)
+		for i, b := range []byte(remote) {
+			ev.Remote[i] = int8(b)
+		}
+		ev.RemoteLen, ev.ProtoMajor = uint8(len(remote)), proto
+		c.AddGo(&ev)
+	}
+	call(GoServeHTTP, 1, "127.0.0.1:4000", 2) // HTTP/2, untraced peer
+	call(GoServeHTTP, 2, "127.0.0.1:4001", 1) // HTTP/1 without its record
+	call(GoGRPCMethod, 3, "", 2)              // gRPC, no traced connection at all
+	if got := c.Streams(1<<62, true); len(got) != 0 {
+		t.Fatalf("exported %d calls of untraced connections: %+v", len(got), got)
+	}
+	if n := c.UntracedGoCalls(); n != 3 {
+		t.Errorf("UntracedGoCalls = %d, want 3", n)
+	}
+
+	c.SetGoProbes(8, GoProbes{HTTP: true}, true)
+	c.goProcs[8].notePeer(netip.MustParseAddrPort("[::ffff:127.0.0.1]:4002"), 900)
+	ev := goEvent(GoServeHTTP, 4, 1000, 5000, 0)
+	ev.Pid = 8
+	for i, b := range []byte("127.0.0.1:4002") {
+		ev.Remote[i] = int8(b)
+	}
+	ev.RemoteLen, ev.ProtoMajor = 14, 2
+	c.AddGo(&ev)
+	if got := c.Streams(1<<62, true); len(got) != 1 {
+		t.Errorf("an HTTP/2 stream of a traced (v4-mapped) peer: %d requests", len(got))
 	}
 }

@@ -139,6 +139,10 @@ func main() {
 		w.(http.Flusher).Flush()
 		time.Sleep(time.Duration(size(r, 20)) * time.Millisecond)
 	})
+	mux.HandleFunc("/sleep", func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(time.Duration(size(r, 100)) * time.Millisecond)
+		fmt.Fprintln(w, "slept")
+	})
 	mux.HandleFunc("/teapot", func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusTeapot)
 	})
