@@ -4,7 +4,7 @@ BIN     := bin
 TRACERD := $(BIN)/tracerd
 PREFIX  ?= /usr/local
 
-.PHONY: all build generate vmlinux test unit bench demo install clean
+.PHONY: all build generate vmlinux test unit bench demo install clean test-kernels
 
 all: build
 
@@ -34,6 +34,14 @@ test:
 	tests/tools/install-test-services.sh
 	$(GO) vet ./...
 	$(GO) test -count=1 -p 1 -timeout 45m ./...
+
+# Boots Debian 12's 6.1 and 6.12 kernels under qemu (TCG) and runs the
+# end-to-end scenarios inside each (tests/kernels); writes docs/kernels.md
+# and fails when a scenario fails. Kernel packages are cached in
+# /var/cache/tracerd-kernels.
+test-kernels:
+	tests/tools/install-deps.sh kernels
+	$(GO) run ./tests/kernels -out docs/kernels.md
 
 unit:
 	$(GO) test -count=1 -short ./...

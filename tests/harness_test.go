@@ -34,6 +34,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// run builds tracerd and testserver into a scratch directory, or, when
+// TRACERD_E2E_PREBUILT names a directory, uses the ones already built
+// there: a guest booted by tests/kernels has no Go toolchain.
 func run(m *testing.M) (int, error) {
 	dir, err := os.MkdirTemp("", "tracerd-e2e-")
 	if err != nil {
@@ -41,6 +44,16 @@ func run(m *testing.M) (int, error) {
 	}
 	defer os.RemoveAll(dir)
 	bin.dir = dir
+	if pre := os.Getenv("TRACERD_E2E_PREBUILT"); pre != "" {
+		bin.tracerd = filepath.Join(pre, "tracerd")
+		bin.testserver = filepath.Join(pre, "testserver")
+		for _, p := range []string{bin.tracerd, bin.testserver} {
+			if _, err := os.Stat(p); err != nil {
+				return 0, fmt.Errorf("TRACERD_E2E_PREBUILT: %w", err)
+			}
+		}
+		return m.Run(), nil
+	}
 	bin.tracerd = filepath.Join(dir, "tracerd")
 	bin.testserver = filepath.Join(dir, "testserver")
 	for out, pkg := range map[string]string{bin.tracerd: "../cmd/tracerd", bin.testserver: "./testserver"} {

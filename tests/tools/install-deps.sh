@@ -27,6 +27,18 @@ test)
 bench)
 	need wrk wrk
 	;;
+kernels)
+	# make test-kernels: boot Debian's kernels under qemu (tests/kernels);
+	# the guest gets a static busybox and the host's nft, tc, ip, taskset.
+	need qemu-system-x86_64 qemu-system-x86
+	dpkg -s busybox-static >/dev/null 2>&1 || want+=(busybox-static)
+	need cpio cpio
+	need xz xz-utils
+	need depmod kmod
+	need nft nftables
+	need tc iproute2
+	need taskset util-linux
+	;;
 services)
 	# The exporter tests start their own Prometheus on a free loopback port.
 	need prometheus prometheus
