@@ -80,9 +80,21 @@ static __always_inline int on_sock_recv(struct sock *sk, int ret, int flags)
 TRACEPOINT_PROGS(sock_recv_length, sock_recv_length, on_sock_recv(sk, ret, flags),
 		 struct sock *sk, int ret, int flags)
 
-/* Older kernels: the return of the function that tracepoint sits in. */
-SEC("fexit/sock_recvmsg")
-int BPF_PROG(sock_recvmsg_exit, struct socket *sock, struct msghdr *msg, int flags, int ret)
+/* Older kernels: the return of TCP's own recvmsg (sock_recvmsg, where
+ * the tracepoint sits, may be inlined into its callers: its traceable
+ * copy then misses read(2); tcp_recvmsg is called through sk_prot, from
+ * another file, never inlined). */
+SEC("fexit/tcp_recvmsg")
+int BPF_PROG(tcp_recvmsg_exit, struct sock *sk, struct msghdr *msg, size_t len, int flags,
+	     int *addr_len, int ret)
 {
-	return on_sock_recv(BPF_CORE_READ(sock, sk), ret, flags);
+	return on_sock_recv(sk, ret, flags);
+}
+
+/* Before 5.19 tcp_recvmsg had a nonblock argument before flags. */
+SEC("fexit/tcp_recvmsg")
+int BPF_PROG(tcp_recvmsg_nb_exit, struct sock *sk, struct msghdr *msg, size_t len, int nonblock,
+	     int flags, int *addr_len, int ret)
+{
+	return on_sock_recv(sk, ret, flags);
 }

@@ -34,10 +34,12 @@ static __always_inline __u8 task_throttled(struct task_struct *p)
 	return BPF_CORE_READ(p, se.cfs_rq, throttle_count) > 0;
 }
 
+/* A task woken into a throttled cfs_rq (kernels < 6.18 throttle the
+ * runqueue, not the task) waits for the quota, not for a CPU. */
 static __always_inline int on_wakeup(struct task_struct *p)
 {
 	if (traced_task(p))
-		mark_runnable(p, 0);
+		mark_runnable(p, task_throttled(p));
 	return 0;
 }
 

@@ -51,13 +51,13 @@ static __always_inline int on_sock_send(struct sock *sk, int ret)
 TRACEPOINT_PROGS(sock_send_length, sock_send_length, on_sock_send(sk, ret),
 		 struct sock *sk, int ret, int flags)
 
-/* Older kernels: the return of the function that tracepoint sits in.
- * sendfile(2) does not pass through it before 6.5 (splice used
- * sendpage): its bytes are not seen this way. */
-SEC("fexit/sock_sendmsg")
-int BPF_PROG(sock_sendmsg_exit, struct socket *sock, struct msghdr *msg, int ret)
+/* Older kernels: the return of TCP's own sendmsg (see tcp_recvmsg_exit
+ * for why not sock_sendmsg). sendfile(2) does not pass through it
+ * before 6.5 (splice used sendpage): its bytes are not seen this way. */
+SEC("fexit/tcp_sendmsg")
+int BPF_PROG(tcp_sendmsg_exit, struct sock *sk, struct msghdr *msg, size_t size, int ret)
 {
-	return on_sock_send(BPF_CORE_READ(sock, sk), ret);
+	return on_sock_send(sk, ret);
 }
 
 /* Sequence number just past the TCP payload of an outgoing skb. */

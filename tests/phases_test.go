@@ -44,8 +44,9 @@ func TestAcceptQueue(t *testing.T) {
 	// accept queue meanwhile.
 	srv := startServer(t, nil, "-addr", fmt.Sprintf("127.0.0.1:%d", port), "-accept-delay", "250ms")
 	var conns []net.Conn
-	var connected []time.Time
+	var dialing, connected []time.Time
 	for i := 0; i < 2; i++ {
+		dialing = append(dialing, time.Now())
 		c := dial(t, srv.Addr)
 		connected = append(connected, time.Now())
 		if _, err := request(c, "/accept", 0); err != nil {
@@ -57,11 +58,28 @@ func TestAcceptQueue(t *testing.T) {
 	recs := tr.Stop(t)
 	for i, c := range conns {
 		r := byPeer(t, recs, c, 1)[0]
-		truth := truths[i].AcceptUnixNano - connected[i].UnixNano()
-		if truth < int64(100*time.Millisecond) {
-			t.Fatalf("accept-queue wait not provoked: %s", time.Duration(truth))
+		// The connection entered the accept queue during Dial: the truth
+		// is an interval, as wide as this process was slow to run again
+		// after connect() (tens of ms under emulation).
+		shortest := truths[i].AcceptUnixNano - connected[i].UnixNano()
+		longest := truths[i].AcceptUnixNano - dialing[i].UnixNano()
+		if shortest < int64(100*time.Millisecond) {
+			t.Fatalf("accept-queue wait not provoked: %s", time.Duration(shortest))
 		}
-		within(t, fmt.Sprintf("conn %d accept_queue", i), phase(t, r, "accept_queue"), truth)
+		withinRange(t, fmt.Sprintf("conn %d accept_queue", i), phase(t, r, "accept_queue"), shortest, longest)
+	}
+}
+
+// withinRange is within for a truth known to lie in [lo, hi].
+func withinRange(t *testing.T, what string, measured, lo, hi int64) {
+	t.Helper()
+	switch {
+	case measured < lo:
+		within(t, what, measured, lo)
+	case measured > hi:
+		within(t, what, measured, hi)
+	default:
+		t.Logf("%s: tracerd measured %s, truth between %s and %s", what, time.Duration(measured), time.Duration(lo), time.Duration(hi))
 	}
 }
 

@@ -60,7 +60,7 @@ type Config struct {
 	// sched_switch's cost on a busy host; their phases go absent.
 	SkipHooks []string
 	// RefuseWays turns ways of attaching off: a kind (tp_btf), a way
-	// (fexit/sock_recvmsg), or either for one hook (sock_recv_length:fexit).
+	// (fexit/tcp_recvmsg), or either for one hook (sock_recv_length:fexit).
 	// To test fallbacks; the entries of TRACERD_NO_WAYS (comma-separated)
 	// are added.
 	RefuseWays []string

@@ -115,6 +115,9 @@ func (k *kernelView) offers(w Way) error {
 			if err := k.btf.TypeByName(a.Target, &fn); err != nil {
 				return fmt.Errorf("kernel has no function %s in its BTF", a.Target)
 			}
+			if fp, ok := fn.Type.(*btf.FuncProto); ok && w.Args > 0 && len(fp.Params) != w.Args {
+				return fmt.Errorf("the kernel's %s has %d arguments, this program is for %d", a.Target, len(fp.Params), w.Args)
+			}
 		case "tracepoint":
 			if k.tfErr != nil {
 				return k.tfErr
@@ -143,7 +146,7 @@ func (w Way) Progs0() string {
 }
 
 // refused says whether the operator turned a way off: an entry names a
-// kind (tp_btf), a way (fexit/sock_recvmsg), or either for one hook
+// kind (tp_btf), a way (fexit/tcp_recvmsg), or either for one hook
 // (sock_recv_length:fexit).
 func refused(h Hook, w Way, refuse []string) bool {
 	for _, r := range refuse {

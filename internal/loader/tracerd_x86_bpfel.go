@@ -299,10 +299,8 @@ const (
 	TracerdProgSkDataReadyRaw          = "sk_data_ready_raw"
 	TracerdProgSockRecvLength          = "sock_recv_length"
 	TracerdProgSockRecvLengthRaw       = "sock_recv_length_raw"
-	TracerdProgSockRecvmsgExit         = "sock_recvmsg_exit"
 	TracerdProgSockSendLength          = "sock_send_length"
 	TracerdProgSockSendLengthRaw       = "sock_send_length_raw"
-	TracerdProgSockSendmsgExit         = "sock_sendmsg_exit"
 	TracerdProgSoftirqEntry            = "softirq_entry"
 	TracerdProgSoftirqEntryRaw         = "softirq_entry_raw"
 	TracerdProgSoftirqExit             = "softirq_exit"
@@ -323,10 +321,13 @@ const (
 	TracerdProgTcpDataReadyEntry       = "tcp_data_ready_entry"
 	TracerdProgTcpProbe                = "tcp_probe"
 	TracerdProgTcpProbeRaw             = "tcp_probe_raw"
+	TracerdProgTcpRecvmsgExit          = "tcp_recvmsg_exit"
+	TracerdProgTcpRecvmsgNbExit        = "tcp_recvmsg_nb_exit"
 	TracerdProgTcpRetransmitSkb        = "tcp_retransmit_skb"
 	TracerdProgTcpRetransmitSkbRaw     = "tcp_retransmit_skb_raw"
 	TracerdProgTcpRetransmitSkbSent    = "tcp_retransmit_skb_sent"
 	TracerdProgTcpRetransmitSkbSentRaw = "tcp_retransmit_skb_sent_raw"
+	TracerdProgTcpSendmsgExit          = "tcp_sendmsg_exit"
 	TracerdVarCgroupV1Subsys           = "cgroup_v1_subsys"
 	TracerdVarFilterCgroups            = "filter_cgroups"
 	TracerdVarFilterComms              = "filter_comms"
@@ -422,10 +423,8 @@ type TracerdProgramSpecs struct {
 	SkDataReadyRaw          *ebpf.ProgramSpec `ebpf:"sk_data_ready_raw"`
 	SockRecvLength          *ebpf.ProgramSpec `ebpf:"sock_recv_length"`
 	SockRecvLengthRaw       *ebpf.ProgramSpec `ebpf:"sock_recv_length_raw"`
-	SockRecvmsgExit         *ebpf.ProgramSpec `ebpf:"sock_recvmsg_exit"`
 	SockSendLength          *ebpf.ProgramSpec `ebpf:"sock_send_length"`
 	SockSendLengthRaw       *ebpf.ProgramSpec `ebpf:"sock_send_length_raw"`
-	SockSendmsgExit         *ebpf.ProgramSpec `ebpf:"sock_sendmsg_exit"`
 	SoftirqEntry            *ebpf.ProgramSpec `ebpf:"softirq_entry"`
 	SoftirqEntryRaw         *ebpf.ProgramSpec `ebpf:"softirq_entry_raw"`
 	SoftirqExit             *ebpf.ProgramSpec `ebpf:"softirq_exit"`
@@ -446,10 +445,13 @@ type TracerdProgramSpecs struct {
 	TcpDataReadyEntry       *ebpf.ProgramSpec `ebpf:"tcp_data_ready_entry"`
 	TcpProbe                *ebpf.ProgramSpec `ebpf:"tcp_probe"`
 	TcpProbeRaw             *ebpf.ProgramSpec `ebpf:"tcp_probe_raw"`
+	TcpRecvmsgExit          *ebpf.ProgramSpec `ebpf:"tcp_recvmsg_exit"`
+	TcpRecvmsgNbExit        *ebpf.ProgramSpec `ebpf:"tcp_recvmsg_nb_exit"`
 	TcpRetransmitSkb        *ebpf.ProgramSpec `ebpf:"tcp_retransmit_skb"`
 	TcpRetransmitSkbRaw     *ebpf.ProgramSpec `ebpf:"tcp_retransmit_skb_raw"`
 	TcpRetransmitSkbSent    *ebpf.ProgramSpec `ebpf:"tcp_retransmit_skb_sent"`
 	TcpRetransmitSkbSentRaw *ebpf.ProgramSpec `ebpf:"tcp_retransmit_skb_sent_raw"`
+	TcpSendmsgExit          *ebpf.ProgramSpec `ebpf:"tcp_sendmsg_exit"`
 }
 
 // TracerdMapSpecs contains maps before they are loaded into the kernel.
@@ -617,10 +619,8 @@ type TracerdPrograms struct {
 	SkDataReadyRaw          *ebpf.Program `ebpf:"sk_data_ready_raw"`
 	SockRecvLength          *ebpf.Program `ebpf:"sock_recv_length"`
 	SockRecvLengthRaw       *ebpf.Program `ebpf:"sock_recv_length_raw"`
-	SockRecvmsgExit         *ebpf.Program `ebpf:"sock_recvmsg_exit"`
 	SockSendLength          *ebpf.Program `ebpf:"sock_send_length"`
 	SockSendLengthRaw       *ebpf.Program `ebpf:"sock_send_length_raw"`
-	SockSendmsgExit         *ebpf.Program `ebpf:"sock_sendmsg_exit"`
 	SoftirqEntry            *ebpf.Program `ebpf:"softirq_entry"`
 	SoftirqEntryRaw         *ebpf.Program `ebpf:"softirq_entry_raw"`
 	SoftirqExit             *ebpf.Program `ebpf:"softirq_exit"`
@@ -641,10 +641,13 @@ type TracerdPrograms struct {
 	TcpDataReadyEntry       *ebpf.Program `ebpf:"tcp_data_ready_entry"`
 	TcpProbe                *ebpf.Program `ebpf:"tcp_probe"`
 	TcpProbeRaw             *ebpf.Program `ebpf:"tcp_probe_raw"`
+	TcpRecvmsgExit          *ebpf.Program `ebpf:"tcp_recvmsg_exit"`
+	TcpRecvmsgNbExit        *ebpf.Program `ebpf:"tcp_recvmsg_nb_exit"`
 	TcpRetransmitSkb        *ebpf.Program `ebpf:"tcp_retransmit_skb"`
 	TcpRetransmitSkbRaw     *ebpf.Program `ebpf:"tcp_retransmit_skb_raw"`
 	TcpRetransmitSkbSent    *ebpf.Program `ebpf:"tcp_retransmit_skb_sent"`
 	TcpRetransmitSkbSentRaw *ebpf.Program `ebpf:"tcp_retransmit_skb_sent_raw"`
+	TcpSendmsgExit          *ebpf.Program `ebpf:"tcp_sendmsg_exit"`
 }
 
 func (p *TracerdPrograms) Close() error {
@@ -680,10 +683,8 @@ func (p *TracerdPrograms) Close() error {
 		p.SkDataReadyRaw,
 		p.SockRecvLength,
 		p.SockRecvLengthRaw,
-		p.SockRecvmsgExit,
 		p.SockSendLength,
 		p.SockSendLengthRaw,
-		p.SockSendmsgExit,
 		p.SoftirqEntry,
 		p.SoftirqEntryRaw,
 		p.SoftirqExit,
@@ -704,10 +705,13 @@ func (p *TracerdPrograms) Close() error {
 		p.TcpDataReadyEntry,
 		p.TcpProbe,
 		p.TcpProbeRaw,
+		p.TcpRecvmsgExit,
+		p.TcpRecvmsgNbExit,
 		p.TcpRetransmitSkb,
 		p.TcpRetransmitSkbRaw,
 		p.TcpRetransmitSkbSent,
 		p.TcpRetransmitSkbSentRaw,
+		p.TcpSendmsgExit,
 	)
 }
 
