@@ -27,6 +27,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -86,6 +87,11 @@ func run(o options) (failed bool, err error) {
 	if err != nil {
 		return false, err
 	}
+	unlock, err := lockCache(o.cache)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
 	chosen := scenarios
 	if o.run != "" {
 		chosen = nil
@@ -185,6 +191,27 @@ func runKernel(k *kernel, work string, base []byte, logPath string, chosen []sce
 	g.k = k
 	logf("%s: booted in %s, ran %s; other processes kept %.1f host CPUs busy", k.release, seconds(g.boot), seconds(g.wall), g.others)
 	return g, nil
+}
+
+// lockCache makes runs sharing a cache take turns: they would share its
+// console logs and unpacked trees, and two TCG guests at once slow each
+// other's timing tests.
+func lockCache(cache string) (unlock func(), err error) {
+	if err := os.MkdirAll(cache, 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(filepath.Join(cache, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+		logf("another run uses %s: waiting for it", cache)
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	return func() { f.Close() }, nil
 }
 
 // writeInitrd writes the shared archive followed by that of mods.
