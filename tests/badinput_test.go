@@ -1,19 +1,24 @@
 package tests
 
 import (
+	"context"
 	"errors"
 	"os"
 	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // runTracerd runs tracerd to completion and returns its exit code and
 // combined output.
 func runTracerd(t *testing.T, cred *syscall.Credential, args ...string) (int, string) {
 	t.Helper()
-	cmd := exec.Command(bin.tracerd, args...)
+	// A start that should be refused and is not must not hang the test.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin.tracerd, args...)
 	if cred != nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	}
@@ -42,9 +47,17 @@ func TestBadInput(t *testing.T) {
 		{"missing cgroup", []string{"snapshot", "--cgroup", "/sys/fs/cgroup/no-such-tracerd-cgroup"}, 2, "--cgroup /sys/fs/cgroup/no-such-tracerd-cgroup: no such file or directory"},
 		{"not a cgroup", []string{"snapshot", "--cgroup", "/tmp"}, 2, "not a cgroup directory"},
 		{"bad port", []string{"snapshot", "--port", "70000"}, 2, `"70000" is not a valid port`},
-		{"negative duration", []string{"snapshot", "--duration", "-1s"}, 2, "--duration must be positive"},
+		{"negative duration", []string{"snapshot", "--duration", "-1s"}, 2, "--duration: -1s is out of range: want 1ms to 24h"},
 		{"stray argument", []string{"snapshot", "8080"}, 2, `unexpected argument "8080"`},
-		{"negative Go call bound", []string{"snapshot", "--go-max-calls", "-5"}, 2, `"-5": want a count, 0 or more`},
+		{"negative Go call bound", []string{"snapshot", "--go-max-calls", "-5"}, 2, "--go-max-calls: -5 is out of range: want 0 to 1000000 calls per second (0: no bound)"},
+		{"huge top", []string{"snapshot", "--top", "99999999999"}, 2, "--top: 99999999999 is out of range: want 0 to 1000 requests"},
+		// Issue 10, item 12: these exited 1 (or were accepted) instead of 2.
+		{"NaN sample ratio", []string{"run", "--port", "1", "--metrics-addr", "off", "--sample-ratio", "NaN"}, 2, "--sample-ratio: NaN is out of range: want a ratio from 0 to 1"},
+		{"negative idle timeout (snapshot)", []string{"snapshot", "--idle-timeout", "-1s"}, 2, "--idle-timeout: -1s is out of range: want 1ms to 10m"},
+		{"negative idle timeout (run)", []string{"run", "--port", "1", "--metrics-addr", "off", "--idle-timeout", "-1s"}, 2, "--idle-timeout: -1s is out of range"},
+		{"unknown hook", []string{"snapshot", "--skip-hook", "nope"}, 2, `--skip-hook: no hook named "nope": optional hooks are`},
+		{"required hook", []string{"run", "--port", "1", "--metrics-addr", "off", "--skip-hook", "sys_exit_accept4"}, 2, "--skip-hook: hook sys_exit_accept4 is required and cannot be skipped"},
+		{"metrics port out of range", []string{"run", "--port", "1", "--metrics-addr", "127.0.0.1:99999"}, 2, `--metrics-addr: "127.0.0.1:99999": port 99999 is out of range`},
 		{"unwritable output", []string{"snapshot", "-o", "/nonexistent/dir/cut.pb.gz"}, 2, "-o: open /nonexistent/dir/cut.pb.gz"},
 	}
 	for _, c := range cases {
@@ -74,7 +87,7 @@ func TestWithoutRoot(t *testing.T) {
 		t.Errorf("check as nobody: exit %d, %q", code, out)
 	}
 	code, out = runTracerd(t, nil, "check")
-	if code != 0 || !strings.Contains(out, "tracing can work here") {
+	if code != 0 || !strings.Contains(out, "tracing works here") {
 		t.Errorf("check as root: exit %d, %q", code, out)
 	}
 }

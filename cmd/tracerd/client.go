@@ -32,17 +32,29 @@ func snapshotViaDaemon(socket string, targets loader.Targets, duration time.Dura
 	if err != nil {
 		return err
 	}
-	o, err := openSnapshotOutputs(out, jsonOut)
-	if err != nil {
-		c.Close()
-		return err
-	}
-	defer o.close()
-	var jw *bufio.Writer
-	if o.json != nil {
-		jw = bufio.NewWriter(o.json)
-	}
 	defer c.Close()
+	// The outputs are opened once the daemon took the request: a refusal
+	// creates or truncates nothing.
+	var o *snapshotOutputs
+	var jw *bufio.Writer
+	open := func() error {
+		if o != nil {
+			return nil
+		}
+		var err error
+		if o, err = openSnapshotOutputs(out, jsonOut); err != nil {
+			return err
+		}
+		if o.json != nil {
+			jw = bufio.NewWriter(o.json)
+		}
+		return nil
+	}
+	defer func() {
+		if o != nil {
+			o.close()
+		}
+	}()
 	req := control.Request{Op: "snapshot", Duration: duration, Targets: targets, Top: top, JSON: jsonOut != "", Profile: out != ""}
 	if err := control.Send(c, req); err != nil {
 		return err
@@ -64,9 +76,16 @@ func snapshotViaDaemon(socket string, targets loader.Targets, duration time.Dura
 		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
 			return fmt.Errorf("control socket: bad answer: %w", err)
 		}
-		switch {
-		case l.Error != "":
+		if l.Error != "" {
+			if l.Refused {
+				return usageError{errors.New(l.Error)}
+			}
 			return errors.New(l.Error)
+		}
+		if err := open(); err != nil {
+			return err
+		}
+		switch {
 		case l.Note != "":
 			fmt.Fprintln(os.Stderr, "tracerd:", l.Note)
 		case l.Record != nil:

@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tracerd/tracerd/internal/config"
 	"github.com/tracerd/tracerd/internal/control"
 	"github.com/tracerd/tracerd/internal/correlate"
 	"github.com/tracerd/tracerd/internal/export"
@@ -31,6 +32,9 @@ func (d *daemon) serveControl() (*control.Server, error) {
 		return nil, nil
 	}
 	s, err := control.Listen(p, d, d.log)
+	if errors.Is(err, control.ErrUnsafePath) {
+		return nil, usageError{err}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -185,6 +189,12 @@ func (ts *taps) closeAll() {
 // Snapshot implements control.Handler: the requests of req.Targets seen
 // by the running engine for req.Duration.
 func (d *daemon) Snapshot(ctx context.Context, req control.Request, send func(control.Line) error) error {
+	if err := config.SnapshotDuration.Check(int64(req.Duration)); err != nil {
+		return control.Refuse("--duration: %v", err)
+	}
+	if err := config.Top.Check(int64(req.Top)); err != nil {
+		return control.Refuse("--top: %v", err)
+	}
 	match, err := matcher(req.Targets)
 	if err != nil {
 		return err
@@ -193,8 +203,10 @@ func (d *daemon) Snapshot(ctx context.Context, req control.Request, send func(co
 	if tr == nil {
 		return errStarting
 	}
-	if note := coverage(tr.tracer.Targets(), req.Targets); note != "" {
-		send(control.Line{Note: note})
+	// A snapshot through the daemon sees only what the daemon traces:
+	// one it does not cover would record nothing and look fine.
+	if why := coverage(tr.tracer.Targets(), req.Targets); why != "" {
+		return control.Refuse("%s", why)
 	}
 	t := &tap{match: match, json: req.JSON, ch: make(chan []byte, 16384),
 		prof: export.NewProfile(), summary: export.NewSummary(req.Top), done: make(chan struct{})}
@@ -245,13 +257,16 @@ func (d *daemon) Snapshot(ctx context.Context, req control.Request, send func(co
 	return send(control.Line{End: end})
 }
 
-// coverage says when the daemon's selection may miss some of what the
-// snapshot asks for ("" when it covers it).
+// coverage says why the daemon's selection does not cover what the
+// snapshot asks for ("" when it does). The check is on the selections
+// alone (kinds ANDed, values ORed), so it is conservative: every kind
+// the daemon restricts must be restricted by the snapshot to values the
+// daemon takes (a cgroup below one of the daemon's is taken too).
 func coverage(daemon, want loader.Targets) string {
 	if daemon.Empty() {
 		return ""
 	}
-	sub := func(d, w []string) bool {
+	sub := func(d, w []string, covers func(d, w string) bool) bool {
 		if len(d) == 0 {
 			return true
 		}
@@ -259,17 +274,24 @@ func coverage(daemon, want loader.Targets) string {
 			return false
 		}
 		for _, v := range w {
-			if !slices.Contains(d, v) {
+			if !slices.ContainsFunc(d, func(x string) bool { return covers(x, v) }) {
 				return false
 			}
 		}
 		return true
 	}
-	if sub(strs(daemon.PIDs), strs(want.PIDs)) && sub(strs(daemon.Ports), strs(want.Ports)) &&
-		sub(daemon.Comms, want.Comms) && sub(daemon.Cgroups, want.Cgroups) {
+	equal := func(d, w string) bool { return d == w }
+	comm := func(d, w string) bool { return d[:min(len(d), 15)] == w[:min(len(w), 15)] }
+	below := func(d, w string) bool {
+		d, w = filepath.Clean(d), filepath.Clean(w)
+		return d == w || strings.HasPrefix(w, strings.TrimSuffix(d, "/")+"/")
+	}
+	if sub(strs(daemon.PIDs), strs(want.PIDs), equal) && sub(strs(daemon.Ports), strs(want.Ports), equal) &&
+		sub(daemon.Comms, want.Comms, comm) && sub(daemon.Cgroups, want.Cgroups, below) {
 		return ""
 	}
-	return fmt.Sprintf("the daemon traces %s: requests outside it are not seen (--standalone traces on its own)", describeTargets(daemon))
+	return fmt.Sprintf("the daemon (pid %d) traces %s, which does not cover %s: a snapshot through it would miss requests. Use --standalone to trace on its own",
+		os.Getpid(), describeTargets(daemon), describeTargets(want))
 }
 
 // matcher selects requests in user space the way the BPF filter does at

@@ -2,15 +2,17 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/tracerd/tracerd/internal/config"
 	"github.com/tracerd/tracerd/internal/correlate"
 	"github.com/tracerd/tracerd/internal/export"
 	"github.com/tracerd/tracerd/internal/metrics"
@@ -31,14 +33,48 @@ func (b boolString) Set(s string) error {
 	return nil
 }
 
-type rawString struct{ v *string }
+// rawString is a string flag kept as given ("" is not given); check,
+// when set, vets it.
+type rawString struct {
+	v     *string
+	check func(string) error
+}
 
 func (r rawString) String() string { return "" }
 func (r rawString) Set(s string) error {
 	if s == "" {
 		return fmt.Errorf("empty value")
 	}
+	if r.check != nil {
+		if err := r.check(s); err != nil {
+			return err
+		}
+	}
 	*r.v = s
+	return nil
+}
+
+// inRange vets a flag's value against a setting's range.
+func inRange(r config.Range) func(string) error {
+	if r.Duration {
+		return func(s string) error { _, err := r.ParseDuration(s); return err }
+	}
+	return func(s string) error { _, err := r.ParseCount(s); return err }
+}
+
+func sampleRatio(s string) error { _, err := config.ParseSampleRatio(s); return err }
+
+// listenAddr is --metrics-addr: host:port or off.
+type listenAddr struct{ v *string }
+
+func (a listenAddr) String() string { return "" }
+func (a listenAddr) Set(s string) error {
+	if s != "off" {
+		if err := config.CheckListenAddr(s); err != nil {
+			return err
+		}
+	}
+	*a.v = s
 	return nil
 }
 
@@ -54,23 +90,24 @@ type exporterFlags struct {
 // OTEL_* environment variables of the same setting.
 func (f *exporterFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.json, "json", "", "also write one JSON object per request to this file ('-' for stdout)")
-	fs.StringVar(&f.metricsAddr, "metrics-addr", metrics.DefaultAddr, "serve Prometheus /metrics on this address ('off' for none)")
-	fs.Var(stringList{&f.services}, "service-name", "name the service of matching requests: pid:N=NAME, port:N=NAME, comm:NAME=NAME or cgroup:PATH=NAME (repeatable; the first match wins; default: the systemd unit, else the process name)")
+	f.metricsAddr = metrics.DefaultAddr
+	fs.Var(listenAddr{&f.metricsAddr}, "metrics-addr", fmt.Sprintf("serve Prometheus /metrics on this address, a port from 1 to 65535 ('off' for none; default %s)", metrics.DefaultAddr))
+	fs.Var(stringList{vals: &f.services}, "service-name", "name the service of matching requests: pid:N=NAME, port:N=NAME, comm:NAME=NAME or cgroup:PATH=NAME (repeatable; the first match wins; default: the systemd unit, else the process name)")
 	o := &f.otlp
-	fs.Var(rawString{&o.Endpoint}, "otlp-endpoint", "send OTLP traces to this URL, e.g. http://collector:4318 or https://collector:4317 with --otlp-protocol grpc (OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT; traces are off when neither is set)")
-	fs.Var(rawString{&o.Protocol}, "otlp-protocol", "grpc or http/protobuf (OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL; default http/protobuf)")
-	fs.Var(stringList{&o.Headers}, "otlp-header", "send this KEY=VALUE header with each export (repeatable; OTEL_EXPORTER_OTLP_[TRACES_]HEADERS)")
-	fs.Var(rawString{&o.Timeout}, "otlp-timeout", fmt.Sprintf("time one export may take, retries included (OTEL_EXPORTER_OTLP_[TRACES_]TIMEOUT in ms; default %s)", export.DefaultTimeout))
+	fs.Var(rawString{v: &o.Endpoint}, "otlp-endpoint", "send OTLP traces to this URL, e.g. http://collector:4318 or https://collector:4317 with --otlp-protocol grpc (OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT; traces are off when neither is set)")
+	fs.Var(rawString{v: &o.Protocol}, "otlp-protocol", "grpc or http/protobuf (OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL; default http/protobuf)")
+	fs.Var(stringList{vals: &o.Headers}, "otlp-header", "send this KEY=VALUE header with each export (repeatable; OTEL_EXPORTER_OTLP_[TRACES_]HEADERS)")
+	fs.Var(rawString{&o.Timeout, inRange(config.OTLPTimeout)}, "otlp-timeout", fmt.Sprintf("time one export may take, retries included, %s (OTEL_EXPORTER_OTLP_[TRACES_]TIMEOUT in ms; default %s)", config.OTLPTimeout, export.DefaultTimeout))
 	fs.Var(boolString{&o.Insecure}, "otlp-insecure", "plaintext gRPC to a host:port endpoint (OTEL_EXPORTER_OTLP_[TRACES_]INSECURE; URLs say it with http:// or https://)")
-	fs.Var(rawString{&o.Certificate}, "otlp-certificate", "PEM file of the CA that signed the endpoint's certificate (OTEL_EXPORTER_OTLP_[TRACES_]CERTIFICATE; default: the system's)")
-	fs.Var(rawString{&o.ClientCertificate}, "otlp-client-certificate", "PEM client certificate for mTLS (OTEL_EXPORTER_OTLP_[TRACES_]CLIENT_CERTIFICATE)")
-	fs.Var(rawString{&o.ClientKey}, "otlp-client-key", "PEM key of the client certificate (OTEL_EXPORTER_OTLP_[TRACES_]CLIENT_KEY)")
-	fs.Var(rawString{&o.Compression}, "otlp-compression", "gzip or none (OTEL_EXPORTER_OTLP_[TRACES_]COMPRESSION; default none)")
-	fs.Var(rawString{&o.QueueSize}, "otlp-queue-size", fmt.Sprintf("spans waiting for export at most; more are dropped and counted (OTEL_BSP_MAX_QUEUE_SIZE; default %d)", export.DefaultQueueSpans))
-	fs.Var(rawString{&o.BatchSize}, "otlp-batch-size", fmt.Sprintf("spans per export at most (OTEL_BSP_MAX_EXPORT_BATCH_SIZE; default %d)", export.DefaultBatchSpans))
-	fs.Var(rawString{&o.BatchDelay}, "otlp-batch-delay", fmt.Sprintf("a batch waits at most this long to fill (OTEL_BSP_SCHEDULE_DELAY in ms; default %s)", export.DefaultBatchDelay))
-	fs.Var(rawString{&o.LatencyBudget}, "latency-budget", fmt.Sprintf("export every request slower than this as a trace; 0 for none (default %s)", export.DefaultLatencyBudget))
-	fs.Var(rawString{&o.SampleRatio}, "sample-ratio", fmt.Sprintf("and this ratio of the others, chosen by trace id (OTEL_TRACES_SAMPLER=traceidratio with OTEL_TRACES_SAMPLER_ARG; default %g)", export.DefaultSampleRatio))
+	fs.Var(rawString{v: &o.Certificate}, "otlp-certificate", "PEM file of the CA that signed the endpoint's certificate (OTEL_EXPORTER_OTLP_[TRACES_]CERTIFICATE; default: the system's)")
+	fs.Var(rawString{v: &o.ClientCertificate}, "otlp-client-certificate", "PEM client certificate for mTLS (OTEL_EXPORTER_OTLP_[TRACES_]CLIENT_CERTIFICATE)")
+	fs.Var(rawString{v: &o.ClientKey}, "otlp-client-key", "PEM key of the client certificate (OTEL_EXPORTER_OTLP_[TRACES_]CLIENT_KEY)")
+	fs.Var(rawString{v: &o.Compression}, "otlp-compression", "gzip or none (OTEL_EXPORTER_OTLP_[TRACES_]COMPRESSION; default none)")
+	fs.Var(rawString{&o.QueueSize, inRange(config.QueueSize)}, "otlp-queue-size", fmt.Sprintf("spans waiting for export at most, %s; more are dropped and counted (OTEL_BSP_MAX_QUEUE_SIZE; default %d)", config.QueueSize, export.DefaultQueueSpans))
+	fs.Var(rawString{&o.BatchSize, inRange(config.BatchSize)}, "otlp-batch-size", fmt.Sprintf("spans per export at most, %s (OTEL_BSP_MAX_EXPORT_BATCH_SIZE; default %d)", config.BatchSize, export.DefaultBatchSpans))
+	fs.Var(rawString{&o.BatchDelay, inRange(config.BatchDelay)}, "otlp-batch-delay", fmt.Sprintf("a batch waits at most this long to fill, %s (OTEL_BSP_SCHEDULE_DELAY in ms; default %s)", config.BatchDelay, export.DefaultBatchDelay))
+	fs.Var(rawString{&o.LatencyBudget, inRange(config.LatencyBudget)}, "latency-budget", fmt.Sprintf("export every request slower than this as a trace, %s (default %s)", config.LatencyBudget, export.DefaultLatencyBudget))
+	fs.Var(rawString{&o.SampleRatio, sampleRatio}, "sample-ratio", fmt.Sprintf("and this ratio of the others, chosen by trace id, from %s (OTEL_TRACES_SAMPLER=traceidratio with OTEL_TRACES_SAMPLER_ARG; default %g)", config.SampleRatioRange, export.DefaultSampleRatio))
 }
 
 // exporters are run's outputs, built before tracing starts so that a
@@ -105,11 +142,14 @@ func (f *exporterFlags) build(log *slog.Logger) (*exporters, error) {
 	if err != nil {
 		return nil, usageError{err}
 	}
+	if err := checkOTLPRanges(f.otlp, set, os.Getenv); err != nil {
+		return nil, usageError{err}
+	}
 	x.otlpSet = set
 	if f.json != "" {
 		w := io.Writer(os.Stdout)
 		if f.json != "-" {
-			file, err := os.OpenFile(f.json, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+			file, err := createOutput(f.json, true)
 			if err != nil {
 				return nil, usageError{fmt.Errorf("--json: %w", err)}
 			}
@@ -118,9 +158,9 @@ func (f *exporterFlags) build(log *slog.Logger) (*exporters, error) {
 		x.json = export.NewJSONLines(w)
 	}
 	if f.metricsAddr != "off" && f.metricsAddr != "" {
-		if _, _, err := net.SplitHostPort(f.metricsAddr); err != nil {
+		if err := config.CheckListenAddr(f.metricsAddr); err != nil {
 			x.close()
-			return nil, usageError{fmt.Errorf("--metrics-addr %q: want host:port (or off)", f.metricsAddr)}
+			return nil, usageError{fmt.Errorf("--metrics-addr: %w", err)}
 		}
 		reg := metrics.Registry()
 		x.requests = metrics.NewRequests(reg)
@@ -197,6 +237,81 @@ func (x *exporters) sink() pipeline.Sink {
 		}
 		return nil
 	})
+}
+
+// checkOTLPRanges checks the queue, batch, delay, timeout and sampling
+// settings against their ranges. Flags and the config file are checked
+// as they are read; this catches the OTEL_* variables, which the export
+// package takes as they come (a 10^17-span queue panics in makechan, a
+// huge number of milliseconds wraps around): their raw values, and the
+// resolved ones.
+func checkOTLPRanges(f export.OTLPFlags, s export.OTLPSettings, getenv func(string) string) error {
+	var errs []error
+	bad := func(name string, err error) {
+		errs = append(errs, fmt.Errorf("%s: %w", name, err))
+	}
+	// env is the variable a setting comes from ("" when a flag gives it).
+	env := func(flagVal string, envs ...string) (name, val string) {
+		if flagVal != "" {
+			return "", ""
+		}
+		for _, e := range envs {
+			if v := strings.TrimSpace(getenv(e)); v != "" {
+				return e, v
+			}
+		}
+		return "", ""
+	}
+	count := func(r config.Range, flagVal string, envs ...string) {
+		if name, v := env(flagVal, envs...); name != "" {
+			if _, err := r.ParseCount(v); err != nil {
+				bad(name, err)
+			}
+		}
+	}
+	millis := func(r config.Range, flagVal string, envs ...string) {
+		if name, v := env(flagVal, envs...); name != "" {
+			ms, err := strconv.ParseInt(v, 10, 64)
+			switch {
+			case err != nil:
+				// ResolveOTLP said so.
+			case ms > r.Max/int64(time.Millisecond) || ms < r.Min/int64(time.Millisecond):
+				bad(name, fmt.Errorf("%s ms is out of range: want %s", v, r))
+			}
+		}
+	}
+	count(config.QueueSize, f.QueueSize, "OTEL_BSP_MAX_QUEUE_SIZE")
+	count(config.BatchSize, f.BatchSize, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE")
+	millis(config.BatchDelay, f.BatchDelay, "OTEL_BSP_SCHEDULE_DELAY")
+	millis(config.OTLPTimeout, f.Timeout, "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT")
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	// The resolved values (flags were checked already: this is the
+	// last line before an allocation).
+	for _, c := range []struct {
+		name string
+		r    config.Range
+		v    int64
+	}{
+		{"otlp queue size", config.QueueSize, int64(s.QueueSpans)},
+		{"otlp batch size", config.BatchSize, int64(s.BatchSpans)},
+		{"otlp batch delay", config.BatchDelay, int64(s.BatchDelay)},
+		{"otlp timeout", config.OTLPTimeout, int64(s.Timeout)},
+		{"--latency-budget", config.LatencyBudget, int64(s.Sampler.Budget)},
+	} {
+		if err := c.r.Check(c.v); err != nil {
+			bad(c.name, err)
+		}
+	}
+	if err := config.CheckSampleRatio(s.Sampler.Ratio); err != nil {
+		name := "--sample-ratio"
+		if f.SampleRatio == "" {
+			name = "OTEL_TRACES_SAMPLER_ARG"
+		}
+		bad(name, err)
+	}
+	return errors.Join(errs...)
 }
 
 // started connects the self-metrics to the running session and starts

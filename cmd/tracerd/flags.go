@@ -8,12 +8,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
-	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tracerd/tracerd/internal/config"
 	"github.com/tracerd/tracerd/internal/goprobe"
 	"github.com/tracerd/tracerd/internal/loader"
 )
@@ -39,12 +40,21 @@ func (l uintList[T]) Set(s string) error {
 	return nil
 }
 
-type stringList struct{ vals *[]string }
+// stringList is a repeatable flag; check, when set, vets each value.
+type stringList struct {
+	vals  *[]string
+	check func(string) error
+}
 
 func (l stringList) String() string { return "" }
 func (l stringList) Set(s string) error {
 	if s == "" {
 		return errors.New("empty value")
+	}
+	if l.check != nil {
+		if err := l.check(s); err != nil {
+			return err
+		}
 	}
 	*l.vals = append(*l.vals, s)
 	return nil
@@ -54,19 +64,26 @@ func (l stringList) Set(s string) error {
 func targetFlags(fs *flag.FlagSet, t *loader.Targets) {
 	fs.Var(uintList[uint32]{&t.PIDs, 32, "pid"}, "pid", "trace this process (repeatable, or comma-separated)")
 	fs.Var(uintList[uint16]{&t.Ports, 16, "port"}, "port", "trace connections accepted on this local port (repeatable)")
-	fs.Var(stringList{&t.Comms}, "comm", "trace processes with this name (repeatable)")
-	fs.Var(stringList{&t.Cgroups}, "cgroup", "trace processes in this cgroup v1 or v2 directory and below (repeatable)")
+	fs.Var(stringList{vals: &t.Comms}, "comm", "trace processes with this name (repeatable)")
+	fs.Var(stringList{vals: &t.Cgroups}, "cgroup", "trace processes in this cgroup v1 or v2 directory and below (repeatable)")
 }
 
 // engineFlags registers the kernel engine's limits (and the log level).
 func engineFlags(fs *flag.FlagSet, cfg *loader.Config) {
 	logFlag(fs)
-	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", cfg.IdleTimeout, "a keep-alive request is finished after this long without activity")
-	fs.Var(stringList{&cfg.SkipHooks}, "skip-hook", "do not attach this optional hook (hook name from 'tracerd check'); its phases go absent")
-	fs.Func("max-conns", fmt.Sprintf("traced connections held at once (default %d)", cfg.MaxConns), func(s string) error {
-		v, err := strconv.ParseUint(s, 10, 32)
-		if err != nil || v == 0 {
-			return fmt.Errorf("%q is not a positive number", s)
+	fs.Func("idle-timeout", fmt.Sprintf("a keep-alive request is finished after this long without activity, %s (default %s)", config.IdleTimeout, cfg.IdleTimeout), func(s string) error {
+		d, err := config.IdleTimeout.ParseDuration(s)
+		if err != nil {
+			return err
+		}
+		cfg.IdleTimeout = d
+		return nil
+	})
+	fs.Var(stringList{vals: &cfg.SkipHooks, check: config.CheckSkipHook}, "skip-hook", "do not attach this optional hook (hook name from 'tracerd check'); its phases go absent")
+	fs.Func("max-conns", fmt.Sprintf("traced connections held at once, %s (default %d)", config.MaxConns, cfg.MaxConns), func(s string) error {
+		v, err := config.MaxConns.ParseCount(s)
+		if err != nil {
+			return err
 		}
 		cfg.MaxConns = uint32(v)
 		return nil
@@ -82,12 +99,29 @@ func parse(fs *flag.FlagSet, args []string) error {
 		return err
 	}
 	if err != nil {
-		return usageError{fmt.Errorf("%w (see 'tracerd %s -h')", err, fs.Name())}
+		return usageError{fmt.Errorf("%s (see 'tracerd %s -h')", flagError(err), fs.Name())}
 	}
 	if fs.NArg() > 0 {
 		return usageError{fmt.Errorf("unexpected argument %q (see 'tracerd %s -h')", fs.Arg(0), fs.Name())}
 	}
 	return nil
+}
+
+var invalidValueRe = regexp.MustCompile(`^invalid value ("(?:[^"\\]|\\.)*") for flag -(\S+): (.*)$`)
+
+// flagError names the flag as the user spells it: the flag package's
+// 'invalid value "x" for flag -name: why' becomes '--name: why' (with
+// the value when why does not already show it).
+func flagError(err error) string {
+	m := invalidValueRe.FindStringSubmatch(err.Error())
+	if m == nil {
+		return err.Error()
+	}
+	val, _ := strconv.Unquote(m[1])
+	if strings.Contains(m[3], val) {
+		return fmt.Sprintf("--%s: %s", m[2], m[3])
+	}
+	return fmt.Sprintf("--%s %s: %s", m[2], m[1], m[3])
 }
 
 // fail prints err and returns its exit code.
@@ -103,13 +137,6 @@ func fail(err error) int {
 	return exitFail
 }
 
-func positiveDuration(name string, d time.Duration) error {
-	if d <= 0 {
-		return usageError{fmt.Errorf("--%s must be positive, got %s", name, d)}
-	}
-	return nil
-}
-
 // goOptions is Go awareness as flags and config set it.
 type goOptions struct {
 	Enabled bool
@@ -122,12 +149,12 @@ type goOptions struct {
 func goFlags(fs *flag.FlagSet, def goOptions) *goOptions {
 	o := def
 	fs.BoolVar(&o.Enabled, "go", def.Enabled, "attach uprobes to traced Go processes (GC pauses, serialization, net/http, gRPC); --go=false for the kernel engine alone")
-	fs.Func("go-max-calls", fmt.Sprintf("a probed Go function firing more than this many times a second in one process has its probes switched off, 0 for no bound (default %d)", def.MaxCallsPerSecond), func(s string) error {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 0 {
-			return fmt.Errorf("%q: want a count, 0 or more", s)
+	fs.Func("go-max-calls", fmt.Sprintf("a probed Go function firing more than this many times a second in one process has its probes switched off, %s (default %d)", config.GoMaxCalls, def.MaxCallsPerSecond), func(s string) error {
+		n, err := config.GoMaxCalls.ParseCount(s)
+		if err != nil {
+			return err
 		}
-		o.MaxCallsPerSecond = n
+		o.MaxCallsPerSecond = int(n)
 		return nil
 	})
 	return &o
@@ -169,11 +196,13 @@ func checkSnapshotOutputs(out, jsonOut string) error {
 	return nil
 }
 
-// checkWritable: path is a writable regular file, or can be created.
+// checkWritable: path is a writable regular file that createOutput
+// accepts (no symbolic link, not another user's file in a directory
+// every user may write to), or can be created.
 func checkWritable(path string) error {
-	if fi, err := os.Stat(path); err == nil {
-		if !fi.Mode().IsRegular() {
-			return fmt.Errorf("%s is not a regular file", path)
+	if fi, err := os.Lstat(path); err == nil {
+		if err := vetExisting(path, fi); err != nil {
+			return err
 		}
 		if err := unix.Access(path, unix.W_OK); err != nil {
 			return &os.PathError{Op: "open", Path: path, Err: err}
@@ -191,7 +220,7 @@ func checkWritable(path string) error {
 func openSnapshotOutputs(out, jsonOut string) (*snapshotOutputs, error) {
 	o := &snapshotOutputs{profilePath: out, summary: os.Stdout}
 	if out != "" {
-		f, err := os.Create(out)
+		f, err := createOutput(out, false)
 		if err != nil {
 			return nil, usageError{fmt.Errorf("-o: %w", err)}
 		}
@@ -202,7 +231,7 @@ func openSnapshotOutputs(out, jsonOut string) (*snapshotOutputs, error) {
 	case "-":
 		o.json, o.summary = os.Stdout, os.Stderr
 	default:
-		f, err := os.Create(jsonOut)
+		f, err := createOutput(jsonOut, false)
 		if err != nil {
 			o.close()
 			return nil, usageError{fmt.Errorf("--json: %w", err)}

@@ -37,11 +37,14 @@ func main() {
 		usage()
 		os.Exit(exitUsage)
 	}
-	// TRACERD_CPUPROFILE=FILE profiles tracerd itself (for its developers).
+	// TRACERD_CPUPROFILE=FILE profiles tracerd itself (for its developers):
+	// created like every output (0600, no symbolic link followed).
 	if path := os.Getenv("TRACERD_CPUPROFILE"); path != "" {
-		if f, err := os.Create(path); err == nil {
+		if f, err := createOutput(path, false); err == nil {
 			_ = pprof.StartCPUProfile(f)
 			defer pprof.StopCPUProfile()
+		} else {
+			fmt.Fprintln(os.Stderr, "tracerd: TRACERD_CPUPROFILE:", err, "(not profiling)")
 		}
 	}
 	code := run(os.Args[1:])

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -108,9 +107,6 @@ func runConfig(args []string) (config.Config, runOptions, error) {
 	c.Exporters = ef.toConfig(c.Exporters)
 	lvl, _ := logLevel.Level().MarshalText()
 	c.Log.Level = strings.ToLower(string(lvl))
-	if c.Engine.IdleTimeout <= 0 {
-		return c, opts, usageError{errors.New("--idle-timeout must be positive")}
-	}
 	if !opts.printConfig {
 		if err := c.Targets.Validate(); err != nil {
 			return c, opts, usageError{err}
@@ -125,6 +121,15 @@ type replaceList struct {
 	flag.Value
 	clear func()
 	used  bool
+}
+
+// String is the wrapped flag's; flag.PrintDefaults calls it on a zero
+// replaceList (no Value) to learn the default, which must not panic.
+func (r *replaceList) String() string {
+	if r == nil || r.Value == nil {
+		return ""
+	}
+	return r.Value.String()
 }
 
 func (r *replaceList) Set(s string) error {

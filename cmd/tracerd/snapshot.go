@@ -23,10 +23,20 @@ import (
 func snapshotCmd(args []string) int {
 	cfg := loader.DefaultConfig()
 	fs := flag.NewFlagSet("snapshot", flag.ContinueOnError)
-	duration := fs.Duration("duration", 30*time.Second, "how long to trace (Ctrl-C ends early and still writes everything)")
-	out := fs.String("o", "", "write a pprof profile (gzipped protobuf) to this file")
-	jsonOut := fs.String("json", "", "write one JSON object per request to this file ('-' for stdout)")
-	top := fs.Int("top", 10, "show the N slowest requests in the summary")
+	duration := new(30 * time.Second)
+	fs.Func("duration", fmt.Sprintf("how long to trace, %s (Ctrl-C ends early and still writes everything; default %s)", config.SnapshotDuration, *duration), func(s string) error {
+		d, err := config.SnapshotDuration.ParseDuration(s)
+		*duration = d
+		return err
+	})
+	out := fs.String("o", "", "write a pprof profile (gzipped protobuf) to this file (created 0600)")
+	jsonOut := fs.String("json", "", "write one JSON object per request to this file ('-' for stdout; created 0600)")
+	top := new(10)
+	fs.Func("top", fmt.Sprintf("show the N slowest requests in the summary, %s (default %d)", config.Top, *top), func(s string) error {
+		n, err := config.Top.ParseCount(s)
+		*top = int(n)
+		return err
+	})
 	targetFlags(fs, &cfg.Targets)
 	engineFlags(fs, &cfg)
 	goOpts := goFlags(fs, defaultGo)
@@ -38,12 +48,6 @@ func snapshotCmd(args []string) int {
 	}
 	if err := parse(fs, args); err != nil {
 		return fail(err)
-	}
-	if err := positiveDuration("duration", *duration); err != nil {
-		return fail(err)
-	}
-	if *top < 0 {
-		return fail(usageError{errors.New("--top must be 0 or more")})
 	}
 	if !*standalone {
 		// No daemon, or one this user may not use (then tracing alone

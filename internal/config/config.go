@@ -10,7 +10,6 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"net"
 	"os"
 	"regexp"
 	"strings"
@@ -291,18 +290,61 @@ func (c *Config) check(path string, doc *yaml.Node) error {
 			bad("empty process name", "targets", "comms")
 		}
 	}
-	if c.Engine.IdleTimeout <= 0 {
-		bad("must be positive", "engine", "idle_timeout")
+	if err := IdleTimeout.Check(int64(c.Engine.IdleTimeout)); err != nil {
+		bad(err.Error(), "engine", "idle_timeout")
 	}
-	if c.Engine.MaxConns == 0 {
-		bad("must be positive", "engine", "max_conns")
+	if err := MaxConns.CheckUint(uint64(c.Engine.MaxConns)); err != nil {
+		bad(err.Error(), "engine", "max_conns")
 	}
-	if r := c.Engine.RingBufferBytes; r == 0 || r&(r-1) != 0 || r%uint32(os.Getpagesize()) != 0 {
-		bad(fmt.Sprintf("%d must be a power of two and a multiple of the page size (%d)", r, os.Getpagesize()), "engine", "ring_buffer_bytes")
+	if err := CheckRingBufferBytes(uint64(c.Engine.RingBufferBytes)); err != nil {
+		bad(err.Error(), "engine", "ring_buffer_bytes")
+	}
+	for _, h := range c.Engine.SkipHooks {
+		if err := CheckSkipHook(h); err != nil {
+			bad(err.Error(), "engine", "skip_hooks")
+		}
+	}
+	if err := GoMaxCalls.Check(int64(c.Engine.GoMaxCallsPerSecond)); err != nil {
+		bad(err.Error(), "engine", "go_max_calls_per_second")
 	}
 	if a := c.Exporters.MetricsAddr; a != "" && a != "off" {
-		if _, _, err := net.SplitHostPort(a); err != nil {
-			bad(fmt.Sprintf("%q: want host:port or off", a), "exporters", "metrics_addr")
+		if err := CheckListenAddr(a); err != nil {
+			bad(err.Error(), "exporters", "metrics_addr")
+		}
+	}
+	// The exporters' values are strings ("" falls back to the OTEL_*
+	// variable, then the default): checked here when given.
+	o := c.Exporters.OTLP
+	for _, v := range []struct {
+		val, key string
+		r        Range
+	}{
+		{o.QueueSize, "queue_size", QueueSize},
+		{o.BatchSize, "batch_size", BatchSize},
+		{o.BatchDelay, "batch_delay", BatchDelay},
+		{o.Timeout, "timeout", OTLPTimeout},
+	} {
+		if v.val == "" {
+			continue
+		}
+		var err error
+		if v.r.Duration {
+			_, err = v.r.ParseDuration(v.val)
+		} else {
+			_, err = v.r.ParseCount(v.val)
+		}
+		if err != nil {
+			bad(err.Error(), "exporters", "otlp", v.key)
+		}
+	}
+	if b := c.Exporters.Sampling.LatencyBudget; b != "" {
+		if _, err := LatencyBudget.ParseDuration(b); err != nil {
+			bad(err.Error(), "exporters", "sampling", "latency_budget")
+		}
+	}
+	if r := c.Exporters.Sampling.Ratio; r != "" {
+		if _, err := ParseSampleRatio(r); err != nil {
+			bad(err.Error(), "exporters", "sampling", "ratio")
 		}
 	}
 	var lv slog.Level

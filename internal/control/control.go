@@ -11,11 +11,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -36,11 +38,15 @@ type Request struct {
 
 // Line is one line of an answer; one field is set.
 type Line struct {
-	Error  string          `json:"error,omitempty"`
-	Note   string          `json:"note,omitempty"`   // for the user's stderr
-	Status json.RawMessage `json:"status,omitempty"` // status answer
-	Record json.RawMessage `json:"record,omitempty"` // one request (JSON lines format)
-	End    *End            `json:"end,omitempty"`    // snapshot finished
+	Error string `json:"error,omitempty"`
+	// Refused goes with Error when the request cannot be served as
+	// asked (the client's to change: exit code 2), e.g. a selection the
+	// daemon's does not cover.
+	Refused bool            `json:"refused,omitempty"`
+	Note    string          `json:"note,omitempty"`   // for the user's stderr
+	Status  json.RawMessage `json:"status,omitempty"` // status answer
+	Record  json.RawMessage `json:"record,omitempty"` // one request (JSON lines format)
+	End     *End            `json:"end,omitempty"`    // snapshot finished
 }
 
 // End closes a snapshot.
@@ -64,6 +70,7 @@ type Handler interface {
 type Server struct {
 	ln   *net.UnixListener
 	path string
+	made fs.FileInfo // the socket Listen made, to remove only it
 	h    Handler
 	log  *slog.Logger
 	ctx  context.Context
@@ -72,43 +79,125 @@ type Server struct {
 }
 
 // Listen creates the socket, root-only: its directory is made 0700 when
-// missing, the socket itself 0600. A stale socket is replaced; a live one
-// (another daemon) is an error.
+// missing, the socket itself 0600. Only a socket tracerd may have made
+// is ever removed: a stale one (a socket of this user on which nothing
+// answers); a live one (another daemon) is an error, and so is anything
+// else at path — a regular file, a symbolic link (never followed), a
+// directory, another user's socket — which is left as it is
+// (ErrUnsafePath).
 func Listen(path string, h Handler, log *slog.Logger) (*Server, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("control socket %s: %w", path, err)
 	}
-	if c, err := net.Dial("unix", path); err == nil {
-		c.Close()
-		return nil, fmt.Errorf("control socket %s: another tracerd answers there", path)
+	if err := removeStale(path); err != nil {
+		return nil, err
 	}
-	_ = os.Remove(path)
 	old := unix.Umask(0o177)
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 	unix.Umask(old)
 	if err != nil {
 		return nil, fmt.Errorf("control socket %s: %w", path, err)
 	}
+	// Close removes the socket itself, not whatever may be at path then.
+	ln.SetUnlinkOnClose(false)
+	s := &Server{ln: ln, path: path, h: h, log: log}
+	if s.made, err = os.Lstat(path); err != nil || s.made.Mode()&fs.ModeSocket == 0 {
+		ln.Close()
+		return nil, fmt.Errorf("control socket %s: changed while it was created", path)
+	}
 	if err := os.Chmod(path, 0o600); err != nil {
+		s.unlink()
 		ln.Close()
 		return nil, fmt.Errorf("control socket %s: %w", path, err)
 	}
-	s := &Server{ln: ln, path: path, h: h, log: log}
 	s.ctx, s.stop = context.WithCancel(context.Background())
 	s.wg.Add(1)
 	go s.serve()
 	return s, nil
 }
 
+// ErrUnsafePath means the socket's path holds something tracerd may not
+// remove; it was left as it is.
+var ErrUnsafePath = errors.New("not a socket tracerd may replace")
+
+type unsafePathError struct{ path, why string }
+
+func (e *unsafePathError) Error() string {
+	return fmt.Sprintf("control socket %s: %s: left as it is (remove it yourself or choose another path)", e.path, e.why)
+}
+
+func (e *unsafePathError) Is(target error) bool { return target == ErrUnsafePath }
+
+// removeStale removes a socket left at path by a daemon that died: a
+// socket (lstat: a symbolic link is not followed), this user's, on which
+// nothing answers. Nothing at path: nil.
+func removeStale(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("control socket %s: %w", path, err)
+	}
+	switch {
+	case fi.Mode()&fs.ModeSymlink != 0:
+		return &unsafePathError{path, "is a symbolic link, not a socket"}
+	case fi.Mode()&fs.ModeSocket == 0:
+		return &unsafePathError{path, fmt.Sprintf("exists and is not a socket (%s)", describeMode(fi.Mode()))}
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
+		return &unsafePathError{path, fmt.Sprintf("is a socket of uid %d, not tracerd's", st.Uid)}
+	}
+	c, err := net.DialTimeout("unix", path, time.Second)
+	if err == nil {
+		c.Close()
+		return fmt.Errorf("control socket %s: another tracerd answers there", path)
+	}
+	if !errors.Is(err, unix.ECONNREFUSED) {
+		// Busy, or something this code does not know: not stale.
+		return fmt.Errorf("control socket %s: in use or unusable, left as it is: %w", path, err)
+	}
+	// Stale. Remove it only if it is still the socket checked above.
+	if again, err := os.Lstat(path); err != nil || !os.SameFile(fi, again) {
+		return fmt.Errorf("control socket %s: changed while it was checked", path)
+	}
+	if err := os.Remove(path); err != nil {
+		return fmt.Errorf("control socket %s: removing the stale socket: %w", path, err)
+	}
+	return nil
+}
+
+func describeMode(m fs.FileMode) string {
+	switch {
+	case m.IsRegular():
+		return "a regular file"
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	}
+	return m.String()
+}
+
 // Path is where the socket is.
 func (s *Server) Path() string { return s.path }
 
-// Close stops accepting, ends running snapshots and removes the socket.
+// Close stops accepting, ends running snapshots and removes the socket
+// (only if path still is the socket Listen made).
 func (s *Server) Close() error {
 	s.stop()
+	s.unlink()
 	err := s.ln.Close()
 	s.wg.Wait()
 	return err
+}
+
+func (s *Server) unlink() {
+	if fi, err := os.Lstat(s.path); err == nil && os.SameFile(fi, s.made) {
+		_ = os.Remove(s.path)
+	}
 }
 
 func (s *Server) serve() {
@@ -213,7 +302,7 @@ func (s *Server) handle(c *net.UnixConn) {
 			return nil
 		}
 		if err := s.h.Snapshot(ctx, req, send); err != nil {
-			send(Line{Error: err.Error()})
+			send(Line{Error: err.Error(), Refused: errors.Is(err, ErrRefused)})
 		}
 		mu.Lock()
 		w.Flush()
@@ -221,6 +310,20 @@ func (s *Server) handle(c *net.UnixConn) {
 	default:
 		enc.Encode(Line{Error: fmt.Sprintf("unknown op %q", req.Op)})
 	}
+}
+
+// ErrRefused marks a Handler's error about the request itself: the
+// client is told it is its to change (Line.Refused).
+var ErrRefused = errors.New("refused")
+
+type refusedError struct{ msg string }
+
+func (e refusedError) Error() string        { return e.msg }
+func (e refusedError) Is(target error) bool { return target == ErrRefused }
+
+// Refuse is an error that says the request cannot be served as asked.
+func Refuse(format string, args ...any) error {
+	return refusedError{fmt.Sprintf(format, args...)}
 }
 
 // ErrDenied means the socket is not this user's to use.
