@@ -2,7 +2,6 @@ package correlate
 
 import (
 	"net/netip"
-	"strconv"
 	"strings"
 )
 
@@ -42,8 +41,15 @@ type Conn struct {
 // HTTP holds what was parsed from the request and response heads.
 type HTTP struct {
 	Method string
+	// Target is the request-target as received (query included) or, from
+	// Go awareness, net/http's URL.Path. It may hold secrets: outputs
+	// show it through export's redaction, never verbatim.
 	Target string
-	Status int // 0 when the response was not seen or not HTTP
+	// Pattern is the server's route template when it is known (Go 1.22+
+	// net/http's Request.Pattern, "GET /items/{id}"), else "": the route
+	// then comes from Target (see AppendRoute).
+	Pattern string
+	Status  int // 0 when the response was not seen or not HTTP
 }
 
 // RPC describes a remote procedure call.
@@ -85,28 +91,6 @@ type Span struct {
 	DurationNs    int64
 }
 
-// Route is the request's route for grouping: "GET /path" without the
-// query for HTTP, else the protocol and local port.
-func (r *Request) Route() string { return RouteName(r.RouteParts()) }
-
-// RouteParts are what Route is made of, without building the string:
-// method and path (without query or fragment) for HTTP, else the local
-// port.
-func (r *Request) RouteParts() (method, path string, port uint16) {
-	if r.HTTP != nil && r.HTTP.Method != "" {
-		path = r.HTTP.Target
-		if i := strings.IndexAny(path, "?#"); i >= 0 {
-			path = path[:i]
-		}
-		return r.HTTP.Method, path, 0
-	}
-	return "", "", r.Conn.Local.Port()
-}
-
-// RouteName builds a route from RouteParts.
-func RouteName(method, path string, port uint16) string {
-	if method != "" {
-		return method + " " + path
-	}
-	return "tcp:" + strconv.Itoa(int(port))
-}
+// Route is the request's route for grouping (see AppendRoute):
+// "GET /users/{id}" for HTTP, "tcp:PORT" for other protocols.
+func (r *Request) Route() string { return string(r.AppendRoute(nil)) }

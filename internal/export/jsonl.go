@@ -88,8 +88,21 @@ func (p JSONPhases) MarshalJSON() ([]byte, error) {
 	return append(b, '}'), nil
 }
 
-// ToJSON converts a Request to its JSON-lines shape.
-func ToJSON(r *correlate.Request) JSONRecord {
+// JSONOptions say what the JSON lines show. The zero value is the safe
+// default.
+type JSONOptions struct {
+	// KeepQueryValues writes query values as the client sent them
+	// instead of REDACTED: for a service whose queries are known to
+	// carry no secret, where the values matter to read the records.
+	KeepQueryValues bool
+}
+
+// ToJSON converts a Request to its JSON-lines shape, query values
+// redacted.
+func ToJSON(r *correlate.Request) JSONRecord { return JSONOptions{}.ToJSON(r) }
+
+// ToJSON converts a Request to its JSON-lines shape with these options.
+func (o JSONOptions) ToJSON(r *correlate.Request) JSONRecord {
 	j := JSONRecord{
 		StartUnixNano: r.StartUnixNano,
 		EndUnixNano:   r.EndUnixNano,
@@ -113,7 +126,7 @@ func ToJSON(r *correlate.Request) JSONRecord {
 		j.ParentSpanID = r.ParentSpanID.String()
 	}
 	if r.HTTP != nil {
-		j.HTTP = &JSONHTTP{Method: r.HTTP.Method, Target: r.HTTP.Target, Status: r.HTTP.Status}
+		j.HTTP = &JSONHTTP{Method: r.HTTP.Method, Target: ShownTarget(r.HTTP.Target, o.KeepQueryValues), Status: r.HTTP.Status}
 	}
 	if r.RPC != nil {
 		j.RPC = &JSONRPC{System: r.RPC.System, Service: r.RPC.Service, Method: r.RPC.Method}
@@ -136,17 +149,23 @@ func ToJSON(r *correlate.Request) JSONRecord {
 
 // JSONLines writes one JSON object per line.
 type JSONLines struct {
-	w   *bufio.Writer
-	buf []byte
+	w    *bufio.Writer
+	buf  []byte
+	opts JSONOptions
 }
 
-func NewJSONLines(w io.Writer) *JSONLines {
-	return &JSONLines{w: bufio.NewWriterSize(w, 64<<10)}
+// NewJSONLines writes to w with the default options (query values
+// redacted).
+func NewJSONLines(w io.Writer) *JSONLines { return NewJSONLinesWith(w, JSONOptions{}) }
+
+// NewJSONLinesWith writes to w with these options.
+func NewJSONLinesWith(w io.Writer, o JSONOptions) *JSONLines {
+	return &JSONLines{w: bufio.NewWriterSize(w, 64<<10), opts: o}
 }
 
 // Write appends one request.
 func (j *JSONLines) Write(r *correlate.Request) error {
-	j.buf = append(AppendJSON(j.buf[:0], r), '\n')
+	j.buf = append(j.opts.AppendJSON(j.buf[:0], r), '\n')
 	_, err := j.w.Write(j.buf)
 	return err
 }

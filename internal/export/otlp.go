@@ -33,11 +33,15 @@ type OTLPOptions struct {
 	Resource   []*commonpb.KeyValue
 	Version    string // tracerd's version, the scope's
 	Logger     *slog.Logger
+	// KeepQueryValues sends url.query as the client sent it instead of
+	// with each value REDACTED (see RedactedValue).
+	KeepQueryValues bool
 }
 
 // OTLPStats count what happened to requests and spans.
 type OTLPStats struct {
 	Sampled       [numDecisions]int64 // requests by decision
+	RateLimited   int64               // sampled requests not exported: their service was over Sampler.MaxPerSecond
 	SpansQueued   int64               // waiting now
 	SpansExported int64               // accepted by the endpoint
 	SpansDropped  int64               // the queue was full
@@ -62,8 +66,9 @@ type OTLP struct {
 	cancel  context.CancelFunc
 	res     *resources
 	sampled [numDecisions]atomic.Int64
+	limiter *traceLimiter // nil: no cap
 	st      struct {
-		exported, dropped, failed, exports, errors atomic.Int64
+		exported, dropped, failed, exports, errors, limited atomic.Int64
 	}
 	failing failState // export goroutine only
 }
@@ -90,11 +95,12 @@ func NewOTLP(opts OTLPOptions) (*OTLP, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	e := &OTLP{
-		opts:  opts,
-		queue: make(chan *otlpItem, opts.QueueSpans),
-		stop:  make(chan struct{}),
-		done:  make(chan struct{}),
-		res:   newResources(opts.Host, opts.Resource),
+		opts:    opts,
+		queue:   make(chan *otlpItem, opts.QueueSpans),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+		res:     newResources(opts.Host, opts.Resource),
+		limiter: newTraceLimiter(opts.Sampler.MaxPerSecond),
 	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	if err := opts.Client.Start(e.ctx); err != nil {
@@ -113,13 +119,21 @@ func SpanCount(r *correlate.Request) int64 {
 }
 
 // Add samples a request and queues it when sampled. It returns the
-// decision; a sampled request can still be dropped (counted) when the
-// queue is full. p is the request's process (Processes.Identify).
+// decision (counted in Stats().Sampled), or NotSampled when the
+// request's service is over its traces per second (counted in
+// RateLimited): callers link exported traces from metrics, and this one
+// will not be. A sampled request can still be dropped (counted) when
+// the queue is full. p is the request's process (Processes.Identify),
+// r.Service its service.
 func (e *OTLP) Add(r *correlate.Request, p *Process) Decision {
 	d := e.opts.Sampler.Decide(r)
 	e.sampled[d].Add(1)
 	if d == NotSampled {
 		return d
+	}
+	if e.limiter != nil && !e.limiter.allow(r.Service) {
+		e.st.limited.Add(1)
+		return NotSampled
 	}
 	n := SpanCount(r)
 	if e.closed.Load() {
@@ -146,6 +160,7 @@ func (e *OTLP) Stats() OTLPStats {
 	for i := range s.Sampled {
 		s.Sampled[i] = e.sampled[i].Load()
 	}
+	s.RateLimited = e.st.limited.Load()
 	s.SpansQueued = max(e.queued.Load(), 0)
 	s.SpansExported = e.st.exported.Load()
 	s.SpansDropped = e.st.dropped.Load()
@@ -212,7 +227,7 @@ func (e *OTLP) run() {
 		if b.spans == 0 {
 			timer.Reset(e.opts.BatchDelay)
 		}
-		b.add(e.res.get(it.proc, it.req.Service), e.opts.Version, RequestSpans(&it.req))
+		b.add(e.res.get(it.proc, it.req.Service), e.opts.Version, requestSpans(&it.req, e.opts.KeepQueryValues))
 	}
 	flush := func() {
 		timer.Stop()

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -40,20 +41,21 @@ const (
 // OTLPFlags are the command-line values, as given; "" is not given.
 // A flag wins over the environment variable of the same setting.
 type OTLPFlags struct {
-	Endpoint          string // --otlp-endpoint
-	Protocol          string // --otlp-protocol
-	Headers           []string
-	Timeout           string // Go duration
-	Insecure          string // "true" / "false"
-	Certificate       string
-	ClientCertificate string
-	ClientKey         string
-	Compression       string
-	QueueSize         string
-	BatchSize         string
-	BatchDelay        string // Go duration
-	SampleRatio       string
-	LatencyBudget     string // Go duration
+	Endpoint           string // --otlp-endpoint
+	Protocol           string // --otlp-protocol
+	Headers            []string
+	Timeout            string // Go duration
+	Insecure           string // "true" / "false"
+	Certificate        string
+	ClientCertificate  string
+	ClientKey          string
+	Compression        string
+	QueueSize          string
+	BatchSize          string
+	BatchDelay         string // Go duration
+	SampleRatio        string
+	LatencyBudget      string // Go duration
+	MaxTracesPerSecond string // --otlp-max-traces-per-second: per service, 0 for no cap
 }
 
 // OTLPSettings is the resolved OTLP configuration.
@@ -130,6 +132,14 @@ func ResolveOTLP(f OTLPFlags, getenv func(string) string) (OTLPSettings, error) 
 				s.Sampler.Ratio = v
 			}
 		}
+	}
+	s.Sampler.MaxPerSecond = DefaultMaxTracesPerSecond
+	if v, from := setting(getenv, "otlp-max-traces-per-second", f.MaxTracesPerSecond); v != "" {
+		rate, err := strconv.ParseFloat(v, 64)
+		if err != nil || rate < 0 || math.IsInf(rate, 0) {
+			return s, fmt.Errorf("%s: %q is not a number of traces per second ≥ 0 (0: no cap)", from, v)
+		}
+		s.Sampler.MaxPerSecond = rate
 	}
 	var err error
 	if s.QueueSpans, err = positiveInt(getenv, "otlp-queue-size", f.QueueSize, DefaultQueueSpans, "OTEL_BSP_MAX_QUEUE_SIZE"); err != nil {

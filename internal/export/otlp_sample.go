@@ -47,9 +47,14 @@ func (d Decision) String() string {
 // TraceIDRatioBased sampler chooses (the trace id's low 63 bits below
 // Ratio·2⁶³), so that tracerd on every node, and SDKs with the same
 // ratio, keep the same traces whole.
+//
+// What is sampled is then capped at MaxPerSecond traces per second per
+// service by the exporter (OTLP.Add), whatever the decision: a caller's
+// sampled flag and a slow request are both in the client's hands.
 type Sampler struct {
-	Budget time.Duration
-	Ratio  float64
+	Budget       time.Duration
+	Ratio        float64
+	MaxPerSecond float64 // per service; 0: no cap (ResolveOTLP's default is DefaultMaxTracesPerSecond)
 }
 
 // Decide samples one request.

@@ -12,6 +12,7 @@ import (
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 
 	"github.com/tracerd/tracerd/internal/correlate"
+	"github.com/tracerd/tracerd/internal/httpparse"
 )
 
 // Attribute keys of tracerd's own facts (no semantic convention covers
@@ -103,7 +104,11 @@ func phaseWindows(r *correlate.Request) (w [correlate.NumPhases]window, ok [corr
 // nested phases under their parent phase, and the Go spans under app,
 // each inside the Go span that contains it. Child span ids derive from
 // the request's span id, so the same Request always gives the same tree.
-func RequestSpans(r *correlate.Request) []*tracepb.Span {
+// Query values are redacted (see RedactedValue).
+func RequestSpans(r *correlate.Request) []*tracepb.Span { return requestSpans(r, false) }
+
+// requestSpans is RequestSpans, query values kept when keepQueryValues.
+func requestSpans(r *correlate.Request, keepQueryValues bool) []*tracepb.Span {
 	traceID := idBytes(r.TraceID[:])
 	serverID := idBytes(r.SpanID[:])
 	parentID := idBytes(r.ParentSpanID[:])
@@ -128,7 +133,7 @@ func RequestSpans(r *correlate.Request) []*tracepb.Span {
 		Kind:              tracepb.Span_SPAN_KIND_SERVER,
 		StartTimeUnixNano: uint64(r.StartUnixNano),
 		EndTimeUnixNano:   uint64(r.EndUnixNano),
-		Attributes:        serverAttributes(r),
+		Attributes:        serverAttributes(r, keepQueryValues),
 		Status:            serverStatus(r),
 	}
 	// One allocation for the children and one for their ids.
@@ -271,7 +276,7 @@ func httpMethod(m string) (method, original string) {
 	return "_OTHER", m
 }
 
-func serverAttributes(r *correlate.Request) []*commonpb.KeyValue {
+func serverAttributes(r *correlate.Request, keepQueryValues bool) []*commonpb.KeyValue {
 	a := newAttrs(28)
 	if rpc := r.RPC; rpc != nil {
 		a.str("rpc.system", rpc.System)
@@ -294,11 +299,10 @@ func serverAttributes(r *correlate.Request) []*commonpb.KeyValue {
 			}
 		}
 		if h.Target != "" {
-			path, query, hasQuery := strings.Cut(h.Target, "?")
-			path, _, _ = strings.Cut(path, "#")
+			// The same path and query as the JSON lines' target.
+			path, _, _ := httpparse.SplitTarget(h.Target)
 			a.str("url.path", path)
-			if hasQuery {
-				query, _, _ = strings.Cut(query, "#")
+			if query, ok := ShownQuery(h.Target, keepQueryValues); ok {
 				a.str("url.query", query)
 			}
 		}

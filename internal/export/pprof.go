@@ -1,6 +1,7 @@
 package export
 
 import (
+	"fmt"
 	"io"
 	"sort"
 	"strings"
@@ -21,18 +22,46 @@ import (
 // ack_wait is left out: it comes after the answer's last byte left (the
 // end of the request's duration), so it is not part of the latency the
 // flame graph splits. The JSON lines and the summary carry it.
+//
+// Memory is bounded whatever clients send: routes are normalised
+// (correlate.Request.AppendRoute) and each service has at most
+// MaxRoutes of them; the requests of any further route go to the route
+// "other" and are counted (OtherRequests, and a comment in the profile).
 type Profile struct {
 	startNano, endNano int64
+	maxRoutes          int
+	services           map[string]*serviceRoutes
 	routes             map[routeKey]*routeSamples
+	scratch            []byte // the route being looked up
+	other              int64
 }
 
-// routeKey identifies a route without building its name (one map lookup
-// per request, no allocation: see correlate.Request.RouteParts).
+// DefaultMaxRoutes bounds a service's routes in a profile: far more than
+// a service has endpoints, few enough that a flood of unique paths costs
+// a few hundred kB per service rather than growing without end.
+const DefaultMaxRoutes = 1000
+
+// OtherRoute is the route of a service's requests past its MaxRoutes.
+// It cannot be mistaken for a real route ("METHOD /path", "tcp:PORT").
+const OtherRoute = "other"
+
+// ProfileOptions configure a Profile; the zero value is the default.
+type ProfileOptions struct {
+	// MaxRoutes bounds the distinct routes per service (0:
+	// DefaultMaxRoutes). Routes are taken first come, first served.
+	MaxRoutes int
+}
+
+// serviceRoutes are the routes a service has in the profile.
+type serviceRoutes struct {
+	names map[string]string // interned: a route's string is made once
+	other int64             // requests that went to OtherRoute
+}
+
+// routeKey identifies a route's samples in one process.
 type routeKey struct {
-	service      string
-	method, path string
-	port         uint16
-	pid          uint32
+	service, route string
+	pid            uint32
 }
 
 // routeSamples holds [requests, latency] per phase of one route, and
@@ -49,7 +78,16 @@ type sampleKey struct {
 	pid            uint32
 }
 
-func NewProfile() *Profile { return &Profile{routes: map[routeKey]*routeSamples{}} }
+// NewProfile returns a profile with the default options.
+func NewProfile() *Profile { return NewProfileWith(ProfileOptions{}) }
+
+// NewProfileWith returns a profile with these options.
+func NewProfileWith(o ProfileOptions) *Profile {
+	if o.MaxRoutes <= 0 {
+		o.MaxRoutes = DefaultMaxRoutes
+	}
+	return &Profile{maxRoutes: o.MaxRoutes, services: map[string]*serviceRoutes{}, routes: map[routeKey]*routeSamples{}}
+}
 
 // Add accounts one request.
 func (p *Profile) Add(r *correlate.Request) {
@@ -67,8 +105,7 @@ func (p *Profile) Add(r *correlate.Request) {
 			dominant, best = ph, v
 		}
 	})
-	k := routeKey{service: r.Service, pid: r.PID}
-	k.method, k.path, k.port = r.RouteParts()
+	k := routeKey{service: r.Service, route: p.route(r), pid: r.PID}
 	rs := p.routes[k]
 	if rs == nil {
 		rs = new(routeSamples)
@@ -83,17 +120,58 @@ func (p *Profile) Add(r *correlate.Request) {
 	})
 }
 
+// route returns the request's route in its service: the interned string
+// of a route seen before (no allocation: the lookup converts the scratch
+// bytes in place), a new one while the service has room, else
+// OtherRoute.
+func (p *Profile) route(r *correlate.Request) string {
+	sr := p.services[r.Service]
+	if sr == nil {
+		sr = &serviceRoutes{names: map[string]string{}}
+		p.services[r.Service] = sr
+	}
+	p.scratch = r.AppendRoute(p.scratch[:0])
+	if name, ok := sr.names[string(p.scratch)]; ok {
+		return name
+	}
+	if len(sr.names) >= p.maxRoutes {
+		sr.other++
+		p.other++
+		return OtherRoute
+	}
+	name := string(p.scratch)
+	sr.names[name] = name
+	return name
+}
+
+// OtherRequests counts the requests that went to route "other" because
+// their service had MaxRoutes routes already.
+func (p *Profile) OtherRequests() int64 { return p.other }
+
 // samples returns every (route, phase) that was measured at least once.
 func (p *Profile) samples() map[sampleKey][2]int64 {
 	out := map[sampleKey][2]int64{}
 	for k, rs := range p.routes {
-		route := correlate.RouteName(k.method, k.path, k.port)
 		for ph := correlate.Phase(0); ph < correlate.NumPhases; ph++ {
 			if rs.seen&(1<<ph) != 0 {
-				out[sampleKey{k.service, route, ph, k.pid}] = rs.v[ph]
+				out[sampleKey{k.service, k.route, ph, k.pid}] = rs.v[ph]
 			}
 		}
 	}
+	return out
+}
+
+// comments say, in the profile itself (pprof -comments), which services
+// lost routes to the cap.
+func (p *Profile) comments() []string {
+	var out []string
+	for service, sr := range p.services {
+		if sr.other > 0 {
+			out = append(out, fmt.Sprintf("tracerd: service %s had more than %d routes: %d requests of further routes are under route %q",
+				service, p.maxRoutes, sr.other, OtherRoute))
+		}
+	}
+	sort.Strings(out)
 	return out
 }
 
@@ -123,6 +201,7 @@ func (p *Profile) Build() *profile.Profile {
 		DurationNanos:     p.endNano - p.startNano,
 		PeriodType:        &profile.ValueType{Type: "latency", Unit: "nanoseconds"},
 		Period:            1,
+		Comments:          p.comments(),
 	}
 	funcs := map[string]*profile.Function{}
 	locs := map[string]*profile.Location{}

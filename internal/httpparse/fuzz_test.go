@@ -196,3 +196,24 @@ func checkTraceParent(t *testing.T, tp TraceParent) {
 		t.Fatalf("valid traceparent with zero id: %+v", tp)
 	}
 }
+
+func FuzzSplitTarget(f *testing.F) {
+	for _, s := range []string{"/", "/a/b?x=1&y=2#f", "http://u:p@h:1/a?b", "https://h", "h:443", "*", "", "?", "/#?", "x://"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, target string) {
+		path, query, hasQuery := SplitTarget(target)
+		if path != "/" && !strings.Contains(target, path) {
+			t.Fatalf("path %q is not part of %q", path, target)
+		}
+		if !strings.Contains(target, query) || strings.Contains(query, "#") || (!hasQuery && query != "") {
+			t.Fatalf("query %q (%v) of %q", query, hasQuery, target)
+		}
+		if hasQuery && strings.ContainsAny(path, "?#") {
+			t.Fatalf("path %q of %q holds the query or fragment", path, target)
+		}
+		if strings.HasPrefix(target, "/") && (!strings.HasPrefix(path, "/") || strings.ContainsAny(path, "?#")) {
+			t.Fatalf("origin-form %q gave path %q", target, path)
+		}
+	})
+}

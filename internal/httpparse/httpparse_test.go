@@ -324,3 +324,34 @@ func TestIsRequestStart(t *testing.T) {
 		}
 	}
 }
+
+func TestSplitTarget(t *testing.T) {
+	for _, tc := range []struct {
+		target, path, query string
+		hasQuery            bool
+	}{
+		{"/", "/", "", false},
+		{"/a/b", "/a/b", "", false},
+		{"/a/b?x=1&y=2", "/a/b", "x=1&y=2", true},
+		{"/a?", "/a", "", true},
+		{"/a?x=1#frag", "/a", "x=1", true},
+		{"/a#frag?x=1", "/a", "", false},
+		{"/a/http://b?c", "/a/http://b", "c", true},
+		{"http://user:secret@example.com:8080/a/b?x=1", "/a/b", "x=1", true},
+		{"https://example.com", "/", "", false},
+		{"http://example.com?x=1", "/", "x=1", true},
+		{"http://example.com#f", "/", "", false},
+		{"example.com:443", "example.com:443", "", false},
+		{"*", "*", "", false},
+		{"://x/y", "://x/y", "", false},
+		{"a?b://c/d", "a?b://c/d", "", false},
+	} {
+		path, query, has := SplitTarget(tc.target)
+		if path != tc.path || query != tc.query || has != tc.hasQuery {
+			t.Errorf("SplitTarget(%q) = %q, %q, %v; want %q, %q, %v", tc.target, path, query, has, tc.path, tc.query, tc.hasQuery)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { SplitTarget("http://h/a/b?x=1#f") }); n != 0 {
+		t.Errorf("SplitTarget allocates %v times", n)
+	}
+}

@@ -1,0 +1,341 @@
+package tests
+
+// What clients can make tracerd write (security review, issue 10): the
+// real tracerd tracing real servers, and what shows in its outputs.
+
+import (
+	"bytes"
+	"crypto/tls"
+	"encoding/hex"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/pprof/profile"
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/protobuf/proto"
+)
+
+// hostilePaths is how many distinct paths TestHostileOutputRoutesBounded
+// sends; raise it to measure (-args -hostile.paths=60000).
+var hostilePaths = flag.Int("hostile.paths", 5000, "distinct paths TestHostileOutputRoutesBounded sends")
+
+// otlpSink is an OTLP/HTTP endpoint that keeps what it is sent: the
+// raw bodies (to look for secrets in the bytes) and the SERVER spans.
+type otlpSink struct {
+	URL    string
+	mu     sync.Mutex
+	bodies [][]byte
+	server []*tracepb.Span
+}
+
+func startOTLPSink(t *testing.T) *otlpSink {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &otlpSink{URL: "http://" + ln.Addr().String()}
+	srv := &http.Server{Handler: http.HandlerFunc(s.serve)}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return s
+}
+
+func (s *otlpSink) serve(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	var req coltracepb.ExportTraceServiceRequest
+	if err == nil {
+		err = proto.Unmarshal(body, &req)
+	}
+	if err != nil || r.URL.Path != "/v1/traces" {
+		http.Error(w, fmt.Sprintf("%s: %v", r.URL.Path, err), http.StatusBadRequest)
+		return
+	}
+	s.mu.Lock()
+	s.bodies = append(s.bodies, body)
+	for _, rs := range req.ResourceSpans {
+		for _, ss := range rs.ScopeSpans {
+			for _, sp := range ss.Spans {
+				if sp.Kind == tracepb.Span_SPAN_KIND_SERVER {
+					s.server = append(s.server, sp)
+				}
+			}
+		}
+	}
+	s.mu.Unlock()
+	out, _ := proto.Marshal(&coltracepb.ExportTraceServiceResponse{})
+	w.Header().Set("Content-Type", "application/x-protobuf")
+	_, _ = w.Write(out)
+}
+
+// serverSpans returns the SERVER spans received so far.
+func (s *otlpSink) serverSpans() []*tracepb.Span {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*tracepb.Span(nil), s.server...)
+}
+
+// received says whether any body sent holds b.
+func (s *otlpSink) received(b string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, body := range s.bodies {
+		if bytes.Contains(body, []byte(b)) {
+			return true
+		}
+	}
+	return false
+}
+
+func spanAttr(sp *tracepb.Span, key string) (string, bool) {
+	for _, kv := range sp.Attributes {
+		if kv.Key == key {
+			return kv.Value.GetStringValue(), true
+		}
+	}
+	return "", false
+}
+
+// querySecrets are what the requests below carry in their targets.
+var querySecrets = []string{"hunter2", "t0k3n", "pw@", "s3ssion"}
+
+// noSecret fails when data shows any of querySecrets.
+func noSecret(t *testing.T, what string, data []byte) {
+	t.Helper()
+	for _, s := range querySecrets {
+		if bytes.Contains(data, []byte(s)) {
+			t.Errorf("%s shows %q", what, s)
+		}
+	}
+}
+
+// TestHostileOutputQueryRedacted (item 14): query values sent to a server do
+// not reach tracerd's JSON lines or OTLP spans; keys do, and the path.
+func TestHostileOutputQueryRedacted(t *testing.T) {
+	needRoot(t)
+	sink := startOTLPSink(t)
+	srv := startServer(t, nil)
+	rt := startRun(t, nil, "--port", strconv.Itoa(srv.Port), "--otlp-endpoint", sink.URL, "--otlp-batch-delay", "50ms")
+	c := dialTP(t, srv.Addr)
+	type sent struct{ target, wantTarget, wantQuery string }
+	reqs := []sent{
+		{"/login?password=hunter2&page=3", "/login?password=REDACTED&page=REDACTED", "password=REDACTED&page=REDACTED"},
+		{"http://user:pw@test/abs?token=t0k3n&empty=", "/abs?token=REDACTED&empty=", "token=REDACTED&empty="},
+		{"/s?s3ssion", "/s?REDACTED", "REDACTED"},
+	}
+	wantByTrace := map[string]sent{}
+	for _, r := range reqs {
+		tp, traceID, _ := newTraceParent() // sampled: exported
+		wantByTrace[traceID] = r
+		c.get(t, r.target, tp)
+	}
+	c.c.Close()
+	srv.Truths(t, len(reqs))
+	waitMetric(t, rt, "tracerd_records_read_total", func(v float64) bool { return v >= float64(len(reqs)) })
+	recs := recordsOn(rt.Stop(t), srv.Port)
+
+	raw, err := os.ReadFile(rt.JSONPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	noSecret(t, "the JSON lines", raw)
+	if len(recs) != len(reqs) {
+		t.Fatalf("%d records, want %d", len(recs), len(reqs))
+	}
+	for _, rec := range recs {
+		want, ok := wantByTrace[rec.TraceID]
+		if !ok || rec.HTTP == nil || rec.HTTP.Target != want.wantTarget {
+			t.Errorf("JSON target %+v, want %q", rec.HTTP, want.wantTarget)
+		}
+	}
+
+	spans := sink.serverSpans()
+	if len(spans) != len(reqs) {
+		t.Fatalf("%d SERVER spans exported, want %d", len(spans), len(reqs))
+	}
+	for _, sp := range spans {
+		want := wantByTrace[hex.EncodeToString(sp.TraceId)]
+		query, _ := spanAttr(sp, "url.query")
+		path, _ := spanAttr(sp, "url.path")
+		if query != want.wantQuery || !strings.HasPrefix(want.wantTarget, path+"?") {
+			t.Errorf("span url.path %q url.query %q, want the target %q", path, query, want.wantTarget)
+		}
+	}
+	for _, s := range querySecrets {
+		if sink.received(s) {
+			t.Errorf("OTLP export shows %q", s)
+		}
+	}
+}
+
+// TestHostileOutputQueryRedactedGo (item 14, Go awareness): a Go net/http
+// server's targets are path and redacted query too, over HTTP/1 (bytes
+// and ServeHTTP) and HTTP/2 under TLS (ServeHTTP alone, whose probe
+// reads URL.Path only: no query at all).
+func TestHostileOutputQueryRedactedGo(t *testing.T) {
+	needRoot(t)
+	plain := startGoServer(t, buildGoServer(t, goBuilds[0]))
+	tlsSrv := startGoServer(t, buildGoServer(t, goBuilds[0]), "-tls")
+	tr := startTracer(t, "--pid", strconv.Itoa(plain.PID), "--pid", strconv.Itoa(tlsSrv.PID))
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	get(t, client, "http://"+plain.Addr+"/hello/a?token=t0k3n&page=1")
+	h2 := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, ForceAttemptHTTP2: true}}
+	resp, _ := get(t, h2, "https://"+tlsSrv.Addr+"/hello/b?password=hunter2")
+	if resp.ProtoMajor != 2 {
+		t.Fatalf("HTTP/%d, want 2", resp.ProtoMajor)
+	}
+	time.Sleep(3 * time.Second) // HTTP/2 streams come out after the join horizon
+	all := tr.Stop(t)
+	raw, err := os.ReadFile(tr.JSONPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	noSecret(t, "the JSON lines", raw)
+	got := map[string]bool{}
+	for _, r := range all {
+		if r.HTTP != nil {
+			got[r.HTTP.Target] = true
+		}
+	}
+	for _, want := range []string{"/hello/a?token=REDACTED&page=REDACTED", "/hello/b"} {
+		if !got[want] {
+			t.Errorf("no record with target %q: %v", want, keys(got))
+		}
+	}
+}
+
+// TestHostileOutputRoutesBounded (item 13): distinct paths by the thousand
+// make a bounded profile. Ids fold into one route; words, which nothing
+// recognises, fill the service's 1000 routes and the rest is counted
+// under "other". tracerd's peak RSS and the profile's size are logged
+// (go test -run OutputRoutesBounded -args -hostile.paths=60000 to measure).
+func TestHostileOutputRoutesBounded(t *testing.T) {
+	needRoot(t)
+	srv := startServer(t, nil)
+	tr := startTracer(t, "--port", strconv.Itoa(srv.Port))
+	n := *hostilePaths
+	const conns = 4
+	ids := n / 4
+	var wg sync.WaitGroup
+	send := func(from, to int, path func(int) string) {
+		defer wg.Done()
+		c := dial(t, srv.Addr)
+		for i := from; i < to; i++ {
+			if _, err := request(c, path(i), 0); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}
+	start := time.Now()
+	// The ids first, so that their one route is among the 1000.
+	wg.Add(1)
+	send(0, ids, func(i int) string { return fmt.Sprintf("/users/%d?page=%d", 1_000_000+i, i) })
+	for k := range conns {
+		wg.Add(1)
+		go send(ids+k*(n-ids)/conns, ids+(k+1)*(n-ids)/conns, func(i int) string {
+			return "/wiki/page-" + strconv.FormatInt(int64(i), 26) + "x?q=hunter2"
+		})
+	}
+	wg.Wait()
+	srv.Truths(t, n)
+	t.Logf("%d requests in %s", n, time.Since(start).Round(time.Millisecond))
+	recs := recordsOn(tr.Stop(t), srv.Port)
+	if len(recs) != n {
+		t.Errorf("%d records of %d requests", len(recs), n)
+	}
+	if ru, ok := tr.cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		t.Logf("tracerd peak RSS: %.1f MB", float64(ru.Maxrss)/1024)
+	}
+
+	f, err := os.Open(tr.Profile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	st, _ := f.Stat()
+	prof, err := profile.Parse(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("profile: %d bytes, %d samples, comments %q", st.Size(), len(prof.Sample), prof.Comments)
+	routes := map[string]int64{}
+	var total int64
+	for _, s := range prof.Sample {
+		route := s.Location[len(s.Location)-2].Line[0].Function.Name
+		routes[route] += s.Value[0]
+		total += s.Value[0]
+	}
+	if total != int64(n) {
+		t.Errorf("%d requests in the profile, want %d", total, n)
+	}
+	if len(routes) != 1001 {
+		t.Errorf("%d routes, want 1000 and other", len(routes))
+	}
+	if routes["GET /users/{id}"] != int64(ids) {
+		t.Errorf("GET /users/{id}: %d requests, want %d", routes["GET /users/{id}"], ids)
+	}
+	if want := int64(n - ids - 999); routes["other"] != want {
+		t.Errorf("other: %d requests, want %d", routes["other"], want)
+	}
+	if len(prof.Comments) != 1 || !strings.Contains(prof.Comments[0], fmt.Sprintf("%d requests", n-ids-999)) {
+		t.Errorf("the profile does not say how many requests went to other: %q", prof.Comments)
+	}
+	if st.Size() > 512<<10 {
+		t.Errorf("profile of %d bytes", st.Size())
+	}
+}
+
+// TestHostileOutputTraceCap (item 15): a client marking every request sampled
+// gets at most DefaultMaxTracesPerSecond (200) traces a second exported
+// for the service, however many it sends; each one is still decided
+// (and counted) as its caller asked.
+func TestHostileOutputTraceCap(t *testing.T) {
+	needRoot(t)
+	sink := startOTLPSink(t)
+	srv := startServer(t, nil)
+	rt := startRun(t, nil, "--port", strconv.Itoa(srv.Port), "--otlp-endpoint", sink.URL,
+		"--otlp-batch-delay", "50ms", "--sample-ratio", "0", "--latency-budget", "0")
+	const n, conns = 2000, 4
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := dialTP(t, srv.Addr)
+			defer c.c.Close()
+			for range n / conns {
+				tp, _, _ := newTraceParent()
+				c.get(t, "/", tp)
+			}
+		}()
+	}
+	wg.Wait()
+	m := waitMetric(t, rt, "tracerd_records_read_total", func(v float64) bool { return v >= n })
+	elapsed := time.Since(start) // every decision was made within it
+	rt.Stop(t)
+	exported := len(sink.serverSpans())
+	limit := int(200 * (1 + elapsed.Seconds()))
+	t.Logf("%d requests sampled by their caller in %s: %d traces exported (cap %d)", n, elapsed.Round(time.Millisecond), exported, limit)
+	if exported > limit {
+		t.Errorf("%d traces exported in %s, over the 200/s cap (%d)", exported, elapsed, limit)
+	}
+	if exported < 150 {
+		t.Errorf("only %d traces exported: the cap's first second lets 200 through", exported)
+	}
+	if got := m[`tracerd_trace_sampling_decisions_total{decision="parent"}`]; got != n {
+		t.Errorf("parent decisions %v, want %d", got, n)
+	}
+}
