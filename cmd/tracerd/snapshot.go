@@ -129,6 +129,9 @@ func snapshot(cfg loader.Config, goOpts goOptions, duration time.Duration, out, 
 	}
 	summary.Write(o.summary)
 	printCounters(os.Stderr, t, sess.SinkErrors(), sess.Drained())
+	if n := prof.OtherRequests(); n > 0 {
+		fmt.Fprintf(os.Stderr, "routes: %d requests under route \"other\" (more than %d routes in one service)\n", n, export.DefaultMaxRoutes)
+	}
 	o.sayProfile()
 	return errors.Join(errs...)
 }
