@@ -26,7 +26,8 @@ vmlinux:
 	bpftool btf dump file /sys/kernel/btf/vmlinux format c > bpf/vmlinux.h
 
 # The whole suite: unit tests and the privileged end-to-end tests
-# (they skip with the reason when not root).
+# (they skip with the reason when not root), then the same scenarios
+# inside Debian's 6.1 and 6.12 kernels (test-kernels).
 # Packages run one at a time (-p 1): the loader's tests count tracerd's
 # kernel objects, which an end-to-end test's tracerd would add to.
 test:
@@ -34,6 +35,7 @@ test:
 	tests/tools/install-test-services.sh
 	$(GO) vet ./...
 	$(GO) test -count=1 -p 1 -timeout 45m ./...
+	$(MAKE) test-kernels
 
 # Boots Debian 12's 6.1 and 6.12 kernels under qemu (TCG) and runs the
 # end-to-end scenarios inside each (tests/kernels); writes docs/kernels.md

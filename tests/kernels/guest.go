@@ -41,14 +41,17 @@ type limits struct {
 // lockups seen in text_poke_bp under multi-threaded TCG (KERNELS.md);
 // qemu64 and the cloud kernels boot fastest; 2 CPUs for the tests that
 // pin a server and a hog on CPU 1; no network card (loopback is all the
-// tests use, and its boot ROM costs time). A panic or soft lockup ends the
+// tests use, and its boot ROM costs time). tsc=reliable: the emulated
+// TSCs are one host clock, but the kernel finds them unsynchronized and
+// falls back to per-CPU sched_clock filtering, whose ±1 tick between
+// CPUs skews schedstat and cpu.stat, the truths of run-queue tests. A panic or soft lockup ends the
 // guest at once (panic=-1 reboots, -no-reboot makes that an exit).
 func qemuArgs(vmlinuz, initrd string) []string {
 	return []string{
 		"-accel", "tcg,thread=single", "-cpu", "qemu64", "-smp", "2", "-m", "2G",
 		"-nographic", "-nic", "none", "-no-reboot",
 		"-kernel", vmlinuz, "-initrd", initrd,
-		"-append", "console=ttyS0 quiet panic=-1 softlockup_panic=1",
+		"-append", "console=ttyS0 quiet panic=-1 softlockup_panic=1 tsc=reliable",
 	}
 }
 

@@ -37,15 +37,19 @@ import (
 // with each fallback way of attaching forced. Load tests stay out: TCG
 // is ~12× slower than the host.
 var scenarios = []scenario{
-	{"accept_queue", "^TestAcceptQueue$"},
-	{"recv_queue_http", "^TestRecvQueue$"},
-	{"runqueue", "^TestRunqueue$"},
-	{"cfs_throttle", "^TestCFSThrottle$"},
-	{"send_queue_zero_window", "^TestSendQueueZeroWindow$"},
-	{"retransmits", "^TestRetransmits$"},
-	{"nagle", "^TestNagle$"},
-	{"go_awareness", "^TestGoAwareness$/^local"},
-	{"fallback_ways", "^TestFallbackWays$"},
+	{Name: "accept_queue", Run: "^TestAcceptQueue$"},
+	{Name: "recv_queue_http", Run: "^TestRecvQueue$"},
+	{Name: "runqueue", Run: "^TestRunqueue$"},
+	{Name: "cfs_throttle", Run: "^TestCFSThrottle$", Known: "the truth, cpu.stat's throttled time, is the cgroup's " +
+		"(every thread of the Go server); kernels before 6.18 throttle the cgroup's run queue, not the task, and " +
+		"tracerd's phase is the serving thread's: it falls short when other threads of the server keep the run queue throttled"},
+	{Name: "send_queue_zero_window", Run: "^TestSendQueueZeroWindow$"},
+	{Name: "retransmits", Run: "^TestRetransmits$"},
+	{Name: "nagle", Run: "^TestNagle$", Known: "the truth is the client's own gap between two reads, " +
+		"which the emulated CPU stretches by several ms (the 1 ms floor is the host's)"},
+	{Name: "go_awareness", Run: "^TestGoAwareness$/^local"},
+	// The fallback ways, on the scenarios that gate the run above.
+	{Name: "fallback_ways", Run: "^TestFallbackWays$/^(raw_tp|syscalls)$/^(AcceptQueue|RecvQueue|Runqueue|SendQueueZeroWindow|Retransmits)$"},
 }
 
 type options struct {

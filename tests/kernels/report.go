@@ -105,6 +105,9 @@ func writeWhy(w io.Writer, g *guestReport) {
 			continue
 		}
 		listed = true
+		if o.status == fail && o.known != "" {
+			fmt.Fprintf(w, "**%s** FAIL, known, not failing the run: %s\n\n", o.name, o.known)
+		}
 		fmt.Fprintf(w, "**%s** %s:\n\n```text\n%s\n```\n\n", o.name, o.status, strings.Join(clip(lines, 240), "\n"))
 	}
 	if !listed {
@@ -136,7 +139,11 @@ func seconds(d time.Duration) string {
 func summaryLines(g *guestReport) []string {
 	var out []string
 	for _, o := range append([]outcome{g.check}, g.scenarios...) {
-		line := fmt.Sprintf("%-28s %-18s %-7s %7s", g.k.release, o.name, o.status, seconds(o.took))
+		status := o.status
+		if status == fail && o.known != "" {
+			status = "KNOWN"
+		}
+		line := fmt.Sprintf("%-28s %-18s %-7s %7s", g.k.release, o.name, status, seconds(o.took))
 		if o.status != pass && len(o.why) > 0 {
 			line += "  " + clip([]string{cmp.Or(o.headline, o.why[0])}, 160)[0]
 		}
