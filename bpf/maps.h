@@ -88,6 +88,7 @@ struct {
 /* Per-thread scheduling totals of traced processes. */
 struct task_sched {
 	__u64 enqueued_at; /* became runnable (woken or preempted), 0 if running/asleep */
+	__u64 enqueued_rq; /* the same moment on its run queue's clock (kernels < 6.18) */
 	__u64 runq_total;
 	__u64 throttle_total;
 	__u8 throttled;    /* preempted by CFS bandwidth throttling */

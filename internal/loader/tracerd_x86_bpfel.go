@@ -226,6 +226,7 @@ type TracerdStwState struct {
 type TracerdTaskSched struct {
 	_             structs.HostLayout
 	EnqueuedAt    uint64
+	EnqueuedRq    uint64
 	RunqTotal     uint64
 	ThrottleTotal uint64
 	Throttled     uint8
