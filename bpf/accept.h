@@ -37,17 +37,19 @@ static __always_inline int on_accept_exit(struct syscall_exit_ctx *ctx)
 	__u32 tgid = pid_tgid >> 32;
 	long fd = ctx->ret;
 
+	struct filter_config *f = filter_config();
+
 	/* Go retries accept4 after EAGAIN: only successes matter. */
-	if (fd < 0)
+	if (fd < 0 || !f)
 		return 0;
-	if (filter_pids && !bpf_map_lookup_elem(&target_pids, &tgid))
+	if (f->pids && !bpf_map_lookup_elem(&target_pids, &tgid))
 		return 0;
 
 	struct sock *sk = tcp_sock_of_fd(fd);
 	if (!sk)
 		return 0;
 	__u16 lport = BPF_CORE_READ(sk, __sk_common.skc_num);
-	if (!process_selected(tgid, lport))
+	if (!process_selected(f, tgid, lport))
 		return 0;
 
 	__u64 key = (__u64)sk;
@@ -118,7 +120,11 @@ static __always_inline int on_set_state(const struct sock *sk, int oldstate, int
 		if (oldstate != TCP_SYN_RECV || newstate != TCP_ESTABLISHED)
 			return 0;
 		/* A child socket entered the accept queue. */
-		if (filter_ports) {
+		struct filter_config *f = filter_config();
+
+		if (!f)
+			return 0;
+		if (f->ports) {
 			__u16 lport = BPF_CORE_READ(sk, __sk_common.skc_num);
 			if (!bpf_map_lookup_elem(&target_ports, &lport))
 				return 0;

@@ -4,13 +4,6 @@
 
 #include "tracerd.h"
 
-/* Target selection, set before load so the verifier prunes unused tests. */
-const volatile __u8 filter_pids = 0;
-const volatile __u8 filter_ports = 0;
-const volatile __u8 filter_comms = 0;
-const volatile __u8 filter_cgroups = 0;
-/* -1: --cgroup paths are cgroup v2 ids; else the v1 subsystem id. */
-const volatile __s32 cgroup_v1_subsys = -1;
 /* A keep-alive request with no activity for this long is finished. */
 const volatile __u64 idle_timeout_ns = 500000000ULL;
 /* Whether sched/softirq programs were attached (else phases absent). */
@@ -19,6 +12,23 @@ const volatile __u8 softirq_enabled = 1;
 /* No sk_data_ready hook on this kernel: tcp_probe (every incoming
  * segment of an established socket) notes data arrival instead. */
 const volatile __u8 rx_from_tcp_probe = 0;
+
+/* Which kinds of target selection are on (set by Go, index 0). A map,
+ * not constants: a reload that turns a kind on or off changes it in
+ * place, with no second engine (whose overlap would trace connections
+ * twice and restart every counter). Read at accept and exec only. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct filter_config);
+} filter SEC(".maps");
+
+static __always_inline struct filter_config *filter_config(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&filter, &zero);
+}
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -88,7 +98,8 @@ struct {
 /* Per-thread scheduling totals of traced processes. */
 struct task_sched {
 	__u64 enqueued_at; /* became runnable (woken or preempted), 0 if running/asleep */
-	__u64 enqueued_rq; /* the same moment on its run queue's clock (kernels < 6.18) */
+	__u64 thr_cfs_rq;  /* kernels < 6.18: its cfs_rq when it became runnable, */
+	__u64 thr_base;    /* and that cfs_rq's throttled time then */
 	__u64 runq_total;
 	__u64 throttle_total;
 	__u8 throttled;    /* preempted by CFS bandwidth throttling */

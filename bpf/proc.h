@@ -17,9 +17,11 @@ static __always_inline void emit_proc(__u32 pid, __u32 what)
 /* A process selected by pid, comm or cgroup (ports are unknown at exec). */
 static __always_inline int selected_at_exec(__u32 tgid)
 {
-	if (!filter_pids && !filter_comms && !filter_cgroups)
+	struct filter_config *f = filter_config();
+
+	if (!f || (!f->pids && !f->comms && !f->cgroups))
 		return 0; /* host-wide or port-only: adopted at its first accept */
-	return process_matches(tgid);
+	return process_matches(f, tgid);
 }
 
 static __always_inline int on_exec(struct task_struct *p)

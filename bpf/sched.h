@@ -15,14 +15,26 @@ static __always_inline int traced_task(struct task_struct *p)
 
 /* Kernels < 6.18 throttle a cgroup's run queue (cfs_rq), not its tasks:
  * a task already waiting there when the quota runs out is never switched
- * out "throttled". Its cfs_rq's throttled_clock (rq clock time) tells
- * whether a throttle began while it waited; rq->clock was just updated
- * by the scheduler at each event tracerd sees. 0 where unknown. */
-static __always_inline __u64 rq_clock_of(struct task_struct *p)
+ * out "throttled". The cfs_rq's cumulative throttled time, read when the
+ * task becomes runnable and again when it runs, says how much of the
+ * wait was throttled: 6.6+ keep it on the rq clock
+ * (throttled_clock_self_time), older kernels on the PELT clock
+ * (throttled_clock_pelt_time, which runs with the rq clock less IRQ
+ * time). Both grow when a throttle ends, before the task can run. */
+static __always_inline __u64 cfs_rq_throttled_total(struct cfs_rq *cfs)
+{
+	if (bpf_core_field_exists(cfs->throttled_clock_self_time))
+		return BPF_CORE_READ(cfs, throttled_clock_self_time);
+	return BPF_CORE_READ(cfs, throttled_clock_pelt_time);
+}
+
+static __always_inline void note_throttle_base(struct task_struct *p, struct task_sched *t)
 {
 	if (bpf_core_field_exists(p->throttled))
-		return 0; /* per-task throttling: not needed */
-	return BPF_CORE_READ(p, se.cfs_rq, rq, clock);
+		return; /* per-task throttling: switch-outs say it */
+	struct cfs_rq *cfs = BPF_CORE_READ(p, se.cfs_rq);
+	t->thr_cfs_rq = (__u64)cfs;
+	t->thr_base = cfs ? cfs_rq_throttled_total(cfs) : 0;
 }
 
 static __always_inline void mark_runnable(struct task_struct *p, __u8 throttled)
@@ -34,8 +46,8 @@ static __always_inline void mark_runnable(struct task_struct *p, __u8 throttled)
 	if (!t)
 		return;
 	t->enqueued_at = bpf_ktime_get_ns();
-	t->enqueued_rq = rq_clock_of(p);
 	t->throttled = throttled;
+	note_throttle_base(p, t);
 }
 
 /* Was p preempted by CFS bandwidth throttling? 6.18 throttles per task
@@ -59,20 +71,16 @@ static __always_inline int on_wakeup(struct task_struct *p)
 TRACEPOINT_PROGS(sched_wakeup, sched_wakeup, on_wakeup(p), struct task_struct *p)
 TRACEPOINT_PROGS(sched_wakeup_new, sched_wakeup_new, on_wakeup(p), struct task_struct *p)
 
-/* The part of a run-queue wait that its cfs_rq spent throttled: from
- * the throttle's start to now (like a task preempted by the throttle,
- * whose whole wait counts), when the throttle began during the wait. */
+/* The part of a run-queue wait that its cfs_rq spent throttled (kernels
+ * < 6.18; 0 if the task changed CPU meanwhile: another cfs_rq). */
 static __always_inline __u64 throttled_while_queued(struct task_struct *p, struct task_sched *t)
 {
-	__u64 now_rq = rq_clock_of(p);
-	__u64 since;
-
-	if (!now_rq || !t->enqueued_rq)
+	if (bpf_core_field_exists(p->throttled) || !t->thr_cfs_rq)
 		return 0;
-	since = BPF_CORE_READ(p, se.cfs_rq, throttled_clock);
-	if (since <= t->enqueued_rq || since >= now_rq)
+	struct cfs_rq *cfs = BPF_CORE_READ(p, se.cfs_rq);
+	if ((__u64)cfs != t->thr_cfs_rq)
 		return 0;
-	return now_rq - since;
+	return cfs_rq_throttled_total(cfs) - t->thr_base;
 }
 
 /* prev_state (a 4th argument since 5.18) is not read: prev->__state

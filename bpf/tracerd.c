@@ -36,3 +36,4 @@ const enum go_capture *unused_go_capture __attribute__((unused));
 const enum proc_what *unused_proc_what __attribute__((unused));
 const struct go_event *unused_go_event __attribute__((unused));
 const struct proc_note *unused_proc_event __attribute__((unused));
+const struct filter_config *unused_filter_config __attribute__((unused));

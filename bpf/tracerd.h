@@ -2,6 +2,16 @@
  * bpf2go -type generates the Go twins; never copy these by hand. */
 #pragma once
 
+/* Which kinds of target selection are on; kinds combine with AND,
+ * values of one kind (the target_* maps) with OR. */
+struct filter_config {
+	__u8 pids;
+	__u8 ports;
+	__u8 comms;
+	__u8 cgroups;
+	__s32 cgroup_v1_subsys; /* -1: --cgroup ids are cgroup v2's; else a v1 subsystem */
+};
+
 /* Bytes of a request / response head copied for the HTTP parser. */
 enum capture_size {
 	REQ_HEAD_CAP = 512,

@@ -296,7 +296,7 @@ func TestControlSocket(t *testing.T) {
 // TestReload: SIGHUP with a changed target set traces the new target,
 // stops tracing the old one and loses no request of a target in both
 // sets, even one in flight across the reload on a keep-alive connection;
-// a reload that changes the kinds of selection swaps engines.
+// a reload that changes the kinds of selection does it in place.
 func TestReload(t *testing.T) {
 	needRoot(t)
 	a := startServer(t, nil)
@@ -347,7 +347,12 @@ func TestReload(t *testing.T) {
 		}
 		conn.Close()
 	}
-	// Turning on another kind of selection swaps engines.
+	// Turning on another kind of selection, with a keep-alive connection
+	// open across it: its requests are traced once each.
+	kc := dial(t, c.Addr)
+	if _, err := request(kc, "/c/kinds-before", 0); err != nil {
+		t.Fatal(err)
+	}
 	writeCfg(fmt.Sprintf("  ports: [%d]\n  comms: [testserver]\n", c.Port))
 	_ = d.cmd.Process.Signal(syscall.SIGHUP)
 	waitLog(t, d, "msg=reloaded", 2)
@@ -356,6 +361,10 @@ func TestReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	conn.Close()
+	if _, err := request(kc, "/c/kinds-after", 0); err != nil {
+		t.Fatal(err)
+	}
+	kc.Close()
 	// A file that does not parse leaves everything as it was.
 	if err := os.WriteFile(cfgPath, []byte("targets:\n  prots: [1]\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -377,11 +386,15 @@ func TestReload(t *testing.T) {
 	seen := map[string]string{}
 	for _, r := range recs {
 		if r.HTTP != nil {
+			if _, dup := seen[r.HTTP.Target]; dup {
+				t.Errorf("%s recorded twice", r.HTTP.Target)
+			}
 			seen[r.HTTP.Target] = r.EndReason
 		}
 	}
 	t.Logf("records: %v", seen)
-	for _, want := range []string{"/b/before", "/b/inflight", "/b/after", "/a/before", fmt.Sprintf("/%d/after", c.Port), "/c/swapped", "/c/after-bad-reload"} {
+	for _, want := range []string{"/b/before", "/b/inflight", "/b/after", "/a/before", fmt.Sprintf("/%d/after", c.Port),
+		"/c/swapped", "/c/after-bad-reload", "/c/kinds-before", "/c/kinds-after"} {
 		if _, ok := seen[want]; !ok {
 			t.Errorf("no record for %s (got %v)\n%s", want, seen, d.stderr)
 		}
@@ -393,7 +406,7 @@ func TestReload(t *testing.T) {
 		t.Errorf("the request in flight across the reload was cut (end_reason flush)")
 	}
 	logs := d.stderr.String()
-	for _, want := range []string{fmt.Sprintf("msg=\"target attached\" kind=port value=%d", c.Port), fmt.Sprintf("msg=\"target detached\" kind=port value=%d", a.Port), "starting a new engine"} {
+	for _, want := range []string{fmt.Sprintf("msg=\"target attached\" kind=port value=%d", c.Port), fmt.Sprintf("msg=\"target detached\" kind=port value=%d", a.Port), "msg=\"target attached\" kind=comm value=testserver"} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("log lacks %q:\n%s", want, logs)
 		}

@@ -271,8 +271,8 @@ func (d *daemon) watchExporters(ctx context.Context) {
 
 // reload re-reads the file (and re-applies the command line) on SIGHUP:
 // exporters are rebuilt and swapped, targets change in the kernel maps
-// in place; a change of the kinds of selection starts a second engine
-// and stops the first once the second is attached. log.level applies at
+// in place (the kinds of selection too: one engine throughout, so no
+// connection is traced twice and counters go on). log.level applies at
 // once; engine limits, the metrics address, log.format and the control
 // socket need a restart.
 func (d *daemon) reload() {
@@ -352,10 +352,7 @@ func (d *daemon) reloadTargets(cfg config.Config) error {
 	old := d.cfg.Targets
 	tr := d.cur.Load()
 	err := tr.tracer.SetTargets(cfg.Targets)
-	if errors.Is(err, loader.ErrFilterKinds) {
-		d.log.Info("reload: the kinds of selection changed: starting a new engine, then stopping the old one", "reason", err)
-		err = d.swapTracer(cfg)
-	} else if err == nil && tr.gm != nil {
+	if err == nil && tr.gm != nil {
 		// Probes follow the new selection: off the processes it no longer
 		// takes (as far as pid and comm tell), on the new ones.
 		attached := map[uint32]bool{}
@@ -375,27 +372,6 @@ func (d *daemon) reloadTargets(cfg config.Config) error {
 		return err
 	}
 	logTargetChanges(d.log, old, cfg.Targets)
-	return nil
-}
-
-// swapTracer starts a second engine with cfg and, once it is attached,
-// stops the first one, which drains its requests in flight (end_reason
-// flush). Both trace for a moment: no request is lost, a connection
-// accepted during the overlap may be reported twice.
-func (d *daemon) swapTracer(cfg config.Config) error {
-	ctx, cancel := context.WithCancel(context.Background())
-	ntr, err := startTracing(ctx, cfg.LoaderConfig(), goOptions{Enabled: cfg.Engine.Go, MaxCallsPerSecond: cfg.Engine.GoMaxCallsPerSecond}, d.sinks)
-	if err != nil {
-		cancel()
-		return err
-	}
-	old, oldCancel := d.cur.Swap(ntr), d.trCancel
-	d.trCancel = cancel
-	oldCancel()
-	if err := old.wait(); err != nil {
-		d.log.Warn("old engine ended with an error", "error", err)
-	}
-	old.close()
 	return nil
 }
 

@@ -84,8 +84,7 @@ type Tracer struct {
 	raw    ringbuf.Record
 	logger *slog.Logger
 	// targets is the selection in the maps (SetTargets changes it).
-	targets  Targets
-	cgroupV1 int32
+	targets Targets
 	// uprobeMulti: the kernel has uprobe_multi links and the *_multi Go
 	// programs are loaded (else only the classic uprobe ones are).
 	uprobeMulti bool
@@ -216,10 +215,10 @@ func open(cfg Config, k *kernelView, failed map[string]string, log *slog.Logger)
 	if err := fillTargets(t.coll, cfg.Targets); err != nil {
 		return nil, false, err
 	}
-	t.targets = cfg.Targets
-	if cg, err := resolveCgroups(cfg.Targets.Cgroups); err == nil {
-		t.cgroupV1 = cg.v1Subsys
+	if err := setFilterKinds(t.coll, cfg.Targets); err != nil {
+		return nil, false, err
 	}
+	t.targets = cfg.Targets
 	for i := range t.Hooks {
 		h := &t.Hooks[i]
 		if !h.OK {
@@ -271,21 +270,14 @@ func loadError(err error) string {
 	return err.Error()
 }
 
-// configure sets the constants and sizes of the object: the selection's
-// kinds, and which optional hooks are attached (attached by hook name)
-// and the flags of the ways taken.
+// configure sets the constants and sizes of the object: which optional
+// hooks are attached (attached by hook name) and the flags of the ways
+// taken. (The selection is in maps: fillTargets.)
 func configure(spec *ebpf.CollectionSpec, cfg Config, attached, flags map[string]bool) error {
-	tg := cfg.Targets
-	cg, err := resolveCgroups(tg.Cgroups)
-	if err != nil {
+	if _, err := resolveCgroups(cfg.Targets.Cgroups); err != nil {
 		return err
 	}
 	vars := map[string]any{
-		TracerdVarFilterPids:     b2u(len(tg.PIDs) > 0),
-		TracerdVarFilterPorts:    b2u(len(tg.Ports) > 0),
-		TracerdVarFilterComms:    b2u(len(tg.Comms) > 0),
-		TracerdVarFilterCgroups:  b2u(len(tg.Cgroups) > 0),
-		TracerdVarCgroupV1Subsys: cg.v1Subsys,
 		TracerdVarIdleTimeoutNs:  uint64(cfg.IdleTimeout.Nanoseconds()),
 		TracerdVarSchedEnabled:   b2u(attached["sched_switch"] && attached["sched_wakeup"]),
 		TracerdVarSoftirqEnabled: b2u(attached["softirq_raise"] && attached["softirq_entry"] && attached["softirq_exit"]),
@@ -320,6 +312,24 @@ func configure(spec *ebpf.CollectionSpec, cfg Config, attached, flags map[string
 	return nil
 }
 
+// setFilterKinds turns the kinds of selection tg uses on, the others off.
+func setFilterKinds(coll *ebpf.Collection, tg Targets) error {
+	cg, err := resolveCgroups(tg.Cgroups)
+	if err != nil {
+		return err
+	}
+	f := TracerdFilterConfig{
+		Pids: b2u(len(tg.PIDs) > 0), Ports: b2u(len(tg.Ports) > 0),
+		Comms: b2u(len(tg.Comms) > 0), Cgroups: b2u(len(tg.Cgroups) > 0),
+		CgroupV1Subsys: cg.v1Subsys,
+	}
+	if err := coll.Maps[TracerdMapFilter].Put(uint32(0), f); err != nil {
+		return fmt.Errorf("setting the selection's kinds: %w", err)
+	}
+	return nil
+}
+
+// fillTargets adds tg's values to the target maps.
 func fillTargets(coll *ebpf.Collection, tg Targets) error {
 	one := uint8(1)
 	for _, pid := range tg.PIDs {

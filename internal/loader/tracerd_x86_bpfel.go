@@ -66,6 +66,15 @@ const (
 	TracerdEventKindEV_PROC    TracerdEventKind = 3
 )
 
+type TracerdFilterConfig struct {
+	_              structs.HostLayout
+	Pids           uint8
+	Ports          uint8
+	Comms          uint8
+	Cgroups        uint8
+	CgroupV1Subsys int32
+}
+
 type TracerdGoCallKey struct {
 	_    structs.HostLayout
 	Pid  uint32
@@ -226,7 +235,8 @@ type TracerdStwState struct {
 type TracerdTaskSched struct {
 	_             structs.HostLayout
 	EnqueuedAt    uint64
-	EnqueuedRq    uint64
+	ThrCfsRq      uint64
+	ThrBase       uint64
 	RunqTotal     uint64
 	ThrottleTotal uint64
 	Throttled     uint8
@@ -257,6 +267,7 @@ const (
 	TracerdMapConns                    = "conns"
 	TracerdMapCounters                 = "counters"
 	TracerdMapEvents                   = "events"
+	TracerdMapFilter                   = "filter"
 	TracerdMapGoCalls                  = "go_calls"
 	TracerdMapGoProcs                  = "go_procs"
 	TracerdMapGoScratch                = "go_scratch"
@@ -329,11 +340,6 @@ const (
 	TracerdProgTcpRetransmitSkbSent    = "tcp_retransmit_skb_sent"
 	TracerdProgTcpRetransmitSkbSentRaw = "tcp_retransmit_skb_sent_raw"
 	TracerdProgTcpSendmsgExit          = "tcp_sendmsg_exit"
-	TracerdVarCgroupV1Subsys           = "cgroup_v1_subsys"
-	TracerdVarFilterCgroups            = "filter_cgroups"
-	TracerdVarFilterComms              = "filter_comms"
-	TracerdVarFilterPids               = "filter_pids"
-	TracerdVarFilterPorts              = "filter_ports"
 	TracerdVarIdleTimeoutNs            = "idle_timeout_ns"
 	TracerdVarRxFromTcpProbe           = "rx_from_tcp_probe"
 	TracerdVarSchedEnabled             = "sched_enabled"
@@ -343,6 +349,7 @@ const (
 	TracerdVarUnusedCounter            = "unused_counter"
 	TracerdVarUnusedEndReason          = "unused_end_reason"
 	TracerdVarUnusedEventKind          = "unused_event_kind"
+	TracerdVarUnusedFilterConfig       = "unused_filter_config"
 	TracerdVarUnusedGoCapture          = "unused_go_capture"
 	TracerdVarUnusedGoEvent            = "unused_go_event"
 	TracerdVarUnusedGoFunc             = "unused_go_func"
@@ -462,6 +469,7 @@ type TracerdMapSpecs struct {
 	Conns         *ebpf.MapSpec `ebpf:"conns"`
 	Counters      *ebpf.MapSpec `ebpf:"counters"`
 	Events        *ebpf.MapSpec `ebpf:"events"`
+	Filter        *ebpf.MapSpec `ebpf:"filter"`
 	GoCalls       *ebpf.MapSpec `ebpf:"go_calls"`
 	GoProcs       *ebpf.MapSpec `ebpf:"go_procs"`
 	GoScratch     *ebpf.MapSpec `ebpf:"go_scratch"`
@@ -480,26 +488,22 @@ type TracerdMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type TracerdVariableSpecs struct {
-	CgroupV1Subsys    *ebpf.VariableSpec `ebpf:"cgroup_v1_subsys"`
-	FilterCgroups     *ebpf.VariableSpec `ebpf:"filter_cgroups"`
-	FilterComms       *ebpf.VariableSpec `ebpf:"filter_comms"`
-	FilterPids        *ebpf.VariableSpec `ebpf:"filter_pids"`
-	FilterPorts       *ebpf.VariableSpec `ebpf:"filter_ports"`
-	IdleTimeoutNs     *ebpf.VariableSpec `ebpf:"idle_timeout_ns"`
-	RxFromTcpProbe    *ebpf.VariableSpec `ebpf:"rx_from_tcp_probe"`
-	SchedEnabled      *ebpf.VariableSpec `ebpf:"sched_enabled"`
-	SoftirqEnabled    *ebpf.VariableSpec `ebpf:"softirq_enabled"`
-	UnusedCaptureSize *ebpf.VariableSpec `ebpf:"unused_capture_size"`
-	UnusedConnState   *ebpf.VariableSpec `ebpf:"unused_conn_state"`
-	UnusedCounter     *ebpf.VariableSpec `ebpf:"unused_counter"`
-	UnusedEndReason   *ebpf.VariableSpec `ebpf:"unused_end_reason"`
-	UnusedEventKind   *ebpf.VariableSpec `ebpf:"unused_event_kind"`
-	UnusedGoCapture   *ebpf.VariableSpec `ebpf:"unused_go_capture"`
-	UnusedGoEvent     *ebpf.VariableSpec `ebpf:"unused_go_event"`
-	UnusedGoFunc      *ebpf.VariableSpec `ebpf:"unused_go_func"`
-	UnusedProcEvent   *ebpf.VariableSpec `ebpf:"unused_proc_event"`
-	UnusedProcWhat    *ebpf.VariableSpec `ebpf:"unused_proc_what"`
-	UnusedReqFlags    *ebpf.VariableSpec `ebpf:"unused_req_flags"`
+	IdleTimeoutNs      *ebpf.VariableSpec `ebpf:"idle_timeout_ns"`
+	RxFromTcpProbe     *ebpf.VariableSpec `ebpf:"rx_from_tcp_probe"`
+	SchedEnabled       *ebpf.VariableSpec `ebpf:"sched_enabled"`
+	SoftirqEnabled     *ebpf.VariableSpec `ebpf:"softirq_enabled"`
+	UnusedCaptureSize  *ebpf.VariableSpec `ebpf:"unused_capture_size"`
+	UnusedConnState    *ebpf.VariableSpec `ebpf:"unused_conn_state"`
+	UnusedCounter      *ebpf.VariableSpec `ebpf:"unused_counter"`
+	UnusedEndReason    *ebpf.VariableSpec `ebpf:"unused_end_reason"`
+	UnusedEventKind    *ebpf.VariableSpec `ebpf:"unused_event_kind"`
+	UnusedFilterConfig *ebpf.VariableSpec `ebpf:"unused_filter_config"`
+	UnusedGoCapture    *ebpf.VariableSpec `ebpf:"unused_go_capture"`
+	UnusedGoEvent      *ebpf.VariableSpec `ebpf:"unused_go_event"`
+	UnusedGoFunc       *ebpf.VariableSpec `ebpf:"unused_go_func"`
+	UnusedProcEvent    *ebpf.VariableSpec `ebpf:"unused_proc_event"`
+	UnusedProcWhat     *ebpf.VariableSpec `ebpf:"unused_proc_what"`
+	UnusedReqFlags     *ebpf.VariableSpec `ebpf:"unused_req_flags"`
 }
 
 // TracerdObjects contains all objects after they have been loaded into the kernel.
@@ -525,6 +529,7 @@ type TracerdMaps struct {
 	Conns         *ebpf.Map `ebpf:"conns"`
 	Counters      *ebpf.Map `ebpf:"counters"`
 	Events        *ebpf.Map `ebpf:"events"`
+	Filter        *ebpf.Map `ebpf:"filter"`
 	GoCalls       *ebpf.Map `ebpf:"go_calls"`
 	GoProcs       *ebpf.Map `ebpf:"go_procs"`
 	GoScratch     *ebpf.Map `ebpf:"go_scratch"`
@@ -544,6 +549,7 @@ func (m *TracerdMaps) Close() error {
 		m.Conns,
 		m.Counters,
 		m.Events,
+		m.Filter,
 		m.GoCalls,
 		m.GoProcs,
 		m.GoScratch,
@@ -563,26 +569,22 @@ func (m *TracerdMaps) Close() error {
 //
 // It can be passed to LoadTracerdObjects or ebpf.CollectionSpec.LoadAndAssign.
 type TracerdVariables struct {
-	CgroupV1Subsys    *ebpf.Variable `ebpf:"cgroup_v1_subsys"`
-	FilterCgroups     *ebpf.Variable `ebpf:"filter_cgroups"`
-	FilterComms       *ebpf.Variable `ebpf:"filter_comms"`
-	FilterPids        *ebpf.Variable `ebpf:"filter_pids"`
-	FilterPorts       *ebpf.Variable `ebpf:"filter_ports"`
-	IdleTimeoutNs     *ebpf.Variable `ebpf:"idle_timeout_ns"`
-	RxFromTcpProbe    *ebpf.Variable `ebpf:"rx_from_tcp_probe"`
-	SchedEnabled      *ebpf.Variable `ebpf:"sched_enabled"`
-	SoftirqEnabled    *ebpf.Variable `ebpf:"softirq_enabled"`
-	UnusedCaptureSize *ebpf.Variable `ebpf:"unused_capture_size"`
-	UnusedConnState   *ebpf.Variable `ebpf:"unused_conn_state"`
-	UnusedCounter     *ebpf.Variable `ebpf:"unused_counter"`
-	UnusedEndReason   *ebpf.Variable `ebpf:"unused_end_reason"`
-	UnusedEventKind   *ebpf.Variable `ebpf:"unused_event_kind"`
-	UnusedGoCapture   *ebpf.Variable `ebpf:"unused_go_capture"`
-	UnusedGoEvent     *ebpf.Variable `ebpf:"unused_go_event"`
-	UnusedGoFunc      *ebpf.Variable `ebpf:"unused_go_func"`
-	UnusedProcEvent   *ebpf.Variable `ebpf:"unused_proc_event"`
-	UnusedProcWhat    *ebpf.Variable `ebpf:"unused_proc_what"`
-	UnusedReqFlags    *ebpf.Variable `ebpf:"unused_req_flags"`
+	IdleTimeoutNs      *ebpf.Variable `ebpf:"idle_timeout_ns"`
+	RxFromTcpProbe     *ebpf.Variable `ebpf:"rx_from_tcp_probe"`
+	SchedEnabled       *ebpf.Variable `ebpf:"sched_enabled"`
+	SoftirqEnabled     *ebpf.Variable `ebpf:"softirq_enabled"`
+	UnusedCaptureSize  *ebpf.Variable `ebpf:"unused_capture_size"`
+	UnusedConnState    *ebpf.Variable `ebpf:"unused_conn_state"`
+	UnusedCounter      *ebpf.Variable `ebpf:"unused_counter"`
+	UnusedEndReason    *ebpf.Variable `ebpf:"unused_end_reason"`
+	UnusedEventKind    *ebpf.Variable `ebpf:"unused_event_kind"`
+	UnusedFilterConfig *ebpf.Variable `ebpf:"unused_filter_config"`
+	UnusedGoCapture    *ebpf.Variable `ebpf:"unused_go_capture"`
+	UnusedGoEvent      *ebpf.Variable `ebpf:"unused_go_event"`
+	UnusedGoFunc       *ebpf.Variable `ebpf:"unused_go_func"`
+	UnusedProcEvent    *ebpf.Variable `ebpf:"unused_proc_event"`
+	UnusedProcWhat     *ebpf.Variable `ebpf:"unused_proc_what"`
+	UnusedReqFlags     *ebpf.Variable `ebpf:"unused_req_flags"`
 }
 
 // TracerdPrograms contains all programs after they have been loaded into the kernel.
