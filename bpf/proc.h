@@ -27,12 +27,29 @@ static __always_inline int selected_at_exec(__u32 tgid)
 static __always_inline int on_exec(struct task_struct *p)
 {
 	__u32 tgid = BPF_CORE_READ(p, tgid);
+	struct filter_config *f = filter_config();
+	int traced = bpf_map_lookup_elem(&traced_tgids, &tgid) != NULL;
+	int probed = bpf_map_lookup_elem(&go_procs, &tgid) != NULL;
 
-	if (!bpf_map_lookup_elem(&traced_tgids, &tgid) && !selected_at_exec(tgid))
-		return 0;
-	/* A new binary: old offsets no longer apply. */
+	/* Keep them ints: clang would OR the two pointers, which the
+	 * verifier refuses. */
+	barrier_var(traced);
+	barrier_var(probed);
+
+	/* A new binary (its name is already the new one here): old offsets
+	 * no longer apply. */
 	bpf_map_delete_elem(&go_procs, &tgid);
-	emit_proc(tgid, PROC_EXEC);
+	if (f && (f->pids || f->comms || f->cgroups) && !selected_at_exec(tgid)) {
+		/* Out of the selection now (e.g. --comm and another name):
+		 * its Go probes go. Connections it accepted while selected
+		 * stay traced until they close, under its new name. */
+		if (traced || probed)
+			emit_proc(tgid, PROC_EXIT);
+		bpf_map_delete_elem(&traced_tgids, &tgid);
+		return 0;
+	}
+	if (traced || selected_at_exec(tgid))
+		emit_proc(tgid, PROC_EXEC);
 	return 0;
 }
 
@@ -45,8 +62,11 @@ static __always_inline int on_exit(struct task_struct *p)
 	/* The last thread of the process: do_exit counted it out of
 	 * signal->live before the event (the group_dead argument that only
 	 * newer kernels pass says the same). */
-	if (BPF_CORE_READ(p, signal, live.counter) != 0 ||
-	    !bpf_map_lookup_elem(&traced_tgids, &tgid))
+	if (BPF_CORE_READ(p, signal, live.counter) != 0)
+		return 0;
+	/* Traced, or probed without a traced connection yet (selected by
+	 * pid, comm or cgroup): either way its probes go. */
+	if (!bpf_map_lookup_elem(&traced_tgids, &tgid) && !bpf_map_lookup_elem(&go_procs, &tgid))
 		return 0;
 	bpf_map_delete_elem(&traced_tgids, &tgid);
 	bpf_map_delete_elem(&go_procs, &tgid);

@@ -138,6 +138,8 @@ static __always_inline void start_request(struct traced_conn *c, __u64 now, int 
 	c->state = CONN_READING;
 	r->t_rd = now;
 	r->tid = tid;
+	/* The process's name now: it may have exec'd since the accept. */
+	bpf_get_current_comm(r->comm, sizeof(r->comm));
 	if (c->rx_ts) {
 		r->t_rx = c->rx_ts;
 		r->flags |= REQ_HAS_RX;

@@ -24,6 +24,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"syscall"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -142,6 +143,17 @@ func main() {
 	mux.HandleFunc("/sleep", func(w http.ResponseWriter, r *http.Request) {
 		time.Sleep(time.Duration(size(r, 100)) * time.Millisecond)
 		fmt.Fprintln(w, "slept")
+	})
+	// Answers, then replaces the process with the binary at ?to= (same
+	// arguments): a traced process that execs into another name.
+	mux.HandleFunc("/exec", func(w http.ResponseWriter, r *http.Request) {
+		to := r.URL.Query().Get("to")
+		fmt.Fprintln(w, "exec", to)
+		w.(http.Flusher).Flush()
+		go func() {
+			time.Sleep(100 * time.Millisecond)
+			log.Fatal(syscall.Exec(to, append([]string{to}, os.Args[1:]...), os.Environ()))
+		}()
 	})
 	mux.HandleFunc("/teapot", func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusTeapot)
