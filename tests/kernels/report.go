@@ -81,6 +81,8 @@ func cell(o outcome) string {
 		return fmt.Sprintf("%s (exit %d)", o.status, o.rc)
 	case len(o.notes) > 0:
 		return fmt.Sprintf("%s %s (%d skipped)", o.status, seconds(o.took), len(o.notes))
+	case o.status == fail && o.known != "":
+		return fmt.Sprintf("FAIL (known, see below) %s", seconds(o.took))
 	}
 	return fmt.Sprintf("%s %s", o.status, seconds(o.took))
 }
