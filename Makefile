@@ -43,7 +43,7 @@ test:
 # /var/cache/tracerd-kernels.
 test-kernels:
 	tests/tools/install-deps.sh kernels
-	$(GO) run ./tests/kernels -out docs/kernels.md
+	$(GO) run ./tests/kernels -out docs/kernels.md -readme README.md
 
 unit:
 	$(GO) test -count=1 -short ./...

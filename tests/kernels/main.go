@@ -57,9 +57,9 @@ var scenarios = []scenario{
 }
 
 type options struct {
-	kernels, run, out, cache string
-	keep, verbose            bool
-	lim                      limits
+	kernels, run, out, cache, readme string
+	keep, verbose                    bool
+	lim                              limits
 }
 
 func main() {
@@ -67,6 +67,7 @@ func main() {
 	flag.StringVar(&o.kernels, "kernels", "6.1,6.12", "comma-separated kernel lines ("+lineNames()+") or linux-image package names")
 	flag.StringVar(&o.run, "run", "", "comma-separated -test.run patterns to run instead of the default scenarios, one scenario each")
 	flag.StringVar(&o.out, "out", "docs/kernels.md", "write the report here")
+	flag.StringVar(&o.readme, "readme", "", "also rewrite the kernel table (kernel → ways → phases) in this README")
 	flag.StringVar(&o.cache, "cache", "/var/cache/tracerd-kernels", "kernel packages, their unpacked trees and the guests' console logs (kept between runs)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (binaries, initramfs trees and archives)")
 	flag.BoolVar(&o.verbose, "v", false, "echo the guests' consoles")
@@ -161,6 +162,15 @@ func run(o options) (failed bool, err error) {
 		return false, err
 	}
 	logf("report: %s; console logs: %s", o.out, logs)
+	if o.readme != "" {
+		stamp := fmt.Sprintf("Written by `make test-kernels` (%s, %s); details in [%s](%s).",
+			info.date.UTC().Format("2006-01-02"), info.revision, o.out, o.out)
+		row := hostRow(filepath.Join(work, "bin", "tracerd"))
+		if err := updateReadme(o.readme, row, stamp, guests); err != nil {
+			return false, err
+		}
+		logf("kernel table updated in %s", o.readme)
+	}
 	return failed, nil
 }
 

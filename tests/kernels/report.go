@@ -59,6 +59,9 @@ func writeReport(path string, info runInfo, scenarios []scenario, guests []*gues
 		b.WriteString("\n")
 	}
 
+	b.WriteString("\n## Ways and phases\n\nFrom each guest's `tracerd check`: the hooks not attached by their best way, and the phases measurable.\n\n")
+	b.WriteString(waysTable(guests))
+
 	b.WriteString("\n## Why\n\nFor each failed test, its last messages: go test -v prints t.Log and t.Error\n" +
 		"alike, so the failed check is among them, not always the last. Whole consoles:\n" +
 		"the cache's logs/ (default /var/cache/tracerd-kernels/logs).\n")
