@@ -9,9 +9,22 @@ type disasmResult struct {
 	probeOK   bool
 	probeInsn string
 
-	rets         []uint64 // virtual addresses of RET instructions
-	tailJumps    []uint64 // direct JMPs leaving the function
-	decodeErrors int
+	rets      []uint64 // virtual addresses of RET instructions
+	tailJumps []uint64 // direct JMPs leaving the function
+
+	// undecodable: x86asm could not decode the byte at undecodableAt;
+	// the sweep stopped there.
+	undecodable   bool
+	undecodableAt uint64
+	// entry and starts record every instruction start the sweep found
+	// (starts[i]: entry+i), to check each probe address against.
+	entry  uint64
+	starts []bool
+}
+
+// isInsn reports whether the linear sweep found an instruction at a.
+func (r *disasmResult) isInsn(a uint64) bool {
+	return a >= r.entry && a-r.entry < uint64(len(r.starts)) && r.starts[a-r.entry]
 }
 
 // maxPrologue bounds how many instructions from the entry are searched
@@ -58,7 +71,7 @@ func keepsArgs(in x86asm.Inst) bool {
 }
 
 func disassemble(code []byte, entry uint64) disasmResult {
-	var res disasmResult
+	res := disasmResult{entry: entry, starts: make([]bool, len(code))}
 
 	// Entry probe: first cheap instruction of the straight-line prologue.
 	for i, n := 0, 0; i < len(code) && n < maxPrologue; n++ {
@@ -78,17 +91,19 @@ func disassemble(code []byte, entry uint64) disasmResult {
 	}
 
 	// Linear sweep for RETs. Go's text holds only instructions, with INT3
-	// padding between functions, so a linear sweep is exact; on a decode
-	// error skip one byte and count it.
+	// padding between functions, so a linear sweep from the function's
+	// start is exact. It stops at a byte it cannot decode: resuming on the
+	// next byte would be a guess, and a probe inside an instruction
+	// crashes the process.
 	end := entry + uint64(len(code))
 	for i := 0; i < len(code); {
 		in, err := x86asm.Decode(code[i:], 64)
-		if err != nil || in.Len == 0 {
-			res.decodeErrors++
-			i++
-			continue
-		}
 		pc := entry + uint64(i)
+		if err != nil || in.Len == 0 {
+			res.undecodable, res.undecodableAt = true, pc
+			break
+		}
+		res.starts[i] = true
 		switch in.Op {
 		case x86asm.RET:
 			res.rets = append(res.rets, pc)

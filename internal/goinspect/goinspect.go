@@ -3,17 +3,31 @@
 //
 // For an x86-64 ELF Go binary it reports the Go version (from buildinfo),
 // whether the binary is stripped, function symbols (from .symtab, or from
-// .gopclntab when the binary is stripped), uprobe file offsets for a
-// function's entry and for each of its RET instructions (found by
-// disassembly; uretprobes must never be used on Go code because goroutine
-// stacks move), and the struct field offsets the BPF programs need (from
-// DWARF when present, else from a per-version table, see offsets.go) —
-// for a linked-in grpc-go server as well, by grpc-go version (grpc.go).
+// .gopclntab when the binary is stripped or its .symtab unusable), uprobe
+// file offsets for a function's entry and for each of its RET
+// instructions (found by disassembly; uretprobes must never be used on Go
+// code because goroutine stacks move), and the struct field offsets the
+// BPF programs need (from DWARF when present, else from a per-version
+// table, see offsets.go) — for a linked-in grpc-go server as well, by
+// grpc-go version (grpc.go).
 //
 // All uprobe locations are file offsets, computed from the ELF program header
 // of the segment that maps the code (vaddr - p_vaddr + p_offset), which is
 // what the kernel's uprobe API expects and stays right for PIE and
 // externally linked binaries.
+//
+// The binary is untrusted input (whoever starts a process chooses it), and
+// a uprobe placed inside an instruction crashes the process. So function
+// bounds come from .gopclntab, the table the Go runtime itself relies on,
+// even when .symtab names the function (.symtab must agree, or the
+// function is refused: ErrSymbolMismatch; a .symtab that mostly disagrees
+// is not used at all: Binary.SymtabErr), and every probe offset is an
+// instruction start found by linear disassembly from that start
+// (ErrUnprovable otherwise). Every size and count read from the file is
+// checked against the file's real size before anything is allocated for
+// it, and one inspection has a memory and a time budget (limits.go): a
+// truncated or crafted file is an error (ErrCorrupt, ErrBudget), never a
+// crash or an out-of-memory of tracerd.
 //
 // Notes for probe users, checked on Go 1.18 to 1.26 (amd64):
 //   - runtime.stopTheWorldWithSema and runtime.startTheWorldWithSema keep
@@ -30,12 +44,10 @@ package goinspect
 import (
 	"debug/buildinfo"
 	"debug/elf"
-	"debug/gosym"
 	"errors"
 	"fmt"
+	"io"
 	"os"
-	"strings"
-	"sync"
 )
 
 var (
@@ -51,6 +63,13 @@ var (
 	// Go version is not in the offsets table. The caller should then trace
 	// the process with the kernel engine only.
 	ErrNoOffsets = errors.New("struct offsets unknown")
+	// ErrSymbolMismatch is returned by Binary.Func when .symtab places or
+	// sizes a function otherwise than .gopclntab: a probe there could
+	// land inside an instruction and crash the process.
+	ErrSymbolMismatch = errors.New(".symtab disagrees with .gopclntab")
+	// ErrUnprovable is returned by Binary.Func when disassembly from the
+	// function's start cannot prove where its instructions begin.
+	ErrUnprovable = errors.New("instruction boundaries unproven")
 )
 
 // Binary is an opened Go executable.
@@ -70,23 +89,28 @@ type Binary struct {
 	GRPCErr error
 
 	// SymbolsFrom says where Func looks symbols up: "symtab" or "pclntab".
+	// Either way the function's start and extent must be those of
+	// .gopclntab, which is always read.
 	SymbolsFrom string
+	// SymtabErr says why a .symtab present is not used (unreadable, or
+	// disagreeing with .gopclntab): symbols then come from the pclntab.
+	SymtabErr error
 	// TextStart is the address of runtime.text (the base of .gopclntab's
-	// function offsets since Go 1.18) when symbols come from the pclntab
-	// and the table needs it; 0 otherwise.
+	// function offsets since Go 1.18); 0 for older tables, whose entries
+	// are absolute.
 	TextStart uint64
 	// TextStartFrom says how TextStart was found: "moduledata",
 	// "pclntab-header" or ".text-section" (last resort).
 	TextStartFrom string
 
-	f   *os.File
-	elf *elf.File
+	r      io.ReaderAt
+	closer io.Closer
+	size   int64
+	elf    *elf.File
+	bud    *budget // of the inspection, spent by Open
 
-	symtab map[string]elf.Symbol // from .symtab (STT_FUNC), nil when stripped
-	pcln   *gosym.Table          // from .gopclntab, nil when symtab is used
-
-	pclnOnce  sync.Once
-	pclnFuncs map[string]*gosym.Func
+	symtab map[string]symbol // from .symtab (STT_FUNC), nil when stripped or unusable
+	funcs  *funcTable        // from .gopclntab
 }
 
 // Func describes one function and where to probe it.
@@ -117,18 +141,17 @@ type Func struct {
 	EntryProbeInsn string
 
 	// Returns are the file offsets of every RET instruction in
-	// [Entry, Entry+Size), found by a linear sweep with x86asm.
+	// [Entry, Entry+Size), found by a linear sweep with x86asm from Entry.
+	// A function with a byte x86asm cannot decode is refused
+	// (ErrUnprovable): past it the sweep could only guess where
+	// instructions begin, and a probe inside an instruction crashes the
+	// process. Compiled Go code always decodes.
 	Returns []uint64
 	// TailJumps are file offsets of direct JMPs whose target lies outside
 	// the function: the function can exit there without a RET (rare in
 	// compiled Go; wrappers and assembly). A return probe set misses those
 	// exits.
 	TailJumps []uint64
-	// DecodeErrors counts bytes that x86asm could not decode; each is
-	// skipped as one byte (conservative: the sweep resynchronises on the
-	// next decodable instruction, a RET hidden behind such a byte could be
-	// missed). It is 0 for compiled Go code in practice.
-	DecodeErrors int
 }
 
 // Open inspects the executable at path. errors.Is(err, ErrNotGo) for
@@ -147,46 +170,71 @@ func openFile(path string, preferTable bool) (*Binary, error) {
 	if err != nil {
 		return nil, fmt.Errorf("goinspect: %w", err)
 	}
-	b, err := open(f, path, preferTable)
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("goinspect: %w", err)
+	}
+	b, err := inspectSafely(f, fi.Size(), path, preferTable, defaultLimits)
 	if err != nil {
 		f.Close()
 		return nil, err
 	}
+	b.closer = f
 	return b, nil
 }
 
-func open(f *os.File, path string, preferTable bool) (*Binary, error) {
-	ef, err := elf.NewFile(f)
-	if err != nil {
-		return nil, fmt.Errorf("goinspect: %s: not an ELF file (%v): %w", path, err, ErrNotGo)
-	}
-	b := &Binary{Path: path, f: f, elf: ef}
+// inspectSafely is inspect, with a panic in the standard library's
+// parsers (debug/elf, debug/dwarf, debug/buildinfo) on a crafted file
+// turned into an error: the binary is someone else's, the process
+// inspecting it tracerd. FuzzInspect calls inspect itself, so that such
+// panics are found.
+func inspectSafely(r io.ReaderAt, size int64, path string, preferTable bool, lim limits) (b *Binary, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			b, err = nil, fmt.Errorf("goinspect: %s: parser panic (%v): %w", path, p, ErrCorrupt)
+		}
+	}()
+	return inspect(r, size, path, preferTable, lim)
+}
 
-	bi, biErr := buildinfo.Read(f)
+// inspect inspects the executable of size bytes that r reads, within the
+// limits.
+func inspect(r io.ReaderAt, size int64, path string, preferTable bool, lim limits) (*Binary, error) {
+	bud := lim.budgetFor(size)
+	if err := checkELF(r, size, bud); err != nil {
+		return nil, fmt.Errorf("goinspect: %s: %w", path, err)
+	}
+	ef, err := elf.NewFile(r)
+	if err != nil {
+		return nil, fmt.Errorf("goinspect: %s: %w", path, corrupt(corruptELF, "%v", err))
+	}
+	b := &Binary{Path: path, r: r, size: size, elf: ef, bud: bud}
+
+	bi, biErr := buildinfo.Read(r)
 	if biErr == nil {
 		b.GoVersion = bi.GoVersion
 	} else {
 		bi = nil
 	}
-	pclnSect := findPclntabSection(ef)
+	pclnSect, err := b.findPclntab()
+	if err != nil {
+		return nil, fmt.Errorf("goinspect: %s: looking for .gopclntab: %w", path, err)
+	}
 	if biErr != nil && pclnSect == nil {
 		return nil, fmt.Errorf("goinspect: %s: no Go build information (%v) and no .gopclntab: %w", path, biErr, ErrNotGo)
 	}
-	if ef.Machine != elf.EM_X86_64 || ef.Class != elf.ELFCLASS64 {
-		return nil, fmt.Errorf("goinspect: %s: %v %v: only x86-64 is supported: %w", path, ef.Class, ef.Machine, ErrUnsupported)
-	}
 
-	// Symbols.
-	if err := b.loadSymtab(); err != nil {
-		return nil, fmt.Errorf("goinspect: %s: %w", path, err)
+	// Symbols: the pclntab always (it bounds every function probed), and
+	// .symtab when it is present and agrees with it.
+	if pclnSect == nil {
+		return nil, fmt.Errorf("goinspect: %s: no .gopclntab section: %w", path, ErrUnsupported)
 	}
-	if b.symtab == nil {
-		if pclnSect == nil {
-			return nil, fmt.Errorf("goinspect: %s: stripped and no .gopclntab section: %w", path, ErrUnsupported)
-		}
-		if err := b.loadPclntab(pclnSect); err != nil {
-			return nil, fmt.Errorf("goinspect: %s: reading .gopclntab: %v: %w", path, err, ErrUnsupported)
-		}
+	if err := b.loadPclntab(pclnSect); err != nil {
+		return nil, fmt.Errorf("goinspect: %s: reading .gopclntab: %w", path, err)
+	}
+	if err := b.loadSymbols(); err != nil {
+		return nil, fmt.Errorf("goinspect: %s: %w", path, err)
 	}
 
 	// Struct offsets.
@@ -196,9 +244,12 @@ func open(f *os.File, path string, preferTable bool) (*Binary, error) {
 	if off, ok := tableOffsets(b.GoVersion); ok && preferTable {
 		b.Offsets, b.OffsetsFrom = off, "table"
 	} else if b.HasDWARF {
-		d, dwErr = ef.DWARF()
+		d, dwErr = b.dwarf()
 		if dwErr == nil {
-			b.Offsets, dwErr = offsetsFromDWARF(d)
+			b.Offsets, dwErr = offsetsFromDWARF(d, bud)
+		}
+		if errors.Is(dwErr, errOutOfTime) {
+			return nil, fmt.Errorf("goinspect: %s: reading DWARF: %w", path, dwErr)
 		}
 		if dwErr == nil {
 			b.OffsetsFrom = "dwarf"
@@ -223,8 +274,32 @@ func open(f *os.File, path string, preferTable bool) (*Binary, error) {
 		return nil, fmt.Errorf("goinspect: %s: Go version %s, no DWARF, version not in the table (%s): %w",
 			path, version, tableRange(), ErrNoOffsets)
 	}
-	b.inspectGRPC(d, grpcModuleVersion(bi))
+	b.inspectGRPC(d, grpcModuleVersion(bi), bud)
+	if err := bud.tick("inspection"); err != nil {
+		return nil, fmt.Errorf("goinspect: %s: %w", path, err)
+	}
 	return b, nil
+}
+
+// loadSymbols reads .symtab, if any, and keeps it only when it agrees
+// with the pclntab; else SymtabErr says why symbols come from the
+// pclntab. Only a spent budget is an error.
+func (b *Binary) loadSymbols() error {
+	err := b.loadSymtab()
+	if err == nil && b.symtab != nil {
+		err = b.checkSymtab()
+	}
+	if errors.Is(err, ErrBudget) {
+		return err
+	}
+	if err != nil {
+		b.SymtabErr, b.symtab = err, nil
+	}
+	b.SymbolsFrom = "pclntab"
+	if b.symtab != nil {
+		b.SymbolsFrom = "symtab"
+	}
+	return nil
 }
 
 // HasGRPC says whether the binary links a grpc-go server (whether or not
@@ -233,106 +308,135 @@ func (b *Binary) HasGRPC() bool { return b.GRPC != nil || !errors.Is(b.GRPCErr, 
 
 // Close releases the file.
 func (b *Binary) Close() error {
-	if b == nil || b.f == nil {
+	if b == nil || b.closer == nil {
 		return nil
 	}
-	err := b.f.Close()
-	b.f = nil
+	err := b.closer.Close()
+	b.closer = nil
 	return err
 }
 
+// maxFuncSize bounds the code Func reads and disassembles for one
+// function: compiled Go functions are a few KiB, the largest (generated
+// tables, huge switches) well under 1 MiB. It keeps a crafted function
+// table from making each Func read the whole text segment.
+const maxFuncSize = 4 << 20
+
 // Func looks a function up by its full Go symbol name (e.g.
 // "net/http.serverHandler.ServeHTTP", "encoding/json.(*Encoder).Encode")
-// and disassembles it. errors.Is(err, ErrNoSymbol) when it is absent.
+// and disassembles it. errors.Is(err, ErrNoSymbol) when it is absent;
+// ErrSymbolMismatch or ErrUnprovable when it is there but cannot be
+// probed safely (the error says why).
+//
+// Every offset returned is a proven instruction boundary: the function's
+// start is the pclntab's (.symtab must agree), and each probe lies inside
+// the function as the pclntab bounds it, at an instruction start found by
+// linear disassembly from that start.
 func (b *Binary) Func(name string) (Func, error) {
-	entry, size, ok := b.lookup(name)
-	if !ok {
-		return Func{}, fmt.Errorf("goinspect: %s: %q: %w", b.Path, name, ErrNoSymbol)
-	}
-	if size == 0 {
-		return Func{}, fmt.Errorf("goinspect: %s: %q has size 0", b.Path, name)
-	}
-	code, err := b.readCode(entry, size)
+	fn, err := b.disassembleFunc(name)
 	if err != nil {
 		return Func{}, fmt.Errorf("goinspect: %s: %q: %w", b.Path, name, err)
-	}
-	fn := Func{Name: name, Entry: entry, Size: size}
-	fn.EntryOffset, _ = b.fileOffset(entry)
-
-	d := disassemble(code, entry)
-	fn.DecodeErrors = d.decodeErrors
-	probe := entry
-	if d.probeOK {
-		probe = d.probe
-	}
-	fn.EntryProbe, _ = b.fileOffset(probe)
-	fn.EntryProbeCheap = d.probeOK
-	fn.EntryProbeInsn = d.probeInsn
-	for _, a := range d.rets {
-		off, _ := b.fileOffset(a)
-		fn.Returns = append(fn.Returns, off)
-	}
-	for _, a := range d.tailJumps {
-		off, _ := b.fileOffset(a)
-		fn.TailJumps = append(fn.TailJumps, off)
 	}
 	return fn, nil
 }
 
-// lookup returns a function's entry and size.
-func (b *Binary) lookup(name string) (entry, size uint64, ok bool) {
-	if b.symtab != nil {
-		s, ok := b.symtab[name]
-		return s.Value, s.Size, ok
+func (b *Binary) disassembleFunc(name string) (Func, error) {
+	entry, size, err := b.locate(name)
+	if err != nil {
+		return Func{}, err
 	}
-	b.pclnOnce.Do(b.indexPclntab)
-	fn, ok := b.pclnFuncs[name]
-	if !ok {
-		return 0, 0, false
+	if size > maxFuncSize {
+		return Func{}, fmt.Errorf("%d bytes, larger than any compiled Go function (%d): %w", size, maxFuncSize, ErrUnprovable)
 	}
-	return fn.Entry, fn.End - fn.Entry, true
+	code, err := b.readCode(entry, size)
+	if err != nil {
+		return Func{}, err
+	}
+	d := disassemble(code, entry)
+	if d.undecodable {
+		return Func{}, fmt.Errorf("undecodable instruction at %#x: where instructions begin past it is unknown: %w", d.undecodableAt, ErrUnprovable)
+	}
+	probe := entry
+	if d.probeOK {
+		probe = d.probe
+	}
+	addrs := append([]uint64{entry, probe}, d.rets...)
+	for _, a := range addrs {
+		if !d.isInsn(a) {
+			return Func{}, fmt.Errorf("probe address %#x is not an instruction start in [%#x, +%d): %w", a, entry, len(code), ErrUnprovable)
+		}
+	}
+	fn := Func{Name: name, Entry: entry, Size: size, EntryProbeCheap: d.probeOK, EntryProbeInsn: d.probeInsn}
+	if fn.EntryOffset, err = b.fileOffset(entry); err != nil {
+		return Func{}, err
+	}
+	if fn.EntryProbe, err = b.fileOffset(probe); err != nil {
+		return Func{}, err
+	}
+	if fn.Returns, err = b.fileOffsets(d.rets); err != nil {
+		return Func{}, err
+	}
+	if fn.TailJumps, err = b.fileOffsets(d.tailJumps); err != nil {
+		return Func{}, err
+	}
+	return fn, nil
 }
 
-// indexPclntab maps names to pclntab functions. The pclntab names an
-// assembly function and its ABIInternal wrapper, or a Go function and its
-// ABI0 wrapper, alike; .symtab calls the ABI0 one "name.abi0". Mimic
-// .symtab: of two functions with one name, the one from a .s file or,
-// failing that, the one from "<autogenerated>" is the ".abi0" one.
-func (b *Binary) indexPclntab() {
-	b.pclnFuncs = make(map[string]*gosym.Func, len(b.pcln.Funcs))
-	dups := map[string][]*gosym.Func{}
-	for i := range b.pcln.Funcs {
-		fn := &b.pcln.Funcs[i]
-		if prev, dup := b.pclnFuncs[fn.Name]; dup {
-			if dups[fn.Name] == nil {
-				dups[fn.Name] = []*gosym.Func{prev}
-			}
-			dups[fn.Name] = append(dups[fn.Name], fn)
-			continue
+func (b *Binary) fileOffsets(vaddrs []uint64) ([]uint64, error) {
+	var out []uint64
+	for _, a := range vaddrs {
+		off, err := b.fileOffset(a)
+		if err != nil {
+			return nil, err
 		}
-		b.pclnFuncs[fn.Name] = fn
+		out = append(out, off)
 	}
-	for name, fns := range dups {
-		if len(fns) != 2 {
-			continue // not an ABI pair: keep the first
+	return out, nil
+}
+
+// locate returns where a function starts and how many bytes of it to
+// disassemble, as the pclntab proves them: from .symtab when it is used
+// (its size, without the padding, but only if both tables agree), else
+// from the pclntab alone (to the next function, padding included).
+func (b *Binary) locate(name string) (entry, size uint64, err error) {
+	ft := b.funcs
+	i, inPcln := ft.lookup(name)
+	if b.symtab == nil {
+		if !inPcln {
+			return 0, 0, ErrNoSymbol
 		}
-		abi0 := -1
-		for _, suffix := range []string{".s", "<autogenerated>"} {
-			for i, fn := range fns {
-				if file, _, _ := b.pcln.PCToLine(fn.Entry); strings.HasSuffix(file, suffix) {
-					abi0 = i
-				}
-			}
-			if abi0 >= 0 {
-				break
-			}
+		entry, end := ft.entry(i), ft.entry(i+1)
+		if end == entry {
+			return 0, 0, fmt.Errorf("size 0 in .gopclntab at %#x: %w", entry, ErrUnprovable)
 		}
-		if abi0 < 0 {
-			continue
-		}
-		b.pclnFuncs[name+".abi0"] = fns[abi0]
-		b.pclnFuncs[name] = fns[1-abi0]
+		return entry, end - entry, nil
 	}
+	s, ok := b.symtab[name]
+	if !ok {
+		return 0, 0, ErrNoSymbol
+	}
+	if !inPcln {
+		return 0, 0, fmt.Errorf(".symtab puts it at %#x, .gopclntab does not have it: %w", s.value, ErrSymbolMismatch)
+	}
+	if pc := ft.entry(i); s.value != pc {
+		return 0, 0, fmt.Errorf(".symtab puts it at %#x, .gopclntab at %#x: %w", s.value, pc, ErrSymbolMismatch)
+	}
+	if extent := ft.entry(i+1) - s.value; s.size == 0 || s.size > extent {
+		return 0, 0, fmt.Errorf(".symtab gives it %d bytes at %#x, .gopclntab %d: %w", s.size, s.value, extent, ErrSymbolMismatch)
+	}
+	return s.value, s.size, nil
+}
+
+// lookup returns a function's entry and size, if it can be probed.
+func (b *Binary) lookup(name string) (entry, size uint64, ok bool) {
+	entry, size, err := b.locate(name)
+	return entry, size, err == nil
+}
+
+// has reports whether the binary has the function, probeable or not.
+func (b *Binary) has(name string) bool {
+	_, _, err := b.locate(name)
+	return !errors.Is(err, ErrNoSymbol)
 }
 
 // segment returns the PT_LOAD program header that maps vaddr.
@@ -368,7 +472,7 @@ func (b *Binary) readCode(vaddr, size uint64) ([]byte, error) {
 		size = end - vaddr
 	}
 	buf := make([]byte, size)
-	if _, err := b.f.ReadAt(buf, int64(vaddr-p.Vaddr+p.Off)); err != nil {
+	if _, err := b.r.ReadAt(buf, int64(vaddr-p.Vaddr+p.Off)); err != nil {
 		return nil, fmt.Errorf("reading code at %#x: %w", vaddr, err)
 	}
 	return buf, nil
@@ -381,7 +485,7 @@ func (b *Binary) readAt(vaddr, size uint64) ([]byte, error) {
 		return nil, fmt.Errorf("address range %#x+%d not backed by the file", vaddr, size)
 	}
 	buf := make([]byte, size)
-	if _, err := b.f.ReadAt(buf, int64(vaddr-p.Vaddr+p.Off)); err != nil {
+	if _, err := b.r.ReadAt(buf, int64(vaddr-p.Vaddr+p.Off)); err != nil {
 		return nil, err
 	}
 	return buf, nil

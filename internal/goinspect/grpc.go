@@ -67,9 +67,9 @@ const (
 )
 
 // grpcFromDWARF reads the layout from the binary's DWARF.
-func grpcFromDWARF(d *dwarf.Data) (GRPCLayout, error) {
+func grpcFromDWARF(d *dwarf.Data, bud *budget) (GRPCLayout, error) {
 	want := map[string]bool{dwarfGRPCStream: true, dwarfGRPCServerStream: true, dwarfGRPCStatus: true, dwarfRPCStatusProto: true}
-	types, err := dwarfStructFields(d, want)
+	types, err := dwarfStructFields(d, want, bud)
 	if err != nil {
 		return GRPCLayout{}, fmt.Errorf("reading DWARF: %w", err)
 	}
@@ -85,11 +85,16 @@ func grpcFromDWARF(d *dwarf.Data) (GRPCLayout, error) {
 			return l, fmt.Errorf("DWARF: %s has no embedded Stream", dwarfGRPCServerStream)
 		}
 		l.StreamEmbed = embed.off
-		typ, err := d.Type(embed.typ)
-		if err != nil {
-			return l, fmt.Errorf("DWARF: type of %s.Stream: %w", dwarfGRPCServerStream, err)
+		// The type's own entry, not d.Type: that resolves the whole type
+		// graph recursively, which a crafted chain of types makes
+		// overflow the stack.
+		r := d.Reader()
+		r.Seek(embed.typ)
+		typ, err := r.Next()
+		if err != nil || typ == nil {
+			return l, fmt.Errorf("DWARF: type of %s.Stream at %#x: %v", dwarfGRPCServerStream, embed.typ, err)
 		}
-		_, l.StreamDeref = typ.(*dwarf.PtrType)
+		l.StreamDeref = typ.Tag == dwarf.TagPointerType
 	}
 	s, ok := types[dwarfGRPCStatus]["s"]
 	if !ok {
@@ -148,13 +153,13 @@ var errNoGRPC = errors.New("no grpc-go server linked in")
 
 // inspectGRPC fills b.GRPC, or b.GRPCErr with the reason it stays nil
 // (errNoGRPC when there is no grpc-go server at all).
-func (b *Binary) inspectGRPC(d *dwarf.Data, version string) {
-	if _, _, ok := b.lookup(GRPCHandleStream); !ok {
+func (b *Binary) inspectGRPC(d *dwarf.Data, version string, bud *budget) {
+	if !b.has(GRPCHandleStream) {
 		b.GRPCErr = errNoGRPC
 		return
 	}
 	if d != nil {
-		l, err := grpcFromDWARF(d)
+		l, err := grpcFromDWARF(d, bud)
 		if err == nil {
 			b.GRPC = &GRPC{GRPCLayout: l, Version: version, From: "dwarf"}
 			return

@@ -105,7 +105,7 @@ func grpcLayoutOf(t *testing.T, path string) GRPCLayout {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := grpcFromDWARF(d)
+	l, err := grpcFromDWARF(d, nil)
 	if err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}

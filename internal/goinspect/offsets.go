@@ -112,12 +112,13 @@ type dwarfMember struct {
 
 // dwarfStructFields reads the members of the named struct types.
 // It walks only the top level of each compile unit, skipping the children
-// of everything but the wanted structs.
-func dwarfStructFields(d *dwarf.Data, want map[string]bool) (map[string]map[string]dwarfMember, error) {
+// of everything but the wanted structs. bud bounds its memory and time
+// (nil: none, for the tables generated from trusted builds).
+func dwarfStructFields(d *dwarf.Data, want map[string]bool, bud *budget) (map[string]map[string]dwarfMember, error) {
 	out := make(map[string]map[string]dwarfMember)
-	r := d.Reader()
+	w := &dwarfWalker{r: d.Reader(), bud: bud}
 	for len(out) < len(want) {
-		e, err := r.Next()
+		e, err := w.next()
 		if err != nil {
 			return nil, err
 		}
@@ -130,13 +131,15 @@ func dwarfStructFields(d *dwarf.Data, want map[string]bool) (map[string]map[stri
 		name, _ := e.Val(dwarf.AttrName).(string)
 		if e.Tag != dwarf.TagStructType || !want[name] || out[name] != nil || !e.Children {
 			if e.Children {
-				r.SkipChildren()
+				if err := w.skipChildren(); err != nil {
+					return nil, err
+				}
 			}
 			continue
 		}
 		fields := make(map[string]dwarfMember)
 		for {
-			m, err := r.Next()
+			m, err := w.next()
 			if err != nil {
 				return nil, err
 			}
@@ -151,7 +154,9 @@ func dwarfStructFields(d *dwarf.Data, want map[string]bool) (map[string]map[stri
 				}
 			}
 			if m.Children {
-				r.SkipChildren()
+				if err := w.skipChildren(); err != nil {
+					return nil, err
+				}
 			}
 		}
 		out[name] = fields
@@ -159,12 +164,60 @@ func dwarfStructFields(d *dwarf.Data, want map[string]bool) (map[string]map[stri
 	return out, nil
 }
 
-func offsetsFromDWARF(d *dwarf.Data) (Offsets, error) {
+// dwarfWalker reads DWARF entries one at a time, charging each to the
+// budget: the entry, its fields, and the strings and blocks copied into
+// them (a string attribute is a copy of .debug_str from its offset to the
+// next NUL, so entries crafted to share one long string would otherwise
+// cost memory quadratic in its size). It skips children iteratively:
+// dwarf.Reader.SkipChildren recurses once per nesting level, which a
+// crafted unit makes deep enough to overflow the stack.
+type dwarfWalker struct {
+	r   *dwarf.Reader
+	bud *budget
+}
+
+func (w *dwarfWalker) next() (*dwarf.Entry, error) {
+	e, err := w.r.Next()
+	if err != nil || e == nil {
+		return e, err
+	}
+	cost := uint64(64 + 48*len(e.Field))
+	for _, f := range e.Field {
+		switch v := f.Val.(type) {
+		case string:
+			cost += uint64(len(v))
+		case []byte:
+			cost += uint64(len(v))
+		}
+	}
+	if err := w.bud.alloc(cost, "reading DWARF"); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// skipChildren skips the children of the entry just read.
+func (w *dwarfWalker) skipChildren() error {
+	for depth := 1; depth > 0; {
+		e, err := w.next()
+		if err != nil || e == nil {
+			return err
+		}
+		if e.Tag == 0 {
+			depth--
+		} else if e.Children {
+			depth++
+		}
+	}
+	return nil
+}
+
+func offsetsFromDWARF(d *dwarf.Data, bud *budget) (Offsets, error) {
 	want := map[string]bool{}
 	for _, f := range dwarfFields {
 		want[f.typ] = true
 	}
-	types, err := dwarfStructFields(d, want)
+	types, err := dwarfStructFields(d, want, bud)
 	if err != nil {
 		return Offsets{}, fmt.Errorf("reading DWARF: %w", err)
 	}

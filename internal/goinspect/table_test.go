@@ -47,7 +47,7 @@ func dwarfOffsetsOf(t testing.TB, path string) Offsets {
 	if err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}
-	o, err := offsetsFromDWARF(d)
+	o, err := offsetsFromDWARF(d, nil)
 	if err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"runtime/debug"
 	"slices"
 	"sync"
@@ -132,6 +133,12 @@ func (m *Manager) Attach(pid uint32) error {
 		}
 	}()
 
+	funcs, groups, refused, attachErrs := m.targetsOf(pid, bin)
+	if len(funcs) == 0 {
+		// Every Go binary has the runtime's stop-the-world functions:
+		// none found means the symbols could not be trusted.
+		return errors.Join(append([]error{fmt.Errorf("no function to probe in %s (symbols from %s)", exe, bin.SymbolsFrom)}, attachErrs...)...)
+	}
 	if err := m.tracer.Map(loader.TracerdMapGoProcs).Put(pid, procOffsets(bin)); err != nil {
 		return fmt.Errorf("registering pid %d: %w", pid, err)
 	}
@@ -140,23 +147,6 @@ func (m *Manager) Attach(pid uint32) error {
 		return err
 	}
 	p := &proc{exe: exe, goVersion: bin.GoVersion, links: map[string][]link.Link{}, counts: map[correlate.GoFunc]int{}}
-	funcs := map[string]goinspect.Func{} // by target symbol
-	groups := map[string]int{}           // targets found per group
-	for _, tg := range targets {
-		if tg.group == "grpc" && bin.GRPC == nil {
-			continue
-		}
-		for _, sym := range append([]string{tg.symbol}, tg.alt...) {
-			if f, err := bin.Func(sym); err == nil {
-				funcs[tg.symbol] = f
-				groups[tg.group]++
-				break
-			}
-		}
-	}
-	if bin.GRPC == nil && bin.HasGRPC() {
-		m.log.Warn("gRPC method names unavailable for this process", "pid", pid, "reason", bin.GRPCErr)
-	}
 	m.mu.Lock()
 	if old := m.procs[pid]; old != nil {
 		closeLinks(old.links)
@@ -164,10 +154,10 @@ func (m *Manager) Attach(pid uint32) error {
 	// Both STW functions are needed; serialization counts as probed when
 	// none of its functions is linked in (nothing to time: 0 is right).
 	p.probes = correlate.GoProbes{
-		GC:            groups["gc"] == 2,
-		Serialization: true,
-		HTTP:          groups["http"] > 0,
-		GRPC:          groups["grpc"] == 2,
+		GC:            groups["gc"] == 2 && !refused["gc"],
+		Serialization: !refused["serialization"],
+		HTTP:          groups["http"] > 0 && !refused["http"],
+		GRPC:          groups["grpc"] == 2 && !refused["grpc"],
 		ProbeCostNs:   m.cost,
 	}
 	m.procs[pid] = p
@@ -175,14 +165,13 @@ func (m *Manager) Attach(pid uint32) error {
 	// The correlator learns of the process before its first event.
 	m.updates <- Update{PID: pid, Probes: p.probes, OK: true}
 
-	var attachErrs []error
-	failed := map[string]bool{}
+	failed := maps.Clone(refused)
 	plan := map[string][]probe{} // by group
 	var groupOrder []string
 	for _, tg := range targets {
 		f, ok := funcs[tg.symbol]
-		if !ok {
-			continue
+		if !ok || refused[tg.group] {
+			continue // a group missing a refused function would measure wrong
 		}
 		ps, err := probesOf(f, tg)
 		if err != nil {
@@ -217,9 +206,44 @@ func (m *Manager) Attach(pid uint32) error {
 	m.mu.Unlock()
 	m.updates <- Update{PID: pid, Probes: probes, OK: true}
 	m.log.Info("Go probes attached", "pid", pid, "go", bin.GoVersion, "stripped", bin.Stripped,
-		"offsets", bin.OffsetsFrom, "links", countLinks(p.links), "gc", p.probes.GC,
+		"symbols", bin.SymbolsFrom, "offsets", bin.OffsetsFrom, "links", countLinks(p.links), "gc", p.probes.GC,
 		"serialization", p.probes.Serialization, "http", p.probes.HTTP, "grpc", p.probes.GRPC)
 	return errors.Join(attachErrs...)
+}
+
+// targetsOf finds the targets the binary has (by target symbol) and how
+// many per group. A function it has but that cannot be probed safely
+// (goinspect refuses it: its symbol tables disagree, its instructions
+// cannot be proven) is left out with an error saying why, and its group
+// marked refused. Why .symtab is not used, if it is not, is logged here.
+func (m *Manager) targetsOf(pid uint32, bin *goinspect.Binary) (funcs map[string]goinspect.Func, groups map[string]int, refused map[string]bool, errs []error) {
+	if bin.SymtabErr != nil {
+		m.log.Warn("Go symbols read from .gopclntab: .symtab unusable", "pid", pid, "exe", bin.Path, "reason", bin.SymtabErr)
+	}
+	if bin.GRPC == nil && bin.HasGRPC() {
+		m.log.Warn("gRPC method names unavailable for this process", "pid", pid, "reason", bin.GRPCErr)
+	}
+	funcs, groups, refused = map[string]goinspect.Func{}, map[string]int{}, map[string]bool{}
+	for _, tg := range targets {
+		if tg.group == "grpc" && bin.GRPC == nil {
+			continue
+		}
+		for _, sym := range append([]string{tg.symbol}, tg.alt...) {
+			f, err := bin.Func(sym)
+			if errors.Is(err, goinspect.ErrNoSymbol) {
+				continue
+			}
+			if err != nil {
+				errs = append(errs, err) // not an alternative's business
+				refused[tg.group] = true
+				break
+			}
+			funcs[tg.symbol] = f
+			groups[tg.group]++
+			break
+		}
+	}
+	return funcs, groups, refused, errs
 }
 
 // probe is one address to probe: a program (classic uprobe name; its
