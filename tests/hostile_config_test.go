@@ -4,12 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -341,51 +339,3 @@ func TestSnapshotNotCovered(t *testing.T) {
 	}
 }
 
-// TestStopCollectorDownMargin: SIGTERM → exit with a collector that
-// accepts and never answers stays well under 5 s (it took 4.0 s here
-// and up to 4.985 s under load: the OTLP flush had until 4 s and its
-// client 1 s more). The flush now has until 2 s.
-func TestStopCollectorDownMargin(t *testing.T) {
-	needRoot(t)
-	hole, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hole.Close()
-	var mu sync.Mutex
-	var held []net.Conn
-	defer func() {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range held {
-			c.Close()
-		}
-	}()
-	go func() {
-		for {
-			c, err := hole.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			held = append(held, c)
-			mu.Unlock()
-		}
-	}()
-	srv := startServer(t, nil)
-	d := startDaemon(t, nil, "--port", fmt.Sprint(srv.Port), "--metrics-addr", "off", "--control-socket", "off", "--go=false",
-		"--otlp-endpoint", "http://"+hole.Addr().String(), "--latency-budget", "0", "--sample-ratio", "1", "--otlp-batch-delay", "100ms")
-	for i := range 20 {
-		c := dial(t, srv.Addr)
-		if _, err := request(c, fmt.Sprintf("/otlp/%d", i), 0); err != nil {
-			t.Fatal(err)
-		}
-		c.Close()
-	}
-	time.Sleep(500 * time.Millisecond) // an export is stuck on the collector
-	took := d.stop(t, syscall.SIGTERM)
-	t.Logf("SIGTERM → exit with the collector not answering: %s", took)
-	if took > 3500*time.Millisecond {
-		t.Errorf("SIGTERM → exit took %s, want ≤ 3.5s (5 s with margin):\n%s", took, d.stderr)
-	}
-}

@@ -499,8 +499,10 @@ func waitLog(t *testing.T, d *Daemon, s string, n int) {
 	}
 }
 
-// TestStopCollectorDown: SIGTERM → exit stays within 5 s when the OTLP
-// collector accepts connections and never answers, spans still queued.
+// TestStopCollectorDown: SIGTERM → exit stays well within 5 s when the
+// OTLP collector accepts connections and never answers, spans still
+// queued (it took 4.0 s, up to 4.985 s under load, when the flush had
+// until 4 s and its client 1 s more; the flush now has until 2 s).
 func TestStopCollectorDown(t *testing.T) {
 	needRoot(t)
 	hole, err := net.Listen("tcp", "127.0.0.1:0")
@@ -541,7 +543,7 @@ func TestStopCollectorDown(t *testing.T) {
 	time.Sleep(500 * time.Millisecond) // an export is stuck on the collector
 	took := d.stop(t, syscall.SIGTERM)
 	t.Logf("SIGTERM → exit with the collector not answering: %s", took)
-	if took > 5*time.Second {
-		t.Errorf("SIGTERM → exit took %s, want ≤ 5s:\n%s", took, d.stderr)
+	if took > 3500*time.Millisecond {
+		t.Errorf("SIGTERM → exit took %s, want ≤ 3.5s (5 s with margin):\n%s", took, d.stderr)
 	}
 }
