@@ -2,6 +2,7 @@ package tests
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -114,5 +115,15 @@ func TestFailedStartKeepsOutputs(t *testing.T) {
 		if b, err := os.ReadFile(p); err != nil || string(b) != "precious\n" {
 			t.Errorf("%s changed by a snapshot that never started: %q, %v", p, b, err)
 		}
+	}
+	// The daemon likewise creates its --json file only once tracing.
+	runJSON := filepath.Join(dir, "run.jsonl")
+	cmd = exec.Command(bin.tracerd, "run", "--json", runJSON, "--metrics-addr", "off", "--control-socket", "off")
+	cmd.Env = append(os.Environ(), "TRACERD_NO_WAYS=tp_btf,raw_tp")
+	if out, err := cmd.CombinedOutput(); err == nil {
+		t.Fatalf("run started without any way for inet_sock_set_state:\n%s", out)
+	}
+	if _, err := os.Stat(runJSON); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("tracerd run that never started created its --json file (%v)", err)
 	}
 }

@@ -91,16 +91,18 @@ func runDaemon(cfg config.Config, args []string, opts runOptions) error {
 	defer signal.Stop(sigs)
 	defer signal.Stop(hup)
 
-	x, err := exporterFlagsOf(cfg.Exporters).build(log)
-	if err != nil {
-		return err
+	// The exporters (and the --json file) are made once the engine is
+	// attached (d.sinks): a start that fails creates no output. Say early
+	// whether the file can be written.
+	if j := cfg.Exporters.JSON; j != "" && j != "-" {
+		if err := checkWritable(j); err != nil {
+			return usageError{fmt.Errorf("--json: %w", err)}
+		}
 	}
-	d.x, d.sink = x, x.sink()
 	// The socket exists before tracing is announced; it answers
 	// "starting" until the engine is attached.
 	ctl, err := d.serveControl()
 	if err != nil {
-		x.shutdown()
 		return err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -110,12 +112,14 @@ func runDaemon(cfg config.Config, args []string, opts runOptions) error {
 		if ctl != nil {
 			ctl.Close()
 		}
-		x.shutdown()
+		if d.x != nil {
+			d.x.shutdown()
+		}
 		return err
 	}
 	d.cur.Store(tr)
 	d.trCancel = cancel
-	d.wireMetrics(x, true)
+	d.wireMetrics(d.x, true)
 	log.Info("tracing started", "targets", describeTargets(cfg.Targets), "config", opts.configPath)
 	notify.Ready("tracing " + describeTargets(cfg.Targets))
 	watchCtx, endWatch := context.WithCancel(context.Background())
@@ -403,7 +407,17 @@ func strs[T uint16 | uint32](v []T) []string {
 	return out
 }
 
-// sinks is the daemon's one sink: the exporters' fan-out.
+// sinks is the daemon's one sink: the exporters' fan-out, built the
+// first time (once the first engine is attached).
 func (d *daemon) sinks() ([]pipeline.Sink, error) {
+	if d.x == nil {
+		x, err := exporterFlagsOf(d.cfg.Exporters).build(d.log)
+		if err != nil {
+			return nil, err
+		}
+		d.mu.Lock()
+		d.x, d.sink = x, x.sink()
+		d.mu.Unlock()
+	}
 	return []pipeline.Sink{pipeline.SinkFunc(d.add)}, nil
 }
