@@ -339,3 +339,19 @@ func TestHostileOutputTraceCap(t *testing.T) {
 		t.Errorf("parent decisions %v, want %d", got, n)
 	}
 }
+
+// TestKeepQueryValues: --keep-query-values writes the query as sent.
+func TestKeepQueryValues(t *testing.T) {
+	needRoot(t)
+	srv := startServer(t, nil)
+	rt := startRun(t, nil, "--port", strconv.Itoa(srv.Port), "--keep-query-values")
+	c := dialTP(t, srv.Addr)
+	c.get(t, "/login?password=hunter2&page=3", "")
+	c.c.Close()
+	srv.Truths(t, 1)
+	waitMetric(t, rt, "tracerd_records_read_total", func(v float64) bool { return v >= 1 })
+	recs := recordsOn(rt.Stop(t), srv.Port)
+	if len(recs) != 1 || recs[0].HTTP == nil || recs[0].HTTP.Target != "/login?password=hunter2&page=3" {
+		t.Errorf("records %+v, want the target as sent", recs)
+	}
+}

@@ -80,10 +80,11 @@ func (a listenAddr) Set(s string) error {
 
 // exporterFlags are run's output flags.
 type exporterFlags struct {
-	json        string
-	metricsAddr string
-	services    []string
-	otlp        export.OTLPFlags
+	json            string
+	metricsAddr     string
+	services        []string
+	otlp            export.OTLPFlags
+	keepQueryValues bool // query values as sent, in JSON lines and OTLP (default: REDACTED)
 }
 
 // register adds the output flags. OTLP flags win over the standard
@@ -107,6 +108,8 @@ func (f *exporterFlags) register(fs *flag.FlagSet) {
 	fs.Var(rawString{&o.BatchSize, inRange(config.BatchSize)}, "otlp-batch-size", fmt.Sprintf("spans per export at most, %s (OTEL_BSP_MAX_EXPORT_BATCH_SIZE; default %d)", config.BatchSize, export.DefaultBatchSpans))
 	fs.Var(rawString{&o.BatchDelay, inRange(config.BatchDelay)}, "otlp-batch-delay", fmt.Sprintf("a batch waits at most this long to fill, %s (OTEL_BSP_SCHEDULE_DELAY in ms; default %s)", config.BatchDelay, export.DefaultBatchDelay))
 	fs.Var(rawString{&o.LatencyBudget, inRange(config.LatencyBudget)}, "latency-budget", fmt.Sprintf("export every request slower than this as a trace, %s (default %s)", config.LatencyBudget, export.DefaultLatencyBudget))
+	fs.Var(rawString{&o.MaxTracesPerSecond, inRange(config.MaxTraces)}, "otlp-max-traces-per-second", fmt.Sprintf("export at most this many traces a second per service, whatever decided them (a caller's sampled flag, the latency budget), %s; the rest are counted (default %d)", config.MaxTraces, export.DefaultMaxTracesPerSecond))
+	fs.BoolVar(&f.keepQueryValues, "keep-query-values", false, "write URL query values as the client sent them (JSON lines, OTLP url.query); by default each value is REDACTED, keys kept")
 	fs.Var(rawString{&o.SampleRatio, sampleRatio}, "sample-ratio", fmt.Sprintf("and this ratio of the others, chosen by trace id, from %s (OTEL_TRACES_SAMPLER=traceidratio with OTEL_TRACES_SAMPLER_ARG; default %g)", config.SampleRatioRange, export.DefaultSampleRatio))
 }
 
@@ -155,7 +158,7 @@ func (f *exporterFlags) build(log *slog.Logger) (*exporters, error) {
 			}
 			x.jsonFile, w = file, file
 		}
-		x.json = export.NewJSONLines(w)
+		x.json = export.NewJSONLinesWith(w, export.JSONOptions{KeepQueryValues: f.keepQueryValues})
 	}
 	if f.metricsAddr != "off" && f.metricsAddr != "" {
 		if err := config.CheckListenAddr(f.metricsAddr); err != nil {
@@ -187,6 +190,8 @@ func (f *exporterFlags) build(log *slog.Logger) (*exporters, error) {
 			Resource:   set.Resource,
 			Version:    version,
 			Logger:     log,
+
+			KeepQueryValues: f.keepQueryValues,
 		})
 		if err != nil {
 			x.close()

@@ -170,6 +170,7 @@ func (f *exporterFlags) fromConfig(e config.Exporters) {
 	f.otlp.ClientCertificate, f.otlp.ClientKey, f.otlp.Compression = o.ClientCertificate, o.ClientKey, o.Compression
 	f.otlp.QueueSize, f.otlp.BatchSize, f.otlp.BatchDelay = o.QueueSize, o.BatchSize, o.BatchDelay
 	f.otlp.LatencyBudget, f.otlp.SampleRatio = e.Sampling.LatencyBudget, e.Sampling.Ratio
+	f.otlp.MaxTracesPerSecond, f.keepQueryValues = e.Sampling.MaxTracesPerSecond, e.KeepQueryValues
 }
 
 // toConfig is the inverse of fromConfig.
@@ -181,6 +182,7 @@ func (f *exporterFlags) toConfig(e config.Exporters) config.Exporters {
 	o.ClientCertificate, o.ClientKey, o.Compression = f.otlp.ClientCertificate, f.otlp.ClientKey, f.otlp.Compression
 	o.QueueSize, o.BatchSize, o.BatchDelay = f.otlp.QueueSize, f.otlp.BatchSize, f.otlp.BatchDelay
 	e.Sampling.LatencyBudget, e.Sampling.Ratio = f.otlp.LatencyBudget, f.otlp.SampleRatio
+	e.Sampling.MaxTracesPerSecond, e.KeepQueryValues = f.otlp.MaxTracesPerSecond, f.keepQueryValues
 	return e
 }
 

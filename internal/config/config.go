@@ -55,6 +55,9 @@ type Exporters struct {
 	ServiceNames []string `yaml:"service_names"`
 	OTLP         OTLP     `yaml:"otlp"`
 	Sampling     Sampling `yaml:"sampling"`
+	// KeepQueryValues writes URL query values as sent (JSON lines, OTLP
+	// url.query); by default each is REDACTED, keys kept.
+	KeepQueryValues bool `yaml:"keep_query_values"`
 }
 
 // OTLP is the trace exporter. Empty values fall back to the OTEL_*
@@ -78,6 +81,9 @@ type OTLP struct {
 type Sampling struct {
 	LatencyBudget string `yaml:"latency_budget"`
 	Ratio         string `yaml:"ratio"`
+	// MaxTracesPerSecond caps exported traces per service, whatever
+	// decided them (0: no cap).
+	MaxTracesPerSecond string `yaml:"max_traces_per_second"`
 }
 
 // Log configures the structured log on stderr.
@@ -340,6 +346,11 @@ func (c *Config) check(path string, doc *yaml.Node) error {
 	if b := c.Exporters.Sampling.LatencyBudget; b != "" {
 		if _, err := LatencyBudget.ParseDuration(b); err != nil {
 			bad(err.Error(), "exporters", "sampling", "latency_budget")
+		}
+	}
+	if m := c.Exporters.Sampling.MaxTracesPerSecond; m != "" {
+		if _, err := MaxTraces.ParseCount(m); err != nil {
+			bad(err.Error(), "exporters", "sampling", "max_traces_per_second")
 		}
 	}
 	if r := c.Exporters.Sampling.Ratio; r != "" {

@@ -49,6 +49,8 @@ var (
 	// OTLPTimeout is per export, retries included.
 	OTLPTimeout   = Range{Min: int64(time.Millisecond), Max: int64(5 * time.Minute), Duration: true}
 	LatencyBudget = Range{Min: 0, Max: int64(time.Hour), Duration: true, Zero: "none"}
+	// MaxTraces: exported traces per second per service (a token bucket).
+	MaxTraces = Range{Min: 0, Max: 1_000_000, Unit: "traces per second", Zero: "no cap"}
 	// SnapshotDuration and Top are tracerd snapshot's (flags, and the
 	// control socket's requests).
 	SnapshotDuration = Range{Min: int64(time.Millisecond), Max: int64(24 * time.Hour), Duration: true}
