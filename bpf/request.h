@@ -3,6 +3,7 @@
 
 #include "maps.h"
 #include "goruntime.h"
+#include "head.h"
 
 /* x86_64 syscall numbers, to find the user buffer of the current
  * read/write from the syscall's registers. */
@@ -159,7 +160,14 @@ static __always_inline void start_request(struct traced_conn *c, __u64 now, int 
 			r->flags |= REQ_HAS_SCHED;
 		}
 	}
-	r->req_len = capture(r->req_head, REQ_HEAD_CAP, ret);
+	r->req_len = 0;
+	struct head_scratch *s = scratch_head();
+	if (s) {
+		__u16 n = capture(s->b, REQ_HEAD_CAP, ret);
+
+		if (n)
+			keep_head(r, n);
+	}
 	r->goid = reading_goid(r->pid);
 }
 

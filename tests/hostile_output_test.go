@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"flag"
 	"fmt"
+	"github.com/cilium/ebpf"
 	"io"
 	"net"
 	"net/http"
@@ -354,4 +355,76 @@ func TestKeepQueryValues(t *testing.T) {
 	if len(recs) != 1 || recs[0].HTTP == nil || recs[0].HTTP.Target != "/login?password=hunter2&page=3" {
 		t.Errorf("records %+v, want the target as sent", recs)
 	}
+}
+
+// TestHeadSecretsNotInKernel: of a request's head, the kernel keeps only
+// the request line and the traceparent header: an Authorization header
+// and cookies are in no BPF map while the request is served, and the
+// traceparent still reaches the record.
+func TestHeadSecretsNotInKernel(t *testing.T) {
+	needRoot(t)
+	srv := startServer(t, nil, "-work", "400ms")
+	tr := startTracer(t, "--pid", strconv.Itoa(srv.PID))
+	c := dial(t, srv.Addr)
+	const secret = "Bearer s3cr3t-t0ken-XYZZY"
+	tp := "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	head := "GET /secret?q=1 HTTP/1.1\r\nHost: test\r\nAuthorization: " + secret +
+		"\r\nCookie: session=c00kie-XYZZY\r\ntraceparent: " + tp + "\r\n\r\n"
+	if _, err := c.Write([]byte(head)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(150 * time.Millisecond) // the server is working on it
+	for name, b := range bpfMapBytes(t, "conns", "head_scratch") {
+		if bytes.Contains(b, []byte("XYZZY")) {
+			t.Errorf("BPF map %s holds the request's secret headers", name)
+		}
+	}
+	buf := make([]byte, 4096)
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(buf); err != nil {
+		t.Fatal(err)
+	}
+	recs := byPeer(t, tr.Stop(t), c, 1)
+	r := recs[0]
+	if r.HTTP == nil || r.HTTP.Method != "GET" || !strings.HasPrefix(r.HTTP.Target, "/secret?q=") {
+		t.Errorf("http %+v: the request line was not kept", r.HTTP)
+	}
+	if r.TraceID != "4bf92f3577b34da6a3ce929d0e0e4736" || r.ParentSpanID != "00f067aa0ba902b7" {
+		t.Errorf("trace %s parent %s: the traceparent header was not kept", r.TraceID, r.ParentSpanID)
+	}
+}
+
+// bpfMapBytes returns every value of the loaded BPF maps of these names
+// (any program's), concatenated per map.
+func bpfMapBytes(t *testing.T, names ...string) map[string][]byte {
+	t.Helper()
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
+	}
+	out := map[string][]byte{}
+	var id ebpf.MapID
+	for {
+		next, err := ebpf.MapGetNextID(id)
+		if err != nil {
+			break
+		}
+		id = next
+		m, err := ebpf.NewMapFromID(id)
+		if err != nil {
+			continue
+		}
+		info, err := m.Info()
+		if err != nil || !want[info.Name] {
+			m.Close()
+			continue
+		}
+		var k, v []byte
+		it := m.Iterate()
+		for it.Next(&k, &v) {
+			out[info.Name] = append(out[info.Name], v...)
+		}
+		m.Close()
+	}
+	return out
 }

@@ -142,6 +142,17 @@ type TracerdGoProc struct {
 	GrpcStatusCode   uint64
 }
 
+type TracerdHeadScratch struct {
+	_       structs.HostLayout
+	N       uint32
+	Lines   uint32
+	TpCount uint32
+	TpStart uint32
+	TpEnd   uint32
+	Eol     [32]uint16
+	B       [640]uint8
+}
+
 type TracerdPending struct {
 	_            structs.HostLayout
 	T_est        uint64
@@ -272,6 +283,7 @@ const (
 	TracerdMapGoProcs                  = "go_procs"
 	TracerdMapGoScratch                = "go_scratch"
 	TracerdMapGoStw                    = "go_stw"
+	TracerdMapHeadScratch              = "head_scratch"
 	TracerdMapPendingEst               = "pending_est"
 	TracerdMapSoftirqState             = "softirq_state"
 	TracerdMapTargetCgroups            = "target_cgroups"
@@ -474,6 +486,7 @@ type TracerdMapSpecs struct {
 	GoProcs       *ebpf.MapSpec `ebpf:"go_procs"`
 	GoScratch     *ebpf.MapSpec `ebpf:"go_scratch"`
 	GoStw         *ebpf.MapSpec `ebpf:"go_stw"`
+	HeadScratch   *ebpf.MapSpec `ebpf:"head_scratch"`
 	PendingEst    *ebpf.MapSpec `ebpf:"pending_est"`
 	SoftirqState  *ebpf.MapSpec `ebpf:"softirq_state"`
 	TargetCgroups *ebpf.MapSpec `ebpf:"target_cgroups"`
@@ -534,6 +547,7 @@ type TracerdMaps struct {
 	GoProcs       *ebpf.Map `ebpf:"go_procs"`
 	GoScratch     *ebpf.Map `ebpf:"go_scratch"`
 	GoStw         *ebpf.Map `ebpf:"go_stw"`
+	HeadScratch   *ebpf.Map `ebpf:"head_scratch"`
 	PendingEst    *ebpf.Map `ebpf:"pending_est"`
 	SoftirqState  *ebpf.Map `ebpf:"softirq_state"`
 	TargetCgroups *ebpf.Map `ebpf:"target_cgroups"`
@@ -554,6 +568,7 @@ func (m *TracerdMaps) Close() error {
 		m.GoProcs,
 		m.GoScratch,
 		m.GoStw,
+		m.HeadScratch,
 		m.PendingEst,
 		m.SoftirqState,
 		m.TargetCgroups,
