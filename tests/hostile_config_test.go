@@ -338,4 +338,3 @@ func TestSnapshotNotCovered(t *testing.T) {
 		t.Errorf("covered snapshot: exit %d, %q", code, msg)
 	}
 }
-
