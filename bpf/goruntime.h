@@ -65,8 +65,11 @@ static __always_inline void capture_http(struct go_event *ev, struct pt_regs *ct
 		ev->remote_len = read_go_string(ev->remote, GO_REMOTE_CAP, req + gp->req_remote_addr);
 	bpf_probe_read_user(&major, sizeof(major), (void *)(req + gp->req_proto_major));
 	ev->proto_major = major;
-	if (!bpf_probe_read_user(&url, sizeof(url), (void *)(req + gp->req_url)) && url)
+	if (!bpf_probe_read_user(&url, sizeof(url), (void *)(req + gp->req_url)) && url) {
 		ev->path_len = read_go_string(ev->path, GO_PATH_CAP, url + gp->url_path);
+		if (gp->url_raw_query)
+			ev->query_len = read_go_string(ev->query, GO_QUERY_CAP, url + gp->url_raw_query);
+	}
 }
 
 /* grpc-go (*Server).handleStream(t, stream): stream is in RDI; the

@@ -66,6 +66,7 @@ type goCall struct {
 	method     string
 	path       string
 	remote     string
+	query      string // net/http's URL.RawQuery (HTTP/1 and 2 alike)
 	protoMajor uint8
 	joined     bool
 }
@@ -313,6 +314,7 @@ func (c *Correlator) AddGo(ev *loader.GoEvent) {
 		call.method = bytesString(ev.Method[:], ev.MethodLen)
 		call.path = bytesString(ev.Path[:], ev.PathLen)
 		call.remote = bytesString(ev.Remote[:], ev.RemoteLen)
+		call.query = bytesString(ev.Query[:], ev.QueryLen)
 		call.protoMajor = ev.ProtoMajor
 		gp.serving = append(gp.serving, call)
 		if len(gp.held[call.goid]) > 0 {
@@ -438,9 +440,19 @@ func applyServeHTTP(r *Request, call *goCall) {
 	}
 	path, _, _ := strings.Cut(r.HTTP.Target, "?")
 	if r.HTTP.Method != call.method || path != call.path {
-		r.HTTP.Target = call.path
+		r.HTTP.Target = call.target()
 	}
 	r.HTTP.Method = call.method
+}
+
+// target is the request target as net/http saw it: path, and the query
+// when there is one (the exporters redact its values), so that a target
+// reads the same from the socket's bytes and from the Go view.
+func (call *goCall) target() string {
+	if call.query == "" {
+		return call.path
+	}
+	return call.path + "?" + call.query
 }
 
 func isServing(f GoFunc) bool { return f == GoServeHTTP || f == GoGRPCMethod }
@@ -488,7 +500,7 @@ func (c *Correlator) streamRequest(pid uint32, gp *goProc, call *goCall) Request
 		Comm:          gp.commOf(pid),
 		EndReason:     "stream",
 		Answered:      true,
-		HTTP:          &HTTP{Method: call.method, Target: call.path},
+		HTTP:          &HTTP{Method: call.method, Target: call.target()},
 		Spans:         []Span{{Name: GoFuncNames[call.fn], StartUnixNano: call.start, DurationNs: end - call.start}},
 	}
 	if call.fn == GoGRPCMethod {

@@ -329,6 +329,7 @@ func procOffsets(bin *goinspect.Binary) loader.TracerdGoProc {
 		ReqProtoMajor: o.RequestProtoMajor,
 		ReqRemoteAddr: o.RequestRemoteAddr,
 		UrlPath:       o.URLPath,
+		UrlRawQuery:   o.URLRawQuery,
 	}
 	if g := bin.GRPC; g != nil {
 		if g.StreamDeref {

@@ -88,6 +88,7 @@ const (
 	TracerdGoCaptureGO_METHOD_CAP TracerdGoCapture = 16
 	TracerdGoCaptureGO_PATH_CAP   TracerdGoCapture = 128
 	TracerdGoCaptureGO_REMOTE_CAP TracerdGoCapture = 48
+	TracerdGoCaptureGO_QUERY_CAP  TracerdGoCapture = 96
 )
 
 type TracerdGoEvent struct {
@@ -104,9 +105,12 @@ type TracerdGoEvent struct {
 	PathLen    uint8
 	RemoteLen  uint8
 	ProtoMajor uint8
+	QueryLen   uint8
+	Pad        [7]uint8
 	Method     [16]int8
 	Path       [128]int8
 	Remote     [48]int8
+	Query      [96]int8
 }
 
 type TracerdGoFunc uint32
@@ -135,6 +139,7 @@ type TracerdGoProc struct {
 	ReqProtoMajor    uint64
 	ReqRemoteAddr    uint64
 	UrlPath          uint64
+	UrlRawQuery      uint64
 	GrpcStreamDeref  uint64
 	GrpcStreamEmbed  uint64
 	GrpcStreamMethod uint64
