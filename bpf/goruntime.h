@@ -60,6 +60,8 @@ static __always_inline void capture_http(struct go_event *ev, struct pt_regs *ct
 {
 	__u64 req = ctx->di, url = 0, major = 0;
 
+	ev->req = req;
+
 	ev->method_len = read_go_string(ev->method, GO_METHOD_CAP, req + gp->req_method);
 	if (gp->req_remote_addr) /* 0: unknown for this binary */
 		ev->remote_len = read_go_string(ev->remote, GO_REMOTE_CAP, req + gp->req_remote_addr);
@@ -132,6 +134,9 @@ static __always_inline int go_return_body(struct pt_regs *ctx)
 	if (!ev)
 		return 0;
 	ev->end = bpf_ktime_get_ns();
+	/* ServeMux has set the route it matched by now. */
+	if (ev->func == GO_SERVE_HTTP && gp->req_pattern && ev->req)
+		ev->pattern_len = read_go_string(ev->pattern, GO_PATTERN_CAP, ev->req + gp->req_pattern);
 	if (bpf_ringbuf_output(&events, ev, sizeof(*ev), ringbuf_flags()))
 		count(CNT_GO_DROPS);
 	bpf_map_delete_elem(&go_calls, &key);

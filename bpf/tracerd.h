@@ -147,6 +147,7 @@ enum go_capture {
 	GO_PATH_CAP = 128,
 	GO_REMOTE_CAP = 48,
 	GO_QUERY_CAP = 96,
+	GO_PATTERN_CAP = 64,
 };
 
 /* A Go event: a timed call on a goroutine, a stop-the-world pause
@@ -165,11 +166,14 @@ struct go_event {
 	__u8 remote_len;
 	__u8 proto_major;
 	__u8 query_len;
-	__u8 pad[7];
+	__u8 pattern_len;
+	__u8 pad[6];
+	__u64 req; /* ServeHTTP: the *http.Request, read again at the return */
 	char method[GO_METHOD_CAP];
 	char path[GO_PATH_CAP];
 	char remote[GO_REMOTE_CAP];
 	char query[GO_QUERY_CAP]; /* net/url.URL.RawQuery */
+	char pattern[GO_PATTERN_CAP]; /* net/http.Request.Pattern, set by ServeMux inside ServeHTTP */
 };
 
 /* Where to find things in a Go process's memory (from its binary's
@@ -182,6 +186,7 @@ struct go_proc {
 	__u64 req_remote_addr; /* net/http.Request.RemoteAddr (string) */
 	__u64 url_path;        /* net/url.URL.Path (string) */
 	__u64 url_raw_query;   /* net/url.URL.RawQuery (string; 0: unknown) */
+	__u64 req_pattern;     /* net/http.Request.Pattern (string; 0: unknown) */
 	/* grpc-go (0 when not linked in; see goinspect.GRPCLayout) */
 	__u64 grpc_stream_deref;  /* 1: the embedded transport.Stream is a pointer */
 	__u64 grpc_stream_embed;  /* transport.ServerStream's embedded Stream */

@@ -428,3 +428,35 @@ func bpfMapBytes(t *testing.T, names ...string) map[string][]byte {
 	}
 	return out
 }
+
+// TestGoRoutePattern: a Go server's requests are grouped by the ServeMux
+// pattern that matched (Request.Pattern, Go 1.23+ with DWARF), not by
+// their paths: /items/1 … /items/50 are one route.
+func TestGoRoutePattern(t *testing.T) {
+	needRoot(t)
+	srv := startGoServer(t, buildGoServer(t, goBuilds[0])) // the local toolchain: ≥ 1.23
+	tr := startTracer(t, "--pid", strconv.Itoa(srv.PID))
+	client := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 1}}
+	for i := 1; i <= 50; i++ {
+		get(t, client, fmt.Sprintf("http://%s/items/x%d", srv.Addr, i))
+	}
+	tr.Stop(t)
+	f, err := os.Open(tr.Profile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	p, err := profile.Parse(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	routes := map[string]bool{}
+	for _, fn := range p.Function {
+		if strings.Contains(fn.Name, "/items/") {
+			routes[fn.Name] = true
+		}
+	}
+	if !routes["GET /items/{id}"] || len(routes) != 1 {
+		t.Errorf("routes of /items/*: %v, want only the pattern GET /items/{id}", keys(routes))
+	}
+}

@@ -67,6 +67,7 @@ type goCall struct {
 	path       string
 	remote     string
 	query      string // net/http's URL.RawQuery (HTTP/1 and 2 alike)
+	pattern    string // the ServeMux route that matched (Go 1.23+, with DWARF)
 	protoMajor uint8
 	joined     bool
 }
@@ -315,6 +316,7 @@ func (c *Correlator) AddGo(ev *loader.GoEvent) {
 		call.path = bytesString(ev.Path[:], ev.PathLen)
 		call.remote = bytesString(ev.Remote[:], ev.RemoteLen)
 		call.query = bytesString(ev.Query[:], ev.QueryLen)
+		call.pattern = bytesString(ev.Pattern[:], ev.PatternLen)
 		call.protoMajor = ev.ProtoMajor
 		gp.serving = append(gp.serving, call)
 		if len(gp.held[call.goid]) > 0 {
@@ -443,6 +445,7 @@ func applyServeHTTP(r *Request, call *goCall) {
 		r.HTTP.Target = call.target()
 	}
 	r.HTTP.Method = call.method
+	r.HTTP.Pattern = call.pattern
 }
 
 // target is the request target as net/http saw it: path, and the query
@@ -500,7 +503,7 @@ func (c *Correlator) streamRequest(pid uint32, gp *goProc, call *goCall) Request
 		Comm:          gp.commOf(pid),
 		EndReason:     "stream",
 		Answered:      true,
-		HTTP:          &HTTP{Method: call.method, Target: call.target()},
+		HTTP:          &HTTP{Method: call.method, Target: call.target(), Pattern: call.pattern},
 		Spans:         []Span{{Name: GoFuncNames[call.fn], StartUnixNano: call.start, DurationNs: end - call.start}},
 	}
 	if call.fn == GoGRPCMethod {

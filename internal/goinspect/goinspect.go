@@ -81,6 +81,9 @@ type Binary struct {
 
 	Offsets     Offsets // struct field offsets needed by BPF
 	OffsetsFrom string  // "dwarf" or "table"
+	// RequestPattern is net/http.Request.Pattern's offset (Go 1.23+, from
+	// DWARF only; 0 when unknown): the route template a ServeMux matched.
+	RequestPattern uint64
 
 	// GRPC is set when the binary links a grpc-go server whose layout is
 	// known; else GRPCErr says why not (errors.Is(GRPCErr, errNoGRPC)
@@ -246,7 +249,7 @@ func inspect(r io.ReaderAt, size int64, path string, preferTable bool, lim limit
 	} else if b.HasDWARF {
 		d, dwErr = b.dwarf()
 		if dwErr == nil {
-			b.Offsets, dwErr = offsetsFromDWARF(d, bud)
+			b.Offsets, b.RequestPattern, dwErr = dwarfOffsets(d, bud)
 		}
 		if errors.Is(dwErr, errOutOfTime) {
 			return nil, fmt.Errorf("goinspect: %s: reading DWARF: %w", path, dwErr)

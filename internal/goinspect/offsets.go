@@ -213,14 +213,32 @@ func (w *dwarfWalker) skipChildren() error {
 }
 
 func offsetsFromDWARF(d *dwarf.Data, bud *budget) (Offsets, error) {
+	o, _, err := dwarfOffsets(d, bud)
+	return o, err
+}
+
+// dwarfOffsets is offsetsFromDWARF, and the offset of net/http.Request's
+// Pattern (Go 1.23+: the ServeMux route that matched; 0 when absent).
+// Pattern is outside Offsets: the per-version table does not have it, so
+// only binaries with DWARF get route templates.
+func dwarfOffsets(d *dwarf.Data, bud *budget) (Offsets, uint64, error) {
 	want := map[string]bool{}
 	for _, f := range dwarfFields {
 		want[f.typ] = true
 	}
 	types, err := dwarfStructFields(d, want, bud)
 	if err != nil {
-		return Offsets{}, fmt.Errorf("reading DWARF: %w", err)
+		return Offsets{}, 0, fmt.Errorf("reading DWARF: %w", err)
 	}
+	o, err := offsetsOf(types)
+	if err != nil || !o.HTTP {
+		return o, 0, err
+	}
+	pattern := types["net/http.Request"]["Pattern"]
+	return o, pattern.off, nil
+}
+
+func offsetsOf(types map[string]map[string]dwarfMember) (Offsets, error) {
 	var o Offsets
 	missing := map[int]string{}
 	for _, f := range dwarfFields {

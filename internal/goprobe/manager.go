@@ -330,6 +330,7 @@ func procOffsets(bin *goinspect.Binary) loader.TracerdGoProc {
 		ReqRemoteAddr: o.RequestRemoteAddr,
 		UrlPath:       o.URLPath,
 		UrlRawQuery:   o.URLRawQuery,
+		ReqPattern:    bin.RequestPattern,
 	}
 	if g := bin.GRPC; g != nil {
 		if g.StreamDeref {

@@ -85,10 +85,11 @@ type TracerdGoCallKey struct {
 type TracerdGoCapture uint32
 
 const (
-	TracerdGoCaptureGO_METHOD_CAP TracerdGoCapture = 16
-	TracerdGoCaptureGO_PATH_CAP   TracerdGoCapture = 128
-	TracerdGoCaptureGO_REMOTE_CAP TracerdGoCapture = 48
-	TracerdGoCaptureGO_QUERY_CAP  TracerdGoCapture = 96
+	TracerdGoCaptureGO_METHOD_CAP  TracerdGoCapture = 16
+	TracerdGoCaptureGO_PATH_CAP    TracerdGoCapture = 128
+	TracerdGoCaptureGO_REMOTE_CAP  TracerdGoCapture = 48
+	TracerdGoCaptureGO_QUERY_CAP   TracerdGoCapture = 96
+	TracerdGoCaptureGO_PATTERN_CAP TracerdGoCapture = 64
 )
 
 type TracerdGoEvent struct {
@@ -106,11 +107,14 @@ type TracerdGoEvent struct {
 	RemoteLen  uint8
 	ProtoMajor uint8
 	QueryLen   uint8
-	Pad        [7]uint8
+	PatternLen uint8
+	Pad        [6]uint8
+	Req        uint64
 	Method     [16]int8
 	Path       [128]int8
 	Remote     [48]int8
 	Query      [96]int8
+	Pattern    [64]int8
 }
 
 type TracerdGoFunc uint32
@@ -140,6 +144,7 @@ type TracerdGoProc struct {
 	ReqRemoteAddr    uint64
 	UrlPath          uint64
 	UrlRawQuery      uint64
+	ReqPattern       uint64
 	GrpcStreamDeref  uint64
 	GrpcStreamEmbed  uint64
 	GrpcStreamMethod uint64

@@ -155,6 +155,10 @@ func main() {
 			log.Fatal(syscall.Exec(to, append([]string{to}, os.Args[1:]...), os.Environ()))
 		}()
 	})
+	// A route with a wildcard (Go 1.22+ ServeMux patterns).
+	mux.HandleFunc("GET /items/{id}", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "item", r.PathValue("id"))
+	})
 	mux.HandleFunc("/teapot", func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusTeapot)
 	})
