@@ -68,6 +68,7 @@ var (
 	descQueued   = desc("tracerd_otlp_queue_spans", "Spans waiting in the export queue.")
 	descExports  = desc("tracerd_otlp_exports_total", "OTLP export calls.")
 	descExpErrs  = desc("tracerd_otlp_export_errors_total", "OTLP export calls that failed.")
+	descCapped   = desc("tracerd_traces_rate_limited_total", "Sampled requests not exported: their service was over the traces-per-second cap.")
 )
 
 // Describe sends every descriptor (the collector is checked).
@@ -75,7 +76,7 @@ func (s *Self) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descKernelRecords, descRead, descLost, descReserve, descMapFull,
 		descMapEntries, descMapMax, descMapFill, descConns, descSweepFails, descCaptureFails, descUnanswered,
 		descSinkErrors, descKernelErrors, descSampled, descExported, descFailed, descDropped, descQueued,
-		descExports, descExpErrs} {
+		descExports, descExpErrs, descCapped} {
 		ch <- d
 	}
 }
@@ -133,5 +134,6 @@ func (s *Self) Collect(ch chan<- prometheus.Metric) {
 		gauge(descQueued, float64(st.SpansQueued))
 		counter(descExports, float64(st.Exports))
 		counter(descExpErrs, float64(st.ExportErrors))
+		counter(descCapped, float64(st.RateLimited))
 	}
 }
