@@ -68,6 +68,7 @@ type outcome struct {
 	notes    []string // subtests skipped in a scenario that passed
 	output   []string // everything it printed
 	known    string   // scenario.Known: a failure reported, not failing the run
+	retried  bool     // failed once and ran again (the status is the second run's)
 }
 
 // guestReport is one kernel's run, parsed.
@@ -117,10 +118,17 @@ func parseGuest(res *bootResult, scenarios []scenario) *guestReport {
 			cur = &outcome{name: m.name}
 			sections[m.name] = cur
 			begun = l.at
+		case "retry":
+			if cur != nil && cur.name == m.name {
+				cur.retried = true
+			}
 		case "end":
 			if cur != nil && cur.name == m.name {
 				cur.rc, cur.took = m.rc, l.at-begun
 				judge(cur)
+				if cur.retried && cur.status == pass {
+					cur.notes = append(cur.notes, "failed on the first run, passed on the second: "+firstFailure(cur.output))
+				}
 				cur = nil
 			}
 		}
@@ -331,4 +339,19 @@ func nonEmpty(lines []string) []string {
 		}
 	}
 	return out
+}
+
+// firstFailure is the first failed check's message in a scenario's output.
+func firstFailure(out []string) string {
+	for _, l := range out {
+		if strings.Contains(l, "_test.go:") && (strings.Contains(l, "allowed") || strings.Contains(l, "want")) {
+			return strings.TrimSpace(l)
+		}
+	}
+	for _, l := range out {
+		if strings.Contains(l, "--- FAIL") {
+			return strings.TrimSpace(l)
+		}
+	}
+	return "(no message)"
 }

@@ -86,6 +86,8 @@ func cell(o outcome) string {
 		return fmt.Sprintf("%s %s (%d skipped)", o.status, seconds(o.took), len(o.notes))
 	case o.status == fail && o.known != "":
 		return fmt.Sprintf("FAIL (known, see below) %s", seconds(o.took))
+	case o.status == pass && o.retried:
+		return fmt.Sprintf("PASS on the second run %s", seconds(o.took))
 	}
 	return fmt.Sprintf("%s %s", o.status, seconds(o.took))
 }
@@ -145,8 +147,11 @@ func summaryLines(g *guestReport) []string {
 	var out []string
 	for _, o := range append([]outcome{g.check}, g.scenarios...) {
 		status := o.status
-		if status == fail && o.known != "" {
+		switch {
+		case status == fail && o.known != "":
 			status = "KNOWN"
+		case status == pass && o.retried:
+			status = "PASS(2)"
 		}
 		line := fmt.Sprintf("%-28s %-18s %-7s %7s", g.k.release, o.name, status, seconds(o.took))
 		if o.status != pass && len(o.why) > 0 {
