@@ -46,7 +46,7 @@ func parseMarker(text string) (mark, bool) {
 		return mark{}, false
 	}
 	m := mark{kind: f[0], rest: strings.Join(f[1:], " ")}
-	if (m.kind == "begin" || m.kind == "end") && len(f) > 1 {
+	if (m.kind == "begin" || m.kind == "end" || m.kind == "retry") && len(f) > 1 {
 		m.name = f[1]
 	}
 	if m.kind == "end" && len(f) > 2 {

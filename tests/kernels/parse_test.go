@@ -168,3 +168,32 @@ func TestLoadOrder(t *testing.T) {
 		t.Error("a module missing from modules.dep gave no error")
 	}
 }
+
+// A scenario that failed, ran again and passed is a pass, noted.
+func TestParseRetried(t *testing.T) {
+	res := console(`
+@@tracerd-kernels@@ boot 6.12 2 cpus
+@@tracerd-kernels@@ begin check
+tracing works here
+@@tracerd-kernels@@ end check 0
+@@tracerd-kernels@@ begin accept
+=== RUN   TestAcceptQueue
+    phases_test.go:69: conn 1 accept_queue: tracerd measured 290ms, truth 337ms (off by 47ms, allowed 16.8ms)
+--- FAIL: TestAcceptQueue (3.00s)
+FAIL
+@@tracerd-kernels@@ retry accept
+=== RUN   TestAcceptQueue
+--- PASS: TestAcceptQueue (3.00s)
+PASS
+@@tracerd-kernels@@ end accept 0
+@@tracerd-kernels@@ done
+`)
+	g := parseGuest(res, []scenario{{Name: "accept", Run: "^TestAcceptQueue$"}})
+	o := g.scenarios[0]
+	if o.status != pass || !o.retried || len(o.notes) != 1 || !strings.Contains(o.notes[0], "off by 47ms") {
+		t.Errorf("outcome %+v", o)
+	}
+	if g.failed() {
+		t.Error("a scenario passed on its second run fails the guest")
+	}
+}
