@@ -129,7 +129,7 @@ type Func struct {
 	// morestack), else a PUSH of a register at the start of the function
 	// (functions without a stack check), both instructions the kernel
 	// emulates instead of single-stepping (≈0.8 µs instead of ≈9.5 µs per
-	// hit, DESIGN.md). Only instructions that leave the argument registers
+	// hit on our development VM). Only instructions that leave the argument registers
 	// untouched may precede it (CMP/TEST/LEA/MOV/SUB into R12/R13), so the
 	// ABIInternal argument registers still hold the arguments there. If no
 	// such instruction is found, EntryProbe is EntryOffset and

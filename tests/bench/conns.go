@@ -17,7 +17,7 @@ import (
 	"github.com/tracerd/tracerd/internal/loader"
 )
 
-// DESIGN.md's RSS budget holds with 10k open traced connections:
+// docs/design.md's RSS budget holds with 10k open traced connections:
 // tracerd keeps them in a BPF map (kernel memory, not in its RSS) and
 // whatever it holds per connection in user space shows in its RSS.
 

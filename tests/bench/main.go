@@ -1,5 +1,5 @@
 // Command bench measures tracerd's overhead against the budgets of
-// DESIGN.md ("Budgets") and writes BENCHMARKS.md. Run it as `make bench`
+// docs/design.md ("Budgets") and writes BENCHMARKS.md. Run it as `make bench`
 // (root; it builds tracerd and installs wrk first).
 //
 // In one run it interleaves rounds without and with `tracerd snapshot`

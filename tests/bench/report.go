@@ -13,7 +13,7 @@ import (
 	"github.com/tracerd/tracerd/internal/loader"
 )
 
-// Budgets from DESIGN.md.
+// Budgets from docs/design.md.
 const (
 	budgetRPSDrop    = 3.0                   // % fewer requests/s
 	budgetAddedP99   = 50 * time.Microsecond // added p99
@@ -21,7 +21,7 @@ const (
 	budgetAttach     = time.Second
 	budgetRSSMiB     = 64.0 // tracerd RSS with budgetConns open traced connections
 	budgetConns      = 10000
-	emptyHitNs       = 170.0 // an empty tracepoint hit in our VM (DESIGN.md)
+	emptyHitNs       = 170.0 // an empty tracepoint hit in our VM (docs/design.md)
 )
 
 type verdict struct {
@@ -352,7 +352,7 @@ func (r *report) full() {
 	// Header.
 	r.p("# tracerd benchmarks")
 	r.p("")
-	r.p("Produced by `make bench` (root; it builds `bin/tracerd`, installs wrk from Debian, then runs `go run ./tests/bench -tracerd bin/tracerd -out BENCHMARKS.md`). Every run rewrites this file completely. Budgets: DESIGN.md, \"Budgets\".")
+	r.p("Produced by `make bench` (root; it builds `bin/tracerd`, installs wrk from Debian, then runs `go run ./tests/bench -tracerd bin/tracerd -out BENCHMARKS.md`). Every run rewrites this file completely. Budgets: docs/design.md, \"Budgets\".")
 	r.p("")
 	r.runInfo()
 	r.p("- other load on the machine (it is shared): %.1f %% of its CPU busy just before the run (after waiting up to %s for quiet); during the rounds, processes outside the benchmark used %s %% of it (median %.1f %%)", r.b.idleBusy, c.quietWait, rangeOf(allOthers, func(v float64) string { return fmt.Sprintf("%.1f", v) }), median(allOthers))
@@ -628,7 +628,7 @@ func (r *report) partial() {
 	r.verdicts = append(r.verdicts, r.connsVerdict())
 	r.p("# tracerd benchmarks: %s only (partial run)", r.b.only)
 	r.p("")
-	r.p("Produced by `go run ./tests/bench -only %s`: one part of `make bench`, whose full report is BENCHMARKS.md. Budgets: DESIGN.md, \"Budgets\".", r.b.only)
+	r.p("Produced by `go run ./tests/bench -only %s`: one part of `make bench`, whose full report is BENCHMARKS.md. Budgets: docs/design.md, \"Budgets\".", r.b.only)
 	r.p("")
 	r.runInfo()
 	r.p("")
@@ -910,7 +910,7 @@ func (r *report) uprobeTable(maxOn, rateOn []roundResult) {
 	}
 	r.p("### Uprobe programs (reported apart)")
 	r.p("")
-	r.p("Not counted in the kernel engine's cost above. run_time_ns holds only the BPF program: the uprobe's trap (DESIGN.md: ≈ 0.8 µs per hit on an emulated instruction, ≈ 9.5 µs otherwise) is paid in the server's own context and shows in its CPU per request (section 1).")
+	r.p("Not counted in the kernel engine's cost above. run_time_ns holds only the BPF program: the uprobe's trap (≈ 0.8 µs per hit on an emulated instruction, ≈ 9.5 µs otherwise, on our development VM) is paid in the server's own context and shows in its CPU per request (section 1).")
 	r.p("")
 	r.p("| program | type | hits/req | ns/hit | ns/req | hits/req @%s | ns/hit @%s | ns/req @%s |", fmtRPS(r.b.rate), fmtRPS(r.b.rate), fmtRPS(r.b.rate))
 	r.p("|---|---|---|---|---|---|---|---|")
