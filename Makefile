@@ -8,8 +8,10 @@ PREFIX  ?= /usr/local
 
 all: build
 
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+
 build:
-	$(GO) build -o $(TRACERD) ./cmd/tracerd
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(TRACERD) ./cmd/tracerd
 
 # Regenerates the committed bpf2go outputs from bpf/*.c and the committed
 # bpf/vmlinux.h, with the pinned clang (clang-14, Debian's package of that

@@ -94,7 +94,7 @@ func (d *daemon) Status() (any, error) {
 		return nil, err
 	}
 	st := Status{
-		PID: os.Getpid(), Version: version, Uptime: time.Since(d.start).Round(time.Second).String(),
+		PID: os.Getpid(), Version: versionString(), Uptime: time.Since(d.start).Round(time.Second).String(),
 		Config: d.opts.configPath, Reloads: d.reloads.Load(),
 		Targets: tr.tracer.Targets(), TargetsText: describeTargets(tr.tracer.Targets()),
 		Counters: c, Requests: tr.sess.Requests(), SinkErrors: tr.sess.SinkErrors(),

@@ -188,7 +188,7 @@ func (f *exporterFlags) build(log *slog.Logger) (*exporters, error) {
 			BatchDelay: set.BatchDelay,
 			Host:       host,
 			Resource:   set.Resource,
-			Version:    version,
+			Version:    versionString(),
 			Logger:     log,
 
 			KeepQueryValues: f.keepQueryValues,

@@ -6,6 +6,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime/debug"
 	"runtime/pprof"
 )
 
@@ -16,7 +17,40 @@ const (
 	exitUsage = 2 // bad flags or targets
 )
 
+// version is stamped by `make build` (-X main.version=$(git describe));
+// otherwise the commit Go recorded, if any (see versionString).
 var version = "dev"
+
+// versionString is version, or for a plain `go build` the commit and
+// whether the tree was modified, from the build info.
+func versionString() string {
+	if version != "dev" {
+		return version
+	}
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return version
+	}
+	rev, dirty := "", false
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	if rev == "" {
+		return version
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if dirty {
+		rev += "-dirty"
+	}
+	return "dev-" + rev
+}
 
 func usage() {
 	fmt.Fprint(os.Stderr, `usage: tracerd <command> [flags]
@@ -64,7 +98,7 @@ func run(args []string) int {
 	case "check":
 		code = checkCmd(os.Args[2:])
 	case "version", "--version", "-version":
-		fmt.Println("tracerd", version)
+		fmt.Println("tracerd", versionString())
 	case "help", "-h", "--help":
 		usage()
 	default:
