@@ -166,6 +166,14 @@ static __always_inline void count(__u32 idx)
 		     : [v] "+r"(n)                                              \
 		     : [m] "r"((__u64)(max)))
 
+/* A full memory barrier between a CPU's earlier stores and later loads
+ * (BPF has no fence instruction; x86's JIT makes an atomic add a locked
+ * add, which is one). */
+static __always_inline void full_barrier(struct traced_conn *c)
+{
+	__sync_fetch_and_add(&c->fence, 0);
+}
+
 /* TCP sequence comparisons, wrap-safe. */
 static __always_inline int seq_ge(__u32 a, __u32 b)
 {

@@ -36,11 +36,14 @@ static __always_inline int on_sock_send(struct sock *sk, int ret)
 	r->t_wl = now;
 	c->last_io = now;
 	c->resp_end = BPF_CORE_READ(tp, write_seq);
-	/* On loopback the bytes usually left inside this very syscall. */
+	r->t_tx = 0;
+	/* A transmit on another CPU (Nagle's held segment, sent when an ACK
+	 * comes) may run right now: either it sees the new resp_end, or we
+	 * see its last_tx_end (on loopback the bytes usually left inside
+	 * this very syscall). */
+	full_barrier(c);
 	if (seq_ge(c->last_tx_end, c->resp_end) && c->last_tx_ts)
 		r->t_tx = c->last_tx_ts;
-	else
-		r->t_tx = 0;
 	r->t_ack = 0;
 	r->nagle = !(BPF_CORE_READ_BITFIELD_PROBED(tp, nonagle) & TCP_NAGLE_OFF);
 	update_sched(c);
@@ -94,6 +97,7 @@ static __always_inline int on_start_xmit(const struct sk_buff *skb)
 	__u64 now = bpf_ktime_get_ns();
 	c->last_tx_end = end;
 	c->last_tx_ts = now;
+	full_barrier(c); /* pairs with the one in on_sock_send */
 	if (c->state == CONN_WRITING) {
 		c->last_io = now;
 		if (!c->req.t_tx && seq_ge(end, c->resp_end))

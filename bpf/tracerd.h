@@ -123,6 +123,7 @@ struct traced_conn {
 	__u8 rx_has_softirq;
 	__u8 peer_zero_window;
 	__u8 pad[5];
+	__u64 fence; /* target of full_barrier()'s locked add */
 };
 
 /* Go functions probed; the uprobe's BPF cookie. */

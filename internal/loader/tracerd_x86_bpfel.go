@@ -279,6 +279,7 @@ type TracerdTracedConn struct {
 	RxHasSoftirq   uint8
 	PeerZeroWindow uint8
 	Pad            [5]uint8
+	Fence          uint64
 }
 
 // Names of all BPF objects in the ELF.
