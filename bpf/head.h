@@ -117,18 +117,3 @@ static __always_inline __u16 keep_parsed(struct head_scratch *s, __u32 n, __u8 *
 	}
 	return len;
 }
-
-/* The request record's head from the n bytes captured in the scratch.
- * A global function: the verifier checks it once, not once for each of
- * its callers' paths (the scan's loops would blow its budget). */
-__noinline int keep_head(struct req_record *r, __u32 n)
-{
-	struct head_scratch *s = scratch_head();
-
-	if (!r || !s)
-		return 0;
-	r->req_len = keep_parsed(s, n, r->req_head);
-	/* Nothing else of the head stays in the kernel. */
-	__builtin_memset(s->b, 0, REQ_HEAD_CAP);
-	return r->req_len;
-}

@@ -14,22 +14,16 @@ static __always_inline void emit_proc(__u32 pid, __u32 what)
 		count(CNT_RINGBUF_DROPS);
 }
 
-/* A process selected by pid, comm or cgroup (ports are unknown at exec). */
-static __always_inline int selected_at_exec(__u32 tgid)
-{
-	struct filter_config *f = filter_config();
-
-	if (!f || (!f->pids && !f->comms && !f->cgroups))
-		return 0; /* host-wide or port-only: adopted at its first accept */
-	return process_matches(f, tgid);
-}
-
 static __always_inline int on_exec(struct task_struct *p)
 {
 	__u32 tgid = BPF_CORE_READ(p, tgid);
 	struct filter_config *f = filter_config();
 	int traced = bpf_map_lookup_elem(&traced_tgids, &tgid) != NULL;
 	int probed = bpf_map_lookup_elem(&go_procs, &tgid) != NULL;
+	/* Selected by pid, comm or cgroup (a port is unknown at exec; with
+	 * none of those kinds a process is adopted at its first accept). */
+	int by_process = f && (f->pids || f->comms || f->cgroups);
+	int selected = by_process && process_matches(f, tgid);
 
 	/* Keep them ints: clang would OR the two pointers, which the
 	 * verifier refuses. */
@@ -39,7 +33,7 @@ static __always_inline int on_exec(struct task_struct *p)
 	/* A new binary (its name is already the new one here): old offsets
 	 * no longer apply. */
 	bpf_map_delete_elem(&go_procs, &tgid);
-	if (f && (f->pids || f->comms || f->cgroups) && !selected_at_exec(tgid)) {
+	if (by_process && !selected) {
 		/* Out of the selection now (e.g. --comm and another name):
 		 * its Go probes go. Connections it accepted while selected
 		 * stay traced until they close, under its new name. */
@@ -48,7 +42,7 @@ static __always_inline int on_exec(struct task_struct *p)
 		bpf_map_delete_elem(&traced_tgids, &tgid);
 		return 0;
 	}
-	if (traced || selected_at_exec(tgid))
+	if (traced || selected)
 		emit_proc(tgid, PROC_EXEC);
 	return 0;
 }

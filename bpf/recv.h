@@ -6,30 +6,35 @@
 #include "request.h"
 #include "softirq.h"
 
-/* Request bytes became readable on sk: note the oldest unread one. */
-static __always_inline int on_data_ready(const struct sock *sk)
+/* Request bytes became readable on the connection keyed key (c, its
+ * traced state, looked up by the caller; NULL before accept()): note the
+ * oldest unread one. */
+static __always_inline void note_rx(__u64 key, struct traced_conn *c)
 {
-	__u64 key = (__u64)sk;
-	struct traced_conn *c = bpf_map_lookup_elem(&conns, &key);
 	__u64 softirq_ns = 0;
-	__u8 has_softirq;
 
 	if (c) {
 		if (c->rx_ts)
-			return 0; /* only the oldest unread byte counts */
+			return; /* only the oldest unread byte counts */
 		c->rx_ts = bpf_ktime_get_ns();
-		has_softirq = softirq_delay(c->rx_ts, &softirq_ns);
+		c->rx_has_softirq = softirq_delay(c->rx_ts, &softirq_ns);
 		c->rx_softirq = softirq_ns;
-		c->rx_has_softirq = has_softirq;
-		return 0;
+		return;
 	}
 	/* Data may arrive before accept(). */
 	struct pending *p = bpf_map_lookup_elem(&pending_est, &key);
 	if (!p || p->rx_ts)
-		return 0;
+		return;
 	p->rx_ts = bpf_ktime_get_ns();
 	p->rx_has_softirq = softirq_delay(p->rx_ts, &softirq_ns);
 	p->rx_softirq = softirq_ns;
+}
+
+static __always_inline int on_data_ready(const struct sock *sk)
+{
+	__u64 key = (__u64)sk;
+
+	note_rx(key, bpf_map_lookup_elem(&conns, &key));
 	return 0;
 }
 

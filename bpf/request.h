@@ -78,6 +78,29 @@ static __always_inline __u16 capture(void *dst, __u64 cap, int ret)
 	return n;
 }
 
+/* The request record's head from the current read of ret bytes: copied
+ * into the scratch, the parsed lines kept, the scratch cleared. A global
+ * function: the verifier checks it once, not once for each of its
+ * callers' paths (the scan's loops would blow its budget). */
+__noinline int keep_head(struct req_record *r, int ret)
+{
+	struct head_scratch *s = scratch_head();
+	__u16 n;
+
+	if (!r)
+		return 0;
+	r->req_len = 0;
+	if (!s)
+		return 0;
+	n = capture(s->b, REQ_HEAD_CAP, ret);
+	if (!n)
+		return 0;
+	r->req_len = keep_parsed(s, n, r->req_head);
+	/* Nothing else of the head stays in the kernel. */
+	__builtin_memset(s->b, 0, REQ_HEAD_CAP);
+	return r->req_len;
+}
+
 /* The serving thread's scheduling totals, created on first use so the
  * sched programs start timing it. */
 static __always_inline struct task_sched *task_sched_of(__u32 tid)
@@ -160,14 +183,7 @@ static __always_inline void start_request(struct traced_conn *c, __u64 now, int 
 			r->flags |= REQ_HAS_SCHED;
 		}
 	}
-	r->req_len = 0;
-	struct head_scratch *s = scratch_head();
-	if (s) {
-		__u16 n = capture(s->b, REQ_HEAD_CAP, ret);
-
-		if (n)
-			keep_head(r, n);
-	}
+	keep_head(r, ret);
 	r->goid = reading_goid(r->pid);
 }
 

@@ -9,8 +9,8 @@
 /* Without sk_data_ready: a segment carrying the next expected bytes is
  * about to be queued (tcp_probe fires at the top of tcp_rcv_established,
  * in the same softirq as tcp_data_ready would). */
-static __always_inline void note_arrival(struct sock *sk, const struct sk_buff *skb,
-					 const struct tcphdr *th)
+static __always_inline void note_arrival(struct sock *sk, struct traced_conn *c,
+					 const struct sk_buff *skb, const struct tcphdr *th)
 {
 	__u32 len = BPF_CORE_READ(skb, len);
 	__u32 hdr = th->doff * 4;
@@ -19,7 +19,7 @@ static __always_inline void note_arrival(struct sock *sk, const struct sk_buff *
 		return; /* no payload */
 	if (bpf_ntohl(th->seq) != BPF_CORE_READ((struct tcp_sock *)sk, rcv_nxt))
 		return; /* out of order or old: not readable now */
-	on_data_ready(sk);
+	note_rx((__u64)sk, c);
 }
 
 static __always_inline int on_tcp_probe(struct sock *sk, const struct sk_buff *skb)
@@ -34,7 +34,7 @@ static __always_inline int on_tcp_probe(struct sock *sk, const struct sk_buff *s
 	if (bpf_probe_read_kernel(&th, sizeof(th), BPF_CORE_READ(skb, data)))
 		return 0;
 	if (rx_from_tcp_probe) {
-		note_arrival(sk, skb, &th);
+		note_arrival(sk, c, skb, &th);
 		if (!c)
 			return 0;
 	}

@@ -513,12 +513,7 @@ func goProcessLifecycle(t *testing.T, path string, env []string) {
 	started := time.Now()
 	srv := startGoServer(t, path)
 	attached := fmt.Sprintf("pid=%d", srv.PID)
-	for !strings.Contains(tr.stderr.String(), "msg=\"Go probes attached\" "+attached) {
-		if time.Since(started) > time.Second {
-			t.Fatalf("no Go probes 1s after the process started:\n%s", tr.stderr)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitStderr(t, tr.tracerdProc, "msg=\"Go probes attached\" "+attached, time.Second-time.Since(started))
 	t.Logf("Go probes attached %s after the process started", time.Since(started))
 	if n := uprobeLinks(t); n <= before {
 		t.Fatalf("uprobe links: %d before, %d now", before, n)
@@ -533,12 +528,7 @@ func goProcessLifecycle(t *testing.T, path string, env []string) {
 	// The kernel takes ≈ 90 ms to remove each uprobe, one at a time
 	// (≈ 3 s for the 32 of a goserver); the BPF side ignores the pid at
 	// once.
-	for !strings.Contains(tr.stderr.String(), "msg=\"Go probes detached\" "+attached) {
-		if time.Since(killed) > 10*time.Second {
-			t.Fatalf("probes not removed 10s after exit:\n%s", tr.stderr)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitStderr(t, tr.tracerdProc, "msg=\"Go probes detached\" "+attached, 10*time.Second)
 	t.Logf("Go probes removed %s after the process was killed", time.Since(killed))
 	// A closed link's kernel object goes a moment later (deferred free).
 	for n := uprobeLinks(t); n != before; n = uprobeLinks(t) {

@@ -134,6 +134,18 @@ func launch(t *testing.T, cmd *exec.Cmd, wait time.Duration) *tracerdProc {
 	return p
 }
 
+// waitStderr waits up to d for s in a tracerd's log.
+func waitStderr(t *testing.T, p *tracerdProc, s string, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !strings.Contains(p.stderr.String(), s) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%q not in the log after %s:\n%s", s, d, p.stderr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // name is how messages call the process: "tracerd run", "tracerd snapshot".
 func (p *tracerdProc) name() string { return "tracerd " + p.cmd.Args[1] }
 

@@ -10,18 +10,6 @@ import (
 	"time"
 )
 
-// waitStderr waits up to d for s in a tracerd's log.
-func waitStderr(t *testing.T, p *tracerdProc, s string, d time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !strings.Contains(p.stderr.String(), s) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%q not in the log after %s:\n%s", s, d, p.stderr)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // waitLinks waits up to d for the Go uprobe links to be back to want
 // (or fewer: another tracer on the host may have dropped some).
 func waitLinks(t *testing.T, want int, d time.Duration) {

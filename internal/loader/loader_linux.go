@@ -118,6 +118,10 @@ func Open(cfg Config) (*Tracer, error) {
 	if err := cfg.Targets.Validate(); err != nil {
 		return nil, err
 	}
+	cg, err := resolveCgroups(cfg.Targets.Cgroups)
+	if err != nil {
+		return nil, err
+	}
 	cfg.RefuseWays = append(slices.Clone(cfg.RefuseWays), envList("TRACERD_NO_WAYS")...)
 	k, err := newKernelView()
 	if err != nil {
@@ -126,7 +130,7 @@ func Open(cfg Config) (*Tracer, error) {
 	defer ReleaseKernelBTF()
 	failed := map[string]string{}
 	for {
-		t, retry, err := open(cfg, k, failed, log)
+		t, retry, err := open(cfg, cg, k, failed, log)
 		if err != nil || !retry {
 			return t, err
 		}
@@ -134,7 +138,7 @@ func Open(cfg Config) (*Tracer, error) {
 }
 
 // open is one attempt. retry: a way failed and is now in failed.
-func open(cfg Config, k *kernelView, failed map[string]string, log *slog.Logger) (_ *Tracer, retry bool, err error) {
+func open(cfg Config, cg cgroupSelection, k *kernelView, failed map[string]string, log *slog.Logger) (_ *Tracer, retry bool, err error) {
 	spec, err := LoadTracerd()
 	if err != nil {
 		return nil, false, fmt.Errorf("reading embedded BPF object: %w", err)
@@ -212,10 +216,7 @@ func open(cfg Config, k *kernelView, failed map[string]string, log *slog.Logger)
 		}
 		return nil, false, fmt.Errorf("loading BPF programs: %s", loadError(err))
 	}
-	if err := fillTargets(t.coll, cfg.Targets); err != nil {
-		return nil, false, err
-	}
-	if err := setFilterKinds(t.coll, cfg.Targets); err != nil {
+	if err := putTargets(t.coll, cfg.Targets, cg); err != nil {
 		return nil, false, err
 	}
 	t.targets = cfg.Targets
@@ -272,11 +273,8 @@ func loadError(err error) string {
 
 // configure sets the constants and sizes of the object: which optional
 // hooks are attached (attached by hook name) and the flags of the ways
-// taken. (The selection is in maps: fillTargets.)
+// taken. (The selection is in maps: putTargets.)
 func configure(spec *ebpf.CollectionSpec, cfg Config, attached, flags map[string]bool) error {
-	if _, err := resolveCgroups(cfg.Targets.Cgroups); err != nil {
-		return err
-	}
 	vars := map[string]any{
 		TracerdVarIdleTimeoutNs:  uint64(cfg.IdleTimeout.Nanoseconds()),
 		TracerdVarSchedEnabled:   b2u(attached["sched_switch"] && attached["sched_wakeup"]),
@@ -312,25 +310,10 @@ func configure(spec *ebpf.CollectionSpec, cfg Config, attached, flags map[string
 	return nil
 }
 
-// setFilterKinds turns the kinds of selection tg uses on, the others off.
-func setFilterKinds(coll *ebpf.Collection, tg Targets) error {
-	cg, err := resolveCgroups(tg.Cgroups)
-	if err != nil {
-		return err
-	}
-	f := TracerdFilterConfig{
-		Pids: b2u(len(tg.PIDs) > 0), Ports: b2u(len(tg.Ports) > 0),
-		Comms: b2u(len(tg.Comms) > 0), Cgroups: b2u(len(tg.Cgroups) > 0),
-		CgroupV1Subsys: cg.v1Subsys,
-	}
-	if err := coll.Maps[TracerdMapFilter].Put(uint32(0), f); err != nil {
-		return fmt.Errorf("setting the selection's kinds: %w", err)
-	}
-	return nil
-}
-
-// fillTargets adds tg's values to the target maps.
-func fillTargets(coll *ebpf.Collection, tg Targets) error {
+// putTargets adds tg's values to the target maps (cg: its cgroups
+// resolved), then switches on the kinds of selection it uses and off the
+// others: a kind turned on finds its values already there.
+func putTargets(coll *ebpf.Collection, tg Targets, cg cgroupSelection) error {
 	one := uint8(1)
 	for _, pid := range tg.PIDs {
 		if err := coll.Maps[TracerdMapTargetPids].Put(pid, one); err != nil {
@@ -347,14 +330,18 @@ func fillTargets(coll *ebpf.Collection, tg Targets) error {
 			return fmt.Errorf("adding comm %q: %w", comm, err)
 		}
 	}
-	cg, err := resolveCgroups(tg.Cgroups)
-	if err != nil {
-		return err
-	}
 	for _, id := range cg.ids {
 		if err := coll.Maps[TracerdMapTargetCgroups].Put(id, one); err != nil {
 			return fmt.Errorf("adding cgroup %d: %w", id, err)
 		}
+	}
+	f := TracerdFilterConfig{
+		Pids: b2u(len(tg.PIDs) > 0), Ports: b2u(len(tg.Ports) > 0),
+		Comms: b2u(len(tg.Comms) > 0), Cgroups: b2u(len(tg.Cgroups) > 0),
+		CgroupV1Subsys: cg.v1Subsys,
+	}
+	if err := coll.Maps[TracerdMapFilter].Put(uint32(0), f); err != nil {
+		return fmt.Errorf("setting the selection's kinds: %w", err)
 	}
 	return nil
 }

@@ -80,9 +80,6 @@ func newKernelView() (*kernelView, error) {
 
 // eventArgs is the number of arguments of a tracepoint's event in BTF.
 func eventArgs(spec *btf.Spec, event string) (int, bool) {
-	if spec == nil {
-		return 0, false
-	}
 	var td *btf.Typedef
 	if err := spec.TypeByName("btf_trace_"+event, &td); err != nil {
 		return 0, false
@@ -133,16 +130,15 @@ func (k *kernelView) offers(w Way) error {
 	return nil
 }
 
-// wayKey names a way of a hook in the record of ways that failed.
-func wayKey(h Hook, w Way) string { return h.Name + " " + w.Name() + " " + w.Progs0() }
-
-// Progs0 is the first program of a way ("" for via), to tell apart
-// ways with one name (tp_btf variants of one event).
-func (w Way) Progs0() string {
-	if len(w.Progs) == 0 {
-		return ""
+// wayKey names a way of a hook in the record of ways that failed (the
+// first program tells apart ways of one name: tp_btf variants of one
+// event).
+func wayKey(h Hook, w Way) string {
+	key := h.Name + " " + w.Name()
+	if len(w.Progs) > 0 {
+		key += " " + w.Progs[0].Program
 	}
-	return w.Progs[0].Program
+	return key
 }
 
 // refused says whether the operator turned a way off: an entry names a

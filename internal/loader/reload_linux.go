@@ -24,10 +24,7 @@ func (t *Tracer) SetTargets(tg Targets) error {
 	if err != nil {
 		return err
 	}
-	if err := fillTargets(t.coll, tg); err != nil {
-		return err
-	}
-	if err := setFilterKinds(t.coll, tg); err != nil {
+	if err := putTargets(t.coll, tg, cg); err != nil {
 		return err
 	}
 	var errs []error

@@ -47,10 +47,14 @@ func waysTable(guests []*guestReport) string {
 	var b strings.Builder
 	b.WriteString("| kernel | ways other than the best (hook: way) | hooks missing | phases available |\n|---|---|---|---|\n")
 	for _, g := range guests {
-		k := parseCheck(g.k.release, g.check.output)
-		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", k.release, orNone(k.fallbacks, "; "), orNone(k.missing, ", "), cmp.Or(k.phases, "(check failed)"))
+		b.WriteString(parseCheck(g.k.release, g.check.output).row())
 	}
 	return b.String()
+}
+
+// row is the kernel's line of the table.
+func (k kernelWays) row() string {
+	return fmt.Sprintf("| %s | %s | %s | %s |\n", k.release, orNone(k.fallbacks, "; "), orNone(k.missing, ", "), cmp.Or(k.phases, "(check failed)"))
 }
 
 func orNone(v []string, sep string) string {
@@ -98,6 +102,5 @@ func hostRow(tracerd string) string {
 	if unix.Uname(&rel) != nil {
 		return ""
 	}
-	k := parseCheck(unix.ByteSliceToString(rel.Release[:])+" (the machine that ran it)", strings.Split(string(out), "\n"))
-	return fmt.Sprintf("| %s | %s | %s | %s |\n", k.release, orNone(k.fallbacks, "; "), orNone(k.missing, ", "), cmp.Or(k.phases, "(check failed)"))
+	return parseCheck(unix.ByteSliceToString(rel.Release[:])+" (the machine that ran it)", strings.Split(string(out), "\n")).row()
 }
