@@ -55,12 +55,7 @@ func (r rawString) Set(s string) error {
 }
 
 // inRange vets a flag's value against a setting's range.
-func inRange(r config.Range) func(string) error {
-	if r.Duration {
-		return func(s string) error { _, err := r.ParseDuration(s); return err }
-	}
-	return func(s string) error { _, err := r.ParseCount(s); return err }
-}
+func inRange(r config.Range) func(string) error { return r.CheckString }
 
 func sampleRatio(s string) error { _, err := config.ParseSampleRatio(s); return err }
 

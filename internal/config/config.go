@@ -320,37 +320,24 @@ func (c *Config) check(path string, doc *yaml.Node) error {
 	}
 	// The exporters' values are strings ("" falls back to the OTEL_*
 	// variable, then the default): checked here when given.
-	o := c.Exporters.OTLP
+	o, smp := c.Exporters.OTLP, c.Exporters.Sampling
 	for _, v := range []struct {
-		val, key string
-		r        Range
+		val  string
+		keys []string
+		r    Range
 	}{
-		{o.QueueSize, "queue_size", QueueSize},
-		{o.BatchSize, "batch_size", BatchSize},
-		{o.BatchDelay, "batch_delay", BatchDelay},
-		{o.Timeout, "timeout", OTLPTimeout},
+		{o.QueueSize, []string{"otlp", "queue_size"}, QueueSize},
+		{o.BatchSize, []string{"otlp", "batch_size"}, BatchSize},
+		{o.BatchDelay, []string{"otlp", "batch_delay"}, BatchDelay},
+		{o.Timeout, []string{"otlp", "timeout"}, OTLPTimeout},
+		{smp.LatencyBudget, []string{"sampling", "latency_budget"}, LatencyBudget},
+		{smp.MaxTracesPerSecond, []string{"sampling", "max_traces_per_second"}, MaxTraces},
 	} {
 		if v.val == "" {
 			continue
 		}
-		var err error
-		if v.r.Duration {
-			_, err = v.r.ParseDuration(v.val)
-		} else {
-			_, err = v.r.ParseCount(v.val)
-		}
-		if err != nil {
-			bad(err.Error(), "exporters", "otlp", v.key)
-		}
-	}
-	if b := c.Exporters.Sampling.LatencyBudget; b != "" {
-		if _, err := LatencyBudget.ParseDuration(b); err != nil {
-			bad(err.Error(), "exporters", "sampling", "latency_budget")
-		}
-	}
-	if m := c.Exporters.Sampling.MaxTracesPerSecond; m != "" {
-		if _, err := MaxTraces.ParseCount(m); err != nil {
-			bad(err.Error(), "exporters", "sampling", "max_traces_per_second")
+		if err := v.r.CheckString(v.val); err != nil {
+			bad(err.Error(), append([]string{"exporters"}, v.keys...)...)
 		}
 	}
 	if r := c.Exporters.Sampling.Ratio; r != "" {

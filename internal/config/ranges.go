@@ -128,6 +128,18 @@ func (r Range) ParseDuration(s string) (time.Duration, error) {
 	return d, r.Check(int64(d))
 }
 
+// CheckString parses s as the range's kind (a duration or a whole
+// number) and checks it.
+func (r Range) CheckString(s string) error {
+	var err error
+	if r.Duration {
+		_, err = r.ParseDuration(s)
+	} else {
+		_, err = r.ParseCount(s)
+	}
+	return err
+}
+
 // ParseSampleRatio parses a ratio in [0, 1]; NaN and infinities are refused.
 func ParseSampleRatio(s string) (float64, error) {
 	v, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
