@@ -66,7 +66,7 @@ func TestPhasesFromRecord(t *testing.T) {
 	if r.TraceID.String() != "0af7651916cd43dd8448eb211c80319c" || r.ParentSpanID.String() != "b7ad6b7169203331" {
 		t.Errorf("traceparent: trace %q parent %q", r.TraceID, r.ParentSpanID)
 	}
-	if r.Route() != "GET /api/x" || r.EndReason != "idle" {
+	if r.Route() != "GET /api/x" || r.EndReason != EndIdle {
 		t.Errorf("route %q end %q", r.Route(), r.EndReason)
 	}
 	if r.Conn.Local != netip.MustParseAddrPort("127.0.0.1:8080") || r.Conn.Peer != netip.MustParseAddrPort("127.0.0.2:40000") {
@@ -117,15 +117,17 @@ func TestIPv4MappedAddresses(t *testing.T) {
 }
 
 func TestCorrelatorIDs(t *testing.T) {
-	c := New(time.Second)
+	c, out := newCorrelator(time.Second)
 	rec := baseRecord()
-	a, _ := c.Request(&rec)
-	b, _ := c.Request(&rec)
+	c.AddRecord(&rec)
+	c.AddRecord(&rec)
+	a, b := out.one(t), out.one(t)
 	if a.TraceID.String() != "0af7651916cd43dd8448eb211c80319c" || a.SpanID.IsZero() || a.SpanID == b.SpanID {
 		t.Errorf("ids: %q %q / %q", a.TraceID, a.SpanID, b.SpanID)
 	}
 	rec.ReqLen = 0
-	d, _ := c.Request(&rec)
+	c.AddRecord(&rec)
+	d := out.one(t)
 	if d.TraceID.IsZero() || d.TraceID == a.TraceID || !d.ParentSpanID.IsZero() {
 		t.Errorf("new trace: %q parent %q", d.TraceID, d.ParentSpanID)
 	}

@@ -9,7 +9,6 @@ import (
 
 	"github.com/cilium/ebpf/link"
 
-	"github.com/tracerd/tracerd/internal/correlate"
 	"github.com/tracerd/tracerd/internal/goinspect"
 	"github.com/tracerd/tracerd/internal/loader"
 )
@@ -42,7 +41,7 @@ func calibrationLeaf(b []byte) int { return len(b) }
 // StartCalibration probes tracerd's own calibrationTarget and calls it n
 // times; each call's measured duration is what probes add to a span (the
 // function itself takes nanoseconds). Samples arrive through
-// CalibrationSample; the median becomes the cost subtracted from spans.
+// Observe; the median becomes the cost subtracted from spans.
 func (m *Manager) StartCalibration(n int) error {
 	self := uint32(os.Getpid())
 	bin, err := goinspect.OpenPreferTable("/proc/self/exe")
@@ -54,7 +53,7 @@ func (m *Manager) StartCalibration(n int) error {
 	if err != nil {
 		return err
 	}
-	if err := m.tracer.Map(loader.TracerdMapGoProcs).Put(self, procOffsets(bin)); err != nil {
+	if err := m.tracer.SetGoProc(self, procOffsets(bin)); err != nil {
 		return err
 	}
 	bin.Close()
@@ -63,7 +62,7 @@ func (m *Manager) StartCalibration(n int) error {
 	if err != nil {
 		return err
 	}
-	ps, err := probesOf(f, target{symbol: "calibrationTarget", fn: correlate.GoCalibrate,
+	ps, err := probesOf(f, target{symbol: "calibrationTarget", fn: loader.TracerdGoFuncGO_CALIBRATE,
 		entry: loader.TracerdProgGoEntry, returns: loader.TracerdProgGoReturn})
 	var ls []link.Link
 	if err == nil {
@@ -90,11 +89,12 @@ func (c *calibration) close(m *Manager) {
 	for _, l := range c.links {
 		_ = l.Close()
 	}
-	_ = m.tracer.Map(loader.TracerdMapGoProcs).Delete(uint32(os.Getpid()))
+	_ = m.tracer.DeleteGoProc(uint32(os.Getpid()))
 }
 
-// CalibrationSample takes one calibration span (from the reading goroutine).
-func (m *Manager) CalibrationSample(ev *loader.GoEvent) {
+// calibrationSample takes one calibration span (from the reading
+// goroutine, through Observe).
+func (m *Manager) calibrationSample(ev *loader.GoEvent) {
 	m.mu.Lock()
 	c := m.calib
 	if c == nil {
