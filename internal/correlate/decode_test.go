@@ -25,7 +25,7 @@ func baseRecord() loader.Record {
 	rec.SoftirqNs = 3000
 	rec.RunqNs = 4 * ms
 	rec.ThrottleNs = 5 * ms
-	rec.Family = 2
+	rec.Family = uint16(loader.TracerdAddrFamilyFAMILY_INET)
 	copy(rec.Laddr[:], []byte{127, 0, 0, 1})
 	copy(rec.Raddr[:], []byte{127, 0, 0, 2})
 	rec.Lport, rec.Rport = 8080, 40000
@@ -108,7 +108,7 @@ func TestTransmitBeforeWriteReturnIsZeroSendQueue(t *testing.T) {
 
 func TestIPv4MappedAddresses(t *testing.T) {
 	rec := baseRecord()
-	rec.Family = 10
+	rec.Family = uint16(loader.TracerdAddrFamilyFAMILY_INET6)
 	mapped := netip.MustParseAddr("::ffff:10.1.2.3").As16()
 	rec.Laddr = mapped
 	if got := FromRecord(&rec, Clock{}).Conn.Local.Addr(); got != netip.MustParseAddr("10.1.2.3") {

@@ -125,6 +125,52 @@ func TestJoinGo(t *testing.T) {
 	}
 }
 
+// A GC pause is timed between two probes' clock reads, whichever probe
+// ends it: a mark termination at startTheWorldWithSema's entry (Go's
+// clock stops before the call), a sweep termination at its RET (Go's
+// clock stops inside it, before the RET). Either way the stop probe reads
+// its clock an entry probe's tail before Go's clock starts, and the
+// ending probe reads its own a probe's head after Go's clock stops: the
+// pair that calibration times from entry to RET on an empty function.
+// So the same cost comes off both kinds, and gc_stw is what Go counts in
+// PauseTotalNs.
+func TestGCPauseProbeCost(t *testing.T) {
+	const tail, head = 700, 600 // ns
+	c, out := newCorrelator(time.Minute)
+	c.SetGoProbes(7, goprobe.Probes{GC: true, ProbeCostNs: tail + head}, true)
+	// pause is the event the probes make of a pause Go times as [from, to].
+	pause := func(reason loader.TracerdStwReason, from, to uint64) loader.GoEvent {
+		return goEvent(goSTW, 0, from-tail, to+head, uint32(reason))
+	}
+	for _, ev := range []loader.GoEvent{
+		pause(loader.TracerdStwReasonSTW_GC_SWEEP_TERM, 20_000, 23_000),
+		pause(loader.TracerdStwReasonSTW_GC_MARK_TERM, 40_000, 45_000),
+	} {
+		c.AddGo(&ev)
+	}
+	rec := baseRecord()
+	rec.Pid, rec.Goid = 7, 0
+	rec.T_rd, rec.T_wl, rec.T_tx = 10_000, 60_000, 60_000
+	c.AddRecord(&rec)
+	r := out.one(t)
+	if v, _ := r.Phases.Get(GCSTW); v != 3000+5000 {
+		t.Errorf("gc_stw = %d, want 8000: Go's own pause times", v)
+	}
+	want := map[string]int64{
+		gcPauseSpans[loader.TracerdStwReasonSTW_GC_SWEEP_TERM]: 3000,
+		gcPauseSpans[loader.TracerdStwReasonSTW_GC_MARK_TERM]:  5000,
+	}
+	for _, s := range r.Spans {
+		if s.DurationNs != want[s.Name] {
+			t.Errorf("span %q: %d ns, want %d", s.Name, s.DurationNs, want[s.Name])
+		}
+		delete(want, s.Name)
+	}
+	if len(want) != 0 {
+		t.Errorf("pause spans missing: %v", want)
+	}
+}
+
 // A ServeHTTP no kernel record claims (HTTP/2) becomes its own request.
 func TestStreams(t *testing.T) {
 	c, out := newCorrelator(time.Second)
