@@ -62,8 +62,9 @@ var targets = []target{
 }
 
 // DefaultMaxCallsPerSecond bounds how often one probed function may fire
-// in one process before its probes are switched off: a RET probe costs
-// ≈ 10 µs here, so 2000 calls/s ≈ 2 % of a core for entry + return.
+// in one process before its probes are switched off: an entry probe
+// (≈ 0.8 µs) and a RET probe (≈ 9.5 µs, BENCHMARKS.md) cost the process
+// ≈ 10 µs per call, so 2000 calls/s ≈ 2 % of a core.
 const DefaultMaxCallsPerSecond = 2000
 
 // Probes says which Go measurements a process has, so that an
