@@ -18,14 +18,7 @@ type Correlator struct {
 	goProcs  map[uint32]*goProc
 	comms    map[uint32]string
 	goRetain time.Duration
-	// Go calls not exported: served on connections the kernel side did
-	// not trace, or HTTP/1 calls without their kernel record.
-	untracedCalls uint64
 }
-
-// UntracedGoCalls counts the Go calls left out because no traced
-// connection served them (see goProc.exportable).
-func (c *Correlator) UntracedGoCalls() uint64 { return c.untracedCalls }
 
 // New returns a Correlator whose clock offset is measured now; finished
 // requests go to emit. Go events are kept for goRetain to be joined with
@@ -43,9 +36,6 @@ func New(goRetain time.Duration, emit func(*Request)) *Correlator {
 
 // maxComms bounds the pid → comm cache.
 const maxComms = 4096
-
-// Clock is the correlator's monotonic → wall-clock conversion.
-func (c *Correlator) Clock() Clock { return c.clock }
 
 // AddRecord takes one kernel record. Its request, with the Go view of
 // its process joined in, is emitted now, or, when the Go call serving it

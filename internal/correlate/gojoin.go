@@ -471,11 +471,9 @@ func (c *Correlator) expire(now int64, all bool) {
 			switch {
 			case call.joined:
 			case all || call.end < now-c.goRetain.Nanoseconds():
-				if gp.exportable(call) {
+				if gp.exportable(call) { // else left out: see exportable
 					r := c.streamRequest(pid, gp, call)
 					c.emit(&r)
-				} else {
-					c.untracedCalls++
 				}
 				call.joined = true
 			default:

@@ -27,7 +27,6 @@ type calibration struct {
 	want    int
 	samples []int64
 	links   []link.Link
-	done    chan struct{}
 }
 
 // calibrationTarget has a frame and a stack check like real functions, so
@@ -73,7 +72,7 @@ func (m *Manager) StartCalibration(n int) error {
 	if err == nil {
 		ls, err = m.attachProbes(ex, ps, self)
 	}
-	c := &calibration{want: n, links: ls, done: make(chan struct{})}
+	c := &calibration{want: n, links: ls}
 	if err != nil {
 		c.close(m)
 		return err
@@ -122,29 +121,9 @@ func (m *Manager) calibrationSample(ev *loader.GoEvent) {
 	cost := m.cost
 	m.mu.Unlock()
 	c.close(m)
-	close(c.done)
 	for _, u := range ups {
 		m.updates <- u
 	}
 	m.log.Info("uprobe cost calibrated: subtracted from Go spans", "entry_plus_ret_ns", cost,
 		"p10_ns", c.samples[len(c.samples)/10], "p90_ns", c.samples[len(c.samples)*9/10])
-}
-
-// ProbeCostNs is the calibrated (or default) cost of an entry + RET probe pair.
-func (m *Manager) ProbeCostNs() int64 {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.cost
-}
-
-// CalibrationDone is closed when calibration has finished.
-func (m *Manager) CalibrationDone() <-chan struct{} {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.calib == nil {
-		c := make(chan struct{})
-		close(c)
-		return c
-	}
-	return m.calib.done
 }

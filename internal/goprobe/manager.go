@@ -119,11 +119,10 @@ type Manager struct {
 	maxRate int
 	updates chan Update
 
-	mu     sync.Mutex
-	procs  map[uint32]*proc
-	cost   int64 // calibrated ns added by entry + RET traps
-	closed bool
-	calib  *calibration
+	mu    sync.Mutex
+	procs map[uint32]*proc
+	cost  int64 // calibrated ns added by entry + RET traps
+	calib *calibration
 
 	workerOnce sync.Once
 	jobs       chan job
@@ -131,7 +130,6 @@ type Manager struct {
 }
 
 type proc struct {
-	exe       string
 	goVersion string
 	links     map[string][]link.Link // by group
 	probes    Probes
@@ -188,7 +186,7 @@ func (m *Manager) Attach(pid uint32) error {
 	if err != nil {
 		return err
 	}
-	p := &proc{exe: exe, goVersion: bin.GoVersion, links: map[string][]link.Link{}, counts: map[goFunc]int{}}
+	p := &proc{goVersion: bin.GoVersion, links: map[string][]link.Link{}, counts: map[goFunc]int{}}
 	m.mu.Lock()
 	if old := m.procs[pid]; old != nil {
 		closeLinks(old.links)
@@ -468,7 +466,6 @@ func (m *Manager) Close() {
 		closeLinks(p.links)
 		delete(m.procs, pid)
 	}
-	m.closed = true
 	m.unlinking.Wait()
 }
 

@@ -191,8 +191,7 @@ func TestCalibration(t *testing.T) {
 	m, e, _ := newTestManager(t)
 	var closes atomic.Int32
 	addProc(m, 7, &closes, Probes{HTTP: true, ProbeCostNs: DefaultProbeCostNs}, "http")
-	m.calib = &calibration{want: 3, done: make(chan struct{})}
-	done := m.CalibrationDone()
+	m.calib = &calibration{want: 3}
 	for i, ns := range []uint64{3000, 1000, 2000} {
 		ev := loader.GoEvent{Pid: uint32(os.Getpid()), Func: uint32(loader.TracerdGoFuncGO_CALIBRATE), Start: 10_000, End: 10_000 + ns}
 		if m.Observe(&ev) {
@@ -202,16 +201,11 @@ func TestCalibration(t *testing.T) {
 			noUpdate(t, m)
 		}
 	}
-	if m.ProbeCostNs() != 2000 {
-		t.Errorf("cost %d, want the median 2000", m.ProbeCostNs())
+	if m.cost != 2000 || m.calib != nil {
+		t.Errorf("cost %d, want the median 2000; calibration over: %v", m.cost, m.calib == nil)
 	}
 	if u := nextUpdate(t, m); u.PID != 7 || u.Probes.ProbeCostNs != 2000 || !u.Probes.HTTP {
 		t.Errorf("update %+v", u)
-	}
-	select {
-	case <-done:
-	default:
-		t.Error("CalibrationDone not closed")
 	}
 	if !slices.Equal(e.deleted, []uint32{uint32(os.Getpid())}) {
 		t.Errorf("BPF map entries deleted: %v, want tracerd's own", e.deleted)
@@ -219,8 +213,8 @@ func TestCalibration(t *testing.T) {
 	// Later samples (calibration over) change nothing.
 	late := loader.GoEvent{Func: uint32(loader.TracerdGoFuncGO_CALIBRATE), End: 99_999}
 	m.Observe(&late)
-	if m.ProbeCostNs() != 2000 {
-		t.Errorf("cost changed after calibration: %d", m.ProbeCostNs())
+	if m.cost != 2000 {
+		t.Errorf("cost changed after calibration: %d", m.cost)
 	}
 	noUpdate(t, m)
 }
