@@ -7,9 +7,6 @@
 #include "request.h"
 #include "proc.h"
 
-#define AF_INET 2
-#define AF_INET6 10
-
 /* The syscalls' exit context (format of syscalls/sys_exit_*). */
 struct syscall_exit_ctx {
 	__u64 pad;
@@ -22,7 +19,7 @@ static __always_inline void fill_addrs(struct req_record *r, struct sock *sk)
 	r->family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	r->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
 	r->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	if (r->family == AF_INET6) {
+	if (r->family == FAMILY_INET6) {
 		BPF_CORE_READ_INTO(&r->laddr, sk, __sk_common.skc_v6_rcv_saddr);
 		BPF_CORE_READ_INTO(&r->raddr, sk, __sk_common.skc_v6_daddr);
 	} else {

@@ -15,6 +15,18 @@
 	SEC("uprobe.multi/" #name)                                       \
 	int name##_multi(struct pt_regs *ctx) { return name##_body(ctx); }
 
+/* What a Go uprobe's cookie says (enum go_cookie): the function probed
+ * and where in it the probe sits. */
+static __always_inline __u32 cookie_func(struct pt_regs *ctx)
+{
+	return (__u32)bpf_get_attach_cookie(ctx);
+}
+
+static __always_inline __u64 cookie_site(struct pt_regs *ctx)
+{
+	return bpf_get_attach_cookie(ctx) >> GO_COOKIE_SITE_SHIFT;
+}
+
 /* g of the current thread at a syscall: the runtime keeps it at fs:-8. */
 static __always_inline __u64 goid_at_syscall(struct go_proc *gp)
 {
@@ -103,7 +115,7 @@ static __always_inline int go_entry_body(struct pt_regs *ctx)
 	ev->kind = EV_GO;
 	ev->pid = pid;
 	ev->tid = (__u32)bpf_get_current_pid_tgid();
-	ev->func = (__u32)bpf_get_attach_cookie(ctx);
+	ev->func = cookie_func(ctx);
 	ev->goid = goid_at_uprobe(ctx, gp);
 	ev->start = bpf_ktime_get_ns();
 	if (ev->func == GO_SERVE_HTTP)
@@ -127,7 +139,7 @@ static __always_inline int go_return_body(struct pt_regs *ctx)
 		return 0;
 	struct go_call_key key = {
 		.pid = pid,
-		.func = (__u32)bpf_get_attach_cookie(ctx),
+		.func = cookie_func(ctx),
 		.goid = goid_at_uprobe(ctx, gp),
 	};
 	struct go_event *ev = bpf_map_lookup_elem(&go_calls, &key);
@@ -193,7 +205,8 @@ static __always_inline int go_grpc_status_body(struct pt_regs *ctx)
 	return 0;
 }
 
-/* runtime.stopTheWorldWithSema(reason): the world stops. */
+/* runtime.stopTheWorldWithSema(reason): the world stops. reason is a
+ * uint8: Go's ABI leaves the rest of RAX undefined. */
 static __always_inline int go_stw_stop_body(struct pt_regs *ctx)
 {
 	__u32 pid = bpf_get_current_pid_tgid() >> 32;
@@ -205,15 +218,13 @@ static __always_inline int go_stw_stop_body(struct pt_regs *ctx)
 	return 0;
 }
 
-/* Where Go's own PauseTotalNs ends a pause: mark termination takes its
- * clock before calling startTheWorldWithSema (so the pause ends at its
- * entry), sweep termination inside it, after restarting the Ps (so at its
- * RET). The cookie says which probe this is. */
-#define STW_END_AT_ENTRY 1
-#define STW_END_AT_RET 2
-#define STW_REASON_GC_MARK_TERM 1
-#define STW_ENDED_AT_RET 0x100 /* flag in go_event.arg: probe cost to subtract */
-
+/* runtime.startTheWorldWithSema: the pause ends where Go's own clock
+ * (PauseTotalNs) ends it. Mark termination reads that clock before the
+ * call (the pause ends at the entry), sweep termination inside it after
+ * restarting the Ps (at its RETs): probed at both, the cookie's site
+ * says which probe this is. Either way the pause is timed from one
+ * probe's clock read to another's, as a call is from entry to RET, so
+ * user space takes the same calibrated probe cost off both kinds. */
 static __always_inline int go_stw_start_body(struct pt_regs *ctx)
 {
 	__u32 pid = bpf_get_current_pid_tgid() >> 32;
@@ -221,9 +232,8 @@ static __always_inline int go_stw_start_body(struct pt_regs *ctx)
 
 	if (!st)
 		return 0;
-	__u64 where = bpf_get_attach_cookie(ctx) >> 32;
-	int mark_term = st->reason == STW_REASON_GC_MARK_TERM;
-	if ((where == STW_END_AT_ENTRY) != mark_term)
+	int mark_term = st->reason == STW_GC_MARK_TERM;
+	if ((cookie_site(ctx) == PROBE_AT_ENTRY) != mark_term)
 		return 0;
 	struct go_event ev = {
 		.kind = EV_GO,
@@ -232,7 +242,7 @@ static __always_inline int go_stw_start_body(struct pt_regs *ctx)
 		.func = GO_STW,
 		.start = st->start,
 		.end = bpf_ktime_get_ns(),
-		.arg = st->reason | (where == STW_END_AT_RET ? STW_ENDED_AT_RET : 0),
+		.arg = st->reason,
 	};
 	bpf_map_delete_elem(&go_stw, &pid);
 	if (bpf_ringbuf_output(&events, &ev, sizeof(ev), ringbuf_flags()))

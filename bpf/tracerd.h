@@ -28,12 +28,20 @@ enum req_flags {
 	REQ_HAS_TCP = 1 << 4,     /* srtt/cwnd read from an incoming segment */
 };
 
-/* Why a request's record was emitted. */
+/* Why a request ended. */
 enum end_reason {
 	END_NEXT_REQUEST = 1, /* the app consumed new data after answering */
 	END_CLOSE = 2,        /* the connection closed */
 	END_IDLE = 3,         /* nothing happened for idle_timeout_ns */
 	END_FLUSH = 4,        /* user space drained it at shutdown */
+	END_STREAM = 5,       /* user space: a Go call no record claimed (HTTP/2 stream, gRPC call) */
+};
+
+/* req_record.family: the kernel's AF_* values (macros, which vmlinux.h
+ * does not carry). */
+enum addr_family {
+	FAMILY_INET = 2,
+	FAMILY_INET6 = 10,
 };
 
 /* Per-CPU counters, indexes into the counters map. */
@@ -126,7 +134,7 @@ struct traced_conn {
 	__u64 fence; /* target of full_barrier()'s locked add */
 };
 
-/* Go functions probed; the uprobe's BPF cookie. */
+/* Go functions probed: the low bits of a Go uprobe's cookie (enum go_cookie). */
 enum go_func {
 	GO_JSON_MARSHAL = 1,
 	GO_JSON_UNMARSHAL = 2,
@@ -143,6 +151,24 @@ enum go_func {
 	GO_FUNC_MAX = 13,
 };
 
+/* A Go uprobe's BPF cookie: the function (enum go_func) in the low 32
+ * bits, the probe's site (enum probe_site) from GO_COOKIE_SITE_SHIFT. */
+enum go_cookie {
+	GO_COOKIE_SITE_SHIFT = 32,
+};
+
+enum probe_site {
+	PROBE_AT_ENTRY = 1, /* the function's entry (after its stack check) */
+	PROBE_AT_RET = 2,   /* one of its RET instructions */
+};
+
+/* runtime.stwReason of the pauses that are garbage collection (Go ≥ 1.21);
+ * others (ReadMemStats, traces, profiles) are not GC. */
+enum stw_reason {
+	STW_GC_MARK_TERM = 1,
+	STW_GC_SWEEP_TERM = 2,
+};
+
 enum go_capture {
 	GO_METHOD_CAP = 16,
 	GO_PATH_CAP = 128,
@@ -152,7 +178,7 @@ enum go_capture {
 };
 
 /* A Go event: a timed call on a goroutine, a stop-the-world pause
- * (arg = stwReason), or a status written (arg = status code). */
+ * (arg = enum stw_reason), or a status written (arg = status code). */
 struct go_event {
 	__u32 kind; /* EV_GO */
 	__u32 pid;

@@ -8,13 +8,6 @@ import (
 	"github.com/tracerd/tracerd/internal/loader"
 )
 
-var endReasons = map[uint8]string{
-	uint8(loader.TracerdEndReasonEND_NEXT_REQUEST): "next_request",
-	uint8(loader.TracerdEndReasonEND_CLOSE):        "close",
-	uint8(loader.TracerdEndReasonEND_IDLE):         "idle",
-	uint8(loader.TracerdEndReasonEND_FLUSH):        "flush",
-}
-
 func has(flags uint32, f loader.TracerdReqFlags) bool { return flags&uint32(f) != 0 }
 
 // FromRecord builds a Request from a kernel record.
@@ -29,7 +22,7 @@ func fromRecord(rec *loader.Record, clock Clock, comm string) Request {
 		TID:       rec.Tid,
 		Comm:      comm,
 		CgroupID:  rec.CgroupId,
-		EndReason: endReasons[rec.EndReason],
+		EndReason: EndReason(rec.EndReason),
 		Answered:  rec.T_wl != 0,
 	}
 	r.Service = r.Comm
@@ -123,7 +116,7 @@ func parseHTTP(r *Request, rec *loader.Record) {
 
 func addrPort(family uint16, raw [16]uint8, port uint16) netip.AddrPort {
 	var a netip.Addr
-	if family == 10 { // AF_INET6
+	if family == uint16(loader.TracerdAddrFamilyFAMILY_INET6) {
 		a = netip.AddrFrom16(raw).Unmap()
 	} else {
 		a = netip.AddrFrom4([4]byte(raw[:4]))

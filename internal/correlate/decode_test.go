@@ -25,7 +25,7 @@ func baseRecord() loader.Record {
 	rec.SoftirqNs = 3000
 	rec.RunqNs = 4 * ms
 	rec.ThrottleNs = 5 * ms
-	rec.Family = 2
+	rec.Family = uint16(loader.TracerdAddrFamilyFAMILY_INET)
 	copy(rec.Laddr[:], []byte{127, 0, 0, 1})
 	copy(rec.Raddr[:], []byte{127, 0, 0, 2})
 	rec.Lport, rec.Rport = 8080, 40000
@@ -66,7 +66,7 @@ func TestPhasesFromRecord(t *testing.T) {
 	if r.TraceID.String() != "0af7651916cd43dd8448eb211c80319c" || r.ParentSpanID.String() != "b7ad6b7169203331" {
 		t.Errorf("traceparent: trace %q parent %q", r.TraceID, r.ParentSpanID)
 	}
-	if r.Route() != "GET /api/x" || r.EndReason != "idle" {
+	if r.Route() != "GET /api/x" || r.EndReason != EndIdle {
 		t.Errorf("route %q end %q", r.Route(), r.EndReason)
 	}
 	if r.Conn.Local != netip.MustParseAddrPort("127.0.0.1:8080") || r.Conn.Peer != netip.MustParseAddrPort("127.0.0.2:40000") {
@@ -108,7 +108,7 @@ func TestTransmitBeforeWriteReturnIsZeroSendQueue(t *testing.T) {
 
 func TestIPv4MappedAddresses(t *testing.T) {
 	rec := baseRecord()
-	rec.Family = 10
+	rec.Family = uint16(loader.TracerdAddrFamilyFAMILY_INET6)
 	mapped := netip.MustParseAddr("::ffff:10.1.2.3").As16()
 	rec.Laddr = mapped
 	if got := FromRecord(&rec, Clock{}).Conn.Local.Addr(); got != netip.MustParseAddr("10.1.2.3") {
@@ -117,15 +117,17 @@ func TestIPv4MappedAddresses(t *testing.T) {
 }
 
 func TestCorrelatorIDs(t *testing.T) {
-	c := New(time.Second)
+	c, out := newCorrelator(time.Second)
 	rec := baseRecord()
-	a, _ := c.Request(&rec)
-	b, _ := c.Request(&rec)
+	c.AddRecord(&rec)
+	c.AddRecord(&rec)
+	a, b := out.one(t), out.one(t)
 	if a.TraceID.String() != "0af7651916cd43dd8448eb211c80319c" || a.SpanID.IsZero() || a.SpanID == b.SpanID {
 		t.Errorf("ids: %q %q / %q", a.TraceID, a.SpanID, b.SpanID)
 	}
 	rec.ReqLen = 0
-	d, _ := c.Request(&rec)
+	c.AddRecord(&rec)
+	d := out.one(t)
 	if d.TraceID.IsZero() || d.TraceID == a.TraceID || !d.ParentSpanID.IsZero() {
 		t.Errorf("new trace: %q parent %q", d.TraceID, d.ParentSpanID)
 	}

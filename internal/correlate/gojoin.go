@@ -8,58 +8,62 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tracerd/tracerd/internal/goprobe"
 	"github.com/tracerd/tracerd/internal/httpparse"
 	"github.com/tracerd/tracerd/internal/loader"
 )
 
-// GoFunc names a probed Go function (the BPF cookie).
-type GoFunc = loader.TracerdGoFunc
+// goFunc is a probed Go function's id (enum go_func, shared with the BPF
+// programs); the short names below are this package's.
+type goFunc = loader.TracerdGoFunc
 
-// Go function ids.
 const (
-	GoJSONMarshal   = loader.TracerdGoFuncGO_JSON_MARSHAL
-	GoJSONUnmarshal = loader.TracerdGoFuncGO_JSON_UNMARSHAL
-	GoJSONEncode    = loader.TracerdGoFuncGO_JSON_ENCODE
-	GoJSONDecode    = loader.TracerdGoFuncGO_JSON_DECODE
-	GoProtoMarshal  = loader.TracerdGoFuncGO_PROTO_MARSHAL
-	GoProtoUnmarsh  = loader.TracerdGoFuncGO_PROTO_UNMARSHAL
-	GoServeHTTP     = loader.TracerdGoFuncGO_SERVE_HTTP
-	GoWriteHeader   = loader.TracerdGoFuncGO_WRITE_HEADER
-	GoSTW           = loader.TracerdGoFuncGO_STW
-	GoCalibrate     = loader.TracerdGoFuncGO_CALIBRATE
-	GoGRPCMethod    = loader.TracerdGoFuncGO_GRPC_METHOD
-	GoGRPCStatus    = loader.TracerdGoFuncGO_GRPC_STATUS
+	goJSONMarshal   = loader.TracerdGoFuncGO_JSON_MARSHAL
+	goJSONUnmarshal = loader.TracerdGoFuncGO_JSON_UNMARSHAL
+	goJSONEncode    = loader.TracerdGoFuncGO_JSON_ENCODE
+	goJSONDecode    = loader.TracerdGoFuncGO_JSON_DECODE
+	goProtoMarshal  = loader.TracerdGoFuncGO_PROTO_MARSHAL
+	goProtoUnmarsh  = loader.TracerdGoFuncGO_PROTO_UNMARSHAL
+	goServeHTTP     = loader.TracerdGoFuncGO_SERVE_HTTP
+	goWriteHeader   = loader.TracerdGoFuncGO_WRITE_HEADER
+	goSTW           = loader.TracerdGoFuncGO_STW
+	goGRPCMethod    = loader.TracerdGoFuncGO_GRPC_METHOD
+	goGRPCStatus    = loader.TracerdGoFuncGO_GRPC_STATUS
 )
 
-// GoFuncNames are the span names of timed Go functions.
-var GoFuncNames = map[GoFunc]string{
-	GoJSONMarshal:   "encoding/json.Marshal",
-	GoJSONUnmarshal: "encoding/json.Unmarshal",
-	GoJSONEncode:    "encoding/json.(*Encoder).Encode",
-	GoJSONDecode:    "encoding/json.(*Decoder).Decode",
-	GoProtoMarshal:  "google.golang.org/protobuf/proto.Marshal",
-	GoProtoUnmarsh:  "google.golang.org/protobuf/proto.Unmarshal",
-	GoServeHTTP:     "net/http.serverHandler.ServeHTTP",
-	GoGRPCMethod:    "google.golang.org/grpc.(*Server).handleStream",
+// goFuncNames are the span names of timed Go functions.
+var goFuncNames = map[goFunc]string{
+	goJSONMarshal:   "encoding/json.Marshal",
+	goJSONUnmarshal: "encoding/json.Unmarshal",
+	goJSONEncode:    "encoding/json.(*Encoder).Encode",
+	goJSONDecode:    "encoding/json.(*Decoder).Decode",
+	goProtoMarshal:  "google.golang.org/protobuf/proto.Marshal",
+	goProtoUnmarsh:  "google.golang.org/protobuf/proto.Unmarshal",
+	goServeHTTP:     "net/http.serverHandler.ServeHTTP",
+	goGRPCMethod:    "google.golang.org/grpc.(*Server).handleStream",
 }
 
 // isSerialization: calls whose time is the serialize phase.
-func isSerialization(f GoFunc) bool {
+func isSerialization(f goFunc) bool {
 	switch f {
-	case GoJSONMarshal, GoJSONUnmarshal, GoJSONEncode, GoJSONDecode, GoProtoMarshal, GoProtoUnmarsh:
+	case goJSONMarshal, goJSONUnmarshal, goJSONEncode, goJSONDecode, goProtoMarshal, goProtoUnmarsh:
 		return true
 	}
 	return false
 }
 
-// runtime.stwReason values that are garbage collection (Go ≥ 1.21:
-// stwGCMarkTerm, stwGCSweepTerm). Other pauses (ReadMemStats, traces,
-// profiles) are not GC and stay out of gc_stw.
-func isGCPause(reason uint32) bool { return reason == 1 || reason == 2 }
+// stwReason is a stop-the-world pause's runtime.stwReason.
+type stwReason = loader.TracerdStwReason
+
+// isGCPause: other pauses (ReadMemStats, traces, profiles) are not GC and
+// stay out of gc_stw.
+func isGCPause(reason stwReason) bool {
+	return reason == loader.TracerdStwReasonSTW_GC_MARK_TERM || reason == loader.TracerdStwReasonSTW_GC_SWEEP_TERM
+}
 
 // goCall is a Go event in wall-clock time.
 type goCall struct {
-	fn         GoFunc
+	fn         goFunc
 	goid       uint64
 	start, end int64 // probe times: see goProc.end for the call's own end
 	arg        uint32
@@ -74,7 +78,7 @@ type goCall struct {
 
 // goProc is what is known of one probed Go process.
 type goProc struct {
-	probes  GoProbes
+	probes  goprobe.Probes
 	goneAt  int64      // wall ns when the process lost its probes (exit), 0 while probed
 	pauses  []interval // GC stop-the-world pauses, by start
 	byGoid  map[uint64][]*goCall
@@ -131,7 +135,7 @@ func (gp *goProc) forgetPeers(before int64) {
 // connection before the answer (the kernel's record, unanswered, already
 // went out).
 func (gp *goProc) exportable(call *goCall) bool {
-	if call.fn == GoGRPCMethod {
+	if call.fn == goGRPCMethod {
 		// grpc-go's handleStream carries no peer address: any traced
 		// connection of the process will do.
 		return len(gp.peers) > 0
@@ -175,7 +179,7 @@ func (gp *goProc) holdForGo(r *Request, rec *loader.Record, clock Clock) bool {
 		return false
 	}
 	for _, call := range gp.byGoid[rec.Goid] {
-		if call.fn == GoServeHTTP && !call.joined && call.start >= from && call.start <= to {
+		if call.fn == goServeHTTP && !call.joined && call.start >= from && call.start <= to {
 			return false
 		}
 	}
@@ -199,7 +203,7 @@ func (c *Correlator) releaseHeld(gp *goProc, call *goCall) {
 	for i := range hs {
 		h := &hs[i]
 		if call.start >= c.clock.Wall(h.rec.T_rd) && call.start <= c.clock.Wall(h.rec.T_wl) {
-			c.released = append(c.released, c.release(h))
+			c.release(h)
 			gp.nHeld--
 			continue
 		}
@@ -219,14 +223,13 @@ func (gp *goProc) setHeld(goid uint64, old, keep []heldRecord) {
 
 // releaseExpired releases the held records older than the join horizon
 // (or all): their Go call is not coming.
-func (c *Correlator) releaseExpired(gp *goProc, now int64, all bool) []Request {
-	var out []Request
+func (c *Correlator) releaseExpired(gp *goProc, now int64, all bool) {
 	for goid, hs := range gp.held {
 		keep := hs[:0]
 		for i := range hs {
 			h := &hs[i]
 			if all || h.since < now-c.goRetain.Nanoseconds() {
-				out = append(out, c.release(h))
+				c.release(h)
 				gp.nHeld--
 				continue
 			}
@@ -234,7 +237,6 @@ func (c *Correlator) releaseExpired(gp *goProc, now int64, all bool) []Request {
 		}
 		gp.setHeld(goid, hs, keep)
 	}
-	return out
 }
 
 // looksHTTP1: the bytes parsed as an HTTP/1 request, or are the start of
@@ -250,27 +252,12 @@ func looksHTTP1(r *Request, rec *loader.Record) bool {
 
 type interval struct {
 	start, end int64
-	reason     uint32 // GC pauses: runtime.stwReason
-}
-
-// GoProbes says which Go measurements a process has, so that an
-// unmeasured phase stays absent rather than zero.
-type GoProbes struct {
-	GC            bool
-	Serialization bool
-	HTTP          bool
-	GRPC          bool // grpc-go server: method names and status codes
-	// AttachedAt is when every probe was on (wall ns; 0 while attaching):
-	// a request that began before may have Go calls nobody saw begin.
-	AttachedAt int64
-	// ProbeCostNs is subtracted from calls timed entry → RET: the time
-	// the uprobe traps themselves add (calibrated at start).
-	ProbeCostNs int64
+	reason     stwReason // GC pauses
 }
 
 // SetGoProbes records that pid has Go probes attached (or, with
 // ok=false, that it has none any more).
-func (c *Correlator) SetGoProbes(pid uint32, p GoProbes, ok bool) {
+func (c *Correlator) SetGoProbes(pid uint32, p goprobe.Probes, ok bool) {
 	gp := c.goProcs[pid]
 	if !ok {
 		// Its last requests' records (ended by the close at exit) may
@@ -287,7 +274,7 @@ func (c *Correlator) SetGoProbes(pid uint32, p GoProbes, ok bool) {
 	gp.probes, gp.goneAt = p, 0
 	if !p.HTTP && gp.nHeld > 0 {
 		// No ServeHTTP will come (probes switched off): out they go.
-		c.released = append(c.released, c.releaseExpired(gp, 0, true)...)
+		c.releaseExpired(gp, 0, true)
 	}
 }
 
@@ -298,20 +285,22 @@ func (c *Correlator) AddGo(ev *loader.GoEvent) {
 		return // probes of a process we stopped following
 	}
 	call := &goCall{
-		fn:    GoFunc(ev.Func),
+		fn:    goFunc(ev.Func),
 		goid:  ev.Goid,
 		start: c.clock.Wall(ev.Start),
 		end:   c.clock.Wall(ev.End),
 		arg:   ev.Arg,
 	}
 	switch call.fn {
-	case GoSTW:
-		// Timed between two probes like a call: the traps' cost comes off.
-		if isGCPause(ev.Arg & 0xff) {
-			gp.pauses = append(gp.pauses, interval{call.start, call.end, ev.Arg & 0xff})
+	case goSTW:
+		// Timed between two probes' clock reads like a call, whether it
+		// ended at startTheWorldWithSema's entry or at its RET (see
+		// go_stw_start): the same probe cost comes off when it is joined.
+		if reason := stwReason(ev.Arg); isGCPause(reason) {
+			gp.pauses = append(gp.pauses, interval{call.start, call.end, reason})
 		}
 		return
-	case GoServeHTTP:
+	case goServeHTTP:
 		call.method = bytesString(ev.Method[:], ev.MethodLen)
 		call.path = bytesString(ev.Path[:], ev.PathLen)
 		call.remote = bytesString(ev.Remote[:], ev.RemoteLen)
@@ -324,7 +313,7 @@ func (c *Correlator) AddGo(ev *loader.GoEvent) {
 			c.releaseHeld(gp, call)
 			return
 		}
-	case GoGRPCMethod:
+	case goGRPCMethod:
 		call.path = bytesString(ev.Path[:], ev.PathLen)
 		gp.serving = append(gp.serving, call)
 	}
@@ -337,13 +326,13 @@ func (c *Correlator) AddGo(ev *loader.GoEvent) {
 // calibration finished get the calibrated cost too. Instants
 // (WriteHeader, gRPC status) have no cost.
 func (gp *goProc) end(call *goCall) int64 {
-	if call.fn == GoWriteHeader || call.fn == GoGRPCStatus {
+	if call.fn == goWriteHeader || call.fn == goGRPCStatus {
 		return call.end
 	}
 	return max(call.start, call.end-gp.probes.ProbeCostNs)
 }
 
-// pruneGo forgets what is older than the join horizon (from Streams,
+// pruneGo forgets what is older than the join horizon (from Expire,
 // on the session's tick: not per event).
 func (c *Correlator) pruneGo(gp *goProc, now int64) {
 	horizon := now - c.goRetain.Nanoseconds()
@@ -396,13 +385,13 @@ func (c *Correlator) joinGo(r *Request, rec *loader.Record) {
 		case isSerialization(call.fn):
 			end := gp.end(call)
 			ser = append(ser, interval{start: call.start, end: end})
-			r.Spans = append(r.Spans, Span{Name: GoFuncNames[call.fn], StartUnixNano: call.start, DurationNs: end - call.start})
+			r.Spans = append(r.Spans, Span{Name: goFuncNames[call.fn], StartUnixNano: call.start, DurationNs: end - call.start})
 			call.joined = true
-		case call.fn == GoServeHTTP:
+		case call.fn == goServeHTTP:
 			call.joined = true
-			r.Spans = append(r.Spans, Span{Name: GoFuncNames[call.fn], StartUnixNano: call.start, DurationNs: gp.end(call) - call.start})
+			r.Spans = append(r.Spans, Span{Name: goFuncNames[call.fn], StartUnixNano: call.start, DurationNs: gp.end(call) - call.start})
 			applyServeHTTP(r, call)
-		case call.fn == GoWriteHeader:
+		case call.fn == goWriteHeader:
 			// Applied after the loop: ServeHTTP, which may make r.HTTP,
 			// arrives after the WriteHeader inside it.
 			call.joined = true
@@ -458,29 +447,33 @@ func (call *goCall) target() string {
 	return call.path + "?" + call.query
 }
 
-func isServing(f GoFunc) bool { return f == GoServeHTTP || f == GoGRPCMethod }
+func isServing(f goFunc) bool { return f == goServeHTTP || f == goGRPCMethod }
 
-// Streams returns Go requests that no kernel record claimed within the
-// join horizon (HTTP/2 streams and gRPC calls, whose handlers run on a
-// goroutine of their own), as requests of their own. now is wall-clock ns; all=true at
-// shutdown.
-func (c *Correlator) Streams(now int64, all bool) []Request {
-	var out []Request
+// Expire emits what waited past the join horizon: held records whose Go
+// call did not come, and Go calls no kernel record claimed (HTTP/2
+// streams and gRPC calls, whose handlers run on a goroutine of their
+// own) as requests of their own. now is wall-clock ns.
+func (c *Correlator) Expire(now int64) { c.expire(now, false) }
+
+// Flush emits everything that waits, as Expire does once the horizon
+// has passed (at stop).
+func (c *Correlator) Flush(now int64) { c.expire(now, true) }
+
+func (c *Correlator) expire(now int64, all bool) {
 	for pid, gp := range c.goProcs {
 		gone := gp.goneAt != 0 && (all || gp.goneAt < now-c.goRetain.Nanoseconds())
 		if gone {
 			defer delete(c.goProcs, pid)
 		}
-		out = append(out, c.releaseExpired(gp, now, all || gone)...)
+		c.releaseExpired(gp, now, all || gone)
 		keep := gp.serving[:0]
 		for _, call := range gp.serving {
 			switch {
 			case call.joined:
 			case all || call.end < now-c.goRetain.Nanoseconds():
-				if gp.exportable(call) {
-					out = append(out, c.streamRequest(pid, gp, call))
-				} else {
-					c.untracedCalls++
+				if gp.exportable(call) { // else left out: see exportable
+					r := c.streamRequest(pid, gp, call)
+					c.emit(&r)
 				}
 				call.joined = true
 			default:
@@ -490,7 +483,6 @@ func (c *Correlator) Streams(now int64, all bool) []Request {
 		gp.serving = keep
 		c.pruneGo(gp, now)
 	}
-	return out
 }
 
 func (c *Correlator) streamRequest(pid uint32, gp *goProc, call *goCall) Request {
@@ -501,12 +493,12 @@ func (c *Correlator) streamRequest(pid uint32, gp *goProc, call *goCall) Request
 		DurationNs:    end - call.start,
 		PID:           pid,
 		Comm:          gp.commOf(pid),
-		EndReason:     "stream",
+		EndReason:     EndStream,
 		Answered:      true,
 		HTTP:          &HTTP{Method: call.method, Target: call.target(), Pattern: call.pattern},
-		Spans:         []Span{{Name: GoFuncNames[call.fn], StartUnixNano: call.start, DurationNs: end - call.start}},
+		Spans:         []Span{{Name: goFuncNames[call.fn], StartUnixNano: call.start, DurationNs: end - call.start}},
 	}
-	if call.fn == GoGRPCMethod {
+	if call.fn == goGRPCMethod {
 		// gRPC is a POST of the method's path over HTTP/2.
 		r.HTTP.Method = "POST"
 		r.RPC = newGRPC(call.path)
@@ -533,10 +525,10 @@ func (c *Correlator) streamRequest(pid uint32, gp *goProc, call *goCall) Request
 		case isSerialization(other.fn):
 			oend := gp.end(other)
 			ser = append(ser, interval{start: other.start, end: oend})
-			r.Spans = append(r.Spans, Span{Name: GoFuncNames[other.fn], StartUnixNano: other.start, DurationNs: oend - other.start})
-		case other.fn == GoWriteHeader && r.HTTP.Status == 0 && r.RPC == nil:
+			r.Spans = append(r.Spans, Span{Name: goFuncNames[other.fn], StartUnixNano: other.start, DurationNs: oend - other.start})
+		case other.fn == goWriteHeader && r.HTTP.Status == 0 && r.RPC == nil:
 			r.HTTP.Status = int(other.arg)
-		case other.fn == GoGRPCStatus && r.RPC != nil:
+		case other.fn == goGRPCStatus && r.RPC != nil:
 			// The last status written wins (there is one per RPC).
 			r.RPC.StatusCode, r.RPC.StatusKnown = int(int32(other.arg)), true
 		}
@@ -561,9 +553,9 @@ func (gp *goProc) commOf(pid uint32) string {
 }
 
 // GC pause spans in Request.Spans, by runtime.stwReason.
-var gcPauseSpans = map[uint32]string{
-	1: "runtime.GC stop-the-world (mark termination)",
-	2: "runtime.GC stop-the-world (sweep termination)",
+var gcPauseSpans = map[stwReason]string{
+	loader.TracerdStwReasonSTW_GC_MARK_TERM:  "runtime.GC stop-the-world (mark termination)",
+	loader.TracerdStwReasonSTW_GC_SWEEP_TERM: "runtime.GC stop-the-world (sweep termination)",
 }
 
 // pauseSpans are the GC pauses overlapping [from, to], clipped to it;

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tracerd/tracerd/internal/goprobe"
 	"github.com/tracerd/tracerd/internal/loader"
 )
 
@@ -25,25 +26,55 @@ func TestUnionAndOverlap(t *testing.T) {
 	}
 }
 
-func goEvent(fn GoFunc, goid, start, end uint64, arg uint32) loader.GoEvent {
+// emitted keeps what a correlator emits, in order.
+type emitted struct{ reqs []Request }
+
+func (e *emitted) add(r *Request) { e.reqs = append(e.reqs, *r) }
+
+// take returns what was emitted since the last take.
+func (e *emitted) take() []Request {
+	out := e.reqs
+	e.reqs = nil
+	return out
+}
+
+// one returns the oldest request not taken yet.
+func (e *emitted) one(t *testing.T) Request {
+	t.Helper()
+	if len(e.reqs) == 0 {
+		t.Fatal("no request emitted")
+	}
+	r := e.reqs[0]
+	e.reqs = e.reqs[1:]
+	return r
+}
+
+// newCorrelator returns a correlator whose clock is the monotonic one.
+func newCorrelator(goRetain time.Duration) (*Correlator, *emitted) {
+	out := &emitted{}
+	c := New(goRetain, out.add)
+	c.clock = Clock{}
+	return c, out
+}
+
+func goEvent(fn goFunc, goid, start, end uint64, arg uint32) loader.GoEvent {
 	return loader.GoEvent{Kind: uint32(loader.KindGo), Pid: 7, Goid: goid, Func: uint32(fn), Start: start, End: end, Arg: arg}
 }
 
 // A kernel request gets the Go view of its goroutine and process: GC
 // pauses in its window, serialization (nested calls once), net/http facts.
 func TestJoinGo(t *testing.T) {
-	c := New(time.Minute)
-	c.clock = Clock{}
-	c.SetGoProbes(7, GoProbes{GC: true, Serialization: true, HTTP: true, ProbeCostNs: 100}, true)
+	c, out := newCorrelator(time.Minute)
+	c.SetGoProbes(7, goprobe.Probes{GC: true, Serialization: true, HTTP: true, ProbeCostNs: 100}, true)
 	events := []loader.GoEvent{
-		goEvent(GoServeHTTP, 5, 1100, 9000, 0),
-		goEvent(GoJSONEncode, 5, 2000, 5100, 0),  // 3000 after the probe cost
-		goEvent(GoJSONMarshal, 5, 2500, 3100, 0), // nested in Encode
-		goEvent(GoJSONMarshal, 6, 2500, 3100, 0), // another goroutine
-		goEvent(GoWriteHeader, 5, 6000, 6000, 404),
-		goEvent(GoSTW, 0, 3000, 3600, 1),   // GC: 500 after cost
-		goEvent(GoSTW, 0, 7000, 7300, 7),   // ReadMemStats: not GC
-		goEvent(GoSTW, 0, 20000, 21000, 2), // outside the request
+		goEvent(goServeHTTP, 5, 1100, 9000, 0),
+		goEvent(goJSONEncode, 5, 2000, 5100, 0),  // 3000 after the probe cost
+		goEvent(goJSONMarshal, 5, 2500, 3100, 0), // nested in Encode
+		goEvent(goJSONMarshal, 6, 2500, 3100, 0), // another goroutine
+		goEvent(goWriteHeader, 5, 6000, 6000, 404),
+		goEvent(goSTW, 0, 3000, 3600, 1),   // GC: 500 after cost
+		goEvent(goSTW, 0, 7000, 7300, 7),   // ReadMemStats: not GC
+		goEvent(goSTW, 0, 20000, 21000, 2), // outside the request
 	}
 	methodPath := func(ev *loader.GoEvent, m, p string) {
 		for i := range m {
@@ -65,10 +96,12 @@ func TestJoinGo(t *testing.T) {
 	rec.Flags = uint32(loader.TracerdReqFlagsREQ_HAS_RX)
 	copy(rec.ReqHead[:], "GET /items?page=2 HTTP/1.1\r\n\r\n")
 	rec.ReqLen = 30
-	r, ok := c.Request(&rec)
-	if !ok {
-		t.Fatal("record held although its ServeHTTP had come")
+	c.AddRecord(&rec)
+	got := out.take()
+	if len(got) != 1 {
+		t.Fatalf("%d requests emitted, want the record's (its ServeHTTP had come)", len(got))
 	}
+	r := got[0]
 	if v, _ := r.Phases.Get(GCSTW); v != 500 {
 		t.Errorf("gc_stw = %d, want 500 (GC pause only, probe cost off)", v)
 	}
@@ -87,17 +120,62 @@ func TestJoinGo(t *testing.T) {
 			t.Errorf("span %q missing: %+v", n, r.Spans)
 		}
 	}
-	if got := c.Streams(1<<62, true); len(got) != 0 {
-		t.Errorf("a joined ServeHTTP came out as a stream: %+v", got)
+	if c.Flush(1 << 62); len(out.reqs) != 0 {
+		t.Errorf("a joined ServeHTTP came out as a stream: %+v", out.reqs)
+	}
+}
+
+// A GC pause is timed between two probes' clock reads, whichever probe
+// ends it: a mark termination at startTheWorldWithSema's entry (Go's
+// clock stops before the call), a sweep termination at its RET (Go's
+// clock stops inside it, before the RET). Either way the stop probe reads
+// its clock an entry probe's tail before Go's clock starts, and the
+// ending probe reads its own a probe's head after Go's clock stops: the
+// pair that calibration times from entry to RET on an empty function.
+// So the same cost comes off both kinds, and gc_stw is what Go counts in
+// PauseTotalNs.
+func TestGCPauseProbeCost(t *testing.T) {
+	const tail, head = 700, 600 // ns
+	c, out := newCorrelator(time.Minute)
+	c.SetGoProbes(7, goprobe.Probes{GC: true, ProbeCostNs: tail + head}, true)
+	// pause is the event the probes make of a pause Go times as [from, to].
+	pause := func(reason loader.TracerdStwReason, from, to uint64) loader.GoEvent {
+		return goEvent(goSTW, 0, from-tail, to+head, uint32(reason))
+	}
+	for _, ev := range []loader.GoEvent{
+		pause(loader.TracerdStwReasonSTW_GC_SWEEP_TERM, 20_000, 23_000),
+		pause(loader.TracerdStwReasonSTW_GC_MARK_TERM, 40_000, 45_000),
+	} {
+		c.AddGo(&ev)
+	}
+	rec := baseRecord()
+	rec.Pid, rec.Goid = 7, 0
+	rec.T_rd, rec.T_wl, rec.T_tx = 10_000, 60_000, 60_000
+	c.AddRecord(&rec)
+	r := out.one(t)
+	if v, _ := r.Phases.Get(GCSTW); v != 3000+5000 {
+		t.Errorf("gc_stw = %d, want 8000: Go's own pause times", v)
+	}
+	want := map[string]int64{
+		gcPauseSpans[loader.TracerdStwReasonSTW_GC_SWEEP_TERM]: 3000,
+		gcPauseSpans[loader.TracerdStwReasonSTW_GC_MARK_TERM]:  5000,
+	}
+	for _, s := range r.Spans {
+		if s.DurationNs != want[s.Name] {
+			t.Errorf("span %q: %d ns, want %d", s.Name, s.DurationNs, want[s.Name])
+		}
+		delete(want, s.Name)
+	}
+	if len(want) != 0 {
+		t.Errorf("pause spans missing: %v", want)
 	}
 }
 
 // A ServeHTTP no kernel record claims (HTTP/2) becomes its own request.
 func TestStreams(t *testing.T) {
-	c := New(time.Second)
-	c.clock = Clock{}
-	c.SetGoProbes(7, GoProbes{GC: true, HTTP: true, Serialization: true}, true)
-	ev := goEvent(GoServeHTTP, 9, 1000, 5000, 0)
+	c, out := newCorrelator(time.Second)
+	c.SetGoProbes(7, goprobe.Probes{GC: true, HTTP: true, Serialization: true}, true)
+	ev := goEvent(goServeHTTP, 9, 1000, 5000, 0)
 	ev.Method[0], ev.MethodLen = 'P', 1
 	copy8 := func(dst []int8, s string) uint8 {
 		for i := range s {
@@ -111,17 +189,18 @@ func TestStreams(t *testing.T) {
 	ev.ProtoMajor = 2
 	c.AddGo(&ev)
 	c.goProcs[7].notePeer(netip.MustParseAddrPort("127.0.0.1:4000"), 900) // its connection is traced
-	wh := goEvent(GoWriteHeader, 9, 4990, 4990, 201)
+	wh := goEvent(goWriteHeader, 9, 4990, 4990, 201)
 	c.AddGo(&wh)
-	if got := c.Streams(5000+int64(time.Millisecond), false); len(got) != 0 {
-		t.Fatalf("stream emitted before the join horizon: %+v", got)
+	if c.Expire(5000 + int64(time.Millisecond)); len(out.reqs) != 0 {
+		t.Fatalf("stream emitted before the join horizon: %+v", out.reqs)
 	}
-	got := c.Streams(5000+int64(2*time.Second), false)
+	c.Expire(5000 + int64(2*time.Second))
+	got := out.take()
 	if len(got) != 1 {
 		t.Fatalf("%d streams", len(got))
 	}
 	r := got[0]
-	if r.HTTP.Method != "POST" || r.HTTP.Target != "/rpc" || r.HTTP.Status != 201 || r.Conn.Peer.String() != "127.0.0.1:4000" || r.EndReason != "stream" {
+	if r.HTTP.Method != "POST" || r.HTTP.Target != "/rpc" || r.HTTP.Status != 201 || r.Conn.Peer.String() != "127.0.0.1:4000" || r.EndReason != EndStream {
 		t.Errorf("stream request: %+v %+v", r.HTTP, r.Conn)
 	}
 	if v, ok := r.Phases.Get(App); !ok || v != 4000 {
@@ -133,27 +212,27 @@ func TestStreams(t *testing.T) {
 // path, the status code written inside it, the protobuf work in
 // serialize; a status written on another goroutine is not its own.
 func TestGRPCStream(t *testing.T) {
-	c := New(time.Second)
-	c.clock = Clock{}
-	c.SetGoProbes(7, GoProbes{HTTP: true, GRPC: true, Serialization: true, ProbeCostNs: 10_000}, true)
-	ev := goEvent(GoGRPCMethod, 9, 1000, 9100, 0)
+	c, out := newCorrelator(time.Second)
+	c.SetGoProbes(7, goprobe.Probes{HTTP: true, GRPC: true, Serialization: true, ProbeCostNs: 10_000}, true)
+	ev := goEvent(goGRPCMethod, 9, 1000, 9100, 0)
 	for i, b := range []byte("/pkg.Lab/Sleep") {
 		ev.Path[i] = int8(b)
 		ev.PathLen++
 	}
 	c.AddGo(&ev)
 	for _, e := range []loader.GoEvent{
-		goEvent(GoProtoUnmarsh, 9, 1100, 1300, 0),
-		goEvent(GoProtoMarshal, 9, 2000, 3100, 0),
-		goEvent(GoGRPCStatus, 10, 9000, 9000, 13), // another call's
-		goEvent(GoGRPCStatus, 9, 9050, 9050, 5),   // within the probes' margin
+		goEvent(goProtoUnmarsh, 9, 1100, 1300, 0),
+		goEvent(goProtoMarshal, 9, 2000, 3100, 0),
+		goEvent(goGRPCStatus, 10, 9000, 9000, 13), // another call's
+		goEvent(goGRPCStatus, 9, 9050, 9050, 5),   // within the probes' margin
 	} {
 		c.AddGo(&e)
 	}
 	// Calibration ends after the events came: the calibrated cost applies.
-	c.SetGoProbes(7, GoProbes{HTTP: true, GRPC: true, Serialization: true, ProbeCostNs: 100}, true)
+	c.SetGoProbes(7, goprobe.Probes{HTTP: true, GRPC: true, Serialization: true, ProbeCostNs: 100}, true)
 	c.goProcs[7].notePeer(netip.MustParseAddrPort("127.0.0.1:4000"), 900)
-	got := c.Streams(1<<62, true)
+	c.Flush(1 << 62)
+	got := out.take()
 	if len(got) != 1 {
 		t.Fatalf("%d requests", len(got))
 	}
@@ -170,7 +249,7 @@ func TestGRPCStream(t *testing.T) {
 	if v, _ := r.Phases.Get(Serialize); v != 100+1000 {
 		t.Errorf("serialize %d, want 1100", v)
 	}
-	if len(r.Spans) != 3 || r.Spans[0].Name != GoFuncNames[GoGRPCMethod] {
+	if len(r.Spans) != 3 || r.Spans[0].Name != goFuncNames[goGRPCMethod] {
 		t.Errorf("spans %+v", r.Spans)
 	}
 }
@@ -195,55 +274,52 @@ func TestNewGRPC(t *testing.T) {
 // background read left only the first byte in the record's head); a
 // record whose ServeHTTP never comes goes out after the join horizon.
 func TestHeldUntilServeHTTP(t *testing.T) {
-	c := New(time.Second)
-	c.clock = Clock{}
-	c.SetGoProbes(7, GoProbes{HTTP: true, Serialization: true, AttachedAt: 1200}, true)
+	c, out := newCorrelator(time.Second)
+	c.SetGoProbes(7, goprobe.Probes{HTTP: true, Serialization: true, AttachedAt: 1200}, true)
 	rec := baseRecord()
 	rec.Pid, rec.Goid = 7, 5
 	rec.T_rd, rec.T_wl, rec.T_tx = 1100, 2000, 2000
 	rec.ReqLen = 1 // "G"
-	if _, ok := c.Request(&rec); !ok {
+	if c.AddRecord(&rec); len(out.take()) != 1 {
 		t.Fatal("a request that began before the probes were on was held")
 	}
 	rec.T_rd = 1300
-	if _, ok := c.Request(&rec); ok {
+	if c.AddRecord(&rec); len(out.reqs) != 0 {
 		t.Fatal("record not held: its ServeHTTP has not returned")
 	}
 	other := rec
 	other.Goid = 6
-	if _, ok := c.Request(&other); ok {
+	if c.AddRecord(&other); len(out.reqs) != 0 {
 		t.Fatal("second record not held")
 	}
 	notHTTP := rec
 	copy(notHTTP.ReqHead[:], "\x00\x01binary")
 	notHTTP.ReqLen = 8
-	if _, ok := c.Request(&notHTTP); !ok {
+	if c.AddRecord(&notHTTP); len(out.take()) != 1 {
 		t.Error("a record that is not HTTP/1 was held")
 	}
-	if got := c.Released(); len(got) != 0 {
-		t.Fatalf("released before ServeHTTP: %d", len(got))
-	}
-	ev := goEvent(GoServeHTTP, 5, 1500, 30000, 0)
+	ev := goEvent(goServeHTTP, 5, 1500, 30000, 0)
 	ev.MethodLen = uint8(copy(ev.Method[:], []int8{'G', 'E', 'T'}))
 	ev.PathLen = uint8(copy(ev.Path[:], []int8{'/', 'f'}))
 	c.AddGo(&ev)
-	got := c.Released()
+	got := out.take()
 	if len(got) != 1 {
 		t.Fatalf("%d released, want the record of goroutine 5", len(got))
 	}
 	r := got[0]
-	if r.HTTP == nil || r.HTTP.Method != "GET" || r.HTTP.Target != "/f" || len(r.Spans) != 1 || r.Spans[0].Name != GoFuncNames[GoServeHTTP] {
+	if r.HTTP == nil || r.HTTP.Method != "GET" || r.HTTP.Target != "/f" || len(r.Spans) != 1 || r.Spans[0].Name != goFuncNames[goServeHTTP] {
 		t.Errorf("released request: %+v spans %+v", r.HTTP, r.Spans)
 	}
-	if s := c.Streams(1<<62, true); len(s) != 1 || s[0].Conn.Sock != rec.Sk || s[0].HTTP != nil {
-		t.Errorf("at the end the other held record comes out unjoined, and no stream: %+v", s)
+	if c.Flush(1 << 62); len(out.reqs) != 1 || out.reqs[0].Conn.Sock != rec.Sk || out.reqs[0].HTTP != nil {
+		t.Errorf("at the end the other held record comes out unjoined, and no stream: %+v", out.reqs)
 	}
+	out.take()
 	// Probes switched off: what waits goes out at once.
-	if _, ok := c.Request(&other); ok {
+	if c.AddRecord(&other); len(out.reqs) != 0 {
 		t.Fatal("record not held")
 	}
-	c.SetGoProbes(7, GoProbes{Serialization: true, AttachedAt: 1200}, true)
-	if got := c.Released(); len(got) != 1 {
+	c.SetGoProbes(7, goprobe.Probes{Serialization: true, AttachedAt: 1200}, true)
+	if got := out.take(); len(got) != 1 {
 		t.Errorf("%d released when the HTTP probes went off, want 1", len(got))
 	}
 }
@@ -253,10 +329,9 @@ func TestHeldUntilServeHTTP(t *testing.T) {
 // are HTTP/1 calls no kernel record claimed (a client reset the
 // connection before the answer: its unanswered record already went out).
 func TestStreamsNeedTracedConnection(t *testing.T) {
-	c := New(time.Second)
-	c.clock = Clock{}
-	c.SetGoProbes(7, GoProbes{HTTP: true, GRPC: true}, true)
-	call := func(fn GoFunc, goid uint64, remote string, proto uint8) {
+	c, out := newCorrelator(time.Second)
+	c.SetGoProbes(7, goprobe.Probes{HTTP: true, GRPC: true}, true)
+	call := func(fn goFunc, goid uint64, remote string, proto uint8) {
 		ev := goEvent(fn, goid, 1000, 5000, 0)
 		for i, b := range []byte(remote) {
 			ev.Remote[i] = int8(b)
@@ -264,26 +339,23 @@ func TestStreamsNeedTracedConnection(t *testing.T) {
 		ev.RemoteLen, ev.ProtoMajor = uint8(len(remote)), proto
 		c.AddGo(&ev)
 	}
-	call(GoServeHTTP, 1, "127.0.0.1:4000", 2) // HTTP/2, untraced peer
-	call(GoServeHTTP, 2, "127.0.0.1:4001", 1) // HTTP/1 without its record
-	call(GoGRPCMethod, 3, "", 2)              // gRPC, no traced connection at all
-	if got := c.Streams(1<<62, true); len(got) != 0 {
-		t.Fatalf("exported %d calls of untraced connections: %+v", len(got), got)
-	}
-	if n := c.UntracedGoCalls(); n != 3 {
-		t.Errorf("UntracedGoCalls = %d, want 3", n)
+	call(goServeHTTP, 1, "127.0.0.1:4000", 2) // HTTP/2, untraced peer
+	call(goServeHTTP, 2, "127.0.0.1:4001", 1) // HTTP/1 without its record
+	call(goGRPCMethod, 3, "", 2)              // gRPC, no traced connection at all
+	if c.Flush(1 << 62); len(out.reqs) != 0 {
+		t.Fatalf("exported %d calls of untraced connections: %+v", len(out.reqs), out.reqs)
 	}
 
-	c.SetGoProbes(8, GoProbes{HTTP: true}, true)
+	c.SetGoProbes(8, goprobe.Probes{HTTP: true}, true)
 	c.goProcs[8].notePeer(netip.MustParseAddrPort("[::ffff:127.0.0.1]:4002"), 900)
-	ev := goEvent(GoServeHTTP, 4, 1000, 5000, 0)
+	ev := goEvent(goServeHTTP, 4, 1000, 5000, 0)
 	ev.Pid = 8
 	for i, b := range []byte("127.0.0.1:4002") {
 		ev.Remote[i] = int8(b)
 	}
 	ev.RemoteLen, ev.ProtoMajor = 14, 2
 	c.AddGo(&ev)
-	if got := c.Streams(1<<62, true); len(got) != 1 {
-		t.Errorf("an HTTP/2 stream of a traced (v4-mapped) peer: %d requests", len(got))
+	if c.Flush(1 << 62); len(out.reqs) != 1 {
+		t.Errorf("an HTTP/2 stream of a traced (v4-mapped) peer: %d requests", len(out.reqs))
 	}
 }

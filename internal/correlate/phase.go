@@ -1,5 +1,7 @@
 package correlate
 
+import "github.com/tracerd/tracerd/internal/loader"
+
 // Phase names a part of a request's time. The names are used verbatim as
 // JSON keys, OTLP span names, pprof frames and the Prometheus label.
 type Phase uint8
@@ -98,4 +100,32 @@ func (ps Phases) Each(fn func(Phase, int64)) {
 			fn(p, ps.ns[p])
 		}
 	}
+}
+
+// EndReason says why a request ended. The names are used verbatim as
+// the JSON end_reason and the OTLP attribute tracerd.end_reason.
+type EndReason uint8
+
+const (
+	EndNextRequest = EndReason(loader.TracerdEndReasonEND_NEXT_REQUEST)
+	EndClose       = EndReason(loader.TracerdEndReasonEND_CLOSE)
+	EndIdle        = EndReason(loader.TracerdEndReasonEND_IDLE)
+	EndFlush       = EndReason(loader.TracerdEndReasonEND_FLUSH)
+	EndStream      = EndReason(loader.TracerdEndReasonEND_STREAM)
+)
+
+var endReasonNames = [...]string{
+	EndNextRequest: "next_request",
+	EndClose:       "close",
+	EndIdle:        "idle",
+	EndFlush:       "flush",
+	EndStream:      "stream",
+}
+
+// String is the reason's name, "" for a value no reason has.
+func (e EndReason) String() string {
+	if int(e) < len(endReasonNames) {
+		return endReasonNames[e]
+	}
+	return ""
 }

@@ -26,8 +26,8 @@ type Request struct {
 	Phases        Phases
 	TCP           TCP
 	Spans         []Span
-	EndReason     string // next_request, close, idle, flush
-	Answered      bool   // the app wrote an answer
+	EndReason     EndReason
+	Answered      bool // the app wrote an answer
 }
 
 // Conn identifies the connection a request came on.

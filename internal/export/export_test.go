@@ -46,7 +46,7 @@ func fixedRequests() []correlate.Request {
 		HTTP:    &correlate.HTTP{Method: "GET", Target: "/api/x?id=1", Status: 200},
 		TraceID: correlate.TraceID(mustHex("0af7651916cd43dd8448eb211c80319c")), SpanID: correlate.SpanID(mustHex("00f067aa0ba902b7")), ParentSpanID: correlate.SpanID(mustHex("b7ad6b7169203331")),
 		TCP:       correlate.TCP{Valid: true, SrttUs: 30, SndCwnd: 10, Nagle: true},
-		EndReason: "next_request", Answered: true,
+		EndReason: correlate.EndNextRequest, Answered: true,
 	}
 	for p, v := range map[correlate.Phase]int64{correlate.AcceptQueue: 10e6, correlate.RecvQueue: 20e6,
 		correlate.Runqueue: 4e6, correlate.CFSThrottle: 5e6, correlate.App: 30e6, correlate.SendQueue: 5e6, correlate.AckWait: 1e6} {

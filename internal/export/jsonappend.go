@@ -121,7 +121,7 @@ func (o JSONOptions) AppendJSON(b []byte, r *correlate.Request) []byte {
 		b = append(b, ']')
 	}
 	b = append(b, `,"end_reason":`...)
-	b = appendString(b, r.EndReason)
+	b = appendString(b, r.EndReason.String())
 	return append(b, '}')
 }
 

@@ -120,7 +120,7 @@ func (o JSONOptions) ToJSON(r *correlate.Request) JSONRecord {
 		TraceID:   r.TraceID.String(),
 		SpanID:    r.SpanID.String(),
 		Phases:    JSONPhases{},
-		EndReason: r.EndReason,
+		EndReason: r.EndReason.String(),
 	}
 	if !r.ParentSpanID.IsZero() {
 		j.ParentSpanID = r.ParentSpanID.String()

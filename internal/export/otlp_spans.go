@@ -306,7 +306,7 @@ func serverAttributes(r *correlate.Request, keepQueryValues bool) []*commonpb.Ke
 				a.str("url.query", query)
 			}
 		}
-		if r.EndReason != "stream" {
+		if r.EndReason != correlate.EndStream {
 			// Parsed from the bytes on the socket: plaintext HTTP/1.x.
 			a.str("url.scheme", "http")
 			a.str("network.protocol.name", "http")
@@ -340,12 +340,12 @@ func serverAttributes(r *correlate.Request, keepQueryValues bool) []*commonpb.Ke
 		a.int("thread.id", int64(r.TID))
 	}
 	a.int(attrRequestIndex, int64(r.Conn.RequestIndex))
-	a.str(attrEndReason, r.EndReason)
+	a.str(attrEndReason, r.EndReason.String())
 	a.bool(attrAnswered, r.Answered)
 	if r.CgroupID != 0 {
 		a.int(attrCgroupID, int64(r.CgroupID))
 	}
-	if r.EndReason == "stream" {
+	if r.EndReason == correlate.EndStream {
 		return a.list // seen by the Go probes alone: no TCP facts
 	}
 	if r.TCP.Valid {

@@ -38,7 +38,7 @@ func otlpRequests() []correlate.Request {
 		ParentSpanID: correlate.SpanID(mustHex("b7ad6b7169203331")),
 		TraceFlags:   1,
 		TCP:          correlate.TCP{Valid: true, SrttUs: 30, SndCwnd: 10, Nagle: true},
-		EndReason:    "next_request", Answered: true,
+		EndReason:    correlate.EndNextRequest, Answered: true,
 	}
 	for p, v := range map[correlate.Phase]int64{
 		correlate.AcceptQueue: ms(10), correlate.Softirq: 2_000, correlate.RecvQueue: ms(20),
@@ -65,7 +65,7 @@ func otlpRequests() []correlate.Request {
 		Conn:    correlate.Conn{Local: netip.MustParseAddrPort("[::1]:6379"), Peer: netip.MustParseAddrPort("[::1]:40000"), RequestIndex: 3},
 		TraceID: correlate.TraceID(mustHex("4bf92f3577b34da6a3ce929d0e0e4736")), SpanID: correlate.SpanID(mustHex("53995c3f42cd8ad8")),
 		TCP:       correlate.TCP{Retransmits: 2, ZeroWindow: 1},
-		EndReason: "close", Answered: true,
+		EndReason: correlate.EndClose, Answered: true,
 	}
 	b.Phases.Set(correlate.RecvQueue, 0)
 	b.Phases.Set(correlate.App, ms(2))
@@ -80,7 +80,7 @@ func otlpRequests() []correlate.Request {
 		HTTP:    &correlate.HTTP{Method: "POST", Target: "/cart.Cart/Add", Status: 503},
 		TraceID: correlate.TraceID(mustHex("11111111111111112222222222222222")), SpanID: correlate.SpanID(mustHex("3333333333333333")),
 		Spans:     []correlate.Span{{Name: "net/http.serverHandler.ServeHTTP", StartUnixNano: t0 + ms(200), DurationNs: ms(12)}},
-		EndReason: "stream", Answered: true,
+		EndReason: correlate.EndStream, Answered: true,
 	}
 	c.Phases.Set(correlate.App, ms(12))
 	c.Phases.Set(correlate.GCSTW, 0)
@@ -92,7 +92,7 @@ func otlpRequests() []correlate.Request {
 		Conn:    correlate.Conn{Local: netip.MustParseAddrPort("127.0.0.1:8080"), Peer: netip.MustParseAddrPort("127.0.0.1:51300")},
 		HTTP:    &correlate.HTTP{Method: "PURGE", Target: "/cache"},
 		TraceID: correlate.TraceID(mustHex("aaaaaaaaaaaaaaaabbbbbbbbbbbbbbbb")), SpanID: correlate.SpanID(mustHex("cccccccccccccccc")),
-		EndReason: "idle",
+		EndReason: correlate.EndIdle,
 	}
 	d.Phases.Set(correlate.RecvQueue, ms(1))
 	return []correlate.Request{a, b, c, d}

@@ -10,17 +10,21 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
-	"github.com/tracerd/tracerd/internal/correlate"
 	"github.com/tracerd/tracerd/internal/goinspect"
 	"github.com/tracerd/tracerd/internal/loader"
 )
 
+// goFunc is a probed function's id: shared with the BPF programs, which
+// read it from the probe's cookie.
+type goFunc = loader.TracerdGoFunc
+
 // target is one probed function: where, with which program and cookie.
 type target struct {
 	symbol  string // the first of symbol, alt... that the binary has is probed
-	fn      correlate.GoFunc
+	fn      goFunc
 	entry   string // program at the entry ("" = none)
 	returns string // program at every RET ("" = none)
 	group   string // what it measures: gc, serialization, http, grpc
@@ -29,59 +33,96 @@ type target struct {
 
 // targets lists every function tracerd probes when the binary has it.
 var targets = []target{
-	{"runtime.stopTheWorldWithSema", correlate.GoSTW, loader.TracerdProgGoStwStop, "", "gc", nil},
+	{"runtime.stopTheWorldWithSema", loader.TracerdGoFuncGO_STW, loader.TracerdProgGoStwStop, "", "gc", nil},
 	// The pause ends at startTheWorldWithSema's entry or at its RETs,
 	// depending on the pause (see go_stw_start); probed at both.
-	{"runtime.startTheWorldWithSema", correlate.GoSTW, loader.TracerdProgGoStwStart, loader.TracerdProgGoStwStart, "gc", nil},
-	{"encoding/json.Marshal", correlate.GoJSONMarshal, loader.TracerdProgGoEntry, loader.TracerdProgGoReturn, "serialization", nil},
-	{"encoding/json.Unmarshal", correlate.GoJSONUnmarshal, loader.TracerdProgGoEntry, loader.TracerdProgGoReturn, "serialization", nil},
-	{"encoding/json.(*Encoder).Encode", correlate.GoJSONEncode, loader.TracerdProgGoEntry, loader.TracerdProgGoReturn, "serialization", nil},
-	{"encoding/json.(*Decoder).Decode", correlate.GoJSONDecode, loader.TracerdProgGoEntry, loader.TracerdProgGoReturn, "serialization", nil},
+	{"runtime.startTheWorldWithSema", loader.TracerdGoFuncGO_STW, loader.TracerdProgGoStwStart, loader.TracerdProgGoStwStart, "gc", nil},
+	{"encoding/json.Marshal", loader.TracerdGoFuncGO_JSON_MARSHAL, loader.TracerdProgGoEntry, loader.TracerdProgGoReturn, "serialization", nil},
+	{"encoding/json.Unmarshal", loader.TracerdGoFuncGO_JSON_UNMARSHAL, loader.TracerdProgGoEntry, loader.TracerdProgGoReturn, "serialization", nil},
+	{"encoding/json.(*Encoder).Encode", loader.TracerdGoFuncGO_JSON_ENCODE, loader.TracerdProgGoEntry, loader.TracerdProgGoReturn, "serialization", nil},
+	{"encoding/json.(*Decoder).Decode", loader.TracerdGoFuncGO_JSON_DECODE, loader.TracerdProgGoEntry, loader.TracerdProgGoReturn, "serialization", nil},
 	// The core every Marshal variant calls (proto.Marshal,
 	// MarshalOptions.Marshal/MarshalAppend: grpc-go's codec uses the
 	// latter two), else proto.Marshal itself; likewise for Unmarshal.
-	{"google.golang.org/protobuf/proto.MarshalOptions.marshal", correlate.GoProtoMarshal, loader.TracerdProgGoEntry, loader.TracerdProgGoReturn, "serialization",
+	{"google.golang.org/protobuf/proto.MarshalOptions.marshal", loader.TracerdGoFuncGO_PROTO_MARSHAL, loader.TracerdProgGoEntry, loader.TracerdProgGoReturn, "serialization",
 		[]string{"google.golang.org/protobuf/proto.Marshal"}},
-	{"google.golang.org/protobuf/proto.UnmarshalOptions.unmarshal", correlate.GoProtoUnmarsh, loader.TracerdProgGoEntry, loader.TracerdProgGoReturn, "serialization",
+	{"google.golang.org/protobuf/proto.UnmarshalOptions.unmarshal", loader.TracerdGoFuncGO_PROTO_UNMARSHAL, loader.TracerdProgGoEntry, loader.TracerdProgGoReturn, "serialization",
 		[]string{"google.golang.org/protobuf/proto.Unmarshal"}},
-	{"net/http.serverHandler.ServeHTTP", correlate.GoServeHTTP, loader.TracerdProgGoEntry, loader.TracerdProgGoReturn, "http", nil},
-	{"net/http.(*response).WriteHeader", correlate.GoWriteHeader, loader.TracerdProgGoWriteHeader, "", "http", nil},
-	{"net/http.(*http2responseWriter).WriteHeader", correlate.GoWriteHeader, loader.TracerdProgGoWriteHeader, "", "http", nil},
+	{"net/http.serverHandler.ServeHTTP", loader.TracerdGoFuncGO_SERVE_HTTP, loader.TracerdProgGoEntry, loader.TracerdProgGoReturn, "http", nil},
+	{"net/http.(*response).WriteHeader", loader.TracerdGoFuncGO_WRITE_HEADER, loader.TracerdProgGoWriteHeader, "", "http", nil},
+	{"net/http.(*http2responseWriter).WriteHeader", loader.TracerdGoFuncGO_WRITE_HEADER, loader.TracerdProgGoWriteHeader, "", "http", nil},
 	// HTTP/2's implicit 200 (a handler that only writes) calls the
 	// state's writeHeader with WriteHeader inlined away: probe it too.
-	{"net/http.(*http2responseWriterState).writeHeader", correlate.GoWriteHeader, loader.TracerdProgGoWriteHeader, "", "http", nil},
+	{"net/http.(*http2responseWriterState).writeHeader", loader.TracerdGoFuncGO_WRITE_HEADER, loader.TracerdProgGoWriteHeader, "", "http", nil},
 	// grpc-go servers: one call per RPC on the stream's goroutine, and
 	// the status it ends with (probed only when the layout is known).
-	{goinspect.GRPCHandleStream, correlate.GoGRPCMethod, loader.TracerdProgGoEntry, loader.TracerdProgGoReturn, "grpc", nil},
-	{goinspect.GRPCWriteStatus, correlate.GoGRPCStatus, loader.TracerdProgGoGrpcStatus, "", "grpc",
+	{goinspect.GRPCHandleStream, loader.TracerdGoFuncGO_GRPC_METHOD, loader.TracerdProgGoEntry, loader.TracerdProgGoReturn, "grpc", nil},
+	{goinspect.GRPCWriteStatus, loader.TracerdGoFuncGO_GRPC_STATUS, loader.TracerdProgGoGrpcStatus, "", "grpc",
 		[]string{goinspect.GRPCWriteStatusOld}},
 }
 
 // DefaultMaxCallsPerSecond bounds how often one probed function may fire
-// in one process before its probes are switched off: a RET probe costs
-// ≈ 10 µs here, so 2000 calls/s ≈ 2 % of a core for entry + return.
+// in one process before its probes are switched off: an entry probe
+// (≈ 0.8 µs) and a RET probe (≈ 9.5 µs, BENCHMARKS.md) cost the process
+// ≈ 10 µs per call, so 2000 calls/s ≈ 2 % of a core.
 const DefaultMaxCallsPerSecond = 2000
+
+// Probes says which Go measurements a process has, so that an
+// unmeasured phase stays absent rather than zero.
+type Probes struct {
+	GC            bool
+	Serialization bool
+	HTTP          bool
+	GRPC          bool // grpc-go server: method names and status codes
+	// AttachedAt is when every probe was on (wall ns; 0 while attaching):
+	// a request that began before may have Go calls nobody saw begin.
+	AttachedAt int64
+	// ProbeCostNs is subtracted from calls timed entry → RET: the time
+	// the uprobe traps themselves add (calibrated at start).
+	ProbeCostNs int64
+}
+
+// switchOff marks a group's measurements as absent.
+func (p *Probes) switchOff(group string) {
+	switch group {
+	case "serialization":
+		p.Serialization = false
+	case "http":
+		p.HTTP = false
+	case "gc":
+		p.GC = false
+	case "grpc":
+		p.GRPC = false
+	}
+}
 
 // Update is applied by the caller to its correlator, on the goroutine
 // that owns it.
 type Update struct {
 	PID    uint32
-	Probes correlate.GoProbes
+	Probes Probes
 	OK     bool // false: the process has no Go probes (any more)
+}
+
+// engine is what the manager needs of the kernel engine (loader.Tracer).
+type engine interface {
+	SetGoProc(pid uint32, p loader.TracerdGoProc) error
+	DeleteGoProc(pid uint32) error
+	Programs() map[string]*ebpf.Program
+	UprobeMulti() bool
 }
 
 // Manager owns every Go process's probes.
 type Manager struct {
-	tracer  *loader.Tracer
+	tracer  engine
 	log     *slog.Logger
 	maxRate int
 	updates chan Update
 
-	mu     sync.Mutex
-	procs  map[uint32]*proc
-	cost   int64 // calibrated ns added by entry + RET traps
-	closed bool
-	calib  *calibration
+	mu    sync.Mutex
+	procs map[uint32]*proc
+	cost  int64 // calibrated ns added by entry + RET traps
+	calib *calibration
 
 	workerOnce sync.Once
 	jobs       chan job
@@ -89,12 +130,11 @@ type Manager struct {
 }
 
 type proc struct {
-	exe       string
 	goVersion string
 	links     map[string][]link.Link // by group
-	probes    correlate.GoProbes
-	counts    map[correlate.GoFunc]int // calls in the current second
-	off       []string                 // groups the rate bound switched off
+	probes    Probes
+	counts    map[goFunc]int // calls in the current second
+	off       []string       // groups the rate bound switched off
 }
 
 // New returns a manager; updates for the correlator arrive on Updates().
@@ -139,21 +179,21 @@ func (m *Manager) Attach(pid uint32) error {
 		// none found means the symbols could not be trusted.
 		return errors.Join(append([]error{fmt.Errorf("no function to probe in %s (symbols from %s)", exe, bin.SymbolsFrom)}, attachErrs...)...)
 	}
-	if err := m.tracer.Map(loader.TracerdMapGoProcs).Put(pid, procOffsets(bin)); err != nil {
+	if err := m.tracer.SetGoProc(pid, procOffsets(bin)); err != nil {
 		return fmt.Errorf("registering pid %d: %w", pid, err)
 	}
 	ex, err := link.OpenExecutable(exe)
 	if err != nil {
 		return err
 	}
-	p := &proc{exe: exe, goVersion: bin.GoVersion, links: map[string][]link.Link{}, counts: map[correlate.GoFunc]int{}}
+	p := &proc{goVersion: bin.GoVersion, links: map[string][]link.Link{}, counts: map[goFunc]int{}}
 	m.mu.Lock()
 	if old := m.procs[pid]; old != nil {
 		closeLinks(old.links)
 	}
 	// Both STW functions are needed; serialization counts as probed when
 	// none of its functions is linked in (nothing to time: 0 is right).
-	p.probes = correlate.GoProbes{
+	p.probes = Probes{
 		GC:            groups["gc"] == 2 && !refused["gc"],
 		Serialization: !refused["serialization"],
 		HTTP:          groups["http"] > 0 && !refused["http"],
@@ -259,14 +299,14 @@ type probe struct {
 func probesOf(f goinspect.Func, tg target) ([]probe, error) {
 	var out []probe
 	if tg.entry != "" {
-		out = append(out, probe{f.Name, tg.entry, f.EntryProbe, cookie(tg.fn, atEntry)})
+		out = append(out, probe{f.Name, tg.entry, f.EntryProbe, cookie(tg.fn, loader.TracerdProbeSitePROBE_AT_ENTRY)})
 	}
 	if tg.returns != "" {
 		if len(f.Returns) == 0 {
 			return nil, errors.New("no RET instruction found")
 		}
 		for _, off := range f.Returns {
-			out = append(out, probe{f.Name, tg.returns, off, cookie(tg.fn, atReturn)})
+			out = append(out, probe{f.Name, tg.returns, off, cookie(tg.fn, loader.TracerdProbeSitePROBE_AT_RET)})
 		}
 	}
 	return out, nil
@@ -311,14 +351,11 @@ func (m *Manager) attachProbes(ex *link.Executable, ps []probe, pid uint32) ([]l
 	return out, nil
 }
 
-const (
-	atEntry  = 1
-	atReturn = 2
-)
-
-// cookie is what a probe's program reads with bpf_get_attach_cookie: the
-// function in the low 32 bits, entry or return in the high 32.
-func cookie(fn correlate.GoFunc, where uint64) uint64 { return uint64(fn) | where<<32 }
+// cookie is what a probe's program reads with bpf_get_attach_cookie
+// (enum go_cookie): the function, and the probe's site above it.
+func cookie(fn goFunc, site loader.TracerdProbeSite) uint64 {
+	return uint64(fn) | uint64(site)<<loader.TracerdGoCookieGO_COOKIE_SITE_SHIFT
+}
 
 func procOffsets(bin *goinspect.Binary) loader.TracerdGoProc {
 	o := bin.Offsets
@@ -348,7 +385,7 @@ func (m *Manager) Detach(pid uint32) {
 	p := m.procs[pid]
 	delete(m.procs, pid)
 	m.mu.Unlock()
-	_ = m.tracer.Map(loader.TracerdMapGoProcs).Delete(pid)
+	_ = m.tracer.DeleteGoProc(pid)
 	if p == nil {
 		return
 	}
@@ -366,14 +403,20 @@ func (m *Manager) Detach(pid uint32) {
 	}()
 }
 
-// Count accounts one Go event for the rate bound; call it for every Go
-// event (from the reading goroutine).
-func (m *Manager) Count(pid uint32, fn correlate.GoFunc) {
+// Observe takes every Go event the reader gets (on its goroutine): a
+// calibration sample is the manager's own (false: not for the
+// correlator); any other counts for the rate bound.
+func (m *Manager) Observe(ev *loader.GoEvent) bool {
+	if goFunc(ev.Func) == loader.TracerdGoFuncGO_CALIBRATE {
+		m.calibrationSample(ev)
+		return false
+	}
 	m.mu.Lock()
-	if p := m.procs[pid]; p != nil {
-		p.counts[fn]++
+	if p := m.procs[ev.Pid]; p != nil {
+		p.counts[goFunc(ev.Func)]++
 	}
 	m.mu.Unlock()
+	return true
 }
 
 // Enforce runs once a second: a function whose probes fired more than
@@ -389,38 +432,30 @@ func (m *Manager) Enforce() {
 			if n <= m.maxRate {
 				continue
 			}
-			group := groupOf(fn)
-			if len(p.links[group]) == 0 {
+			tg := targetOf(fn)
+			if tg == nil || len(p.links[tg.group]) == 0 {
 				continue
 			}
-			closeLinks(map[string][]link.Link{group: p.links[group]})
-			delete(p.links, group)
-			switch group {
-			case "serialization":
-				p.probes.Serialization = false
-			case "http":
-				p.probes.HTTP = false
-			case "gc":
-				p.probes.GC = false
-			case "grpc":
-				p.probes.GRPC = false
-			}
-			p.off = append(p.off, group)
+			closeLinks(map[string][]link.Link{tg.group: p.links[tg.group]})
+			delete(p.links, tg.group)
+			p.probes.switchOff(tg.group)
+			p.off = append(p.off, tg.group)
 			m.updates <- Update{PID: pid, Probes: p.probes, OK: true}
 			m.log.Warn("Go probes switched off: they fire too often for the process's good",
-				"pid", pid, "function", correlate.GoFuncNames[fn], "calls_per_second", n, "limit", m.maxRate, "group", group)
+				"pid", pid, "function", tg.symbol, "calls_per_second", n, "limit", m.maxRate, "group", tg.group)
 		}
 		clear(p.counts)
 	}
 }
 
-func groupOf(fn correlate.GoFunc) string {
-	for _, tg := range targets {
-		if tg.fn == fn {
-			return tg.group
+// targetOf is fn's first target (nil: fn is not probed in processes).
+func targetOf(fn goFunc) *target {
+	for i := range targets {
+		if targets[i].fn == fn {
+			return &targets[i]
 		}
 	}
-	return ""
+	return nil
 }
 
 // Close removes every probe.
@@ -431,7 +466,6 @@ func (m *Manager) Close() {
 		closeLinks(p.links)
 		delete(m.procs, pid)
 	}
-	m.closed = true
 	m.unlinking.Wait()
 }
 

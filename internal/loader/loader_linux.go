@@ -448,14 +448,26 @@ type Counters struct {
 // Counters sums the per-CPU counters.
 func (t *Tracer) Counters() (Counters, error) {
 	var c Counters
-	dst := []*uint64{&c.ConnsTraced, &c.Records, &c.RingbufDrops, &c.ConnMapFull,
-		&c.TaskMapFull, &c.Answers, &c.UnansweredWrites, &c.CaptureFails, &c.GoDrops, &c.GoMapFull}
-	for i := range dst {
-		v, err := t.counter(TracerdCounter(i))
+	for _, f := range []struct {
+		idx TracerdCounter
+		dst *uint64
+	}{
+		{TracerdCounterCNT_CONNS_TRACED, &c.ConnsTraced},
+		{TracerdCounterCNT_RECORDS, &c.Records},
+		{TracerdCounterCNT_RINGBUF_DROPS, &c.RingbufDrops},
+		{TracerdCounterCNT_CONN_MAP_FULL, &c.ConnMapFull},
+		{TracerdCounterCNT_TASK_MAP_FULL, &c.TaskMapFull},
+		{TracerdCounterCNT_ANSWERS, &c.Answers},
+		{TracerdCounterCNT_UNANSWERED_WRITES, &c.UnansweredWrites},
+		{TracerdCounterCNT_CAPTURE_FAILS, &c.CaptureFails},
+		{TracerdCounterCNT_GO_DROPS, &c.GoDrops},
+		{TracerdCounterCNT_GO_MAP_FULL, &c.GoMapFull},
+	} {
+		v, err := t.counter(f.idx)
 		if err != nil {
-			return c, fmt.Errorf("reading counter %d: %w", i, err)
+			return c, fmt.Errorf("reading counter %d: %w", f.idx, err)
 		}
-		*dst[i] = v
+		*f.dst = v
 	}
 	c.IdleSweepFails = uint64(t.sweepFails.Load())
 	conns := t.coll.Maps[TracerdMapConns]

@@ -13,6 +13,13 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type TracerdAddrFamily uint32
+
+const (
+	TracerdAddrFamilyFAMILY_INET  TracerdAddrFamily = 2
+	TracerdAddrFamilyFAMILY_INET6 TracerdAddrFamily = 10
+)
+
 type TracerdCaptureSize uint32
 
 const (
@@ -56,6 +63,7 @@ const (
 	TracerdEndReasonEND_CLOSE        TracerdEndReason = 2
 	TracerdEndReasonEND_IDLE         TracerdEndReason = 3
 	TracerdEndReasonEND_FLUSH        TracerdEndReason = 4
+	TracerdEndReasonEND_STREAM       TracerdEndReason = 5
 )
 
 type TracerdEventKind uint32
@@ -90,6 +98,12 @@ const (
 	TracerdGoCaptureGO_REMOTE_CAP  TracerdGoCapture = 48
 	TracerdGoCaptureGO_QUERY_CAP   TracerdGoCapture = 96
 	TracerdGoCaptureGO_PATTERN_CAP TracerdGoCapture = 64
+)
+
+type TracerdGoCookie uint32
+
+const (
+	TracerdGoCookieGO_COOKIE_SITE_SHIFT TracerdGoCookie = 32
 )
 
 type TracerdGoEvent struct {
@@ -172,6 +186,13 @@ type TracerdPending struct {
 	Pad          [7]uint8
 }
 
+type TracerdProbeSite uint32
+
+const (
+	TracerdProbeSitePROBE_AT_ENTRY TracerdProbeSite = 1
+	TracerdProbeSitePROBE_AT_RET   TracerdProbeSite = 2
+)
+
 type TracerdProcNote struct {
 	_    structs.HostLayout
 	Kind uint32
@@ -245,6 +266,13 @@ type TracerdSoftirqCpu struct {
 	InNetRx  uint8
 	Pad      [7]uint8
 }
+
+type TracerdStwReason uint32
+
+const (
+	TracerdStwReasonSTW_GC_MARK_TERM  TracerdStwReason = 1
+	TracerdStwReasonSTW_GC_SWEEP_TERM TracerdStwReason = 2
+)
 
 type TracerdStwState struct {
 	_      structs.HostLayout
@@ -367,6 +395,7 @@ const (
 	TracerdVarRxFromTcpProbe           = "rx_from_tcp_probe"
 	TracerdVarSchedEnabled             = "sched_enabled"
 	TracerdVarSoftirqEnabled           = "softirq_enabled"
+	TracerdVarUnusedAddrFamily         = "unused_addr_family"
 	TracerdVarUnusedCaptureSize        = "unused_capture_size"
 	TracerdVarUnusedConnState          = "unused_conn_state"
 	TracerdVarUnusedCounter            = "unused_counter"
@@ -374,11 +403,14 @@ const (
 	TracerdVarUnusedEventKind          = "unused_event_kind"
 	TracerdVarUnusedFilterConfig       = "unused_filter_config"
 	TracerdVarUnusedGoCapture          = "unused_go_capture"
+	TracerdVarUnusedGoCookie           = "unused_go_cookie"
 	TracerdVarUnusedGoEvent            = "unused_go_event"
 	TracerdVarUnusedGoFunc             = "unused_go_func"
+	TracerdVarUnusedProbeSite          = "unused_probe_site"
 	TracerdVarUnusedProcEvent          = "unused_proc_event"
 	TracerdVarUnusedProcWhat           = "unused_proc_what"
 	TracerdVarUnusedReqFlags           = "unused_req_flags"
+	TracerdVarUnusedStwReason          = "unused_stw_reason"
 )
 
 // LoadTracerd returns the embedded CollectionSpec for Tracerd.
@@ -516,6 +548,7 @@ type TracerdVariableSpecs struct {
 	RxFromTcpProbe     *ebpf.VariableSpec `ebpf:"rx_from_tcp_probe"`
 	SchedEnabled       *ebpf.VariableSpec `ebpf:"sched_enabled"`
 	SoftirqEnabled     *ebpf.VariableSpec `ebpf:"softirq_enabled"`
+	UnusedAddrFamily   *ebpf.VariableSpec `ebpf:"unused_addr_family"`
 	UnusedCaptureSize  *ebpf.VariableSpec `ebpf:"unused_capture_size"`
 	UnusedConnState    *ebpf.VariableSpec `ebpf:"unused_conn_state"`
 	UnusedCounter      *ebpf.VariableSpec `ebpf:"unused_counter"`
@@ -523,11 +556,14 @@ type TracerdVariableSpecs struct {
 	UnusedEventKind    *ebpf.VariableSpec `ebpf:"unused_event_kind"`
 	UnusedFilterConfig *ebpf.VariableSpec `ebpf:"unused_filter_config"`
 	UnusedGoCapture    *ebpf.VariableSpec `ebpf:"unused_go_capture"`
+	UnusedGoCookie     *ebpf.VariableSpec `ebpf:"unused_go_cookie"`
 	UnusedGoEvent      *ebpf.VariableSpec `ebpf:"unused_go_event"`
 	UnusedGoFunc       *ebpf.VariableSpec `ebpf:"unused_go_func"`
+	UnusedProbeSite    *ebpf.VariableSpec `ebpf:"unused_probe_site"`
 	UnusedProcEvent    *ebpf.VariableSpec `ebpf:"unused_proc_event"`
 	UnusedProcWhat     *ebpf.VariableSpec `ebpf:"unused_proc_what"`
 	UnusedReqFlags     *ebpf.VariableSpec `ebpf:"unused_req_flags"`
+	UnusedStwReason    *ebpf.VariableSpec `ebpf:"unused_stw_reason"`
 }
 
 // TracerdObjects contains all objects after they have been loaded into the kernel.
@@ -599,6 +635,7 @@ type TracerdVariables struct {
 	RxFromTcpProbe     *ebpf.Variable `ebpf:"rx_from_tcp_probe"`
 	SchedEnabled       *ebpf.Variable `ebpf:"sched_enabled"`
 	SoftirqEnabled     *ebpf.Variable `ebpf:"softirq_enabled"`
+	UnusedAddrFamily   *ebpf.Variable `ebpf:"unused_addr_family"`
 	UnusedCaptureSize  *ebpf.Variable `ebpf:"unused_capture_size"`
 	UnusedConnState    *ebpf.Variable `ebpf:"unused_conn_state"`
 	UnusedCounter      *ebpf.Variable `ebpf:"unused_counter"`
@@ -606,11 +643,14 @@ type TracerdVariables struct {
 	UnusedEventKind    *ebpf.Variable `ebpf:"unused_event_kind"`
 	UnusedFilterConfig *ebpf.Variable `ebpf:"unused_filter_config"`
 	UnusedGoCapture    *ebpf.Variable `ebpf:"unused_go_capture"`
+	UnusedGoCookie     *ebpf.Variable `ebpf:"unused_go_cookie"`
 	UnusedGoEvent      *ebpf.Variable `ebpf:"unused_go_event"`
 	UnusedGoFunc       *ebpf.Variable `ebpf:"unused_go_func"`
+	UnusedProbeSite    *ebpf.Variable `ebpf:"unused_probe_site"`
 	UnusedProcEvent    *ebpf.Variable `ebpf:"unused_proc_event"`
 	UnusedProcWhat     *ebpf.Variable `ebpf:"unused_proc_what"`
 	UnusedReqFlags     *ebpf.Variable `ebpf:"unused_req_flags"`
+	UnusedStwReason    *ebpf.Variable `ebpf:"unused_stw_reason"`
 }
 
 // TracerdPrograms contains all programs after they have been loaded into the kernel.

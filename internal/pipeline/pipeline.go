@@ -27,42 +27,80 @@ type SinkFunc func(r *correlate.Request) error
 
 func (f SinkFunc) Add(r *correlate.Request) error { return f(r) }
 
-// Session owns a tracer for the duration of a run.
+// Source is what a session reads and controls: the kernel engine
+// (*loader.Tracer).
+type Source interface {
+	// Read blocks for the next event, until the deadline set last
+	// (then os.ErrDeadlineExceeded).
+	Read(ev *loader.Event) error
+	SetDeadline(t time.Time)
+	// SweepIdle ends the requests of connections quiet for the idle timeout.
+	SweepIdle() error
+	// Detach stops new records; Read still returns those already made.
+	Detach() error
+	// Drain hands over the requests in progress (END_FLUSH).
+	Drain(fn func(*loader.Record)) error
+}
+
+// goProbes is what a session needs of the Go probes (*goprobe.Manager).
+type goProbes interface {
+	Updates() <-chan goprobe.Update
+	Enqueue(pid uint32, what goprobe.Job)
+	Observe(ev *loader.GoEvent) bool
+	Enforce()
+}
+
+// Session owns a source for the duration of a run.
 type Session struct {
-	tracer   *loader.Tracer
+	src      Source
 	corr     *correlate.Correlator
 	sinks    []Sink
 	requests atomic.Int64
 	sinkErrs atomic.Int64
-	lastErr  atomic.Value
-	onProc   func(*loader.ProcNote)
-	gm       *goprobe.Manager
+	gm       goProbes // nil: not Go-aware
 	drained  atomic.Int64
 	idle     time.Duration // the kernel engine's idle timeout
 	log      *slog.Logger
 }
 
+// New wraps an opened source whose idle timeout is idle. goRetain is how
+// long Go events wait to be joined with the kernel's record of their
+// request (more than the idle timeout).
+func New(src Source, idle, goRetain time.Duration, sinks ...Sink) *Session {
+	s := &Session{src: src, sinks: sinks, idle: idle, log: slog.Default()}
+	s.corr = correlate.New(goRetain, s.emit)
+	return s
+}
+
 // SetLogger sets where the session logs (default: slog's default).
 func (s *Session) SetLogger(l *slog.Logger) { s.log = l }
+
+// SetGo makes the session Go-aware: process notes attach and detach
+// probes, Go events feed the rate bound, calibration and the correlator.
+func (s *Session) SetGo(gm *goprobe.Manager) {
+	if gm != nil { // a nil *Manager in s.gm would not be nil
+		s.gm = gm
+	}
+}
 
 // Drained is the number of in-flight requests drained at stop (records
 // the kernel did not count as written to the ring buffer).
 func (s *Session) Drained() int64 { return s.drained.Load() }
 
-// SetGo makes the session Go-aware: process notes attach and detach
-// probes, Go events feed the rate bound, calibration and the correlator.
-func (s *Session) SetGo(gm *goprobe.Manager) {
-	s.gm = gm
-	s.onProc = func(n *loader.ProcNote) {
-		switch loader.TracerdProcWhat(n.What) {
-		case loader.TracerdProcWhatPROC_TRACED:
-			gm.Enqueue(n.Pid, goprobe.AttachIfNew)
-		case loader.TracerdProcWhatPROC_EXEC:
-			gm.Enqueue(n.Pid, goprobe.Reattach)
-		case loader.TracerdProcWhatPROC_EXIT:
-			gm.Enqueue(n.Pid, goprobe.Remove)
+// Requests is the number of requests handed to the sinks so far.
+func (s *Session) Requests() int64 { return s.requests.Load() }
+
+// SinkErrors is the number of failed sink calls.
+func (s *Session) SinkErrors() int64 { return s.sinkErrs.Load() }
+
+// emit hands a finished request to every sink: the correlator's one way out.
+func (s *Session) emit(r *correlate.Request) {
+	for _, sink := range s.sinks {
+		if err := sink.Add(r); err != nil {
+			s.sinkErrs.Add(1)
 		}
 	}
+	s.requests.Add(1)
 }
 
 // applyGoUpdates hands probe changes to the correlator (its goroutine).
@@ -74,34 +112,18 @@ func (s *Session) applyGoUpdates() {
 		select {
 		case u := <-s.gm.Updates():
 			s.corr.SetGoProbes(u.PID, u.Probes, u.OK)
-			for _, r := range s.corr.Released() {
-				s.emit(&r)
-			}
 		default:
 			return
 		}
 	}
 }
 
-// New wraps an opened tracer whose idle timeout is idle. goRetain is how
-// long Go events wait to be joined with the kernel's record of their
-// request (more than the idle timeout).
-func New(t *loader.Tracer, idle, goRetain time.Duration, sinks ...Sink) *Session {
-	return &Session{tracer: t, corr: correlate.New(goRetain), sinks: sinks, idle: idle, log: slog.Default()}
+// procJobs says what a process note asks of its Go probes.
+var procJobs = map[loader.TracerdProcWhat]goprobe.Job{
+	loader.TracerdProcWhatPROC_TRACED: goprobe.AttachIfNew,
+	loader.TracerdProcWhatPROC_EXEC:   goprobe.Reattach,
+	loader.TracerdProcWhatPROC_EXIT:   goprobe.Remove,
 }
-
-// OnProc is called (from the reading goroutine) for process lifecycle
-// notes; Go probes attach and detach there.
-func (s *Session) OnProc(fn func(note *loader.ProcNote)) { s.onProc = fn }
-
-// Correlator gives access to the correlator from OnProc callbacks.
-func (s *Session) Correlator() *correlate.Correlator { return s.corr }
-
-// Requests is the number of requests handed to the sinks so far.
-func (s *Session) Requests() int64 { return s.requests.Load() }
-
-// SinkErrors is the number of failed sink calls; LastSinkError the last one.
-func (s *Session) SinkErrors() int64 { return s.sinkErrs.Load() }
 
 func (s *Session) dispatch(ev *loader.Event) {
 	// Probe changes first: a record is judged by what probes its
@@ -109,55 +131,27 @@ func (s *Session) dispatch(ev *loader.Event) {
 	s.applyGoUpdates()
 	switch ev.Kind {
 	case loader.KindRequest:
-		if r, ok := s.corr.Request(&ev.Request); ok {
-			s.emit(&r)
-		}
+		s.corr.AddRecord(&ev.Request)
 	case loader.KindGo:
-		if s.gm != nil {
-			if correlate.GoFunc(ev.Go.Func) == correlate.GoCalibrate {
-				s.gm.CalibrationSample(&ev.Go)
-				return
-			}
-			s.gm.Count(ev.Go.Pid, correlate.GoFunc(ev.Go.Func))
-		}
-		s.corr.AddGo(&ev.Go)
-		for _, r := range s.corr.Released() {
-			s.emit(&r)
+		if s.gm == nil || s.gm.Observe(&ev.Go) {
+			s.corr.AddGo(&ev.Go)
 		}
 	case loader.KindProc:
-		if s.onProc != nil {
-			s.onProc(&ev.Proc)
+		if job, ok := procJobs[loader.TracerdProcWhat(ev.Proc.What)]; ok && s.gm != nil {
+			s.gm.Enqueue(ev.Proc.Pid, job)
 		}
 	}
 }
 
 // tick runs the session's periodic work: probe updates, the Go probes'
-// rate bound (once a second), expired Go-only requests.
+// rate bound (once a second), requests whose join horizon passed.
 func (s *Session) tick(lastEnforce *time.Time) {
 	s.applyGoUpdates()
 	if s.gm != nil && time.Since(*lastEnforce) >= time.Second {
 		s.gm.Enforce()
 		*lastEnforce = time.Now()
 	}
-	s.flushStreams(false)
-}
-
-// flushStreams emits Go-only requests (HTTP/2 streams, gRPC calls) and
-// held kernel records whose join horizon passed.
-func (s *Session) flushStreams(all bool) {
-	for _, r := range s.corr.Streams(time.Now().UnixNano(), all) {
-		s.emit(&r)
-	}
-}
-
-func (s *Session) emit(r *correlate.Request) {
-	for _, sink := range s.sinks {
-		if err := sink.Add(r); err != nil {
-			s.sinkErrs.Add(1)
-			s.lastErr.Store(err)
-		}
-	}
-	s.requests.Add(1)
+	s.corr.Expire(time.Now().UnixNano())
 }
 
 // sweepIdle ends requests of connections quiet for the idle timeout,
@@ -174,7 +168,7 @@ func (s *Session) sweepIdle(ctx context.Context, done chan<- struct{}) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := s.tracer.SweepIdle(); err != nil && !logged {
+			if err := s.src.SweepIdle(); err != nil && !logged {
 				s.log.Warn("idle sweep failed: quiet keep-alive requests end with their next request or the close", "error", err)
 				logged = true
 			}
@@ -194,10 +188,10 @@ func (s *Session) Run(ctx context.Context) error {
 	done := make(chan error, 1)
 	go func() {
 		var ev loader.Event
-		s.tracer.SetDeadline(time.Now().Add(pollEvery))
+		s.src.SetDeadline(time.Now().Add(pollEvery))
 		lastFlush, lastEnforce := time.Now(), time.Now()
 		for n := 0; ; n++ {
-			err := s.tracer.Read(&ev)
+			err := s.src.Read(&ev)
 			switch {
 			case err == nil:
 				s.dispatch(&ev)
@@ -213,7 +207,7 @@ func (s *Session) Run(ctx context.Context) error {
 					return
 				}
 				s.tick(&lastEnforce)
-				s.tracer.SetDeadline(time.Now().Add(pollEvery))
+				s.src.SetDeadline(time.Now().Add(pollEvery))
 			default:
 				done <- fmt.Errorf("reading records: %w", err)
 				return
@@ -230,18 +224,16 @@ func (s *Session) Run(ctx context.Context) error {
 	}
 	stopSweep()
 	<-sweepDone
-	detachErr := s.tracer.Detach()
+	detachErr := s.src.Detach()
 	if runErr == nil {
 		stopping.Store(true)
 		runErr = <-done
 	}
 	s.applyGoUpdates()
-	drainErr := s.tracer.Drain(func(rec *loader.Record) {
+	drainErr := s.src.Drain(func(rec *loader.Record) {
 		s.drained.Add(1)
-		if r, ok := s.corr.Request(rec); ok {
-			s.emit(&r)
-		}
+		s.corr.AddRecord(rec)
 	})
-	s.flushStreams(true)
+	s.corr.Flush(time.Now().UnixNano())
 	return errors.Join(runErr, detachErr, drainErr)
 }

@@ -1,0 +1,238 @@
+package goprobe
+
+import (
+	"log/slog"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+
+	"github.com/tracerd/tracerd/internal/goinspect"
+	"github.com/tracerd/tracerd/internal/loader"
+)
+
+// fakeEngine records which processes the BPF programs would act for.
+type fakeEngine struct {
+	mu      sync.Mutex
+	deleted []uint32
+}
+
+func (e *fakeEngine) SetGoProc(uint32, loader.TracerdGoProc) error { return nil }
+func (e *fakeEngine) DeleteGoProc(pid uint32) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.deleted = append(e.deleted, pid)
+	return nil
+}
+func (e *fakeEngine) Programs() map[string]*ebpf.Program { return nil }
+func (e *fakeEngine) UprobeMulti() bool                  { return true }
+
+// fakeLink counts its closes; nothing else of link.Link is called.
+type fakeLink struct {
+	link.Link
+	closes *atomic.Int32
+}
+
+func (l fakeLink) Close() error { l.closes.Add(1); return nil }
+
+func newTestManager(t *testing.T) (*Manager, *fakeEngine, *logRecorder) {
+	t.Helper()
+	log := &logRecorder{}
+	m := New(nil, slog.New(log))
+	e := &fakeEngine{}
+	m.tracer = e
+	return m, e, log
+}
+
+// addProc gives the manager pid with n links in each group.
+func addProc(m *Manager, pid uint32, closes *atomic.Int32, probes Probes, groups ...string) {
+	p := &proc{goVersion: "go1.24", links: map[string][]link.Link{}, probes: probes, counts: map[goFunc]int{}}
+	for _, g := range groups {
+		p.links[g] = []link.Link{fakeLink{closes: closes}, fakeLink{closes: closes}}
+	}
+	m.procs[pid] = p
+}
+
+// nextUpdate returns the update waiting, failing when there is none.
+func nextUpdate(t *testing.T, m *Manager) Update {
+	t.Helper()
+	select {
+	case u := <-m.Updates():
+		return u
+	default:
+		t.Fatal("no update sent")
+		return Update{}
+	}
+}
+
+func noUpdate(t *testing.T, m *Manager) {
+	t.Helper()
+	select {
+	case u := <-m.Updates():
+		t.Fatalf("unexpected update %+v", u)
+	default:
+	}
+}
+
+// The cookie's layout is the BPF programs': the function in the low 32
+// bits (they read (__u32)cookie), the site from GO_COOKIE_SITE_SHIFT.
+func TestCookieLayout(t *testing.T) {
+	f := goinspect.Func{Name: "encoding/json.Marshal", EntryProbe: 0x100, Returns: []uint64{0x180, 0x1c0}}
+	ps, err := probesOf(f, *targetOf(loader.TracerdGoFuncGO_JSON_MARSHAL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []probe{
+		{f.Name, loader.TracerdProgGoEntry, 0x100, 1 | 1<<32},
+		{f.Name, loader.TracerdProgGoReturn, 0x180, 1 | 2<<32},
+		{f.Name, loader.TracerdProgGoReturn, 0x1c0, 1 | 2<<32},
+	}
+	if !slices.Equal(ps, want) {
+		t.Errorf("probes %+v, want %+v", ps, want)
+	}
+	for _, p := range ps {
+		if fn, site := goFunc(uint32(p.cookie)), loader.TracerdProbeSite(p.cookie>>loader.TracerdGoCookieGO_COOKIE_SITE_SHIFT); fn != loader.TracerdGoFuncGO_JSON_MARSHAL ||
+			(site == loader.TracerdProbeSitePROBE_AT_ENTRY) != (p.prog == loader.TracerdProgGoEntry) {
+			t.Errorf("cookie %#x reads as function %d at site %d", p.cookie, fn, site)
+		}
+	}
+	f.Returns = nil
+	if _, err := probesOf(f, *targetOf(loader.TracerdGoFuncGO_JSON_MARSHAL)); err == nil {
+		t.Error("a timed function without RET instructions was probed")
+	}
+}
+
+// Every probed function belongs to one group, whatever symbol it is
+// found by; the groups are those Probes has; Attach's counts hold.
+func TestTargetGroups(t *testing.T) {
+	perGroup := map[string]int{}
+	for _, tg := range targets {
+		if first := targetOf(tg.fn); first.group != tg.group {
+			t.Errorf("%s: group %s, but %s of the same function is in %s", tg.symbol, tg.group, first.symbol, first.group)
+		}
+		var p Probes
+		p.GC, p.Serialization, p.HTTP, p.GRPC = true, true, true, true
+		p.switchOff(tg.group)
+		if p.GC && p.Serialization && p.HTTP && p.GRPC {
+			t.Errorf("%s: group %q switches off no measurement", tg.symbol, tg.group)
+		}
+		perGroup[tg.group]++
+	}
+	// Attach needs both STW functions for gc, both gRPC ones for grpc.
+	if perGroup["gc"] != 2 || perGroup["grpc"] != 2 {
+		t.Errorf("targets per group %v", perGroup)
+	}
+	if targetOf(loader.TracerdGoFuncGO_CALIBRATE) != nil {
+		t.Error("calibration's function is probed in processes")
+	}
+}
+
+// A function firing over the bound has its group switched off in that
+// process (links closed, the correlator told), and only there; counts
+// start again every second.
+func TestEnforce(t *testing.T) {
+	m, _, log := newTestManager(t)
+	m.SetMaxCallsPerSecond(10)
+	var closes7, closes8 atomic.Int32
+	all := Probes{GC: true, Serialization: true, HTTP: true, AttachedAt: 1}
+	addProc(m, 7, &closes7, all, "gc", "serialization", "http")
+	addProc(m, 8, &closes8, all, "gc", "serialization", "http")
+	observe := func(pid uint32, fn goFunc, n int) {
+		for range n {
+			if !m.Observe(&loader.GoEvent{Pid: pid, Func: uint32(fn)}) {
+				t.Fatal("an event of a probed function was kept from the correlator")
+			}
+		}
+	}
+	observe(7, loader.TracerdGoFuncGO_WRITE_HEADER, 11)
+	observe(7, loader.TracerdGoFuncGO_JSON_MARSHAL, 10)
+	observe(8, loader.TracerdGoFuncGO_WRITE_HEADER, 10)
+	observe(9, loader.TracerdGoFuncGO_WRITE_HEADER, 100) // not probed
+	m.Enforce()
+
+	u := nextUpdate(t, m)
+	want := all
+	want.HTTP = false
+	if u.PID != 7 || !u.OK || u.Probes != want {
+		t.Errorf("update %+v, want pid 7 with %+v", u, want)
+	}
+	noUpdate(t, m)
+	if closes7.Load() != 2 || closes8.Load() != 0 {
+		t.Errorf("links closed: %d of pid 7 (want its 2 http ones), %d of pid 8", closes7.Load(), closes8.Load())
+	}
+	st := m.Processes()
+	if len(st) != 2 || st[0].PID != 7 || !slices.Equal(st[0].On, []string{"gc", "serialization"}) || !slices.Equal(st[0].Off, []string{"http"}) || st[0].Links != 4 {
+		t.Errorf("status %+v", st)
+	}
+	if _, ok := log.find(slog.LevelWarn, 7, "net/http.(*response).WriteHeader"); !ok {
+		t.Errorf("no warning naming pid 7 and the function; logged:\n%s", log)
+	}
+
+	// A new second: under the bound again, and http is off already.
+	observe(7, loader.TracerdGoFuncGO_JSON_MARSHAL, 10)
+	observe(7, loader.TracerdGoFuncGO_WRITE_HEADER, 20)
+	m.Enforce()
+	noUpdate(t, m)
+
+	m.SetMaxCallsPerSecond(0) // no bound
+	observe(8, loader.TracerdGoFuncGO_WRITE_HEADER, 1000)
+	m.Enforce()
+	noUpdate(t, m)
+}
+
+// Calibration samples are the manager's own; the median becomes the cost
+// of every process's probes, the correlator is told, and tracerd's own
+// process leaves the BPF programs' map.
+func TestCalibration(t *testing.T) {
+	m, e, _ := newTestManager(t)
+	var closes atomic.Int32
+	addProc(m, 7, &closes, Probes{HTTP: true, ProbeCostNs: DefaultProbeCostNs}, "http")
+	m.calib = &calibration{want: 3}
+	for i, ns := range []uint64{3000, 1000, 2000} {
+		ev := loader.GoEvent{Pid: uint32(os.Getpid()), Func: uint32(loader.TracerdGoFuncGO_CALIBRATE), Start: 10_000, End: 10_000 + ns}
+		if m.Observe(&ev) {
+			t.Fatal("a calibration sample went to the correlator")
+		}
+		if i < 2 {
+			noUpdate(t, m)
+		}
+	}
+	if m.cost != 2000 || m.calib != nil {
+		t.Errorf("cost %d, want the median 2000; calibration over: %v", m.cost, m.calib == nil)
+	}
+	if u := nextUpdate(t, m); u.PID != 7 || u.Probes.ProbeCostNs != 2000 || !u.Probes.HTTP {
+		t.Errorf("update %+v", u)
+	}
+	if !slices.Equal(e.deleted, []uint32{uint32(os.Getpid())}) {
+		t.Errorf("BPF map entries deleted: %v, want tracerd's own", e.deleted)
+	}
+	// Later samples (calibration over) change nothing.
+	late := loader.GoEvent{Func: uint32(loader.TracerdGoFuncGO_CALIBRATE), End: 99_999}
+	m.Observe(&late)
+	if m.cost != 2000 {
+		t.Errorf("cost changed after calibration: %d", m.cost)
+	}
+	noUpdate(t, m)
+}
+
+// Detach makes the probes inert first (the BPF map), tells the
+// correlator, then closes the links; Close waits for them.
+func TestDetach(t *testing.T) {
+	m, e, _ := newTestManager(t)
+	var closes atomic.Int32
+	addProc(m, 7, &closes, Probes{GC: true}, "gc", "http")
+	m.Detach(7)
+	if u := nextUpdate(t, m); u != (Update{PID: 7}) {
+		t.Errorf("update %+v, want pid 7 without probes", u)
+	}
+	m.Detach(8) // never probed: nothing to tell
+	noUpdate(t, m)
+	m.Close()
+	if closes.Load() != 4 || !slices.Equal(e.deleted, []uint32{7, 8}) || len(m.Attached()) != 0 {
+		t.Errorf("links closed %d (want 4), map entries deleted %v, attached %v", closes.Load(), e.deleted, m.Attached())
+	}
+}
