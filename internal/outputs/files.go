@@ -23,6 +23,7 @@ import (
 // fileMode is the mode of the files tracerd creates; the umask can
 // only narrow it.
 const fileMode = 0o600
+
 // vetExisting checks an output path that already exists (fi from
 // Lstat): no symbolic link, a regular file, and not another user's file
 // in a directory every user may write to.

@@ -72,7 +72,13 @@ func Go(fs *flag.FlagSet, e *config.Engine) {
 // Exporters registers run's output flags. OTLP flags win over the
 // standard OTEL_* environment variables of the same setting.
 func Exporters(fs *flag.FlagSet, e *config.Exporters) {
-	fs.Var(plainString{&e.JSON}, "json", "also write one JSON object per request to this file ('-' for stdout)")
+	// Registered with the flag package's own types for their help text,
+	// with no default (the file's value is not one), then the file's
+	// value put back.
+	json, keepQueryValues := e.JSON, e.KeepQueryValues
+	fs.StringVar(&e.JSON, "json", "", "also write one JSON object per request to this file ('-' for stdout)")
+	fs.BoolVar(&e.KeepQueryValues, "keep-query-values", false, "write URL query values as the client sent them (JSON lines, OTLP url.query); by default each value is REDACTED, keys kept")
+	e.JSON, e.KeepQueryValues = json, keepQueryValues
 	fs.Var(listenAddr{&e.MetricsAddr}, "metrics-addr", fmt.Sprintf("serve Prometheus /metrics on this address, a port from 1 to 65535 ('off' for none; default %s)", metrics.DefaultAddr))
 	fs.Var(stringList{vals: &e.ServiceNames}, "service-name", "name the service of matching requests: pid:N=NAME, port:N=NAME, comm:NAME=NAME or cgroup:PATH=NAME (repeatable; the first match wins; default: the systemd unit, else the process name)")
 	o, smp := &e.OTLP, &e.Sampling
@@ -91,7 +97,6 @@ func Exporters(fs *flag.FlagSet, e *config.Exporters) {
 	fs.Var(rawString{&o.BatchDelay, inRange(config.BatchDelay)}, "otlp-batch-delay", fmt.Sprintf("a batch waits at most this long to fill, %s (OTEL_BSP_SCHEDULE_DELAY in ms; default %s)", config.BatchDelay, export.DefaultBatchDelay))
 	fs.Var(rawString{&smp.LatencyBudget, inRange(config.LatencyBudget)}, "latency-budget", fmt.Sprintf("export every request slower than this as a trace, %s (default %s)", config.LatencyBudget, export.DefaultLatencyBudget))
 	fs.Var(rawString{&smp.MaxTracesPerSecond, inRange(config.MaxTraces)}, "otlp-max-traces-per-second", fmt.Sprintf("export at most this many traces a second per service, whatever decided them (a caller's sampled flag, the latency budget), %s; the rest are counted (default %d)", config.MaxTraces, export.DefaultMaxTracesPerSecond))
-	fs.Var(boolVar{&e.KeepQueryValues}, "keep-query-values", "write URL query values as the client sent them (JSON lines, OTLP url.query); by default each value is REDACTED, keys kept")
 	sampleRatio := func(s string) error { _, err := config.ParseSampleRatio(s); return err }
 	fs.Var(rawString{&smp.Ratio, sampleRatio}, "sample-ratio", fmt.Sprintf("and this ratio of the others, chosen by trace id, from %s (OTEL_TRACES_SAMPLER=traceidratio with OTEL_TRACES_SAMPLER_ARG; default %g)", config.SampleRatioRange, export.DefaultSampleRatio))
 }

@@ -68,20 +68,6 @@ func (b boolString) Set(s string) error {
 	return nil
 }
 
-// boolVar is a boolean flag whose default is false whatever the file says.
-type boolVar struct{ v *bool }
-
-func (b boolVar) String() string   { return "" }
-func (b boolVar) IsBoolFlag() bool { return true }
-func (b boolVar) Set(s string) error {
-	v, err := strconv.ParseBool(s)
-	if err != nil {
-		return errors.New("parse error") // as flag.BoolVar says it
-	}
-	*b.v = v
-	return nil
-}
-
 // rawString is a string flag kept as given, not empty; check, when set,
 // vets it.
 type rawString struct {
@@ -102,12 +88,6 @@ func (r rawString) Set(s string) error {
 	*r.v = s
 	return nil
 }
-
-// plainString is a string flag that may be set empty.
-type plainString struct{ v *string }
-
-func (p plainString) String() string     { return "" }
-func (p plainString) Set(s string) error { *p.v = s; return nil }
 
 // listenAddr is --metrics-addr: host:port or off.
 type listenAddr struct{ v *string }
