@@ -107,4 +107,3 @@ func phasesAvailable(hooks []loader.HookStatus) []CheckPhase {
 	}
 	return out
 }
-
