@@ -341,7 +341,10 @@ func TestStartFails(t *testing.T) {
 
 	for _, edit := range []func(*config.Config){
 		func(c *config.Config) { c.Exporters.JSON = filepath.Join(dir, "missing", "x.jsonl") },
-		func(c *config.Config) { c.Control.Socket = filepath.Join(dir, "regular"); os.WriteFile(c.Control.Socket, nil, 0o600) },
+		func(c *config.Config) {
+			c.Control.Socket = filepath.Join(dir, "regular")
+			os.WriteFile(c.Control.Socket, nil, 0o600)
+		},
 	} {
 		c := testConfig()
 		edit(&c)
