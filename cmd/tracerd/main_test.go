@@ -1,7 +1,6 @@
 package main
 
 import (
-	"os"
 	"strings"
 	"testing"
 
@@ -10,43 +9,6 @@ import (
 	"github.com/tracerd/tracerd/internal/loader"
 	"github.com/tracerd/tracerd/internal/targets"
 )
-
-// captureStderr runs f with os.Stderr going to a file and returns what
-// was written.
-func captureStderr(t *testing.T, f func()) string {
-	t.Helper()
-	tmp, err := os.CreateTemp(t.TempDir(), "stderr")
-	if err != nil {
-		t.Fatal(err)
-	}
-	old := os.Stderr
-	os.Stderr = tmp
-	defer func() { os.Stderr = old }()
-	f()
-	b, _ := os.ReadFile(tmp.Name())
-	return string(b)
-}
-
-// TestSnapshotFlagRanges: snapshot's own flags refuse a value out of
-// range with exit 2, naming the flag, the value and the range.
-func TestSnapshotFlagRanges(t *testing.T) {
-	for _, tc := range []struct {
-		args []string
-		want string
-	}{
-		{[]string{"--duration", "-1s"}, "--duration: -1s is out of range: want 1ms to 24h"},
-		{[]string{"--top", "99999999999"}, "--top: 99999999999 is out of range: want 0 to 1000 requests"},
-		{[]string{"--idle-timeout", "-1s"}, "--idle-timeout: -1s is out of range"},
-		{[]string{"--skip-hook", "nope"}, `--skip-hook: no hook named "nope"`},
-		{[]string{"--pid", "0"}, `--pid: "0" is not a valid pid`},
-	} {
-		var code int
-		out := captureStderr(t, func() { code = snapshotCmd(append([]string{"--standalone", "--port", "1"}, tc.args...)) })
-		if code != exitUsage || !strings.Contains(out, tc.want) {
-			t.Errorf("snapshot %v: exit %d %q, want exit 2 and %q", tc.args, code, out, tc.want)
-		}
-	}
-}
 
 // TestPrintStatus: the typed status reads as `tracerd status` always
 // printed it.

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -24,55 +23,25 @@ import (
 	"github.com/tracerd/tracerd/internal/pipeline"
 )
 
-// snapshotArgs are what a snapshot writes, besides what it traces.
-type snapshotArgs struct {
-	duration     time.Duration
-	out, jsonOut string // -o and --json; "" is not asked for
-	top          int
-}
-
 func snapshotCmd(args []string) int {
-	cfg := config.Default()
-	a := snapshotArgs{duration: 30 * time.Second, top: 10}
-	fs := flag.NewFlagSet("snapshot", flag.ContinueOnError)
-	fs.Func("duration", fmt.Sprintf("how long to trace, %s (Ctrl-C ends early and still writes everything; default %s)", config.SnapshotDuration, a.duration), func(s string) error {
-		d, err := config.SnapshotDuration.ParseDuration(s)
-		a.duration = d
-		return err
-	})
-	fs.StringVar(&a.out, "o", "", "write a pprof profile (gzipped protobuf) to this file (created 0600)")
-	fs.StringVar(&a.jsonOut, "json", "", "write one JSON object per request to this file ('-' for stdout; created 0600)")
-	fs.Func("top", fmt.Sprintf("show the N slowest requests in the summary, %s (default %d)", config.Top, a.top), func(s string) error {
-		n, err := config.Top.ParseCount(s)
-		a.top = int(n)
-		return err
-	})
-	flags.Targets(fs, &cfg.Targets)
-	flags.Engine(fs, &cfg.Engine, &cfg.Log)
-	flags.Go(fs, &cfg.Engine)
-	standalone := fs.Bool("standalone", false, "load tracerd's own BPF programs even when a daemon runs (default: use the running daemon through its control socket)")
-	socket := fs.String("control-socket", config.DefaultSocket, "the running daemon's control socket")
-	fs.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: tracerd snapshot [--standalone] [--duration 30s] [--pid P] [--port N] [--comm NAME] [--cgroup DIR] [-o cut.pb.gz] [--json FILE|-] [--top N]")
-		fs.PrintDefaults()
-	}
-	if err := flags.Parse(fs, args); err != nil {
+	cfg, o, err := flags.Snapshot(args)
+	if err != nil {
 		return fail(err)
 	}
-	if !*standalone {
+	if !o.Standalone {
 		// No daemon, or one this user may not use (then tracing alone
 		// says which privileges are missing).
-		err := snapshotViaDaemon(*socket, cfg, a)
+		err := snapshotViaDaemon(cfg, o)
 		if !errors.Is(err, control.ErrNoDaemon) && !errors.Is(err, control.ErrDenied) {
 			return fail0(err)
 		}
 	}
-	return fail0(snapshot(cfg, a))
+	return fail0(snapshot(cfg, o))
 }
 
-// snapshot traces on its own for a.duration.
-func snapshot(cfg config.Config, a snapshotArgs) error {
-	if err := outputs.CheckSnapshot(a.out, a.jsonOut); err != nil {
+// snapshot traces on its own for a.Duration.
+func snapshot(cfg config.Config, a flags.SnapshotOptions) error {
+	if err := outputs.CheckSnapshot(a.Out, a.JSON); err != nil {
 		return err
 	}
 	var o *outputs.Snapshot
@@ -83,10 +52,10 @@ func snapshot(cfg config.Config, a snapshotArgs) error {
 	}()
 	var jl *export.JSONLines
 	prof := export.NewProfile()
-	summary := export.NewSummary(a.top)
+	summary := export.NewSummary(a.Top)
 	openSinks := func() ([]pipeline.Sink, error) {
 		var err error
-		if o, err = outputs.OpenSnapshot(a.out, a.jsonOut); err != nil {
+		if o, err = outputs.OpenSnapshot(a.Out, a.JSON); err != nil {
 			return nil, err
 		}
 		var sinks []pipeline.Sink
@@ -111,8 +80,8 @@ func snapshot(cfg config.Config, a snapshotArgs) error {
 		return err
 	}
 	defer s.Close()
-	time.AfterFunc(a.duration, endSession)
-	go progress(ctx, s, a.duration)
+	time.AfterFunc(a.Duration, endSession)
+	go progress(ctx, s, a.Duration)
 
 	runErr := s.Wait()
 	if term.IsTerminal(int(os.Stderr.Fd())) {
@@ -166,16 +135,16 @@ func progress(ctx context.Context, s *engine.Session, total time.Duration) {
 }
 
 // snapshotViaDaemon asks the running daemon for the requests of
-// cfg.Targets during a.duration and writes the same outputs as a
+// cfg.Targets during a.Duration and writes the same outputs as a
 // standalone snapshot. control.ErrNoDaemon when none runs.
-func snapshotViaDaemon(socket string, cfg config.Config, a snapshotArgs) error {
+func snapshotViaDaemon(cfg config.Config, a flags.SnapshotOptions) error {
 	if err := cfg.Targets.Validate(); err != nil {
 		return config.Usage(err)
 	}
-	if err := outputs.CheckSnapshot(a.out, a.jsonOut); err != nil {
+	if err := outputs.CheckSnapshot(a.Out, a.JSON); err != nil {
 		return err
 	}
-	c, err := control.Dial(socket)
+	c, err := control.Dial(a.Socket)
 	if err != nil {
 		return err
 	}
@@ -198,11 +167,11 @@ func snapshotViaDaemon(socket string, cfg config.Config, a snapshotArgs) error {
 			o.Close()
 		}
 	}()
-	req := control.Request{Duration: a.duration, Targets: cfg.Targets, Top: a.top, JSON: a.jsonOut != "", Profile: a.out != ""}
+	req := control.Request{Duration: a.Duration, Targets: cfg.Targets, Top: a.Top, JSON: a.JSON != "", Profile: a.Out != ""}
 	end, err := c.Snapshot(req, func(l control.Line) error {
 		if o == nil {
 			var err error
-			if o, err = outputs.OpenSnapshot(a.out, a.jsonOut); err != nil {
+			if o, err = outputs.OpenSnapshot(a.Out, a.JSON); err != nil {
 				return err
 			}
 			if o.JSON != nil {

@@ -186,9 +186,6 @@ func describeMode(m fs.FileMode) string {
 	return m.String()
 }
 
-// Path is where the socket is.
-func (s *Server) Path() string { return s.path }
-
 // Close stops accepting, ends running snapshots and removes the socket
 // (only if path still is the socket Listen made).
 func (s *Server) Close() error {

@@ -87,6 +87,37 @@ func TestFlagRanges(t *testing.T) {
 	}
 }
 
+// TestSnapshotFlags: snapshot's flags, and its mistakes (with the usage
+// line on stderr).
+func TestSnapshotFlags(t *testing.T) {
+	c, o, err := Snapshot([]string{"--port", "80", "--duration", "2s", "--top", "3", "-o", "p.pb.gz", "--json", "-", "--go=false", "--standalone", "--idle-timeout", "1s"})
+	want := config.Default()
+	want.Targets.Ports = []uint16{80}
+	want.Engine.Go = false
+	want.Engine.IdleTimeout = time.Second
+	if err != nil || !reflect.DeepEqual(c, want) || o != (SnapshotOptions{Duration: 2 * time.Second, Out: "p.pb.gz", JSON: "-", Top: 3, Standalone: true, Socket: config.DefaultSocket}) {
+		t.Errorf("%v %+v %+v", err, c, o)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--duration", "-1s"}, "--duration: -1s is out of range: want 1ms to 24h"},
+		{[]string{"--top", "99999999999"}, "--top: 99999999999 is out of range: want 0 to 1000 requests"},
+		{[]string{"--idle-timeout", "-1s"}, "--idle-timeout: -1s is out of range"},
+		{[]string{"--skip-hook", "nope"}, `--skip-hook: no hook named "nope"`},
+		{[]string{"--pid", "0"}, `--pid: "0" is not a valid pid`},
+		{[]string{"--frob"}, "flag provided but not defined: -frob (see 'tracerd snapshot -h')"},
+	} {
+		var err error
+		out := captureStderr(t, func() { _, _, err = Snapshot(append([]string{"--port", "1"}, tc.args...)) })
+		var ue config.UsageError
+		if !errors.As(err, &ue) || !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(out, "usage: tracerd snapshot ") {
+			t.Errorf("snapshot %v: %v, stderr %q, want a usage error with %q", tc.args, err, out, tc.want)
+		}
+	}
+}
+
 // TestFlagError: the flag package's messages name the flag with two dashes.
 func TestFlagError(t *testing.T) {
 	for in, want := range map[string]string{
