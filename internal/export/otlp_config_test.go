@@ -231,7 +231,7 @@ func TestOTLPServiceRules(t *testing.T) {
 		}
 	}
 	var rules []ServiceRule
-	for _, s := range []string{"port:9090=admin", "cgroup:/sys/fs/cgroup/pids/team/a=team-a", "comm:worker=jobs", "pid:7=seven"} {
+	for _, s := range []string{"port:9090=admin", "cgroup:/sys/fs/cgroup/pids/team/a=team-a", "comm:worker=jobs", "comm:averyveryverylongname=long", "pid:7=seven"} {
 		r, err := ParseServiceRule(s)
 		if err != nil {
 			t.Fatal(err)
@@ -255,13 +255,14 @@ func TestOTLPServiceRules(t *testing.T) {
 		r    *correlate.Request
 		want string
 	}{
-		{req(1, "api-bin", 8080), "api"},     // systemd unit
-		{req(1, "api-bin", 9090), "admin"},   // port rule first
-		{req(2, "job", 80), "team-a"},        // cgroup rule (v1 directory)
-		{req(3, "worker", 80), "jobs"},       // comm rule
-		{req(3, "other", 80), "other"},       // the process name
-		{req(7, "gone", 80), "seven"},        // pid rule, no /proc entry
-		{req(8, "vanished", 80), "vanished"}, // no /proc entry
+		{req(1, "api-bin", 8080), "api"},        // systemd unit
+		{req(1, "api-bin", 9090), "admin"},      // port rule first
+		{req(2, "job", 80), "team-a"},           // cgroup rule (v1 directory)
+		{req(3, "worker", 80), "jobs"},          // comm rule
+		{req(3, "other", 80), "other"},          // the process name
+		{req(3, "averyveryverylo", 80), "long"}, // comm rule, on the name as the kernel keeps it
+		{req(7, "gone", 80), "seven"},           // pid rule, no /proc entry
+		{req(8, "vanished", 80), "vanished"},    // no /proc entry
 	} {
 		p := ps.Identify(c.r)
 		if c.r.Service != c.want {
