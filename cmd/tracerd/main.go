@@ -145,10 +145,3 @@ func newLogger(format string, level slog.Leveler) *slog.Logger {
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, opts))
 }
-
-// logLevel is a configuration's log.level (checked when it was read).
-func logLevel(c config.Config) slog.Level {
-	var lv slog.Level
-	_ = lv.UnmarshalText([]byte(c.Log.Level))
-	return lv
-}

@@ -75,7 +75,7 @@ func snapshot(cfg config.Config, a flags.SnapshotOptions) error {
 	// The duration counts from the moment tracing is announced.
 	ctx, endSession := context.WithCancel(sigCtx)
 	defer endSession()
-	s, err := startEngine(ctx, cfg, newLogger("text", logLevel(cfg)), openSinks)
+	s, err := startEngine(ctx, cfg, newLogger("text", cfg.Log.SlogLevel()), openSinks)
 	if err != nil {
 		return err
 	}

@@ -96,6 +96,16 @@ type Log struct {
 	Format string `yaml:"format"` // text or json
 }
 
+// SlogLevel is Level as slog's (info when it does not parse: Parse
+// and the flags check it).
+func (l Log) SlogLevel() slog.Level {
+	var lv slog.Level
+	if lv.UnmarshalText([]byte(l.Level)) != nil {
+		return slog.LevelInfo
+	}
+	return lv
+}
+
 // Control is the control socket (tracerd status, tracerd snapshot).
 type Control struct {
 	Socket string `yaml:"socket"` // "" or "off" for none

@@ -32,16 +32,24 @@ func (d *Daemon) serveControl() (*control.Server, error) {
 	return s, nil
 }
 
-// running is the engine and exporters once attached (nil engine before).
-func (d *Daemon) running() (Engine, *outputs.Exporters, config.Config) {
+// engine is the running engine, nil until attached.
+func (d *Daemon) engine() Engine {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.eng, d.x, d.cfg
+	return d.eng
 }
 
 // Status implements control.Handler.
 func (d *Daemon) Status() (control.Status, error) {
-	eng, x, cfg := d.running()
+	d.mu.Lock()
+	eng, cfg := d.eng, d.cfg
+	var exporters control.Exporters
+	if eng != nil {
+		// Under mu: a reload moves the metrics server off the exporters
+		// it replaces.
+		exporters = exportersStatus(d.x, cfg.Exporters)
+	}
+	d.mu.Unlock()
 	if eng == nil {
 		return control.Status{}, errStarting
 	}
@@ -52,18 +60,21 @@ func (d *Daemon) Status() (control.Status, error) {
 	st := control.Status{
 		PID: os.Getpid(), Version: d.opts.Version, UptimeSeconds: int64(time.Since(d.start).Round(time.Second) / time.Second),
 		Config: d.opts.ConfigPath, Reloads: d.reloads.Load(), Targets: eng.Targets(),
-		Counters: c, Requests: eng.Requests(), SinkErrors: eng.SinkErrors(),
+		Counters: c, Requests: eng.Requests(), SinkErrors: eng.SinkErrors(), Exporters: exporters,
 	}
 	for _, h := range eng.Hooks() {
 		st.Hooks = append(st.Hooks, control.Hook{Name: h.Name, Way: h.WayName(), OK: h.OK, Reason: h.Reason})
 	}
 	st.GoProbeKind, st.GoProbes = eng.GoProbes()
-	if endpoint, s, ok := x.OTLP(); ok {
-		st.Exporters.OTLP = &control.OTLP{Endpoint: endpoint, Stats: otlpStats(s)}
-	}
-	st.Exporters.JSON = cfg.Exporters.JSON
-	st.Exporters.MetricsAddr = x.MetricsAddr()
 	return st, nil
+}
+
+func exportersStatus(x *outputs.Exporters, e config.Exporters) control.Exporters {
+	st := control.Exporters{JSON: e.JSON, MetricsAddr: x.MetricsAddr()}
+	if endpoint, s, ok := x.OTLP(); ok {
+		st.OTLP = &control.OTLP{Endpoint: endpoint, Stats: otlpStats(s)}
+	}
+	return st
 }
 
 func otlpStats(s export.OTLPStats) control.OTLPStats {
@@ -88,7 +99,7 @@ func (d *Daemon) Snapshot(ctx context.Context, req control.Request, send func(co
 	if err != nil {
 		return err
 	}
-	eng, _, _ := d.running()
+	eng := d.engine()
 	if eng == nil {
 		return errStarting
 	}

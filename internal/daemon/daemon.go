@@ -123,7 +123,7 @@ func New(opts Options) *Daemon {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
 	d := &Daemon{opts: opts, log: opts.Log, notify: opts.Notify, cfg: opts.Config, start: time.Now()}
-	d.setLevel(opts.Config.Log.Level)
+	d.setLevel(opts.Config.Log)
 	return d
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/tracerd/tracerd/internal/correlate"
 	"github.com/tracerd/tracerd/internal/goprobe"
 	"github.com/tracerd/tracerd/internal/loader"
+	"github.com/tracerd/tracerd/internal/outputs"
 	"github.com/tracerd/tracerd/internal/pipeline"
 	"github.com/tracerd/tracerd/internal/targets"
 )
@@ -208,6 +209,20 @@ func start(t *testing.T, cfg config.Config, edit func(*Options)) *harness {
 	}
 	t.Cleanup(func() { h.shutdown(t) })
 	return h
+}
+
+// config is the configuration the daemon runs.
+func (h *harness) config() config.Config {
+	h.d.mu.Lock()
+	defer h.d.mu.Unlock()
+	return h.d.cfg
+}
+
+// exporters are the daemon's exporters now.
+func (h *harness) exporters() *outputs.Exporters {
+	h.d.mu.Lock()
+	defer h.d.mu.Unlock()
+	return h.d.x
 }
 
 // shutdown stops the daemon (SIGTERM) and returns Run's error.

@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"log/slog"
 	"reflect"
 	"time"
 
@@ -66,7 +65,7 @@ func (d *Daemon) reload() {
 		d.log.Warn("reload: these changes need a restart and are not applied", "keys", p.restart)
 	}
 	cfg := p.cfg
-	d.setLevel(cfg.Log.Level)
+	d.setLevel(cfg.Log)
 	if p.exporters {
 		if err := d.reloadExporters(cfg.Exporters); err != nil {
 			d.log.Error("reload: exporters unchanged", "error", err)
@@ -86,11 +85,10 @@ func (d *Daemon) reload() {
 	d.notify.Ready("tracing " + cfg.Targets.String())
 }
 
-// setLevel applies log.level (checked when the configuration was read).
-func (d *Daemon) setLevel(level string) {
-	var lv slog.Level
-	if d.opts.Level != nil && lv.UnmarshalText([]byte(level)) == nil {
-		d.opts.Level.Set(lv)
+// setLevel applies log.level.
+func (d *Daemon) setLevel(l config.Log) {
+	if d.opts.Level != nil {
+		d.opts.Level.Set(l.SlogLevel())
 	}
 }
 

@@ -69,7 +69,7 @@ func TestReloadRefusesOutOfRange(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := start(t, cfg, func(o *Options) { o.Reread = func() (config.Config, error) { return config.Load(path) } })
-	x := h.d.x
+	x := h.exporters()
 	for _, bad := range []string{
 		"    queue_size: \"99999999999999999\"\n",
 		"    queue_size: \"10000000000\"\n",
@@ -83,7 +83,7 @@ func TestReloadRefusesOutOfRange(t *testing.T) {
 		if !strings.Contains(h.log.String(), "reload failed: keeping the running configuration") {
 			t.Errorf("reload with %q: log %q", bad, h.log.String())
 		}
-		if _, _, c := h.d.running(); h.d.x != x || c.Exporters.OTLP.QueueSize != "" || c.Exporters.Sampling.Ratio != "" {
+		if c := h.config(); h.exporters() != x || c.Exporters.OTLP.QueueSize != "" || c.Exporters.Sampling.Ratio != "" {
 			t.Errorf("reload with %q changed the running configuration: %+v", bad, c.Exporters)
 		}
 	}
@@ -100,7 +100,7 @@ func TestReloadSwapsExporters(t *testing.T) {
 	cfg.Exporters.MetricsAddr = freeAddr(t)
 	h := start(t, cfg, nil)
 	h.eng.add(t, request(1, 80, "/before"))
-	old := h.d.x
+	old := h.exporters()
 
 	next := cfg
 	next.Exporters.JSON = b
@@ -114,10 +114,10 @@ func TestReloadSwapsExporters(t *testing.T) {
 	if got := lines(t, b); len(got) != 1 || !strings.Contains(got[0], "/after") {
 		t.Errorf("new file: %q", got)
 	}
-	if h.d.x == old || h.d.x.MetricsAddr() != cfg.Exporters.MetricsAddr {
-		t.Errorf("metrics at %q after the swap, want %q", h.d.x.MetricsAddr(), cfg.Exporters.MetricsAddr)
+	if nx := h.exporters(); nx == old || nx.MetricsAddr() != cfg.Exporters.MetricsAddr {
+		t.Errorf("metrics at %q after the swap, want %q", nx.MetricsAddr(), cfg.Exporters.MetricsAddr)
 	}
-	if _, _, on := h.d.x.OTLP(); !on || h.level.Level() != -4 {
+	if _, _, on := h.exporters().OTLP(); !on || h.level.Level() != -4 {
 		t.Errorf("OTLP on %v, log level %v: the reload did not apply", on, h.level.Level())
 	}
 	if !strings.Contains(h.log.String(), `msg="exporters replaced" otlp=true json=`+b) {
@@ -128,10 +128,10 @@ func TestReloadSwapsExporters(t *testing.T) {
 	bad := next
 	bad.Exporters.ServiceNames = []string{"nonsense"}
 	bad.Targets.Ports = []uint16{81}
-	x := h.d.x
+	x := h.exporters()
 	h.reload(t, bad, nil)
-	if _, _, c := h.d.running(); h.d.x != x || c.Exporters.ServiceNames != nil || !slices.Equal(c.Targets.Ports, []uint16{81}) {
-		t.Errorf("a bad service name: exporters replaced %v, running %+v", h.d.x != x, c)
+	if c := h.config(); h.exporters() != x || c.Exporters.ServiceNames != nil || !slices.Equal(c.Targets.Ports, []uint16{81}) {
+		t.Errorf("a bad service name: exporters replaced %v, running %+v", h.exporters() != x, c)
 	}
 	if !strings.Contains(h.log.String(), "reload: exporters unchanged") {
 		t.Errorf("log: %s", h.log.String())
@@ -158,7 +158,7 @@ func TestReloadTargets(t *testing.T) {
 			t.Errorf("log lacks %s:\n%s", want, log)
 		}
 	}
-	if _, _, c := h.d.running(); !reflect.DeepEqual(c.Targets, next.Targets) || c.Engine.IdleTimeout == time.Minute {
+	if c := h.config(); !reflect.DeepEqual(c.Targets, next.Targets) || c.Engine.IdleTimeout == time.Minute {
 		t.Errorf("running %+v", c)
 	}
 
@@ -168,7 +168,7 @@ func TestReloadTargets(t *testing.T) {
 	refused := testConfig()
 	refused.Targets = targets.Targets{PIDs: []uint32{1}}
 	h.reload(t, refused, nil)
-	if _, _, c := h.d.running(); !reflect.DeepEqual(c.Targets, next.Targets) || !strings.Contains(h.log.String(), `msg="reload: targets unchanged" error="map full"`) {
+	if c := h.config(); !reflect.DeepEqual(c.Targets, next.Targets) || !strings.Contains(h.log.String(), `msg="reload: targets unchanged" error="map full"`) {
 		t.Errorf("refused targets: running %+v", c.Targets)
 	}
 	if h.d.reloads.Load() != 2 || h.notify.reloading != 2 {

@@ -3,7 +3,6 @@ package flags
 import (
 	"flag"
 	"fmt"
-	"log/slog"
 	"strings"
 
 	"github.com/tracerd/tracerd/internal/config"
@@ -87,11 +86,7 @@ func Run(args []string) (config.Config, RunOptions, error) {
 		return c, opts, err
 	}
 	// The level as slog names it ("INFO" in the file is "info").
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(c.Log.Level)); err != nil {
-		return c, opts, config.Usage(err)
-	}
-	lvl, _ := lv.MarshalText()
+	lvl, _ := c.Log.SlogLevel().MarshalText()
 	c.Log.Level = strings.ToLower(string(lvl))
 	if !opts.PrintConfig {
 		if err := c.Targets.Validate(); err != nil {
