@@ -4,10 +4,16 @@
 package main
 
 import (
+	"errors"
+	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"runtime/debug"
 	"runtime/pprof"
+
+	"github.com/tracerd/tracerd/internal/config"
+	"github.com/tracerd/tracerd/internal/outputs"
 )
 
 // Exit codes: scripts tell a usage mistake from an environment problem.
@@ -74,7 +80,7 @@ func main() {
 	// TRACERD_CPUPROFILE=FILE profiles tracerd itself (for its developers):
 	// created like every output (0600, no symbolic link followed).
 	if path := os.Getenv("TRACERD_CPUPROFILE"); path != "" {
-		if f, err := createOutput(path, false); err == nil {
+		if f, err := outputs.Create(path, false); err == nil {
 			_ = pprof.StartCPUProfile(f)
 			defer pprof.StopCPUProfile()
 		} else {
@@ -107,4 +113,35 @@ func run(args []string) int {
 		code = exitUsage
 	}
 	return code
+}
+
+// fail prints err and returns its exit code.
+func fail(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	fmt.Fprintln(os.Stderr, "tracerd:", err)
+	var ue config.UsageError
+	if errors.As(err, &ue) {
+		return exitUsage
+	}
+	return exitFail
+}
+
+func fail0(err error) int {
+	if err == nil {
+		return exitOK
+	}
+	return fail(err)
+}
+
+// newLogger is tracerd's structured log on stderr (log.format text or
+// json): one line per state change (hooks, targets, exporters), never
+// one per request.
+func newLogger(format string, level slog.Leveler) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
 }

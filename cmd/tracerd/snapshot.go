@@ -1,10 +1,11 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -13,81 +14,53 @@ import (
 	"golang.org/x/term"
 
 	"github.com/tracerd/tracerd/internal/config"
+	"github.com/tracerd/tracerd/internal/config/flags"
 	"github.com/tracerd/tracerd/internal/control"
 	"github.com/tracerd/tracerd/internal/correlate"
+	"github.com/tracerd/tracerd/internal/engine"
 	"github.com/tracerd/tracerd/internal/export"
-	"github.com/tracerd/tracerd/internal/loader"
+	"github.com/tracerd/tracerd/internal/outputs"
 	"github.com/tracerd/tracerd/internal/pipeline"
 )
 
 func snapshotCmd(args []string) int {
-	cfg := loader.DefaultConfig()
-	fs := flag.NewFlagSet("snapshot", flag.ContinueOnError)
-	duration := new(30 * time.Second)
-	fs.Func("duration", fmt.Sprintf("how long to trace, %s (Ctrl-C ends early and still writes everything; default %s)", config.SnapshotDuration, *duration), func(s string) error {
-		d, err := config.SnapshotDuration.ParseDuration(s)
-		*duration = d
-		return err
-	})
-	out := fs.String("o", "", "write a pprof profile (gzipped protobuf) to this file (created 0600)")
-	jsonOut := fs.String("json", "", "write one JSON object per request to this file ('-' for stdout; created 0600)")
-	top := new(10)
-	fs.Func("top", fmt.Sprintf("show the N slowest requests in the summary, %s (default %d)", config.Top, *top), func(s string) error {
-		n, err := config.Top.ParseCount(s)
-		*top = int(n)
-		return err
-	})
-	targetFlags(fs, &cfg.Targets)
-	engineFlags(fs, &cfg)
-	goOpts := goFlags(fs, defaultGo)
-	standalone := fs.Bool("standalone", false, "load tracerd's own BPF programs even when a daemon runs (default: use the running daemon through its control socket)")
-	socket := fs.String("control-socket", config.DefaultSocket, "the running daemon's control socket")
-	fs.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: tracerd snapshot [--standalone] [--duration 30s] [--pid P] [--port N] [--comm NAME] [--cgroup DIR] [-o cut.pb.gz] [--json FILE|-] [--top N]")
-		fs.PrintDefaults()
-	}
-	if err := parse(fs, args); err != nil {
+	cfg, o, err := flags.Snapshot(args)
+	if err != nil {
 		return fail(err)
 	}
-	if !*standalone {
+	if !o.Standalone {
 		// No daemon, or one this user may not use (then tracing alone
 		// says which privileges are missing).
-		err := snapshotViaDaemon(*socket, cfg.Targets, *duration, *out, *jsonOut, *top)
+		err := snapshotViaDaemon(cfg, o)
 		if !errors.Is(err, control.ErrNoDaemon) && !errors.Is(err, control.ErrDenied) {
 			return fail0(err)
 		}
 	}
-	return fail0(snapshot(cfg, *goOpts, *duration, *out, *jsonOut, *top))
+	return fail0(snapshot(cfg, o))
 }
 
-func fail0(err error) int {
-	if err == nil {
-		return exitOK
-	}
-	return fail(err)
-}
-
-func snapshot(cfg loader.Config, goOpts goOptions, duration time.Duration, out, jsonOut string, top int) error {
-	if err := checkSnapshotOutputs(out, jsonOut); err != nil {
+// snapshot traces on its own for a.Duration.
+func snapshot(cfg config.Config, a flags.SnapshotOptions) error {
+	if err := outputs.CheckSnapshot(a.Out, a.JSON); err != nil {
 		return err
 	}
-	var o *snapshotOutputs
+	var o *outputs.Snapshot
 	defer func() {
 		if o != nil {
-			o.close()
+			o.Close()
 		}
 	}()
 	var jl *export.JSONLines
 	prof := export.NewProfile()
-	summary := export.NewSummary(top)
+	summary := export.NewSummary(a.Top)
 	openSinks := func() ([]pipeline.Sink, error) {
 		var err error
-		if o, err = openSnapshotOutputs(out, jsonOut); err != nil {
+		if o, err = outputs.OpenSnapshot(a.Out, a.JSON); err != nil {
 			return nil, err
 		}
 		var sinks []pipeline.Sink
-		if o.json != nil {
-			jl = export.NewJSONLines(o.json)
+		if o.JSON != nil {
+			jl = export.NewJSONLines(o.JSON)
 			sinks = append(sinks, pipeline.SinkFunc(jl.Write))
 		}
 		return append(sinks, pipeline.SinkFunc(func(r *correlate.Request) error {
@@ -102,16 +75,15 @@ func snapshot(cfg loader.Config, goOpts goOptions, duration time.Duration, out, 
 	// The duration counts from the moment tracing is announced.
 	ctx, endSession := context.WithCancel(sigCtx)
 	defer endSession()
-	tr, err := startTracing(ctx, cfg, goOpts, openSinks)
+	s, err := startEngine(ctx, cfg, newLogger("text", cfg.Log.SlogLevel()), openSinks)
 	if err != nil {
 		return err
 	}
-	defer tr.close()
-	t, sess := tr.tracer, tr.sess
-	time.AfterFunc(duration, endSession)
-	go progress(ctx, sess, duration)
+	defer s.Close()
+	time.AfterFunc(a.Duration, endSession)
+	go progress(ctx, s, a.Duration)
 
-	runErr := tr.wait()
+	runErr := s.Wait()
 	if term.IsTerminal(int(os.Stderr.Fd())) {
 		fmt.Fprint(os.Stderr, "\r\033[K")
 	}
@@ -124,21 +96,21 @@ func snapshot(cfg loader.Config, goOpts goOptions, duration time.Duration, out, 
 			errs = append(errs, fmt.Errorf("--json: %w", err))
 		}
 	}
-	if err := o.writeProfile(prof.WriteProfile); err != nil {
+	if err := o.WriteProfile(prof.WriteProfile); err != nil {
 		errs = append(errs, err)
 	}
-	summary.Write(o.summary)
-	printCounters(os.Stderr, t, sess.SinkErrors(), sess.Drained())
+	summary.Write(o.Summary)
+	s.Report(os.Stderr)
 	if n := prof.OtherRequests(); n > 0 {
 		fmt.Fprintf(os.Stderr, "routes: %d requests under route \"other\" (more than %d routes in one service)\n", n, export.DefaultMaxRoutes)
 	}
-	o.sayProfile()
+	o.SayProfile(os.Stderr)
 	return errors.Join(errs...)
 }
 
 // progress shows elapsed time and requests seen: one rewritten line on a
 // terminal, a line every 5 s otherwise.
-func progress(ctx context.Context, sess *pipeline.Session, total time.Duration) {
+func progress(ctx context.Context, s *engine.Session, total time.Duration) {
 	tty := term.IsTerminal(int(os.Stderr.Fd()))
 	every := 5 * time.Second
 	if tty {
@@ -152,7 +124,7 @@ func progress(ctx context.Context, sess *pipeline.Session, total time.Duration) 
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			line := fmt.Sprintf("tracerd: %s/%s elapsed, %d requests", time.Since(start).Truncate(time.Second), total, sess.Requests())
+			line := fmt.Sprintf("tracerd: %s/%s elapsed, %d requests", time.Since(start).Truncate(time.Second), total, s.Requests())
 			if tty {
 				fmt.Fprint(os.Stderr, "\r\033[K"+line)
 			} else {
@@ -160,4 +132,89 @@ func progress(ctx context.Context, sess *pipeline.Session, total time.Duration) 
 			}
 		}
 	}
+}
+
+// snapshotViaDaemon asks the running daemon for the requests of
+// cfg.Targets during a.Duration and writes the same outputs as a
+// standalone snapshot. control.ErrNoDaemon when none runs.
+func snapshotViaDaemon(cfg config.Config, a flags.SnapshotOptions) error {
+	if err := cfg.Targets.Validate(); err != nil {
+		return config.Usage(err)
+	}
+	if err := outputs.CheckSnapshot(a.Out, a.JSON); err != nil {
+		return err
+	}
+	c, err := control.Dial(a.Socket)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	// Ctrl-C ends early: the daemon then sends what it has and the end.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	go func() {
+		if _, ok := <-sig; ok {
+			c.EndEarly()
+		}
+	}()
+	// The outputs are opened once the daemon took the request: a refusal
+	// creates or truncates nothing.
+	var o *outputs.Snapshot
+	var jw *bufio.Writer
+	defer func() {
+		if o != nil {
+			o.Close()
+		}
+	}()
+	req := control.Request{Duration: a.Duration, Targets: cfg.Targets, Top: a.Top, JSON: a.JSON != "", Profile: a.Out != ""}
+	end, err := c.Snapshot(req, func(l control.Line) error {
+		if o == nil {
+			var err error
+			if o, err = outputs.OpenSnapshot(a.Out, a.JSON); err != nil {
+				return err
+			}
+			if o.JSON != nil {
+				jw = bufio.NewWriter(o.JSON)
+			}
+		}
+		switch {
+		case l.Note != "":
+			fmt.Fprintln(os.Stderr, "tracerd:", l.Note)
+		case l.Record != nil && jw != nil:
+			jw.Write(l.Record)
+			jw.WriteByte('\n')
+		}
+		return nil
+	})
+	if errors.Is(err, control.ErrRefused) {
+		return config.Usage(err)
+	}
+	if err != nil {
+		return err
+	}
+	var errs []error
+	if jw != nil {
+		if err := jw.Flush(); err != nil {
+			errs = append(errs, fmt.Errorf("--json: %w", err))
+		}
+	}
+	if err := o.WriteProfile(func(w io.Writer) error { _, err := w.Write(end.Profile); return err }); err != nil {
+		errs = append(errs, err)
+	}
+	io.WriteString(o.Summary, end.Summary)
+	fmt.Fprintf(os.Stderr, "\n%s\n", daemonTotals(end))
+	o.SayProfile(os.Stderr)
+	return errors.Join(errs...)
+}
+
+// daemonTotals says what the daemon lost, and what this snapshot did
+// not get ("" when the daemon could not read its counters).
+func daemonTotals(end *control.End) string {
+	c := end.Kernel
+	if c == nil {
+		return ""
+	}
+	return fmt.Sprintf("daemon kernel totals: %d connections traced, %d records; lost: %d (ring buffer full), %d connections untraced (map full); %d records not sent to this snapshot (it read too slowly)",
+		c.ConnsTraced, c.Records, c.RingbufDrops, c.ConnMapFull, end.Dropped)
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/tracerd/tracerd/internal/goprobe"
 	"github.com/tracerd/tracerd/internal/loader"
+	"github.com/tracerd/tracerd/internal/targets"
 )
 
 // DefaultPath is where the packaged unit looks for the file.
@@ -29,11 +30,11 @@ const DefaultSocket = "/run/tracerd/control.sock"
 
 // Config is the whole file. Flags of `tracerd run` override it.
 type Config struct {
-	Targets   loader.Targets `yaml:"targets"`
-	Engine    Engine         `yaml:"engine"`
-	Exporters Exporters      `yaml:"exporters"`
-	Log       Log            `yaml:"log"`
-	Control   Control        `yaml:"control"`
+	Targets   targets.Targets `yaml:"targets"`
+	Engine    Engine          `yaml:"engine"`
+	Exporters Exporters       `yaml:"exporters"`
+	Log       Log             `yaml:"log"`
+	Control   Control         `yaml:"control"`
 }
 
 // Engine holds the kernel engine's limits.
@@ -60,26 +61,29 @@ type Exporters struct {
 	KeepQueryValues bool `yaml:"keep_query_values"`
 }
 
-// OTLP is the trace exporter. Empty values fall back to the OTEL_*
-// environment variables, then to the defaults.
+// OTLP is the trace exporter, as the file and the flags give it: text,
+// "" when not given. Empty values fall back to the OTEL_* environment
+// variables, then to the defaults; export.ResolveOTLP resolves and
+// checks them. The type is here, not in export, so that reading the
+// configuration does not pull in the OpenTelemetry and gRPC clients.
 type OTLP struct {
 	Endpoint          string   `yaml:"endpoint"`
-	Protocol          string   `yaml:"protocol"`
-	Headers           []string `yaml:"headers"`
-	Timeout           string   `yaml:"timeout"`
-	Insecure          string   `yaml:"insecure"`
+	Protocol          string   `yaml:"protocol"` // grpc or http/protobuf
+	Headers           []string `yaml:"headers"`  // KEY=VALUE
+	Timeout           string   `yaml:"timeout"`  // Go duration
+	Insecure          string   `yaml:"insecure"` // "true" or "false"
 	Certificate       string   `yaml:"certificate"`
 	ClientCertificate string   `yaml:"client_certificate"`
 	ClientKey         string   `yaml:"client_key"`
 	Compression       string   `yaml:"compression"`
 	QueueSize         string   `yaml:"queue_size"`
 	BatchSize         string   `yaml:"batch_size"`
-	BatchDelay        string   `yaml:"batch_delay"`
+	BatchDelay        string   `yaml:"batch_delay"` // Go duration
 }
 
 // Sampling is the tail-aware trace sampling.
 type Sampling struct {
-	LatencyBudget string `yaml:"latency_budget"`
+	LatencyBudget string `yaml:"latency_budget"` // Go duration
 	Ratio         string `yaml:"ratio"`
 	// MaxTracesPerSecond caps exported traces per service, whatever
 	// decided them (0: no cap).
@@ -90,6 +94,16 @@ type Sampling struct {
 type Log struct {
 	Level  string `yaml:"level"`
 	Format string `yaml:"format"` // text or json
+}
+
+// SlogLevel is Level as slog's (info when it does not parse: Parse
+// and the flags check it).
+func (l Log) SlogLevel() slog.Level {
+	var lv slog.Level
+	if lv.UnmarshalText([]byte(l.Level)) != nil {
+		return slog.LevelInfo
+	}
+	return lv
 }
 
 // Control is the control socket (tracerd status, tracerd snapshot).
@@ -112,6 +126,21 @@ func Default() Config {
 		Log:       Log{Level: "info", Format: "text"},
 		Control:   Control{Socket: DefaultSocket},
 	}
+}
+
+// UsageError is a mistake that is the user's to fix (flags, file,
+// targets, output paths): tracerd exits 2 on it, 1 on anything else.
+type UsageError struct{ Err error }
+
+func (e UsageError) Error() string { return e.Err.Error() }
+func (e UsageError) Unwrap() error { return e.Err }
+
+// Usage marks err as the user's to fix (nil stays nil).
+func Usage(err error) error {
+	if err == nil {
+		return nil
+	}
+	return UsageError{err}
 }
 
 // Error is a mistake in the file; Line is 0 when it is not about a line.
@@ -216,7 +245,7 @@ func section(goType string) string {
 	switch goType {
 	case "config.Config":
 		return "the top level"
-	case "loader.Targets":
+	case "targets.Targets":
 		return "targets"
 	case "config.Engine":
 		return "engine"
@@ -246,7 +275,7 @@ func typeName(goType string) string {
 		return "a string"
 	case strings.HasPrefix(goType, "[]"):
 		return "a list"
-	case strings.HasPrefix(goType, "config."), strings.HasPrefix(goType, "loader."):
+	case strings.HasPrefix(goType, "config."), strings.HasPrefix(goType, "targets."):
 		return "a mapping (" + section(goType) + ")"
 	}
 	return goType

@@ -23,17 +23,18 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tracerd/tracerd/internal/loader"
+	"github.com/tracerd/tracerd/internal/targets"
 )
 
 // Request is what a client asks.
 type Request struct {
 	Op string `json:"op"` // "status" or "snapshot"
 	// snapshot
-	Duration time.Duration  `json:"duration,omitempty"`
-	Targets  loader.Targets `json:"targets"`
-	Top      int            `json:"top,omitempty"`
-	JSON     bool           `json:"json,omitempty"`    // stream the records
-	Profile  bool           `json:"profile,omitempty"` // send a pprof profile at the end
+	Duration time.Duration   `json:"duration,omitempty"`
+	Targets  targets.Targets `json:"targets"`
+	Top      int             `json:"top,omitempty"`
+	JSON     bool            `json:"json,omitempty"`    // stream the records
+	Profile  bool            `json:"profile,omitempty"` // send a pprof profile at the end
 }
 
 // Line is one line of an answer; one field is set.
@@ -44,7 +45,7 @@ type Line struct {
 	// daemon's does not cover.
 	Refused bool            `json:"refused,omitempty"`
 	Note    string          `json:"note,omitempty"`   // for the user's stderr
-	Status  json.RawMessage `json:"status,omitempty"` // status answer
+	Status  *Status         `json:"status,omitempty"` // status answer
 	Record  json.RawMessage `json:"record,omitempty"` // one request (JSON lines format)
 	End     *End            `json:"end,omitempty"`    // snapshot finished
 }
@@ -54,15 +55,19 @@ type End struct {
 	Requests int64  `json:"requests"`
 	Dropped  int64  `json:"dropped"` // records not sent: the client read too slowly
 	Profile  []byte `json:"profile,omitempty"`
-	Summary  string `json:"summary"`
-	Counters string `json:"counters"`
+	// Summary is the snapshot's summary as a standalone snapshot prints
+	// it (export.Summary).
+	Summary string `json:"summary"`
+	// Kernel are the daemon's kernel counters since it started; nil when
+	// they could not be read.
+	Kernel *loader.Counters `json:"kernel,omitempty"`
 }
 
 // Handler answers requests. Snapshot streams lines with send until the
 // request is done (ctx ends early when the client half-closes or the
 // daemon stops).
 type Handler interface {
-	Status() (any, error)
+	Status() (Status, error)
 	Snapshot(ctx context.Context, req Request, send func(Line) error) error
 }
 
@@ -181,9 +186,6 @@ func describeMode(m fs.FileMode) string {
 	return m.String()
 }
 
-// Path is where the socket is.
-func (s *Server) Path() string { return s.path }
-
 // Close stops accepting, ends running snapshots and removes the socket
 // (only if path still is the socket Listen made).
 func (s *Server) Close() error {
@@ -258,12 +260,7 @@ func (s *Server) handle(c *net.UnixConn) {
 			enc.Encode(Line{Error: err.Error()})
 			return
 		}
-		b, err := json.Marshal(st)
-		if err != nil {
-			enc.Encode(Line{Error: err.Error()})
-			return
-		}
-		enc.Encode(Line{Status: b})
+		enc.Encode(Line{Status: &st})
 	case "snapshot":
 		ctx, cancel := context.WithCancel(s.ctx)
 		defer cancel()
@@ -324,44 +321,4 @@ func (e refusedError) Is(target error) bool { return target == ErrRefused }
 // Refuse is an error that says the request cannot be served as asked.
 func Refuse(format string, args ...any) error {
 	return refusedError{fmt.Sprintf(format, args...)}
-}
-
-// ErrDenied means the socket is not this user's to use.
-var ErrDenied = errors.New("permission denied")
-
-type deniedError string
-
-func (p deniedError) Error() string {
-	return fmt.Sprintf("control socket %s: permission denied (it is root's: use sudo)", string(p))
-}
-
-func (p deniedError) Is(target error) bool { return target == ErrDenied }
-
-// ErrNoDaemon means nothing listens on the socket.
-var ErrNoDaemon = errors.New("no tracerd daemon")
-
-// Dial connects to a daemon. ErrNoDaemon when there is none; a
-// permission error says the socket is root's.
-func Dial(path string) (*net.UnixConn, error) {
-	c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: path, Net: "unix"})
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ECONNREFUSED) {
-			return nil, fmt.Errorf("%w at %s", ErrNoDaemon, path)
-		}
-		if errors.Is(err, os.ErrPermission) {
-			return nil, deniedError(path)
-		}
-		return nil, fmt.Errorf("control socket %s: %w", path, err)
-	}
-	return c, nil
-}
-
-// Send writes the request.
-func Send(c *net.UnixConn, req Request) error {
-	b, err := json.Marshal(req)
-	if err != nil {
-		return err
-	}
-	_, err = c.Write(append(b, '\n'))
-	return err
 }

@@ -3,26 +3,39 @@ package control
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tracerd/tracerd/internal/loader"
 )
 
 type fake struct{}
 
-func (fake) Status() (any, error) { return map[string]int{"requests": 7}, nil }
+func (fake) Status() (Status, error) {
+	return Status{PID: 7, Requests: 7, Counters: loader.Counters{Records: 3}, Exporters: Exporters{OTLP: &OTLP{Endpoint: "e", Stats: OTLPStats{ByRatio: 2}}}}, nil
+}
 
 func (fake) Snapshot(ctx context.Context, req Request, send func(Line) error) error {
+	if req.Top < 0 {
+		return Refuse("top %d", req.Top)
+	}
+	if req.Top > 100 {
+		return errors.New("broken")
+	}
+	send(Line{Note: "note"})
 	send(Line{Record: json.RawMessage(`{"pid":1}`)})
 	select {
 	case <-ctx.Done():
 	case <-time.After(req.Duration):
 	}
-	return send(Line{End: &End{Requests: 1, Summary: "s"}})
+	return send(Line{End: &End{Requests: 1, Summary: "s", Kernel: &loader.Counters{ConnsTraced: 5}}})
 }
 
 func TestServer(t *testing.T) {
@@ -44,41 +57,53 @@ func TestServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	Send(c, Request{Op: "status"})
-	var l Line
-	if err := json.NewDecoder(c).Decode(&l); err != nil || string(l.Status) != `{"requests":7}` {
-		t.Errorf("status: %v %+v", err, l)
+	status, err := c.Status()
+	want, _ := fake{}.Status()
+	if err != nil || !reflect.DeepEqual(status, want) {
+		t.Errorf("status: %v %+v", err, status)
 	}
 	c.Close()
 
 	// A snapshot ended early by the client's half-close still ends properly.
 	c, _ = Dial(path)
-	Send(c, Request{Op: "snapshot", Duration: time.Minute})
-	dec := json.NewDecoder(c)
-	if err := dec.Decode(&l); err != nil || l.Record == nil {
-		t.Fatalf("first line: %v %+v", err, l)
-	}
+	var lines []Line
 	start := time.Now()
-	c.CloseWrite()
-	if err := dec.Decode(&l); err != nil || l.End == nil || l.End.Summary != "s" {
-		t.Fatalf("end: %v %+v", err, l)
+	end, err := c.Snapshot(Request{Duration: time.Minute}, func(l Line) error {
+		lines = append(lines, l)
+		if l.Record != nil {
+			c.EndEarly()
+		}
+		return nil
+	})
+	if err != nil || end == nil || end.Summary != "s" || end.Kernel.ConnsTraced != 5 || len(lines) != 3 || lines[0].Note != "note" || string(lines[1].Record) != `{"pid":1}` {
+		t.Fatalf("snapshot: %v %+v, lines %+v", err, end, lines)
 	}
 	if time.Since(start) > 5*time.Second {
 		t.Errorf("half-close took %s to end the snapshot", time.Since(start))
 	}
 	c.Close()
 
-	c, _ = Dial(path)
-	Send(c, Request{Op: "dance"})
-	json.NewDecoder(c).Decode(&l)
+	for top, refused := range map[int]bool{-1: true, 101: false} {
+		c, _ = Dial(path)
+		_, err := c.Snapshot(Request{Top: top}, func(Line) error { return nil })
+		if err == nil || errors.Is(err, ErrRefused) != refused {
+			t.Errorf("top %d: %v, want refused %v", top, err, refused)
+		}
+		c.Close()
+	}
+
+	raw, _ := net.Dial("unix", path)
+	raw.Write([]byte(`{"op":"dance"}` + "\n"))
+	var l Line
+	json.NewDecoder(raw).Decode(&l)
 	if !strings.Contains(l.Error, "unknown op") {
 		t.Errorf("unknown op: %+v", l)
 	}
-	c.Close()
+	raw.Close()
 
 	s.Close()
-	if _, err := Dial(path); err == nil {
-		t.Error("socket still answers after Close")
+	if _, err := Dial(path); !errors.Is(err, ErrNoDaemon) {
+		t.Errorf("after Close: %v, want ErrNoDaemon", err)
 	}
 }
 

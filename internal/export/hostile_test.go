@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/pprof/profile"
 
+	"github.com/tracerd/tracerd/internal/config"
 	"github.com/tracerd/tracerd/internal/correlate"
 )
 
@@ -138,7 +139,7 @@ func TestProfileRoutesBounded(t *testing.T) {
 // get them all exported: the default settings cap each service at
 // DefaultMaxTracesPerSecond, and what the cap keeps out is counted.
 func TestOTLPCapsCallerSampledTraces(t *testing.T) {
-	set, err := ResolveOTLP(OTLPFlags{Endpoint: "http://127.0.0.1:4318"}, envOf())
+	set, err := ResolveOTLP(config.OTLP{Endpoint: "http://127.0.0.1:4318"}, config.Sampling{}, envOf())
 	if err != nil {
 		t.Fatal(err)
 	}

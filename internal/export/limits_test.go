@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tracerd/tracerd/internal/config"
 	"github.com/tracerd/tracerd/internal/correlate"
 )
 
@@ -102,7 +103,7 @@ func TestResolveMaxTracesPerSecond(t *testing.T) {
 		want float64
 		err  bool
 	}{{"", DefaultMaxTracesPerSecond, false}, {"0", 0, false}, {"12.5", 12.5, false}, {"-1", 0, true}, {"lots", 0, true}, {"+Inf", 0, true}} {
-		s, err := ResolveOTLP(OTLPFlags{MaxTracesPerSecond: tc.flag}, envOf())
+		s, err := ResolveOTLP(config.OTLP{}, config.Sampling{MaxTracesPerSecond: tc.flag}, envOf())
 		if (err != nil) != tc.err || (!tc.err && s.Sampler.MaxPerSecond != tc.want) {
 			t.Errorf("--otlp-max-traces-per-second %q: %v, %v", tc.flag, s.Sampler.MaxPerSecond, err)
 		}

@@ -20,6 +20,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
+
+	"github.com/tracerd/tracerd/internal/config"
 )
 
 // OTLP protocols.
@@ -37,26 +39,6 @@ const (
 	DefaultBatchDelay = time.Second
 	DefaultTimeout    = 10 * time.Second
 )
-
-// OTLPFlags are the command-line values, as given; "" is not given.
-// A flag wins over the environment variable of the same setting.
-type OTLPFlags struct {
-	Endpoint           string // --otlp-endpoint
-	Protocol           string // --otlp-protocol
-	Headers            []string
-	Timeout            string // Go duration
-	Insecure           string // "true" / "false"
-	Certificate        string
-	ClientCertificate  string
-	ClientKey          string
-	Compression        string
-	QueueSize          string
-	BatchSize          string
-	BatchDelay         string // Go duration
-	SampleRatio        string
-	LatencyBudget      string // Go duration
-	MaxTracesPerSecond string // --otlp-max-traces-per-second: per service, 0 for no cap
-}
 
 // OTLPSettings is the resolved OTLP configuration.
 type OTLPSettings struct {
@@ -89,19 +71,19 @@ func setting(getenv func(string) string, flagName, flagVal string, envs ...strin
 	return "", ""
 }
 
-// ResolveOTLP merges flags, the standard OTEL_* environment variables
-// and defaults, reads the TLS files and checks everything, so that a
+// ResolveOTLP merges the configured values (file and flags; "" is not
+// given), the standard OTEL_* environment variables and defaults, reads the TLS files and checks everything, so that a
 // mistake is reported at start. OTLP is on when an endpoint is given
 // (flag, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT)
 // or OTEL_TRACES_EXPORTER=otlp (the default endpoint then);
 // OTEL_TRACES_EXPORTER=none turns it off unless the flag is given.
-func ResolveOTLP(f OTLPFlags, getenv func(string) string) (OTLPSettings, error) {
+func ResolveOTLP(o config.OTLP, sampling config.Sampling, getenv func(string) string) (OTLPSettings, error) {
 	s := OTLPSettings{}
 	env := func(name string) string { return strings.TrimSpace(getenv(name)) }
 
 	// Sampling and queue settings apply whether or not OTLP is on
 	// (they are checked either way: a typo is an error).
-	budget, from := setting(getenv, "latency-budget", f.LatencyBudget)
+	budget, from := setting(getenv, "latency-budget", sampling.LatencyBudget)
 	s.Sampler.Budget = DefaultLatencyBudget
 	if budget != "" {
 		d, err := time.ParseDuration(budget)
@@ -111,7 +93,7 @@ func ResolveOTLP(f OTLPFlags, getenv func(string) string) (OTLPSettings, error) 
 		s.Sampler.Budget = d
 	}
 	s.Sampler.Ratio = DefaultSampleRatio
-	if ratio, from := setting(getenv, "sample-ratio", f.SampleRatio); ratio != "" {
+	if ratio, from := setting(getenv, "sample-ratio", sampling.Ratio); ratio != "" {
 		v, err := strconv.ParseFloat(ratio, 64)
 		if err != nil || v < 0 || v > 1 {
 			return s, fmt.Errorf("%s: %q is not a ratio between 0 and 1", from, ratio)
@@ -134,7 +116,7 @@ func ResolveOTLP(f OTLPFlags, getenv func(string) string) (OTLPSettings, error) 
 		}
 	}
 	s.Sampler.MaxPerSecond = DefaultMaxTracesPerSecond
-	if v, from := setting(getenv, "otlp-max-traces-per-second", f.MaxTracesPerSecond); v != "" {
+	if v, from := setting(getenv, "otlp-max-traces-per-second", sampling.MaxTracesPerSecond); v != "" {
 		rate, err := strconv.ParseFloat(v, 64)
 		if err != nil || rate < 0 || math.IsInf(rate, 0) {
 			return s, fmt.Errorf("%s: %q is not a number of traces per second ≥ 0 (0: no cap)", from, v)
@@ -142,22 +124,22 @@ func ResolveOTLP(f OTLPFlags, getenv func(string) string) (OTLPSettings, error) 
 		s.Sampler.MaxPerSecond = rate
 	}
 	var err error
-	if s.QueueSpans, err = positiveInt(getenv, "otlp-queue-size", f.QueueSize, DefaultQueueSpans, "OTEL_BSP_MAX_QUEUE_SIZE"); err != nil {
+	if s.QueueSpans, err = positiveInt(getenv, "otlp-queue-size", o.QueueSize, DefaultQueueSpans, "OTEL_BSP_MAX_QUEUE_SIZE"); err != nil {
 		return s, err
 	}
-	if s.BatchSpans, err = positiveInt(getenv, "otlp-batch-size", f.BatchSize, DefaultBatchSpans, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE"); err != nil {
+	if s.BatchSpans, err = positiveInt(getenv, "otlp-batch-size", o.BatchSize, DefaultBatchSpans, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE"); err != nil {
 		return s, err
 	}
 	s.BatchSpans = min(s.BatchSpans, s.QueueSpans)
-	if s.BatchDelay, err = duration(getenv, "otlp-batch-delay", f.BatchDelay, DefaultBatchDelay, "OTEL_BSP_SCHEDULE_DELAY"); err != nil {
+	if s.BatchDelay, err = duration(getenv, "otlp-batch-delay", o.BatchDelay, DefaultBatchDelay, "OTEL_BSP_SCHEDULE_DELAY"); err != nil {
 		return s, err
 	}
-	if s.Timeout, err = duration(getenv, "otlp-timeout", f.Timeout, DefaultTimeout, "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"); err != nil {
+	if s.Timeout, err = duration(getenv, "otlp-timeout", o.Timeout, DefaultTimeout, "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"); err != nil {
 		return s, err
 	}
 
 	s.Protocol = ProtocolHTTP
-	if p, from := setting(getenv, "otlp-protocol", f.Protocol, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"); p != "" {
+	if p, from := setting(getenv, "otlp-protocol", o.Protocol, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"); p != "" {
 		switch p {
 		case ProtocolGRPC, ProtocolHTTP:
 			s.Protocol = p
@@ -168,7 +150,7 @@ func ResolveOTLP(f OTLPFlags, getenv func(string) string) (OTLPSettings, error) 
 		}
 	}
 
-	endpoint, from := setting(getenv, "otlp-endpoint", f.Endpoint, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+	endpoint, from := setting(getenv, "otlp-endpoint", o.Endpoint, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 	base := false // OTEL_EXPORTER_OTLP_ENDPOINT is a base URL: /v1/traces is appended
 	if endpoint == "" {
 		if endpoint = env("OTEL_EXPORTER_OTLP_ENDPOINT"); endpoint != "" {
@@ -176,7 +158,7 @@ func ResolveOTLP(f OTLPFlags, getenv func(string) string) (OTLPSettings, error) 
 		}
 	}
 	switch exp := env("OTEL_TRACES_EXPORTER"); {
-	case f.Endpoint != "":
+	case o.Endpoint != "":
 		s.Enabled = true
 	case exp == "none":
 		return s, nil
@@ -194,7 +176,7 @@ func ResolveOTLP(f OTLPFlags, getenv func(string) string) (OTLPSettings, error) 
 			endpoint = "http://localhost:4317"
 		}
 	}
-	insecure, insecureFrom := setting(getenv, "otlp-insecure", f.Insecure, "OTEL_EXPORTER_OTLP_TRACES_INSECURE", "OTEL_EXPORTER_OTLP_INSECURE")
+	insecure, insecureFrom := setting(getenv, "otlp-insecure", o.Insecure, "OTEL_EXPORTER_OTLP_TRACES_INSECURE", "OTEL_EXPORTER_OTLP_INSECURE")
 	if s.URL, s.Insecure, err = endpointURL(endpoint, from, s.Protocol, base); err != nil {
 		return s, err
 	}
@@ -208,10 +190,10 @@ func ResolveOTLP(f OTLPFlags, getenv func(string) string) (OTLPSettings, error) 
 		}
 	}
 
-	if s.Headers, err = headers(getenv, f.Headers); err != nil {
+	if s.Headers, err = headers(getenv, o.Headers); err != nil {
 		return s, err
 	}
-	comp, compFrom := setting(getenv, "otlp-compression", f.Compression, "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION")
+	comp, compFrom := setting(getenv, "otlp-compression", o.Compression, "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION")
 	switch comp {
 	case "", "none":
 		s.Compression = "none"
@@ -226,9 +208,9 @@ func ResolveOTLP(f OTLPFlags, getenv func(string) string) (OTLPSettings, error) 
 		}
 	}
 
-	ca, caFrom := setting(getenv, "otlp-certificate", f.Certificate, "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "OTEL_EXPORTER_OTLP_CERTIFICATE")
-	cert, certFrom := setting(getenv, "otlp-client-certificate", f.ClientCertificate, "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE", "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE")
-	key, keyFrom := setting(getenv, "otlp-client-key", f.ClientKey, "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", "OTEL_EXPORTER_OTLP_CLIENT_KEY")
+	ca, caFrom := setting(getenv, "otlp-certificate", o.Certificate, "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "OTEL_EXPORTER_OTLP_CERTIFICATE")
+	cert, certFrom := setting(getenv, "otlp-client-certificate", o.ClientCertificate, "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE", "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE")
+	key, keyFrom := setting(getenv, "otlp-client-key", o.ClientKey, "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", "OTEL_EXPORTER_OTLP_CLIENT_KEY")
 	if s.Insecure {
 		for _, given := range [][2]string{{ca, caFrom}, {cert, certFrom}, {key, keyFrom}} {
 			if given[0] != "" {

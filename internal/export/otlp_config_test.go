@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tracerd/tracerd/internal/config"
 	"github.com/tracerd/tracerd/internal/correlate"
 )
 
@@ -29,7 +30,7 @@ func envOf(kv ...string) func(string) string {
 func TestResolveOTLPEndpoints(t *testing.T) {
 	cases := []struct {
 		name     string
-		flags    OTLPFlags
+		otlp     config.OTLP
 		env      []string
 		enabled  bool
 		url      string
@@ -44,20 +45,20 @@ func TestResolveOTLPEndpoints(t *testing.T) {
 			enabled: true, url: "http://c:4318/otlp/v1/traces", protocol: ProtocolHTTP, insecure: true},
 		{name: "traces endpoint as is", env: []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "http://base:1", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "https://c/custom"},
 			enabled: true, url: "https://c:443/custom", protocol: ProtocolHTTP},
-		{name: "flag wins over env", flags: OTLPFlags{Endpoint: "http://127.0.0.1:9999"}, env: []string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://c:1", "OTEL_TRACES_EXPORTER", "none"},
+		{name: "flag wins over env", otlp: config.OTLP{Endpoint: "http://127.0.0.1:9999"}, env: []string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://c:1", "OTEL_TRACES_EXPORTER", "none"},
 			enabled: true, url: "http://127.0.0.1:9999/v1/traces", protocol: ProtocolHTTP, insecure: true},
-		{name: "grpc default port, no path", flags: OTLPFlags{Endpoint: "http://c/x", Protocol: "grpc"},
+		{name: "grpc default port, no path", otlp: config.OTLP{Endpoint: "http://c/x", Protocol: "grpc"},
 			enabled: true, url: "http://c:4317", protocol: ProtocolGRPC, insecure: true},
 		{name: "grpc protocol from env", env: []string{"OTEL_EXPORTER_OTLP_PROTOCOL", "grpc", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf", "OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"},
 			enabled: true, url: "http://c:4318/v1/traces", protocol: ProtocolHTTP, insecure: true},
-		{name: "grpc host:port is TLS", flags: OTLPFlags{Endpoint: "c:4317", Protocol: "grpc"},
+		{name: "grpc host:port is TLS", otlp: config.OTLP{Endpoint: "c:4317", Protocol: "grpc"},
 			enabled: true, url: "//c:4317", protocol: ProtocolGRPC},
-		{name: "grpc host:port insecure", flags: OTLPFlags{Endpoint: "c:4317", Protocol: "grpc"}, env: []string{"OTEL_EXPORTER_OTLP_INSECURE", "true"},
+		{name: "grpc host:port insecure", otlp: config.OTLP{Endpoint: "c:4317", Protocol: "grpc"}, env: []string{"OTEL_EXPORTER_OTLP_INSECURE", "true"},
 			enabled: true, url: "//c:4317", protocol: ProtocolGRPC, insecure: true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			s, err := ResolveOTLP(c.flags, envOf(c.env...))
+			s, err := ResolveOTLP(c.otlp, config.Sampling{}, envOf(c.env...))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -78,7 +79,7 @@ func TestResolveOTLPEndpoints(t *testing.T) {
 }
 
 func TestResolveOTLPSettings(t *testing.T) {
-	s, err := ResolveOTLP(OTLPFlags{Endpoint: "http://c:4318", Headers: []string{"x-token=abc"}, Timeout: "3s", BatchDelay: "250ms"},
+	s, err := ResolveOTLP(config.OTLP{Endpoint: "http://c:4318", Headers: []string{"x-token=abc"}, Timeout: "3s", BatchDelay: "250ms"}, config.Sampling{},
 		envOf("OTEL_EXPORTER_OTLP_HEADERS", "a=1,b=x%20y", "OTEL_EXPORTER_OTLP_TIMEOUT", "500",
 			"OTEL_BSP_MAX_QUEUE_SIZE", "100", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "1000",
 			"OTEL_TRACES_SAMPLER", "traceidratio", "OTEL_TRACES_SAMPLER_ARG", "0.25",
@@ -98,7 +99,7 @@ func TestResolveOTLPSettings(t *testing.T) {
 	if len(s.Resource) != 2 || s.Resource[1].Value.GetStringValue() != "a,b" {
 		t.Errorf("resource %v", s.Resource)
 	}
-	s, err = ResolveOTLP(OTLPFlags{Endpoint: "http://c:4318", SampleRatio: "1", LatencyBudget: "0"},
+	s, err = ResolveOTLP(config.OTLP{Endpoint: "http://c:4318"}, config.Sampling{Ratio: "1", LatencyBudget: "0"},
 		envOf("OTEL_EXPORTER_OTLP_HEADERS", "a=1,b=x%20y", "OTEL_EXPORTER_OTLP_TIMEOUT", "500"))
 	if err != nil {
 		t.Fatal(err)
@@ -116,40 +117,50 @@ func TestResolveOTLPErrors(t *testing.T) {
 	os.WriteFile(garbage, []byte("not a certificate"), 0o644)
 	unreadable := filepath.Join(dir, "missing.pem")
 	cases := []struct {
-		flags OTLPFlags
-		env   []string
-		want  string
+		otlp config.OTLP
+		env  []string
+		want string
 	}{
-		{OTLPFlags{Endpoint: "collector:4318"}, nil, "--otlp-endpoint"},
-		{OTLPFlags{Endpoint: "ftp://c:21"}, nil, "scheme"},
-		{OTLPFlags{Endpoint: "http://:4318"}, nil, "no host"},
-		{OTLPFlags{Endpoint: "http://c:99999"}, nil, "bad port"},
-		{OTLPFlags{Endpoint: "http://c:4318?x=1"}, nil, "query"},
-		{OTLPFlags{Endpoint: "c", Protocol: "grpc"}, nil, "host:port"},
-		{OTLPFlags{}, []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "::nonsense"}, "OTEL_EXPORTER_OTLP_ENDPOINT"},
-		{OTLPFlags{Endpoint: "http://c", Protocol: "http/json"}, nil, "http/json is not supported"},
-		{OTLPFlags{Endpoint: "http://c", Protocol: "thrift"}, nil, "unknown protocol"},
-		{OTLPFlags{Endpoint: "https://c", Certificate: unreadable}, nil, "--otlp-certificate: reading the CA certificate"},
-		{OTLPFlags{Endpoint: "https://c", Certificate: garbage}, nil, "holds no PEM certificate"},
-		{OTLPFlags{Endpoint: "https://c"}, []string{"OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", garbage}, "without a client key"},
-		{OTLPFlags{Endpoint: "https://c", ClientKey: garbage}, nil, "without a client certificate"},
-		{OTLPFlags{Endpoint: "https://c", ClientCertificate: unreadable, ClientKey: garbage}, nil, "--otlp-client-certificate"},
-		{OTLPFlags{Endpoint: "https://c", ClientCertificate: garbage, ClientKey: garbage}, nil, "loading the client certificate"},
-		{OTLPFlags{Endpoint: "http://c", Certificate: garbage}, nil, "plaintext"},
-		{OTLPFlags{Endpoint: "http://c", Timeout: "10"}, nil, "--otlp-timeout"},
-		{OTLPFlags{Endpoint: "http://c"}, []string{"OTEL_EXPORTER_OTLP_TIMEOUT", "10s"}, "milliseconds"},
-		{OTLPFlags{Endpoint: "http://c", SampleRatio: "2"}, nil, "--sample-ratio"},
-		{OTLPFlags{LatencyBudget: "fast"}, nil, "--latency-budget"},
-		{OTLPFlags{QueueSize: "0"}, nil, "--otlp-queue-size"},
-		{OTLPFlags{Endpoint: "http://c", Compression: "zstd"}, nil, "compression"},
-		{OTLPFlags{Endpoint: "http://c", Headers: []string{"novalue"}}, nil, "--otlp-header"},
-		{OTLPFlags{}, []string{"OTEL_TRACES_EXPORTER", "jaeger"}, "OTEL_TRACES_EXPORTER"},
-		{OTLPFlags{Endpoint: "http://c"}, []string{"OTEL_RESOURCE_ATTRIBUTES", "noequals"}, "OTEL_RESOURCE_ATTRIBUTES"},
+		{config.OTLP{Endpoint: "collector:4318"}, nil, "--otlp-endpoint"},
+		{config.OTLP{Endpoint: "ftp://c:21"}, nil, "scheme"},
+		{config.OTLP{Endpoint: "http://:4318"}, nil, "no host"},
+		{config.OTLP{Endpoint: "http://c:99999"}, nil, "bad port"},
+		{config.OTLP{Endpoint: "http://c:4318?x=1"}, nil, "query"},
+		{config.OTLP{Endpoint: "c", Protocol: "grpc"}, nil, "host:port"},
+		{config.OTLP{}, []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "::nonsense"}, "OTEL_EXPORTER_OTLP_ENDPOINT"},
+		{config.OTLP{Endpoint: "http://c", Protocol: "http/json"}, nil, "http/json is not supported"},
+		{config.OTLP{Endpoint: "http://c", Protocol: "thrift"}, nil, "unknown protocol"},
+		{config.OTLP{Endpoint: "https://c", Certificate: unreadable}, nil, "--otlp-certificate: reading the CA certificate"},
+		{config.OTLP{Endpoint: "https://c", Certificate: garbage}, nil, "holds no PEM certificate"},
+		{config.OTLP{Endpoint: "https://c"}, []string{"OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", garbage}, "without a client key"},
+		{config.OTLP{Endpoint: "https://c", ClientKey: garbage}, nil, "without a client certificate"},
+		{config.OTLP{Endpoint: "https://c", ClientCertificate: unreadable, ClientKey: garbage}, nil, "--otlp-client-certificate"},
+		{config.OTLP{Endpoint: "https://c", ClientCertificate: garbage, ClientKey: garbage}, nil, "loading the client certificate"},
+		{config.OTLP{Endpoint: "http://c", Certificate: garbage}, nil, "plaintext"},
+		{config.OTLP{Endpoint: "http://c", Timeout: "10"}, nil, "--otlp-timeout"},
+		{config.OTLP{Endpoint: "http://c"}, []string{"OTEL_EXPORTER_OTLP_TIMEOUT", "10s"}, "milliseconds"},
+		{config.OTLP{QueueSize: "0"}, nil, "--otlp-queue-size"},
+		{config.OTLP{Endpoint: "http://c", Compression: "zstd"}, nil, "compression"},
+		{config.OTLP{Endpoint: "http://c", Headers: []string{"novalue"}}, nil, "--otlp-header"},
+		{config.OTLP{}, []string{"OTEL_TRACES_EXPORTER", "jaeger"}, "OTEL_TRACES_EXPORTER"},
+		{config.OTLP{Endpoint: "http://c"}, []string{"OTEL_RESOURCE_ATTRIBUTES", "noequals"}, "OTEL_RESOURCE_ATTRIBUTES"},
 	}
 	for _, c := range cases {
-		_, err := ResolveOTLP(c.flags, envOf(c.env...))
+		_, err := ResolveOTLP(c.otlp, config.Sampling{}, envOf(c.env...))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%+v %v: error %v, want one mentioning %q", c.flags, c.env, err, c.want)
+			t.Errorf("%+v %v: error %v, want one mentioning %q", c.otlp, c.env, err, c.want)
+		}
+	}
+	for _, c := range []struct {
+		sampling config.Sampling
+		want     string
+	}{
+		{config.Sampling{Ratio: "2"}, "--sample-ratio"},
+		{config.Sampling{LatencyBudget: "fast"}, "--latency-budget"},
+	} {
+		_, err := ResolveOTLP(config.OTLP{Endpoint: "http://c"}, c.sampling, envOf())
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: error %v, want one mentioning %q", c.sampling, err, c.want)
 		}
 	}
 }
@@ -168,7 +179,7 @@ func TestResolveOTLPTLS(t *testing.T) {
 	cert, keyFile := filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem")
 	os.WriteFile(cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
 	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600)
-	s, err := ResolveOTLP(OTLPFlags{Endpoint: "https://c:4318"},
+	s, err := ResolveOTLP(config.OTLP{Endpoint: "https://c:4318"}, config.Sampling{},
 		envOf("OTEL_EXPORTER_OTLP_CERTIFICATE", cert, "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", cert, "OTEL_EXPORTER_OTLP_CLIENT_KEY", keyFile))
 	if err != nil {
 		t.Fatal(err)
@@ -220,7 +231,7 @@ func TestOTLPServiceRules(t *testing.T) {
 		}
 	}
 	var rules []ServiceRule
-	for _, s := range []string{"port:9090=admin", "cgroup:/sys/fs/cgroup/pids/team/a=team-a", "comm:worker=jobs", "pid:7=seven"} {
+	for _, s := range []string{"port:9090=admin", "cgroup:/sys/fs/cgroup/pids/team/a=team-a", "comm:worker=jobs", "comm:averyveryverylongname=long", "pid:7=seven"} {
 		r, err := ParseServiceRule(s)
 		if err != nil {
 			t.Fatal(err)
@@ -244,13 +255,14 @@ func TestOTLPServiceRules(t *testing.T) {
 		r    *correlate.Request
 		want string
 	}{
-		{req(1, "api-bin", 8080), "api"},     // systemd unit
-		{req(1, "api-bin", 9090), "admin"},   // port rule first
-		{req(2, "job", 80), "team-a"},        // cgroup rule (v1 directory)
-		{req(3, "worker", 80), "jobs"},       // comm rule
-		{req(3, "other", 80), "other"},       // the process name
-		{req(7, "gone", 80), "seven"},        // pid rule, no /proc entry
-		{req(8, "vanished", 80), "vanished"}, // no /proc entry
+		{req(1, "api-bin", 8080), "api"},        // systemd unit
+		{req(1, "api-bin", 9090), "admin"},      // port rule first
+		{req(2, "job", 80), "team-a"},           // cgroup rule (v1 directory)
+		{req(3, "worker", 80), "jobs"},          // comm rule
+		{req(3, "other", 80), "other"},          // the process name
+		{req(3, "averyveryverylo", 80), "long"}, // comm rule, on the name as the kernel keeps it
+		{req(7, "gone", 80), "seven"},           // pid rule, no /proc entry
+		{req(8, "vanished", 80), "vanished"},    // no /proc entry
 	} {
 		p := ps.Identify(c.r)
 		if c.r.Service != c.want {

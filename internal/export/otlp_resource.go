@@ -15,6 +15,7 @@ import (
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 
 	"github.com/tracerd/tracerd/internal/correlate"
+	"github.com/tracerd/tracerd/internal/targets"
 )
 
 // Process is what tracerd knows of a traced process beyond the kernel
@@ -73,7 +74,7 @@ func (rule ServiceRule) matches(r *correlate.Request, p *Process) bool {
 	case "port":
 		return r.Conn.Local.IsValid() && strconv.Itoa(int(r.Conn.Local.Port())) == rule.Value
 	case "comm":
-		return r.Comm == rule.Value || (len(rule.Value) > 15 && r.Comm == rule.Value[:15])
+		return r.Comm == targets.Comm(rule.Value)
 	case "cgroup":
 		for _, cg := range p.Cgroups {
 			for a := cg; a != "/" && a != "." && a != ""; a = path.Dir(a) {

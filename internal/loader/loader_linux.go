@@ -17,6 +17,9 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
+
+	"github.com/tracerd/tracerd/internal/privileges"
+	"github.com/tracerd/tracerd/internal/targets"
 )
 
 // Record is one finished request as the kernel wrote it.
@@ -52,7 +55,7 @@ const (
 
 // Config sets what the BPF programs trace and how much they may hold.
 type Config struct {
-	Targets     Targets
+	Targets     targets.Targets
 	IdleTimeout time.Duration // keep-alive request finished after this quiet time
 	MaxConns    uint32        // traced connections held at once
 	RingBytes   uint32        // ring buffer size, a power of two pages
@@ -84,7 +87,7 @@ type Tracer struct {
 	raw    ringbuf.Record
 	logger *slog.Logger
 	// targets is the selection in the maps (SetTargets changes it).
-	targets Targets
+	targets targets.Targets
 	// uprobeMulti: the kernel has uprobe_multi links and the *_multi Go
 	// programs are loaded (else only the classic uprobe ones are).
 	uprobeMulti bool
@@ -118,7 +121,7 @@ func Open(cfg Config) (*Tracer, error) {
 	if err := cfg.Targets.Validate(); err != nil {
 		return nil, err
 	}
-	cg, err := resolveCgroups(cfg.Targets.Cgroups)
+	cg, err := targets.ResolveCgroups(cfg.Targets.Cgroups)
 	if err != nil {
 		return nil, err
 	}
@@ -138,7 +141,7 @@ func Open(cfg Config) (*Tracer, error) {
 }
 
 // open is one attempt. retry: a way failed and is now in failed.
-func open(cfg Config, cg cgroupSelection, k *kernelView, failed map[string]string, log *slog.Logger) (_ *Tracer, retry bool, err error) {
+func open(cfg Config, cg targets.Cgroups, k *kernelView, failed map[string]string, log *slog.Logger) (_ *Tracer, retry bool, err error) {
 	spec, err := LoadTracerd()
 	if err != nil {
 		return nil, false, fmt.Errorf("reading embedded BPF object: %w", err)
@@ -203,7 +206,7 @@ func open(cfg Config, cg cgroupSelection, k *kernelView, failed map[string]strin
 		// runs, as our 6.18 VM does); elsewhere EPERM is privileges.
 		trampoline := h != nil && (h.Way.Kind == "fentry" || h.Way.Kind == "fexit")
 		if errors.Is(err, os.ErrPermission) && !trampoline {
-			return nil, false, fmt.Errorf("loading BPF programs: %w: run as root, or grant CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN", err)
+			return nil, false, fmt.Errorf("loading BPF programs: %w: run as root, or grant %s (deploy/tracerd.service lists the set)", err, privileges.KernelEngine())
 		}
 		if h != nil {
 			reason := loadError(err)
@@ -313,7 +316,7 @@ func configure(spec *ebpf.CollectionSpec, cfg Config, attached, flags map[string
 // putTargets adds tg's values to the target maps (cg: its cgroups
 // resolved), then switches on the kinds of selection it uses and off the
 // others: a kind turned on finds its values already there.
-func putTargets(coll *ebpf.Collection, tg Targets, cg cgroupSelection) error {
+func putTargets(coll *ebpf.Collection, tg targets.Targets, cg targets.Cgroups) error {
 	one := uint8(1)
 	for _, pid := range tg.PIDs {
 		if err := coll.Maps[TracerdMapTargetPids].Put(pid, one); err != nil {
@@ -330,7 +333,7 @@ func putTargets(coll *ebpf.Collection, tg Targets, cg cgroupSelection) error {
 			return fmt.Errorf("adding comm %q: %w", comm, err)
 		}
 	}
-	for _, id := range cg.ids {
+	for _, id := range cg.IDs {
 		if err := coll.Maps[TracerdMapTargetCgroups].Put(id, one); err != nil {
 			return fmt.Errorf("adding cgroup %d: %w", id, err)
 		}
@@ -338,7 +341,7 @@ func putTargets(coll *ebpf.Collection, tg Targets, cg cgroupSelection) error {
 	f := TracerdFilterConfig{
 		Pids: b2u(len(tg.PIDs) > 0), Ports: b2u(len(tg.Ports) > 0),
 		Comms: b2u(len(tg.Comms) > 0), Cgroups: b2u(len(tg.Cgroups) > 0),
-		CgroupV1Subsys: cg.v1Subsys,
+		CgroupV1Subsys: cg.V1Subsys,
 	}
 	if err := coll.Maps[TracerdMapFilter].Put(uint32(0), f); err != nil {
 		return fmt.Errorf("setting the selection's kinds: %w", err)
@@ -346,10 +349,12 @@ func putTargets(coll *ebpf.Collection, tg Targets, cg cgroupSelection) error {
 	return nil
 }
 
+// commKey is the target map's key of a process name: as the kernel
+// keeps it, NUL-padded.
 func commKey(comm string) TracerdCommKey {
 	var key TracerdCommKey
-	for i := 0; i < len(comm) && i < len(key.Comm)-1; i++ {
-		key.Comm[i] = int8(comm[i])
+	for i, c := range []byte(targets.Comm(comm)) {
+		key.Comm[i] = int8(c)
 	}
 	return key
 }

@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+
+	"github.com/tracerd/tracerd/internal/targets"
 )
 
 // Targets returns the selection the tracer applies now.
-func (t *Tracer) Targets() Targets { return t.targets }
+func (t *Tracer) Targets() targets.Targets { return t.targets }
 
 // SetTargets changes the selection in place, kinds included (a kind
 // turned on or off, another cgroup hierarchy): new values are added to
@@ -15,12 +17,12 @@ func (t *Tracer) Targets() Targets { return t.targets }
 // so a target in both sets is never unselected, and connections already
 // traced stay traced until they close (their requests are not lost). New
 // connections follow the new selection at their accept().
-func (t *Tracer) SetTargets(tg Targets) error {
+func (t *Tracer) SetTargets(tg targets.Targets) error {
 	if err := tg.Validate(); err != nil {
 		return err
 	}
 	old := t.targets
-	cg, err := resolveCgroups(tg.Cgroups)
+	cg, err := targets.ResolveCgroups(tg.Cgroups)
 	if err != nil {
 		return err
 	}
@@ -48,9 +50,9 @@ func (t *Tracer) SetTargets(tg Targets) error {
 			del(TracerdMapTargetComms, commKey(comm), fmt.Sprintf("comm %q", comm))
 		}
 	}
-	if oldCg, err := resolveCgroups(old.Cgroups); err == nil {
-		for _, id := range oldCg.ids {
-			if !slices.Contains(cg.ids, id) {
+	if oldCg, err := targets.ResolveCgroups(old.Cgroups); err == nil {
+		for _, id := range oldCg.IDs {
+			if !slices.Contains(cg.IDs, id) {
 				del(TracerdMapTargetCgroups, id, fmt.Sprintf("cgroup %d", id))
 			}
 		}

@@ -1,4 +1,8 @@
-package main
+// Package outputs is where requests go: the output files (created
+// safely, since tracerd runs as root), the daemon's exporters fan-out
+// (OTLP, Prometheus, JSON lines) built from the configuration, and a
+// snapshot's files.
+package outputs
 
 import (
 	"errors"
@@ -16,9 +20,9 @@ import (
 // runs as root, and a path in a directory others can write to (/tmp)
 // may hold a link planted there to make root truncate another file.
 
-// outputMode is the mode of the files tracerd creates; the umask can
+// fileMode is the mode of the files tracerd creates; the umask can
 // only narrow it.
-const outputMode = 0o600
+const fileMode = 0o600
 
 // vetExisting checks an output path that already exists (fi from
 // Lstat): no symbolic link, a regular file, and not another user's file
@@ -54,13 +58,12 @@ func vetOwner(path string, uid uint32) error {
 	return nil
 }
 
-// createOutput opens path for writing: created with mode 0600 when
-// missing, never through a symbolic link (O_NOFOLLOW), only a regular
-// file, and never another user's file in a directory every user may
-// write to. An
+// Create opens path for writing: created with mode 0600 when missing,
+// never through a symbolic link (O_NOFOLLOW), only a regular file, and
+// never another user's file in a directory every user may write to. An
 // existing file is truncated once it passed these checks (appendTo:
 // written at its end instead) and keeps its mode.
-func createOutput(path string, appendTo bool) (*os.File, error) {
+func Create(path string, appendTo bool) (*os.File, error) {
 	if fi, err := os.Lstat(path); err == nil {
 		if err := vetExisting(path, fi); err != nil {
 			return nil, err
@@ -74,7 +77,7 @@ func createOutput(path string, appendTo bool) (*os.File, error) {
 	if appendTo {
 		flags |= unix.O_APPEND
 	}
-	fd, err := unix.Open(path, flags, outputMode)
+	fd, err := unix.Open(path, flags, fileMode)
 	if err != nil {
 		if errors.Is(err, unix.ELOOP) {
 			return nil, fmt.Errorf("%s is a symbolic link: refusing to follow it (give the path of the file itself)", path)
@@ -104,4 +107,26 @@ func createOutput(path string, appendTo bool) (*os.File, error) {
 		return fail(err)
 	}
 	return os.NewFile(uintptr(fd), path), nil
+}
+
+// CheckWritable says early, without creating or truncating anything,
+// whether Create would accept path: a writable regular file (no
+// symbolic link, not another user's file in a directory every user may
+// write to), or one that can be created.
+func CheckWritable(path string) error {
+	if fi, err := os.Lstat(path); err == nil {
+		if err := vetExisting(path, fi); err != nil {
+			return err
+		}
+		if err := unix.Access(path, unix.W_OK); err != nil {
+			return &os.PathError{Op: "open", Path: path, Err: err}
+		}
+		return nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if err := unix.Access(filepath.Dir(path), unix.W_OK|unix.X_OK); err != nil {
+		return &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	return nil
 }

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/tracerd/tracerd/internal/control"
+	"github.com/tracerd/tracerd/internal/goprobe"
+	"github.com/tracerd/tracerd/internal/loader"
+	"github.com/tracerd/tracerd/internal/targets"
+)
+
+// TestPrintStatus: the typed status reads as `tracerd status` always
+// printed it.
+func TestPrintStatus(t *testing.T) {
+	st := control.Status{
+		PID: 42, Version: "v1", UptimeSeconds: 3725, Reloads: 2,
+		Targets: targets.Targets{Ports: []uint16{80, 443}},
+		Hooks:   []control.Hook{{Name: "a", OK: true}, {Name: "b", Reason: "no such tracepoint"}},
+		Counters: loader.Counters{ConnsTraced: 10, Records: 20, ConnsOpen: 3, ConnsMax: 65536,
+			RingbufDrops: 1, ConnMapFull: 2, TaskMapFull: 4},
+		Requests: 19, SinkErrors: 1,
+		GoProbeKind: "uprobe_multi",
+		GoProbes:    []goprobe.ProcessState{{PID: 7, Go: "go1.24.1", On: []string{"gc", "http"}, Off: []string{"serialization"}, Links: 9}},
+		Exporters: control.Exporters{
+			OTLP:        &control.OTLP{Endpoint: "http://c:4318/v1/traces", Stats: control.OTLPStats{ExportErrors: 3, Exports: 3, SpansFailed: 5, SpansQueued: 6}},
+			MetricsAddr: "127.0.0.1:9464",
+		},
+	}
+	var b strings.Builder
+	printStatus(&b, st)
+	want := `tracerd v1, pid 42, up 1h2m5s, config none, 2 reloads
+targets: port [80 443]
+hooks: 1/2 attached; missing: b (no such tracepoint)
+go probes (uprobe_multi links): 1 processes
+  pid 7 (go1.24.1): gc, http; switched off, firing too often: serialization (9 links)
+requests: 19 exported, 1 output errors
+kernel: 10 connections traced, 20 records, 3/65536 connections open; lost: 1 (ring buffer full), 2 (connection map full), 4 threads untimed
+otlp: http://c:4318/v1/traces, down: 0 spans exported, 0 dropped, 5 failed (3 of 3 exports failed), 6 queued
+json: none
+metrics: 127.0.0.1:9464
+`
+	if b.String() != want {
+		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
+	}
+
+	b.Reset()
+	printStatus(&b, control.Status{PID: 1, Config: "/etc/tracerd/tracerd.yaml", Exporters: control.Exporters{JSON: "-"}})
+	for _, line := range []string{"up 0s, config /etc/tracerd/tracerd.yaml, 0 reloads", "targets: every accepted TCP connection on this host", "hooks: 0/0 attached\n", "go probes: off", "otlp: off", "json: -"} {
+		if !strings.Contains(b.String(), line) {
+			t.Errorf("lacks %q:\n%s", line, b.String())
+		}
+	}
+}
+
+func TestDaemonTotals(t *testing.T) {
+	end := &control.End{Dropped: 3, Kernel: &loader.Counters{ConnsTraced: 1, Records: 2, RingbufDrops: 4, ConnMapFull: 5}}
+	want := "daemon kernel totals: 1 connections traced, 2 records; lost: 4 (ring buffer full), 5 connections untraced (map full); 3 records not sent to this snapshot (it read too slowly)"
+	if got := daemonTotals(end); got != want {
+		t.Errorf("%q\nwant %q", got, want)
+	}
+	if got := daemonTotals(&control.End{}); got != "" {
+		t.Errorf("without counters: %q", got)
+	}
+}

@@ -1,0 +1,100 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/tracerd/tracerd/internal/config"
+	"github.com/tracerd/tracerd/internal/config/flags"
+	"github.com/tracerd/tracerd/internal/control"
+)
+
+// statusCmd shows what a running daemon traces and how it is doing.
+func statusCmd(args []string) int {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	socket := fs.String("control-socket", config.DefaultSocket, "the running daemon's control socket")
+	asJSON := fs.Bool("json", false, "print the status as JSON")
+	fs.Usage = func() {
+		fmt.Fprintln(os.Stderr, "usage: tracerd status [--json] [--control-socket PATH]")
+		fs.PrintDefaults()
+	}
+	if err := flags.Parse(fs, args); err != nil {
+		return fail(err)
+	}
+	c, err := control.Dial(*socket)
+	if err != nil {
+		return fail(err)
+	}
+	defer c.Close()
+	st, err := c.Status()
+	if err != nil {
+		return fail(err)
+	}
+	if *asJSON {
+		b, err := json.Marshal(st)
+		if err != nil {
+			return fail(err)
+		}
+		os.Stdout.Write(append(b, '\n'))
+		return exitOK
+	}
+	printStatus(os.Stdout, st)
+	return exitOK
+}
+
+func printStatus(w io.Writer, st control.Status) {
+	fmt.Fprintf(w, "tracerd %s, pid %d, up %s, config %s, %d reloads\n", st.Version, st.PID, time.Duration(st.UptimeSeconds)*time.Second, orNone(st.Config), st.Reloads)
+	fmt.Fprintf(w, "targets: %s\n", st.Targets)
+	ok, missing := 0, []string{}
+	for _, h := range st.Hooks {
+		if h.OK {
+			ok++
+		} else {
+			missing = append(missing, h.Name+" ("+h.Reason+")")
+		}
+	}
+	fmt.Fprintf(w, "hooks: %d/%d attached", ok, len(st.Hooks))
+	if len(missing) > 0 {
+		fmt.Fprintf(w, "; missing: %s", strings.Join(missing, ", "))
+	}
+	fmt.Fprintln(w)
+	if st.GoProbeKind == "" {
+		fmt.Fprintln(w, "go probes: off")
+	} else {
+		fmt.Fprintf(w, "go probes (%s links): %d processes\n", st.GoProbeKind, len(st.GoProbes))
+	}
+	for _, p := range st.GoProbes {
+		fmt.Fprintf(w, "  pid %d (%s): %s", p.PID, p.Go, strings.Join(p.On, ", "))
+		if len(p.Off) > 0 {
+			fmt.Fprintf(w, "; switched off, firing too often: %s", strings.Join(p.Off, ", "))
+		}
+		fmt.Fprintf(w, " (%d links)\n", p.Links)
+	}
+	c := st.Counters
+	fmt.Fprintf(w, "requests: %d exported, %d output errors\n", st.Requests, st.SinkErrors)
+	fmt.Fprintf(w, "kernel: %d connections traced, %d records, %d/%d connections open; lost: %d (ring buffer full), %d (connection map full), %d threads untimed\n",
+		c.ConnsTraced, c.Records, c.ConnsOpen, c.ConnsMax, c.RingbufDrops, c.ConnMapFull, c.TaskMapFull)
+	if o := st.Exporters.OTLP; o != nil {
+		health := "up"
+		if o.Stats.Down() {
+			health = "down"
+		}
+		fmt.Fprintf(w, "otlp: %s, %s: %d spans exported, %d dropped, %d failed (%d of %d exports failed), %d queued\n",
+			o.Endpoint, health, o.Stats.SpansExported, o.Stats.SpansDropped, o.Stats.SpansFailed, o.Stats.ExportErrors, o.Stats.Exports, o.Stats.SpansQueued)
+	} else {
+		fmt.Fprintln(w, "otlp: off")
+	}
+	fmt.Fprintf(w, "json: %s\nmetrics: %s\n", orNone(st.Exporters.JSON), orNone(st.Exporters.MetricsAddr))
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}

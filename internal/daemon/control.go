@@ -1,0 +1,157 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/tracerd/tracerd/internal/config"
+	"github.com/tracerd/tracerd/internal/control"
+	"github.com/tracerd/tracerd/internal/export"
+	"github.com/tracerd/tracerd/internal/outputs"
+)
+
+// serveControl opens the control socket unless it is off.
+func (d *Daemon) serveControl() (*control.Server, error) {
+	p := d.cfg.Control.Socket
+	if p == "" || p == "off" {
+		return nil, nil
+	}
+	s, err := control.Listen(p, d, d.log)
+	if errors.Is(err, control.ErrUnsafePath) {
+		return nil, config.Usage(err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	d.log.Info("control socket ready", "path", p)
+	return s, nil
+}
+
+// engine is the running engine, nil until attached.
+func (d *Daemon) engine() Engine {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.eng
+}
+
+// Status implements control.Handler.
+func (d *Daemon) Status() (control.Status, error) {
+	d.mu.Lock()
+	eng, cfg := d.eng, d.cfg
+	var exporters control.Exporters
+	if eng != nil {
+		// Under mu: a reload moves the metrics server off the exporters
+		// it replaces.
+		exporters = exportersStatus(d.x, cfg.Exporters)
+	}
+	d.mu.Unlock()
+	if eng == nil {
+		return control.Status{}, errStarting
+	}
+	c, err := eng.Counters()
+	if err != nil {
+		return control.Status{}, err
+	}
+	st := control.Status{
+		PID: os.Getpid(), Version: d.opts.Version, UptimeSeconds: int64(time.Since(d.start).Round(time.Second) / time.Second),
+		Config: d.opts.ConfigPath, Reloads: d.reloads.Load(), Targets: eng.Targets(),
+		Counters: c, Requests: eng.Requests(), SinkErrors: eng.SinkErrors(), Exporters: exporters,
+	}
+	for _, h := range eng.Hooks() {
+		st.Hooks = append(st.Hooks, control.Hook{Name: h.Name, Way: h.WayName(), OK: h.OK, Reason: h.Reason})
+	}
+	st.GoProbeKind, st.GoProbes = eng.GoProbes()
+	return st, nil
+}
+
+func exportersStatus(x *outputs.Exporters, e config.Exporters) control.Exporters {
+	st := control.Exporters{JSON: e.JSON, MetricsAddr: x.MetricsAddr()}
+	if endpoint, s, ok := x.OTLP(); ok {
+		st.OTLP = &control.OTLP{Endpoint: endpoint, Stats: otlpStats(s)}
+	}
+	return st
+}
+
+func otlpStats(s export.OTLPStats) control.OTLPStats {
+	return control.OTLPStats{
+		SpansQueued: s.SpansQueued, SpansExported: s.SpansExported, SpansDropped: s.SpansDropped, SpansFailed: s.SpansFailed,
+		Exports: s.Exports, ExportErrors: s.ExportErrors,
+		OverBudget: s.Sampled[export.SampledOverBudget], ByParent: s.Sampled[export.SampledByParent],
+		ByRatio: s.Sampled[export.SampledByRatio], NotSampled: s.Sampled[export.NotSampled], RateLimited: s.RateLimited,
+	}
+}
+
+// Snapshot implements control.Handler: the requests of req.Targets seen
+// by the running engine for req.Duration.
+func (d *Daemon) Snapshot(ctx context.Context, req control.Request, send func(control.Line) error) error {
+	if err := config.SnapshotDuration.Check(int64(req.Duration)); err != nil {
+		return control.Refuse("--duration: %v", err)
+	}
+	if err := config.Top.Check(int64(req.Top)); err != nil {
+		return control.Refuse("--top: %v", err)
+	}
+	m, err := req.Targets.Matcher()
+	if err != nil {
+		return err
+	}
+	eng := d.engine()
+	if eng == nil {
+		return errStarting
+	}
+	// A snapshot through the daemon sees only what the daemon traces:
+	// one it does not cover would record nothing and look fine.
+	if traced := eng.Targets(); !traced.Covers(req.Targets) {
+		return control.Refuse("the daemon (pid %d) traces %s, which does not cover %s: a snapshot through it would miss requests. Use --standalone to trace on its own",
+			os.Getpid(), traced, req.Targets)
+	}
+	t := newTap(m, req)
+	d.taps.register(t)
+	send(control.Line{Note: fmt.Sprintf("tracing %s through the daemon (pid %d) for %s", req.Targets, os.Getpid(), req.Duration)})
+	timer := time.NewTimer(req.Duration)
+	defer timer.Stop()
+	for ended := false; !ended; {
+		select {
+		case b := <-t.ch:
+			if err := send(control.Line{Record: b}); err != nil {
+				d.taps.remove(t)
+				return err
+			}
+		case <-timer.C:
+			ended = true
+		case <-ctx.Done():
+			ended = true
+		case <-t.done:
+			ended = true
+		}
+	}
+	d.taps.remove(t)
+	for {
+		select {
+		case b := <-t.ch:
+			send(control.Line{Record: b})
+			continue
+		default:
+		}
+		break
+	}
+	end := &control.End{Requests: t.n, Dropped: t.dropped.Load()}
+	if req.Profile {
+		var buf bytes.Buffer
+		if err := t.prof.WriteProfile(&buf); err != nil {
+			return err
+		}
+		end.Profile = buf.Bytes()
+	}
+	var sb strings.Builder
+	t.summary.Write(&sb)
+	end.Summary = sb.String()
+	if c, err := eng.Counters(); err == nil {
+		end.Kernel = &c
+	}
+	return send(control.Line{End: end})
+}

@@ -1,0 +1,88 @@
+package daemon
+
+import (
+	"encoding/json"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/tracerd/tracerd/internal/control"
+	"github.com/tracerd/tracerd/internal/correlate"
+	"github.com/tracerd/tracerd/internal/export"
+	"github.com/tracerd/tracerd/internal/targets"
+)
+
+// tapBuffer is how many records a snapshot's client may lag behind
+// before records are dropped (and counted).
+const tapBuffer = 16384
+
+// tap is one snapshot running through the daemon.
+type tap struct {
+	match   *targets.Matcher
+	json    bool
+	ch      chan []byte
+	prof    *export.Profile
+	summary *export.Summary
+	dropped atomic.Int64
+	n       int64         // requests matched (under taps.mu)
+	done    chan struct{} // closed when the daemon stops
+}
+
+func newTap(m *targets.Matcher, req control.Request) *tap {
+	return &tap{match: m, json: req.JSON, ch: make(chan []byte, tapBuffer),
+		prof: export.NewProfile(), summary: export.NewSummary(req.Top), done: make(chan struct{})}
+}
+
+// taps are the running snapshots.
+type taps struct {
+	mu   sync.Mutex
+	list []*tap
+}
+
+// add gives r to each snapshot that selects it; a snapshot whose client
+// reads too slowly loses the record (counted), never the exporters.
+func (ts *taps) add(r *correlate.Request) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	for _, t := range ts.list {
+		if !t.match.Match(r.PID, r.Conn.Local.Port(), r.Comm, r.CgroupID) {
+			continue
+		}
+		t.n++
+		t.prof.Add(r)
+		t.summary.Add(r)
+		if t.json {
+			b, err := json.Marshal(export.ToJSON(r))
+			if err != nil {
+				continue
+			}
+			select {
+			case t.ch <- b:
+			default:
+				t.dropped.Add(1)
+			}
+		}
+	}
+}
+
+func (ts *taps) register(t *tap) {
+	ts.mu.Lock()
+	ts.list = append(ts.list, t)
+	ts.mu.Unlock()
+}
+
+func (ts *taps) remove(t *tap) {
+	ts.mu.Lock()
+	ts.list = slices.DeleteFunc(ts.list, func(x *tap) bool { return x == t })
+	ts.mu.Unlock()
+}
+
+// closeAll ends every snapshot (the daemon stops; its last requests are in).
+func (ts *taps) closeAll() {
+	ts.mu.Lock()
+	for _, t := range ts.list {
+		close(t.done)
+	}
+	ts.list = nil
+	ts.mu.Unlock()
+}
