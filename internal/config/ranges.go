@@ -18,7 +18,7 @@ import (
 // Every numeric setting of the flags and of the file has one, checked at
 // start and at reload: a value outside is refused, never clamped, and
 // never reaches an allocation (a 10^17-span queue panics in makechan).
-// README.md ("Ranges") lists them.
+// docs/service.md ("Ranges") lists them.
 type Range struct {
 	Min, Max int64  // durations in nanoseconds
 	Duration bool   // the values are time.Durations
@@ -79,7 +79,7 @@ func shortDuration(d time.Duration) string {
 	return s
 }
 
-// String is the range as README shows it: "1 to 1048576 spans".
+// String is the range as docs/service.md shows it: "1 to 1048576 spans".
 func (r Range) String() string {
 	s := r.format(r.Min) + " to " + r.format(r.Max)
 	if r.Unit != "" {

@@ -7,7 +7,7 @@ import (
 	"github.com/tracerd/tracerd/internal/correlate"
 )
 
-// Defaults of tail-aware sampling. The budget is our users' intra-region
+// Defaults of tail-aware sampling. The budget is a common intra-region
 // p99 target: a request slower than that is what an incident is about,
 // so every one is exported. Of the others 1 % are: at the 20k requests/s
 // a node is sized for, that is 200 traces (≈ 1.5k spans) per second per

@@ -19,7 +19,7 @@ import (
 // single-stepped: BENCHMARKS.md): only what lies between the two clock
 // reads, the rest of the entry's trap and the RET's trap up to its read
 // (the single step comes after). Calibration measures that at
-// ≈ 1.3–2 µs on our development VM (README, "Probe cost"; the
+// ≈ 1.3–2 µs on our development VM (docs/go.md, "Probe cost"; the
 // entry_plus_ret_ns that BENCHMARKS.md and tracerd's log show).
 const DefaultProbeCostNs = 1_500
 

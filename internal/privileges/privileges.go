@@ -1,6 +1,6 @@
 // Package privileges knows which capabilities tracing needs and says
-// which are missing. The set was measured on Linux 6.18 (README,
-// "Running as a service"); deploy/tracerd.service grants it.
+// which are missing. The set was measured on Linux 6.18 (docs/service.md,
+// "Least privilege"); deploy/tracerd.service grants it.
 package privileges
 
 import (
