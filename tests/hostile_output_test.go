@@ -1,3 +1,5 @@
+//go:build e2e
+
 package tests
 
 // What clients can make tracerd write (security review, issue 10): the

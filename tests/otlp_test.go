@@ -1,3 +1,5 @@
+//go:build e2e
+
 package tests
 
 // OTLP export end to end: a real Jaeger v2 all-in-one (built from the

@@ -21,6 +21,20 @@ import (
 // olderToolchain is the older Go used by the ordinary tests.
 const olderToolchain = "go1.22.12"
 
+// moduleProxyTests is set by the end-to-end build (proxy_e2e_test.go):
+// unit tests use no network, so a test fetching a toolchain or a module
+// from the module proxy is end-to-end.
+var moduleProxyTests bool
+
+// needModuleProxy skips, outside the end-to-end build, a test that
+// fetches what from the module proxy.
+func needModuleProxy(t testing.TB, what string) {
+	t.Helper()
+	if !moduleProxyTests {
+		t.Skipf("fetches %s from the module proxy: end-to-end (go test -tags e2e)", what)
+	}
+}
+
 var (
 	buildDir     string
 	buildMu      sync.Mutex
