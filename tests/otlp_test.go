@@ -105,12 +105,11 @@ func jaegerBinary(t *testing.T) string {
 
 // Jaeger is an all-in-one Jaeger on loopback with in-memory storage.
 type Jaeger struct {
-	bin, config         string
-	GRPC, HTTP, Query   int
-	cmd                 *exec.Cmd
-	log                 *syncBuffer
-	done                chan struct{}
-	tlsCert, tlsKey, ca string // server TLS requiring client certificates
+	bin, config       string
+	GRPC, HTTP, Query int
+	cmd               *exec.Cmd
+	log               *syncBuffer
+	done              chan struct{}
 }
 
 // startJaeger starts Jaeger; with tlsDir set, both OTLP receivers
