@@ -271,7 +271,7 @@ func waitRecords(t *testing.T, path string, within time.Duration, targets ...str
 			}
 		}
 		if len(missing) > 0 {
-			return fmt.Errorf("no record of %v in %s (%d records)", missing, path, len(recs))
+			return fmt.Errorf("no record of %v in %s; its %d records are of %v", missing, path, len(recs), keys(seen))
 		}
 		return nil
 	})
@@ -644,6 +644,41 @@ func holdsSocket(t *testing.T, pid int, inode string) bool {
 		}
 	}
 	return false
+}
+
+// waitListening waits until addr accepts connections.
+func waitListening(t *testing.T, addr string) {
+	t.Helper()
+	eventually(t, 10*time.Second, func() error {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("%s does not listen: %v", addr, err)
+		}
+		c.Close()
+		return nil
+	})
+}
+
+// waitServes waits until GET url answers 200 OK, and fails at once
+// when the process serving it ends (done closes); log is its output.
+func waitServes(t *testing.T, name, url string, done <-chan struct{}, log *syncBuffer, within time.Duration) {
+	t.Helper()
+	eventually(t, within, func() error {
+		select {
+		case <-done:
+			t.Fatalf("%s exited at start:\n%s", name, log)
+		default:
+		}
+		resp, err := http.Get(url)
+		if err != nil {
+			return fmt.Errorf("%s: %v\n%s", name, err, log)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s: GET %s: %s\n%s", name, url, resp.Status, log)
+		}
+		return nil
+	})
 }
 
 // freePort returns a loopback port that was free a moment ago.

@@ -195,31 +195,10 @@ func (j *Jaeger) start(t *testing.T) {
 	}
 	j.done = make(chan struct{})
 	go func() { _ = j.cmd.Wait(); close(j.done) }()
-	eventually(t, 30*time.Second, func() error {
-		select {
-		case <-j.done:
-			t.Fatalf("Jaeger exited at start:\n%s", j.log)
-		default:
-		}
-		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/api/services", j.Query))
-		if err != nil {
-			return fmt.Errorf("Jaeger's query API: %v\n%s", err, j.log)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 200 || !listening(j.GRPC) || !listening(j.HTTP) {
-			return fmt.Errorf("Jaeger's query API says %s, or a receiver is not listening yet:\n%s", resp.Status, j.log)
-		}
-		return nil
-	})
-}
-
-func listening(port int) bool {
-	c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), time.Second)
-	if err != nil {
-		return false
+	waitServes(t, "Jaeger", fmt.Sprintf("http://127.0.0.1:%d/api/services", j.Query), j.done, j.log, 30*time.Second)
+	for _, port := range []int{j.GRPC, j.HTTP} {
+		waitListening(t, "127.0.0.1:"+strconv.Itoa(port))
 	}
-	c.Close()
-	return true
 }
 
 // stop ends Jaeger (its in-memory traces go with it).

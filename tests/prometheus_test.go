@@ -58,22 +58,7 @@ scrape_configs:
 		_ = p.cmd.Process.Kill()
 		<-done
 	})
-	eventually(t, 20*time.Second, func() error {
-		select {
-		case <-done:
-			t.Fatalf("prometheus exited at start:\n%s", p.log)
-		default:
-		}
-		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/-/ready", p.Port))
-		if err != nil {
-			return fmt.Errorf("prometheus not ready: %v\n%s", err, p.log)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			return fmt.Errorf("prometheus not ready: %s\n%s", resp.Status, p.log)
-		}
-		return nil
-	})
+	waitServes(t, "prometheus", fmt.Sprintf("http://127.0.0.1:%d/-/ready", p.Port), done, p.log, 20*time.Second)
 	return p
 }
 

@@ -5,7 +5,6 @@ package tests
 import (
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -114,18 +113,6 @@ func TestNginx(t *testing.T) {
 			phase(t, r, p)
 		}
 	}
-}
-
-func waitListening(t *testing.T, addr string) {
-	t.Helper()
-	eventually(t, 10*time.Second, func() error {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			return fmt.Errorf("%s does not listen: %v", addr, err)
-		}
-		c.Close()
-		return nil
-	})
 }
 
 // TestCgroupV2Selection selects by a cgroup v2 directory: the server

@@ -501,7 +501,7 @@ func TestReloadGoProbes(t *testing.T) {
 	if !strings.Contains(string(text), fmt.Sprintf("pid %d (%s): ", b.PID, b.Go)) {
 		t.Errorf("status text lacks the probed process:\n%s", text)
 	}
-	waitRecords(t, jsonPath, 10*time.Second, "/json?n=10")
+	waitRecords(t, jsonPath, 10*time.Second, "/json?n=REDACTED")
 	d.stop(t, syscall.SIGTERM)
 	if strings.Contains(d.stderr.String(), fmt.Sprintf("msg=\"Go probes detached\" pid=%d", b.PID)) {
 		t.Errorf("the kept process lost its probes:\n%s", d.stderr)
