@@ -34,7 +34,8 @@ vmlinux:
 #  - end-to-end tests (make e2e) need some of these: package tests/ and,
 #    elsewhere, the *_e2e_test.go files. Each such file starts with
 #    `//go:build e2e`, so the unit run does not even compile it; run one
-#    with `go test -tags e2e`. Not as root, they skip and say why.
+#    with `go test -tags e2e`. Those that need root skip, saying why,
+#    when not root.
 # tests/tools/check-test-split.sh (make lint) fails when a test file is
 # on the wrong side.
 E2E_PKGS = $(sort $(dir $(shell grep -rlx --include='*_test.go' '//go:build e2e' .)))
