@@ -165,7 +165,11 @@ func TestReloadKindsStorm(t *testing.T) {
 	}
 	close(stop)
 	targets := <-sent
-	waitRecords(t, jsonPath, 10*time.Second, targets...)
+	if len(targets) > 0 {
+		// The last request's record is out (its connection closed), so
+		// are those of the connections closed before.
+		waitRecords(t, jsonPath, 10*time.Second, targets[len(targets)-1])
+	}
 	d.stop(t, syscall.SIGTERM)
 
 	want := map[string]bool{}

@@ -157,8 +157,8 @@ func TestSystemdNotify(t *testing.T) {
 	if _, err := fmt.Fprintf(c2, "GET /inflight HTTP/1.1\r\nHost: test\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
-	// The first chunk: the server read the request, which is in flight
-	// until the second.
+	// The answer starts: the server read the request, which stays in
+	// flight until the second chunk.
 	_ = c2.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := c2.Read(make([]byte, 4096)); err != nil {
 		t.Fatalf("no first chunk of /inflight: %v", err)
