@@ -80,6 +80,15 @@ func needRoot(t *testing.T) {
 	}
 }
 
+// skipRefusedPrivileges skips, when not root, a test of a setting
+// tracerd checks after its privileges, which it refused with out.
+func skipRefusedPrivileges(t *testing.T, out string) {
+	t.Helper()
+	if os.Geteuid() != 0 && strings.Contains(out, "not enough privileges") {
+		t.Skip("needs root: tracerd checks its privileges before this setting")
+	}
+}
+
 // syncBuffer is a bytes.Buffer safe for a writer goroutine and readers.
 type syncBuffer struct {
 	mu sync.Mutex
