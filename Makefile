@@ -4,7 +4,7 @@ BIN     := bin
 TRACERD := $(BIN)/tracerd
 PREFIX  ?= /usr/local
 
-.PHONY: all build generate vmlinux test unit bench demo install clean test-kernels
+.PHONY: all build generate vmlinux test lint unit e2e bench demo install clean test-kernels
 
 all: build
 
@@ -27,17 +27,48 @@ vmlinux:
 	tests/tools/install-deps.sh generate
 	bpftool btf dump file /sys/kernel/btf/vmlinux format c > bpf/vmlinux.h
 
-# The whole suite: unit tests and the privileged end-to-end tests
-# (they skip with the reason when not root), then the same scenarios
-# inside Debian's 6.1 and 6.12 kernels (test-kernels).
-# Packages run one at a time (-p 1): the loader's tests count tracerd's
-# kernel objects, which an end-to-end test's tracerd would add to.
+# Two kinds of tests, split by a build tag:
+#  - unit tests (make unit) need no root, no BPF, no tracerd binary, no
+#    service installed on the host and no network beyond loopback; they
+#    run with the race detector.
+#  - end-to-end tests (make e2e) need some of these: package tests/ and,
+#    elsewhere, the *_e2e_test.go files. Each such file starts with
+#    `//go:build e2e`, so the unit run does not even compile it; run one
+#    with `go test -tags e2e`. Those that need root skip, saying why,
+#    when not root.
+# tests/tools/check-test-split.sh (make lint) fails when a test file is
+# on the wrong side.
+E2E_PKGS = $(sort $(dir $(shell grep -rlx --include='*_test.go' '//go:build e2e' .)))
+
+# Pinned; fetched from the Go module proxy on first use.
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+# The whole suite: lint, unit tests, the end-to-end tests, then the same
+# scenarios inside Debian's 6.1 and 6.12 kernels (test-kernels).
+# One target after another: the loader's end-to-end tests count tracerd's
+# kernel objects, which another test's tracerd would add to.
 test:
+	$(MAKE) lint
+	$(MAKE) unit
+	$(MAKE) e2e
+	$(MAKE) test-kernels
+
+# With -tags e2e: no file is built only without it, so this sees them all.
+lint:
+	tests/tools/check-test-split.sh
+	$(GO) vet -tags e2e ./...
+	$(GO) run $(STATICCHECK) -tags e2e ./...
+
+unit:
+	tests/tools/install-deps.sh unit
+	$(GO) test -race -count=1 ./...
+
+# Packages one at a time (-p 1), for the same reason as in test. The
+# tagged build of a package also runs its unit tests, again.
+e2e:
 	tests/tools/install-deps.sh test
 	tests/tools/install-test-services.sh
-	$(GO) vet ./...
-	$(GO) test -count=1 -p 1 -timeout 45m ./...
-	$(MAKE) test-kernels
+	$(GO) test -tags e2e -count=1 -p 1 -timeout 45m $(E2E_PKGS)
 
 # Boots Debian 12's 6.1 and 6.12 kernels under qemu (TCG) and runs the
 # end-to-end scenarios inside each (tests/kernels); writes docs/kernels.md
@@ -46,9 +77,6 @@ test:
 test-kernels:
 	tests/tools/install-deps.sh kernels
 	$(GO) run ./tests/kernels -out docs/kernels.md -readme README.md
-
-unit:
-	$(GO) test -count=1 -short ./...
 
 bench: build
 	tests/tools/install-deps.sh bench

@@ -1,3 +1,5 @@
+//go:build e2e
+
 package tests
 
 import (
@@ -160,10 +162,7 @@ func TestUnitCapabilities(t *testing.T) {
 		}
 		// Go probes attach when a port target's process is first seen.
 		get("/first")
-		deadline := time.Now().Add(10 * time.Second)
-		for !strings.Contains(tr.stderr.String(), "Go probes attached") && time.Now().Before(deadline) {
-			time.Sleep(20 * time.Millisecond)
-		}
+		tr.waitLog(t, "Go probes attached", 1, 10*time.Second)
 		get("/caps")
 		recs := recordsOn(tr.Stop(t), srv.Port)
 		if len(recs) != 2 || recs[1].HTTP == nil || recs[1].HTTP.Target != "/caps" {

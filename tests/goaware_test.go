@@ -1,3 +1,5 @@
+//go:build e2e
+
 package tests
 
 import (
@@ -513,7 +515,7 @@ func goProcessLifecycle(t *testing.T, path string, env []string) {
 	started := time.Now()
 	srv := startGoServer(t, path)
 	attached := fmt.Sprintf("pid=%d", srv.PID)
-	waitStderr(t, tr.tracerdProc, "msg=\"Go probes attached\" "+attached, time.Second-time.Since(started))
+	tr.waitLog(t, "msg=\"Go probes attached\" "+attached, 1, time.Second-time.Since(started))
 	t.Logf("Go probes attached %s after the process started", time.Since(started))
 	if n := uprobeLinks(t); n <= before {
 		t.Fatalf("uprobe links: %d before, %d now", before, n)
@@ -528,16 +530,10 @@ func goProcessLifecycle(t *testing.T, path string, env []string) {
 	// The kernel takes ≈ 90 ms to remove each uprobe, one at a time
 	// (≈ 3 s for the 32 of a goserver); the BPF side ignores the pid at
 	// once.
-	waitStderr(t, tr.tracerdProc, "msg=\"Go probes detached\" "+attached, 10*time.Second)
+	tr.waitLog(t, "msg=\"Go probes detached\" "+attached, 1, 10*time.Second)
 	t.Logf("Go probes removed %s after the process was killed", time.Since(killed))
 	// A closed link's kernel object goes a moment later (deferred free).
-	for n := uprobeLinks(t); n != before; n = uprobeLinks(t) {
-		if time.Since(killed) > 12*time.Second {
-			t.Errorf("uprobe links: %d before, %d after the process exited", before, n)
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitLinks(t, before, 12*time.Second-time.Since(killed))
 	recs := tr.Stop(t)
 	found := false
 	for _, r := range recs {

@@ -1,3 +1,5 @@
+//go:build e2e
+
 package tests
 
 import (
@@ -29,10 +31,9 @@ type grpcCall struct {
 	minTime time.Duration // the handler's own sleeps: the record cannot be shorter
 	code    int           // expected gRPC status code
 
-	elapsed      time.Duration // client-side: the record cannot be longer
-	serializeNs  int64         // handler-measured proto.Marshal (x-serialize-ns)
-	gotCode      int
-	clientErrMsg string
+	elapsed     time.Duration // client-side: the record cannot be longer
+	serializeNs int64         // handler-measured proto.Marshal (x-serialize-ns)
+	gotCode     int
 }
 
 // TestGoGRPC: the calls of a grpc-go server (over one plaintext HTTP/2

@@ -1,3 +1,5 @@
+//go:build e2e
+
 package tests
 
 import (
@@ -8,6 +10,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +20,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cilium/ebpf"
 
 	"github.com/tracerd/tracerd/internal/export"
 )
@@ -74,6 +80,15 @@ func needRoot(t *testing.T) {
 	}
 }
 
+// skipRefusedPrivileges skips, when not root, a test of a setting
+// tracerd checks after its privileges, which it refused with out.
+func skipRefusedPrivileges(t *testing.T, out string) {
+	t.Helper()
+	if os.Geteuid() != 0 && strings.Contains(out, "not enough privileges") {
+		t.Skip("needs root: tracerd checks its privileges before this setting")
+	}
+}
+
 // syncBuffer is a bytes.Buffer safe for a writer goroutine and readers.
 type syncBuffer struct {
 	mu sync.Mutex
@@ -120,30 +135,29 @@ func launch(t *testing.T, cmd *exec.Cmd, wait time.Duration) *tracerdProc {
 			<-p.done
 		}
 	})
-	deadline := time.Now().Add(wait)
-	for !strings.Contains(p.stderr.String(), "tracerd: tracing") {
+	eventually(t, wait, func() error {
+		if strings.Contains(p.stderr.String(), "tracerd: tracing") {
+			return nil
+		}
 		select {
 		case err := <-p.done:
 			t.Fatalf("%s exited before tracing: %v\n%s", p.name(), err, p.stderr)
-		case <-time.After(5 * time.Millisecond):
+		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not start tracing within %s:\n%s", p.name(), wait, p.stderr)
-		}
-	}
+		return fmt.Errorf("%s did not start tracing:\n%s", p.name(), p.stderr)
+	})
 	return p
 }
 
-// waitStderr waits up to d for s in a tracerd's log.
-func waitStderr(t *testing.T, p *tracerdProc, s string, d time.Duration) {
+// waitLog waits up to within for s to be in the process's log n times.
+func (p *tracerdProc) waitLog(t *testing.T, s string, n int, within time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !strings.Contains(p.stderr.String(), s) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%q not in the log after %s:\n%s", s, d, p.stderr)
+	eventually(t, within, func() error {
+		if got := strings.Count(p.stderr.String(), s); got < n {
+			return fmt.Errorf("%q %d times in the log of %s, want %d:\n%s", s, got, p.name(), n, p.stderr)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // name is how messages call the process: "tracerd run", "tracerd snapshot".
@@ -215,25 +229,131 @@ func (tr *Tracer) Stop(t *testing.T) []export.JSONRecord {
 
 func readRecords(t *testing.T, path string) []export.JSONRecord {
 	t.Helper()
-	f, err := os.Open(path)
+	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	var recs []export.JSONRecord
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		var r export.JSONRecord
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			t.Fatalf("bad JSON line %q: %v", sc.Text(), err)
-		}
-		recs = append(recs, r)
-	}
-	if err := sc.Err(); err != nil {
+	recs, err := parseRecords(data)
+	if err != nil {
 		t.Fatal(err)
 	}
 	return recs
+}
+
+func parseRecords(data []byte) ([]export.JSONRecord, error) {
+	var recs []export.JSONRecord
+	for line := range bytes.Lines(data) {
+		var r export.JSONRecord
+		if err := json.Unmarshal(line, &r); err != nil {
+			return nil, fmt.Errorf("bad JSON line %q: %v", line, err)
+		}
+		recs = append(recs, r)
+	}
+	return recs, nil
+}
+
+// waitRecords waits until the JSON lines at path, which a tracerd run
+// writes a record at a time as each request ends, hold a record of each
+// target, and returns the records then.
+func waitRecords(t *testing.T, path string, within time.Duration, targets ...string) []export.JSONRecord {
+	t.Helper()
+	var recs []export.JSONRecord
+	eventually(t, within, func() error {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		// A line still being written is not a record yet.
+		if recs, err = parseRecords(data[:bytes.LastIndexByte(data, '\n')+1]); err != nil {
+			t.Fatal(err)
+		}
+		seen := map[string]bool{}
+		for _, r := range recs {
+			if r.HTTP != nil {
+				seen[r.HTTP.Target] = true
+			}
+		}
+		var missing []string
+		for _, tg := range targets {
+			if !seen[tg] {
+				missing = append(missing, tg)
+			}
+		}
+		if len(missing) > 0 {
+			return fmt.Errorf("no record of %v in %s; its %d records are of %v", missing, path, len(recs), keys(seen))
+		}
+		return nil
+	})
+	return recs
+}
+
+// RunTracer is a running `tracerd run`.
+type RunTracer struct {
+	*tracerdProc
+	JSONPath    string
+	MetricsAddr string
+}
+
+// startRun runs tracerd run with JSON lines to a file and /metrics on a
+// free port, plus args; env is added to the environment. It returns
+// once tracerd says it is tracing.
+func startRun(t *testing.T, env []string, args ...string) *RunTracer {
+	t.Helper()
+	rt := &RunTracer{
+		JSONPath:    filepath.Join(t.TempDir(), "requests.json"),
+		MetricsAddr: "127.0.0.1:" + strconv.Itoa(freePort(t)),
+	}
+	full := append([]string{"run", "--json", rt.JSONPath, "--metrics-addr", rt.MetricsAddr}, args...)
+	cmd := exec.Command(bin.tracerd, full...)
+	cmd.Env = append(os.Environ(), env...)
+	rt.tracerdProc = launch(t, cmd, 10*time.Second)
+	return rt
+}
+
+// Stop sends SIGINT (spans still queued are flushed) and returns the
+// JSON records.
+func (rt *RunTracer) Stop(t *testing.T) []export.JSONRecord {
+	t.Helper()
+	rt.stopWith(t, os.Interrupt)
+	t.Logf("tracerd run output:\n%s", rt.stderr)
+	return readRecords(t, rt.JSONPath)
+}
+
+// Metrics scrapes /metrics into name{labels} → value.
+func (rt *RunTracer) Metrics(t *testing.T) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + rt.MetricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	m := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
+			m[line[:i]] = v
+		}
+	}
+	return m
+}
+
+// waitMetric polls /metrics until cond holds for name.
+func waitMetric(t *testing.T, rt *RunTracer, name string, cond func(float64) bool) map[string]float64 {
+	t.Helper()
+	var m map[string]float64
+	eventually(t, 20*time.Second, func() error {
+		if m = rt.Metrics(t); !cond(m[name]) {
+			return fmt.Errorf("%s = %v\n%s", name, m[name], rt.stderr)
+		}
+		return nil
+	})
+	return m
 }
 
 // Truth is what testserver measured for one request (see testserver).
@@ -323,19 +443,17 @@ func startServer(t *testing.T, prefix []string, args ...string) *Server {
 // Truths waits until the server reported n requests.
 func (s *Server) Truths(t *testing.T, n int) []Truth {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	var got []Truth
+	eventually(t, 10*time.Second, func() error {
 		s.mu.Lock()
-		got := append([]Truth(nil), s.truths...)
+		got = append([]Truth(nil), s.truths...)
 		s.mu.Unlock()
-		if len(got) >= n {
-			return got
+		if len(got) < n {
+			return fmt.Errorf("server reported %d of %d requests: %s", len(got), n, s.stderr)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("server reported %d of %d requests: %s", len(got), n, s.stderr)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
+	return got
 }
 
 // Exchange is the client's view of one request.
@@ -441,6 +559,137 @@ func recordsOn(recs []export.JSONRecord, port int) []export.JSONRecord {
 	return out
 }
 
+// waitInFlight waits until a tracerd has a request in flight whose
+// head (request line) is head: the server read it, and the BPF programs
+// took it in (their connections map holds it).
+func waitInFlight(t *testing.T, head string) {
+	t.Helper()
+	eventually(t, 5*time.Second, func() error {
+		if !bytes.Contains(bpfMapBytes(t, "conns")["conns"], []byte(head)) {
+			return fmt.Errorf("no request %q in a tracerd's connections map", head)
+		}
+		return nil
+	})
+}
+
+// bpfMapBytes returns every value of the loaded BPF maps of these names
+// (any program's), concatenated per map.
+func bpfMapBytes(t *testing.T, names ...string) map[string][]byte {
+	t.Helper()
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
+	}
+	out := map[string][]byte{}
+	var id ebpf.MapID
+	for {
+		next, err := ebpf.MapGetNextID(id)
+		if err != nil {
+			break
+		}
+		id = next
+		m, err := ebpf.NewMapFromID(id)
+		if err != nil {
+			continue
+		}
+		info, err := m.Info()
+		if err != nil || !want[info.Name] {
+			m.Close()
+			continue
+		}
+		var k, v []byte
+		it := m.Iterate()
+		for it.Next(&k, &v) {
+			out[info.Name] = append(out[info.Name], v...)
+		}
+		m.Close()
+	}
+	return out
+}
+
+// serverSocket returns the inode of the server's end of c, a TCP
+// connection over IPv4, from /proc/net/tcp.
+func serverSocket(t *testing.T, c net.Conn) string {
+	t.Helper()
+	local, peer := procNetAddr(t, c.RemoteAddr()), procNetAddr(t, c.LocalAddr())
+	data, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n")[1:] {
+		// sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+		f := strings.Fields(line)
+		if len(f) > 9 && f[1] == local && f[2] == peer && f[9] != "0" {
+			return f[9]
+		}
+	}
+	t.Fatalf("no accepted socket %s ← %s in /proc/net/tcp", c.RemoteAddr(), c.LocalAddr())
+	return ""
+}
+
+// procNetAddr spells an IPv4 address and port as /proc/net/tcp does:
+// the address's bytes as a little-endian number, in hex.
+func procNetAddr(t *testing.T, a net.Addr) string {
+	t.Helper()
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil || !ap.Addr().Is4() {
+		t.Fatalf("%s: not an IPv4 address and port (%v)", a, err)
+	}
+	b := ap.Addr().As4()
+	return fmt.Sprintf("%02X%02X%02X%02X:%04X", b[3], b[2], b[1], b[0], ap.Port())
+}
+
+// holdsSocket says whether process pid has a descriptor of the socket.
+func holdsSocket(t *testing.T, pid int, inode string) bool {
+	t.Helper()
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	fds, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fd := range fds {
+		if l, _ := os.Readlink(filepath.Join(dir, fd.Name())); l == "socket:["+inode+"]" {
+			return true
+		}
+	}
+	return false
+}
+
+// waitListening waits until addr accepts connections.
+func waitListening(t *testing.T, addr string) {
+	t.Helper()
+	eventually(t, 10*time.Second, func() error {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("%s does not listen: %v", addr, err)
+		}
+		c.Close()
+		return nil
+	})
+}
+
+// waitServes waits until GET url answers 200 OK, and fails at once
+// when the process serving it ends (done closes); log is its output.
+func waitServes(t *testing.T, name, url string, done <-chan struct{}, log *syncBuffer, within time.Duration) {
+	t.Helper()
+	eventually(t, within, func() error {
+		select {
+		case <-done:
+			t.Fatalf("%s exited at start:\n%s", name, log)
+		default:
+		}
+		resp, err := http.Get(url)
+		if err != nil {
+			return fmt.Errorf("%s: %v\n%s", name, err, log)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s: GET %s: %s\n%s", name, url, resp.Status, log)
+		}
+		return nil
+	})
+}
+
 // freePort returns a loopback port that was free a moment ago.
 func freePort(t *testing.T) int {
 	t.Helper()
@@ -450,4 +699,31 @@ func freePort(t *testing.T) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// pollEvery is how often eventually looks again: often enough for the
+// tests that time an event (READY against "tracerd: tracing").
+const pollEvery = 10 * time.Millisecond
+
+// waitFor calls check until it returns nil or within has passed, and
+// returns check's last error.
+func waitFor(within time.Duration, check func() error) error {
+	deadline := time.Now().Add(within)
+	for {
+		err := check()
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(pollEvery)
+	}
+}
+
+// eventually waits until check returns nil, and fails the test with
+// check's last error when within passes first. check may end the test
+// itself (t.Fatal) when what it waits for can no longer happen.
+func eventually(t testing.TB, within time.Duration, check func() error) {
+	t.Helper()
+	if err := waitFor(within, check); err != nil {
+		t.Fatalf("not within %s: %v", within, err)
+	}
 }

@@ -1,3 +1,5 @@
+//go:build e2e
+
 package tests
 
 import (
@@ -14,13 +16,12 @@ import (
 // (or fewer: another tracer on the host may have dropped some).
 func waitLinks(t *testing.T, want int, d time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for n := uprobeLinks(t); n > want; n = uprobeLinks(t) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d Go uprobe links, want %d", n, want)
+	eventually(t, d, func() error {
+		if n := uprobeLinks(t); n > want {
+			return fmt.Errorf("%d Go uprobe links, want %d", n, want)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // TestCommExitWithoutConnection: processes selected by --comm that exit
@@ -33,7 +34,7 @@ func TestCommExitWithoutConnection(t *testing.T) {
 	var srvs []*GoServer
 	for i := 0; i < 3; i++ {
 		srv := startGoServer(t, path)
-		waitStderr(t, tr.tracerdProc, fmt.Sprintf("msg=\"Go probes attached\" pid=%d", srv.PID), 5*time.Second)
+		tr.waitLog(t, fmt.Sprintf("msg=\"Go probes attached\" pid=%d", srv.PID), 1, 5*time.Second)
 		srvs = append(srvs, srv)
 	}
 	for _, srv := range srvs {
@@ -41,7 +42,7 @@ func TestCommExitWithoutConnection(t *testing.T) {
 		_ = p.Kill()
 	}
 	for _, srv := range srvs {
-		waitStderr(t, tr.tracerdProc, fmt.Sprintf("msg=\"Go probes detached\" pid=%d", srv.PID), 10*time.Second)
+		tr.waitLog(t, fmt.Sprintf("msg=\"Go probes detached\" pid=%d", srv.PID), 1, 10*time.Second)
 	}
 	waitLinks(t, before, 12*time.Second)
 	tr.Stop(t)
@@ -64,12 +65,12 @@ func TestCommExecOutOfSelection(t *testing.T) {
 	tr := startTracer(t, "--comm", "goserver-local", "--log-level", "info")
 	srv := startGoServer(t, path)
 	attached := fmt.Sprintf("pid=%d", srv.PID)
-	waitStderr(t, tr.tracerdProc, "msg=\"Go probes attached\" "+attached, 5*time.Second)
+	tr.waitLog(t, "msg=\"Go probes attached\" "+attached, 1, 5*time.Second)
 	resp, _ := get(t, http.DefaultClient, "http://"+srv.Addr+"/exec?to="+other)
 	if resp.StatusCode != 200 {
 		t.Fatal(resp.Status)
 	}
-	waitStderr(t, tr.tracerdProc, "msg=\"Go probes detached\" "+attached, 10*time.Second)
+	tr.waitLog(t, "msg=\"Go probes detached\" "+attached, 1, 10*time.Second)
 	waitLinks(t, before, 12*time.Second)
 	if strings.Count(tr.stderr.String(), "msg=\"Go probes attached\" "+attached) != 1 {
 		t.Errorf("probes attached again to the process under its new name:\n%s", tr.stderr)

@@ -1,7 +1,10 @@
+//go:build e2e
+
 package tests
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -31,13 +34,20 @@ func TestGoClientReset(t *testing.T) {
 	if _, err := fmt.Fprintf(c, "GET /sleep?n=300 HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(50 * time.Millisecond)
+	waitInFlight(t, "GET /sleep?n=300 ")
+	served := serverSocket(t, c)
 	_ = c.(*net.TCPConn).SetLinger(0) // close sends RST
 	peer := c.LocalAddr().String()
 	c.Close()
-	// Another request afterwards, and time for the handler to return.
+	// Another request afterwards; then the handler returns and the
+	// server closes the connection.
 	get(t, http.DefaultClient, "http://"+srv.Addr+"/teapot")
-	time.Sleep(600 * time.Millisecond)
+	eventually(t, 5*time.Second, func() error {
+		if holdsSocket(t, srv.PID, served) {
+			return errors.New("the server still holds the reset connection (its handler has not returned)")
+		}
+		return nil
+	})
 	recs := tr.Stop(t)
 	var mine []export.JSONRecord
 	for _, r := range recs {
@@ -150,12 +160,16 @@ func TestReloadKindsStorm(t *testing.T) {
 			writeCfg(portOnly)
 		}
 		_ = d.cmd.Process.Signal(syscall.SIGHUP)
-		waitLog(t, d, "msg=reloaded", i+1)
-		time.Sleep(100 * time.Millisecond)
+		d.waitLog(t, "msg=reloaded", i+1, 10*time.Second)
+		time.Sleep(100 * time.Millisecond) // traffic between two reloads
 	}
 	close(stop)
 	targets := <-sent
-	time.Sleep(700 * time.Millisecond) // the last requests end (idle timeout)
+	if len(targets) > 0 {
+		// The last request's record is out (its connection closed), so
+		// are those of the connections closed before.
+		waitRecords(t, jsonPath, 10*time.Second, targets[len(targets)-1])
+	}
 	d.stop(t, syscall.SIGTERM)
 
 	want := map[string]bool{}

@@ -1,3 +1,5 @@
+//go:build e2e
+
 package tests
 
 import (
@@ -199,13 +201,15 @@ func mkCgroup(t *testing.T, dir string) {
 	// Registered before the server's cleanup, so it runs after the
 	// server is gone and the cgroup is empty.
 	t.Cleanup(func() {
-		for i := 0; i < 50; i++ {
-			if err := syscall.Rmdir(dir); err == nil || os.IsNotExist(err) {
-				return
+		err := waitFor(time.Second, func() error {
+			if err := syscall.Rmdir(dir); err != nil && !os.IsNotExist(err) {
+				return err
 			}
-			time.Sleep(20 * time.Millisecond)
+			return nil
+		})
+		if err != nil {
+			t.Logf("could not remove %s: %v", dir, err)
 		}
-		t.Logf("could not remove %s", dir)
 	})
 }
 

@@ -1,3 +1,5 @@
+//go:build e2e
+
 package tests
 
 // Prometheus end to end: Prometheus from Debian's packages
@@ -56,24 +58,8 @@ scrape_configs:
 		_ = p.cmd.Process.Kill()
 		<-done
 	})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/-/ready", p.Port))
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return p
-			}
-		}
-		select {
-		case <-done:
-			t.Fatalf("prometheus exited at start:\n%s", p.log)
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("prometheus not ready within 20s:\n%s", p.log)
-		}
-	}
+	waitServes(t, "prometheus", fmt.Sprintf("http://127.0.0.1:%d/-/ready", p.Port), done, p.log, 20*time.Second)
+	return p
 }
 
 // query runs an instant query; a vector result gives one value per
@@ -114,17 +100,15 @@ func (p *Prometheus) query(t *testing.T, q string) (float64, bool) {
 // waitQuery polls a query until cond holds.
 func (p *Prometheus) waitQuery(t *testing.T, q string, cond func(float64) bool) float64 {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		v, ok := p.query(t, q)
-		if ok && cond(v) {
-			return v
+	var v float64
+	eventually(t, 20*time.Second, func() error {
+		var ok bool
+		if v, ok = p.query(t, q); !ok || !cond(v) {
+			return fmt.Errorf("query %s = %v (present %v)\n%s", q, v, ok, p.log)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("query %s = %v (present %v) after 20s\n%s", q, v, ok, p.log)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return nil
+	})
+	return v
 }
 
 // TestPrometheusScrape: Prometheus scrapes tracerd and holds, in

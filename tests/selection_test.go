@@ -1,9 +1,10 @@
+//go:build e2e
+
 package tests
 
 import (
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -114,22 +115,6 @@ func TestNginx(t *testing.T) {
 	}
 }
 
-func waitListening(t *testing.T, addr string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s never listened: %v", addr, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // TestCgroupV2Selection selects by a cgroup v2 directory: the server
 // inside is traced, an identical one outside is not.
 func TestCgroupV2Selection(t *testing.T) {
@@ -167,7 +152,8 @@ func TestCgroupV2Selection(t *testing.T) {
 func TestIPv6AndEndReasons(t *testing.T) {
 	needRoot(t)
 	srv := startServer(t, nil, "-addr", "[::1]:0")
-	tr := startTracer(t, "--pid", strconv.Itoa(srv.PID), "--idle-timeout", "200ms")
+	// tracerd run: its JSON lines show each record as it comes out.
+	tr := startRun(t, nil, "--pid", strconv.Itoa(srv.PID), "--idle-timeout", "200ms")
 	closing := dial(t, srv.Addr)
 	for i := 0; i < 2; i++ {
 		if _, err := request(closing, "/v6", 0); err != nil {
@@ -179,7 +165,8 @@ func TestIPv6AndEndReasons(t *testing.T) {
 	if _, err := request(idle, "/idle", 0); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(600 * time.Millisecond) // > idle timeout, connection kept open
+	// The connection stays open: the request ends by the idle timeout.
+	waitRecords(t, tr.JSONPath, 5*time.Second, "/idle")
 	recs := tr.Stop(t)
 	got := map[string]string{}
 	for _, r := range recs {

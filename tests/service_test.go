@@ -1,3 +1,5 @@
+//go:build e2e
+
 package tests
 
 import (
@@ -57,23 +59,23 @@ func listenNotify(t *testing.T) *notifyListener {
 	return n
 }
 
-// wait returns the time of the first message holding assignment.
+// wait waits for a message holding assignment and returns when the
+// first one came.
 func (n *notifyListener) wait(t *testing.T, assignment string, within time.Duration) time.Time {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for time.Now().Before(deadline) {
+	var at time.Time
+	eventually(t, within, func() error {
 		n.mu.Lock()
+		defer n.mu.Unlock()
 		for _, m := range n.msgs {
 			if slices.Contains(strings.Split(m.text, "\n"), assignment) {
-				n.mu.Unlock()
-				return m.at
+				at = m.at
+				return nil
 			}
 		}
-		n.mu.Unlock()
-		time.Sleep(5 * time.Millisecond)
-	}
-	t.Fatalf("no %s notification within %s; got %q", assignment, within, n.texts())
-	return time.Time{}
+		return fmt.Errorf("no %s notification; got %q", assignment, n.textsLocked())
+	})
+	return at
 }
 
 func (n *notifyListener) count(assignment string) int {
@@ -88,9 +90,7 @@ func (n *notifyListener) count(assignment string) int {
 	return c
 }
 
-func (n *notifyListener) texts() []string {
-	n.mu.Lock()
-	defer n.mu.Unlock()
+func (n *notifyListener) textsLocked() []string {
 	var out []string
 	for _, m := range n.msgs {
 		out = append(out, m.text)
@@ -157,11 +157,20 @@ func TestSystemdNotify(t *testing.T) {
 	if _, err := fmt.Fprintf(c2, "GET /inflight HTTP/1.1\r\nHost: test\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(time.Second) // the server read it and wrote the first chunk
-	pings := n.count("WATCHDOG=1")
-	if pings < 3 { // every 200 ms for at least 1 s since READY
-		t.Errorf("%d WATCHDOG=1 pings in the first second (WATCHDOG_USEC=400000 asks one per 200 ms)", pings)
+	// The answer starts: the server read the request, which stays in
+	// flight until the second chunk.
+	_ = c2.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c2.Read(make([]byte, 4096)); err != nil {
+		t.Fatalf("no first chunk of /inflight: %v", err)
 	}
+	// One every 200 ms: at least 3 in the first second since READY.
+	eventually(t, time.Until(ready.Add(time.Second)), func() error {
+		if got := n.count("WATCHDOG=1"); got < 3 {
+			return fmt.Errorf("%d WATCHDOG=1 pings since READY (WATCHDOG_USEC=400000 asks one per 200 ms)", got)
+		}
+		return nil
+	})
+	pings := n.count("WATCHDOG=1")
 	took := d.stop(t, syscall.SIGTERM)
 	n.wait(t, "STOPPING=1", time.Second)
 	t.Logf("READY %s after tracing was announced; %d watchdog pings; SIGTERM → exit in %s", ready.Sub(d.tracingAt), pings, took)
@@ -242,7 +251,14 @@ func TestControlSocket(t *testing.T) {
 		}
 		c.Close()
 	}
-	time.Sleep(300 * time.Millisecond) // the closes reach both tracers
+	// The closes reached the daemon, which hands each request to the
+	// snapshot through it before it counts it.
+	eventually(t, 10*time.Second, func() error {
+		if _, state := daemonStatus(t, sock); state.Requests < 10 {
+			return fmt.Errorf("the daemon handed out %d of the 10 requests", state.Requests)
+		}
+		return nil
+	})
 	want := recordKeys(recordsOn(standalone.Stop(t), srv.Port))
 	viaRecs := recordsOn(via.Stop(t), srv.Port)
 	got := recordKeys(viaRecs)
@@ -254,22 +270,8 @@ func TestControlSocket(t *testing.T) {
 	}
 	t.Logf("snapshot through the daemon: %d records, the same as a standalone snapshot's", len(got))
 
-	out, err := exec.Command(bin.tracerd, "status", "--control-socket", sock, "--json").CombinedOutput()
-	if err != nil {
-		t.Fatalf("tracerd status: %v\n%s", err, out)
-	}
-	var status struct {
-		PID     int `json:"pid"`
-		Targets struct {
-			Ports []int `json:"ports"`
-		} `json:"targets"`
-		Hooks    []struct{ OK bool } `json:"hooks"`
-		Requests int64               `json:"requests"`
-	}
-	if err := json.Unmarshal(out, &status); err != nil {
-		t.Fatalf("%v: %s", err, out)
-	}
-	if status.PID != d.cmd.Process.Pid || !slices.Equal(status.Targets.Ports, []int{srv.Port}) || len(status.Hooks) == 0 || status.Requests < 10 {
+	out, state := daemonStatus(t, sock)
+	if state.PID != d.cmd.Process.Pid || !slices.Equal(state.Targets.Ports, []int{srv.Port}) || len(state.Hooks) == 0 || state.Requests < 10 {
 		t.Errorf("status: %s", out)
 	}
 	text, err := exec.Command(bin.tracerd, "status", "--control-socket", sock).CombinedOutput()
@@ -291,6 +293,31 @@ func TestControlSocket(t *testing.T) {
 	if _, err := os.Stat(sock); err == nil {
 		t.Errorf("control socket left behind after stop")
 	}
+}
+
+// daemonState is what `tracerd status --json` says of a daemon, the parts
+// the tests read.
+type daemonState struct {
+	PID     int `json:"pid"`
+	Targets struct {
+		Ports []int `json:"ports"`
+	} `json:"targets"`
+	Hooks    []struct{ OK bool } `json:"hooks"`
+	Requests int64               `json:"requests"`
+}
+
+// daemonStatus asks the daemon at sock for its status.
+func daemonStatus(t *testing.T, sock string) ([]byte, daemonState) {
+	t.Helper()
+	out, err := exec.Command(bin.tracerd, "status", "--control-socket", sock, "--json").CombinedOutput()
+	if err != nil {
+		t.Fatalf("tracerd status: %v\n%s", err, out)
+	}
+	var st daemonState
+	if err := json.Unmarshal(out, &st); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	return out, st
 }
 
 // TestReload: SIGHUP with a changed target set traces the new target,
@@ -329,10 +356,10 @@ func TestReload(t *testing.T) {
 		_, err := request(kb, "/b/inflight", 0)
 		inflight <- err
 	}()
-	time.Sleep(200 * time.Millisecond)
+	waitInFlight(t, "GET /b/inflight ")
 	writeCfg(fmt.Sprintf("  ports: [%d, %d]\n", b.Port, c.Port))
 	_ = d.cmd.Process.Signal(syscall.SIGHUP)
-	waitLog(t, d, "msg=reloaded", 1)
+	d.waitLog(t, "msg=reloaded", 1, 10*time.Second)
 	n.wait(t, "RELOADING=1", time.Second)
 	if err := <-inflight; err != nil {
 		t.Fatal(err)
@@ -355,7 +382,7 @@ func TestReload(t *testing.T) {
 	}
 	writeCfg(fmt.Sprintf("  ports: [%d]\n  comms: [testserver]\n", c.Port))
 	_ = d.cmd.Process.Signal(syscall.SIGHUP)
-	waitLog(t, d, "msg=reloaded", 2)
+	d.waitLog(t, "msg=reloaded", 2, 10*time.Second)
 	conn := dial(t, c.Addr)
 	if _, err := request(conn, "/c/swapped", 0); err != nil {
 		t.Fatal(err)
@@ -370,7 +397,7 @@ func TestReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = d.cmd.Process.Signal(syscall.SIGHUP)
-	waitLog(t, d, "reload failed: keeping the running configuration", 1)
+	d.waitLog(t, "reload failed: keeping the running configuration", 1, 10*time.Second)
 	if !strings.Contains(d.stderr.String(), `unknown key \"prots\"`) {
 		t.Errorf("the failed reload does not say why:\n%s", d.stderr)
 	}
@@ -379,7 +406,8 @@ func TestReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	conn.Close()
-	time.Sleep(300 * time.Millisecond)
+	// The last request's record is out (its connection closed).
+	waitRecords(t, jsonPath, 10*time.Second, "/c/after-bad-reload")
 	d.stop(t, syscall.SIGTERM)
 
 	recs := readRecords(t, jsonPath)
@@ -436,13 +464,15 @@ func TestReloadGoProbes(t *testing.T) {
 	jsonPath := filepath.Join(t.TempDir(), "requests.jsonl")
 	d := startDaemon(t, nil, "--config", cfgPath, "--json", jsonPath, "--log-level", "info")
 	for _, s := range []*GoServer{a, b} {
-		waitLog(t, d, fmt.Sprintf("msg=\"Go probes attached\" pid=%d", s.PID), 1)
+		d.waitLog(t, fmt.Sprintf("msg=\"Go probes attached\" pid=%d", s.PID), 1, 10*time.Second)
 	}
 	writeCfg(b.PID)
 	_ = d.cmd.Process.Signal(syscall.SIGHUP)
-	waitLog(t, d, "msg=reloaded", 1)
-	waitLog(t, d, fmt.Sprintf("msg=\"Go probes detached\" pid=%d", a.PID), 1)
-	resp, _ := get(t, http.DefaultClient, "http://"+b.Addr+"/json?n=10")
+	d.waitLog(t, "msg=reloaded", 1, 10*time.Second)
+	d.waitLog(t, fmt.Sprintf("msg=\"Go probes detached\" pid=%d", a.PID), 1, 10*time.Second)
+	// Not kept alive: the record comes out at the close.
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, _ := get(t, client, "http://"+b.Addr+"/json?n=10")
 	if resp.StatusCode != 200 {
 		t.Fatal(resp.Status)
 	}
@@ -471,7 +501,7 @@ func TestReloadGoProbes(t *testing.T) {
 	if !strings.Contains(string(text), fmt.Sprintf("pid %d (%s): ", b.PID, b.Go)) {
 		t.Errorf("status text lacks the probed process:\n%s", text)
 	}
-	time.Sleep(300 * time.Millisecond)
+	waitRecords(t, jsonPath, 10*time.Second, "/json?n=REDACTED")
 	d.stop(t, syscall.SIGTERM)
 	if strings.Contains(d.stderr.String(), fmt.Sprintf("msg=\"Go probes detached\" pid=%d", b.PID)) {
 		t.Errorf("the kept process lost its probes:\n%s", d.stderr)
@@ -487,52 +517,16 @@ func TestReloadGoProbes(t *testing.T) {
 	}
 }
 
-// waitLog waits until the daemon logged s at least n times.
-func waitLog(t *testing.T, d *Daemon, s string, n int) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for strings.Count(d.stderr.String(), s) < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %q (×%d) in the log within 10s:\n%s", s, n, d.stderr)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // TestStopCollectorDown: SIGTERM → exit stays well within 5 s when the
 // OTLP collector accepts connections and never answers, spans still
 // queued (it took 4.0 s, up to 4.985 s under load, when the flush had
 // until 4 s and its client 1 s more; the flush now has until 2 s).
 func TestStopCollectorDown(t *testing.T) {
 	needRoot(t)
-	hole, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hole.Close()
-	var mu sync.Mutex
-	var held []net.Conn
-	defer func() {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range held {
-			c.Close()
-		}
-	}()
-	go func() {
-		for {
-			c, err := hole.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			held = append(held, c) // never answered
-			mu.Unlock()
-		}
-	}()
+	silent := startSilentCollector(t)
 	srv := startServer(t, nil)
 	d := startDaemon(t, nil, "--port", fmt.Sprint(srv.Port), "--metrics-addr", "off", "--control-socket", "off", "--go=false",
-		"--otlp-endpoint", "http://"+hole.Addr().String(), "--latency-budget", "0", "--sample-ratio", "1", "--otlp-batch-delay", "100ms")
+		"--otlp-endpoint", silent.URL(), "--latency-budget", "0", "--sample-ratio", "1", "--otlp-batch-delay", "100ms")
 	for i := range 20 {
 		c := dial(t, srv.Addr)
 		if _, err := request(c, fmt.Sprintf("/otlp/%d", i), 0); err != nil {
@@ -540,7 +534,7 @@ func TestStopCollectorDown(t *testing.T) {
 		}
 		c.Close()
 	}
-	time.Sleep(500 * time.Millisecond) // an export is stuck on the collector
+	silent.waitStuck(t)
 	took := d.stop(t, syscall.SIGTERM)
 	t.Logf("SIGTERM → exit with the collector not answering: %s", took)
 	if took > 3500*time.Millisecond {

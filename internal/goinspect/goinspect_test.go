@@ -42,6 +42,9 @@ var variants = []variant{
 
 func (v variant) build(t *testing.T) string {
 	t.Helper()
+	if v.toolchain != "local" {
+		needModuleProxy(t, v.toolchain)
+	}
 	if v.external {
 		if _, err := exec.LookPath("gcc"); err != nil {
 			t.Skip("external linking needs gcc:", err)

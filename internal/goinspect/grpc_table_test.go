@@ -241,6 +241,7 @@ var grpcTable = map[int]grpcTableEntry{
 // gets it from the table.
 func TestGRPCLayout(t *testing.T) {
 	version := "v1.70.0"
+	needModuleProxy(t, "grpc-go "+version)
 	l := grpcLayoutOf(t, buildGRPCServer(t, version))
 	e, ok := grpcTable[70]
 	if !ok || e.GRPCLayout != l {

@@ -21,6 +21,20 @@ import (
 // olderToolchain is the older Go used by the ordinary tests.
 const olderToolchain = "go1.22.12"
 
+// moduleProxyTests is set by the end-to-end build (proxy_e2e_test.go):
+// unit tests use no network, so a test fetching a toolchain or a module
+// from the module proxy is end-to-end.
+var moduleProxyTests bool
+
+// needModuleProxy skips, outside the end-to-end build, a test that
+// fetches what from the module proxy.
+func needModuleProxy(t testing.TB, what string) {
+	t.Helper()
+	if !moduleProxyTests {
+		t.Skipf("fetches %s from the module proxy: end-to-end (go test -tags e2e)", what)
+	}
+}
+
 var (
 	buildDir     string
 	buildMu      sync.Mutex
@@ -32,7 +46,6 @@ var (
 type buildResult struct {
 	path string
 	err  error
-	skip string
 }
 
 type toolchainResult struct {
@@ -56,6 +69,9 @@ func goCmd() string {
 	if p, err := exec.LookPath("go"); err == nil {
 		return p
 	}
+	// The test binary runs where it was built, so the build's GOROOT holds
+	// the go command that built it.
+	//lint:ignore SA1019 see above
 	return filepath.Join(runtime.GOROOT(), "bin", "go")
 }
 

@@ -65,7 +65,7 @@ func symtabEntry(t *testing.T, data []byte, f *elf.File, name string) uint64 {
 }
 
 // measure runs Open and returns what it allocated and how long it took.
-func measure(path string) (b *Binary, err error, alloc uint64, took time.Duration) {
+func measure(path string) (b *Binary, alloc uint64, took time.Duration, err error) {
 	var m0, m1 runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&m0)
@@ -73,7 +73,7 @@ func measure(path string) (b *Binary, err error, alloc uint64, took time.Duratio
 	b, err = Open(path)
 	took = time.Since(start)
 	runtime.ReadMemStats(&m1)
-	return b, err, m1.TotalAlloc - m0.TotalAlloc, took
+	return b, m1.TotalAlloc - m0.TotalAlloc, took, err
 }
 
 func fileSize(t *testing.T, path string) uint64 {
@@ -172,7 +172,7 @@ func TestHugeFunctionCount(t *testing.T) {
 		return data
 	})
 	size := fileSize(t, path)
-	b, err, alloc, took := measure(path)
+	b, alloc, took, err := measure(path)
 	t.Logf("Open: %v; allocated %d bytes (%.2f× the %d-byte file) in %v", err, alloc, float64(alloc)/float64(size), size, took)
 	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "2147483647 functions") {
 		b.Close()
@@ -210,7 +210,7 @@ func TestSectionNameBomb(t *testing.T) {
 		return data
 	})
 	size := fileSize(t, path)
-	b, err, alloc, took := measure(path)
+	b, alloc, took, err := measure(path)
 	t.Logf("Open: %v; allocated %d bytes (%.2f× the %d-byte file) in %v", err, alloc, float64(alloc)/float64(size), size, took)
 	if !errors.Is(err, ErrBudget) {
 		b.Close()
@@ -325,7 +325,7 @@ func TestSymtabNameBomb(t *testing.T) {
 		return data
 	})
 	size := fileSize(t, path)
-	b, err, alloc, took := measure(path)
+	b, alloc, took, err := measure(path)
 	t.Logf("Open: %v; allocated %d bytes (%.2f× the %d-byte file) in %v", err, alloc, float64(alloc)/float64(size), size, took)
 	if err == nil {
 		b.Close()
@@ -415,7 +415,7 @@ func TestTruncatedELF(t *testing.T) {
 func opensOnTableWithinBudget(t *testing.T, path string) {
 	t.Helper()
 	size := fileSize(t, path)
-	b, err, alloc, took := measure(path)
+	b, alloc, took, err := measure(path)
 	t.Logf("Open: %v; allocated %d bytes (%.2f× the %d-byte file) in %v", err, alloc, float64(alloc)/float64(size), size, took)
 	if err != nil {
 		t.Fatal(err)

@@ -111,10 +111,6 @@ func bpfPerReq(x roundResult) float64 {
 	rt, _, _ := progTotals(x.Progs)
 	return perReq(x, rt)
 }
-func hitsPerReq(x roundResult) float64 {
-	_, n, _ := progTotals(x.Progs)
-	return float64(n) / float64(max(1, x.Load.Requests))
-}
 func iwiPerReq(x roundResult) float64 {
 	return float64(x.IRQWork) / float64(max(1, x.Load.Requests))
 }

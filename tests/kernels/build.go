@@ -33,7 +33,7 @@ func guestBinaries(repo, out string) []goBinary {
 		{"testserver", repo, []string{"build", "-o", filepath.Join(out, "testserver"), "./tests/testserver"}, nil},
 		{"goserver-local", goserver, []string{"build", "-o", filepath.Join(out, "goserver-local"), "."}, goserverEnv},
 		{"goserver-local-stripped", goserver, []string{"build", "-o", filepath.Join(out, "goserver-local-stripped"), "-ldflags=-s -w", "."}, goserverEnv},
-		{"tests.test", repo, []string{"test", "-c", "-o", filepath.Join(out, "tests.test"), "./tests"}, nil},
+		{"tests.test", repo, []string{"test", "-c", "-tags", "e2e", "-o", filepath.Join(out, "tests.test"), "./tests"}, nil},
 	}
 }
 

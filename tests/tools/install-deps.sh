@@ -14,6 +14,10 @@ generate)
 	need bpftool bpftool
 	[ -f /usr/include/bpf/bpf_helpers.h ] || want+=(libbpf-dev)
 	;;
+unit)
+	# -race needs cgo, and goinspect's tests link externally.
+	need gcc gcc
+	;;
 test)
 	need nginx nginx-light
 	need nft nftables
