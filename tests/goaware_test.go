@@ -202,7 +202,7 @@ func TestGoAwareness(t *testing.T) {
 			var jsonTruth, protoTruth, gcTruth, gcCycles []int64
 			// GC first: after the JSON and protobuf requests the heap holds
 			// much garbage (GOGC=off), and Go's own clock then stops before
-			// bookkeeping the world still waits for (see README).
+			// bookkeeping the world still waits for (see docs/go.md).
 			for i := 0; i < 3; i++ {
 				resp, _ := get(t, client, base+"/gc?n=5")
 				if resp.StatusCode != http.StatusAccepted {
@@ -442,7 +442,7 @@ func TestCaddy(t *testing.T) {
 	// One connection per request: on a keep-alive connection net/http's
 	// background read may take the next request's first bytes on another
 	// goroutine, and the kernel record then misses its Go join (known
-	// limitation, see README).
+	// limitation, see docs/go.md).
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	want := []struct {
