@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -302,6 +303,39 @@ func TestGoAwareness(t *testing.T) {
 				t.Errorf("teapot: %+v", teapot.HTTP)
 			}
 		})
+	}
+}
+
+// TestGoFirstRequestByPort: selected by port alone, a Go server that
+// already listens gets its probes before tracing is announced, so its
+// very first request carries its Go phases (before, they came at its
+// first traced accept, too late for that request's serialize).
+func TestGoFirstRequestByPort(t *testing.T) {
+	needRoot(t)
+	srv := startGoServer(t, buildGoServer(t, goBuilds[0]))
+	_, port, err := net.SplitHostPort(srv.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := startTracer(t, "--port", port)
+	if !strings.Contains(tr.stderr.String(), "Go probes on 1 processes") {
+		t.Fatalf("Go probes not attached at start by --port:\n%s", tr.stderr)
+	}
+	resp, _ := get(t, http.DefaultClient, "http://"+srv.Addr+"/json?n=20000")
+	truth := headerNs(t, resp, "X-Serialize-Ns")
+	recs := tr.Stop(t)
+	var first *export.JSONRecord
+	for i, r := range recs {
+		if r.HTTP != nil && strings.HasPrefix(r.HTTP.Target, "/json") {
+			first = &recs[i]
+		}
+	}
+	if first == nil {
+		t.Fatalf("no record of the first request among %d", len(recs))
+	}
+	withinPct(t, "first request's serialize", phase(t, *first, "serialize"), truth, 5, time.Millisecond)
+	if !hasSpan(*first, "encoding/json.Marshal") || !hasSpan(*first, "net/http.serverHandler.ServeHTTP") {
+		t.Errorf("first request's spans: %+v", first.Spans)
 	}
 }
 

@@ -65,29 +65,68 @@ func (t Targets) hasComm(comm string) bool {
 	return slices.ContainsFunc(t.Comms, func(c string) bool { return Comm(c) == comm })
 }
 
-// Running lists the running processes selected by pid or name, so that
-// Go probes are on before their next request. Port and cgroup
-// selections show only at a connection's accept(): nil when they are
-// all there is.
+// Running lists the running processes the selection takes, so that Go
+// probes are on before their first traced request. Pid and name
+// selections give them directly. Ports, cgroups and no selection at all
+// show only at a connection's accept(), so there a process is taken
+// when it listens on TCP — on a selected port, when ports are given —
+// and is in a selected cgroup (every kind given must match, as in BPF).
+// A listener opened later is seen at its first accept, as before.
 func (t Targets) Running() []uint32 {
+	var pids []string
 	if len(t.PIDs) > 0 {
-		return slices.Clone(t.PIDs)
-	}
-	if len(t.Comms) == 0 {
-		return nil
-	}
-	entries, _ := os.ReadDir("/proc")
-	var out []uint32
-	for _, e := range entries {
-		pid, err := strconv.ParseUint(e.Name(), 10, 32)
-		if err != nil {
-			continue
+		for _, p := range t.PIDs {
+			pids = append(pids, strconv.FormatUint(uint64(p), 10))
 		}
-		if comm, ok := procComm(uint32(pid)); ok && t.hasComm(comm) {
-			out = append(out, uint32(pid))
+	} else {
+		entries, _ := os.ReadDir("/proc")
+		for _, e := range entries {
+			if _, err := strconv.ParseUint(e.Name(), 10, 32); err == nil {
+				pids = append(pids, e.Name())
+			}
 		}
+	}
+	if len(t.Comms) > 0 {
+		pids = slices.DeleteFunc(pids, func(p string) bool {
+			comm, ok := procCommOf(p)
+			return !ok || !t.hasComm(comm)
+		})
+	}
+	if len(t.Cgroups) > 0 {
+		in := cgroupPIDs(t.Cgroups)
+		pids = slices.DeleteFunc(pids, func(p string) bool { return !in[p] })
+	}
+	if len(t.Ports) > 0 || (len(t.PIDs) == 0 && len(t.Comms) == 0) {
+		pids = listeners(pids, t.Ports)
+	}
+	out := make([]uint32, 0, len(pids))
+	for _, p := range pids {
+		n, _ := strconv.ParseUint(p, 10, 32)
+		out = append(out, uint32(n))
 	}
 	return out
+}
+
+// cgroupPIDs are the processes in dirs and the cgroups below them, as
+// their cgroup.procs list them now (cgroup v1 and v2 alike).
+func cgroupPIDs(dirs []string) map[string]bool {
+	in := map[string]bool{}
+	for _, dir := range dirs {
+		filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
+			if err != nil || !e.IsDir() {
+				return nil
+			}
+			b, err := os.ReadFile(filepath.Join(p, "cgroup.procs"))
+			if err != nil {
+				return nil
+			}
+			for _, f := range strings.Fields(string(b)) {
+				in[f] = true
+			}
+			return nil
+		})
+	}
+	return in
 }
 
 // StillSelected says whether a running process may still be selected,
@@ -111,7 +150,11 @@ func (t Targets) StillSelected(pid uint32) bool {
 // procComm is a process's name as the kernel keeps it; false when the
 // process is gone.
 func procComm(pid uint32) (string, bool) {
-	b, err := os.ReadFile("/proc/" + strconv.FormatUint(uint64(pid), 10) + "/comm")
+	return procCommOf(strconv.FormatUint(uint64(pid), 10))
+}
+
+func procCommOf(pid string) (string, bool) {
+	b, err := os.ReadFile("/proc/" + pid + "/comm")
 	if err != nil {
 		return "", false
 	}

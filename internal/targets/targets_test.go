@@ -2,6 +2,7 @@ package targets
 
 import (
 	"math"
+	"net"
 	"os"
 	"slices"
 	"strings"
@@ -243,8 +244,29 @@ func TestRunningAndStillSelected(t *testing.T) {
 	if got := (Targets{PIDs: []uint32{self, 1}}).Running(); !slices.Equal(got, []uint32{self, 1}) {
 		t.Errorf("--pid: running %v", got)
 	}
-	if got := (Targets{Ports: []uint16{80}}).Running(); got != nil {
-		t.Errorf("--port: running %v, want none (adopted at accept)", got)
+	// Selections by port (or none) take the processes listening on TCP
+	// (on a selected port): this one, once it listens.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := uint16(ln.Addr().(*net.TCPAddr).Port)
+	for _, tc := range []struct {
+		t    Targets
+		want bool
+	}{
+		{Targets{Ports: []uint16{port}}, true},
+		{Targets{Ports: []uint16{port + 1}}, false},
+		{Targets{}, true},
+		{Targets{Ports: []uint16{port}, Comms: []string{comm}}, true},
+		{Targets{Ports: []uint16{port}, Comms: []string{"not-" + comm}}, false},
+		{Targets{Ports: []uint16{port}, PIDs: []uint32{self}}, true},
+		{Targets{Ports: []uint16{port}, PIDs: []uint32{1}}, false},
+	} {
+		if got := tc.t.Running(); slices.Contains(got, self) != tc.want {
+			t.Errorf("%+v (listening on %d): running %v, this process %d in it: want %v", tc.t, port, got, self, tc.want)
+		}
 	}
 	for _, tc := range []struct {
 		t    Targets
