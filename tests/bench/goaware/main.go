@@ -102,7 +102,7 @@ func round(server, arm string) (result, error) {
 	if err != nil || json.Unmarshal([]byte(line), &hello) != nil {
 		return result{}, fmt.Errorf("goserver did not start: %v", err)
 	}
-	tr := exec.Command(*tracerd, "snapshot", "--duration", "10m", "--pid", strconv.Itoa(hello.PID), arm, "--log-level", "info", "-o", os.DevNull)
+	tr := exec.Command(*tracerd, "snapshot", "--duration", "10m", "--pid", strconv.Itoa(hello.PID), arm, "--log-level", "info", "-o", filepath.Join(filepath.Dir(server), "cut.pb.gz"))
 	stderr := &strings.Builder{}
 	var mu sync.Mutex
 	pr, pw := io.Pipe()
