@@ -26,8 +26,9 @@ type JSONRecord struct {
 	ParentSpanID  string     `json:"parent_span_id,omitempty"`
 	Phases        JSONPhases `json:"phases_ns"`
 	TCP           *JSONTCP   `json:"tcp,omitempty"`
-	Spans         []JSONSpan `json:"spans,omitempty"`
-	EndReason     string     `json:"end_reason"`
+	Spans         []JSONSpan    `json:"spans,omitempty"`
+	EndReason     string        `json:"end_reason"`
+	Findings      []JSONFinding `json:"findings,omitempty"`
 }
 
 type JSONConn struct {
@@ -143,6 +144,10 @@ func (o JSONOptions) ToJSON(r *correlate.Request) JSONRecord {
 	}
 	for _, s := range r.Spans {
 		j.Spans = append(j.Spans, JSONSpan{Name: s.Name, StartUnixNano: s.StartUnixNano, DurationNs: s.DurationNs})
+	}
+	for _, f := range r.Findings {
+		j.Findings = append(j.Findings, JSONFinding{Code: f.Code.String(), Phase: f.Phase.String(), LostNs: f.LostNs,
+			Evidence: JSONEvidence(f.Evidence), Remedy: f.Code.Remedy()})
 	}
 	return j
 }
