@@ -10,25 +10,28 @@ import (
 
 // JSONRecord is the stable JSON-lines shape of one request.
 type JSONRecord struct {
-	StartUnixNano int64         `json:"start_unix_nano"`
-	EndUnixNano   int64         `json:"end_unix_nano"`
-	DurationNs    int64         `json:"duration_ns"`
-	PID           uint32        `json:"pid"`
-	TID           uint32        `json:"tid"`
-	Comm          string        `json:"comm"`
-	Service       string        `json:"service"`
-	CgroupID      uint64        `json:"cgroup_id"`
-	Conn          JSONConn      `json:"conn"`
-	HTTP          *JSONHTTP     `json:"http,omitempty"`
-	RPC           *JSONRPC      `json:"rpc,omitempty"`
-	TraceID       string        `json:"trace_id"`
-	SpanID        string        `json:"span_id"`
-	ParentSpanID  string        `json:"parent_span_id,omitempty"`
-	Phases        JSONPhases    `json:"phases_ns"`
-	TCP           *JSONTCP      `json:"tcp,omitempty"`
-	Spans         []JSONSpan    `json:"spans,omitempty"`
-	EndReason     string        `json:"end_reason"`
-	Findings      []JSONFinding `json:"findings,omitempty"`
+	StartUnixNano int64      `json:"start_unix_nano"`
+	EndUnixNano   int64      `json:"end_unix_nano"`
+	DurationNs    int64      `json:"duration_ns"`
+	PID           uint32     `json:"pid"`
+	TID           uint32     `json:"tid"`
+	Comm          string     `json:"comm"`
+	Service       string     `json:"service"`
+	CgroupID      uint64     `json:"cgroup_id"`
+	Conn          JSONConn   `json:"conn"`
+	HTTP          *JSONHTTP  `json:"http,omitempty"`
+	RPC           *JSONRPC   `json:"rpc,omitempty"`
+	TraceID       string     `json:"trace_id"`
+	SpanID        string     `json:"span_id"`
+	ParentSpanID  string     `json:"parent_span_id,omitempty"`
+	Phases        JSONPhases `json:"phases_ns"`
+	TCP           *JSONTCP   `json:"tcp,omitempty"`
+	Spans         []JSONSpan `json:"spans,omitempty"`
+	EndReason     string     `json:"end_reason"`
+
+	// Findings are the causes that cost the request time
+	// (docs/findings.md); absent when none.
+	Findings []JSONFinding `json:"findings,omitempty"`
 }
 
 type JSONConn struct {
