@@ -162,7 +162,10 @@ func TestSummary(t *testing.T) {
 	var buf bytes.Buffer
 	s.Write(&buf)
 	out := buf.String()
-	for _, want := range []string{"2 requests", "recv_queue", "  runqueue", "slowest 1:", "GET /api/x", "[runqueue=4.00ms]"} {
+	for _, want := range []string{"2 requests", "recv_queue", "  runqueue", "slowest 1:", "GET /api/x", "[runqueue=4.00ms]",
+		"    findings: late_read 20.00ms (recv_queue)\n",
+		"findings, most time lost first (docs/findings.md):\n  1. api GET /api/x: late_read (recv_queue) on 1 requests, 20.00ms lost, 20.00ms on average\n     confirm: ss -tn 'sport = :8080'",
+		"     remedy: the app read the request late"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("summary lacks %q:\n%s", want, out)
 		}
