@@ -160,13 +160,12 @@ func tcpCause(r *correlate.Request, add func(correlate.FindingCode, correlate.Ph
 // Linux 200 ms).
 const maxDelayedAck = 500 * time.Millisecond
 
-// nagleWait says whether a send_queue wait looks like Nagle holding the
-// last write until the peer's delayed ACK: far longer than the round
-// trips that sending takes (≥ 4 srtt), and no longer than a round trip
-// plus the longest delayed ACK.
+// nagleWait says whether a send_queue wait fits Nagle holding the last
+// write until the peer acknowledged what was in flight: no longer than a
+// round trip plus the longest delayed ACK. (srtt is no lower bound: the
+// delayed ACKs themselves inflate it.)
 func nagleWait(sq int64, srttUs uint32) bool {
-	rtt := int64(srttUs) * 1000
-	return sq >= 4*rtt && sq <= rtt+int64(maxDelayedAck)
+	return sq <= int64(srttUs)*1000+int64(maxDelayedAck)
 }
 
 // bodiless are the HTTP methods whose request is its head: the app does
