@@ -65,9 +65,22 @@ func (a *Analyzer) Analyze(r *correlate.Request) []correlate.Finding {
 	if !r.Answered || r.EndReason == correlate.EndFlush || r.DurationNs <= 0 {
 		return nil
 	}
+	ps := r.Phases
+	// Every loss is at most one phase: a request whose phases are all
+	// under MinLost (most of them) has nothing to weigh.
+	if a.minLost > 0 {
+		longest := int64(0)
+		for p := correlate.Phase(0); p < correlate.NumPhases; p++ {
+			if v, _ := ps.Get(p); v > longest {
+				longest = v
+			}
+		}
+		if longest < a.minLost {
+			return nil
+		}
+	}
 	var cands [correlate.NumFindingCodes]candidate
 	n := 0
-	ps := r.Phases
 	dur := r.DurationNs
 	// ok weighs a loss against the time it is part of.
 	ok := func(lost, of int64) bool {

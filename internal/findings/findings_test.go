@@ -326,3 +326,20 @@ func evString(e correlate.Evidence) string {
 	}
 	return e.Text
 }
+
+// The pipeline runs Add on every request: most have no finding.
+func BenchmarkAnalyzeQuiet(b *testing.B) {
+	r := req(300_000, map[correlate.Phase]int64{correlate.AcceptQueue: 20_000, correlate.RecvQueue: 10_000,
+		correlate.App: 200_000, correlate.SendQueue: 0, correlate.AckWait: 40_000})
+	r.FirstWriteNs = 190_000
+	for b.Loop() {
+		def.Add(r)
+	}
+}
+
+func BenchmarkAnalyzeFinding(b *testing.B) {
+	r := req(100*ms, map[correlate.Phase]int64{correlate.App: 90 * ms, correlate.CFSThrottle: 60 * ms})
+	for b.Loop() {
+		def.Add(r)
+	}
+}
