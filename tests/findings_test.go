@@ -465,8 +465,10 @@ func TestFindingGo(t *testing.T) {
 	tr := startTracer(t, "--pid", strconv.Itoa(srv.PID), "--finding-min-lost", "10us", "--finding-min-share", "0")
 	client := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 1}}
 	base := "http://" + srv.Addr
-	get(t, client, base+"/gc?n=1") // asks for the process's environment
-	time.Sleep(1200 * time.Millisecond)
+	// The first finding asks for the process's context (environment, CPU
+	// use): two samples later it has it.
+	get(t, client, base+"/gc?n=1")
+	time.Sleep(2200 * time.Millisecond)
 	var gcTruth, gcCycles, jsonTruth []int64
 	for i := 0; i < 3; i++ {
 		resp, _ := get(t, client, base+"/gc?n=5")
@@ -534,6 +536,9 @@ func TestFindingGo(t *testing.T) {
 		if r.Findings[0].Code != "slow_handler" {
 			t.Errorf("sleep %d: largest cause %s", i, r.Findings[0].Code)
 		}
+		if e, ok := f.Evidence.Get("process_cpu_share_pct"); !ok || e.Float >= 75 {
+			t.Errorf("sleep %d: process CPU share %+v", i, e)
+		}
 	}
 	if out := tr.stdout.String(); !regexp.MustCompile(`GET /json: serialization \(serialize\) on 3 requests`).MatchString(out) {
 		t.Errorf("summary:\n%s", out)
@@ -548,6 +553,10 @@ func TestFindingOutputs(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "control.sock")
 	rt := startRun(t, nil, "--pid", strconv.Itoa(srv.PID), "--control-socket", sock)
 	client := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 1}}
+	// slow_handler needs the process's CPU use (two samples): the first
+	// request asks for it.
+	get(t, client, "http://"+srv.Addr+"/sleep?n=1")
+	time.Sleep(2200 * time.Millisecond)
 	const n = 5
 	for i := 0; i < n; i++ {
 		get(t, client, "http://"+srv.Addr+"/sleep?n=60")
@@ -575,7 +584,7 @@ func TestFindingOutputs(t *testing.T) {
 	}
 	var lost int64
 	for _, r := range rt.Stop(t) {
-		if r.HTTP != nil && strings.HasPrefix(r.HTTP.Target, "/sleep") {
+		if r.HTTP != nil && strings.HasPrefix(r.HTTP.Target, "/sleep?n=60") {
 			lost += mustFinding(t, r.HTTP.Target, r, "slow_handler").LostNs
 		}
 	}

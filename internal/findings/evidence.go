@@ -168,6 +168,12 @@ func evidence(ev []correlate.Evidence, cd candidate, r *correlate.Request, snap 
 	case correlate.SlowHandler:
 		phaseEv(correlate.App)
 		ev = append(ev, correlate.IntEvidence("first_write_ns", r.FirstWriteNs))
+		if p := needProc(); p != nil {
+			if share, ok := p.CPUShare(); ok {
+				ev = append(ev, correlate.FloatEvidence("process_cpu_pct", round1(p.CPUPct)), correlate.FloatEvidence("process_cpu_share_pct", round1(100*share)))
+				age()
+			}
+		}
 	}
 	return ev
 }

@@ -106,7 +106,7 @@ func (a *Analyzer) Analyze(r *correlate.Request) []correlate.Finding {
 		add(correlate.Serialization, correlate.Serialize, serializationLost(r), dur)
 	}
 	tcpCause(r, add)
-	if own, yes := handlerOwn(r); yes && own*100 >= slowHandlerShare*dur {
+	if own, yes := handlerOwn(r); yes && own*100 >= slowHandlerShare*dur && ok(own, dur) && a.notSaturated(r.PID) {
 		add(correlate.SlowHandler, correlate.App, own, dur)
 	}
 	if n == 0 {
@@ -179,6 +179,28 @@ const maxDelayedAck = 500 * time.Millisecond
 // delayed ACKs themselves inflate it.)
 func nagleWait(sq int64, srttUs uint32) bool {
 	return sq <= int64(srttUs)*1000+int64(maxDelayedAck)
+}
+
+// maxHandlerCPUShare: a process using more of its CPUs than this may
+// keep a handler waiting for a CPU inside it (goroutines for a Go P,
+// requests for a worker thread), a wait the kernel's run queue does not
+// show: its handlers' own time is then not named slow_handler.
+const maxHandlerCPUShare = 0.75
+
+// notSaturated says whether the last sample saw pid use less than
+// maxHandlerCPUShare of its CPUs; false when it does not know (the
+// process is watched from the next sample on).
+func (a *Analyzer) notSaturated(pid uint32) bool {
+	if a.s == nil {
+		return false
+	}
+	p := a.s.Load().Procs[pid]
+	if p == nil {
+		a.s.WatchProc(pid)
+		return false
+	}
+	share, known := p.CPUShare()
+	return known && share < maxHandlerCPUShare
 }
 
 // bodiless are the HTTP methods whose request is its head: the app does

@@ -205,8 +205,17 @@ func TestSendQueueCauses(t *testing.T) {
 	}
 }
 
+// withProc is an analyzer whose last sample saw process 42 use cpuPct
+// of one CPU, of 2 allowed.
+func withProc(cpuPct float64) (*Analyzer, *Sampler) {
+	s := newSampler("/nonexistent")
+	s.snap.Store(&Snapshot{At: time.Unix(0, 1e18), Procs: map[uint32]*Proc{42: {CPUsAllowed: 2, CPUPct: cpuPct, HasCPU: true}}})
+	return New(DefaultConfig(), s), s
+}
+
 // TestSlowHandler: the handler's own time before its first write, when
-// it dominates, nothing nested explains it, and the request has no body.
+// it dominates, nothing nested explains it, the request has no body and
+// the process had CPU to spare.
 func TestSlowHandler(t *testing.T) {
 	mk := func() *correlate.Request {
 		r := req(100*ms, map[correlate.Phase]int64{correlate.RecvQueue: ms, correlate.App: 99 * ms,
@@ -214,14 +223,18 @@ func TestSlowHandler(t *testing.T) {
 		r.FirstWriteNs = 98 * ms
 		return r
 	}
-	fs := def.Analyze(mk())
+	a, _ := withProc(30) // 15 % of its 2 CPUs
+	fs := a.Analyze(mk())
 	if codes(fs) != "slow_handler" || fs[0].LostNs != 83*ms || fs[0].Phase != correlate.App {
-		t.Errorf("slow handler: %+v", fs)
+		t.Fatalf("slow handler: %+v", fs)
+	}
+	if e, _ := fs[0].Lookup("process_cpu_share_pct"); e.Float != 15 {
+		t.Errorf("process_cpu_share_pct %+v", e)
 	}
 	// Under half of the request once nested phases are taken off.
 	r := mk()
 	r.Phases.Set(correlate.Runqueue, 45*ms)
-	if got := codes(def.Analyze(r)); got != "cpu_contention" {
+	if got := codes(a.Analyze(r)); got != "cpu_contention" {
 		t.Errorf("runqueue explains it: %s", got)
 	}
 	for name, mod := range map[string]func(*correlate.Request){
@@ -234,9 +247,29 @@ func TestSlowHandler(t *testing.T) {
 	} {
 		r := mk()
 		mod(r)
-		if fs := def.Analyze(r); len(fs) != 0 {
+		if fs := a.Analyze(r); len(fs) != 0 {
 			t.Errorf("%s: %s", name, codes(fs))
 		}
+	}
+	// A process using its CPUs may keep the handler waiting for one
+	// (a goroutine for a P): not named, nor when it is not known.
+	busy, _ := withProc(160) // 80 % of 2 CPUs
+	if fs := busy.Analyze(mk()); len(fs) != 0 {
+		t.Errorf("saturated process: %s", codes(fs))
+	}
+	if fs := def.Analyze(mk()); len(fs) != 0 {
+		t.Errorf("no host sample: %s", codes(fs))
+	}
+	unknown, s := withProc(0)
+	s.snap.Store(&Snapshot{})
+	if fs := unknown.Analyze(mk()); len(fs) != 0 || !s.pids[42] {
+		t.Errorf("process not sampled yet: %s, watched %v", codes(fs), s.pids)
+	}
+	// GOMAXPROCS=1 halves what the process may use: 30 % is 30 %.
+	a, s = withProc(30)
+	s.Load().Procs[42].Env.GOMAXPROCS = "1"
+	if share, _ := s.Load().Procs[42].CPUShare(); share != 0.3 {
+		t.Errorf("share with GOMAXPROCS=1: %v", share)
 	}
 }
 

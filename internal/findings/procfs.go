@@ -290,3 +290,28 @@ func listenQueue(data []byte, port uint16) (int64, bool) {
 	}
 	return best, found
 }
+
+// clockTicks is USER_HZ, the unit of /proc/PID/stat's times (100 on
+// every Linux architecture tracerd runs on).
+const clockTicks = 100
+
+// procCPUTicks reads utime + stime (clock ticks) from /proc/PID/stat.
+func procCPUTicks(stat []byte) (int64, bool) {
+	// The command may hold spaces and parentheses: fields start after
+	// the last ')'.
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := bytes.Fields(stat[i+1:])
+	// f[0] is field 3 (state): utime and stime are fields 14 and 15.
+	if len(f) < 13 {
+		return 0, false
+	}
+	u, err1 := strconv.ParseInt(string(f[11]), 10, 64)
+	s, err2 := strconv.ParseInt(string(f[12]), 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	return u + s, true
+}

@@ -42,6 +42,25 @@ type Proc struct {
 	Env         goEnv
 	HasEnv      bool
 	Quota       *CgroupQuota // the nearest cgroup with a CPU quota; nil: none found
+	CPUPct      float64      // CPU the process used during the interval, % of one CPU
+	HasCPU      bool
+}
+
+// CPUShare is the share of the CPUs the process may use that it used
+// during the interval: the least of its allowed CPUs, its cgroup's
+// quota and GOMAXPROCS when set. ok is false when unknown.
+func (p *Proc) CPUShare() (share float64, ok bool) {
+	if !p.HasCPU || p.CPUsAllowed <= 0 {
+		return 0, false
+	}
+	cpus := float64(p.CPUsAllowed)
+	if q := p.Quota; q != nil {
+		cpus = min(cpus, float64(q.QuotaUs)/float64(q.PeriodUs))
+	}
+	if n, err := strconv.Atoi(p.Env.GOMAXPROCS); err == nil && n > 0 {
+		cpus = min(cpus, float64(n))
+	}
+	return p.CPUPct / 100 / cpus, true
 }
 
 // CgroupQuota is a cgroup's CFS quota and its throttling during the
@@ -93,6 +112,7 @@ type Sampler struct {
 	prevSoftnetS int64
 	prevNet      map[uint64]map[string]int64
 	prevQuota    map[string]*CgroupQuota
+	prevProcCPU  map[uint32]int64 // utime + stime, ticks
 	static       map[uint32]staticProc
 	mounts       struct{ v2, v1cpu string }
 	mountsRead   bool
@@ -121,7 +141,7 @@ func NewSampler() *Sampler { return newSampler("/proc") }
 
 func newSampler(proc string) *Sampler {
 	s := &Sampler{proc: proc, pids: map[uint32]bool{}, listeners: map[ListenerKey]bool{},
-		prevNet: map[uint64]map[string]int64{}, prevQuota: map[string]*CgroupQuota{}, static: map[uint32]staticProc{}}
+		prevNet: map[uint64]map[string]int64{}, prevQuota: map[string]*CgroupQuota{}, static: map[uint32]staticProc{}, prevProcCPU: map[uint32]int64{}}
 	s.snap.Store(&Snapshot{})
 	return s
 }
@@ -240,6 +260,7 @@ func (s *Sampler) Sample() {
 		for _, pid := range gone {
 			delete(s.pids, pid)
 			delete(s.static, pid)
+			delete(s.prevProcCPU, pid)
 			for l := range s.listeners {
 				if l.PID == pid {
 					delete(s.listeners, l)
@@ -310,6 +331,15 @@ func (s *Sampler) sampleProc(pid uint32, now time.Time, perSec func(int64) int64
 	}
 	p := &Proc{NetNS: s.netns(id), CPUsAllowed: st.cpusAllowed, Env: st.env, HasEnv: st.hasEnv}
 	p.Quota = s.quota(st, perSec)
+	if b, err := s.read(id, "stat"); err == nil {
+		if ticks, ok := procCPUTicks(b); ok {
+			if prev, seen := s.prevProcCPU[pid]; seen && ticks >= prev {
+				// Ticks per second (in thousandths), clockTicks a CPU.
+				p.CPUPct, p.HasCPU = float64(perSec((ticks-prev)*1000))/1000/clockTicks*100, true
+			}
+			s.prevProcCPU[pid] = ticks
+		}
+	}
 	return p, true
 }
 

@@ -51,6 +51,12 @@ func snmp(retrans int) string {
 	return fmt.Sprintf("Ip: Forwarding DefaultTTL\nIp: 2 64\nTcp: RtoAlgorithm RtoMin RetransSegs InErrs\nTcp: 1 200 %d 0\n", retrans)
 }
 
+// procStat is a /proc/PID/stat line with these utime and stime; the
+// command holds a space and a parenthesis.
+func procStat(utime, stime int) string {
+	return fmt.Sprintf("42 (a) b) S 1 42 42 0 -1 4194560 100 0 0 0 %d %d 0 0 20 0 3 0 100 1000 100\n", utime, stime)
+}
+
 func newFakeHost(t *testing.T) fakeHost {
 	dir := t.TempDir()
 	h := fakeHost{t: t, proc: filepath.Join(dir, "proc"), cgv1: filepath.Join(dir, "cgroup", "cpu")}
@@ -67,6 +73,7 @@ func newFakeHost(t *testing.T) fakeHost {
 	h.write(filepath.Join(h.proc, "42", "environ"), "PATH=/bin\x00GOGC=50\x00GOMAXPROCS=4\x00")
 	h.write(filepath.Join(h.proc, "42", "status"), "Name:\tapi\nCpus_allowed_list:\t0-1,3\n")
 	h.link(filepath.Join(h.proc, "42", "ns", "net"), "net:[4026532000]")
+	h.write(filepath.Join(h.proc, "42", "stat"), procStat(100, 50))
 	h.write(filepath.Join(h.proc, "42", "net", "netstat"), netstat(10, 12))
 	h.write(filepath.Join(h.proc, "42", "net", "snmp"), snmp(100))
 	h.write(filepath.Join(h.proc, "42", "net", "tcp"), "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"+
@@ -96,6 +103,9 @@ func TestSampler(t *testing.T) {
 	if q := p.Quota; q.Dir != filepath.Join(h.cgv1, "svc") || q.QuotaUs != 50000 || q.PeriodUs != 100000 || q.HasRates {
 		t.Errorf("quota: %+v", q)
 	}
+	if p.HasCPU {
+		t.Errorf("CPU use from one sample: %+v", p)
+	}
 	if p.NetNS != 4026532000 || p.CPUsAllowed != 3 || p.Env.GOGC != "50" || p.Env.GOMAXPROCS != "4" || p.Env.GOMEMLIMIT != "" {
 		t.Errorf("process: %+v", p)
 	}
@@ -116,6 +126,7 @@ func TestSampler(t *testing.T) {
 	h.write(filepath.Join(h.proc, "42", "net", "netstat"), netstat(13, 16))
 	h.write(filepath.Join(h.proc, "42", "net", "snmp"), snmp(107))
 	h.write(filepath.Join(h.cgv1, "svc", "cpu.stat"), "nr_periods 110\nnr_throttled 18\nthrottled_time 1400000000\n")
+	h.write(filepath.Join(h.proc, "42", "stat"), procStat(160, 70))
 	s.Sample()
 	snap := s.Load()
 	within := func(what string, got, want int64) {
@@ -146,6 +157,13 @@ func TestSampler(t *testing.T) {
 		t.Errorf("host busy %v", snap.CPUBusyPct)
 	}
 	within("softnet drops", snap.SoftnetDrops, 2)
+	// 80 ticks of 100 a second: 80 % of a CPU, of 3 allowed, under a
+	// quota of half a CPU, GOMAXPROCS 4: 160 % of what it may use.
+	if p := snap.Procs[42]; !p.HasCPU || p.CPUPct < 72 || p.CPUPct > 88 {
+		t.Errorf("process CPU %+v", p)
+	} else if share, _ := p.CPUShare(); share < 1.44 || share > 1.76 {
+		t.Errorf("share %v", share)
+	}
 	within("softnet squeezes", snap.SoftnetSqueez, 5)
 
 	// The process exits: no longer watched, its listener neither.
