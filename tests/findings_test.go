@@ -348,8 +348,10 @@ func TestFindingCPUContention(t *testing.T) {
 		if e, ok := f.Evidence.Get("host_cpu_busy_pct"); !ok || e.Float <= 0 {
 			t.Errorf("request %d: host busy %+v", i, e)
 		}
-		if findingOf(r, "slow_handler") != nil {
-			t.Errorf("request %d: slow_handler though the wait is the run queue's: %v", i, codesOf(r))
+		// The handler's own CPU time may be half the request: named so,
+		// it is what the thread burnt (less what it waited for).
+		if h := findingOf(r, "slow_handler"); h != nil {
+			within(t, fmt.Sprintf("request %d slow_handler lost (thread CPU time)", i), h.LostNs, truths[i+1].CPUNs)
 		}
 	}
 }
