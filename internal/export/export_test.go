@@ -233,7 +233,8 @@ func mustHex(s string) []byte {
 func TestFindingsRoundTrip(t *testing.T) {
 	r := fixedRequests()[0]
 	r.Findings = append(r.Findings, correlate.Finding{Code: correlate.CFSThrottled, Phase: correlate.CFSThrottle, LostNs: 5e6,
-		Evidence: []correlate.Evidence{correlate.TextEvidence("cgroup", "/sys/fs/cgroup/x"), correlate.FloatEvidence("quota_cpus", 0.2), correlate.IntEvidence("cpu_quota_us", 20000)}})
+		Evidence: []correlate.Evidence{correlate.TextEvidence("cgroup", "/sys/fs/cgroup/x"), correlate.FloatEvidence("quota_cpus", 0.2), correlate.IntEvidence("cpu_quota_us", 20000),
+			correlate.FloatEvidence("host_cpu_busy_pct", 51)}})
 	var j JSONRecord
 	if err := json.Unmarshal(AppendJSON(nil, &r), &j); err != nil {
 		t.Fatal(err)

@@ -123,7 +123,12 @@ func appendEvidence(b []byte, ev []correlate.Evidence) []byte {
 			if math.IsNaN(e.Float) || math.IsInf(e.Float, 0) {
 				b = append(b, "null"...)
 			} else {
+				// Always with a point: read back, it stays a decimal.
+				n := len(b)
 				b = strconv.AppendFloat(b, e.Float, 'f', -1, 64)
+				if bytes.IndexByte(b[n:], '.') < 0 {
+					b = append(b, ".0"...)
+				}
 			}
 		default:
 			b = appendString(b, e.Text)
