@@ -13,7 +13,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -152,19 +151,8 @@ func TestFindingNagle(t *testing.T) {
 	needRoot(t)
 	for _, nagle := range []bool{true, false} {
 		t.Run(fmt.Sprintf("nagle=%v", nagle), func(t *testing.T) {
-			srv := startServer(t, nil, "-chunks", "2", "-resp-size", "200", fmt.Sprintf("-nodelay=%v", !nagle))
-			tr := startTracer(t, "--pid", strconv.Itoa(srv.PID))
-			c := dial(t, srv.Addr)
 			const n = 12
-			var gaps []int64
-			for i := 0; i < n; i++ {
-				ex, err := request(c, "/small", 0)
-				if err != nil {
-					t.Fatal(err)
-				}
-				gaps = append(gaps, ex.LastByte.Sub(ex.FirstByte).Nanoseconds())
-				time.Sleep(5 * time.Millisecond)
-			}
+			tr, c, gaps := smallAnswers(t, nagle, n)
 			endRequests(c)
 			recs := byPeer(t, tr.Stop(t), c, n)
 			held, misses := 0, 0
@@ -215,22 +203,7 @@ func TestFindingNagle(t *testing.T) {
 // closes and the answer's last bytes wait: peer_zero_window.
 func TestFindingPeerZeroWindow(t *testing.T) {
 	needRoot(t)
-	srv := startServer(t, nil, "-resp-size", strconv.Itoa(1<<20), "-sndbuf", strconv.Itoa(8<<20))
-	tr := startTracer(t, "--pid", strconv.Itoa(srv.PID))
-	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-		return rc.Control(func(fd uintptr) {
-			_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
-		})
-	}}
-	c, err := d.Dial("tcp", srv.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	ex, err := request(c, "/big", 400*time.Millisecond)
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, tr, c, ex := slowReader(t)
 	truths := srv.Truths(t, 1)
 	endRequests(c)
 	r := byPeer(t, tr.Stop(t), c, 1)[0]
@@ -250,75 +223,50 @@ func TestFindingPeerZeroWindow(t *testing.T) {
 // evidence the cgroup, quota and period written.
 func TestFindingCFSThrottled(t *testing.T) {
 	needRoot(t)
-	for _, v2 := range []bool{false, true} {
-		name := "cgroup-v1"
-		if v2 {
-			name = "cgroup-v2"
+	eachCgroupVersion(t, func(t *testing.T, v2 bool) {
+		cg, tr, c := throttledServer(t, v2)
+		// The first finding asks for the process's context; two
+		// samples later it has the cgroup's throttling rates.
+		throttledRequests(t, cg, c, 1)
+		time.Sleep(2200 * time.Millisecond)
+		truth := throttledRequests(t, cg, c, 3)
+		endRequests(c)
+		recs := byPeer(t, tr.Stop(t), c, 4)
+		for i, r := range recs[1:] {
+			if truth[i] < int64(50*time.Millisecond) {
+				t.Fatalf("CFS throttling not provoked: %s", time.Duration(truth[i]))
+			}
+			f := mustFinding(t, fmt.Sprintf("request %d", i), r, "cfs_throttled")
+			within(t, fmt.Sprintf("request %d cfs_throttled lost (cpu.stat)", i), f.LostNs, truth[i])
+			if g, _ := f.Evidence.Get("cgroup"); g.Text != cg.dir {
+				t.Errorf("request %d: cgroup %q, want %s", i, g.Text, cg.dir)
+			}
+			if q, p := evInt(t, f, "cpu_quota_us"), evInt(t, f, "cpu_period_us"); q != 20000 || p != 100000 {
+				t.Errorf("request %d: quota %d/%d, want 20000/100000", i, q, p)
+			}
+			if n := evInt(t, f, "cpus_allowed"); n != 1 {
+				t.Errorf("request %d: %d CPUs allowed, want 1 (taskset -c 1)", i, n)
+			}
+			// Throttled 80 % of the time while the server works, less
+			// when idle between requests.
+			if v := evInt(t, f, "cgroup_throttled_ns_per_s"); v <= 0 || v > int64(time.Second) {
+				t.Errorf("request %d: cgroup throttled %s per second", i, time.Duration(v))
+			}
+			if fs := r.Findings; fs[0].Code != "cfs_throttled" {
+				t.Errorf("request %d: the largest cause is %s, not cfs_throttled: %+v", i, fs[0].Code, fs)
+			}
 		}
-		t.Run(name, func(t *testing.T) {
-			cg := newCPUCgroup(t, v2, 20000, 100000) // 20 % of one CPU
-			srv := startServer(t, []string{"taskset", "-c", "1"}, "-work", "80ms", "-lock-thread")
-			cg.add(t, srv.PID)
-			tr := startTracer(t, "--cgroup", cg.dir)
-			c := dial(t, srv.Addr)
-			// The first finding asks for the process's context; two
-			// samples later it has the cgroup's throttling rates.
-			if _, err := request(c, "/warm", 0); err != nil {
-				t.Fatal(err)
-			}
-			time.Sleep(2200 * time.Millisecond)
-			var truth []int64
-			for i := 0; i < 3; i++ {
-				before := cg.throttled(t)
-				if _, err := request(c, "/throttled", 0); err != nil {
-					t.Fatal(err)
-				}
-				truth = append(truth, cg.throttled(t)-before)
-			}
-			endRequests(c)
-			recs := byPeer(t, tr.Stop(t), c, 4)
-			for i, r := range recs[1:] {
-				if truth[i] < int64(50*time.Millisecond) {
-					t.Fatalf("CFS throttling not provoked: %s", time.Duration(truth[i]))
-				}
-				f := mustFinding(t, fmt.Sprintf("request %d", i), r, "cfs_throttled")
-				within(t, fmt.Sprintf("request %d cfs_throttled lost (cpu.stat)", i), f.LostNs, truth[i])
-				if g, _ := f.Evidence.Get("cgroup"); g.Text != cg.dir {
-					t.Errorf("request %d: cgroup %q, want %s", i, g.Text, cg.dir)
-				}
-				if q, p := evInt(t, f, "cpu_quota_us"), evInt(t, f, "cpu_period_us"); q != 20000 || p != 100000 {
-					t.Errorf("request %d: quota %d/%d, want 20000/100000", i, q, p)
-				}
-				if n := evInt(t, f, "cpus_allowed"); n != 1 {
-					t.Errorf("request %d: %d CPUs allowed, want 1 (taskset -c 1)", i, n)
-				}
-				// Throttled 80 % of the time while the server works, less
-				// when idle between requests.
-				if v := evInt(t, f, "cgroup_throttled_ns_per_s"); v <= 0 || v > int64(time.Second) {
-					t.Errorf("request %d: cgroup throttled %s per second", i, time.Duration(v))
-				}
-				if fs := r.Findings; fs[0].Code != "cfs_throttled" {
-					t.Errorf("request %d: the largest cause is %s, not cfs_throttled: %+v", i, fs[0].Code, fs)
-				}
-			}
-			if out := tr.stdout.String(); !regexp.MustCompile(`cfs_throttled \(cfs_throttle\) on [34] requests`).MatchString(out) || !strings.Contains(out, "cat "+cg.dir+"/cpu.stat") {
-				t.Errorf("summary:\n%s", out)
-			}
-		})
-	}
+		if out := tr.stdout.String(); !regexp.MustCompile(`cfs_throttled \(cfs_throttle\) on [34] requests`).MatchString(out) || !strings.Contains(out, "cat "+cg.dir+"/cpu.stat") {
+			t.Errorf("summary:\n%s", out)
+		}
+	})
 }
 
 // TestFindingCPUContention: a CPU hog on the server's only CPU:
 // cpu_contention, its loss the thread's run-queue wait by schedstat.
 func TestFindingCPUContention(t *testing.T) {
 	needRoot(t)
-	if _, err := exec.LookPath("taskset"); err != nil {
-		t.Skip("needs taskset (util-linux)")
-	}
-	srv := startServer(t, []string{"taskset", "-c", "1"}, "-work", "120ms", "-lock-thread")
-	tr := startTracer(t, "--pid", strconv.Itoa(srv.PID))
-	hog(t, 1)
-	c := dial(t, srv.Addr)
+	srv, tr, c := contendedServer(t)
 	if _, err := request(c, "/warm", 0); err != nil {
 		t.Fatal(err)
 	}
@@ -429,27 +377,12 @@ func TestFindingAcceptBacklog(t *testing.T) {
 // late_read, its loss the receive-queue wait.
 func TestFindingLateRead(t *testing.T) {
 	needRoot(t)
-	srv := startServer(t, nil, "-read-delay", "150ms")
-	tr := startTracer(t, "--pid", strconv.Itoa(srv.PID))
-	c := dial(t, srv.Addr)
-	var sent []time.Time
-	for i := 0; i < 3; i++ {
-		ex, err := request(c, fmt.Sprintf("/late/%d", i), 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sent = append(sent, ex.Sent)
-	}
-	truths := srv.Truths(t, 3)
+	tr, c, waits := lateReads(t, "/late/", 3)
 	endRequests(c)
 	recs := byPeer(t, tr.Stop(t), c, 3)
 	for i, r := range recs {
-		from := sent[i].UnixNano()
-		if i == 0 {
-			from = max(from, truths[0].AcceptUnixNano)
-		}
 		f := mustFinding(t, fmt.Sprintf("request %d", i), r, "late_read")
-		within(t, fmt.Sprintf("request %d late_read lost", i), f.LostNs, truths[i].ReadUnixNano-from)
+		within(t, fmt.Sprintf("request %d late_read lost", i), f.LostNs, waits[i])
 		if len(r.Findings) != 1 {
 			t.Errorf("request %d: findings %v, want late_read alone", i, codesOf(r))
 		}
