@@ -227,6 +227,20 @@ func TestTableAndRecent(t *testing.T) {
 	if !strings.Contains(rows[0].Confirm, "perf top -p 0") {
 		t.Errorf("confirm: %q", rows[0].Confirm)
 	}
+	// The first finding of a row may lack the host's context; the first
+	// one with it gives the row its command.
+	cfs := func(ev ...correlate.Evidence) *correlate.Request {
+		r := mk("c", "/t", correlate.CFSThrottled, 1)
+		r.Findings[0].Evidence = ev
+		return r
+	}
+	var tc Table
+	tc.Add(cfs())
+	tc.Add(cfs(correlate.TextEvidence("cgroup", "/cg/a"), correlate.IntEvidence("context_age_ms", 3)))
+	tc.Add(cfs(correlate.TextEvidence("cgroup", "/cg/b"), correlate.IntEvidence("context_age_ms", 3)))
+	if c := tc.Rows()[0].Confirm; !strings.Contains(c, "/cg/a/cpu.stat") {
+		t.Errorf("confirm %q, want the first with context", c)
+	}
 
 	var rc Recent
 	now := time.Unix(1_800_000_000, 0)

@@ -22,6 +22,9 @@ type Row struct {
 	Count   int64
 	LostNs  int64
 	Confirm string
+	// contextual: Confirm was made from a finding with the host's
+	// context (a cgroup path…); until then a later one may improve it.
+	contextual bool
 }
 
 type rowKey struct {
@@ -58,8 +61,14 @@ func (t *Table) Add(r *correlate.Request) {
 				t.Dropped++
 				continue
 			}
-			row = &Row{Service: r.Service, Route: string(t.route), Code: f.Code, Phase: f.Phase, Confirm: Confirm(r, f)}
+			row = &Row{Service: r.Service, Route: string(t.route), Code: f.Code, Phase: f.Phase}
 			t.rows[rowKey{row.Service, row.Route, row.Code}] = row
+		}
+		if !row.contextual {
+			_, row.contextual = f.Lookup("context_age_ms")
+			if row.Confirm == "" || row.contextual {
+				row.Confirm = Confirm(r, f)
+			}
 		}
 		row.Count++
 		row.LostNs += f.LostNs
@@ -75,6 +84,9 @@ func (t *Table) merge(o *Table) {
 		if cur := t.rows[k]; cur != nil {
 			cur.Count += r.Count
 			cur.LostNs += r.LostNs
+			if !cur.contextual && r.contextual {
+				cur.Confirm, cur.contextual = r.Confirm, true
+			}
 			continue
 		}
 		c := *r
