@@ -309,6 +309,9 @@ func TestFindingCPUContention(t *testing.T) {
 // limit as ss shows it.
 func TestFindingAcceptBacklog(t *testing.T) {
 	needRoot(t)
+	if _, err := exec.LookPath("ss"); err != nil {
+		t.Skip("needs ss (iproute2): the limit's truth")
+	}
 	port := freePort(t)
 	tr := startTracer(t, "--port", strconv.Itoa(port))
 	// The server sleeps 250 ms before each accept().
