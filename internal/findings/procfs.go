@@ -99,12 +99,18 @@ type goEnv struct {
 	GOGC, GOMEMLIMIT, GOMAXPROCS string // "" when not set
 }
 
-// readGoEnv picks the Go runtime's variables out of /proc/PID/environ.
+// maxEnvValue bounds a variable's value taken into evidence: the
+// traced process writes its environment, and a value this long is no
+// setting of the runtime.
+const maxEnvValue = 32
+
+// readGoEnv picks the Go runtime's variables out of /proc/PID/environ;
+// nothing else of it is kept (it may hold secrets).
 func readGoEnv(data []byte) goEnv {
 	var e goEnv
 	for _, kv := range bytes.Split(data, []byte{0}) {
 		k, v, ok := bytes.Cut(kv, []byte("="))
-		if !ok {
+		if !ok || len(v) > maxEnvValue {
 			continue
 		}
 		switch string(k) {

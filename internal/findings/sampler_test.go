@@ -280,6 +280,9 @@ func TestParsers(t *testing.T) {
 	if per, thr, ns, ok := cpuStat([]byte("usage_usec 5\nuser_usec 3\nsystem_usec 2\nnr_periods 7\nnr_throttled 3\nthrottled_usec 1500\nnr_bursts 0\n")); !ok || per != 7 || thr != 3 || ns != 1_500_000 {
 		t.Errorf("v2 cpu.stat %d %d %d", per, thr, ns)
 	}
+	if e := readGoEnv([]byte("SECRET=x\x00GOGC=" + strings.Repeat("9", 33) + "\x00GOMEMLIMIT=1GiB\x00")); e != (goEnv{GOMEMLIMIT: "1GiB"}) {
+		t.Errorf("env %+v", e)
+	}
 	if n := cpusAllowed([]byte("Cpus_allowed:\t3\nCpus_allowed_list:\t0-1\n")); n != 2 {
 		t.Errorf("cpus %d", n)
 	}
