@@ -265,11 +265,15 @@ func TestSlowHandler(t *testing.T) {
 	if fs := unknown.Analyze(mk()); len(fs) != 0 || !s.pids[42] {
 		t.Errorf("process not sampled yet: %s, watched %v", codes(fs), s.pids)
 	}
-	// GOMAXPROCS=1 halves what the process may use: 30 % is 30 %.
-	a, s = withProc(30)
+	// GOMAXPROCS=1 halves what the process may use: 80 % of one CPU is
+	// 40 % of 2 allowed, 80 % of 1.
+	a, s = withProc(80)
 	s.Load().Procs[42].Env.GOMAXPROCS = "1"
-	if share, _ := s.Load().Procs[42].CPUShare(); share != 0.3 {
+	if share, _ := s.Load().Procs[42].CPUShare(); share != 0.8 {
 		t.Errorf("share with GOMAXPROCS=1: %v", share)
+	}
+	if fs := a.Analyze(mk()); len(fs) != 0 {
+		t.Errorf("GOMAXPROCS=1 at 80 %%: %s", codes(fs))
 	}
 }
 

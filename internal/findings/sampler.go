@@ -471,7 +471,7 @@ func (s *Sampler) sampleListeners(snap *Snapshot, listeners []ListenerKey) {
 	}
 	for _, l := range listeners {
 		if st, ok := states[l.Port]; ok && own[l.Port] {
-			snap.Listeners[l] = ListenerInfo{Queue: st.Queue, Limit: st.Limit}
+			snap.Listeners[l] = ListenerInfo(st)
 		}
 	}
 }
