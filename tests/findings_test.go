@@ -159,8 +159,12 @@ func TestFindingNagle(t *testing.T) {
 			for i, r := range recs {
 				f := findingOf(r, "nagle_delayed_ack")
 				if !nagle {
-					if len(r.Findings) > 0 {
-						t.Errorf("request %d with TCP_NODELAY: findings %+v", i, r.Findings)
+					// A late thread on a busy machine may be named; nothing
+					// about the send queue may.
+					for _, f := range r.Findings {
+						if !noiseCodes[f.Code] {
+							t.Errorf("request %d with TCP_NODELAY: %s (%s lost)", i, f.Code, time.Duration(f.LostNs))
+						}
 					}
 					continue
 				}
@@ -417,6 +421,9 @@ func TestFindingGo(t *testing.T) {
 		resp, _ := get(t, client, base+"/json?n=20000")
 		jsonTruth = append(jsonTruth, headerNs(t, resp, "X-Serialize-Ns"))
 	}
+	// slow_handler wants the process to have had CPU to spare in the
+	// last sample: let the sample after the JSON work see it idle.
+	time.Sleep(2200 * time.Millisecond)
 	for i := 0; i < 2; i++ {
 		get(t, client, base+"/sleep?n=100")
 	}
