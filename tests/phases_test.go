@@ -85,27 +85,40 @@ func withinRange(t *testing.T, what string, measured, lo, hi int64) {
 	}
 }
 
-func TestRecvQueue(t *testing.T) {
-	needRoot(t)
+// lateReads has a traced server read each of n requests (PREFIX0,
+// PREFIX1, …) 150 ms after it came; waits are how long each request's
+// bytes waited, by the client's and the server's clocks.
+func lateReads(t *testing.T, prefix string, n int) (*Tracer, net.Conn, []int64) {
+	t.Helper()
 	srv := startServer(t, nil, "-read-delay", "150ms")
 	tr := startTracer(t, "--pid", strconv.Itoa(srv.PID))
 	c := dial(t, srv.Addr)
 	var sent []time.Time
-	for i := 0; i < 3; i++ {
-		ex, err := request(c, fmt.Sprintf("/recv/%d", i), 0)
+	for i := 0; i < n; i++ {
+		ex, err := request(c, fmt.Sprintf("%s%d", prefix, i), 0)
 		if err != nil {
 			t.Fatal(err)
 		}
 		sent = append(sent, ex.Sent)
 	}
-	truths := srv.Truths(t, 3)
-	recs := byPeer(t, tr.Stop(t), c, 3)
-	for i, r := range recs {
+	truths := srv.Truths(t, n)
+	var waits []int64
+	for i := range n {
 		from := sent[i].UnixNano()
 		if i == 0 {
 			from = max(from, truths[0].AcceptUnixNano) // bytes cannot be read before accept
 		}
-		within(t, fmt.Sprintf("request %d recv_queue", i), phase(t, r, "recv_queue"), truths[i].ReadUnixNano-from)
+		waits = append(waits, truths[i].ReadUnixNano-from)
+	}
+	return tr, c, waits
+}
+
+func TestRecvQueue(t *testing.T) {
+	needRoot(t)
+	tr, c, waits := lateReads(t, "/recv/", 3)
+	recs := byPeer(t, tr.Stop(t), c, 3)
+	for i, r := range recs {
+		within(t, fmt.Sprintf("request %d recv_queue", i), phase(t, r, "recv_queue"), waits[i])
 		if r.HTTP == nil || r.HTTP.Target != fmt.Sprintf("/recv/%d", i) || r.HTTP.Status != 200 {
 			t.Errorf("request %d: http = %+v", i, r.HTTP)
 		}
@@ -125,16 +138,23 @@ func hog(t *testing.T, cpu int) {
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 }
 
-func TestRunqueue(t *testing.T) {
-	needRoot(t)
+// contendedServer runs a traced server that burns 120 ms of CPU per
+// request on CPU 1, which a CPU hog shares: the serving thread waits its
+// turn.
+func contendedServer(t *testing.T) (*Server, *Tracer, net.Conn) {
+	t.Helper()
 	if _, err := exec.LookPath("taskset"); err != nil {
 		t.Skip("needs taskset (util-linux)")
 	}
-	// Server and a CPU hog share CPU 1: the serving thread waits its turn.
 	srv := startServer(t, []string{"taskset", "-c", "1"}, "-work", "120ms", "-lock-thread")
 	tr := startTracer(t, "--pid", strconv.Itoa(srv.PID))
 	hog(t, 1)
-	c := dial(t, srv.Addr)
+	return srv, tr, dial(t, srv.Addr)
+}
+
+func TestRunqueue(t *testing.T) {
+	needRoot(t)
+	srv, tr, c := contendedServer(t)
 	for i := 0; i < 3; i++ {
 		if _, err := request(c, "/cpu", 0); err != nil {
 			t.Fatal(err)
@@ -241,37 +261,57 @@ func (cg *cpuCgroup) throttled(t *testing.T) int64 {
 	return 0
 }
 
-func TestCFSThrottle(t *testing.T) {
-	needRoot(t)
+// throttledServer runs a traced server that burns 80 ms of CPU per
+// request in a cgroup whose quota is 20 % of one CPU, on one CPU (one
+// run queue throttles: cpu.stat is the serving thread's truth).
+func throttledServer(t *testing.T, v2 bool) (*cpuCgroup, *Tracer, net.Conn) {
+	t.Helper()
+	cg := newCPUCgroup(t, v2, 20000, 100000)
+	srv := startServer(t, []string{"taskset", "-c", "1"}, "-work", "80ms", "-lock-thread")
+	cg.add(t, srv.PID)
+	tr := startTracer(t, "--cgroup", cg.dir)
+	return cg, tr, dial(t, srv.Addr)
+}
+
+// throttledRequests sends n requests on c and returns the time cpu.stat
+// counted throttled during each.
+func throttledRequests(t *testing.T, cg *cpuCgroup, c net.Conn, n int) []int64 {
+	t.Helper()
+	var truth []int64
+	for i := 0; i < n; i++ {
+		before := cg.throttled(t)
+		if _, err := request(c, "/throttled", 0); err != nil {
+			t.Fatal(err)
+		}
+		truth = append(truth, cg.throttled(t)-before)
+	}
+	return truth
+}
+
+// eachCgroupVersion runs fn as a subtest for cgroup v1 and v2.
+func eachCgroupVersion(t *testing.T, fn func(t *testing.T, v2 bool)) {
 	for _, v2 := range []bool{false, true} {
 		name := "cgroup-v1"
 		if v2 {
 			name = "cgroup-v2"
 		}
-		t.Run(name, func(t *testing.T) {
-			cg := newCPUCgroup(t, v2, 20000, 100000) // 20 % of one CPU
-			// One CPU, so one run queue throttles and cpu.stat is this thread's truth.
-			srv := startServer(t, []string{"taskset", "-c", "1"}, "-work", "80ms", "-lock-thread")
-			cg.add(t, srv.PID)
-			tr := startTracer(t, "--cgroup", cg.dir)
-			c := dial(t, srv.Addr)
-			var truth []int64
-			for i := 0; i < 3; i++ {
-				before := cg.throttled(t)
-				if _, err := request(c, "/throttled", 0); err != nil {
-					t.Fatal(err)
-				}
-				truth = append(truth, cg.throttled(t)-before)
-			}
-			recs := byPeer(t, tr.Stop(t), c, 3)
-			for i, r := range recs {
-				if truth[i] < int64(50*time.Millisecond) {
-					t.Fatalf("CFS throttling not provoked: %s", time.Duration(truth[i]))
-				}
-				within(t, fmt.Sprintf("request %d cfs_throttle", i), phase(t, r, "cfs_throttle"), truth[i])
-			}
-		})
+		t.Run(name, func(t *testing.T) { fn(t, v2) })
 	}
+}
+
+func TestCFSThrottle(t *testing.T) {
+	needRoot(t)
+	eachCgroupVersion(t, func(t *testing.T, v2 bool) {
+		cg, tr, c := throttledServer(t, v2)
+		truth := throttledRequests(t, cg, c, 3)
+		recs := byPeer(t, tr.Stop(t), c, 3)
+		for i, r := range recs {
+			if truth[i] < int64(50*time.Millisecond) {
+				t.Fatalf("CFS throttling not provoked: %s", time.Duration(truth[i]))
+			}
+			within(t, fmt.Sprintf("request %d cfs_throttle", i), phase(t, r, "cfs_throttle"), truth[i])
+		}
+	})
 }
 
 func TestSendQueueZeroWindow(t *testing.T) {
@@ -279,6 +319,23 @@ func TestSendQueueZeroWindow(t *testing.T) {
 	// A 1 MiB answer fits the server's send buffer at once; the client's
 	// tiny receive buffer fills and it stops reading: zero window, and the
 	// last byte waits in the send queue.
+	srv, tr, c, ex := slowReader(t)
+	truths := srv.Truths(t, 1)
+	r := byPeer(t, tr.Stop(t), c, 1)[0]
+	truth := ex.LastByte.UnixNano() - truths[0].WriteEndNano
+	if truth < int64(200*time.Millisecond) {
+		t.Fatalf("send-queue wait not provoked: %s (the write returned only when the answer was nearly out)", time.Duration(truth))
+	}
+	within(t, "send_queue", phase(t, r, "send_queue"), truth)
+	if r.TCP == nil || r.TCP.ZeroWindow == 0 {
+		t.Errorf("no zero-window event recorded: %+v", r.TCP)
+	}
+}
+
+// slowReader has a client with a tiny receive buffer ask a traced
+// server for 1 MiB and stop reading for 400 ms after the first bytes.
+func slowReader(t *testing.T) (*Server, *Tracer, net.Conn, Exchange) {
+	t.Helper()
 	srv := startServer(t, nil, "-resp-size", strconv.Itoa(1<<20), "-sndbuf", strconv.Itoa(8<<20))
 	tr := startTracer(t, "--pid", strconv.Itoa(srv.PID))
 	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
@@ -290,21 +347,12 @@ func TestSendQueueZeroWindow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
 	ex, err := request(c, "/big", 400*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}
-	truths := srv.Truths(t, 1)
-	r := byPeer(t, tr.Stop(t), c, 1)[0]
-	truth := ex.LastByte.UnixNano() - truths[0].WriteEndNano
-	if truth < int64(200*time.Millisecond) {
-		t.Fatalf("send-queue wait not provoked: %s (the write returned only when the answer was nearly out)", time.Duration(truth))
-	}
-	within(t, "send_queue", phase(t, r, "send_queue"), truth)
-	if r.TCP == nil || r.TCP.ZeroWindow == 0 {
-		t.Errorf("no zero-window event recorded: %+v", r.TCP)
-	}
+	return srv, tr, c, ex
 }
 
 func TestRetransmits(t *testing.T) {
@@ -358,25 +406,33 @@ func TestRetransmits(t *testing.T) {
 	}
 }
 
+// smallAnswers has a traced server answer n requests in two small
+// writes each, with Nagle on or off: with Nagle on, the second waits for
+// the ACK of the first, which the client delays. gaps are the client's
+// times between the first and the last byte of each answer.
+func smallAnswers(t *testing.T, nagle bool, n int) (*Tracer, net.Conn, []int64) {
+	t.Helper()
+	srv := startServer(t, nil, "-chunks", "2", "-resp-size", "200", fmt.Sprintf("-nodelay=%v", !nagle))
+	tr := startTracer(t, "--pid", strconv.Itoa(srv.PID))
+	c := dial(t, srv.Addr)
+	var gaps []int64
+	for i := 0; i < n; i++ {
+		ex, err := request(c, "/small", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gaps = append(gaps, ex.LastByte.Sub(ex.FirstByte).Nanoseconds())
+		time.Sleep(5 * time.Millisecond)
+	}
+	return tr, c, gaps
+}
+
 func TestNagle(t *testing.T) {
 	needRoot(t)
 	for _, nagle := range []bool{true, false} {
 		t.Run(fmt.Sprintf("nagle=%v", nagle), func(t *testing.T) {
-			// Two small writes per answer: with Nagle on, the second waits
-			// for the ACK of the first, which the client delays.
-			srv := startServer(t, nil, "-chunks", "2", "-resp-size", "200", fmt.Sprintf("-nodelay=%v", !nagle))
-			tr := startTracer(t, "--pid", strconv.Itoa(srv.PID))
-			c := dial(t, srv.Addr)
 			const n = 12
-			var gaps []int64
-			for i := 0; i < n; i++ {
-				ex, err := request(c, "/small", 0)
-				if err != nil {
-					t.Fatal(err)
-				}
-				gaps = append(gaps, ex.LastByte.Sub(ex.FirstByte).Nanoseconds())
-				time.Sleep(5 * time.Millisecond)
-			}
+			tr, c, gaps := smallAnswers(t, nagle, n)
 			recs := byPeer(t, tr.Stop(t), c, n)
 			delayed, misses := 0, 0
 			for i, r := range recs {

@@ -26,6 +26,9 @@ func TestPrintStatus(t *testing.T) {
 			OTLP:        &control.OTLP{Endpoint: "http://c:4318/v1/traces", Stats: control.OTLPStats{ExportErrors: 3, Exports: 3, SpansFailed: 5, SpansQueued: 6}},
 			MetricsAddr: "127.0.0.1:9464",
 		},
+		FindingsMinutes: 5,
+		Findings: []control.Finding{{Service: "api", Route: "GET /x", Code: "cfs_throttled", Phase: "cfs_throttle", Requests: 3, LostNs: 123456789,
+			Confirm: "cat /sys/fs/cgroup/cpu/api/cpu.stat", Remedy: "raise it"}},
 	}
 	var b strings.Builder
 	printStatus(&b, st)
@@ -39,6 +42,10 @@ kernel: 10 connections traced, 20 records, 3/65536 connections open; lost: 1 (ri
 otlp: http://c:4318/v1/traces, down: 0 spans exported, 0 dropped, 5 failed (3 of 3 exports failed), 6 queued
 json: none
 metrics: 127.0.0.1:9464
+findings (last 5 minutes, most time lost first):
+  api GET /x: cfs_throttled (cfs_throttle) on 3 requests, 123.46ms lost
+    confirm: cat /sys/fs/cgroup/cpu/api/cpu.stat
+    remedy: raise it
 `
 	if b.String() != want {
 		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
@@ -46,7 +53,7 @@ metrics: 127.0.0.1:9464
 
 	b.Reset()
 	printStatus(&b, control.Status{PID: 1, Config: "/etc/tracerd/tracerd.yaml", Exporters: control.Exporters{JSON: "-"}})
-	for _, line := range []string{"up 0s, config /etc/tracerd/tracerd.yaml, 0 reloads", "targets: every accepted TCP connection on this host", "hooks: 0/0 attached\n", "go probes: off", "otlp: off", "json: -"} {
+	for _, line := range []string{"up 0s, config /etc/tracerd/tracerd.yaml, 0 reloads", "targets: every accepted TCP connection on this host", "hooks: 0/0 attached\n", "go probes: off", "otlp: off", "json: -", "findings: off"} {
 		if !strings.Contains(b.String(), line) {
 			t.Errorf("lacks %q:\n%s", line, b.String())
 		}

@@ -90,6 +90,24 @@ func printStatus(w io.Writer, st control.Status) {
 		fmt.Fprintln(w, "otlp: off")
 	}
 	fmt.Fprintf(w, "json: %s\nmetrics: %s\n", orNone(st.Exporters.JSON), orNone(st.Exporters.MetricsAddr))
+	printFindings(w, st)
+}
+
+// printFindings shows the causes that cost requests most time lately.
+func printFindings(w io.Writer, st control.Status) {
+	if st.FindingsMinutes == 0 {
+		fmt.Fprintln(w, "findings: off")
+		return
+	}
+	if len(st.Findings) == 0 {
+		fmt.Fprintf(w, "findings (last %d minutes): none\n", st.FindingsMinutes)
+		return
+	}
+	fmt.Fprintf(w, "findings (last %d minutes, most time lost first):\n", st.FindingsMinutes)
+	for _, f := range st.Findings {
+		fmt.Fprintf(w, "  %s %s: %s (%s) on %d requests, %s lost\n    confirm: %s\n    remedy: %s\n",
+			f.Service, f.Route, f.Code, f.Phase, f.Requests, time.Duration(f.LostNs).Round(10*time.Microsecond), f.Confirm, f.Remedy)
+	}
 }
 
 func orNone(s string) string {

@@ -33,6 +33,7 @@ type Config struct {
 	Targets   targets.Targets `yaml:"targets"`
 	Engine    Engine          `yaml:"engine"`
 	Exporters Exporters       `yaml:"exporters"`
+	Findings  Findings        `yaml:"findings"`
 	Log       Log             `yaml:"log"`
 	Control   Control         `yaml:"control"`
 }
@@ -47,6 +48,15 @@ type Engine struct {
 	// GoMaxCallsPerSecond: a probed Go function firing more often than
 	// this in one process has its probes switched off (0: no bound).
 	GoMaxCallsPerSecond int `yaml:"go_max_calls_per_second"`
+}
+
+// Findings says when a cause of lost time is named on a request
+// (docs/findings.md): it cost at least MinLost and MinSharePct percent
+// of the request's duration.
+type Findings struct {
+	Enabled     bool          `yaml:"enabled"`
+	MinLost     time.Duration `yaml:"min_lost"`
+	MinSharePct int           `yaml:"min_share_percent"`
 }
 
 // Exporters says where requests go.
@@ -123,6 +133,7 @@ func Default() Config {
 			GoMaxCallsPerSecond: goprobe.DefaultMaxCallsPerSecond,
 		},
 		Exporters: Exporters{MetricsAddr: "127.0.0.1:9464"},
+		Findings:  Findings{Enabled: true, MinLost: time.Millisecond, MinSharePct: 20},
 		Log:       Log{Level: "info", Format: "text"},
 		Control:   Control{Socket: DefaultSocket},
 	}
@@ -255,6 +266,8 @@ func section(goType string) string {
 		return "exporters.otlp"
 	case "config.Sampling":
 		return "exporters.sampling"
+	case "config.Findings":
+		return "findings"
 	case "config.Log":
 		return "log"
 	case "config.Control":
@@ -341,6 +354,12 @@ func (c *Config) check(path string, doc *yaml.Node) error {
 	}
 	if err := GoMaxCalls.Check(int64(c.Engine.GoMaxCallsPerSecond)); err != nil {
 		bad(err.Error(), "engine", "go_max_calls_per_second")
+	}
+	if err := FindingMinLost.Check(int64(c.Findings.MinLost)); err != nil {
+		bad(err.Error(), "findings", "min_lost")
+	}
+	if err := FindingMinShare.Check(int64(c.Findings.MinSharePct)); err != nil {
+		bad(err.Error(), "findings", "min_share_percent")
 	}
 	if a := c.Exporters.MetricsAddr; a != "" && a != "off" {
 		if err := CheckListenAddr(a); err != nil {

@@ -55,6 +55,11 @@ var (
 	// control socket's requests).
 	SnapshotDuration = Range{Min: int64(time.Millisecond), Max: int64(24 * time.Hour), Duration: true}
 	Top              = Range{Min: 0, Max: 1000, Unit: "requests"}
+	// FindingMinLost and FindingMinShare: a cause is named when it cost
+	// a request this much and this share of its duration (a minute is
+	// past any request worth a per-request finding).
+	FindingMinLost  = Range{Min: 0, Max: int64(time.Minute), Duration: true, Zero: "any"}
+	FindingMinShare = Range{Min: 0, Max: 100, Unit: "percent", Zero: "any"}
 )
 
 // SampleRatio is the only fractional setting: [0, 1], NaN refused.

@@ -37,6 +37,8 @@ func TestOutOfRange(t *testing.T) {
 		{"engine:\n  skip_hooks: [nope]\n", `engine.skip_hooks: no hook named "nope": optional hooks are sys_exit_accept,`},
 		{"exporters:\n  metrics_addr: 127.0.0.1:99999\n", `h.yaml:2: exporters.metrics_addr: "127.0.0.1:99999": port 99999 is out of range: want host:port with a port from 1 to 65535, or off`},
 		{"exporters:\n  metrics_addr: \"127.0.0.1:0\"\n", `port 0 is out of range`},
+		{"findings:\n  min_lost: 2m\n", `h.yaml:2: findings.min_lost: 2m is out of range: want 0s to 1m (0: any)`},
+		{"findings:\n  min_share_percent: -1\n", `h.yaml:2: findings.min_share_percent: -1 is out of range: want 0 to 100 percent (0: any)`},
 	} {
 		_, err := Parse("h.yaml", []byte(tc.doc))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -53,6 +55,8 @@ func TestRangeBounds(t *testing.T) {
 		"engine:\n  idle_timeout: 1ms\n  max_conns: 1\n  ring_buffer_bytes: 4096\n  go_max_calls_per_second: 0\n",
 		"engine:\n  idle_timeout: 10m\n  max_conns: 4194304\n  ring_buffer_bytes: 268435456\n  go_max_calls_per_second: 1000000\n  skip_hooks: [sched_switch, softirq_raise]\n",
 		"exporters:\n  metrics_addr: \"[::1]:65535\"\n",
+		"findings:\n  min_lost: \"0\"\n  min_share_percent: 0\n",
+		"findings:\n  enabled: false\n  min_lost: 1m\n  min_share_percent: 100\n",
 	} {
 		if _, err := Parse("b.yaml", []byte(doc)); err != nil {
 			t.Errorf("%q: %v", doc, err)

@@ -22,6 +22,23 @@ type Status struct {
 	Requests      int64                  `json:"requests"`    // requests handed to the exporters
 	SinkErrors    int64                  `json:"sink_errors"` // requests an output failed to take
 	Exporters     Exporters              `json:"exporters"`
+
+	// Findings are the causes that cost requests the most time over the
+	// last FindingsMinutes minutes, most first (docs/findings.md).
+	Findings        []Finding `json:"findings"`
+	FindingsMinutes int       `json:"findings_minutes,omitempty"` // 0: findings are off
+}
+
+// Finding is one cause on one route, summed over the recent minutes.
+type Finding struct {
+	Service  string `json:"service"`
+	Route    string `json:"route"`
+	Code     string `json:"code"`
+	Phase    string `json:"phase"`
+	Requests int64  `json:"requests"`
+	LostNs   int64  `json:"lost_ns"`
+	Confirm  string `json:"confirm"` // the shell command that shows the cause
+	Remedy   string `json:"remedy"`
 }
 
 // Hook is one kernel hook's state.

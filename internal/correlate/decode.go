@@ -33,6 +33,9 @@ func fromRecord(rec *loader.Record, clock Clock, comm string) Request {
 		Sock:         rec.Sk,
 	}
 	derivePhases(&r.Phases, rec)
+	if rec.T_wr != 0 && rec.T_wr > rec.T_rd {
+		r.FirstWriteNs = int64(rec.T_wr - rec.T_rd)
+	}
 
 	// Start: first byte queued (or the connection entering the accept
 	// queue, for the first request); end: the answer's last byte left.

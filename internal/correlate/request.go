@@ -28,6 +28,12 @@ type Request struct {
 	Spans         []Span
 	EndReason     EndReason
 	Answered      bool // the app wrote an answer
+	// FirstWriteNs is T_wr − T_rd: from the request's first read to the
+	// answer's first write; 0 when not seen (Go-only records).
+	FirstWriteNs int64
+	// Findings name the causes that cost the request time, largest
+	// first (internal/findings); nil when none.
+	Findings []Finding
 }
 
 // Conn identifies the connection a request came on.

@@ -12,6 +12,7 @@ import (
 	"github.com/tracerd/tracerd/internal/config"
 	"github.com/tracerd/tracerd/internal/control"
 	"github.com/tracerd/tracerd/internal/export"
+	"github.com/tracerd/tracerd/internal/findings"
 	"github.com/tracerd/tracerd/internal/outputs"
 )
 
@@ -66,8 +67,19 @@ func (d *Daemon) Status() (control.Status, error) {
 		st.Hooks = append(st.Hooks, control.Hook{Name: h.Name, Way: h.WayName(), OK: h.OK, Reason: h.Reason})
 	}
 	st.GoProbeKind, st.GoProbes = eng.GoProbes()
+	if cfg.Findings.Enabled {
+		st.FindingsMinutes = findings.RecentMinutes
+		st.Findings = []control.Finding{}
+		for _, r := range d.recent.Top(statusFindings) {
+			st.Findings = append(st.Findings, control.Finding{Service: r.Service, Route: r.Route, Code: r.Code.String(), Phase: r.Phase.String(),
+				Requests: r.Count, LostNs: r.LostNs, Confirm: r.Confirm, Remedy: r.Code.Remedy()})
+		}
+	}
 	return st, nil
 }
+
+// statusFindings is how many findings tracerd status shows.
+const statusFindings = 10
 
 func exportersStatus(x *outputs.Exporters, e config.Exporters) control.Exporters {
 	st := control.Exporters{JSON: e.JSON, MetricsAddr: x.MetricsAddr()}

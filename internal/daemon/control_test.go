@@ -3,6 +3,7 @@ package daemon
 import (
 	"encoding/json"
 	"errors"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/tracerd/tracerd/internal/config"
 	"github.com/tracerd/tracerd/internal/control"
+	"github.com/tracerd/tracerd/internal/correlate"
 	"github.com/tracerd/tracerd/internal/targets"
 )
 
@@ -61,6 +63,26 @@ func TestStatus(t *testing.T) {
 		if !strings.Contains(string(b), key) {
 			t.Errorf("status JSON lacks %s: %s", key, b)
 		}
+	}
+
+	if st.FindingsMinutes != 5 || st.Findings == nil || len(st.Findings) != 0 {
+		t.Errorf("findings before any: %d %+v", st.FindingsMinutes, st.Findings)
+	}
+	// Findings of requests handed over show, most time lost first, under
+	// the exporters' service name.
+	for i, lost := range []int64{3e6, 9e6, 4e6} {
+		r := &correlate.Request{PID: 1, Comm: "api", HTTP: &correlate.HTTP{Method: "GET", Target: "/x"}, Conn: correlate.Conn{Local: netip.MustParseAddrPort("127.0.0.1:80")},
+			Findings: []correlate.Finding{{Code: correlate.FindingCode(i % 2), Phase: correlate.AcceptQueue, LostNs: lost}}}
+		h.eng.add(t, r)
+	}
+	st, err = dial(t, sock).Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Findings) != 2 || st.Findings[0].Code != "late_read" || st.Findings[0].Requests != 1 || st.Findings[0].LostNs != 9e6 ||
+		st.Findings[1].Code != "accept_backlog" || st.Findings[1].Requests != 2 || st.Findings[1].LostNs != 7e6 ||
+		st.Findings[1].Route != "GET /x" || st.Findings[1].Service != "api" || !strings.Contains(st.Findings[1].Confirm, "sport = :80") {
+		t.Errorf("findings %+v", st.Findings)
 	}
 
 	h.eng.mu.Lock()

@@ -19,6 +19,7 @@ import (
 	"github.com/tracerd/tracerd/internal/config"
 	"github.com/tracerd/tracerd/internal/correlate"
 	"github.com/tracerd/tracerd/internal/export"
+	"github.com/tracerd/tracerd/internal/findings"
 	"github.com/tracerd/tracerd/internal/goprobe"
 	"github.com/tracerd/tracerd/internal/loader"
 	"github.com/tracerd/tracerd/internal/metrics"
@@ -100,6 +101,8 @@ type Daemon struct {
 	eng  Engine        // nil until attached
 	x    *outputs.Exporters
 	taps taps
+	// recent sums the findings of the last minutes (tracerd status).
+	recent findings.Recent
 	// retiring counts exporters replaced by a reload, still flushing.
 	retiring sync.WaitGroup
 }
@@ -217,7 +220,9 @@ func (d *Daemon) add(r *correlate.Request) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.taps.add(r)
-	return d.x.Add(r)
+	err := d.x.Add(r) // names the service first
+	d.recent.Add(r)
+	return err
 }
 
 // stop waits for the engine's last requests (it was told to stop), then

@@ -34,13 +34,16 @@ func planReload(cur, next config.Config) reloadPlan {
 	if next.Exporters.MetricsAddr != cur.Exporters.MetricsAddr {
 		p.restart = append(p.restart, "exporters.metrics_addr")
 	}
+	if next.Findings != cur.Findings {
+		p.restart = append(p.restart, "findings")
+	}
 	if next.Control != cur.Control {
 		p.restart = append(p.restart, "control")
 	}
 	if next.Log.Format != cur.Log.Format {
 		p.restart = append(p.restart, "log.format")
 	}
-	p.cfg.Engine, p.cfg.Control, p.cfg.Log.Format = cur.Engine, cur.Control, cur.Log.Format
+	p.cfg.Engine, p.cfg.Control, p.cfg.Log.Format, p.cfg.Findings = cur.Engine, cur.Control, cur.Log.Format, cur.Findings
 	p.cfg.Exporters.MetricsAddr = cur.Exporters.MetricsAddr
 	p.exporters = !reflect.DeepEqual(p.cfg.Exporters, cur.Exporters)
 	p.targets = !reflect.DeepEqual(p.cfg.Targets, cur.Targets)

@@ -33,6 +33,7 @@ func TestPlanReload(t *testing.T) {
 		{name: "log level", edit: func(c *config.Config) { c.Log.Level = "debug" }},
 		{name: "engine", edit: func(c *config.Config) { c.Engine.IdleTimeout = time.Second }, restart: []string{"engine"}},
 		{name: "go", edit: func(c *config.Config) { c.Engine.Go = !c.Engine.Go }, restart: []string{"engine"}},
+		{name: "findings", edit: func(c *config.Config) { c.Findings.MinSharePct = 50 }, restart: []string{"findings"}},
 		{name: "metrics", edit: func(c *config.Config) { c.Exporters.MetricsAddr = "127.0.0.1:1" }, restart: []string{"exporters.metrics_addr"}},
 		{name: "all that needs a restart, and targets", edit: func(c *config.Config) {
 			c.Engine.SkipHooks = []string{"sched_switch"}
@@ -50,7 +51,7 @@ func TestPlanReload(t *testing.T) {
 		}
 		// What needs a restart runs on as it is; the rest is the next.
 		want := next
-		want.Engine, want.Control, want.Log.Format, want.Exporters.MetricsAddr = cur.Engine, cur.Control, cur.Log.Format, cur.Exporters.MetricsAddr
+		want.Engine, want.Control, want.Log.Format, want.Exporters.MetricsAddr, want.Findings = cur.Engine, cur.Control, cur.Log.Format, cur.Exporters.MetricsAddr, cur.Findings
 		if !reflect.DeepEqual(p.cfg, want) {
 			t.Errorf("%s: runs %+v\nwant %+v", tc.name, p.cfg, want)
 		}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tracerd/tracerd/internal/config"
+	"github.com/tracerd/tracerd/internal/findings"
 	"github.com/tracerd/tracerd/internal/goprobe"
 	"github.com/tracerd/tracerd/internal/loader"
 	"github.com/tracerd/tracerd/internal/pipeline"
@@ -57,6 +58,14 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger, openSinks f
 	if err != nil {
 		t.Close()
 		return nil, err
+	}
+	if f := cfg.Findings; f.Enabled {
+		// First: the other sinks see the findings. The sampler reads the
+		// host's context once a second, for the processes findings name.
+		smp := findings.NewSampler()
+		go smp.Run(ctx, time.Second)
+		an := findings.New(findings.Config{MinLost: f.MinLost, MinSharePct: f.MinSharePct}, smp)
+		sinks = append([]pipeline.Sink{an}, sinks...)
 	}
 	s := &Session{tracer: t, done: make(chan struct{})}
 	// Go events wait this long for their request's kernel record, which

@@ -52,7 +52,10 @@ func fixedRequests() []correlate.Request {
 		correlate.Runqueue: 4e6, correlate.CFSThrottle: 5e6, correlate.App: 30e6, correlate.SendQueue: 5e6, correlate.AckWait: 1e6} {
 		a.Phases.Set(p, v)
 	}
+	a.Findings = []correlate.Finding{{Code: correlate.LateRead, Phase: correlate.RecvQueue, LostNs: 20e6,
+		Evidence: []correlate.Evidence{correlate.IntEvidence("recv_queue_ns", 20e6)}}}
 	b := a
+	b.Findings = nil
 	b.HTTP = nil
 	b.ParentSpanID = correlate.SpanID{}
 	b.TCP = correlate.TCP{Retransmits: 2}
@@ -159,7 +162,10 @@ func TestSummary(t *testing.T) {
 	var buf bytes.Buffer
 	s.Write(&buf)
 	out := buf.String()
-	for _, want := range []string{"2 requests", "recv_queue", "  runqueue", "slowest 1:", "GET /api/x", "[runqueue=4.00ms]"} {
+	for _, want := range []string{"2 requests", "recv_queue", "  runqueue", "slowest 1:", "GET /api/x", "[runqueue=4.00ms]",
+		"    findings: late_read 20.00ms (recv_queue)\n",
+		"findings, most time lost first (docs/findings.md):\n  1. api GET /api/x: late_read (recv_queue) on 1 requests, 20.00ms lost, 20.00ms on average\n     confirm: ss -tn 'sport = :8080'",
+		"     remedy: the app read the request late"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("summary lacks %q:\n%s", want, out)
 		}
@@ -178,7 +184,14 @@ func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
 	grpcUnseen.RPC = &correlate.RPC{System: "grpc", Service: "pkg.Svc", Method: "Watch", StatusCode: 7}
 	v6 := reqs[0]
 	v6.Conn.Local, v6.Conn.Peer = netip.MustParseAddrPort("[::1]:8080"), netip.AddrPort{}
-	for _, r := range append(reqs, odd, grpcOK, grpcUnseen, v6) {
+	found := reqs[1]
+	found.Findings = []correlate.Finding{
+		{Code: correlate.CFSThrottled, Phase: correlate.CFSThrottle, LostNs: 7, Evidence: []correlate.Evidence{
+			correlate.TextEvidence("cgroup", "/sys/fs/cgroup/a<b>&\"c\"/\xff"), correlate.FloatEvidence("quota_cpus", 0.2),
+			correlate.FloatEvidence("big", 1e22), correlate.FloatEvidence("tiny", 1e-9), correlate.IntEvidence("cpu_quota_us", -1)}},
+		{Code: correlate.SlowHandler, Phase: correlate.App, LostNs: 1},
+	}
+	for _, r := range append(reqs, odd, grpcOK, grpcUnseen, v6, found) {
 		want, err := json.Marshal(ToJSON(&r))
 		if err != nil {
 			t.Fatal(err)
@@ -190,6 +203,15 @@ func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
 }
 
 func BenchmarkAppendJSON(b *testing.B) {
+	r := fixedRequests()[0]
+	r.Findings = nil // most requests have none: BenchmarkAppendJSONFindings
+	var buf []byte
+	for b.Loop() {
+		buf = AppendJSON(buf[:0], &r)
+	}
+}
+
+func BenchmarkAppendJSONFindings(b *testing.B) {
 	r := fixedRequests()[0]
 	var buf []byte
 	for b.Loop() {
@@ -204,4 +226,27 @@ func mustHex(s string) []byte {
 		panic(err)
 	}
 	return b
+}
+
+// The JSON lines' findings read back as they were: numbers keep their
+// kind, evidence its order.
+func TestFindingsRoundTrip(t *testing.T) {
+	r := fixedRequests()[0]
+	r.Findings = append(r.Findings, correlate.Finding{Code: correlate.CFSThrottled, Phase: correlate.CFSThrottle, LostNs: 5e6,
+		Evidence: []correlate.Evidence{correlate.TextEvidence("cgroup", "/sys/fs/cgroup/x"), correlate.FloatEvidence("quota_cpus", 0.2), correlate.IntEvidence("cpu_quota_us", 20000),
+			correlate.FloatEvidence("host_cpu_busy_pct", 51)}})
+	var j JSONRecord
+	if err := json.Unmarshal(AppendJSON(nil, &r), &j); err != nil {
+		t.Fatal(err)
+	}
+	if len(j.Findings) != 2 || j.Findings[1].Code != "cfs_throttled" || j.Findings[1].Phase != "cfs_throttle" || j.Findings[1].LostNs != 5e6 ||
+		j.Findings[1].Remedy != correlate.CFSThrottled.Remedy() {
+		t.Fatalf("%+v", j.Findings)
+	}
+	if got := j.Findings[1].Evidence; !slices.Equal(got, JSONEvidence(r.Findings[1].Evidence)) {
+		t.Errorf("evidence %+v, want %+v", got, r.Findings[1].Evidence)
+	}
+	if e, ok := j.Findings[0].Evidence.Get("recv_queue_ns"); !ok || e.Int != 20e6 {
+		t.Errorf("late_read evidence %+v", j.Findings[0].Evidence)
+	}
 }

@@ -122,6 +122,9 @@ func (o JSONOptions) AppendJSON(b []byte, r *correlate.Request) []byte {
 	}
 	b = append(b, `,"end_reason":`...)
 	b = appendString(b, r.EndReason.String())
+	if len(r.Findings) > 0 {
+		b = appendFindings(b, r.Findings)
+	}
 	return append(b, '}')
 }
 

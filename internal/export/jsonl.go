@@ -28,6 +28,10 @@ type JSONRecord struct {
 	TCP           *JSONTCP   `json:"tcp,omitempty"`
 	Spans         []JSONSpan `json:"spans,omitempty"`
 	EndReason     string     `json:"end_reason"`
+
+	// Findings are the causes that cost the request time
+	// (docs/findings.md); absent when none.
+	Findings []JSONFinding `json:"findings,omitempty"`
 }
 
 type JSONConn struct {
@@ -143,6 +147,10 @@ func (o JSONOptions) ToJSON(r *correlate.Request) JSONRecord {
 	}
 	for _, s := range r.Spans {
 		j.Spans = append(j.Spans, JSONSpan{Name: s.Name, StartUnixNano: s.StartUnixNano, DurationNs: s.DurationNs})
+	}
+	for _, f := range r.Findings {
+		j.Findings = append(j.Findings, JSONFinding{Code: f.Code.String(), Phase: f.Phase.String(), LostNs: f.LostNs,
+			Evidence: JSONEvidence(f.Evidence), Remedy: f.Code.Remedy()})
 	}
 	return j
 }

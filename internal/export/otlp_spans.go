@@ -179,6 +179,9 @@ func requestSpans(r *correlate.Request, keepQueryValues bool) []*tracepb.Span {
 		}
 		phaseSpan[p] = child(parent, p.String(), wins[p], phaseAttrs[p])
 	}
+	if len(r.Findings) > 0 {
+		findingEvents(r, server, &phaseSpan, &wins, &ok)
+	}
 
 	// Go spans: under app, each inside the innermost earlier Go span
 	// that contains it (json.Marshal within ServeHTTP); GC pauses, which

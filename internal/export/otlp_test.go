@@ -58,6 +58,12 @@ func otlpRequests() []correlate.Request {
 		{Name: "runtime.GC stop-the-world (mark termination)", StartUnixNano: appStart + ms(24), DurationNs: ms(0.1)},
 	}
 
+	a.Findings = []correlate.Finding{
+		{Code: correlate.LateRead, Phase: correlate.RecvQueue, LostNs: ms(20), Evidence: []correlate.Evidence{correlate.IntEvidence("recv_queue_ns", ms(20))}},
+		{Code: correlate.CFSThrottled, Phase: correlate.CFSThrottle, LostNs: ms(5), Evidence: []correlate.Evidence{
+			correlate.TextEvidence("cgroup", "/sys/fs/cgroup/api"), correlate.IntEvidence("cpu_quota_us", 20000), correlate.FloatEvidence("quota_cpus", 0.2)}},
+	}
+
 	// A keep-alive request of another protocol over IPv6, no traceparent.
 	b := correlate.Request{
 		StartUnixNano: t0 + ms(100), EndUnixNano: t0 + ms(103), DurationNs: ms(3),
@@ -224,6 +230,9 @@ func renderTree(b *strings.Builder, spans []*tracepb.Span) {
 		if len(s.Attributes) > 0 {
 			fmt.Fprintf(b, "%s  · %s\n", ind, renderAttrs(s.Attributes))
 		}
+		for _, e := range s.Events {
+			fmt.Fprintf(b, "%s  ! %s at %s: %s\n", ind, e.Name, time.Duration(int64(e.TimeUnixNano)-int64(origin)), renderAttrs(e.Attributes))
+		}
 		kids := children[hex.EncodeToString(s.SpanId)]
 		slices.SortStableFunc(kids, func(x, y *tracepb.Span) int { return cmp.Compare(x.StartTimeUnixNano, y.StartTimeUnixNano) })
 		for _, k := range kids {
@@ -246,6 +255,8 @@ func renderAttrs(kvs []*commonpb.KeyValue) string {
 			v = fmt.Sprint(x.IntValue)
 		case *commonpb.AnyValue_BoolValue:
 			v = fmt.Sprint(x.BoolValue)
+		case *commonpb.AnyValue_DoubleValue:
+			v = fmt.Sprint(x.DoubleValue)
 		default:
 			v = fmt.Sprintf("%v", kv.Value)
 		}

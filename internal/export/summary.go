@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tracerd/tracerd/internal/correlate"
+	"github.com/tracerd/tracerd/internal/findings"
 )
 
 // Summary keeps what the human summary needs in bounded memory: a
@@ -23,6 +24,7 @@ type Summary struct {
 	hist     [correlate.NumPhases]histogram
 	duration histogram
 	slowest  slowHeap
+	findings findings.Table
 }
 
 func NewSummary(topN int) *Summary { return &Summary{topN: topN} }
@@ -32,6 +34,7 @@ func (s *Summary) Add(r *correlate.Request) {
 	s.requests++
 	s.duration.add(r.DurationNs)
 	r.Phases.Each(func(p correlate.Phase, ns int64) { s.hist[p].add(ns) })
+	s.findings.Add(r)
 	if s.topN <= 0 {
 		return
 	}
@@ -70,6 +73,7 @@ func (s *Summary) Write(w io.Writer) {
 	row("total", &s.duration)
 	tw.Flush()
 
+	defer s.writeFindings(w)
 	slow := append([]correlate.Request(nil), s.slowest...)
 	sort.Slice(slow, func(i, j int) bool { return slow[i].DurationNs > slow[j].DurationNs })
 	if len(slow) == 0 {
@@ -80,6 +84,9 @@ func (s *Summary) Write(w io.Writer) {
 		fmt.Fprintf(w, "%s  %-28s %s pid=%d %s→%s #%d\n    %s\n",
 			fmtNs(r.DurationNs), r.Route(), r.Service, r.PID, r.Conn.Peer, r.Conn.Local,
 			r.Conn.RequestIndex, Breakdown(&r))
+		if len(r.Findings) > 0 {
+			fmt.Fprintf(w, "    findings: %s\n", FindingsLine(&r))
+		}
 	}
 }
 

@@ -29,6 +29,7 @@ type Requests struct {
 	duration *prometheus.HistogramVec
 	total    *prometheus.CounterVec
 	services map[string]*serviceObservers
+	findings
 }
 
 // serviceObservers caches one service's label lookups: a request costs a
@@ -37,6 +38,8 @@ type serviceObservers struct {
 	phase    [correlate.NumPhases]prometheus.Observer
 	duration prometheus.Observer
 	total    prometheus.Counter
+	found    *serviceFindings // made at the service's first finding
+	name     string           // the service label
 }
 
 // NewRequests registers the request metrics with reg.
@@ -60,6 +63,7 @@ func NewRequests(reg prometheus.Registerer) *Requests {
 		services: map[string]*serviceObservers{},
 	}
 	reg.MustRegister(m.phase, m.duration, m.total)
+	m.findings = newFindings(reg)
 	return m
 }
 
@@ -74,6 +78,7 @@ func (m *Requests) observers(service string) *serviceObservers {
 		}
 	}
 	o := &serviceObservers{
+		name:     service,
 		duration: m.duration.WithLabelValues(service),
 		total:    m.total.WithLabelValues(service),
 	}
@@ -99,4 +104,7 @@ func (m *Requests) Observe(r *correlate.Request, traced bool) {
 	r.Phases.Each(func(p correlate.Phase, ns int64) {
 		o.phase[p].Observe(float64(ns) / 1e9)
 	})
+	if len(r.Findings) > 0 {
+		m.observeFindings(o, r.Findings)
+	}
 }

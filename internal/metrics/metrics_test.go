@@ -183,3 +183,34 @@ func mustHex(s string) []byte {
 	}
 	return b
 }
+
+// TestMetricsFindings: each finding counts once under its service and
+// code, with the time it cost; codes never found have no series.
+func TestMetricsFindings(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := NewRequests(reg)
+	r := request("api", 30, map[correlate.Phase]int64{correlate.App: 20e6})
+	r.Findings = []correlate.Finding{{Code: correlate.GCPause, LostNs: 8e6}, {Code: correlate.Serialization, LostNs: 7e6}}
+	m.Observe(r, false)
+	r.Findings = r.Findings[:1]
+	m.Observe(r, false)
+	m.Observe(request("api", 1, nil), false)
+	if got := counterValue(t, m.findings.count.WithLabelValues("api", "gc_pause")); got != 2 {
+		t.Errorf("gc_pause findings %v", got)
+	}
+	if got := counterValue(t, m.findings.lost.WithLabelValues("api", "gc_pause")); got < 0.01599 || got > 0.01601 {
+		t.Errorf("gc_pause lost %v s", got)
+	}
+	if got := counterValue(t, m.findings.count.WithLabelValues("api", "serialization")); got != 1 {
+		t.Errorf("serialization findings %v", got)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "tracerd_findings_total" && len(mf.GetMetric()) != 2 { // gc_pause and serialization only
+			t.Errorf("%d findings series", len(mf.GetMetric()))
+		}
+	}
+}

@@ -69,6 +69,21 @@ func Go(fs *flag.FlagSet, e *config.Engine) {
 	})
 }
 
+// Findings registers when a cause of lost time is named on a request.
+func Findings(fs *flag.FlagSet, f *config.Findings) {
+	fs.BoolVar(&f.Enabled, "findings", f.Enabled, "name the cause of slow requests (docs/findings.md); --findings=false for none")
+	fs.Func("finding-min-lost", fmt.Sprintf("a cause is named when it cost a request at least this long, %s (default %s)", config.FindingMinLost, f.MinLost), func(s string) error {
+		d, err := config.FindingMinLost.ParseDuration(s)
+		f.MinLost = d
+		return err
+	})
+	fs.Func("finding-min-share", fmt.Sprintf("and at least this percentage of its duration, %s (default %d)", config.FindingMinShare, f.MinSharePct), func(s string) error {
+		n, err := config.FindingMinShare.ParseCount(s)
+		f.MinSharePct = int(n)
+		return err
+	})
+}
+
 // Exporters registers run's output flags. OTLP flags win over the
 // standard OTEL_* environment variables of the same setting.
 func Exporters(fs *flag.FlagSet, e *config.Exporters) {

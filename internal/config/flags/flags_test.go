@@ -67,6 +67,8 @@ func TestFlagRanges(t *testing.T) {
 		{[]string{"--sample-ratio", "NaN"}, "--sample-ratio: NaN is out of range: want a ratio from 0 to 1"},
 		{[]string{"--sample-ratio", "Inf"}, "--sample-ratio: +Inf is out of range"},
 		{[]string{"--idle-timeout", "-1s"}, "--idle-timeout: -1s is out of range: want 1ms to 10m"},
+		{[]string{"--finding-min-lost", "2m"}, "--finding-min-lost: 2m is out of range: want 0s to 1m (0: any)"},
+		{[]string{"--finding-min-share", "101"}, "--finding-min-share: 101 is out of range: want 0 to 100 percent (0: any)"},
 		{[]string{"--max-conns", "4294967296"}, "--max-conns: 4294967296 is out of range: want 1 to 4194304 connections"},
 		{[]string{"--go-max-calls", "-5"}, "--go-max-calls: -5 is out of range: want 0 to 1000000 calls per second (0: no bound)"},
 		{[]string{"--skip-hook", "nope"}, `--skip-hook: no hook named "nope": optional hooks are`},

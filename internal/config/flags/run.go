@@ -58,6 +58,7 @@ func Run(args []string) (config.Config, RunOptions, error) {
 	Targets(fs, &c.Targets)
 	Engine(fs, &c.Engine, &c.Log)
 	Go(fs, &c.Engine)
+	Findings(fs, &c.Findings)
 	fs.StringVar(&c.Control.Socket, "control-socket", c.Control.Socket, "serve tracerd status and snapshot on this unix socket, 'off' for none (default: control.socket of --config, off without a config file)")
 	fs.Func("log-format", "text (default) or json", func(s string) error {
 		if s != "text" && s != "json" {

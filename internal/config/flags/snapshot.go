@@ -40,6 +40,7 @@ func Snapshot(args []string) (config.Config, SnapshotOptions, error) {
 	Targets(fs, &c.Targets)
 	Engine(fs, &c.Engine, &c.Log)
 	Go(fs, &c.Engine)
+	Findings(fs, &c.Findings)
 	fs.BoolVar(&o.Standalone, "standalone", false, "load tracerd's own BPF programs even when a daemon runs (default: use the running daemon through its control socket)")
 	fs.StringVar(&o.Socket, "control-socket", config.DefaultSocket, "the running daemon's control socket")
 	fs.Usage = func() {

@@ -1,0 +1,267 @@
+// Package findings names the cause of a slow request from the evidence
+// its record carries (phases, TCP facts, Go spans) and from what the
+// host showed around it (cgroup CPU quota, TCP counters, Go settings:
+// Sampler). A finding is attached when its cause cost the request at
+// least MinLost and MinSharePct of its duration. Each rule claims only
+// what its evidence proves; where the evidence cannot tell, the finding
+// is absent rather than wrong (docs/findings.md says, code by code, what
+// is claimed).
+package findings
+
+import (
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/tracerd/tracerd/internal/correlate"
+)
+
+// Config holds the thresholds.
+type Config struct {
+	MinLost     time.Duration // a cause must cost at least this
+	MinSharePct int           // and at least this percentage of the request's duration
+}
+
+// DefaultConfig: 1 ms and 20 %.
+func DefaultConfig() Config { return Config{MinLost: time.Millisecond, MinSharePct: 20} }
+
+// Analyzer attaches findings to requests. Add is called from one
+// goroutine (the pipeline's).
+type Analyzer struct {
+	minLost  int64
+	minShare int64
+	s        *Sampler // nil: no host context
+}
+
+// New makes an analyzer; s (may be nil) gives the host's context.
+func New(cfg Config, s *Sampler) *Analyzer {
+	return &Analyzer{minLost: int64(cfg.MinLost), minShare: int64(cfg.MinSharePct), s: s}
+}
+
+// Add sets r.Findings (it makes an Analyzer a pipeline sink; it runs
+// before the others).
+func (a *Analyzer) Add(r *correlate.Request) error {
+	r.Findings = a.Analyze(r)
+	return nil
+}
+
+// candidate is a cause that passed its rule: its evidence is built only
+// then.
+type candidate struct {
+	code  correlate.FindingCode
+	phase correlate.Phase
+	lost  int64
+}
+
+// slowHandlerShare: the handler's own time must be at least half the
+// request's ("dominates").
+const slowHandlerShare = 50
+
+// Analyze returns r's findings, largest loss first (nil when none: no
+// allocation for a request without findings).
+func (a *Analyzer) Analyze(r *correlate.Request) []correlate.Finding {
+	// A request cut by the stop or never answered has no whole
+	// duration to weigh its causes against.
+	if !r.Answered || r.EndReason == correlate.EndFlush || r.DurationNs <= 0 {
+		return nil
+	}
+	ps := r.Phases
+	// Every loss is at most one phase: a request whose phases are all
+	// under MinLost (most of them) has nothing to weigh.
+	if a.minLost > 0 {
+		longest := int64(0)
+		for p := correlate.Phase(0); p < correlate.NumPhases; p++ {
+			if v, _ := ps.Get(p); v > longest {
+				longest = v
+			}
+		}
+		if longest < a.minLost {
+			return nil
+		}
+	}
+	var cands [correlate.NumFindingCodes]candidate
+	n := 0
+	dur := r.DurationNs
+	// ok weighs a loss against the time it is part of.
+	ok := func(lost, of int64) bool {
+		return lost > 0 && lost >= a.minLost && lost*100 >= a.minShare*of
+	}
+	add := func(code correlate.FindingCode, p correlate.Phase, lost, of int64) {
+		if ok(lost, of) {
+			cands[n] = candidate{code, p, lost}
+			n++
+		}
+	}
+	get := func(p correlate.Phase) int64 { v, _ := ps.Get(p); return v }
+
+	add(correlate.AcceptBacklog, correlate.AcceptQueue, get(correlate.AcceptQueue), dur)
+	add(correlate.LateRead, correlate.RecvQueue, get(correlate.RecvQueue), dur)
+	// softirq lies before the request's first byte was queued: weighed
+	// against the duration with it.
+	add(correlate.SoftirqDelay, correlate.Softirq, get(correlate.Softirq), dur+get(correlate.Softirq))
+	add(correlate.CPUContention, correlate.Runqueue, get(correlate.Runqueue), dur)
+	add(correlate.CFSThrottled, correlate.CFSThrottle, get(correlate.CFSThrottle), dur)
+	add(correlate.GCPause, correlate.GCSTW, get(correlate.GCSTW), dur)
+	if ps.Has(correlate.Serialize) {
+		add(correlate.Serialization, correlate.Serialize, serializationLost(r), dur)
+	}
+	tcpCause(r, add)
+	if own, yes := handlerOwn(r); yes && own*100 >= slowHandlerShare*dur && ok(own, dur) && a.notSaturated(r.PID) {
+		add(correlate.SlowHandler, correlate.App, own, dur)
+	}
+	if n == 0 {
+		return nil
+	}
+	c := cands[:n]
+	// Largest loss first; ties in code order (stable).
+	slices.SortStableFunc(c, func(x, y candidate) int {
+		switch {
+		case x.lost > y.lost:
+			return -1
+		case x.lost < y.lost:
+			return 1
+		}
+		return 0
+	})
+	var snap *Snapshot
+	if a.s != nil {
+		snap = a.s.Load()
+	}
+	out := make([]correlate.Finding, n)
+	ev := make([]correlate.Evidence, 0, 8*n)
+	for i, cd := range c {
+		start := len(ev)
+		ev = evidence(ev, cd, r, snap, a.s)
+		out[i] = correlate.Finding{Code: cd.code, Phase: cd.phase, LostNs: cd.lost, Evidence: ev[start:len(ev):len(ev)]}
+	}
+	return out
+}
+
+// tcpCause names what held the answer's last bytes (send_queue), or its
+// acknowledgement: a closed peer window, retransmissions, or Nagle
+// waiting for a delayed ACK. At most one of them: each excludes the
+// others' evidence.
+func tcpCause(r *correlate.Request, add func(correlate.FindingCode, correlate.Phase, int64, int64)) {
+	if r.EndReason == correlate.EndStream {
+		return // seen by the Go probes alone: no TCP facts
+	}
+	ps, t, dur := r.Phases, r.TCP, r.DurationNs
+	sq, hasSQ := ps.Get(correlate.SendQueue)
+	switch {
+	case t.ZeroWindow > 0 && hasSQ:
+		add(correlate.PeerZeroWindow, correlate.SendQueue, sq, dur)
+	case t.Retransmits > 0:
+		// The answer's delivery beyond one round trip: waiting to leave
+		// (send_queue), or for its acknowledgement (ack_wait, past the
+		// request's end: weighed with it).
+		aw, hasAW := ps.Get(correlate.AckWait)
+		rtt := int64(0)
+		if t.Valid {
+			rtt = int64(t.SrttUs) * 1000
+		}
+		if hasAW && aw-rtt > sq {
+			add(correlate.Retransmits, correlate.AckWait, aw-rtt, dur+aw)
+		} else if hasSQ {
+			add(correlate.Retransmits, correlate.SendQueue, sq, dur)
+		}
+	case t.Nagle && t.Valid && hasSQ && nagleWait(sq, t.SrttUs):
+		add(correlate.NagleDelayedAck, correlate.SendQueue, sq, dur)
+	}
+}
+
+// maxDelayedAck is the longest a peer may delay an ACK (RFC 1122: 500 ms;
+// Linux 200 ms).
+const maxDelayedAck = 500 * time.Millisecond
+
+// nagleWait says whether a send_queue wait fits Nagle holding the last
+// write until the peer acknowledged what was in flight: no longer than a
+// round trip plus the longest delayed ACK. (srtt is no lower bound: the
+// delayed ACKs themselves inflate it.)
+func nagleWait(sq int64, srttUs uint32) bool {
+	return sq <= int64(srttUs)*1000+int64(maxDelayedAck)
+}
+
+// maxHandlerCPUShare: a process using more of its CPUs than this may
+// keep a handler waiting for a CPU inside it (goroutines for a Go P,
+// requests for a worker thread), a wait the kernel's run queue does not
+// show: its handlers' own time is then not named slow_handler.
+const maxHandlerCPUShare = 0.75
+
+// notSaturated says whether the last sample saw pid use less than
+// maxHandlerCPUShare of its CPUs; false when it does not know (the
+// process is watched from the next sample on).
+func (a *Analyzer) notSaturated(pid uint32) bool {
+	if a.s == nil {
+		return false
+	}
+	p := a.s.Load().Procs[pid]
+	if p == nil {
+		a.s.WatchProc(pid)
+		return false
+	}
+	share, known := p.CPUShare()
+	return known && share < maxHandlerCPUShare
+}
+
+// bodiless are the HTTP methods whose request is its head: the app does
+// not wait for the client's upload while it handles them.
+var bodiless = map[string]bool{"GET": true, "HEAD": true, "OPTIONS": true, "TRACE": true}
+
+// handlerOwn is the time from reading the request to writing the first
+// byte of the answer, less what the nested phases explain (scheduling,
+// throttling, GC, serialization: totals over the whole app phase, so
+// this errs low), when that is the handler's own time: the scheduler's
+// phases were measured (else a wait for a CPU could hide in it), and the
+// request has no body (else the app may have been waiting for the
+// client's upload). The time after the first write is left out: a write
+// blocked on a slow peer is not the handler's.
+func handlerOwn(r *correlate.Request) (int64, bool) {
+	ps := r.Phases
+	if r.FirstWriteNs <= 0 || !ps.Has(correlate.Runqueue) || !ps.Has(correlate.CFSThrottle) {
+		return 0, false
+	}
+	if r.HTTP == nil || !bodiless[r.HTTP.Method] {
+		return 0, false
+	}
+	own := r.FirstWriteNs
+	if app, ok := ps.Get(correlate.App); ok {
+		own = min(own, app)
+	}
+	for _, p := range []correlate.Phase{correlate.Runqueue, correlate.CFSThrottle, correlate.GCSTW, correlate.Serialize} {
+		v, _ := ps.Get(p)
+		own -= v
+	}
+	return own, own > 0
+}
+
+// isGCSpan tells the GC pauses among the Go spans.
+func isGCSpan(name string) bool { return strings.HasPrefix(name, "runtime.GC ") }
+
+// isSerializationSpan tells the serialization calls among the Go spans.
+func isSerializationSpan(name string) bool {
+	return strings.HasPrefix(name, "encoding/json.") || strings.HasPrefix(name, "google.golang.org/protobuf/proto.")
+}
+
+// serializationLost is the serialize phase less the GC pauses that fell
+// inside serialization calls (gc_pause claims those).
+func serializationLost(r *correlate.Request) int64 {
+	ser, _ := r.Phases.Get(correlate.Serialize)
+	var gcIn int64
+	for _, g := range r.Spans {
+		if !isGCSpan(g.Name) {
+			continue
+		}
+		gs, ge := g.StartUnixNano, g.StartUnixNano+g.DurationNs
+		// The longest overlap with one call: calls nest (a Marshal in an
+		// Encode), and a pause counts once.
+		var most int64
+		for _, s := range r.Spans {
+			if !isSerializationSpan(s.Name) {
+				continue
+			}
+			most = max(most, min(ge, s.StartUnixNano+s.DurationNs)-max(gs, s.StartUnixNano))
+		}
+		gcIn += most
+	}
+	return ser - gcIn
+}
