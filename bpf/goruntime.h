@@ -24,7 +24,12 @@ static __always_inline __u32 cookie_func(struct pt_regs *ctx)
 
 static __always_inline __u64 cookie_site(struct pt_regs *ctx)
 {
-	return bpf_get_attach_cookie(ctx) >> GO_COOKIE_SITE_SHIFT;
+	return (bpf_get_attach_cookie(ctx) >> GO_COOKIE_SITE_SHIFT) & 0xff;
+}
+
+static __always_inline __u32 cookie_alt_func(struct pt_regs *ctx)
+{
+	return (bpf_get_attach_cookie(ctx) >> GO_COOKIE_ALT_SHIFT) & 0xff;
 }
 
 /* g of the current thread at a syscall: the runtime keeps it at fs:-8. */
@@ -129,20 +134,13 @@ static __always_inline int go_entry_body(struct pt_regs *ctx)
 	return 0;
 }
 
-/* A RET of a timed Go function. */
-static __always_inline int go_return_body(struct pt_regs *ctx)
+/* The end of a call of func on goroutine goid, if one is open: out it
+ * goes, with its end time. */
+static __always_inline int end_call(__u32 pid, struct go_proc *gp, __u32 func, __u64 goid)
 {
-	__u32 pid = bpf_get_current_pid_tgid() >> 32;
-	struct go_proc *gp = bpf_map_lookup_elem(&go_procs, &pid);
-
-	if (!gp)
-		return 0;
-	struct go_call_key key = {
-		.pid = pid,
-		.func = cookie_func(ctx),
-		.goid = goid_at_uprobe(ctx, gp),
-	};
+	struct go_call_key key = { .pid = pid, .func = func, .goid = goid };
 	struct go_event *ev = bpf_map_lookup_elem(&go_calls, &key);
+
 	if (!ev)
 		return 0;
 	ev->end = bpf_ktime_get_ns();
@@ -152,6 +150,24 @@ static __always_inline int go_return_body(struct pt_regs *ctx)
 	if (bpf_ringbuf_output(&events, ev, sizeof(*ev), ringbuf_flags()))
 		count(CNT_GO_DROPS);
 	bpf_map_delete_elem(&go_calls, &key);
+	return 1;
+}
+
+/* Where a timed Go function's call ends: one of its RETs, or an emulated
+ * instruction that runs once its work is done (after the worker's call
+ * returned, in it or in its caller). An exit shared by two functions'
+ * calls ends whichever of them is open. */
+static __always_inline int go_return_body(struct pt_regs *ctx)
+{
+	__u32 pid = bpf_get_current_pid_tgid() >> 32;
+	struct go_proc *gp = bpf_map_lookup_elem(&go_procs, &pid);
+
+	if (!gp)
+		return 0;
+	__u64 goid = goid_at_uprobe(ctx, gp);
+	__u32 alt = cookie_alt_func(ctx);
+	if (!end_call(pid, gp, cookie_func(ctx), goid) && alt)
+		end_call(pid, gp, alt, goid);
 	return 0;
 }
 
@@ -179,7 +195,9 @@ static __always_inline int go_write_header_body(struct pt_regs *ctx)
 }
 
 /* grpc-go (*http2Server).writeStatus(s, st) (WriteStatus before 1.69):
- * st (*status.Status) in RCX; its *spb.Status is nil for OK. */
+ * st (*status.Status) in RCX; its *spb.Status is nil for OK. It is the
+ * RPC's last act: it also ends the goroutine's handleStream call, whose
+ * RETs would be single-stepped for every RPC. */
 static __always_inline int go_grpc_status_body(struct pt_regs *ctx)
 {
 	__u32 pid = bpf_get_current_pid_tgid() >> 32;
@@ -202,6 +220,7 @@ static __always_inline int go_grpc_status_body(struct pt_regs *ctx)
 	ev.start = ev.end = bpf_ktime_get_ns();
 	if (bpf_ringbuf_output(&events, &ev, sizeof(ev), ringbuf_flags()))
 		count(CNT_GO_DROPS);
+	end_call(pid, gp, GO_GRPC_METHOD, ev.goid);
 	return 0;
 }
 

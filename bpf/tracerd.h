@@ -152,14 +152,18 @@ enum go_func {
 };
 
 /* A Go uprobe's BPF cookie: the function (enum go_func) in the low 32
- * bits, the probe's site (enum probe_site) from GO_COOKIE_SITE_SHIFT. */
+ * bits, the probe's site (enum probe_site) from GO_COOKIE_SITE_SHIFT,
+ * and for an exit shared by two functions' calls (one worker both call),
+ * the other function from GO_COOKIE_ALT_SHIFT (8 bits). */
 enum go_cookie {
 	GO_COOKIE_SITE_SHIFT = 32,
+	GO_COOKIE_ALT_SHIFT = 40,
 };
 
 enum probe_site {
 	PROBE_AT_ENTRY = 1, /* the function's entry (after its stack check) */
-	PROBE_AT_RET = 2,   /* one of its RET instructions */
+	PROBE_AT_RET = 2,   /* one of its RET instructions (single-stepped) */
+	PROBE_AT_EXIT = 3,  /* an emulated instruction run once the call's work returned */
 };
 
 /* runtime.stwReason of the pauses that are garbage collection (Go ≥ 1.21);

@@ -104,6 +104,7 @@ type TracerdGoCookie uint32
 
 const (
 	TracerdGoCookieGO_COOKIE_SITE_SHIFT TracerdGoCookie = 32
+	TracerdGoCookieGO_COOKIE_ALT_SHIFT  TracerdGoCookie = 40
 )
 
 type TracerdGoEvent struct {
@@ -191,6 +192,7 @@ type TracerdProbeSite uint32
 const (
 	TracerdProbeSitePROBE_AT_ENTRY TracerdProbeSite = 1
 	TracerdProbeSitePROBE_AT_RET   TracerdProbeSite = 2
+	TracerdProbeSitePROBE_AT_EXIT  TracerdProbeSite = 3
 )
 
 type TracerdProcNote struct {

@@ -27,10 +27,12 @@ import (
 )
 
 var (
-	tracerd = flag.String("tracerd", "bin/tracerd", "tracerd binary")
-	out     = flag.String("out", "BENCHMARKS.md", "file to append the section to")
-	rounds  = flag.Int("rounds", 3, "rounds per arm")
-	roundD  = flag.Duration("round", 8*time.Second, "load per round")
+	tracerd    = flag.String("tracerd", "bin/tracerd", "tracerd binary")
+	out        = flag.String("out", "BENCHMARKS.md", "file to append the section to")
+	rounds     = flag.Int("rounds", 3, "rounds per arm")
+	roundD     = flag.Duration("round", 8*time.Second, "load per round")
+	sitesOnly  = flag.Bool("sites-only", false, "only measure the cost of a uprobe hit by instruction kind")
+	siteRounds = flag.Int("site-rounds", 5, "rounds of the per-instruction measurement")
 )
 
 type result struct {
@@ -47,6 +49,15 @@ func main() {
 	flag.Parse()
 	if os.Geteuid() != 0 {
 		log.Fatal("goaware: needs root (tracerd loads BPF)")
+	}
+	costs, err := siteCosts(*siteRounds, 100_000)
+	if err != nil {
+		log.Fatal(err)
+	}
+	sites := siteReport(costs, *siteRounds, 100_000)
+	if *sitesOnly {
+		fmt.Print(sites)
+		return
 	}
 	dir, err := os.MkdirTemp("", "tracerd-goaware-")
 	if err != nil {
@@ -146,7 +157,7 @@ func round(server, arm string) (result, error) {
 	mu.Lock()
 	for _, l := range strings.Split(stderr.String(), "\n") {
 		if strings.Contains(l, "calibrated") {
-			r.costNote = l[strings.Index(l, "entry_plus_ret_ns"):]
+			r.costNote = l[strings.Index(l, "entry_plus_exit_ns"):]
 		}
 	}
 	mu.Unlock()
