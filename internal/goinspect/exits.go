@@ -199,12 +199,12 @@ func dedupExits(exits []Exit) []Exit {
 type insnClass uint8
 
 const (
-	flowNext    insnClass = iota // falls through
-	flowCallInd                  // indirect call, then falls through
-	flowCall                     // direct call, then falls through
-	flowCallNoRet                // direct call of a function that never returns (panics, throw)
-	flowJcc                      // direct conditional jump
-	flowJmp                      // direct jump
+	flowNext      insnClass = iota // falls through
+	flowCallInd                    // indirect call, then falls through
+	flowCall                       // direct call, then falls through
+	flowCallNoRet                  // direct call of a function that never returns (panics, throw)
+	flowJcc                        // direct conditional jump
+	flowJmp                        // direct jump
 	flowRet
 	flowJmpInd // indirect jump: jump table or tail call, targets unknown
 	flowStop   // INT3, UD2, HLT: does not continue

@@ -54,7 +54,7 @@ var (
 	// handlers that return right after, run by runHandler through an
 	// interface; its deferred function then calls handlerDone.
 	serveHTTPEnds = []goinspect.ExitPlan{{Callers: true, CrossCalls: 1, Follow: map[string]string{
-		"net/http.initALPNRequest.ServeHTTP":          "net/http.(*http2responseWriter).handlerDone",
+		"net/http.initALPNRequest.ServeHTTP":         "net/http.(*http2responseWriter).handlerDone",
 		"net/http.unencryptedHTTP2Request.ServeHTTP": "net/http.(*http2responseWriter).handlerDone",
 	}}}
 )
