@@ -207,6 +207,10 @@ struct go_event {
 	char pattern[GO_PATTERN_CAP]; /* net/http.Request.Pattern, set by ServeMux inside ServeHTTP */
 };
 
+/* An event without strings goes out as its head alone (the reader
+ * zeroes the rest). */
+#define GO_EVENT_HEAD __builtin_offsetof(struct go_event, method)
+
 /* Where to find things in a Go process's memory (from its binary's
  * DWARF or a per-version table; set by Go per process). */
 struct go_proc {

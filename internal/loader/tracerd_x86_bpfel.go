@@ -83,11 +83,18 @@ type TracerdFilterConfig struct {
 	CgroupV1Subsys int32
 }
 
+type TracerdGoCall struct {
+	_     structs.HostLayout
+	Start uint64
+	Tid   uint32
+	Pad   uint32
+}
+
 type TracerdGoCallKey struct {
 	_    structs.HostLayout
 	Pid  uint32
 	Func uint32
-	Goid uint64
+	G    uint64
 }
 
 type TracerdGoCapture uint32
@@ -149,6 +156,12 @@ const (
 	TracerdGoFuncGO_GRPC_STATUS     TracerdGoFunc = 12
 	TracerdGoFuncGO_FUNC_MAX        TracerdGoFunc = 13
 )
+
+type TracerdGoHttpHead struct {
+	_   structs.HostLayout
+	Req [192]int8
+	Url [128]int8
+}
 
 type TracerdGoProc struct {
 	_                structs.HostLayout
@@ -321,6 +334,8 @@ const (
 	TracerdMapEvents                   = "events"
 	TracerdMapFilter                   = "filter"
 	TracerdMapGoCalls                  = "go_calls"
+	TracerdMapGoCallsShort             = "go_calls_short"
+	TracerdMapGoHttpScratch            = "go_http_scratch"
 	TracerdMapGoProcs                  = "go_procs"
 	TracerdMapGoScratch                = "go_scratch"
 	TracerdMapGoStw                    = "go_stw"
@@ -528,6 +543,8 @@ type TracerdMapSpecs struct {
 	Events        *ebpf.MapSpec `ebpf:"events"`
 	Filter        *ebpf.MapSpec `ebpf:"filter"`
 	GoCalls       *ebpf.MapSpec `ebpf:"go_calls"`
+	GoCallsShort  *ebpf.MapSpec `ebpf:"go_calls_short"`
+	GoHttpScratch *ebpf.MapSpec `ebpf:"go_http_scratch"`
 	GoProcs       *ebpf.MapSpec `ebpf:"go_procs"`
 	GoScratch     *ebpf.MapSpec `ebpf:"go_scratch"`
 	GoStw         *ebpf.MapSpec `ebpf:"go_stw"`
@@ -593,6 +610,8 @@ type TracerdMaps struct {
 	Events        *ebpf.Map `ebpf:"events"`
 	Filter        *ebpf.Map `ebpf:"filter"`
 	GoCalls       *ebpf.Map `ebpf:"go_calls"`
+	GoCallsShort  *ebpf.Map `ebpf:"go_calls_short"`
+	GoHttpScratch *ebpf.Map `ebpf:"go_http_scratch"`
 	GoProcs       *ebpf.Map `ebpf:"go_procs"`
 	GoScratch     *ebpf.Map `ebpf:"go_scratch"`
 	GoStw         *ebpf.Map `ebpf:"go_stw"`
@@ -614,6 +633,8 @@ func (m *TracerdMaps) Close() error {
 		m.Events,
 		m.Filter,
 		m.GoCalls,
+		m.GoCallsShort,
+		m.GoHttpScratch,
 		m.GoProcs,
 		m.GoScratch,
 		m.GoStw,

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"debug/elf"
 	"fmt"
 	"os"
 	"runtime"
@@ -13,6 +12,8 @@ import (
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
+
+	"github.com/tracerd/tracerd/internal/goinspect"
 )
 
 // The site functions (sites_amd64.s): each begins with one instruction
@@ -109,45 +110,30 @@ func siteCosts(rounds, calls int) (map[string][]float64, error) {
 // timeCalls calls fn n times and returns the thread's CPU time spent.
 func timeCalls(fn func(), n int) time.Duration {
 	var t0, t1 unix.Timespec
-	w0 := time.Now()
 	_ = unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &t0)
 	for i := 0; i < n; i++ {
 		fn()
 	}
 	_ = unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &t1)
-	if os.Getenv("WALL") != "" {
-		fmt.Fprintf(os.Stderr, "cpu %v wall %v\n", time.Duration(t1.Nano()-t0.Nano()), time.Since(w0))
-	}
 	return time.Duration(t1.Nano() - t0.Nano())
 }
 
 // siteOffsets returns the file offset of each site function's first
-// instruction (the assembly body, not the ABI wrapper Go calls it through).
+// instruction (the assembly body, not the ABI wrapper Go calls it
+// through), from the pclntab: `go run` builds have no symbol table.
 func siteOffsets() (map[string]uint64, error) {
-	f, err := elf.Open("/proc/self/exe")
+	bin, err := goinspect.Open("/proc/self/exe")
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	syms, err := f.Symbols()
-	if err != nil {
-		return nil, err
-	}
+	defer bin.Close()
 	out := map[string]uint64{}
 	for _, k := range siteKinds {
-		for _, s := range syms {
-			if s.Name != k.sym+".abi0" && (s.Name != k.sym || out[k.sym] != 0) {
-				continue
-			}
-			for _, p := range f.Progs {
-				if p.Type == elf.PT_LOAD && s.Value >= p.Vaddr && s.Value < p.Vaddr+p.Filesz {
-					out[k.sym] = s.Value - p.Vaddr + p.Off
-				}
-			}
+		f, err := siteFunc(bin, k.sym)
+		if err != nil {
+			return nil, err
 		}
-		if out[k.sym] == 0 {
-			return nil, fmt.Errorf("symbol %s not found", k.sym)
-		}
+		out[k.sym] = f.EntryOffset
 	}
 	return out, nil
 }
@@ -163,4 +149,13 @@ func siteReport(costs map[string][]float64, rounds, calls int) string {
 		fmt.Fprintf(&b, "| %s | %s | %.2f µs | %.2f – %.2f µs |\n", k.name, k.insn, v[len(v)/2]/1e3, v[0]/1e3, v[len(v)-1]/1e3)
 	}
 	return b.String()
+}
+
+// siteFunc is the assembly body of a site function: sym.abi0 when Go
+// calls it through an ABI wrapper named sym, else sym itself.
+func siteFunc(bin *goinspect.Binary, sym string) (goinspect.Func, error) {
+	if f, err := bin.Func(sym + ".abi0"); err == nil {
+		return f, nil
+	}
+	return bin.Func(sym)
 }
