@@ -279,6 +279,12 @@ func (b *Binary) codeAt(name string, entry, size uint64) (*fnCode, error) {
 	if err != nil {
 		return nil, err
 	}
+	return decodeFn(name, entry, code, b.noReturn)
+}
+
+// decodeFn disassembles code, a function's from entry, all of it: a byte
+// that does not decode makes where instructions begin past it unknown.
+func decodeFn(name string, entry uint64, code []byte, noReturn func(uint64) bool) (*fnCode, error) {
 	fn := &fnCode{name: name, entry: entry, end: entry + uint64(len(code)), at: map[uint64]int{}}
 	for i := 0; i < len(code); {
 		in, err := x86asm.Decode(code[i:], 64)
@@ -302,7 +308,7 @@ func (b *Binary) codeAt(name string, entry, size uint64) (*fnCode, error) {
 				d.class = flowCall
 				if in.Op == x86asm.JMP {
 					d.class = flowJmp
-				} else if b.noReturn(d.target) {
+				} else if noReturn(d.target) {
 					d.class = flowCallNoRet
 				}
 			}
