@@ -41,6 +41,7 @@ var (
 	sitesOnly  = flag.Bool("sites-only", false, "only measure the cost of a uprobe hit by instruction kind")
 	siteRounds = flag.Int("site-rounds", 5, "rounds of the per-instruction measurement")
 	bpfObject  = flag.String("bpf-object", "internal/loader/tracerd_x86_bpfel.o", "BPF object whose Go uprobe programs are measured")
+	former     = flag.String("former", "", "another tracerd build (an older one) to run as one more arm, with no bound")
 )
 
 // path is what the clients ask: one item through json.Marshal, net/http
@@ -54,14 +55,15 @@ const path = "/json?n=1"
 const oldBound = 2000
 
 type arm struct {
-	name string
-	args []string
+	name    string
+	args    []string
+	tracerd string // "" for -tracerd
 }
 
 var arms = []arm{
-	{"--go=false", []string{"--go=false"}},
-	{"--go", nil},
-	{fmt.Sprintf("--go-max-calls=%d", oldBound), []string{"--go-max-calls", strconv.Itoa(oldBound)}},
+	{name: "--go=false", args: []string{"--go=false"}},
+	{name: "--go"},
+	{name: fmt.Sprintf("--go-max-calls=%d", oldBound), args: []string{"--go-max-calls", strconv.Itoa(oldBound)}},
 }
 
 // result is one round: one arm at one rate.
@@ -100,6 +102,9 @@ func main() {
 	if *sitesOnly {
 		fmt.Print(sites)
 		return
+	}
+	if *former != "" {
+		arms = append(arms, arm{name: "former build, --go-max-calls=0", args: []string{"--go-max-calls", "0"}, tracerd: *former})
 	}
 	var rates []int
 	for _, f := range strings.Split(*rateList, ",") {
@@ -160,7 +165,11 @@ func round(dir, server string, a arm, rate int) (result, error) {
 	os.Remove(records)
 	args := append([]string{"snapshot", "--duration", "10m", "--pid", strconv.Itoa(hello.PID), "--log-level", "info",
 		"--json", records, "-o", filepath.Join(dir, "cut.pb.gz")}, a.args...)
-	tr := exec.Command(*tracerd, args...)
+	bin := *tracerd
+	if a.tracerd != "" {
+		bin = a.tracerd
+	}
+	tr := exec.Command(bin, args...)
 	var mu sync.Mutex
 	var stderr strings.Builder
 	pr, pw := io.Pipe()
@@ -176,7 +185,7 @@ func round(dir, server string, a arm, rate int) (result, error) {
 			if strings.Contains(sc.Text(), "tracerd: tracing") {
 				t.Do(func() { close(tracing) })
 			}
-			if strings.Contains(sc.Text(), "uprobe cost calibrated") {
+			if strings.Contains(sc.Text(), "uprobe cost calibrated") || strings.Contains(sc.Text(), "uprobe cost calibration") {
 				c.Do(func() { close(calibrated) })
 			}
 		}
@@ -443,12 +452,16 @@ func report(rs []result, rates []int) string {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n### The JSON server at fixed rates\n\n")
-	fmt.Fprintf(&b, "`go run ./tests/bench/goaware` (part of `make bench`), %s: tests/goserver answering `GET %s` (json.Marshal of one item; 5 probe hits a request: ServeHTTP's entry and exit, WriteHeader, Marshal's entry and exit) to 32 keep-alive connections, each sending at its own fixed pace (%s req/s in all), %d rounds of %s per arm and rate, arms interleaved. tracerd runs `snapshot --pid P --json … -o …` with `--go=false`, with the default bound (a function firing over %d calls/s in a process has its group of probes switched off) and with the former default (%d). Server CPU: its threads' schedstat over the load but its last second, per request answered then. Hits and program time: bpftool's run_cnt and run_time_ns of tracerd's go_* programs over the last second (BPF statistics on only then: they add two clock reads to each run). Records: tracerd's JSON lines for `/json`, by start time.\n\n",
-		time.Now().UTC().Format("2006-01-02 15:04 UTC"), path, *rateList, *rounds, *roundD, goprobe.DefaultMaxCallsPerSecond, oldBound)
+	fmt.Fprintf(&b, "`go run ./tests/bench/goaware` (part of `make bench`), %s: tests/goserver answering `GET %s` (json.Marshal of one item; 5 probe hits a request: ServeHTTP's entry and exit, WriteHeader, Marshal's entry and exit) to 32 keep-alive connections, each sending at its own fixed pace (%s req/s in all), %d rounds of %s per arm and rate, arms interleaved. tracerd runs `snapshot --pid P --json … -o …` with `--go=false`, with the default bound (a function firing over %d calls/s in a process has its group of probes switched off) and with the former default (%d)%s. Server CPU: its threads' schedstat over the load but its last second, per request answered then. Hits and program time: bpftool's run_cnt and run_time_ns of tracerd's go_* programs over the last second (BPF statistics on only then: they add two clock reads to each run). Records: tracerd's JSON lines for `/json`, by start time.\n\n",
+		time.Now().UTC().Format("2006-01-02 15:04 UTC"), path, *rateList, *rounds, *roundD, goprobe.DefaultMaxCallsPerSecond, oldBound, formerNote())
 	for _, rate := range rates {
 		off := pick(arms[0].name, rate)
 		fmt.Fprintf(&b, "#### %d requests/s\n\n", rate)
-		fmt.Fprintf(&b, "| | %s | %s | %s |\n|---|---|---|---|\n", arms[0].name, arms[1].name+" (default bound)", arms[2].name+" (former default)")
+		fmt.Fprintf(&b, "| | %s | %s | %s |", arms[0].name, arms[1].name+" (default bound)", arms[2].name+" (former default)")
+		for _, a := range arms[3:] {
+			fmt.Fprintf(&b, " %s |", a.name)
+		}
+		fmt.Fprintf(&b, "\n|---|---|---|---|%s\n", strings.Repeat("---|", len(arms)-3))
 		row := func(label string, f func(result) float64, format func(float64) string, added bool) {
 			fmt.Fprintf(&b, "| %s |", label)
 			base := median(vals(off, f))
@@ -468,9 +481,22 @@ func report(rs []result, rates []int) string {
 		row("server CPU per request", func(r result) float64 { return r.serverCPU }, us, true)
 		row("uprobe hits per request", func(r result) float64 { return r.hits }, func(v float64) string { return fmt.Sprintf("%.2f", v) }, false)
 		on := pick(arms[1].name, rate)
-		added := median(vals(on, func(r result) float64 { return r.serverCPU })) - median(vals(off, func(r result) float64 { return r.serverCPU }))
-		if h := median(vals(on, func(r result) float64 { return r.hits })); h > 0 {
-			fmt.Fprintf(&b, "\nWith the default bound: %.2f µs of server CPU per uprobe hit (added CPU per request ÷ hits per request, medians).\n", added/1e3/h)
+		// Per hit, round by round (an arm against --go=false of the same
+		// round): the machine's load drifts between rounds.
+		perHit := func(armName string) []float64 {
+			var v []float64
+			for i, r := range pick(armName, rate) {
+				if i < len(off) && r.hits > 0 {
+					v = append(v, (r.serverCPU-off[i].serverCPU)/r.hits)
+				}
+			}
+			return v
+		}
+		for _, a := range append([]arm{arms[1]}, arms[3:]...) {
+			if v := perHit(a.name); len(v) > 0 {
+				lo, hi := span(v)
+				fmt.Fprintf(&b, "\n%s: %.2f µs of server CPU per uprobe hit (added CPU per request ÷ hits per request, each round against the same round's --go=false; median, range %.2f – %.2f µs).\n", a.name, median(v)/1e3, lo/1e3, hi/1e3)
+			}
 		}
 		fmt.Fprintf(&b, "\nRecords carrying each Go measurement, pooled over the rounds: in the load's first second → in its last three seconds.\n\n")
 		fmt.Fprintf(&b, "| arm | records | `serialize` | `gc_stw` (> 0) | ServeHTTP span | json.Marshal span |\n|---|---|---|---|---|---|\n")
@@ -509,6 +535,13 @@ func report(rs []result, rates []int) string {
 		}
 	}
 	return b.String()
+}
+
+func formerNote() string {
+	if *former == "" {
+		return ""
+	}
+	return fmt.Sprintf("; and `-former %s`, another build, with no bound (`--go-max-calls 0`)", *former)
 }
 
 func (s *share) add(o share) {
