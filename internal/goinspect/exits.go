@@ -150,7 +150,7 @@ func (b *Binary) exitsInCallers(name string, plan ExitPlan) ([]Exit, error) {
 	if err != nil {
 		return nil, err
 	}
-	sites, err := b.callSites(entry)
+	sites, err := b.callSites(name, entry)
 	if err != nil {
 		return nil, err
 	}
@@ -167,13 +167,10 @@ func (b *Binary) exitsInCallers(name string, plan ExitPlan) ([]Exit, error) {
 		switch {
 		case !tail:
 			exits = append(exits, fn.exit(s))
-		case plan.Follow[fn.name] != "":
+		case plan.Follow[fn.name] != "" && b.followable(plan.Follow[fn.name]):
 			f, err := b.Func(plan.Follow[fn.name])
 			if err != nil {
 				return nil, err
-			}
-			if !f.EntryProbeCheap {
-				return nil, fmt.Errorf("%s: no emulated instruction at its entry", f.Name)
 			}
 			exits = append(exits, Exit{Func: f.Name, Addr: f.EntryProbeAddr, Insn: f.EntryProbeInsn, Emulated: true})
 		default:
@@ -182,6 +179,12 @@ func (b *Binary) exitsInCallers(name string, plan ExitPlan) ([]Exit, error) {
 		}
 	}
 	return dedupExits(exits), nil
+}
+
+// followable: the function is there, its entry probe emulated.
+func (b *Binary) followable(name string) bool {
+	f, err := b.Func(name)
+	return err == nil && f.EntryProbeCheap
 }
 
 func dedupExits(exits []Exit) []Exit {
@@ -210,21 +213,42 @@ const (
 	flowStop   // INT3, UD2, HLT: does not continue
 )
 
+// insn is what the analysis keeps of an instruction (an x86asm.Inst
+// is ten times its size: whole functions are decoded).
 type insn struct {
 	pc       uint64
-	n        int
-	class    insnClass
 	target   uint64 // direct jumps and calls
-	emulated bool   // the kernel emulates it for a uprobe on every supported kernel
-	op       x86asm.Inst
+	ripRef   uint64 // the address a RIP-relative operand refers to, 0 if none
+	n        uint8
+	class    insnClass
+	emulated bool // the kernel emulates it for a uprobe on every supported kernel
 }
+
+// insnCost bounds the bytes decoding takes per byte of code.
+const insnCost = 32
 
 // fnCode is one function disassembled from its pclntab entry.
 type fnCode struct {
 	name       string
 	entry, end uint64
+	code       []byte
 	insns      []insn
-	at         map[uint64]int // pc → index
+}
+
+// index returns the instruction starting at pc.
+func (fn *fnCode) index(pc uint64) (int, bool) {
+	i := sort.Search(len(fn.insns), func(i int) bool { return fn.insns[i].pc >= pc })
+	return i, i < len(fn.insns) && fn.insns[i].pc == pc
+}
+
+// text is instruction i disassembled (Intel syntax).
+func (fn *fnCode) text(i int) string {
+	in := fn.insns[i]
+	op, err := x86asm.Decode(fn.code[in.pc-fn.entry:], 64)
+	if err != nil {
+		return "?"
+	}
+	return x86asm.IntelSyntax(op, in.pc, nil)
 }
 
 // emulatedEverywhere reports whether every kernel tracerd supports
@@ -275,6 +299,9 @@ func (b *Binary) codeAt(name string, entry, size uint64) (*fnCode, error) {
 	if size > maxFuncSize {
 		return nil, fmt.Errorf("%s: %d bytes, larger than any compiled Go function: %w", name, size, ErrUnprovable)
 	}
+	if err := b.bud.alloc(size*insnCost, "disassembling "+name); err != nil {
+		return nil, err
+	}
 	code, err := b.readCode(entry, size)
 	if err != nil {
 		return nil, err
@@ -285,14 +312,19 @@ func (b *Binary) codeAt(name string, entry, size uint64) (*fnCode, error) {
 // decodeFn disassembles code, a function's from entry, all of it: a byte
 // that does not decode makes where instructions begin past it unknown.
 func decodeFn(name string, entry uint64, code []byte, noReturn func(uint64) bool) (*fnCode, error) {
-	fn := &fnCode{name: name, entry: entry, end: entry + uint64(len(code)), at: map[uint64]int{}}
+	fn := &fnCode{name: name, entry: entry, end: entry + uint64(len(code)), code: code}
 	for i := 0; i < len(code); {
 		in, err := x86asm.Decode(code[i:], 64)
 		pc := entry + uint64(i)
 		if err != nil || in.Len == 0 {
 			return nil, fmt.Errorf("%s: undecodable instruction at %#x: %w", name, pc, ErrUnprovable)
 		}
-		d := insn{pc: pc, n: in.Len, op: in, emulated: emulatedEverywhere(in, code[i:])}
+		d := insn{pc: pc, n: uint8(in.Len), emulated: emulatedEverywhere(in, code[i:])}
+		for _, a := range in.Args {
+			if m, ok := a.(x86asm.Mem); ok && m.Base == x86asm.RIP {
+				d.ripRef = uint64(int64(pc) + int64(in.Len) + m.Disp)
+			}
+		}
 		switch in.Op {
 		case x86asm.RET:
 			d.class = flowRet
@@ -320,7 +352,6 @@ func decodeFn(name string, entry uint64, code []byte, noReturn func(uint64) bool
 				d.class = flowJmpInd // JCXZ, LOOP and the like: not in compiled Go
 			}
 		}
-		fn.at[pc] = len(fn.insns)
 		fn.insns = append(fn.insns, d)
 		i += in.Len
 	}
@@ -372,7 +403,7 @@ func (fn *fnCode) callsTo(entry uint64) []int {
 func (fn *fnCode) successors(i int) (next []int, leaves bool) {
 	in := fn.insns[i]
 	follow := func(target uint64) {
-		if j, ok := fn.at[target]; ok {
+		if j, ok := fn.index(target); ok {
 			next = append(next, j)
 		} else {
 			leaves = true
@@ -485,7 +516,7 @@ func (fn *fnCode) walkFrom(i, crossCalls int) (exit int, tail bool, err error) {
 				return 0, false, fmt.Errorf("an indirect call at %#x before any emulated instruction", in.pc)
 			}
 		case in.class != flowNext:
-			return 0, false, fmt.Errorf("%s at %#x before any emulated instruction", in.op.Op, in.pc)
+			return 0, false, fmt.Errorf("%s at %#x before any emulated instruction", fn.text(j), in.pc)
 		}
 	}
 	return 0, false, fmt.Errorf("no emulated instruction within %d after %#x", maxExitWalk, fn.insns[i].pc)
@@ -494,21 +525,22 @@ func (fn *fnCode) walkFrom(i, crossCalls int) (exit int, tail bool, err error) {
 // refersTo reports whether in jumps to, calls or addresses (RIP-relative)
 // addr.
 func (in insn) refersTo(addr uint64) bool {
-	if in.target == addr && (in.class == flowCall || in.class == flowCallNoRet || in.class == flowJmp || in.class == flowJcc) {
-		return true
-	}
-	for _, a := range in.op.Args {
-		if m, ok := a.(x86asm.Mem); ok && m.Base == x86asm.RIP && uint64(int64(in.pc)+int64(in.n)+m.Disp) == addr {
-			return true
-		}
-	}
-	return false
+	return in.ripRef == addr ||
+		in.target == addr && (in.class == flowCall || in.class == flowCallNoRet || in.class == flowJmp || in.class == flowJcc)
 }
 
 func (fn *fnCode) exit(i int) Exit {
 	in := fn.insns[i]
-	return Exit{Func: fn.name, Addr: in.pc, Insn: x86asm.IntelSyntax(in.op, in.pc, nil), Emulated: in.class != flowRet}
+	return Exit{Func: fn.name, Addr: in.pc, Insn: fn.text(i), Emulated: in.class != flowRet}
 }
+
+// Bounds of one function's callers' analysis: past them, its calls end
+// at its RETs (a binary with that many callers of a probed function, or
+// crafted to look so).
+const (
+	maxCallerCode = 4 << 20 // bytes of callers disassembled
+	maxCallSites  = 1024
+)
 
 // callSite is a direct call of a function: instruction i of fn.
 type callSite struct {
@@ -516,26 +548,81 @@ type callSite struct {
 	i  int
 }
 
+// callerScan is what the scan found for one function: its direct calls,
+// or why its callers cannot all be known.
+type callerScan struct {
+	sites   []callSite
+	err     error
+	decoded uint64 // bytes of callers disassembled for it
+}
+
+// ScanCallers finds the direct calls of the named functions in one pass
+// over the binary (Exits with a Callers plan then uses it): scanning is
+// the costly part, ≈ 2 ns a byte of code.
+func (b *Binary) ScanCallers(names ...string) error {
+	entries := map[uint64]string{}
+	for _, name := range names {
+		if entry, _, err := b.locate(name); err == nil {
+			entries[entry] = name
+		}
+	}
+	scans, err := b.scanCallers(entries)
+	if err != nil {
+		return err
+	}
+	if b.callers == nil {
+		b.callers = map[string]*callerScan{}
+	}
+	for entry, sc := range scans {
+		b.callers[entries[entry]] = sc
+	}
+	return nil
+}
+
 // callSites finds every direct call of the function at entry, and fails
-// if its address is used any other way: a RIP-relative reference to it
-// in code other than a CALL (a function value being made, a tail jump)
-// or its own restart after stack growth, or its address, or its offset
-// from runtime.text (method tables), anywhere in the data.
-func (b *Binary) callSites(entry uint64) ([]callSite, error) {
+// if its address is used any other way (see scanCallers).
+func (b *Binary) callSites(name string, entry uint64) ([]callSite, error) {
+	sc := b.callers[name]
+	if sc == nil {
+		scans, err := b.scanCallers(map[uint64]string{entry: name})
+		if err != nil {
+			return nil, err
+		}
+		sc = scans[entry]
+	}
+	return sc.sites, sc.err
+}
+
+// scanCallers finds the direct calls of the functions at entries, and
+// for each fails if its address is used any other way: a RIP-relative
+// reference to it in code other than a CALL (a function value being
+// made, a tail jump) or its own restart after stack growth, or its
+// address anywhere in the data. An error returned is the budget's.
+func (b *Binary) scanCallers(entries map[uint64]string) (map[uint64]*callerScan, error) {
 	ft := b.funcs
+	out := map[uint64]*callerScan{}
+	lo, hi := ^uint64(0), uint64(0) // a cheap test before the map's
+	for e := range entries {
+		out[e] = &callerScan{}
+		lo, hi = min(lo, e), max(hi, e)
+	}
 	decoded := map[int]*fnCode{}
-	var sites []callSite
 	for _, p := range b.elf.Progs {
 		if p.Type != elf.PT_LOAD || p.Filesz == 0 {
 			continue
 		}
 		data, err := b.segmentData(p)
-		if err != nil || data == nil {
+		if err != nil {
 			return nil, err
 		}
+		if data == nil {
+			continue
+		}
 		if p.Flags&elf.PF_X == 0 {
-			if at, ok := dataRef(data, p.Vaddr, entry); ok {
-				return nil, fmt.Errorf("its address is in the data at %#x (a function value or method table): calls through it would go unseen", at)
+			for entry, sc := range out {
+				if at, ok := dataRef(data, p.Vaddr, entry); ok && sc.err == nil {
+					sc.err = fmt.Errorf("its address is in the data at %#x (a function value or method table): calls through it would go unseen", at)
+				}
 			}
 			continue
 		}
@@ -545,46 +632,65 @@ func (b *Binary) callSites(entry uint64) ([]callSite, error) {
 					return nil, err
 				}
 			}
-			disp := int64(int32(binary.LittleEndian.Uint32(data[off:])))
 			end := p.Vaddr + uint64(off) + 4
-			if uint64(int64(end)+disp) != entry {
+			entry := uint64(int64(end) + int64(int32(binary.LittleEndian.Uint32(data[off:]))))
+			if entry < lo || entry > hi {
+				continue
+			}
+			sc := out[entry]
+			if sc == nil || sc.err != nil {
 				continue
 			}
 			// A displacement ending at end refers to entry: find the
 			// instruction it is in.
 			idx := sort.Search(ft.nfunc, func(i int) bool { return ft.entry(i) > end-4 }) - 1
 			if idx < 0 || end-4 >= ft.entry(idx+1) {
-				return nil, fmt.Errorf("code outside any Go function refers to it at %#x", end-4)
+				sc.err = fmt.Errorf("code outside any Go function refers to it at %#x", end-4)
+				continue
 			}
 			fn := decoded[idx]
 			if fn == nil {
 				e := ft.entry(idx)
-				if fn, err = b.codeAt(ft.name(idx), e, ft.entry(idx+1)-e); err != nil {
+				if sc.decoded += ft.entry(idx+1) - e; sc.decoded > maxCallerCode {
+					sc.err = fmt.Errorf("its callers hold more than %d bytes of code", maxCallerCode)
+					continue
+				}
+				if fn, err = b.codeAt(ft.name(idx), e, ft.entry(idx+1)-e); errors.Is(err, ErrBudget) {
 					return nil, err
+				} else if err != nil {
+					sc.err = err
+					continue
 				}
 				decoded[idx] = fn
 			}
 			k := sort.Search(len(fn.insns), func(k int) bool { return fn.insns[k].pc > end-4 }) - 1
 			in := fn.insns[k]
-			if in.pc+uint64(in.n) != end {
-				continue // four bytes inside an instruction that happen to match
-			}
 			switch {
+			case in.pc+uint64(in.n) != end:
+				// four bytes inside an instruction that happen to match
 			case !in.refersTo(entry):
-				continue // a displacement from a register, not an address
+				// a displacement from a register, not an address
 			case in.class == flowCall && in.target == entry:
-				sites = append(sites, callSite{fn, k})
+				if sc.sites = append(sc.sites, callSite{fn, k}); len(sc.sites) > maxCallSites {
+					sc.err = fmt.Errorf("more than %d calls of it", maxCallSites)
+				}
 			case in.class == flowJmp && in.target == entry && fn.entry == entry:
 				// its own restart after runtime.morestack
 			default:
-				return nil, fmt.Errorf("%s refers to it at %#x (%s): calls through that would go unseen", fn.name, in.pc, x86asm.IntelSyntax(in.op, in.pc, nil))
+				sc.err = fmt.Errorf("%s refers to it at %#x (%s): calls through that would go unseen", fn.name, in.pc, fn.text(k))
 			}
 		}
 	}
-	if rs := (&relocReader{b: b}).relocsWithAddend(entry); len(rs) > 0 {
-		return nil, fmt.Errorf("a relocation puts its address at %#x: calls through it would go unseen", rs[0])
+	r := &relocReader{b: b}
+	for entry, sc := range out {
+		if rs := r.relocsWithAddend(entry); len(rs) > 0 && sc.err == nil {
+			sc.err = fmt.Errorf("a relocation puts its address at %#x: calls through it would go unseen", rs[0])
+		}
 	}
-	return sites, nil
+	if r.err != nil {
+		return nil, r.err
+	}
+	return out, nil
 }
 
 // dataRef finds entry as an 8-byte word (a function value, an itab's

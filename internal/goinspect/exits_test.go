@@ -295,7 +295,7 @@ func checkExit(t *testing.T, b *Binary, file []byte, e Exit) {
 			t.Errorf("%s: %v", e.Func, err)
 			return
 		}
-		if _, ok := fn.at[e.Addr]; !ok {
+		if _, ok := fn.index(e.Addr); !ok {
 			t.Errorf("exit %#x is not an instruction start of %s [%#x, +%d)", e.Addr, e.Func, entry, size)
 		}
 	}

@@ -118,6 +118,8 @@ type Binary struct {
 	// segment when found without a section): its function table holds
 	// every function's offset from runtime.text.
 	pclnStart, pclnEnd uint64
+	// callers: ScanCallers' findings, by function name.
+	callers map[string]*callerScan
 }
 
 // Func describes one function and where to probe it.
@@ -320,6 +322,7 @@ func (b *Binary) Close() error {
 	if b == nil || b.closer == nil {
 		return nil
 	}
+	b.callers = nil // the callers' code decoded
 	err := b.closer.Close()
 	b.closer = nil
 	return err

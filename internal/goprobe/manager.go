@@ -246,6 +246,8 @@ func (m *Manager) Attach(pid uint32) error {
 	plan := map[string][]probe{} // by group
 	var groupOrder []string
 	var exitProbes, retProbes int
+	exitsStart := time.Now()
+	m.scanCallers(pid, bin, funcs)
 	for _, tg := range targets {
 		f, ok := funcs[tg.symbol]
 		if !ok || refused[tg.group] {
@@ -262,6 +264,7 @@ func (m *Manager) Attach(pid uint32) error {
 		}
 		plan[tg.group] = append(plan[tg.group], ps...)
 	}
+	exitsTook := time.Since(exitsStart)
 	for _, group := range groupOrder {
 		plan[group] = shareExits(plan[group])
 		for _, p := range plan[group] {
@@ -296,7 +299,7 @@ func (m *Manager) Attach(pid uint32) error {
 	m.updates <- Update{PID: pid, Probes: probes, OK: true}
 	m.log.Info("Go probes attached", "pid", pid, "go", bin.GoVersion, "stripped", bin.Stripped,
 		"symbols", bin.SymbolsFrom, "offsets", bin.OffsetsFrom, "links", countLinks(p.links),
-		"exit_probes", exitProbes, "ret_probes", retProbes, "gc", p.probes.GC,
+		"exit_probes", exitProbes, "ret_probes", retProbes, "exits_found_in", exitsTook.Round(time.Millisecond), "gc", p.probes.GC,
 		"serialization", p.probes.Serialization, "http", p.probes.HTTP, "grpc", p.probes.GRPC)
 	return errors.Join(attachErrs...)
 }
@@ -343,6 +346,30 @@ type probe struct {
 	prog   string
 	addr   uint64 // file offset
 	cookie uint64
+}
+
+// scanCallers looks for the callers of every function whose calls may end
+// in them, in one pass over the binary.
+func (m *Manager) scanCallers(pid uint32, bin *goinspect.Binary, funcs map[string]goinspect.Func) {
+	var names []string
+	for _, tg := range targets {
+		f, ok := funcs[tg.symbol]
+		if !ok {
+			continue
+		}
+		for _, plan := range tg.ends {
+			if plan.Callers {
+				names = append(names, f.Name)
+				break
+			}
+		}
+	}
+	if len(names) == 0 {
+		return
+	}
+	if err := bin.ScanCallers(names...); err != nil {
+		m.log.Info("Go probes: callers not scanned", "pid", pid, "reason", err)
+	}
 }
 
 // endsOf returns where tg's calls end in bin when not at its RETs: the
