@@ -379,19 +379,38 @@ func (m *Manager) endsOf(pid uint32, bin *goinspect.Binary, f goinspect.Func, tg
 	if tg.returns == "" || len(tg.ends) == 0 {
 		return nil
 	}
+	// The first plan that holds with no RET probe left, else the one
+	// that leaves the fewest (json.Marshal in callers that return its
+	// result: a MarshalJSON method each).
+	var best []goinspect.Exit
+	bestRets := -1
 	var errs []error
 	for _, plan := range tg.ends {
 		exits, err := bin.Exits(f.Name, plan)
 		if err == nil && !m.tracer.UprobeMulti() && len(exits) > maxClassicExits {
 			err = fmt.Errorf("%d exits, too many for classic uprobes", len(exits))
 		}
-		if err == nil {
-			return exits
+		if err != nil {
+			errs = append(errs, err)
+			continue
 		}
-		errs = append(errs, err)
+		rets := 0
+		for _, e := range exits {
+			if !e.Emulated {
+				rets++
+			}
+		}
+		if bestRets < 0 || rets < bestRets {
+			best, bestRets = exits, rets
+		}
+		if rets == 0 {
+			break
+		}
 	}
-	m.log.Info("Go probes: calls end at RET probes (single-stepped, ≈ 10 µs a call)", "pid", pid, "function", f.Name, "reason", errors.Join(errs...))
-	return nil
+	if best == nil {
+		m.log.Info("Go probes: calls end at RET probes (single-stepped, ≈ 10 µs a call)", "pid", pid, "function", f.Name, "reason", errors.Join(errs...))
+	}
+	return best
 }
 
 // probesOf lists the probes of one target function: its entry, and where
