@@ -24,7 +24,12 @@ static __always_inline __u32 cookie_func(struct pt_regs *ctx)
 
 static __always_inline __u64 cookie_site(struct pt_regs *ctx)
 {
-	return bpf_get_attach_cookie(ctx) >> GO_COOKIE_SITE_SHIFT;
+	return (bpf_get_attach_cookie(ctx) >> GO_COOKIE_SITE_SHIFT) & 0xff;
+}
+
+static __always_inline __u32 cookie_alt_func(struct pt_regs *ctx)
+{
+	return (bpf_get_attach_cookie(ctx) >> GO_COOKIE_ALT_SHIFT) & 0xff;
 }
 
 /* g of the current thread at a syscall: the runtime keeps it at fs:-8. */
@@ -40,12 +45,17 @@ static __always_inline __u64 goid_at_syscall(struct go_proc *gp)
 	return goid;
 }
 
-static __always_inline __u64 goid_at_uprobe(struct pt_regs *ctx, struct go_proc *gp)
+static __always_inline __u64 goid_of(__u64 g, struct go_proc *gp)
 {
 	__u64 goid = 0;
 
-	bpf_probe_read_user(&goid, sizeof(goid), (void *)(ctx->r14 + gp->g_goid));
+	bpf_probe_read_user(&goid, sizeof(goid), (void *)(g + gp->g_goid));
 	return goid;
+}
+
+static __always_inline __u64 goid_at_uprobe(struct pt_regs *ctx, struct go_proc *gp)
+{
+	return goid_of(ctx->r14, gp);
 }
 
 /* Copy a Go string (ptr, len at addr) into dst; returns bytes copied. */
@@ -67,23 +77,65 @@ static __always_inline __u8 read_go_string(char *dst, __u32 cap, __u64 addr)
 	return n;
 }
 
-/* net/http.serverHandler.ServeHTTP(sh, rw, req): req is in RDI. */
+struct go_str {
+	__u64 ptr;
+	__u64 len;
+};
+
+/* Copy a Go string into dst; returns bytes copied. */
+static __always_inline __u8 copy_go_string(char *dst, __u32 cap, struct go_str s)
+{
+	__u64 n = s.len;
+
+	if (!s.ptr || n == 0)
+		return 0;
+	CLAMP_LEN(n, cap);
+	if (bpf_probe_read_user(dst, n, (void *)s.ptr))
+		return 0;
+	return n;
+}
+
+/* The Go string header at off in head, a copy of cap bytes from base;
+ * read on its own when it lies past them. */
+static __always_inline struct go_str go_string_in(const char *head, __u64 cap, __u64 base, __u64 off)
+{
+	struct go_str s = {};
+
+	if (off <= cap - sizeof(s)) {
+		CLAMP_LEN(off, cap - sizeof(s));
+		__builtin_memcpy(&s, head + off, sizeof(s));
+	} else {
+		bpf_probe_read_user(&s, sizeof(s), (void *)(base + off));
+	}
+	return s;
+}
+
+/* net/http.serverHandler.ServeHTTP(sh, rw, req): req is in RDI. The
+ * head of the http.Request and of its URL are copied at once (a copy
+ * per field costs the traced process a helper call each): the fields
+ * read lie in them in every Go version tracerd knows (RemoteAddr ends at
+ * 192, RawQuery at 112). */
 static __always_inline void capture_http(struct go_event *ev, struct pt_regs *ctx, struct go_proc *gp)
 {
-	__u64 req = ctx->di, url = 0, major = 0;
+	__u64 req = ctx->di, url = 0;
+	__u32 zero = 0;
+	struct go_http_head *h = bpf_map_lookup_elem(&go_http_scratch, &zero);
 
+	if (!h)
+		return;
 	ev->req = req;
-
-	ev->method_len = read_go_string(ev->method, GO_METHOD_CAP, req + gp->req_method);
+	if (bpf_probe_read_user(h->req, sizeof(h->req), (void *)req))
+		return;
+	ev->method_len = copy_go_string(ev->method, GO_METHOD_CAP, go_string_in(h->req, sizeof(h->req), req, gp->req_method));
 	if (gp->req_remote_addr) /* 0: unknown for this binary */
-		ev->remote_len = read_go_string(ev->remote, GO_REMOTE_CAP, req + gp->req_remote_addr);
-	bpf_probe_read_user(&major, sizeof(major), (void *)(req + gp->req_proto_major));
-	ev->proto_major = major;
-	if (!bpf_probe_read_user(&url, sizeof(url), (void *)(req + gp->req_url)) && url) {
-		ev->path_len = read_go_string(ev->path, GO_PATH_CAP, url + gp->url_path);
-		if (gp->url_raw_query)
-			ev->query_len = read_go_string(ev->query, GO_QUERY_CAP, url + gp->url_raw_query);
-	}
+		ev->remote_len = copy_go_string(ev->remote, GO_REMOTE_CAP, go_string_in(h->req, sizeof(h->req), req, gp->req_remote_addr));
+	ev->proto_major = go_string_in(h->req, sizeof(h->req), req, gp->req_proto_major).ptr;
+	url = go_string_in(h->req, sizeof(h->req), req, gp->req_url).ptr;
+	if (!url || bpf_probe_read_user(h->url, sizeof(h->url), (void *)url))
+		return;
+	ev->path_len = copy_go_string(ev->path, GO_PATH_CAP, go_string_in(h->url, sizeof(h->url), url, gp->url_path));
+	if (gp->url_raw_query)
+		ev->query_len = copy_go_string(ev->query, GO_QUERY_CAP, go_string_in(h->url, sizeof(h->url), url, gp->url_raw_query));
 }
 
 /* grpc-go (*Server).handleStream(t, stream): stream is in RDI; the
@@ -98,50 +150,92 @@ static __always_inline void capture_grpc(struct go_event *ev, struct pt_regs *ct
 	ev->path_len = read_go_string(ev->path, GO_PATH_CAP, stream + gp->grpc_stream_method);
 }
 
+/* Calls whose event carries strings read at the entry. */
+static __always_inline int has_strings(__u32 func)
+{
+	return func == GO_SERVE_HTTP || func == GO_GRPC_METHOD;
+}
+
 /* Entry of a timed Go function; the cookie says which. The latest entry
- * wins: after stack growth a function restarts from its entry. */
+ * wins: after stack growth a function restarts from its entry. A call
+ * without strings needs no offset here: the probe is attached for its
+ * process alone, and its end looks the process up. */
 static __always_inline int go_entry_body(struct pt_regs *ctx)
 {
-	__u32 pid = bpf_get_current_pid_tgid() >> 32;
-	struct go_proc *gp = bpf_map_lookup_elem(&go_procs, &pid);
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 pid = pid_tgid >> 32;
+	struct go_call_key key = { .pid = pid, .func = cookie_func(ctx), .g = ctx->r14 };
 	__u32 zero = 0;
 
+	if (!has_strings(key.func)) {
+		struct go_call c = { .start = bpf_ktime_get_ns(), .tid = (__u32)pid_tgid };
+		if (bpf_map_update_elem(&go_calls_short, &key, &c, BPF_ANY))
+			count(CNT_GO_MAP_FULL);
+		return 0;
+	}
+	struct go_proc *gp = bpf_map_lookup_elem(&go_procs, &pid);
 	if (!gp)
 		return 0;
 	struct go_event *ev = bpf_map_lookup_elem(&go_scratch, &zero);
 	if (!ev)
 		return 0;
-	__builtin_memset(ev, 0, sizeof(*ev));
+	/* The strings' tails are left as they are: their lengths bound
+	 * what is read of them. */
+	__builtin_memset(ev, 0, GO_EVENT_HEAD);
 	ev->kind = EV_GO;
 	ev->pid = pid;
-	ev->tid = (__u32)bpf_get_current_pid_tgid();
-	ev->func = cookie_func(ctx);
-	ev->goid = goid_at_uprobe(ctx, gp);
+	ev->tid = (__u32)pid_tgid;
+	ev->func = key.func;
+	ev->goid = goid_of(key.g, gp);
 	ev->start = bpf_ktime_get_ns();
-	if (ev->func == GO_SERVE_HTTP)
+	if (key.func == GO_SERVE_HTTP)
 		capture_http(ev, ctx, gp);
-	else if (ev->func == GO_GRPC_METHOD)
+	else
 		capture_grpc(ev, ctx, gp);
-
-	struct go_call_key key = { .pid = pid, .func = ev->func, .goid = ev->goid };
 	if (bpf_map_update_elem(&go_calls, &key, ev, BPF_ANY))
 		count(CNT_GO_MAP_FULL);
 	return 0;
 }
 
-/* A RET of a timed Go function. */
-static __always_inline int go_return_body(struct pt_regs *ctx)
+/* A Go event without strings: its head, reserved in the ring buffer and
+ * zeroed (the reserved memory holds older entries). */
+static __always_inline struct go_event *go_event_head(__u32 pid, __u32 tid, __u32 func, __u64 goid)
 {
-	__u32 pid = bpf_get_current_pid_tgid() >> 32;
-	struct go_proc *gp = bpf_map_lookup_elem(&go_procs, &pid);
+	struct go_event *ev = bpf_ringbuf_reserve(&events, GO_EVENT_HEAD, 0);
 
-	if (!gp)
-		return 0;
-	struct go_call_key key = {
-		.pid = pid,
-		.func = cookie_func(ctx),
-		.goid = goid_at_uprobe(ctx, gp),
-	};
+	if (!ev) {
+		count(CNT_GO_DROPS);
+		return NULL;
+	}
+	__builtin_memset(ev, 0, GO_EVENT_HEAD);
+	ev->kind = EV_GO;
+	ev->pid = pid;
+	ev->tid = tid;
+	ev->func = func;
+	ev->goid = goid;
+	return ev;
+}
+
+/* The end of a call of func on the goroutine whose g is g, if one is
+ * open: out it goes, with its end time. */
+static __always_inline int end_call(__u32 pid, struct go_proc *gp, __u32 func, __u64 g)
+{
+	struct go_call_key key = { .pid = pid, .func = func, .g = g };
+
+	if (!has_strings(func)) {
+		struct go_call *c = bpf_map_lookup_elem(&go_calls_short, &key);
+		if (!c)
+			return 0;
+		__u64 now = bpf_ktime_get_ns();
+		struct go_event *ev = go_event_head(pid, c->tid, func, goid_of(g, gp));
+		if (ev) {
+			ev->start = c->start;
+			ev->end = now;
+			bpf_ringbuf_submit(ev, ringbuf_flags());
+		}
+		bpf_map_delete_elem(&go_calls_short, &key);
+		return 1;
+	}
 	struct go_event *ev = bpf_map_lookup_elem(&go_calls, &key);
 	if (!ev)
 		return 0;
@@ -152,6 +246,23 @@ static __always_inline int go_return_body(struct pt_regs *ctx)
 	if (bpf_ringbuf_output(&events, ev, sizeof(*ev), ringbuf_flags()))
 		count(CNT_GO_DROPS);
 	bpf_map_delete_elem(&go_calls, &key);
+	return 1;
+}
+
+/* Where a timed Go function's call ends: one of its RETs, or an emulated
+ * instruction that runs once its work is done (after the worker's call
+ * returned, in it or in its caller). An exit shared by two functions'
+ * calls ends whichever of them is open. */
+static __always_inline int go_return_body(struct pt_regs *ctx)
+{
+	__u32 pid = bpf_get_current_pid_tgid() >> 32;
+	struct go_proc *gp = bpf_map_lookup_elem(&go_procs, &pid);
+
+	if (!gp)
+		return 0;
+	__u32 alt = cookie_alt_func(ctx);
+	if (!end_call(pid, gp, cookie_func(ctx), ctx->r14) && alt)
+		end_call(pid, gp, alt, ctx->r14);
 	return 0;
 }
 
@@ -159,30 +270,29 @@ static __always_inline int go_return_body(struct pt_regs *ctx)
  * receiver in RAX, code in RBX. */
 static __always_inline int go_write_header_body(struct pt_regs *ctx)
 {
-	__u32 pid = bpf_get_current_pid_tgid() >> 32;
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 pid = pid_tgid >> 32;
 	struct go_proc *gp = bpf_map_lookup_elem(&go_procs, &pid);
 
 	if (!gp)
 		return 0;
-	struct go_event ev = {
-		.kind = EV_GO,
-		.pid = pid,
-		.tid = (__u32)bpf_get_current_pid_tgid(),
-		.func = GO_WRITE_HEADER,
-		.goid = goid_at_uprobe(ctx, gp),
-		.arg = ctx->bx,
-	};
-	ev.start = ev.end = bpf_ktime_get_ns();
-	if (bpf_ringbuf_output(&events, &ev, sizeof(ev), ringbuf_flags()))
-		count(CNT_GO_DROPS);
+	struct go_event *ev = go_event_head(pid, (__u32)pid_tgid, GO_WRITE_HEADER, goid_at_uprobe(ctx, gp));
+	if (!ev)
+		return 0;
+	ev->arg = ctx->bx;
+	ev->start = ev->end = bpf_ktime_get_ns();
+	bpf_ringbuf_submit(ev, ringbuf_flags());
 	return 0;
 }
 
 /* grpc-go (*http2Server).writeStatus(s, st) (WriteStatus before 1.69):
- * st (*status.Status) in RCX; its *spb.Status is nil for OK. */
+ * st (*status.Status) in RCX; its *spb.Status is nil for OK. It is the
+ * RPC's last act: it also ends the goroutine's handleStream call, whose
+ * RETs would be single-stepped for every RPC. */
 static __always_inline int go_grpc_status_body(struct pt_regs *ctx)
 {
-	__u32 pid = bpf_get_current_pid_tgid() >> 32;
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 pid = pid_tgid >> 32;
 	struct go_proc *gp = bpf_map_lookup_elem(&go_procs, &pid);
 	__u64 proto = 0;
 	__s32 code = 0;
@@ -191,17 +301,13 @@ static __always_inline int go_grpc_status_body(struct pt_regs *ctx)
 		return 0;
 	if (!bpf_probe_read_user(&proto, sizeof(proto), (void *)(ctx->cx + gp->grpc_status_proto)) && proto)
 		bpf_probe_read_user(&code, sizeof(code), (void *)(proto + gp->grpc_status_code));
-	struct go_event ev = {
-		.kind = EV_GO,
-		.pid = pid,
-		.tid = (__u32)bpf_get_current_pid_tgid(),
-		.func = GO_GRPC_STATUS,
-		.goid = goid_at_uprobe(ctx, gp),
-		.arg = code,
-	};
-	ev.start = ev.end = bpf_ktime_get_ns();
-	if (bpf_ringbuf_output(&events, &ev, sizeof(ev), ringbuf_flags()))
-		count(CNT_GO_DROPS);
+	struct go_event *ev = go_event_head(pid, (__u32)pid_tgid, GO_GRPC_STATUS, goid_at_uprobe(ctx, gp));
+	if (ev) {
+		ev->arg = code;
+		ev->start = ev->end = bpf_ktime_get_ns();
+		bpf_ringbuf_submit(ev, ringbuf_flags());
+	}
+	end_call(pid, gp, GO_GRPC_METHOD, ctx->r14);
 	return 0;
 }
 
@@ -223,11 +329,12 @@ static __always_inline int go_stw_stop_body(struct pt_regs *ctx)
  * call (the pause ends at the entry), sweep termination inside it after
  * restarting the Ps (at its RETs): probed at both, the cookie's site
  * says which probe this is. Either way the pause is timed from one
- * probe's clock read to another's, as a call is from entry to RET, so
+ * probe's clock read to another's, as a call is from entry to exit, so
  * user space takes the same calibrated probe cost off both kinds. */
 static __always_inline int go_stw_start_body(struct pt_regs *ctx)
 {
-	__u32 pid = bpf_get_current_pid_tgid() >> 32;
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 pid = pid_tgid >> 32;
 	struct stw_state *st = bpf_map_lookup_elem(&go_stw, &pid);
 
 	if (!st)
@@ -235,18 +342,15 @@ static __always_inline int go_stw_start_body(struct pt_regs *ctx)
 	int mark_term = st->reason == STW_GC_MARK_TERM;
 	if ((cookie_site(ctx) == PROBE_AT_ENTRY) != mark_term)
 		return 0;
-	struct go_event ev = {
-		.kind = EV_GO,
-		.pid = pid,
-		.tid = (__u32)bpf_get_current_pid_tgid(),
-		.func = GO_STW,
-		.start = st->start,
-		.end = bpf_ktime_get_ns(),
-		.arg = st->reason,
-	};
+	__u64 now = bpf_ktime_get_ns();
+	struct go_event *ev = go_event_head(pid, (__u32)pid_tgid, GO_STW, 0);
+	if (ev) {
+		ev->start = st->start;
+		ev->end = now;
+		ev->arg = st->reason;
+		bpf_ringbuf_submit(ev, ringbuf_flags());
+	}
 	bpf_map_delete_elem(&go_stw, &pid);
-	if (bpf_ringbuf_output(&events, &ev, sizeof(ev), ringbuf_flags()))
-		count(CNT_GO_DROPS);
 	return 0;
 }
 

@@ -188,19 +188,42 @@ struct {
 	__type(value, struct go_proc);
 } go_procs SEC(".maps");
 
+/* A call in progress is keyed by its goroutine's g (R14 at a uprobe),
+ * not its goid: reading that takes a helper call at each entry. A g is
+ * the goroutine's for its whole life; one reused by a later goroutine
+ * finds a stale call of it overwritten by its own first entry. */
 struct go_call_key {
 	__u32 pid;
 	__u32 func;
-	__u64 goid;
+	__u64 g;
 };
 
-/* Go calls in progress: entry seen, return not yet. */
+/* Go calls in progress that carry strings (ServeHTTP, a gRPC method):
+ * entry seen, end not yet. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 8192);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
 	__type(key, struct go_call_key);
 	__type(value, struct go_event);
 } go_calls SEC(".maps");
+
+/* Every other Go call in progress: a 400-byte value would cost each
+ * entry and end a copy of it (the probes run in the traced process).
+ * Per-CPU LRU lists: no lock shared by the CPUs on an update. */
+struct go_call {
+	__u64 start;
+	__u32 tid;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
+	__type(key, struct go_call_key);
+	__type(value, struct go_call);
+} go_calls_short SEC(".maps");
 
 /* A stop-the-world pause in progress, per process. */
 struct stw_state {
@@ -215,6 +238,20 @@ struct {
 	__type(key, __u32);
 	__type(value, struct stw_state);
 } go_stw SEC(".maps");
+
+/* Copies of the head of an http.Request and of its url.URL (ServeHTTP's
+ * entry reads its fields from them). */
+struct go_http_head {
+	char req[192];
+	char url[128];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct go_http_head);
+} go_http_scratch SEC(".maps");
 
 /* Scratch space for a go_event (too big to build on the stack twice). */
 struct {

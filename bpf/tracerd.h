@@ -152,14 +152,18 @@ enum go_func {
 };
 
 /* A Go uprobe's BPF cookie: the function (enum go_func) in the low 32
- * bits, the probe's site (enum probe_site) from GO_COOKIE_SITE_SHIFT. */
+ * bits, the probe's site (enum probe_site) from GO_COOKIE_SITE_SHIFT,
+ * and for an exit shared by two functions' calls (one worker both call),
+ * the other function from GO_COOKIE_ALT_SHIFT (8 bits). */
 enum go_cookie {
 	GO_COOKIE_SITE_SHIFT = 32,
+	GO_COOKIE_ALT_SHIFT = 40,
 };
 
 enum probe_site {
 	PROBE_AT_ENTRY = 1, /* the function's entry (after its stack check) */
-	PROBE_AT_RET = 2,   /* one of its RET instructions */
+	PROBE_AT_RET = 2,   /* one of its RET instructions (single-stepped) */
+	PROBE_AT_EXIT = 3,  /* an emulated instruction run once the call's work returned */
 };
 
 /* runtime.stwReason of the pauses that are garbage collection (Go ≥ 1.21);
@@ -202,6 +206,10 @@ struct go_event {
 	char query[GO_QUERY_CAP]; /* net/url.URL.RawQuery */
 	char pattern[GO_PATTERN_CAP]; /* net/http.Request.Pattern, set by ServeMux inside ServeHTTP */
 };
+
+/* An event without strings goes out as its head alone (the reader
+ * zeroes the rest). */
+#define GO_EVENT_HEAD __builtin_offsetof(struct go_event, method)
 
 /* Where to find things in a Go process's memory (from its binary's
  * DWARF or a per-version table; set by Go per process). */

@@ -37,8 +37,9 @@ var (
 	// RingBufferBytes: a power of two, at least a page; 256 MiB of
 	// kernel memory is 16 times the default.
 	RingBufferBytes = Range{Min: int64(os.Getpagesize()), Max: 256 << 20, Unit: "bytes"}
-	// GoMaxCalls: at ≈ 7 µs of the traced process's CPU per probe hit,
-	// a million calls a second is seven CPUs: no useful bound is higher.
+	// GoMaxCalls: at ≈ 1.5 µs of the traced process's CPU per probe hit,
+	// two a call, a million calls a second is three CPUs: no useful bound
+	// is higher.
 	GoMaxCalls = Range{Min: 0, Max: 1_000_000, Unit: "calls per second", Zero: "no bound"}
 	// QueueSize: one channel slot per span, allocated at start.
 	QueueSize = Range{Min: 1, Max: 1 << 20, Unit: "spans"}

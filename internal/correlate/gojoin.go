@@ -164,7 +164,7 @@ type heldRecord struct {
 // holdForGo says whether a kernel record must wait for its ServeHTTP: a
 // handler that sends its whole answer before returning (Flush, or a
 // streamed body) has the client's next request end this one while
-// ServeHTTP is still running, and its RET — the only event it sends —
+// ServeHTTP is still running, and its end — the only event it sends —
 // comes after the record. Held: HTTP/1 records of processes with
 // net/http probes whose goroutine has no ServeHTTP in the request's
 // window yet. Anything else goes out at once.
@@ -321,7 +321,7 @@ func (c *Correlator) AddGo(ev *loader.GoEvent) {
 }
 
 // end is a timed call's own end: the probes' cost (calibrated, or the
-// default until calibration ends) comes off the RET probe's time when the
+// default until calibration ends) comes off the end probe's time when the
 // call is joined, not when it arrives, so that calls seen before
 // calibration finished get the calibrated cost too. Instants
 // (WriteHeader, gRPC status) have no cost.
@@ -514,7 +514,7 @@ func (c *Correlator) streamRequest(pid uint32, gp *goProc, call *goCall) Request
 		r.Spans = append(r.Spans, pauseSpans(gp.pauses, call.start, end, cost)...)
 	}
 	var ser []interval
-	// Up to the RET probe itself: a WriteHeader right before the handler
+	// Up to the end probe itself: a WriteHeader right before the handler
 	// returned may fall in the margin the probes' cost takes off.
 	until := call.end
 	for _, other := range gp.byGoid[call.goid] {

@@ -172,8 +172,8 @@ func u32(v uint32) []byte { return binary.LittleEndian.AppendUint32(nil, v) }
 // that a panic of the standard library's parsers is not recovered), must
 // allocate no more than twice its budget (twice: for what the budget does
 // not count, debug/elf's and buildinfo's small structures) and end in
-// bounded time; and every probe offset Func returns must decode, in the
-// edited file itself, to what it claims.
+// bounded time; and every probe offset Func or Exits returns must decode,
+// in the edited file itself, to what it claims.
 //
 //	go test -run XXX -fuzz FuzzInspect -fuzztime 2m ./internal/goinspect
 func FuzzInspect(f *testing.F) {
@@ -214,7 +214,31 @@ func FuzzInspect(f *testing.F) {
 				checkProbes(t, data, fn)
 			}
 		}
+		for _, p := range fuzzExitPlans {
+			runtime.ReadMemStats(&m0)
+			exits, err := b.Exits(p.fn, p.plan)
+			runtime.ReadMemStats(&m1)
+			// The text scanned once, a function decoded per reference.
+			if alloc := m1.TotalAlloc - m0.TotalAlloc; alloc > 2*uint64(allowed) {
+				t.Errorf("Exits(%s) allocated %d for a %d-byte file", p.fn, alloc, size)
+			}
+			if err == nil {
+				for _, e := range exits {
+					checkExit(t, b, data, e)
+				}
+			}
+		}
 	})
+}
+
+// fuzzExitPlans are tried on every input inspect accepts.
+var fuzzExitPlans = []struct {
+	fn   string
+	plan ExitPlan
+}{
+	{"os.Exit", ExitPlan{Callers: true}},
+	{"runtime.startTheWorldWithSema", ExitPlan{Callers: true, CrossCalls: 1}},
+	{"main.main", ExitPlan{After: []string{"os.Exit"}}},
 }
 
 // checkProbes checks, in the file itself, that every probe offset of fn

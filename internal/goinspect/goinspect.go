@@ -114,6 +114,12 @@ type Binary struct {
 
 	symtab map[string]symbol // from .symtab (STT_FUNC), nil when stripped or unusable
 	funcs  *funcTable        // from .gopclntab
+	// pclnStart, pclnEnd bound the pclntab in memory (to the end of its
+	// segment when found without a section): its function table holds
+	// every function's offset from runtime.text.
+	pclnStart, pclnEnd uint64
+	// callers: ScanCallers' findings, by function name.
+	callers map[string]*callerScan
 }
 
 // Func describes one function and where to probe it.
@@ -140,8 +146,10 @@ type Func struct {
 	// twice for one call: keep the latest start per goroutine.
 	EntryProbe      uint64
 	EntryProbeCheap bool
-	// EntryProbeInsn is the disassembled instruction at EntryProbe (Intel syntax).
+	// EntryProbeInsn is the disassembled instruction at EntryProbe (Intel
+	// syntax), EntryProbeAddr its virtual address.
 	EntryProbeInsn string
+	EntryProbeAddr uint64
 
 	// Returns are the file offsets of every RET instruction in
 	// [Entry, Entry+Size), found by a linear sweep with x86asm from Entry.
@@ -314,6 +322,7 @@ func (b *Binary) Close() error {
 	if b == nil || b.closer == nil {
 		return nil
 	}
+	b.callers = nil // the callers' code decoded
 	err := b.closer.Close()
 	b.closer = nil
 	return err
@@ -369,7 +378,7 @@ func (b *Binary) disassembleFunc(name string) (Func, error) {
 			return Func{}, fmt.Errorf("probe address %#x is not an instruction start in [%#x, +%d): %w", a, entry, len(code), ErrUnprovable)
 		}
 	}
-	fn := Func{Name: name, Entry: entry, Size: size, EntryProbeCheap: d.probeOK, EntryProbeInsn: d.probeInsn}
+	fn := Func{Name: name, Entry: entry, Size: size, EntryProbeCheap: d.probeOK, EntryProbeInsn: d.probeInsn, EntryProbeAddr: probe}
 	if fn.EntryOffset, err = b.fileOffset(entry); err != nil {
 		return Func{}, err
 	}

@@ -229,6 +229,7 @@ func (b *Binary) loadPclntab(t *pclntab) error {
 		return corrupt(corruptPclntab, "its functions span [%#x, %#x), not inside one executable segment", first, end)
 	}
 	b.funcs = ft
+	b.pclnStart, b.pclnEnd = t.addr, t.addr+uint64(len(t.data))
 	return nil
 }
 

@@ -14,13 +14,14 @@ import (
 )
 
 // DefaultProbeCostNs stands in for the calibrated cost until calibration
-// ends, or when it fails. A span gains less than its probes' traps cost
-// the process (≈ 0.8 µs for an entry, emulated; ≈ 9.5 µs for a RET,
-// single-stepped: BENCHMARKS.md): only what lies between the two clock
-// reads, the rest of the entry's trap and the RET's trap up to its read
-// (the single step comes after). Calibration measures that at
-// ≈ 1.3–2 µs on our development VM (docs/go.md, "Probe cost"; the
-// entry_plus_ret_ns that BENCHMARKS.md and tracerd's log show).
+// ends, or when it fails. A span gains less than its probes cost the
+// process (≈ 0.7 µs a hit for an emulated instruction, ≈ 10 µs for a
+// RET, single-stepped: BENCHMARKS.md): only what lies between the two
+// clock reads, the rest of the entry's trap and the exit's trap up to
+// its read (a RET's single step comes after it, so both kinds of exit add
+// the same). Calibration measures that at ≈ 1.3–2 µs on our development
+// VM (docs/go.md, "Probe cost"; the entry_plus_exit_ns that BENCHMARKS.md
+// and tracerd's log show).
 const DefaultProbeCostNs = 1_500
 
 type calibration struct {
@@ -30,14 +31,21 @@ type calibration struct {
 }
 
 // calibrationTarget has a frame and a stack check like real functions, so
-// its entry probe lands on the same kind of instruction.
+// its entry probe lands on the same kind of instruction, and a worker
+// whose return is tested, so its calls end at an emulated instruction as
+// the serialization functions' do (calibrationEnds).
 //
 //go:noinline
 func calibrationTarget(n int) int {
 	var buf [64]byte
 	buf[n%64] = byte(n)
-	return calibrationLeaf(buf[:]) + n
+	if calibrationLeaf(buf[:]) != len(buf) {
+		panic("calibrationLeaf")
+	}
+	return n
 }
+
+var calibrationEnds = []goinspect.ExitPlan{{After: []string{"github.com/tracerd/tracerd/internal/goprobe.calibrationLeaf"}}}
 
 //go:noinline
 func calibrationLeaf(b []byte) int { return len(b) }
@@ -57,6 +65,9 @@ func (m *Manager) StartCalibration(n int) error {
 	if err != nil {
 		return err
 	}
+	tg := target{symbol: "calibrationTarget", fn: loader.TracerdGoFuncGO_CALIBRATE,
+		entry: loader.TracerdProgGoEntry, returns: loader.TracerdProgGoReturn, ends: calibrationEnds}
+	exits := m.endsOf(self, bin, f, tg)
 	if err := m.tracer.SetGoProc(self, procOffsets(bin)); err != nil {
 		return err
 	}
@@ -66,8 +77,7 @@ func (m *Manager) StartCalibration(n int) error {
 	if err != nil {
 		return err
 	}
-	ps, err := probesOf(f, target{symbol: "calibrationTarget", fn: loader.TracerdGoFuncGO_CALIBRATE,
-		entry: loader.TracerdProgGoEntry, returns: loader.TracerdProgGoReturn})
+	ps, err := probesOf(f, tg, exits)
 	var ls []link.Link
 	if err == nil {
 		ls, err = m.attachProbes(ex, ps, self)
@@ -124,6 +134,6 @@ func (m *Manager) calibrationSample(ev *loader.GoEvent) {
 	for _, u := range ups {
 		m.updates <- u
 	}
-	m.log.Info("uprobe cost calibrated: subtracted from Go spans", "entry_plus_ret_ns", cost,
+	m.log.Info("uprobe cost calibrated: subtracted from Go spans", "entry_plus_exit_ns", cost,
 		"p10_ns", c.samples[len(c.samples)/10], "p90_ns", c.samples[len(c.samples)*9/10])
 }

@@ -26,46 +26,83 @@ type target struct {
 	symbol  string // the first of symbol, alt... that the binary has is probed
 	fn      goFunc
 	entry   string // program at the entry ("" = none)
-	returns string // program at every RET ("" = none)
+	returns string // program where a call ends ("" = none)
 	group   string // what it measures: gc, serialization, http, grpc
 	alt     []string
+	// ends: where a call ends, if not at every RET (single-stepped, ≈ 10
+	// µs a hit): emulated instructions found by goinspect.Exits, by the
+	// first plan that holds for the binary; when none does, the RETs.
+	ends []goinspect.ExitPlan
 }
+
+// Where calls end. The serialization functions: when their worker's call
+// returns (what is left is bookkeeping), but json.Marshal copies its
+// result out after (≈ 5 % of its time, more than the phase may be off):
+// in its callers when all of them can be found.
+var (
+	jsonMarshalEnds = []goinspect.ExitPlan{{Callers: true}, {After: []string{"encoding/json.(*encodeState).marshal"}}}
+	jsonEncodeEnds  = []goinspect.ExitPlan{{After: []string{"encoding/json.(*encodeState).marshal"}}}
+	// Unmarshal calls the decoder last: the value's decoding in it.
+	jsonDecodeEnds = []goinspect.ExitPlan{{After: []string{"encoding/json.(*decodeState).unmarshal", "encoding/json.(*decodeState).value"}}}
+	// The slow path's call; the generated code's fast path joins it
+	// right after.
+	protoMarshalEnds   = []goinspect.ExitPlan{{After: []string{"google.golang.org/protobuf/proto.MarshalOptions.marshalMessageSlow"}}}
+	protoUnmarshalEnds = []goinspect.ExitPlan{{After: []string{"google.golang.org/protobuf/proto.UnmarshalOptions.unmarshalMessageSlow"}}}
+	// net/http calls serverHandler.ServeHTTP from conn.serve, then
+	// cancels the request's context (an indirect call, counted in the
+	// span) and calls c.hijacked(): there. HTTP/2 calls it through
+	// handlers that return right after, run by runHandler through an
+	// interface; its deferred function then calls handlerDone.
+	serveHTTPEnds = []goinspect.ExitPlan{{Callers: true, CrossCalls: 1, Follow: map[string]string{
+		"net/http.initALPNRequest.ServeHTTP":         "net/http.(*http2responseWriter).handlerDone",
+		"net/http.unencryptedHTTP2Request.ServeHTTP": "net/http.(*http2responseWriter).handlerDone",
+	}}}
+)
+
+// maxClassicExits bounds the exits of one function where each is a
+// classic uprobe (no uprobe_multi): removing one takes the kernel ≈ 90 ms.
+const maxClassicExits = 16
 
 // targets lists every function tracerd probes when the binary has it.
 var targets = []target{
-	{"runtime.stopTheWorldWithSema", loader.TracerdGoFuncGO_STW, loader.TracerdProgGoStwStop, "", "gc", nil},
+	// GC pauses are rare (a few per GC cycle): their RETs stay probed.
+	{"runtime.stopTheWorldWithSema", loader.TracerdGoFuncGO_STW, loader.TracerdProgGoStwStop, "", "gc", nil, nil},
 	// The pause ends at startTheWorldWithSema's entry or at its RETs,
 	// depending on the pause (see go_stw_start); probed at both.
-	{"runtime.startTheWorldWithSema", loader.TracerdGoFuncGO_STW, loader.TracerdProgGoStwStart, loader.TracerdProgGoStwStart, "gc", nil},
-	{"encoding/json.Marshal", loader.TracerdGoFuncGO_JSON_MARSHAL, loader.TracerdProgGoEntry, loader.TracerdProgGoReturn, "serialization", nil},
-	{"encoding/json.Unmarshal", loader.TracerdGoFuncGO_JSON_UNMARSHAL, loader.TracerdProgGoEntry, loader.TracerdProgGoReturn, "serialization", nil},
-	{"encoding/json.(*Encoder).Encode", loader.TracerdGoFuncGO_JSON_ENCODE, loader.TracerdProgGoEntry, loader.TracerdProgGoReturn, "serialization", nil},
-	{"encoding/json.(*Decoder).Decode", loader.TracerdGoFuncGO_JSON_DECODE, loader.TracerdProgGoEntry, loader.TracerdProgGoReturn, "serialization", nil},
+	{"runtime.startTheWorldWithSema", loader.TracerdGoFuncGO_STW, loader.TracerdProgGoStwStart, loader.TracerdProgGoStwStart, "gc", nil, nil},
+	{"encoding/json.Marshal", loader.TracerdGoFuncGO_JSON_MARSHAL, loader.TracerdProgGoEntry, loader.TracerdProgGoReturn, "serialization", nil, jsonMarshalEnds},
+	{"encoding/json.Unmarshal", loader.TracerdGoFuncGO_JSON_UNMARSHAL, loader.TracerdProgGoEntry, loader.TracerdProgGoReturn, "serialization", nil, jsonDecodeEnds},
+	// Encode's write of the result to its io.Writer comes after: not
+	// serialization.
+	{"encoding/json.(*Encoder).Encode", loader.TracerdGoFuncGO_JSON_ENCODE, loader.TracerdProgGoEntry, loader.TracerdProgGoReturn, "serialization", nil, jsonEncodeEnds},
+	{"encoding/json.(*Decoder).Decode", loader.TracerdGoFuncGO_JSON_DECODE, loader.TracerdProgGoEntry, loader.TracerdProgGoReturn, "serialization", nil, jsonDecodeEnds},
 	// The core every Marshal variant calls (proto.Marshal,
 	// MarshalOptions.Marshal/MarshalAppend: grpc-go's codec uses the
 	// latter two), else proto.Marshal itself; likewise for Unmarshal.
 	{"google.golang.org/protobuf/proto.MarshalOptions.marshal", loader.TracerdGoFuncGO_PROTO_MARSHAL, loader.TracerdProgGoEntry, loader.TracerdProgGoReturn, "serialization",
-		[]string{"google.golang.org/protobuf/proto.Marshal"}},
+		[]string{"google.golang.org/protobuf/proto.Marshal"}, protoMarshalEnds},
 	{"google.golang.org/protobuf/proto.UnmarshalOptions.unmarshal", loader.TracerdGoFuncGO_PROTO_UNMARSHAL, loader.TracerdProgGoEntry, loader.TracerdProgGoReturn, "serialization",
-		[]string{"google.golang.org/protobuf/proto.Unmarshal"}},
-	{"net/http.serverHandler.ServeHTTP", loader.TracerdGoFuncGO_SERVE_HTTP, loader.TracerdProgGoEntry, loader.TracerdProgGoReturn, "http", nil},
-	{"net/http.(*response).WriteHeader", loader.TracerdGoFuncGO_WRITE_HEADER, loader.TracerdProgGoWriteHeader, "", "http", nil},
-	{"net/http.(*http2responseWriter).WriteHeader", loader.TracerdGoFuncGO_WRITE_HEADER, loader.TracerdProgGoWriteHeader, "", "http", nil},
+		[]string{"google.golang.org/protobuf/proto.Unmarshal"}, protoUnmarshalEnds},
+	{"net/http.serverHandler.ServeHTTP", loader.TracerdGoFuncGO_SERVE_HTTP, loader.TracerdProgGoEntry, loader.TracerdProgGoReturn, "http", nil, serveHTTPEnds},
+	{"net/http.(*response).WriteHeader", loader.TracerdGoFuncGO_WRITE_HEADER, loader.TracerdProgGoWriteHeader, "", "http", nil, nil},
+	{"net/http.(*http2responseWriter).WriteHeader", loader.TracerdGoFuncGO_WRITE_HEADER, loader.TracerdProgGoWriteHeader, "", "http", nil, nil},
 	// HTTP/2's implicit 200 (a handler that only writes) calls the
 	// state's writeHeader with WriteHeader inlined away: probe it too.
-	{"net/http.(*http2responseWriterState).writeHeader", loader.TracerdGoFuncGO_WRITE_HEADER, loader.TracerdProgGoWriteHeader, "", "http", nil},
-	// grpc-go servers: one call per RPC on the stream's goroutine, and
-	// the status it ends with (probed only when the layout is known).
-	{goinspect.GRPCHandleStream, loader.TracerdGoFuncGO_GRPC_METHOD, loader.TracerdProgGoEntry, loader.TracerdProgGoReturn, "grpc", nil},
+	{"net/http.(*http2responseWriterState).writeHeader", loader.TracerdGoFuncGO_WRITE_HEADER, loader.TracerdProgGoWriteHeader, "", "http", nil, nil},
+	// grpc-go servers: one call per RPC on the stream's goroutine, ended
+	// by the status it writes last (go_grpc_status; probed only when
+	// the layout is known).
+	{goinspect.GRPCHandleStream, loader.TracerdGoFuncGO_GRPC_METHOD, loader.TracerdProgGoEntry, "", "grpc", nil, nil},
 	{goinspect.GRPCWriteStatus, loader.TracerdGoFuncGO_GRPC_STATUS, loader.TracerdProgGoGrpcStatus, "", "grpc",
-		[]string{goinspect.GRPCWriteStatusOld}},
+		[]string{goinspect.GRPCWriteStatusOld}, nil},
 }
 
 // DefaultMaxCallsPerSecond bounds how often one probed function may fire
-// in one process before its probes are switched off: an entry probe
-// (≈ 0.8 µs) and a RET probe (≈ 9.5 µs, BENCHMARKS.md) cost the process
-// ≈ 10 µs per call, so 2000 calls/s ≈ 2 % of a core.
-const DefaultMaxCallsPerSecond = 2000
+// in one process before its probes are switched off: a guard, not the
+// normal state. Calls end at emulated instructions, so an entry and an
+// exit cost the process ≈ 2 µs a call together (BENCHMARKS.md), and
+// 50,000 calls/s ≈ 10 % of a core.
+const DefaultMaxCallsPerSecond = 50_000
 
 // Probes says which Go measurements a process has, so that an
 // unmeasured phase stays absent rather than zero.
@@ -208,12 +245,15 @@ func (m *Manager) Attach(pid uint32) error {
 	failed := maps.Clone(refused)
 	plan := map[string][]probe{} // by group
 	var groupOrder []string
+	var exitProbes, retProbes int
+	exitsStart := time.Now()
+	m.scanCallers(pid, bin, funcs)
 	for _, tg := range targets {
 		f, ok := funcs[tg.symbol]
 		if !ok || refused[tg.group] {
 			continue // a group missing a refused function would measure wrong
 		}
-		ps, err := probesOf(f, tg)
+		ps, err := probesOf(f, tg, m.endsOf(pid, bin, f, tg))
 		if err != nil {
 			attachErrs = append(attachErrs, fmt.Errorf("%s: %w", tg.symbol, err))
 			failed[tg.group] = true
@@ -223,6 +263,18 @@ func (m *Manager) Attach(pid uint32) error {
 			groupOrder = append(groupOrder, tg.group)
 		}
 		plan[tg.group] = append(plan[tg.group], ps...)
+	}
+	exitsTook := time.Since(exitsStart)
+	for _, group := range groupOrder {
+		plan[group] = shareExits(plan[group])
+		for _, p := range plan[group] {
+			switch loader.TracerdProbeSite(p.cookie >> loader.TracerdGoCookieGO_COOKIE_SITE_SHIFT & 0xff) {
+			case loader.TracerdProbeSitePROBE_AT_EXIT:
+				exitProbes++
+			case loader.TracerdProbeSitePROBE_AT_RET:
+				retProbes++
+			}
+		}
 	}
 	for _, group := range groupOrder {
 		ls, err := m.attachProbes(ex, plan[group], pid)
@@ -246,7 +298,8 @@ func (m *Manager) Attach(pid uint32) error {
 	m.mu.Unlock()
 	m.updates <- Update{PID: pid, Probes: probes, OK: true}
 	m.log.Info("Go probes attached", "pid", pid, "go", bin.GoVersion, "stripped", bin.Stripped,
-		"symbols", bin.SymbolsFrom, "offsets", bin.OffsetsFrom, "links", countLinks(p.links), "gc", p.probes.GC,
+		"symbols", bin.SymbolsFrom, "offsets", bin.OffsetsFrom, "links", countLinks(p.links),
+		"exit_probes", exitProbes, "ret_probes", retProbes, "exits_found_in", exitsTook.Round(time.Millisecond), "gc", p.probes.GC,
 		"serialization", p.probes.Serialization, "http", p.probes.HTTP, "grpc", p.probes.GRPC)
 	return errors.Join(attachErrs...)
 }
@@ -295,21 +348,128 @@ type probe struct {
 	cookie uint64
 }
 
-// probesOf lists the probes of one target function.
-func probesOf(f goinspect.Func, tg target) ([]probe, error) {
+// scanCallers looks for the callers of every function whose calls may end
+// in them, in one pass over the binary.
+func (m *Manager) scanCallers(pid uint32, bin *goinspect.Binary, funcs map[string]goinspect.Func) {
+	var names []string
+	for _, tg := range targets {
+		f, ok := funcs[tg.symbol]
+		if !ok {
+			continue
+		}
+		for _, plan := range tg.ends {
+			if plan.Callers {
+				names = append(names, f.Name)
+				break
+			}
+		}
+	}
+	if len(names) == 0 {
+		return
+	}
+	if err := bin.ScanCallers(names...); err != nil {
+		m.log.Info("Go probes: callers not scanned", "pid", pid, "reason", err)
+	}
+}
+
+// endsOf returns where tg's calls end in bin when not at its RETs: the
+// exits its plan finds (nil: the RETs, also when the plan does not hold
+// for this binary, which is logged).
+func (m *Manager) endsOf(pid uint32, bin *goinspect.Binary, f goinspect.Func, tg target) []goinspect.Exit {
+	if tg.returns == "" || len(tg.ends) == 0 {
+		return nil
+	}
+	// The first plan that holds with no RET probe left, else the one
+	// that leaves the fewest (json.Marshal in callers that return its
+	// result: a MarshalJSON method each).
+	var best []goinspect.Exit
+	bestRets := -1
+	var errs []error
+	for _, plan := range tg.ends {
+		exits, err := bin.Exits(f.Name, plan)
+		if err == nil && !m.tracer.UprobeMulti() && len(exits) > maxClassicExits {
+			err = fmt.Errorf("%d exits, too many for classic uprobes", len(exits))
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		rets := 0
+		for _, e := range exits {
+			if !e.Emulated {
+				rets++
+			}
+		}
+		if bestRets < 0 || rets < bestRets {
+			best, bestRets = exits, rets
+		}
+		if rets == 0 {
+			break
+		}
+	}
+	if best == nil {
+		m.log.Info("Go probes: calls end at RET probes (single-stepped, ≈ 10 µs a call)", "pid", pid, "function", f.Name, "reason", errors.Join(errs...))
+	}
+	return best
+}
+
+// probesOf lists the probes of one target function: its entry, and where
+// its calls end (exits, else every RET).
+func probesOf(f goinspect.Func, tg target, exits []goinspect.Exit) ([]probe, error) {
 	var out []probe
 	if tg.entry != "" {
 		out = append(out, probe{f.Name, tg.entry, f.EntryProbe, cookie(tg.fn, loader.TracerdProbeSitePROBE_AT_ENTRY)})
 	}
-	if tg.returns != "" {
-		if len(f.Returns) == 0 {
-			return nil, errors.New("no RET instruction found")
+	if tg.returns == "" {
+		return out, nil
+	}
+	if exits != nil {
+		for _, e := range exits {
+			site := loader.TracerdProbeSitePROBE_AT_EXIT
+			if !e.Emulated {
+				site = loader.TracerdProbeSitePROBE_AT_RET
+			}
+			out = append(out, probe{e.Func, tg.returns, e.Offset, cookie(tg.fn, site)})
 		}
-		for _, off := range f.Returns {
-			out = append(out, probe{f.Name, tg.returns, off, cookie(tg.fn, loader.TracerdProbeSitePROBE_AT_RET)})
-		}
+		return out, nil
+	}
+	if len(f.Returns) == 0 {
+		return nil, errors.New("no RET instruction found")
+	}
+	for _, off := range f.Returns {
+		out = append(out, probe{f.Name, tg.returns, off, cookie(tg.fn, loader.TracerdProbeSitePROBE_AT_RET)})
 	}
 	return out, nil
+}
+
+// shareExits merges probes of one program at one address (an exit in a
+// worker two functions call: json's Unmarshal and Decode): the first's
+// cookie also names the second function, whichever call is open ends.
+func shareExits(ps []probe) []probe {
+	type key struct {
+		prog string
+		addr uint64
+	}
+	at := map[key]int{}
+	var out []probe
+	for _, p := range ps {
+		k := key{p.prog, p.addr}
+		i, dup := at[k]
+		if !dup {
+			at[k] = len(out)
+			out = append(out, p)
+			continue
+		}
+		fn, alt := uint64(uint32(p.cookie)), out[i].cookie>>loader.TracerdGoCookieGO_COOKIE_ALT_SHIFT
+		switch {
+		case fn == uint64(uint32(out[i].cookie)) || fn == alt:
+		case alt == 0:
+			out[i].cookie |= fn << loader.TracerdGoCookieGO_COOKIE_ALT_SHIFT
+		default:
+			out = append(out, p) // a third function: a probe of its own
+		}
+	}
+	return out
 }
 
 // attachProbes attaches probes in pid. With uprobe_multi, one link per

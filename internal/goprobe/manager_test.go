@@ -82,7 +82,7 @@ func noUpdate(t *testing.T, m *Manager) {
 // bits (they read (__u32)cookie), the site from GO_COOKIE_SITE_SHIFT.
 func TestCookieLayout(t *testing.T) {
 	f := goinspect.Func{Name: "encoding/json.Marshal", EntryProbe: 0x100, Returns: []uint64{0x180, 0x1c0}}
-	ps, err := probesOf(f, *targetOf(loader.TracerdGoFuncGO_JSON_MARSHAL))
+	ps, err := probesOf(f, *targetOf(loader.TracerdGoFuncGO_JSON_MARSHAL), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,8 +101,58 @@ func TestCookieLayout(t *testing.T) {
 		}
 	}
 	f.Returns = nil
-	if _, err := probesOf(f, *targetOf(loader.TracerdGoFuncGO_JSON_MARSHAL)); err == nil {
+	if _, err := probesOf(f, *targetOf(loader.TracerdGoFuncGO_JSON_MARSHAL), nil); err == nil {
 		t.Error("a timed function without RET instructions was probed")
+	}
+}
+
+// Exits replace the RETs: emulated ones at the exit site, a RET kept on a
+// path without one at the RET site; the RETs themselves are not probed.
+func TestExitProbes(t *testing.T) {
+	f := goinspect.Func{Name: "encoding/json.Unmarshal", EntryProbe: 0x100, Returns: []uint64{0x180, 0x1c0}}
+	exits := []goinspect.Exit{
+		{Func: "encoding/json.(*decodeState).unmarshal", Offset: 0x2f0, Emulated: true},
+		{Func: "encoding/json.Unmarshal", Offset: 0x1c0},
+	}
+	ps, err := probesOf(f, *targetOf(loader.TracerdGoFuncGO_JSON_UNMARSHAL), exits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []probe{
+		{f.Name, loader.TracerdProgGoEntry, 0x100, 2 | 1<<32},
+		{exits[0].Func, loader.TracerdProgGoReturn, 0x2f0, 2 | 3<<32},
+		{exits[1].Func, loader.TracerdProgGoReturn, 0x1c0, 2 | 2<<32},
+	}
+	if !slices.Equal(ps, want) {
+		t.Errorf("probes %+v, want %+v", ps, want)
+	}
+}
+
+// One program at one address is one probe: the second function sharing
+// it is in the cookie's alternative byte (what go_return tries next); a
+// third gets a probe of its own; entries are never merged with exits.
+func TestShareExits(t *testing.T) {
+	ret := loader.TracerdProgGoReturn
+	exit := func(fn goFunc) uint64 { return cookie(fn, loader.TracerdProbeSitePROBE_AT_EXIT) }
+	in := []probe{
+		{"a", loader.TracerdProgGoEntry, 0x10, cookie(loader.TracerdGoFuncGO_JSON_UNMARSHAL, loader.TracerdProbeSitePROBE_AT_ENTRY)},
+		{"u", ret, 0x2f0, exit(loader.TracerdGoFuncGO_JSON_UNMARSHAL)},
+		{"d", loader.TracerdProgGoEntry, 0x20, cookie(loader.TracerdGoFuncGO_JSON_DECODE, loader.TracerdProbeSitePROBE_AT_ENTRY)},
+		{"u", ret, 0x2f0, exit(loader.TracerdGoFuncGO_JSON_DECODE)},
+		{"u", ret, 0x2f0, exit(loader.TracerdGoFuncGO_JSON_DECODE)},
+		{"u", ret, 0x2f0, exit(loader.TracerdGoFuncGO_PROTO_UNMARSHAL)},
+	}
+	got := shareExits(in)
+	want := []probe{in[0], in[1], in[2], in[5]}
+	want[1].cookie |= uint64(loader.TracerdGoFuncGO_JSON_DECODE) << loader.TracerdGoCookieGO_COOKIE_ALT_SHIFT
+	if !slices.Equal(got, want) {
+		t.Errorf("shared %+v\nwant %+v", got, want)
+	}
+	if alt := got[1].cookie >> loader.TracerdGoCookieGO_COOKIE_ALT_SHIFT & 0xff; goFunc(alt) != loader.TracerdGoFuncGO_JSON_DECODE {
+		t.Errorf("alternative function %d", alt)
+	}
+	if site := loader.TracerdProbeSite(got[1].cookie >> loader.TracerdGoCookieGO_COOKIE_SITE_SHIFT & 0xff); site != loader.TracerdProbeSitePROBE_AT_EXIT {
+		t.Errorf("site %d after sharing", site)
 	}
 }
 

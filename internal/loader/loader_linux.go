@@ -390,6 +390,9 @@ func b2u(b bool) uint8 {
 	return 0
 }
 
+// goEventHead is GO_EVENT_HEAD: what a Go event without strings sends.
+const goEventHead = int(unsafe.Offsetof(GoEvent{}.Method))
+
 // Read blocks for the next event. It returns ErrClosed after Close.
 // Entries are decoded by the generated types' layout (the C structs),
 // after checking their size.
@@ -408,7 +411,8 @@ func (t *Tracer) Read(ev *Event) error {
 		// The kernel leaves the request head's unused tail behind.
 		want = recordHeadOffset
 	case KindGo:
-		want = int(unsafe.Sizeof(GoEvent{}))
+		// Events without strings come as their head alone.
+		want = goEventHead
 	case KindProc:
 		want = int(unsafe.Sizeof(ProcNote{}))
 	default:
@@ -423,7 +427,9 @@ func (t *Tracer) Read(ev *Event) error {
 		n := copy(dst, raw)
 		clear(dst[n:])
 	case KindGo:
-		ev.Go = *(*GoEvent)(unsafe.Pointer(&raw[0]))
+		dst := unsafe.Slice((*byte)(unsafe.Pointer(&ev.Go)), unsafe.Sizeof(ev.Go))
+		n := copy(dst, raw)
+		clear(dst[n:])
 	case KindProc:
 		ev.Proc = *(*ProcNote)(unsafe.Pointer(&raw[0]))
 	}

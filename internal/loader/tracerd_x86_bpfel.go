@@ -83,11 +83,18 @@ type TracerdFilterConfig struct {
 	CgroupV1Subsys int32
 }
 
+type TracerdGoCall struct {
+	_     structs.HostLayout
+	Start uint64
+	Tid   uint32
+	Pad   uint32
+}
+
 type TracerdGoCallKey struct {
 	_    structs.HostLayout
 	Pid  uint32
 	Func uint32
-	Goid uint64
+	G    uint64
 }
 
 type TracerdGoCapture uint32
@@ -104,6 +111,7 @@ type TracerdGoCookie uint32
 
 const (
 	TracerdGoCookieGO_COOKIE_SITE_SHIFT TracerdGoCookie = 32
+	TracerdGoCookieGO_COOKIE_ALT_SHIFT  TracerdGoCookie = 40
 )
 
 type TracerdGoEvent struct {
@@ -149,6 +157,12 @@ const (
 	TracerdGoFuncGO_FUNC_MAX        TracerdGoFunc = 13
 )
 
+type TracerdGoHttpHead struct {
+	_   structs.HostLayout
+	Req [192]int8
+	Url [128]int8
+}
+
 type TracerdGoProc struct {
 	_                structs.HostLayout
 	G_goid           uint64
@@ -191,6 +205,7 @@ type TracerdProbeSite uint32
 const (
 	TracerdProbeSitePROBE_AT_ENTRY TracerdProbeSite = 1
 	TracerdProbeSitePROBE_AT_RET   TracerdProbeSite = 2
+	TracerdProbeSitePROBE_AT_EXIT  TracerdProbeSite = 3
 )
 
 type TracerdProcNote struct {
@@ -319,6 +334,8 @@ const (
 	TracerdMapEvents                   = "events"
 	TracerdMapFilter                   = "filter"
 	TracerdMapGoCalls                  = "go_calls"
+	TracerdMapGoCallsShort             = "go_calls_short"
+	TracerdMapGoHttpScratch            = "go_http_scratch"
 	TracerdMapGoProcs                  = "go_procs"
 	TracerdMapGoScratch                = "go_scratch"
 	TracerdMapGoStw                    = "go_stw"
@@ -526,6 +543,8 @@ type TracerdMapSpecs struct {
 	Events        *ebpf.MapSpec `ebpf:"events"`
 	Filter        *ebpf.MapSpec `ebpf:"filter"`
 	GoCalls       *ebpf.MapSpec `ebpf:"go_calls"`
+	GoCallsShort  *ebpf.MapSpec `ebpf:"go_calls_short"`
+	GoHttpScratch *ebpf.MapSpec `ebpf:"go_http_scratch"`
 	GoProcs       *ebpf.MapSpec `ebpf:"go_procs"`
 	GoScratch     *ebpf.MapSpec `ebpf:"go_scratch"`
 	GoStw         *ebpf.MapSpec `ebpf:"go_stw"`
@@ -591,6 +610,8 @@ type TracerdMaps struct {
 	Events        *ebpf.Map `ebpf:"events"`
 	Filter        *ebpf.Map `ebpf:"filter"`
 	GoCalls       *ebpf.Map `ebpf:"go_calls"`
+	GoCallsShort  *ebpf.Map `ebpf:"go_calls_short"`
+	GoHttpScratch *ebpf.Map `ebpf:"go_http_scratch"`
 	GoProcs       *ebpf.Map `ebpf:"go_procs"`
 	GoScratch     *ebpf.Map `ebpf:"go_scratch"`
 	GoStw         *ebpf.Map `ebpf:"go_stw"`
@@ -612,6 +633,8 @@ func (m *TracerdMaps) Close() error {
 		m.Events,
 		m.Filter,
 		m.GoCalls,
+		m.GoCallsShort,
+		m.GoHttpScratch,
 		m.GoProcs,
 		m.GoScratch,
 		m.GoStw,

@@ -1,17 +1,22 @@
-// Command goaware measures what Go awareness (uprobes) adds per request:
-// the JSON test server (tests/goserver) at max loopback throughput, traced
-// by tracerd with --go and with --go=false, rounds interleaved in one run.
-// It appends its section to the benchmarks file.
+// Command goaware measures what Go awareness (uprobes) costs the traced
+// process and whether it stays on under load: first the cost of one
+// uprobe hit by the instruction it sits on (sites.go), then the JSON test
+// server (tests/goserver) at fixed request rates, traced by tracerd with
+// --go=false, with the default bound on calls per second, and with the
+// old bound (2000), rounds interleaved in one run. It appends its section
+// to the benchmarks file.
 package main
 
 import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -23,30 +28,91 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tracerd/tracerd/internal/export"
 	"github.com/tracerd/tracerd/internal/goprobe"
 )
 
 var (
-	tracerd = flag.String("tracerd", "bin/tracerd", "tracerd binary")
-	out     = flag.String("out", "BENCHMARKS.md", "file to append the section to")
-	rounds  = flag.Int("rounds", 3, "rounds per arm")
-	roundD  = flag.Duration("round", 8*time.Second, "load per round")
+	tracerd    = flag.String("tracerd", "bin/tracerd", "tracerd binary")
+	out        = flag.String("out", "BENCHMARKS.md", "file to append the section to")
+	rounds     = flag.Int("rounds", 3, "rounds per arm and rate")
+	roundD     = flag.Duration("round", 10*time.Second, "load per round")
+	rateList   = flag.String("rates", "10000,20000", "fixed request rates (requests/s)")
+	sitesOnly  = flag.Bool("sites-only", false, "only measure the cost of a uprobe hit by instruction kind")
+	siteRounds = flag.Int("site-rounds", 5, "rounds of the per-instruction measurement")
+	bpfObject  = flag.String("bpf-object", "internal/loader/tracerd_x86_bpfel.o", "BPF object whose Go uprobe programs are measured")
+	former     = flag.String("former", "", "another tracerd build (an older one) to run as one more arm, with no bound")
 )
 
+// path is what the clients ask: one item through json.Marshal, net/http
+// around it (5 probe hits a request: ServeHTTP's entry and exit,
+// WriteHeader, Marshal's entry and exit), light enough for 20,000
+// requests/s on 2 CPUs.
+const path = "/json?n=1"
+
+// oldBound is the default bound before calls ended at emulated
+// instructions.
+const oldBound = 2000
+
+type arm struct {
+	name    string
+	args    []string
+	tracerd string // "" for -tracerd
+}
+
+var arms = []arm{
+	{name: "--go=false", args: []string{"--go=false"}},
+	{name: "--go"},
+	{name: fmt.Sprintf("--go-max-calls=%d", oldBound), args: []string{"--go-max-calls", strconv.Itoa(oldBound)}},
+}
+
+// result is one round: one arm at one rate.
 type result struct {
 	arm        string
-	reqs       int64
-	rps        float64
-	serverCPU  float64 // ns per request
-	p50, p99   time.Duration
-	uprobeHits float64 // per request
-	costNote   string
+	rate       int
+	sent, ok   int64
+	serverCPU  float64            // ns per answered request
+	hits       float64            // uprobe program runs per request
+	progNs     map[string]float64 // uprobe program: ns per run
+	progRuns   map[string]float64 // uprobe program: runs per request
+	early, end share              // records of the first second, of the last three
+	calib      string
+}
+
+// share counts records carrying each Go measurement.
+type share struct {
+	records, serialize, gcSTW, gcPause, serveHTTP, marshal int
 }
 
 func main() {
 	flag.Parse()
 	if os.Geteuid() != 0 {
 		log.Fatal("goaware: needs root (tracerd loads BPF)")
+	}
+	costs, err := siteCosts(*siteRounds, 100_000)
+	if err != nil {
+		log.Fatal(err)
+	}
+	sites := siteReport(costs, *siteRounds, 100_000)
+	pc, cases, err := progCosts(*bpfObject, *siteRounds, 100_000)
+	if err != nil {
+		log.Fatal(err)
+	}
+	sites += progReport(pc, cases, *bpfObject, *siteRounds, 100_000)
+	if *sitesOnly {
+		fmt.Print(sites)
+		return
+	}
+	if *former != "" {
+		arms = append(arms, arm{name: "former build, --go-max-calls=0", args: []string{"--go-max-calls", "0"}, tracerd: *former})
+	}
+	var rates []int
+	for _, f := range strings.Split(*rateList, ",") {
+		r, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || r <= 0 {
+			log.Fatalf("-rates: %q", f)
+		}
+		rates = append(rates, r)
 	}
 	dir, err := os.MkdirTemp("", "tracerd-goaware-")
 	if err != nil {
@@ -62,36 +128,29 @@ func main() {
 	}
 	var results []result
 	for i := 0; i < *rounds; i++ {
-		for _, arm := range arms {
-			r, err := round(server, arm)
-			if err != nil {
-				log.Fatal(err)
+		for _, rate := range rates {
+			for _, a := range arms {
+				r, err := round(dir, server, a, rate)
+				if err != nil {
+					log.Fatal(err)
+				}
+				log.Printf("%s at %d/s: %d of %d answered, server CPU %.1f µs/req, %.2f hits/req, last seconds: %d records, %d with serialize",
+					a.name, rate, r.ok, r.sent, r.serverCPU/1e3, r.hits, r.end.records, r.end.serialize)
+				results = append(results, r)
 			}
-			log.Printf("%s: %.0f req/s, server CPU %.1f µs/req, p99 %s", arm, r.rps, r.serverCPU/1e3, r.p99)
-			results = append(results, r)
 		}
 	}
-	if err := report(results); err != nil {
+	if err := appendReport(sites + report(results, rates)); err != nil {
 		log.Fatal(err)
 	}
 }
 
-// arms: Go awareness off; on, with the default bound on calls per
-// second (which switches busy probes off after a second at this load);
-// on with no bound (every call pays its traps: the real cost).
-var arms = []string{armOff, armOn, armUnbounded}
-
-const (
-	armOff       = "--go=false"
-	armOn        = "--go"
-	armUnbounded = "--go-max-calls=0"
-)
-
-func round(server, arm string) (result, error) {
+func round(dir, server string, a arm, rate int) (result, error) {
+	r := result{arm: a.name, rate: rate}
 	srv := exec.Command(server, "-heap", "10000")
 	stdout, _ := srv.StdoutPipe()
 	if err := srv.Start(); err != nil {
-		return result{}, err
+		return r, err
 	}
 	defer func() { _ = srv.Process.Kill(); _ = srv.Wait() }()
 	var hello struct {
@@ -100,91 +159,201 @@ func round(server, arm string) (result, error) {
 	}
 	line, err := bufio.NewReader(stdout).ReadString('\n')
 	if err != nil || json.Unmarshal([]byte(line), &hello) != nil {
-		return result{}, fmt.Errorf("goserver did not start: %v", err)
+		return r, fmt.Errorf("goserver did not start: %v", err)
 	}
-	tr := exec.Command(*tracerd, "snapshot", "--duration", "10m", "--pid", strconv.Itoa(hello.PID), arm, "--log-level", "info", "-o", filepath.Join(filepath.Dir(server), "cut.pb.gz"))
-	stderr := &strings.Builder{}
+	records := filepath.Join(dir, "requests.jsonl")
+	os.Remove(records)
+	args := append([]string{"snapshot", "--duration", "10m", "--pid", strconv.Itoa(hello.PID), "--log-level", "info",
+		"--json", records, "-o", filepath.Join(dir, "cut.pb.gz")}, a.args...)
+	bin := *tracerd
+	if a.tracerd != "" {
+		bin = a.tracerd
+	}
+	tr := exec.Command(bin, args...)
 	var mu sync.Mutex
+	var stderr strings.Builder
 	pr, pw := io.Pipe()
 	tr.Stderr = pw
-	ready := make(chan struct{})
+	tracing, calibrated := make(chan struct{}), make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(pr)
-		once := sync.Once{}
+		var t, c sync.Once
 		for sc.Scan() {
 			mu.Lock()
 			stderr.WriteString(sc.Text() + "\n")
 			mu.Unlock()
 			if strings.Contains(sc.Text(), "tracerd: tracing") {
-				once.Do(func() { close(ready) })
+				t.Do(func() { close(tracing) })
+			}
+			if strings.Contains(sc.Text(), "uprobe cost calibrated") || strings.Contains(sc.Text(), "uprobe cost calibration") {
+				c.Do(func() { close(calibrated) })
 			}
 		}
 	}()
 	if err := tr.Start(); err != nil {
-		return result{}, err
+		return r, err
 	}
+	defer pw.Close()
 	select {
-	case <-ready:
+	case <-tracing:
 	case <-time.After(10 * time.Second):
-		return result{}, fmt.Errorf("tracerd did not start: %s", stderr)
+		mu.Lock()
+		defer mu.Unlock()
+		return r, fmt.Errorf("tracerd did not start: %s", stderr.String())
 	}
-	time.Sleep(500 * time.Millisecond) // calibration
+	select { // calibration runs in the background: not during the load
+	case <-calibrated:
+	case <-time.After(5 * time.Second):
+	}
+	// BPF statistics (two clock reads more per program run) are on only
+	// for the load's last second, to count the hits: the server's CPU is
+	// taken over the seconds before.
 	cpu0 := procCPU(hello.PID)
-	hits0 := uprobeRuns()
-	reqs, lat := load("http://"+hello.Listen+"/json?n=50", *roundD)
-	cpu1 := procCPU(hello.PID)
-	hits1 := uprobeRuns()
-	_ = tr.Process.Signal(os.Interrupt)
-	_ = tr.Wait()
-	pw.Close()
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	r := result{arm: arm, reqs: reqs, rps: float64(reqs) / roundD.Seconds(),
-		serverCPU: float64(cpu1-cpu0) / float64(reqs), uprobeHits: float64(hits1-hits0) / float64(reqs)}
-	if len(lat) > 0 {
-		r.p50, r.p99 = lat[len(lat)/2], lat[len(lat)*99/100]
+	start := time.Now()
+	var cpu1, ok1 int64
+	var progs0, progs1 map[string]progStat
+	statsAt := time.AfterFunc(*roundD-time.Second, func() {
+		cpu1, ok1 = procCPU(hello.PID), answered.Load()
+		setBPFStats(true)
+		progs0 = uprobeStats()
+	})
+	r.sent, r.ok, err = paced(hello.Listen, rate, 32, *roundD)
+	statsAt.Stop()
+	progs1 = uprobeStats()
+	setBPFStats(false)
+	if err != nil {
+		return r, err
 	}
+	time.Sleep(time.Second) // the last requests' records
+	_ = tr.Process.Signal(os.Interrupt)
+	if err := tr.Wait(); err != nil {
+		return r, fmt.Errorf("tracerd: %v\n%s", err, stderr.String())
+	}
+	if ok1 == 0 || r.ok == ok1 {
+		return r, errors.New("no request answered")
+	}
+	r.serverCPU = float64(cpu1-cpu0) / float64(ok1)
+	r.progNs, r.progRuns = map[string]float64{}, map[string]float64{}
+	last := float64(r.ok - ok1) // answered while the statistics were on
+	for name, p1 := range progs1 {
+		p0 := progs0[name]
+		if runs := p1.runs - p0.runs; runs > 0 {
+			r.progNs[name] = float64(p1.ns-p0.ns) / float64(runs)
+			r.progRuns[name] = float64(runs) / last
+			r.hits += float64(runs) / last
+		}
+	}
+	r.early, r.end, err = shares(records, start, *roundD)
 	mu.Lock()
 	for _, l := range strings.Split(stderr.String(), "\n") {
-		if strings.Contains(l, "calibrated") {
-			r.costNote = l[strings.Index(l, "entry_plus_ret_ns"):]
+		if i := strings.Index(l, "entry_plus_exit_ns"); i >= 0 {
+			r.calib = l[i:]
 		}
 	}
 	mu.Unlock()
-	return r, nil
+	return r, err
 }
 
-// load runs 8 keep-alive clients for d; it returns requests and latencies.
-func load(url string, d time.Duration) (int64, []time.Duration) {
+// paced sends GETs of path at rate over conns keep-alive connections for
+// d, each connection every conns/rate (a late answer delays only its own
+// connection's next request); it returns requests sent and answered 200.
+func paced(addr string, rate, conns int, d time.Duration) (sent, ok int64, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
-	var n atomic.Int64
-	var mu sync.Mutex
-	var lat []time.Duration
+	every := time.Duration(int64(time.Second) * int64(conns) / int64(rate))
+	var nSent atomic.Int64
+	answered.Store(0)
 	var wg sync.WaitGroup
-	for c := 0; c < 8; c++ {
+	errs := make(chan error, conns)
+	for i := 0; i < conns; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			return 0, 0, err
+		}
 		wg.Add(1)
-		go func() {
+		go func(c net.Conn, offset time.Duration) {
 			defer wg.Done()
-			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
-			var mine []time.Duration
+			defer c.Close()
+			br := bufio.NewReader(c)
+			req := []byte("GET " + path + " HTTP/1.1\r\nHost: bench\r\n\r\n")
+			next := time.Now().Add(offset)
 			for ctx.Err() == nil {
-				t0 := time.Now()
-				resp, err := client.Get(url)
+				time.Sleep(time.Until(next))
+				next = next.Add(every)
+				if _, err := c.Write(req); err != nil {
+					errs <- err
+					return
+				}
+				nSent.Add(1)
+				resp, err := http.ReadResponse(br, nil)
 				if err != nil {
-					continue
+					errs <- err
+					return
 				}
 				_, _ = io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
-				mine = append(mine, time.Since(t0))
-				n.Add(1)
+				if resp.StatusCode == http.StatusOK {
+					answered.Add(1)
+				}
 			}
-			mu.Lock()
-			lat = append(lat, mine...)
-			mu.Unlock()
-		}()
+		}(c, every*time.Duration(i)/time.Duration(conns))
 	}
 	wg.Wait()
-	return n.Load(), lat
+	close(errs)
+	return nSent.Load(), answered.Load(), <-errs
+}
+
+// answered counts the requests answered 200 in the current round.
+var answered atomic.Int64
+
+// shares reads tracerd's JSON lines: the /json records that began in the
+// load's first second, and in its last three.
+func shares(file string, start time.Time, d time.Duration) (early, end share, err error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return early, end, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var rec export.JSONRecord
+		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
+			return early, end, err
+		}
+		if rec.HTTP == nil || !strings.HasPrefix(rec.HTTP.Target, "/json") {
+			continue
+		}
+		at := time.Unix(0, rec.StartUnixNano).Sub(start)
+		var s *share
+		switch {
+		case at >= 0 && at < time.Second:
+			s = &early
+		case at >= d-3*time.Second && at < d:
+			s = &end
+		default:
+			continue
+		}
+		s.records++
+		if _, ok := rec.Phases["serialize"]; ok {
+			s.serialize++
+		}
+		if v, ok := rec.Phases["gc_stw"]; ok {
+			s.gcSTW++
+			if v > 0 {
+				s.gcPause++
+			}
+		}
+		for _, sp := range rec.Spans {
+			switch sp.Name {
+			case "net/http.serverHandler.ServeHTTP":
+				s.serveHTTP++
+			case "encoding/json.Marshal":
+				s.marshal++
+			}
+		}
+	}
+	return early, end, sc.Err()
 }
 
 // procCPU is the process's CPU time in ns (all threads, schedstat).
@@ -202,78 +371,194 @@ func procCPU(pid int) int64 {
 	return total
 }
 
-// uprobeRuns sums run counts of tracerd's Go uprobe programs (bpftool).
-func uprobeRuns() int64 {
-	_ = os.WriteFile("/proc/sys/kernel/bpf_stats_enabled", []byte("1"), 0)
-	out, err := exec.Command("bpftool", "-j", "prog", "show").Output()
-	if err != nil {
-		return 0
+type progStat struct{ runs, ns int64 }
+
+func setBPFStats(on bool) {
+	v := "0"
+	if on {
+		v = "1"
 	}
-	var progs []struct {
-		Name   string `json:"name"`
-		RunCnt int64  `json:"run_cnt"`
-	}
-	_ = json.Unmarshal(out, &progs)
-	var n int64
-	for _, p := range progs {
-		if strings.HasPrefix(p.Name, "go_") {
-			n += p.RunCnt
-		}
-	}
-	return n
+	_ = os.WriteFile("/proc/sys/kernel/bpf_stats_enabled", []byte(v), 0)
 }
 
-func median(rs []result, f func(result) float64) float64 {
-	v := make([]float64, 0, len(rs))
-	for _, r := range rs {
-		v = append(v, f(r))
+// uprobeStats reads run counts and run time of tracerd's Go uprobe
+// programs (bpftool).
+func uprobeStats() map[string]progStat {
+	out, err := exec.Command("bpftool", "-j", "prog", "show").Output()
+	if err != nil {
+		return nil
 	}
+	var progs []struct {
+		Name    string `json:"name"`
+		RunCnt  int64  `json:"run_cnt"`
+		RunTime int64  `json:"run_time_ns"`
+	}
+	_ = json.Unmarshal(out, &progs)
+	m := map[string]progStat{}
+	for _, p := range progs {
+		if strings.HasPrefix(p.Name, "go_") {
+			s := m[p.Name]
+			s.runs += p.RunCnt
+			s.ns += p.RunTime
+			m[p.Name] = s
+		}
+	}
+	return m
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	v = append([]float64(nil), v...)
 	sort.Float64s(v)
 	return v[len(v)/2]
 }
 
-func report(rs []result) error {
-	var off, on, all []result
-	for _, r := range rs {
-		switch r.arm {
-		case armOn:
-			on = append(on, r)
-		case armUnbounded:
-			all = append(all, r)
-		default:
-			off = append(off, r)
+func span(v []float64) (lo, hi float64) {
+	if len(v) == 0 {
+		return 0, 0
+	}
+	lo, hi = v[0], v[0]
+	for _, x := range v {
+		lo, hi = min(lo, x), max(hi, x)
+	}
+	return lo, hi
+}
+
+func pct(n, of int) string {
+	if of == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.1f %%", 100*float64(n)/float64(of))
+}
+
+func report(rs []result, rates []int) string {
+	pick := func(armName string, rate int) []result {
+		var out []result
+		for _, r := range rs {
+			if r.arm == armName && r.rate == rate {
+				out = append(out, r)
+			}
 		}
+		return out
+	}
+	vals := func(rs []result, f func(result) float64) []float64 {
+		var v []float64
+		for _, r := range rs {
+			v = append(v, f(r))
+		}
+		return v
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "\n## Go awareness: uprobes on and off (JSON server)\n\n")
-	fmt.Fprintf(&b, "`go run ./tests/bench/goaware` (part of `make bench`), %s: tests/goserver answering `GET /json?n=50` (encoding/json.Marshal of 50 items, net/http) to 8 keep-alive Go clients at max loopback throughput, traced by `tracerd snapshot --pid P` with `--go=false`, with `--go` (default bound: a function firing over %d calls/s in a process has its probes switched off, which happens here after the first second) and with `--go --go-max-calls=0` (no bound: every call pays its traps), %d interleaved rounds of %s each. Medians:\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"), goprobe.DefaultMaxCallsPerSecond, *rounds, *roundD)
-	fmt.Fprintf(&b, "| | --go=false | --go | added | --go-max-calls=0 | added |\n|---|---|---|---|---|---|\n")
-	fr := func(r result) float64 { return r.rps }
-	fc := func(r result) float64 { return r.serverCPU }
-	fh := func(r result) float64 { return r.uprobeHits }
-	f99 := func(r result) float64 { return float64(r.p99) }
-	fmt.Fprintf(&b, "| requests/s | %.0f | %.0f | %+.1f %% | %.0f | %+.1f %% |\n", median(off, fr), median(on, fr), 100*(median(on, fr)/median(off, fr)-1),
-		median(all, fr), 100*(median(all, fr)/median(off, fr)-1))
-	fmt.Fprintf(&b, "| server CPU per request | %.1f µs | %.1f µs | %+.1f µs | %.1f µs | %+.1f µs |\n", median(off, fc)/1e3, median(on, fc)/1e3, (median(on, fc)-median(off, fc))/1e3,
-		median(all, fc)/1e3, (median(all, fc)-median(off, fc))/1e3)
-	fmt.Fprintf(&b, "| p99 latency | %s | %s | %s | %s | %s |\n", time.Duration(median(off, f99)), time.Duration(median(on, f99)), time.Duration(median(on, f99)-median(off, f99)),
-		time.Duration(median(all, f99)), time.Duration(median(all, f99)-median(off, f99)))
-	fmt.Fprintf(&b, "| uprobe hits per request | %.2f | %.2f | | %.2f | |\n", median(off, fh), median(on, fh), median(all, fh))
-	if h := median(all, fh); h > 0 {
-		fmt.Fprintf(&b, "\nWith no bound: %.1f µs of server CPU per uprobe hit (added CPU per request ÷ hits per request).\n", (median(all, fc)-median(off, fc))/1e3/h)
+	fmt.Fprintf(&b, "\n### The JSON server at fixed rates\n\n")
+	fmt.Fprintf(&b, "`go run ./tests/bench/goaware` (part of `make bench`), %s: tests/goserver answering `GET %s` (json.Marshal of one item; 5 probe hits a request: ServeHTTP's entry and exit, WriteHeader, Marshal's entry and exit) to 32 keep-alive connections, each sending at its own fixed pace (%s req/s in all), %d rounds of %s per arm and rate, arms interleaved. tracerd runs `snapshot --pid P --json … -o …` with `--go=false`, with the default bound (a function firing over %d calls/s in a process has its group of probes switched off) and with the former default (%d)%s. Server CPU: its threads' schedstat over the load but its last second, per request answered then. Hits and program time: bpftool's run_cnt and run_time_ns of tracerd's go_* programs over the last second (BPF statistics on only then: they add two clock reads to each run). Records: tracerd's JSON lines for `/json`, by start time.\n\n",
+		time.Now().UTC().Format("2006-01-02 15:04 UTC"), path, *rateList, *rounds, *roundD, goprobe.DefaultMaxCallsPerSecond, oldBound, formerNote())
+	for _, rate := range rates {
+		off := pick(arms[0].name, rate)
+		fmt.Fprintf(&b, "#### %d requests/s\n\n", rate)
+		fmt.Fprintf(&b, "| | %s | %s | %s |", arms[0].name, arms[1].name+" (default bound)", arms[2].name+" (former default)")
+		for _, a := range arms[3:] {
+			fmt.Fprintf(&b, " %s |", a.name)
+		}
+		fmt.Fprintf(&b, "\n|---|---|---|---|%s\n", strings.Repeat("---|", len(arms)-3))
+		row := func(label string, f func(result) float64, format func(float64) string, added bool) {
+			fmt.Fprintf(&b, "| %s |", label)
+			base := median(vals(off, f))
+			for i, a := range arms {
+				v := vals(pick(a.name, rate), f)
+				lo, hi := span(v)
+				cell := fmt.Sprintf(" %s (%s – %s)", format(median(v)), format(lo), format(hi))
+				if added && i > 0 {
+					cell += fmt.Sprintf("; %+.2f µs", (median(v)-base)/1e3)
+				}
+				fmt.Fprintf(&b, "%s |", cell)
+			}
+			b.WriteString("\n")
+		}
+		us := func(v float64) string { return fmt.Sprintf("%.2f µs", v/1e3) }
+		row("answered requests/s", func(r result) float64 { return float64(r.ok) / roundD.Seconds() }, func(v float64) string { return fmt.Sprintf("%.0f", v) }, false)
+		row("server CPU per request", func(r result) float64 { return r.serverCPU }, us, true)
+		row("uprobe hits per request", func(r result) float64 { return r.hits }, func(v float64) string { return fmt.Sprintf("%.2f", v) }, false)
+		on := pick(arms[1].name, rate)
+		// Per hit, round by round (an arm against --go=false of the same
+		// round): the machine's load drifts between rounds.
+		perHit := func(armName string) []float64 {
+			var v []float64
+			for i, r := range pick(armName, rate) {
+				if i < len(off) && r.hits > 0 {
+					v = append(v, (r.serverCPU-off[i].serverCPU)/r.hits)
+				}
+			}
+			return v
+		}
+		for _, a := range append([]arm{arms[1]}, arms[3:]...) {
+			if v := perHit(a.name); len(v) > 0 {
+				lo, hi := span(v)
+				fmt.Fprintf(&b, "\n%s: %.2f µs of server CPU per uprobe hit (added CPU per request ÷ hits per request, each round against the same round's --go=false; median, range %.2f – %.2f µs).\n", a.name, median(v)/1e3, lo/1e3, hi/1e3)
+			}
+		}
+		fmt.Fprintf(&b, "\nRecords carrying each Go measurement, pooled over the rounds: in the load's first second → in its last three seconds.\n\n")
+		fmt.Fprintf(&b, "| arm | records | `serialize` | `gc_stw` (> 0) | ServeHTTP span | json.Marshal span |\n|---|---|---|---|---|---|\n")
+		for _, a := range arms {
+			var e, l share
+			for _, r := range pick(a.name, rate) {
+				e.add(r.early)
+				l.add(r.end)
+			}
+			fmt.Fprintf(&b, "| %s | %d → %d | %s → %s | %s (%s) → %s (%s) | %s → %s | %s → %s |\n", a.name, e.records, l.records,
+				pct(e.serialize, e.records), pct(l.serialize, l.records), pct(e.gcSTW, e.records), pct(e.gcPause, e.records),
+				pct(l.gcSTW, l.records), pct(l.gcPause, l.records), pct(e.serveHTTP, e.records), pct(l.serveHTTP, l.records),
+				pct(e.marshal, e.records), pct(l.marshal, l.records))
+		}
+		fmt.Fprintf(&b, "\nUprobe programs with the default bound (medians over rounds): runs per request and BPF run time per run.\n\n| program | runs per request | ns per run |\n|---|---|---|\n")
+		names := map[string]bool{}
+		for _, r := range on {
+			for n := range r.progRuns {
+				names[n] = true
+			}
+		}
+		var sorted []string
+		for n := range names {
+			sorted = append(sorted, n)
+		}
+		sort.Strings(sorted)
+		for _, n := range sorted {
+			fmt.Fprintf(&b, "| %s | %.2f | %.0f |\n", n, median(vals(on, func(r result) float64 { return r.progRuns[n] })), median(vals(on, func(r result) float64 { return r.progNs[n] })))
+		}
+		b.WriteString("\n")
 	}
-	for _, r := range append(on, all...) {
-		if r.costNote != "" {
-			fmt.Fprintf(&b, "\ntracerd's own calibration of an entry + RET probe pair (subtracted from Go spans): %s\n", r.costNote)
+	for _, r := range rs {
+		if r.calib != "" {
+			fmt.Fprintf(&b, "tracerd's calibration of an entry + exit probe pair (subtracted from Go spans), one round: %s\n", r.calib)
 			break
 		}
 	}
-	fmt.Fprintf(&b, "\nThe added server CPU is the uprobe traps (the kernel runs them in the traced process): per request, one ServeHTTP entry and RET, one WriteHeader, one json.Marshal entry and RET.\n")
+	return b.String()
+}
+
+func formerNote() string {
+	if *former == "" {
+		return ""
+	}
+	return fmt.Sprintf("; and `-former %s`, another build, with no bound (`--go-max-calls 0`)", *former)
+}
+
+func (s *share) add(o share) {
+	s.records += o.records
+	s.serialize += o.serialize
+	s.gcSTW += o.gcSTW
+	s.gcPause += o.gcPause
+	s.serveHTTP += o.serveHTTP
+	s.marshal += o.marshal
+}
+
+func appendReport(section string) error {
 	f, err := os.OpenFile(*out, os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	_, err = f.WriteString(b.String())
+	_, err = f.WriteString("\n## Go awareness: uprobes on and off (JSON server)\n" + section)
 	return err
 }

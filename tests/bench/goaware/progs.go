@@ -1,0 +1,181 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"sort"
+	"strings"
+	"time"
+	"unsafe"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+
+	"github.com/tracerd/tracerd/internal/goinspect"
+	"github.com/tracerd/tracerd/internal/loader"
+)
+
+func siteServe(req uintptr)
+
+// progCase is tracerd's own programs on site functions: the CPU one call
+// of a timed function costs the thread, entry and end probes together.
+type progCase struct {
+	name  string
+	hits  int
+	calls func()
+	// probes: program, site symbol, function id, probe site
+	probes []progProbe
+}
+
+type progProbe struct {
+	prog string
+	sym  string
+	fn   loader.TracerdGoFunc
+	site loader.TracerdProbeSite
+}
+
+// fakeRequest is an *http.Request as ServeHTTP's probe reads it: method,
+// URL with path and query, remote address, protocol (offsets of this
+// binary's net/http).
+type fakeRequest struct {
+	buf                      [512]byte
+	url                      [256]byte
+	method, path, q, address string
+}
+
+func newFakeRequest(o goinspect.Offsets) *fakeRequest {
+	r := &fakeRequest{method: "GET", path: "/json", q: "n=1", address: "127.0.0.1:40000"}
+	put := func(b []byte, off uint64, s string) {
+		*(*string)(unsafe.Pointer(&b[off])) = s
+	}
+	put(r.buf[:], o.RequestMethod, r.method)
+	put(r.buf[:], o.RequestRemoteAddr, r.address)
+	*(*uintptr)(unsafe.Pointer(&r.buf[o.RequestURL])) = uintptr(unsafe.Pointer(&r.url[0]))
+	*(*int)(unsafe.Pointer(&r.buf[o.RequestProtoMajor])) = 1
+	put(r.url[:], o.URLPath, r.path)
+	put(r.url[:], o.URLRawQuery, r.q)
+	return r
+}
+
+// progCosts loads the Go uprobe programs (and their maps) of the BPF
+// object at obj (tracerd's build of bpf/, possibly an older one), lets
+// them act for this process, and measures each case as siteCosts does.
+func progCosts(obj string, rounds, calls int) (map[string][]float64, []progCase, error) {
+	spec, err := ebpf.LoadCollectionSpec(obj)
+	if err != nil {
+		return nil, nil, err
+	}
+	var objs struct {
+		Entry       *ebpf.Program `ebpf:"go_entry_multi"`
+		Return      *ebpf.Program `ebpf:"go_return_multi"`
+		WriteHeader *ebpf.Program `ebpf:"go_write_header_multi"`
+		GoProcs     *ebpf.Map     `ebpf:"go_procs"`
+		Events      *ebpf.Map     `ebpf:"events"`
+	}
+	if err := spec.LoadAndAssign(&objs, nil); err != nil {
+		return nil, nil, err
+	}
+	defer objs.Entry.Close()
+	defer objs.Return.Close()
+	defer objs.WriteHeader.Close()
+	defer objs.GoProcs.Close()
+	defer objs.Events.Close()
+	progs := map[string]*ebpf.Program{loader.TracerdProgGoEntry: objs.Entry, loader.TracerdProgGoReturn: objs.Return, loader.TracerdProgGoWriteHeader: objs.WriteHeader}
+
+	bin, err := goinspect.OpenPreferTable("/proc/self/exe")
+	if err != nil {
+		return nil, nil, err
+	}
+	o := bin.Offsets
+	offs := map[string]uint64{}
+	for _, sym := range []string{"main.siteJcc8", "main.siteJcc32", "main.siteCall", "main.siteRet", "main.siteServe"} {
+		f, err := siteFunc(bin, sym)
+		if err != nil {
+			bin.Close()
+			return nil, nil, err
+		}
+		offs[sym] = f.EntryOffset
+	}
+	offs["main.siteServe"] += 5 // past MOVQ req+0(FP), DI
+	bin.Close()
+	self := uint32(os.Getpid())
+	if err := objs.GoProcs.Put(self, loader.TracerdGoProc{G_goid: o.GGoid, ReqMethod: o.RequestMethod, ReqUrl: o.RequestURL,
+		ReqProtoMajor: o.RequestProtoMajor, ReqRemoteAddr: o.RequestRemoteAddr, UrlPath: o.URLPath, UrlRawQuery: o.URLRawQuery}); err != nil {
+		return nil, nil, err
+	}
+	// The programs' events are read and dropped, as tracerd reads them.
+	rd, err := ringbuf.NewReader(objs.Events)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rd.Close()
+	go func() {
+		for {
+			if _, err := rd.Read(); errors.Is(err, ringbuf.ErrClosed) {
+				return
+			}
+		}
+	}()
+	req := newFakeRequest(o)
+	cases := []progCase{
+		{"entry (json.Marshal): go_entry on a JNE", 1, func() { siteJcc8() },
+			[]progProbe{{loader.TracerdProgGoEntry, "main.siteJcc8", loader.TracerdGoFuncGO_JSON_MARSHAL, loader.TracerdProbeSitePROBE_AT_ENTRY}}},
+		{"entry and exit (json.Marshal): go_entry on a JNE, go_return on a CALL", 2, func() { siteJcc8(); siteCall() },
+			[]progProbe{{loader.TracerdProgGoEntry, "main.siteJcc8", loader.TracerdGoFuncGO_JSON_MARSHAL, loader.TracerdProbeSitePROBE_AT_ENTRY},
+				{loader.TracerdProgGoReturn, "main.siteCall", loader.TracerdGoFuncGO_JSON_MARSHAL, loader.TracerdProbeSitePROBE_AT_EXIT}}},
+		{"entry and RET (json.Marshal): go_entry on a JNE, go_return on a RET", 2, func() { siteJcc8(); siteRet() },
+			[]progProbe{{loader.TracerdProgGoEntry, "main.siteJcc8", loader.TracerdGoFuncGO_JSON_MARSHAL, loader.TracerdProbeSitePROBE_AT_ENTRY},
+				{loader.TracerdProgGoReturn, "main.siteRet", loader.TracerdGoFuncGO_JSON_MARSHAL, loader.TracerdProbeSitePROBE_AT_RET}}},
+		{"entry and exit (ServeHTTP: method, path, query, peer read): go_entry on a JNE, go_return on a CALL", 2,
+			func() { siteServe(uintptr(unsafe.Pointer(&req.buf[0]))); siteCall() },
+			[]progProbe{{loader.TracerdProgGoEntry, "main.siteServe", loader.TracerdGoFuncGO_SERVE_HTTP, loader.TracerdProbeSitePROBE_AT_ENTRY},
+				{loader.TracerdProgGoReturn, "main.siteCall", loader.TracerdGoFuncGO_SERVE_HTTP, loader.TracerdProbeSitePROBE_AT_EXIT}}},
+		{"WriteHeader: go_write_header on a JNE", 1, func() { siteJcc32() },
+			[]progProbe{{loader.TracerdProgGoWriteHeader, "main.siteJcc32", loader.TracerdGoFuncGO_WRITE_HEADER, loader.TracerdProbeSitePROBE_AT_ENTRY}}},
+	}
+	ex, err := link.OpenExecutable("/proc/self/exe")
+	if err != nil {
+		return nil, nil, err
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	out := map[string][]float64{}
+	for r := 0; r < rounds; r++ {
+		for _, c := range cases {
+			off := timeCalls(c.calls, calls)
+			var ls []link.Link
+			for _, p := range c.probes {
+				l, err := ex.UprobeMulti(nil, progs[p.prog], &link.UprobeMultiOptions{PID: self,
+					Addresses: []uint64{offs[p.sym]}, Cookies: []uint64{uint64(p.fn) | uint64(p.site)<<loader.TracerdGoCookieGO_COOKIE_SITE_SHIFT}})
+				if err != nil {
+					return nil, nil, fmt.Errorf("%s on %s: %w", p.prog, p.sym, err)
+				}
+				ls = append(ls, l)
+			}
+			on := timeCalls(c.calls, calls)
+			for _, l := range ls {
+				l.Close()
+			}
+			out[c.name] = append(out[c.name], float64(on-off)/float64(calls*c.hits))
+		}
+	}
+	runtime.KeepAlive(req)
+	return out, cases, nil
+}
+
+func progReport(costs map[string][]float64, cases []progCase, obj string, rounds, calls int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n### Cost of one uprobe hit with tracerd's programs\n\n")
+	fmt.Fprintf(&b, "`go run ./tests/bench/goaware -sites-only -bpf-object %s`, %s: tracerd's Go uprobe programs (loaded from that object, acting for the benchmark process) on site functions as above, each case called %d times without and with its probes, %d interleaved rounds; thread CPU time added per probe hit (trap and program). ServeHTTP's entry reads a request laid out as this binary's net/http lays it out.\n\n",
+		obj, time.Now().UTC().Format("2006-01-02 15:04 UTC"), calls, rounds)
+	fmt.Fprintf(&b, "| case | per hit (median) | range |\n|---|---|---|\n")
+	for _, c := range cases {
+		v := append([]float64(nil), costs[c.name]...)
+		sort.Float64s(v)
+		fmt.Fprintf(&b, "| %s | %.2f µs | %.2f – %.2f µs |\n", c.name, v[len(v)/2]/1e3, v[0]/1e3, v[len(v)-1]/1e3)
+	}
+	return b.String()
+}
