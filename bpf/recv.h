@@ -7,17 +7,17 @@
 #include "request.h"
 #include "softirq.h"
 
-/* Request bytes of sk became readable (c: its traced state, looked up by
- * the caller; NULL before accept()): note the oldest unread one. */
-static __always_inline void note_rx(const struct sock *sk, int btf, struct traced_conn *c)
+/* Request bytes of sk became readable at now (c: its traced state, looked
+ * up by the caller; NULL before accept()): note the oldest unread one. */
+static __always_inline void note_rx(const struct sock *sk, int btf, struct traced_conn *c, __u64 now)
 {
 	__u64 softirq_ns = 0;
 
 	if (c) {
 		if (c->rx_ts)
 			return; /* only the oldest unread byte counts */
-		c->rx_ts = bpf_ktime_get_ns();
-		c->rx_has_softirq = softirq_delay(sk, btf, c->rx_ts, &softirq_ns);
+		c->rx_ts = now;
+		c->rx_has_softirq = softirq_delay(sk, btf, now, &softirq_ns);
 		c->rx_softirq = softirq_ns;
 		return;
 	}
@@ -26,8 +26,8 @@ static __always_inline void note_rx(const struct sock *sk, int btf, struct trace
 	struct pending *p = bpf_map_lookup_elem(&pending_est, &key);
 	if (!p || p->rx_ts)
 		return;
-	p->rx_ts = bpf_ktime_get_ns();
-	p->rx_has_softirq = softirq_delay(sk, btf, p->rx_ts, &softirq_ns);
+	p->rx_ts = now;
+	p->rx_has_softirq = softirq_delay(sk, btf, now, &softirq_ns);
 	p->rx_softirq = softirq_ns;
 }
 

@@ -13,7 +13,7 @@
  * tcp_rcv_state_process instead: the accept hook takes T_est for it
  * (start_request). */
 static __always_inline void note_arrival(struct sock *sk, int btf, struct tcp_sock *tp, struct traced_conn *c,
-					 const struct sk_buff *skb, const struct tcphdr *th)
+					 const struct sk_buff *skb, const struct tcphdr *th, __u64 now)
 {
 	__u32 len = KREAD(btf, skb, len);
 	__u32 hdr = th->doff * 4;
@@ -22,7 +22,7 @@ static __always_inline void note_arrival(struct sock *sk, int btf, struct tcp_so
 		return; /* no payload */
 	if (bpf_ntohl(th->seq) != KREAD(btf, tp, rcv_nxt))
 		return; /* out of order or old: not readable now */
-	note_rx(sk, btf, c);
+	note_rx(sk, btf, c, now);
 }
 
 static __always_inline int on_tcp_probe(struct sock *sk, const struct sk_buff *skb, int btf)
@@ -44,7 +44,11 @@ static __always_inline int on_tcp_probe(struct sock *sk, const struct sk_buff *s
 	/* In tcp_rcv_established skb->data is the TCP header. */
 	if (bpf_probe_read_kernel(&th, sizeof(th), KREAD(btf, skb, data)))
 		return 0;
-	note_arrival(sk, btf, tp, c, skb, &th);
+	/* One clock read for both the arrival and the ACK (on loopback the
+	 * client's next request carries both). */
+	__u64 now = bpf_ktime_get_ns();
+
+	note_arrival(sk, btf, tp, c, skb, &th, now);
 	if (!c)
 		return 0;
 
@@ -62,8 +66,8 @@ static __always_inline int on_tcp_probe(struct sock *sk, const struct sk_buff *s
 	}
 	if (th.ack && c->state == CONN_WRITING && r->t_tx && !r->t_ack &&
 	    seq_ge(bpf_ntohl(th.ack_seq), c->resp_end)) {
-		r->t_ack = bpf_ktime_get_ns();
-		c->last_io = r->t_ack;
+		r->t_ack = now;
+		c->last_io = now;
 	}
 	return 0;
 }

@@ -310,7 +310,23 @@ func configure(spec *ebpf.CollectionSpec, cfg Config, ways map[string]string) er
 		}
 		spec.Maps[TracerdMapEvents].MaxEntries = cfg.RingBytes
 	}
+	ring := spec.Maps[TracerdMapEvents].MaxEntries
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		return fmt.Errorf("counting CPUs: %w", err)
+	}
+	if err := spec.Variables[TracerdVarWakeupEvery].Set(wakeupEvery(ring, cpus)); err != nil {
+		return fmt.Errorf("setting %s: %w", TracerdVarWakeupEvery, err)
+	}
 	return nil
+}
+
+// wakeupEvery is how many entries a CPU writes to the ring buffer before
+// it wakes the reader: with every CPU that far, entries (≤ 1 KiB) fill at
+// most 1/16 of the ring.
+func wakeupEvery(ringBytes uint32, cpus int) uint32 {
+	n := uint64(ringBytes) / 16 / 1024 / uint64(max(cpus, 1))
+	return uint32(min(max(n, 1), 1024))
 }
 
 // putTargets adds tg's values to the target maps (cg: its cgroups

@@ -326,6 +326,7 @@ const (
 	TracerdMapGoStw                    = "go_stw"
 	TracerdMapHeadScratch              = "head_scratch"
 	TracerdMapPendingEst               = "pending_est"
+	TracerdMapRingWrites               = "ring_writes"
 	TracerdMapSkMarks                  = "sk_marks"
 	TracerdMapSoftirqState             = "softirq_state"
 	TracerdMapTargetCgroups            = "target_cgroups"
@@ -413,6 +414,7 @@ const (
 	TracerdVarUnusedProcWhat           = "unused_proc_what"
 	TracerdVarUnusedReqFlags           = "unused_req_flags"
 	TracerdVarUnusedStwReason          = "unused_stw_reason"
+	TracerdVarWakeupEvery              = "wakeup_every"
 )
 
 // LoadTracerd returns the embedded CollectionSpec for Tracerd.
@@ -528,6 +530,7 @@ type TracerdMapSpecs struct {
 	GoStw         *ebpf.MapSpec `ebpf:"go_stw"`
 	HeadScratch   *ebpf.MapSpec `ebpf:"head_scratch"`
 	PendingEst    *ebpf.MapSpec `ebpf:"pending_est"`
+	RingWrites    *ebpf.MapSpec `ebpf:"ring_writes"`
 	SkMarks       *ebpf.MapSpec `ebpf:"sk_marks"`
 	SoftirqState  *ebpf.MapSpec `ebpf:"softirq_state"`
 	TargetCgroups *ebpf.MapSpec `ebpf:"target_cgroups"`
@@ -566,6 +569,7 @@ type TracerdVariableSpecs struct {
 	UnusedProcWhat     *ebpf.VariableSpec `ebpf:"unused_proc_what"`
 	UnusedReqFlags     *ebpf.VariableSpec `ebpf:"unused_req_flags"`
 	UnusedStwReason    *ebpf.VariableSpec `ebpf:"unused_stw_reason"`
+	WakeupEvery        *ebpf.VariableSpec `ebpf:"wakeup_every"`
 }
 
 // TracerdObjects contains all objects after they have been loaded into the kernel.
@@ -598,6 +602,7 @@ type TracerdMaps struct {
 	GoStw         *ebpf.Map `ebpf:"go_stw"`
 	HeadScratch   *ebpf.Map `ebpf:"head_scratch"`
 	PendingEst    *ebpf.Map `ebpf:"pending_est"`
+	RingWrites    *ebpf.Map `ebpf:"ring_writes"`
 	SkMarks       *ebpf.Map `ebpf:"sk_marks"`
 	SoftirqState  *ebpf.Map `ebpf:"softirq_state"`
 	TargetCgroups *ebpf.Map `ebpf:"target_cgroups"`
@@ -621,6 +626,7 @@ func (m *TracerdMaps) Close() error {
 		m.GoStw,
 		m.HeadScratch,
 		m.PendingEst,
+		m.RingWrites,
 		m.SkMarks,
 		m.SoftirqState,
 		m.TargetCgroups,
@@ -660,6 +666,7 @@ type TracerdVariables struct {
 	UnusedProcWhat     *ebpf.Variable `ebpf:"unused_proc_what"`
 	UnusedReqFlags     *ebpf.Variable `ebpf:"unused_req_flags"`
 	UnusedStwReason    *ebpf.Variable `ebpf:"unused_stw_reason"`
+	WakeupEvery        *ebpf.Variable `ebpf:"wakeup_every"`
 }
 
 // TracerdPrograms contains all programs after they have been loaded into the kernel.
