@@ -6,6 +6,7 @@
 #include "fd.h"
 #include "request.h"
 #include "proc.h"
+#include "softirq.h"
 
 /* The syscalls' exit context (format of syscalls/sys_exit_*). */
 struct syscall_exit_ctx {
@@ -51,6 +52,18 @@ static __always_inline int on_accept_exit(struct syscall_exit_ctx *ctx)
 
 	__u64 key = (__u64)sk;
 	struct traced_conn *c;
+
+	/* With marks on, the socket hooks see only marked sockets: one that
+	 * became ESTABLISHED before tracerd attached has none and stays
+	 * untraced; one whose mark could not be made (its pending entry
+	 * says it was a candidate) is counted as not traced. */
+	if (!sk_candidate(sk, 0)) {
+		if (bpf_map_lookup_elem(&pending_est, &key)) {
+			bpf_map_delete_elem(&pending_est, &key);
+			count(CNT_CONN_MAP_FULL);
+		}
+		return 0;
+	}
 	{
 		/* A zeroed conn is too large for the stack: insert, then fill. */
 		static const struct traced_conn zero = {};
@@ -79,6 +92,8 @@ static __always_inline int on_accept_exit(struct syscall_exit_ctx *ctx)
 	if (p) {
 		r->t_est = p->t_est;
 		r->flags |= REQ_HAS_EST;
+		c->est_softirq = p->est_softirq;
+		c->est_has_softirq = p->est_has_softirq;
 		/* Bytes may have arrived since the conn went in the map above
 		 * (sk_data_ready then set rx_ts on it): keep the earlier. */
 		if (p->rx_ts && (!c->rx_ts || p->rx_ts < c->rx_ts)) {
@@ -108,10 +123,10 @@ int sys_exit_accept(struct syscall_exit_ctx *ctx)
 	return on_accept_exit(ctx);
 }
 
-static __always_inline int on_set_state(const struct sock *sk, int oldstate, int newstate)
+static __always_inline int on_set_state(const struct sock *sk, int oldstate, int newstate, int btf)
 {
 	__u64 key = (__u64)sk;
-	struct traced_conn *c = bpf_map_lookup_elem(&conns, &key);
+	struct traced_conn *c = sk_candidate(sk, btf) ? bpf_map_lookup_elem(&conns, &key) : NULL;
 
 	if (!c) {
 		if (oldstate != TCP_SYN_RECV || newstate != TCP_ESTABLISHED)
@@ -122,12 +137,21 @@ static __always_inline int on_set_state(const struct sock *sk, int oldstate, int
 		if (!f)
 			return 0;
 		if (f->ports) {
-			__u16 lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+			__u16 lport = KREAD(btf, sk, __sk_common.skc_num);
 			if (!bpf_map_lookup_elem(&target_ports, &lport))
 				return 0;
 		}
 		struct pending p = { .t_est = bpf_ktime_get_ns() };
+		__u64 d = 0;
+
+		/* The segment completing the handshake may carry the first
+		 * request (start_request): its softirq delay, now. */
+		p.est_has_softirq = softirq_delay(sk, btf, p.t_est, &d);
+		p.est_softirq = d;
 		bpf_map_update_elem(&pending_est, &key, &p, BPF_ANY);
+		/* A candidate: the socket hooks look it up from now on. */
+		if (btf)
+			bpf_sk_storage_get(&sk_marks, (void *)sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 		return 0;
 	}
 
@@ -149,5 +173,5 @@ static __always_inline int on_set_state(const struct sock *sk, int oldstate, int
 	return 0;
 }
 
-TRACEPOINT_PROGS(inet_sock_set_state, inet_sock_set_state, on_set_state(sk, oldstate, newstate),
+TRACEPOINT_PROGS(inet_sock_set_state, inet_sock_set_state, on_set_state(sk, oldstate, newstate, btf),
 		 const struct sock *sk, const int oldstate, const int newstate)

@@ -36,7 +36,7 @@ static __always_inline __u32 cookie_alt_func(struct pt_regs *ctx)
 static __always_inline __u64 goid_at_syscall(struct go_proc *gp)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
-	__u64 fsbase = BPF_CORE_READ(task, thread.fsbase);
+	__u64 fsbase = task->thread.fsbase;
 	__u64 g = 0, goid = 0;
 
 	if (!fsbase || bpf_probe_read_user(&g, sizeof(g), (void *)(fsbase - 8)) || !g)

@@ -3,15 +3,19 @@
 #pragma once
 
 #include "tracerd.h"
+#include "attach.h"
 
 /* A keep-alive request with no activity for this long is finished. */
 const volatile __u64 idle_timeout_ns = 500000000ULL;
 /* Whether sched/softirq programs were attached (else phases absent). */
 const volatile __u8 sched_enabled = 1;
 const volatile __u8 softirq_enabled = 1;
-/* No sk_data_ready hook on this kernel: tcp_probe (every incoming
- * segment of an established socket) notes data arrival instead. */
-const volatile __u8 rx_from_tcp_probe = 0;
+/* Whether tcp_probe, which notes data arrival (T_rx), is attached. */
+const volatile __u8 rx_enabled = 1;
+/* Whether candidate sockets get a mark (sk_marks) when they become
+ * ESTABLISHED: inet_sock_set_state attached with typed arguments. Then a
+ * socket without any BPF storage is known untraced at the first load. */
+const volatile __u8 sk_marks_on = 0;
 
 /* Which kinds of target selection are on (set by Go, index 0). A map,
  * not constants: a reload that turns a kind on or off changes it in
@@ -71,13 +75,36 @@ struct {
 	__type(value, struct traced_conn);
 } conns SEC(".maps");
 
+/* Candidate sockets: children of selected listeners, marked when they
+ * become ESTABLISHED. The mark is never read: its presence makes
+ * sk->sk_bpf_storage non-NULL, which every socket hook tests first, so
+ * that the load generator's and other untraced sockets cost one load,
+ * not a hash lookup. The kernel frees it with the socket. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, __u8);
+} sk_marks SEC(".maps");
+
+/* Whether sk may be traced: with marks on, only a socket holding some
+ * BPF storage (ours: a candidate) may be. */
+static __always_inline int sk_candidate(const struct sock *sk, int btf)
+{
+	if (!sk_marks_on)
+		return 1;
+	return KREAD(btf, sk, sk_bpf_storage) != NULL;
+}
+
 /* A child socket that became ESTABLISHED but is not accepted yet. */
 struct pending {
 	__u64 t_est;
 	__u64 rx_ts;
 	__u64 rx_softirq;
+	__u64 est_softirq; /* softirq delay of the segment that completed the handshake */
 	__u8 rx_has_softirq;
-	__u8 pad[7];
+	__u8 est_has_softirq;
+	__u8 pad[6];
 };
 
 struct {
@@ -87,7 +114,7 @@ struct {
 	__type(value, struct pending);
 } pending_est SEC(".maps");
 
-/* Processes that own a traced connection: the sched programs' filter. */
+/* Processes that own a traced connection (exec, exit, syscall exits). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 4096);
@@ -95,12 +122,31 @@ struct {
 	__type(value, __u8);
 } traced_tgids SEC(".maps");
 
-/* Per-thread scheduling totals of traced processes. */
+/* Serving threads, marked when they first read a request: as with
+ * sk_marks, only its presence matters (task->bpf_storage non-NULL), so
+ * that the scheduler programs leave every other thread of the host at
+ * the first load. */
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, __u8);
+} task_marks SEC(".maps");
+
+/* Whether p may be a serving thread (one with a task_marks mark). */
+static __always_inline int task_candidate(struct task_struct *p, int btf)
+{
+	if (!bpf_core_field_exists(p->bpf_storage))
+		return 1;
+	return KREAD(btf, p, bpf_storage) != NULL;
+}
+
+/* Per-thread CFS throttling of serving threads. (Their run-queue wait is
+ * the kernel's own: task->sched_info.run_delay.) */
 struct task_sched {
 	__u64 enqueued_at; /* became runnable (woken or preempted), 0 if running/asleep */
 	__u64 thr_cfs_rq;  /* kernels < 6.18: its cfs_rq when it became runnable, */
 	__u64 thr_base;    /* and that cfs_rq's throttled time then */
-	__u64 runq_total;
 	__u64 throttle_total;
 	__u8 throttled;    /* preempted by CFS bandwidth throttling */
 	__u8 pad[7];
@@ -113,11 +159,10 @@ struct {
 	__type(value, struct task_sched);
 } tasks SEC(".maps");
 
-/* NET_RX softirq bookkeeping per CPU. */
+/* NET_RX softirq bookkeeping per CPU: the first raise not yet followed
+ * by the softirq's exit, 0 when none. */
 struct softirq_cpu {
 	__u64 raised_at;
-	__u8 in_net_rx;
-	__u8 pad[7];
 };
 
 struct {
@@ -140,14 +185,31 @@ struct {
 	__uint(max_entries, 8 << 20);
 } events SEC(".maps");
 
-/* Wake the reader only when a batch waits: it polls every 100 ms anyway,
- * and at 20k requests/s a wake-up per record costs more than the record. */
-#define WAKEUP_BYTES (256 << 10)
+/* Wake the reader once per wakeup_every entries a CPU writes (set by Go
+ * so that all CPUs together leave a small part of the ring waiting): it
+ * polls every 100 ms anyway, and a wake-up is an interrupt, which costs
+ * more than a record. Counted per CPU, not asked of the ring: its fill
+ * (bpf_ringbuf_query) is the reader's position, a cache line another CPU
+ * writes, and past a threshold every record until the reader caught up
+ * woke it again (≈ 0.6 µs per request at max throughput here). */
+const volatile __u32 wakeup_every = 256;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} ring_writes SEC(".maps");
 
 static __always_inline __u64 ringbuf_flags(void)
 {
-	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES ?
-		       BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	__u32 zero = 0;
+	__u64 *n = bpf_map_lookup_elem(&ring_writes, &zero);
+
+	if (!n || ++*n < wakeup_every)
+		return BPF_RB_NO_WAKEUP;
+	*n = 0;
+	return BPF_RB_FORCE_WAKEUP;
 }
 
 static __always_inline void count(__u32 idx)

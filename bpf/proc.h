@@ -47,12 +47,14 @@ static __always_inline int on_exec(struct task_struct *p)
 	return 0;
 }
 
-static __always_inline int on_exit(struct task_struct *p)
+static __always_inline int on_exit(struct task_struct *p, int btf)
 {
-	__u32 tgid = BPF_CORE_READ(p, tgid);
-	__u32 tid = BPF_CORE_READ(p, pid);
+	__u32 tgid = KREAD(btf, p, tgid);
+	__u32 tid = KREAD(btf, p, pid);
 
-	bpf_map_delete_elem(&tasks, &tid);
+	/* Only serving threads have an entry (and a mark). */
+	if (task_candidate(p, btf))
+		bpf_map_delete_elem(&tasks, &tid);
 	/* The last thread of the process: do_exit counted it out of
 	 * signal->live before the event (the group_dead argument that only
 	 * newer kernels pass says the same). */
@@ -70,4 +72,4 @@ static __always_inline int on_exit(struct task_struct *p)
 }
 
 TRACEPOINT_PROGS(sched_process_exec, sched_process_exec, on_exec(p), struct task_struct *p)
-TRACEPOINT_PROGS(sched_process_exit, sched_process_exit, on_exit(p), struct task_struct *p)
+TRACEPOINT_PROGS(sched_process_exit, sched_process_exit, on_exit(p, btf), struct task_struct *p)

@@ -1,61 +1,44 @@
-/* Inbound side: data arrival (T_rx, softirq) and consumption (T_rd),
- * which also marks request boundaries. */
+/* Inbound side: request bytes becoming readable (T_rx, softirq; seen by
+ * tcp_probe, tcp.h) and the app consuming them (T_rd), which also marks
+ * request boundaries. */
 #pragma once
 
 #include "attach.h"
 #include "request.h"
 #include "softirq.h"
 
-/* Request bytes became readable on the connection keyed key (c, its
- * traced state, looked up by the caller; NULL before accept()): note the
- * oldest unread one. */
-static __always_inline void note_rx(__u64 key, struct traced_conn *c)
+/* Request bytes of sk became readable at now (c: its traced state, looked
+ * up by the caller; NULL before accept()): note the oldest unread one. */
+static __always_inline void note_rx(const struct sock *sk, int btf, struct traced_conn *c, __u64 now)
 {
 	__u64 softirq_ns = 0;
 
 	if (c) {
 		if (c->rx_ts)
 			return; /* only the oldest unread byte counts */
-		c->rx_ts = bpf_ktime_get_ns();
-		c->rx_has_softirq = softirq_delay(c->rx_ts, &softirq_ns);
+		c->rx_ts = now;
+		c->rx_has_softirq = softirq_delay(sk, btf, now, &softirq_ns);
 		c->rx_softirq = softirq_ns;
 		return;
 	}
 	/* Data may arrive before accept(). */
+	__u64 key = (__u64)sk;
 	struct pending *p = bpf_map_lookup_elem(&pending_est, &key);
 	if (!p || p->rx_ts)
 		return;
-	p->rx_ts = bpf_ktime_get_ns();
-	p->rx_has_softirq = softirq_delay(p->rx_ts, &softirq_ns);
+	p->rx_ts = now;
+	p->rx_has_softirq = softirq_delay(sk, btf, now, &softirq_ns);
 	p->rx_softirq = softirq_ns;
 }
 
-static __always_inline int on_data_ready(const struct sock *sk)
-{
-	__u64 key = (__u64)sk;
-
-	note_rx(key, bpf_map_lookup_elem(&conns, &key));
-	return 0;
-}
-
-/* Linux ≥ 6.3: the sk_data_ready tracepoint (in tcp_data_ready). */
-TRACEPOINT_PROGS(sk_data_ready, sk_data_ready, on_data_ready(sk), const struct sock *sk)
-
-/* Older kernels: the function that tracepoint sits in. */
-SEC("fentry/tcp_data_ready")
-int BPF_PROG(tcp_data_ready_entry, struct sock *sk)
-{
-	return on_data_ready(sk);
-}
-
 /* The app consumed ret bytes of sk (a successful read of any kind). */
-static __always_inline int on_sock_recv(struct sock *sk, int ret, int flags)
+static __always_inline int on_sock_recv(struct sock *sk, int ret, int flags, int btf)
 {
 	__u64 key = (__u64)sk;
 
 	/* Empty reads (EAGAIN: every Go read that drains a socket ends with
-	 * one) and peeks first: no map lookup for them. */
-	if (ret <= 0 || (flags & MSG_PEEK_FLAG))
+	 * one), peeks and untraced sockets first: no map lookup for them. */
+	if (ret <= 0 || (flags & MSG_PEEK_FLAG) || !sk_candidate(sk, btf))
 		return 0;
 	struct traced_conn *c = bpf_map_lookup_elem(&conns, &key);
 
@@ -75,14 +58,14 @@ static __always_inline int on_sock_recv(struct sock *sk, int ret, int flags)
 	c->last_io = now;
 
 	/* Everything read: the next arrival starts a new wait. */
-	struct tcp_sock *tp = (struct tcp_sock *)sk;
-	if (BPF_CORE_READ(tp, copied_seq) == BPF_CORE_READ(tp, rcv_nxt))
+	struct tcp_sock *tp = TCP_SK(btf, sk);
+	if (tp && KREAD(btf, tp, copied_seq) == KREAD(btf, tp, rcv_nxt))
 		c->rx_ts = 0;
 	return 0;
 }
 
 /* Linux ≥ 6.3: sock_recv_length, in sock_recvmsg for every socket read. */
-TRACEPOINT_PROGS(sock_recv_length, sock_recv_length, on_sock_recv(sk, ret, flags),
+TRACEPOINT_PROGS(sock_recv_length, sock_recv_length, on_sock_recv(sk, ret, flags, btf),
 		 struct sock *sk, int ret, int flags)
 
 /* Older kernels: the return of TCP's own recvmsg (sock_recvmsg, where
@@ -93,7 +76,7 @@ SEC("fexit/tcp_recvmsg")
 int BPF_PROG(tcp_recvmsg_exit, struct sock *sk, struct msghdr *msg, size_t len, int flags,
 	     int *addr_len, int ret)
 {
-	return on_sock_recv(sk, ret, flags);
+	return on_sock_recv(sk, ret, flags, 1);
 }
 
 /* Before 5.19 tcp_recvmsg had a nonblock argument before flags. */
@@ -101,5 +84,5 @@ SEC("fexit/tcp_recvmsg")
 int BPF_PROG(tcp_recvmsg_nb_exit, struct sock *sk, struct msghdr *msg, size_t len, int nonblock,
 	     int flags, int *addr_len, int ret)
 {
-	return on_sock_recv(sk, ret, flags);
+	return on_sock_recv(sk, ret, flags, 1);
 }

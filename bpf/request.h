@@ -23,17 +23,22 @@
 static __always_inline void *syscall_buffer(__u64 *len)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
+	/* Typed (BTF) in every program: plain loads, all of them here, before
+	 * any branch (clang would share one load between this pointer and the
+	 * stack copy below, which the verifier refuses). */
 	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
-	long nr = BPF_CORE_READ(regs, orig_ax);
-	void *arg = (void *)BPF_CORE_READ(regs, si);
+	long nr = regs->orig_ax;
+	void *arg = (void *)regs->si;
+	__u64 dx = regs->dx;
 	struct iovec iov = {};
 
+	barrier_var(dx);
 	switch (nr) {
 	case NR_read:
 	case NR_write:
 	case NR_recvfrom:
 	case NR_sendto:
-		*len = BPF_CORE_READ(regs, dx);
+		*len = dx;
 		return arg;
 	case NR_readv:
 	case NR_writev:
@@ -101,14 +106,15 @@ __noinline int keep_head(struct req_record *r, int ret)
 	return r->req_len;
 }
 
-/* The serving thread's scheduling totals, created on first use so the
- * sched programs start timing it. */
-static __always_inline struct task_sched *task_sched_of(__u32 tid)
+/* The serving thread's throttling totals, created on first use with
+ * the thread's mark, so that the sched programs start timing it. */
+static __always_inline struct task_sched *task_sched_of(struct task_struct *task, __u32 tid)
 {
 	struct task_sched *t = bpf_map_lookup_elem(&tasks, &tid);
 
 	if (t)
 		return t;
+	bpf_task_storage_get(&task_marks, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	struct task_sched zero = {};
 	if (bpf_map_update_elem(&tasks, &tid, &zero, BPF_NOEXIST) &&
 	    !bpf_map_lookup_elem(&tasks, &tid)) {
@@ -116,6 +122,12 @@ static __always_inline struct task_sched *task_sched_of(__u32 tid)
 		return NULL;
 	}
 	return bpf_map_lookup_elem(&tasks, &tid);
+}
+
+/* A thread's run-queue waits so far (ns; schedstat's run_delay). */
+static __always_inline __u64 run_delay(struct task_struct *task)
+{
+	return task->sched_info.run_delay;
 }
 
 /* Write the current request out and make room for the next one. */
@@ -171,14 +183,27 @@ static __always_inline void start_request(struct traced_conn *c, __u64 now, int 
 			r->softirq_ns = c->rx_softirq;
 			r->flags |= REQ_HAS_SOFTIRQ;
 		}
+	} else if (rx_enabled && r->request_index == 0 && (r->flags & REQ_HAS_EST)) {
+		/* Unread bytes that tcp_probe never saw came with the segment
+		 * that completed the handshake (TCP_DEFER_ACCEPT servers get
+		 * every first request so): they arrived at T_est. */
+		r->t_rx = r->t_est;
+		r->flags |= REQ_HAS_RX;
+		if (c->est_has_softirq) {
+			r->softirq_ns = c->est_softirq;
+			r->flags |= REQ_HAS_SOFTIRQ;
+		}
 	} else {
 		r->flags &= ~REQ_HAS_RX;
 	}
-	if (sched_enabled) {
-		struct task_sched *t = task_sched_of(tid);
+	r->flags &= ~REQ_HAS_SCHED;
+	if (sched_enabled && bpf_core_field_exists(((struct task_struct *)0)->sched_info)) {
+		struct task_struct *task = bpf_get_current_task_btf();
+		struct task_sched *t = task_sched_of(task, tid);
 
 		if (t) {
-			c->runq_base = t->runq_total;
+			c->task = (__u64)task;
+			c->runq_base = run_delay(task);
 			c->throttle_base = t->throttle_total;
 			r->flags |= REQ_HAS_SCHED;
 		}
@@ -187,12 +212,14 @@ static __always_inline void start_request(struct traced_conn *c, __u64 now, int 
 	r->goid = reading_goid(r->pid);
 }
 
-/* Scheduling delay of the serving thread since T_rd. */
+/* Scheduling delay of the serving thread since T_rd: its run-queue
+ * waits (the kernel's count), of which throttled (ours). */
 static __always_inline void update_sched(struct traced_conn *c)
 {
 	struct req_record *r = &c->req;
 	__u32 tid = r->tid;
 	struct task_sched *t;
+	__u64 waited;
 
 	if (!(r->flags & REQ_HAS_SCHED))
 		return;
@@ -201,6 +228,23 @@ static __always_inline void update_sched(struct traced_conn *c)
 		r->flags &= ~REQ_HAS_SCHED; /* evicted: cannot tell */
 		return;
 	}
-	r->runq_ns = t->runq_total - c->runq_base;
+	struct task_struct *cur = bpf_get_current_task_btf();
+	if (cur->pid == tid) {
+		waited = run_delay(cur);
+	} else {
+		/* Another thread writes (a Go goroutine moved): read the
+		 * serving thread's count where it was, if it is still that
+		 * thread (a task_struct freed since reads as another pid). */
+		struct task_struct *task = (struct task_struct *)c->task;
+		if (BPF_CORE_READ(task, pid) != tid) {
+			r->flags &= ~REQ_HAS_SCHED;
+			return;
+		}
+		waited = BPF_CORE_READ(task, sched_info.run_delay);
+	}
+	waited -= c->runq_base;
 	r->throttle_ns = t->throttle_total - c->throttle_base;
+	if (r->throttle_ns > waited)
+		r->throttle_ns = waited;
+	r->runq_ns = waited - r->throttle_ns;
 }

@@ -1,17 +1,15 @@
-/* Scheduler: per-thread time runnable-but-not-running (run queue) and
- * held off by CFS bandwidth throttling, for traced processes only. */
+/* Scheduler: the part of a serving thread's run-queue waits that CFS
+ * bandwidth throttling held it off the CPU. (The waits themselves are
+ * the kernel's own count, task->sched_info.run_delay, read at T_rd and
+ * T_wl: request.h.) Every program first tests the threads' mark
+ * (task_candidate): a context switch of any other thread of the host
+ * costs two loads. */
 #pragma once
 
 #include "attach.h"
 #include "maps.h"
 
 #define TASK_RUNNING 0
-
-static __always_inline int traced_task(struct task_struct *p)
-{
-	__u32 tgid = BPF_CORE_READ(p, tgid);
-	return bpf_map_lookup_elem(&traced_tgids, &tgid) != NULL;
-}
 
 /* Kernels < 6.18 throttle a cgroup's run queue (cfs_rq), not its tasks:
  * a task already waiting there when the quota runs out is never switched
@@ -28,56 +26,58 @@ static __always_inline __u64 cfs_rq_throttled_total(struct cfs_rq *cfs)
 	return BPF_CORE_READ(cfs, throttled_clock_pelt_time);
 }
 
-static __always_inline void note_throttle_base(struct task_struct *p, struct task_sched *t)
+static __always_inline void note_throttle_base(struct task_struct *p, int btf, struct task_sched *t)
 {
 	if (bpf_core_field_exists(p->throttled))
 		return; /* per-task throttling: switch-outs say it */
-	struct cfs_rq *cfs = BPF_CORE_READ(p, se.cfs_rq);
+	struct cfs_rq *cfs = KREAD(btf, p, se.cfs_rq);
 	t->thr_cfs_rq = (__u64)cfs;
 	t->thr_base = cfs ? cfs_rq_throttled_total(cfs) : 0;
 }
 
-static __always_inline void mark_runnable(struct task_struct *p, __u8 throttled)
+/* Was p preempted by CFS bandwidth throttling? 6.18 throttles per task
+ * (task_struct.throttled); older kernels throttle the cfs_rq. */
+static __always_inline __u8 task_throttled(struct task_struct *p, int btf)
 {
-	__u32 tid = BPF_CORE_READ(p, pid);
+	if (bpf_core_field_exists(p->throttled))
+		return KREAD(btf, p, throttled);
+	return BPF_CORE_READ(p, se.cfs_rq, throttle_count) > 0;
+}
+
+static __always_inline void mark_runnable(struct task_struct *p, int btf)
+{
+	__u32 tid = KREAD(btf, p, pid);
 	struct task_sched *t = bpf_map_lookup_elem(&tasks, &tid);
 
 	/* Threads get an entry when they start serving a request. */
 	if (!t)
 		return;
 	t->enqueued_at = bpf_ktime_get_ns();
-	t->throttled = throttled;
-	note_throttle_base(p, t);
+	t->throttled = task_throttled(p, btf);
+	note_throttle_base(p, btf, t);
 }
 
-/* Was p preempted by CFS bandwidth throttling? 6.18 throttles per task
- * (task_struct.throttled); older kernels throttle the cfs_rq. */
-static __always_inline __u8 task_throttled(struct task_struct *p)
+/* A task woken into a throttled cfs_rq waits for the quota, not for a
+ * CPU: the throttled part of its wait starts being timed here. (6.18's
+ * per-task throttling needs it too: without it, throttled time measured
+ * against cpu.stat comes out several ms high per request.) */
+static __always_inline int on_wakeup(struct task_struct *p, int btf)
 {
-	if (bpf_core_field_exists(p->throttled))
-		return BPF_CORE_READ(p, throttled);
-	return BPF_CORE_READ(p, se.cfs_rq, throttle_count) > 0;
-}
-
-/* A task woken into a throttled cfs_rq (kernels < 6.18 throttle the
- * runqueue, not the task) waits for the quota, not for a CPU. */
-static __always_inline int on_wakeup(struct task_struct *p)
-{
-	if (traced_task(p))
-		mark_runnable(p, task_throttled(p));
+	if (task_candidate(p, btf))
+		mark_runnable(p, btf);
 	return 0;
 }
 
-TRACEPOINT_PROGS(sched_wakeup, sched_wakeup, on_wakeup(p), struct task_struct *p)
-TRACEPOINT_PROGS(sched_wakeup_new, sched_wakeup_new, on_wakeup(p), struct task_struct *p)
+TRACEPOINT_PROGS(sched_wakeup, sched_wakeup, on_wakeup(p, btf), struct task_struct *p)
+TRACEPOINT_PROGS(sched_wakeup_new, sched_wakeup_new, on_wakeup(p, btf), struct task_struct *p)
 
 /* The part of a run-queue wait that its cfs_rq spent throttled (kernels
  * < 6.18; 0 if the task changed CPU meanwhile: another cfs_rq). */
-static __always_inline __u64 throttled_while_queued(struct task_struct *p, struct task_sched *t)
+static __always_inline __u64 throttled_while_queued(struct task_struct *p, int btf, struct task_sched *t)
 {
 	if (bpf_core_field_exists(p->throttled) || !t->thr_cfs_rq)
 		return 0;
-	struct cfs_rq *cfs = BPF_CORE_READ(p, se.cfs_rq);
+	struct cfs_rq *cfs = KREAD(btf, p, se.cfs_rq);
 	if ((__u64)cfs != t->thr_cfs_rq)
 		return 0;
 	return cfs_rq_throttled_total(cfs) - t->thr_base;
@@ -85,27 +85,26 @@ static __always_inline __u64 throttled_while_queued(struct task_struct *p, struc
 
 /* prev_state (a 4th argument since 5.18) is not read: prev->__state
  * says the same on every kernel. */
-static __always_inline int on_switch(struct task_struct *prev, struct task_struct *next)
+static __always_inline int on_switch(struct task_struct *prev, struct task_struct *next, int btf)
 {
-	if (traced_task(prev) && BPF_CORE_READ(prev, __state) == TASK_RUNNING)
-		mark_runnable(prev, task_throttled(prev));
+	if (task_candidate(prev, btf) && KREAD(btf, prev, __state) == TASK_RUNNING)
+		mark_runnable(prev, btf);
 
-	if (!traced_task(next))
+	if (!task_candidate(next, btf))
 		return 0;
-	__u32 tid = BPF_CORE_READ(next, pid);
+	__u32 tid = KREAD(btf, next, pid);
 	struct task_sched *t = bpf_map_lookup_elem(&tasks, &tid);
 	if (!t || !t->enqueued_at)
 		return 0;
 	__u64 waited = bpf_ktime_get_ns() - t->enqueued_at;
-	__u64 held = t->throttled ? waited : throttled_while_queued(next, t);
+	__u64 held = t->throttled ? waited : throttled_while_queued(next, btf, t);
 	if (held > waited)
 		held = waited;
 	t->throttle_total += held;
-	t->runq_total += waited - held;
 	t->enqueued_at = 0;
 	t->throttled = 0;
 	return 0;
 }
 
-TRACEPOINT_PROGS(sched_switch, sched_switch, on_switch(prev, next),
+TRACEPOINT_PROGS(sched_switch, sched_switch, on_switch(prev, next, btf),
 		 bool preempt, struct task_struct *prev, struct task_struct *next)

@@ -8,11 +8,11 @@
 #define TCP_NAGLE_OFF 1
 
 /* The app handed ret bytes of its answer to sk (a write of any kind). */
-static __always_inline int on_sock_send(struct sock *sk, int ret)
+static __always_inline int on_sock_send(struct sock *sk, int ret, int btf)
 {
 	__u64 key = (__u64)sk;
 
-	if (ret <= 0)
+	if (ret <= 0 || !sk_candidate(sk, btf))
 		return 0;
 	struct traced_conn *c = bpf_map_lookup_elem(&conns, &key);
 
@@ -24,9 +24,11 @@ static __always_inline int on_sock_send(struct sock *sk, int ret)
 	}
 
 	struct req_record *r = &c->req;
-	struct tcp_sock *tp = (struct tcp_sock *)sk;
+	struct tcp_sock *tp = TCP_SK(btf, sk);
 	__u64 now = bpf_ktime_get_ns();
 
+	if (!tp)
+		return 0;
 	if (c->state == CONN_READING) {
 		c->state = CONN_WRITING;
 		r->t_wr = now;
@@ -35,7 +37,7 @@ static __always_inline int on_sock_send(struct sock *sk, int ret)
 	}
 	r->t_wl = now;
 	c->last_io = now;
-	c->resp_end = BPF_CORE_READ(tp, write_seq);
+	c->resp_end = KREAD(btf, tp, write_seq);
 	r->t_tx = 0;
 	/* A transmit on another CPU (Nagle's held segment, sent when an ACK
 	 * comes) may run right now: either it sees the new resp_end, or we
@@ -45,13 +47,16 @@ static __always_inline int on_sock_send(struct sock *sk, int ret)
 	if (seq_ge(c->last_tx_end, c->resp_end) && c->last_tx_ts)
 		r->t_tx = c->last_tx_ts;
 	r->t_ack = 0;
-	r->nagle = !(BPF_CORE_READ_BITFIELD_PROBED(tp, nonagle) & TCP_NAGLE_OFF);
+	if (btf)
+		r->nagle = !(BPF_CORE_READ_BITFIELD(tp, nonagle) & TCP_NAGLE_OFF);
+	else
+		r->nagle = !(BPF_CORE_READ_BITFIELD_PROBED(tp, nonagle) & TCP_NAGLE_OFF);
 	update_sched(c);
 	return 0;
 }
 
 /* Linux ≥ 6.3: sock_send_length, in sock_sendmsg for every socket write. */
-TRACEPOINT_PROGS(sock_send_length, sock_send_length, on_sock_send(sk, ret),
+TRACEPOINT_PROGS(sock_send_length, sock_send_length, on_sock_send(sk, ret, btf),
 		 struct sock *sk, int ret, int flags)
 
 /* Older kernels: the return of TCP's own sendmsg (see tcp_recvmsg_exit
@@ -60,15 +65,15 @@ TRACEPOINT_PROGS(sock_send_length, sock_send_length, on_sock_send(sk, ret),
 SEC("fexit/tcp_sendmsg")
 int BPF_PROG(tcp_sendmsg_exit, struct sock *sk, struct msghdr *msg, size_t size, int ret)
 {
-	return on_sock_send(sk, ret);
+	return on_sock_send(sk, ret, 1);
 }
 
 /* Sequence number just past the TCP payload of an outgoing skb. */
-static __always_inline int tx_end_seq(const struct sk_buff *skb, __u32 *end)
+static __always_inline int tx_end_seq(const struct sk_buff *skb, int btf, __u32 *end)
 {
-	unsigned char *head = BPF_CORE_READ(skb, head);
-	__u16 th_off = BPF_CORE_READ(skb, transport_header);
-	unsigned char *data = BPF_CORE_READ(skb, data);
+	unsigned char *head = KREAD(btf, skb, head);
+	__u16 th_off = KREAD(btf, skb, transport_header);
+	unsigned char *data = KREAD(btf, skb, data);
 	struct tcphdr th;
 
 	if (th_off == (__u16)~0U)
@@ -76,20 +81,24 @@ static __always_inline int tx_end_seq(const struct sk_buff *skb, __u32 *end)
 	if (bpf_probe_read_kernel(&th, sizeof(th), head + th_off))
 		return -1;
 	__u32 hdrs = (head + th_off - data) + th.doff * 4;
-	__u32 len = BPF_CORE_READ(skb, len);
+	__u32 len = KREAD(btf, skb, len);
 	if (len < hdrs)
 		return -1;
 	*end = bpf_ntohl(th.seq) + (len - hdrs) + th.fin;
 	return 0;
 }
 
-static __always_inline int on_start_xmit(const struct sk_buff *skb)
+static __always_inline int on_start_xmit(const struct sk_buff *skb, int btf)
 {
-	__u64 key = (__u64)BPF_CORE_READ(skb, sk);
-	struct traced_conn *c = key ? bpf_map_lookup_elem(&conns, &key) : NULL;
+	struct sock *sk = KREAD(btf, skb, sk);
+	__u64 key = (__u64)sk;
+	struct traced_conn *c;
 	__u32 end;
 
-	if (!c || tx_end_seq(skb, &end))
+	if (!sk || !sk_candidate(sk, btf))
+		return 0;
+	c = bpf_map_lookup_elem(&conns, &key);
+	if (!c || tx_end_seq(skb, btf, &end))
 		return 0;
 	if (c->last_tx_ts && !seq_ge(end, c->last_tx_end + 1))
 		return 0; /* pure ACK or retransmission of old bytes */
@@ -106,5 +115,5 @@ static __always_inline int on_start_xmit(const struct sk_buff *skb)
 	return 0;
 }
 
-TRACEPOINT_PROGS(net_dev_start_xmit, net_dev_start_xmit, on_start_xmit(skb),
+TRACEPOINT_PROGS(net_dev_start_xmit, net_dev_start_xmit, on_start_xmit(skb, btf),
 		 const struct sk_buff *skb, const struct net_device *dev)

@@ -35,7 +35,7 @@ static __always_inline int on_syscall_recv(struct syscall_exit_ctx *ctx)
 		flags = BPF_CORE_READ(regs, r10);
 	else if (ctx->nr == NR_recvmsg)
 		flags = BPF_CORE_READ(regs, dx);
-	return on_sock_recv(sk, ctx->ret, flags);
+	return on_sock_recv(sk, ctx->ret, flags, 0);
 }
 
 static __always_inline int on_syscall_send(struct syscall_exit_ctx *ctx)
@@ -43,7 +43,7 @@ static __always_inline int on_syscall_send(struct syscall_exit_ctx *ctx)
 	struct pt_regs *regs = NULL;
 	struct sock *sk = syscall_sock(ctx, &regs);
 
-	return sk ? on_sock_send(sk, ctx->ret) : 0;
+	return sk ? on_sock_send(sk, ctx->ret, 0) : 0;
 }
 
 #define SYSCALL_EXIT(name, handler)                                      \

@@ -121,16 +121,19 @@ struct traced_conn {
 	struct req_record req;
 	__u64 rx_ts;        /* arrival of the oldest unread byte, 0 if none */
 	__u64 rx_softirq;   /* softirq time of the segment that set rx_ts */
+	__u64 est_softirq;  /* softirq time of the segment that completed the handshake */
 	__u64 last_io;      /* last app read/write or transmit, for idle */
 	__u64 last_tx_ts;   /* when last_tx_end went out */
-	__u64 runq_base;    /* serving thread's totals at T_rd */
-	__u64 throttle_base;
+	__u64 task;         /* the serving thread's task_struct (read again at T_wl) */
+	__u64 runq_base;    /* its run_delay at T_rd */
+	__u64 throttle_base; /* and its throttled total then */
 	__u32 last_tx_end;  /* highest end seq transmitted through a device */
 	__u32 resp_end;     /* write_seq after the app's latest write */
 	__u8 state;         /* enum conn_state */
 	__u8 rx_has_softirq;
 	__u8 peer_zero_window;
-	__u8 pad[5];
+	__u8 est_has_softirq;
+	__u8 pad[4];
 	__u64 fence; /* target of full_barrier()'s locked add */
 };
 

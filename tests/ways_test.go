@@ -28,9 +28,10 @@ var scenarios = []struct {
 }
 
 // fallbacks force the ways other kernels take, on this one: raw
-// tracepoints everywhere (kernels whose BTF lacks an event), and the
-// syscall exits plus tcp_probe for data arrival (kernels < 6.3 where
-// fentry/fexit are refused). fentry/fexit themselves run where the
+// tracepoints everywhere (kernels whose BTF lacks an event; without
+// typed arguments no socket is marked, so every socket hook looks its
+// socket up), and the syscall exits (kernels < 6.3 where fentry/fexit
+// are refused). fentry/fexit themselves run where the
 // kernel allows them: the Debian guests of make test-kernels.
 var fallbacks = []struct {
 	name   string
@@ -42,11 +43,9 @@ var fallbacks = []struct {
 	{"raw_tp", "tp_btf", map[string]string{"sched_switch": "raw_tp/sched_switch",
 		"inet_sock_set_state": "raw_tp/inet_sock_set_state", "tcp_retransmit_skb": "raw_tp/tcp_retransmit_skb"}},
 	{"syscalls", "sock_recv_length:tp_btf,sock_recv_length:raw_tp,sock_recv_length:fexit," +
-		"sock_send_length:tp_btf,sock_send_length:raw_tp,sock_send_length:fexit," +
-		"sk_data_ready:tp_btf,sk_data_ready:raw_tp,sk_data_ready:fentry", map[string]string{
+		"sock_send_length:tp_btf,sock_send_length:raw_tp,sock_send_length:fexit", map[string]string{
 		"sock_recv_length": "syscalls/sys_exit_{read,readv,recvfrom,recvmsg}",
-		"sock_send_length": "syscalls/sys_exit_{write,writev,sendto,sendmsg,sendfile64}",
-		"sk_data_ready":    "via tcp_probe"}},
+		"sock_send_length": "syscalls/sys_exit_{write,writev,sendto,sendmsg,sendfile64}"}},
 }
 
 // TestFallbackWays runs the scenarios with each fallback forced

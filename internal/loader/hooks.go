@@ -15,11 +15,9 @@ type Hook struct {
 
 // Way is one way to attach a hook: its programs and where each goes.
 type Way struct {
-	Kind  string   // tp_btf, raw_tp, tracepoint, fentry, fexit, or via
+	Kind  string   // tp_btf, raw_tp, tracepoint, fentry, fexit
 	Progs []Attach // programs attached together (syscall exits: several)
 	Args  int      // tp_btf/raw_tp: the event must have exactly this many arguments (0: any)
-	Via   string   // Kind "via": another hook whose programs also do this one's work
-	Flag  string   // a BPF constant set to 1 when this way is used
 	Cost  string   // what it loses or costs next to the first way; empty for the first
 }
 
@@ -33,8 +31,6 @@ type Attach struct {
 // Name is how a way is shown: kind/target, or the syscall exits it uses.
 func (w Way) Name() string {
 	switch {
-	case w.Kind == "via":
-		return "via " + w.Via
 	case len(w.Progs) > 1:
 		names := make([]string, len(w.Progs))
 		for i, p := range w.Progs {
@@ -90,15 +86,11 @@ var Hooks = []Hook{
 			Way{Kind: "fexit", Progs: []Attach{{Program: TracerdProgTcpSendmsgExit, Target: "tcp_sendmsg"}},
 				Cost: "a trampoline on TCP's sendmsg (Linux < 6.3); sendfile(2) bodies unseen before 6.5 (T_wl is the last write before them)"},
 			Way{Kind: "tracepoint", Progs: syscallExits("write", "writev", "sendto", "sendmsg", "sendfile64"), Cost: syscallCost})},
-	{Name: "tcp_probe", Phases: []string{"ack_wait", "tcp.srtt_us", "tcp.snd_cwnd", "tcp.zero_window"},
+	// Every incoming segment of an established socket: data arrival
+	// (T_rx) and the TCP facts from one hook (sk_data_ready would be a
+	// second run per request for T_rx alone).
+	{Name: "tcp_probe", Phases: []string{"recv_queue", "softirq", "ack_wait", "tcp.srtt_us", "tcp.snd_cwnd", "tcp.zero_window"},
 		Ways: tracepointWays("tcp_probe", TracerdProgTcpProbe, 0)},
-	{Name: "sk_data_ready", Phases: []string{"recv_queue", "softirq"},
-		Ways: append(tracepointWays("sk_data_ready", TracerdProgSkDataReady, 0),
-			Way{Kind: "fentry", Progs: []Attach{{Program: TracerdProgTcpDataReadyEntry, Target: "tcp_data_ready"}},
-				Cost: "none measurable: a trampoline on the function the tracepoint sits in (Linux < 6.3)"},
-			Way{Kind: "via", Via: "tcp_probe", Flag: TracerdVarRxFromTcpProbe,
-				Cost: "arrival seen at the top of tcp_rcv_established (same softirq, before queueing); " +
-					"data that completes the handshake is missed; one more map lookup per incoming segment"})},
 	{Name: "net_dev_start_xmit", Phases: []string{"send_queue", "ack_wait"},
 		Ways: tracepointWays("net_dev_start_xmit", TracerdProgNetDevStartXmit, 0)},
 	{Name: "tcp_retransmit_skb", Phases: []string{"tcp.retransmits"},
@@ -110,7 +102,6 @@ var Hooks = []Hook{
 			{Kind: "raw_tp", Progs: []Attach{{Program: TracerdProgTcpRetransmitSkbSentRaw, Target: "tcp_retransmit_skb"}}, Args: 2, Cost: "none"},
 		}},
 	{Name: "softirq_raise", Phases: []string{"softirq"}, Ways: tracepointWays("softirq_raise", TracerdProgSoftirqRaise, 0)},
-	{Name: "softirq_entry", Phases: []string{"softirq"}, Ways: tracepointWays("softirq_entry", TracerdProgSoftirqEntry, 0)},
 	{Name: "softirq_exit", Phases: []string{"softirq"}, Ways: tracepointWays("softirq_exit", TracerdProgSoftirqExit, 0)},
 	{Name: "sched_wakeup", Phases: []string{"runqueue", "cfs_throttle"}, Ways: tracepointWays("sched_wakeup", TracerdProgSchedWakeup, 0)},
 	{Name: "sched_wakeup_new", Phases: []string{"runqueue", "cfs_throttle"}, Ways: tracepointWays("sched_wakeup_new", TracerdProgSchedWakeupNew, 0)},

@@ -242,13 +242,12 @@ func TestForcedWays(t *testing.T) {
 		wantErr string
 	}{
 		{refuse: []string{"tp_btf"}, want: map[string]string{"sock_recv_length": "raw_tp", "sched_switch": "raw_tp",
-			"tcp_retransmit_skb": "raw_tp", "inet_sock_set_state": "raw_tp", "sk_data_ready": "raw_tp"}},
+			"tcp_retransmit_skb": "raw_tp", "inet_sock_set_state": "raw_tp", "tcp_probe": "raw_tp"}},
 		// No tracepoint way left for a required hook: Open says which.
 		{refuse: []string{"tp_btf", "raw_tp"}, wantErr: "required hook inet_sock_set_state"},
 		{refuse: []string{"sock_recv_length:tp_btf", "sock_recv_length:raw_tp", "sock_send_length:tp_btf",
-			"sock_send_length:raw_tp", "sk_data_ready:tp_btf", "sk_data_ready:raw_tp"},
-			want: map[string]string{"sock_recv_length": "tracepoint", "sock_send_length": "tracepoint",
-				"sk_data_ready": "via", "tcp_probe": "tp_btf"}},
+			"sock_send_length:raw_tp"},
+			want: map[string]string{"sock_recv_length": "tracepoint", "sock_send_length": "tracepoint", "tcp_probe": "tp_btf"}},
 	}
 	for _, c := range cases {
 		cfg := DefaultConfig()

@@ -92,9 +92,12 @@ type Tracer struct {
 	// programs are loaded (else only the classic uprobe ones are).
 	uprobeMulti bool
 	sweepFails  atomic.Int64
-	// What the last idle sweep saw (SweepIdle runs on one goroutine).
+	// What the last idle sweep saw (SweepIdle runs on one goroutine):
+	// the answers counter then, and whether answered requests waited for
+	// their timeout, the first of them at nextIdle.
 	sweptAnswers uint64
-	sweptWaiting uint32
+	sweptWaiting bool
+	nextIdle     time.Time
 }
 
 // UprobeMulti says whether Go probes can use uprobe_multi links: the
@@ -167,23 +170,19 @@ func open(cfg Config, cg targets.Cgroups, k *kernelView, failed map[string]strin
 		}
 	}
 	owner := map[string]*HookStatus{}
-	attached := map[string]bool{}
-	flags := map[string]bool{}
+	ways := map[string]string{} // hook → kind of the way taken
 	for i := range t.Hooks {
 		h := &t.Hooks[i]
 		if !h.OK {
 			continue
 		}
-		attached[h.Name] = true
-		if h.Way.Flag != "" {
-			flags[h.Way.Flag] = true
-		}
+		ways[h.Name] = h.Way.Kind
 		for _, a := range h.Way.Progs {
 			spec.Programs[a.Program] = all[a.Program]
 			owner[a.Program] = h
 		}
 	}
-	if err := configure(spec, cfg, attached, flags); err != nil {
+	if err := configure(spec, cfg, ways); err != nil {
 		return nil, false, err
 	}
 	// uprobe_multi programs do not load on kernels without it (< 6.6).
@@ -274,15 +273,19 @@ func loadError(err error) string {
 	return err.Error()
 }
 
-// configure sets the constants and sizes of the object: which optional
-// hooks are attached (attached by hook name) and the flags of the ways
-// taken. (The selection is in maps: putTargets.)
-func configure(spec *ebpf.CollectionSpec, cfg Config, attached, flags map[string]bool) error {
+// configure sets the constants and sizes of the object from the ways
+// taken (ways: hook name → kind; absent when not attached). (The
+// selection is in maps: putTargets.)
+func configure(spec *ebpf.CollectionSpec, cfg Config, ways map[string]string) error {
+	attached := func(hook string) bool { return ways[hook] != "" }
 	vars := map[string]any{
 		TracerdVarIdleTimeoutNs:  uint64(cfg.IdleTimeout.Nanoseconds()),
-		TracerdVarSchedEnabled:   b2u(attached["sched_switch"] && attached["sched_wakeup"]),
-		TracerdVarSoftirqEnabled: b2u(attached["softirq_raise"] && attached["softirq_entry"] && attached["softirq_exit"]),
-		TracerdVarRxFromTcpProbe: b2u(flags[TracerdVarRxFromTcpProbe]),
+		TracerdVarSchedEnabled:   b2u(attached("sched_switch") && attached("sched_wakeup")),
+		TracerdVarSoftirqEnabled: b2u(attached("softirq_raise") && attached("softirq_exit")),
+		TracerdVarRxEnabled:      b2u(attached("tcp_probe")),
+		// Candidate sockets are marked by inet_sock_set_state's typed
+		// program (sk storage needs the socket's BTF type).
+		TracerdVarSkMarksOn: b2u(ways["inet_sock_set_state"] == "tp_btf"),
 	}
 	for name, v := range vars {
 		if err := spec.Variables[name].Set(v); err != nil {
@@ -310,7 +313,23 @@ func configure(spec *ebpf.CollectionSpec, cfg Config, attached, flags map[string
 		}
 		spec.Maps[TracerdMapEvents].MaxEntries = cfg.RingBytes
 	}
+	ring := spec.Maps[TracerdMapEvents].MaxEntries
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		return fmt.Errorf("counting CPUs: %w", err)
+	}
+	if err := spec.Variables[TracerdVarWakeupEvery].Set(wakeupEvery(ring, cpus)); err != nil {
+		return fmt.Errorf("setting %s: %w", TracerdVarWakeupEvery, err)
+	}
 	return nil
+}
+
+// wakeupEvery is how many entries a CPU writes to the ring buffer before
+// it wakes the reader: with every CPU that far, entries (≤ 1 KiB) fill at
+// most 1/16 of the ring.
+func wakeupEvery(ringBytes uint32, cpus int) uint32 {
+	n := uint64(ringBytes) / 16 / 1024 / uint64(max(cpus, 1))
+	return uint32(min(max(n, 1), 1024))
 }
 
 // putTargets adds tg's values to the target maps (cg: its cgroups
@@ -514,18 +533,27 @@ func (t *Tracer) Drain(fn func(*Record)) error {
 // Run it every IdleSweepEvery, from one goroutine.
 //
 // A sweep is skipped when the last one left no request waiting and no
-// request was answered since: an idle host costs nothing.
+// request was answered since (an idle host costs nothing), and until the
+// first waiting request can time out (a request answered since times out
+// later still): under load one sweep per timeout, not one per call.
 func (t *Tracer) SweepIdle() error {
-	answers, err := t.counter(TracerdCounterCNT_ANSWERS)
-	if err == nil && answers == t.sweptAnswers && t.sweptWaiting == 0 {
+	now := time.Now()
+	if t.sweptWaiting && now.Before(t.nextIdle) {
 		return nil
 	}
-	waiting, err := t.coll.Programs[TracerdProgIdleSweep].Run(nil)
+	answers, err := t.counter(TracerdCounterCNT_ANSWERS)
+	if err == nil && answers == t.sweptAnswers && !t.sweptWaiting {
+		return nil
+	}
+	ret, err := t.coll.Programs[TracerdProgIdleSweep].Run(nil)
 	if err != nil {
 		t.sweepFails.Add(1)
 		return fmt.Errorf("idle sweep: %w", err)
 	}
-	t.sweptAnswers, t.sweptWaiting = answers, waiting
+	t.sweptAnswers, t.sweptWaiting = answers, ret > 0
+	if ret > 0 {
+		t.nextIdle = now.Add(time.Duration(ret-1) * time.Millisecond)
+	}
 	return nil
 }
 

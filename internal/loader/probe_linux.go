@@ -163,7 +163,6 @@ func refused(h Hook, w Way, refuse []string) bool {
 // known to fail, and that the kernel offers; the others are in Tried.
 func planHooks(k *kernelView, cfg Config, failed map[string]string) ([]HookStatus, error) {
 	out := make([]HookStatus, 0, len(Hooks))
-	chosen := map[string]bool{}
 	for _, h := range Hooks {
 		st := HookStatus{Hook: h}
 		if slices.Contains(cfg.SkipHooks, h.Name) {
@@ -181,8 +180,6 @@ func planHooks(k *kernelView, cfg Config, failed map[string]string) ([]HookStatu
 			case reason != "":
 			case refused(h, *w, cfg.RefuseWays):
 				reason = "refused by TRACERD_NO_WAYS"
-			case w.Kind == "via" && !chosen[w.Via]:
-				reason = "needs hook " + w.Via + ", which is not attached"
 			default:
 				if err := k.offers(*w); err != nil {
 					reason = err.Error()
@@ -206,7 +203,6 @@ func planHooks(k *kernelView, cfg Config, failed map[string]string) ([]HookStatu
 				return out, fmt.Errorf("required hook %s cannot be attached here: %s", h.Name, describeTried(st.Tried))
 			}
 		}
-		chosen[h.Name] = st.OK
 		out = append(out, st)
 	}
 	for _, name := range cfg.SkipHooks {

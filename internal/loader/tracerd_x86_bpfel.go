@@ -192,12 +192,14 @@ type TracerdHeadScratch struct {
 }
 
 type TracerdPending struct {
-	_            structs.HostLayout
-	T_est        uint64
-	RxTs         uint64
-	RxSoftirq    uint64
-	RxHasSoftirq uint8
-	Pad          [7]uint8
+	_             structs.HostLayout
+	T_est         uint64
+	RxTs          uint64
+	RxSoftirq     uint64
+	EstSoftirq    uint64
+	RxHasSoftirq  uint8
+	EstHasSoftirq uint8
+	Pad           [6]uint8
 }
 
 type TracerdProbeSite uint32
@@ -278,8 +280,6 @@ type TracerdReqRecord struct {
 type TracerdSoftirqCpu struct {
 	_        structs.HostLayout
 	RaisedAt uint64
-	InNetRx  uint8
-	Pad      [7]uint8
 }
 
 type TracerdStwReason uint32
@@ -301,7 +301,6 @@ type TracerdTaskSched struct {
 	EnqueuedAt    uint64
 	ThrCfsRq      uint64
 	ThrBase       uint64
-	RunqTotal     uint64
 	ThrottleTotal uint64
 	Throttled     uint8
 	Pad           [7]uint8
@@ -312,8 +311,10 @@ type TracerdTracedConn struct {
 	Req            TracerdReqRecord
 	RxTs           uint64
 	RxSoftirq      uint64
+	EstSoftirq     uint64
 	LastIo         uint64
 	LastTxTs       uint64
+	Task           uint64
 	RunqBase       uint64
 	ThrottleBase   uint64
 	LastTxEnd      uint32
@@ -321,7 +322,8 @@ type TracerdTracedConn struct {
 	State          uint8
 	RxHasSoftirq   uint8
 	PeerZeroWindow uint8
-	Pad            [5]uint8
+	EstHasSoftirq  uint8
+	Pad            [4]uint8
 	Fence          uint64
 }
 
@@ -341,11 +343,14 @@ const (
 	TracerdMapGoStw                    = "go_stw"
 	TracerdMapHeadScratch              = "head_scratch"
 	TracerdMapPendingEst               = "pending_est"
+	TracerdMapRingWrites               = "ring_writes"
+	TracerdMapSkMarks                  = "sk_marks"
 	TracerdMapSoftirqState             = "softirq_state"
 	TracerdMapTargetCgroups            = "target_cgroups"
 	TracerdMapTargetComms              = "target_comms"
 	TracerdMapTargetPids               = "target_pids"
 	TracerdMapTargetPorts              = "target_ports"
+	TracerdMapTaskMarks                = "task_marks"
 	TracerdMapTasks                    = "tasks"
 	TracerdMapTracedTgids              = "traced_tgids"
 	TracerdProgGoEntry                 = "go_entry"
@@ -375,14 +380,10 @@ const (
 	TracerdProgSchedWakeupNew          = "sched_wakeup_new"
 	TracerdProgSchedWakeupNewRaw       = "sched_wakeup_new_raw"
 	TracerdProgSchedWakeupRaw          = "sched_wakeup_raw"
-	TracerdProgSkDataReady             = "sk_data_ready"
-	TracerdProgSkDataReadyRaw          = "sk_data_ready_raw"
 	TracerdProgSockRecvLength          = "sock_recv_length"
 	TracerdProgSockRecvLengthRaw       = "sock_recv_length_raw"
 	TracerdProgSockSendLength          = "sock_send_length"
 	TracerdProgSockSendLengthRaw       = "sock_send_length_raw"
-	TracerdProgSoftirqEntry            = "softirq_entry"
-	TracerdProgSoftirqEntryRaw         = "softirq_entry_raw"
 	TracerdProgSoftirqExit             = "softirq_exit"
 	TracerdProgSoftirqExitRaw          = "softirq_exit_raw"
 	TracerdProgSoftirqRaise            = "softirq_raise"
@@ -398,7 +399,6 @@ const (
 	TracerdProgSysExitSendto           = "sys_exit_sendto"
 	TracerdProgSysExitWrite            = "sys_exit_write"
 	TracerdProgSysExitWritev           = "sys_exit_writev"
-	TracerdProgTcpDataReadyEntry       = "tcp_data_ready_entry"
 	TracerdProgTcpProbe                = "tcp_probe"
 	TracerdProgTcpProbeRaw             = "tcp_probe_raw"
 	TracerdProgTcpRecvmsgExit          = "tcp_recvmsg_exit"
@@ -409,9 +409,12 @@ const (
 	TracerdProgTcpRetransmitSkbSentRaw = "tcp_retransmit_skb_sent_raw"
 	TracerdProgTcpSendmsgExit          = "tcp_sendmsg_exit"
 	TracerdVarIdleTimeoutNs            = "idle_timeout_ns"
-	TracerdVarRxFromTcpProbe           = "rx_from_tcp_probe"
+	TracerdVarRxEnabled                = "rx_enabled"
 	TracerdVarSchedEnabled             = "sched_enabled"
+	TracerdVarSkMarksOn                = "sk_marks_on"
 	TracerdVarSoftirqEnabled           = "softirq_enabled"
+	TracerdVarSweepOldest              = "sweep_oldest"
+	TracerdVarSweepWaiting             = "sweep_waiting"
 	TracerdVarUnusedAddrFamily         = "unused_addr_family"
 	TracerdVarUnusedCaptureSize        = "unused_capture_size"
 	TracerdVarUnusedConnState          = "unused_conn_state"
@@ -428,6 +431,7 @@ const (
 	TracerdVarUnusedProcWhat           = "unused_proc_what"
 	TracerdVarUnusedReqFlags           = "unused_req_flags"
 	TracerdVarUnusedStwReason          = "unused_stw_reason"
+	TracerdVarWakeupEvery              = "wakeup_every"
 )
 
 // LoadTracerd returns the embedded CollectionSpec for Tracerd.
@@ -499,14 +503,10 @@ type TracerdProgramSpecs struct {
 	SchedWakeupNew          *ebpf.ProgramSpec `ebpf:"sched_wakeup_new"`
 	SchedWakeupNewRaw       *ebpf.ProgramSpec `ebpf:"sched_wakeup_new_raw"`
 	SchedWakeupRaw          *ebpf.ProgramSpec `ebpf:"sched_wakeup_raw"`
-	SkDataReady             *ebpf.ProgramSpec `ebpf:"sk_data_ready"`
-	SkDataReadyRaw          *ebpf.ProgramSpec `ebpf:"sk_data_ready_raw"`
 	SockRecvLength          *ebpf.ProgramSpec `ebpf:"sock_recv_length"`
 	SockRecvLengthRaw       *ebpf.ProgramSpec `ebpf:"sock_recv_length_raw"`
 	SockSendLength          *ebpf.ProgramSpec `ebpf:"sock_send_length"`
 	SockSendLengthRaw       *ebpf.ProgramSpec `ebpf:"sock_send_length_raw"`
-	SoftirqEntry            *ebpf.ProgramSpec `ebpf:"softirq_entry"`
-	SoftirqEntryRaw         *ebpf.ProgramSpec `ebpf:"softirq_entry_raw"`
 	SoftirqExit             *ebpf.ProgramSpec `ebpf:"softirq_exit"`
 	SoftirqExitRaw          *ebpf.ProgramSpec `ebpf:"softirq_exit_raw"`
 	SoftirqRaise            *ebpf.ProgramSpec `ebpf:"softirq_raise"`
@@ -522,7 +522,6 @@ type TracerdProgramSpecs struct {
 	SysExitSendto           *ebpf.ProgramSpec `ebpf:"sys_exit_sendto"`
 	SysExitWrite            *ebpf.ProgramSpec `ebpf:"sys_exit_write"`
 	SysExitWritev           *ebpf.ProgramSpec `ebpf:"sys_exit_writev"`
-	TcpDataReadyEntry       *ebpf.ProgramSpec `ebpf:"tcp_data_ready_entry"`
 	TcpProbe                *ebpf.ProgramSpec `ebpf:"tcp_probe"`
 	TcpProbeRaw             *ebpf.ProgramSpec `ebpf:"tcp_probe_raw"`
 	TcpRecvmsgExit          *ebpf.ProgramSpec `ebpf:"tcp_recvmsg_exit"`
@@ -550,11 +549,14 @@ type TracerdMapSpecs struct {
 	GoStw         *ebpf.MapSpec `ebpf:"go_stw"`
 	HeadScratch   *ebpf.MapSpec `ebpf:"head_scratch"`
 	PendingEst    *ebpf.MapSpec `ebpf:"pending_est"`
+	RingWrites    *ebpf.MapSpec `ebpf:"ring_writes"`
+	SkMarks       *ebpf.MapSpec `ebpf:"sk_marks"`
 	SoftirqState  *ebpf.MapSpec `ebpf:"softirq_state"`
 	TargetCgroups *ebpf.MapSpec `ebpf:"target_cgroups"`
 	TargetComms   *ebpf.MapSpec `ebpf:"target_comms"`
 	TargetPids    *ebpf.MapSpec `ebpf:"target_pids"`
 	TargetPorts   *ebpf.MapSpec `ebpf:"target_ports"`
+	TaskMarks     *ebpf.MapSpec `ebpf:"task_marks"`
 	Tasks         *ebpf.MapSpec `ebpf:"tasks"`
 	TracedTgids   *ebpf.MapSpec `ebpf:"traced_tgids"`
 }
@@ -564,9 +566,12 @@ type TracerdMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type TracerdVariableSpecs struct {
 	IdleTimeoutNs      *ebpf.VariableSpec `ebpf:"idle_timeout_ns"`
-	RxFromTcpProbe     *ebpf.VariableSpec `ebpf:"rx_from_tcp_probe"`
+	RxEnabled          *ebpf.VariableSpec `ebpf:"rx_enabled"`
 	SchedEnabled       *ebpf.VariableSpec `ebpf:"sched_enabled"`
+	SkMarksOn          *ebpf.VariableSpec `ebpf:"sk_marks_on"`
 	SoftirqEnabled     *ebpf.VariableSpec `ebpf:"softirq_enabled"`
+	SweepOldest        *ebpf.VariableSpec `ebpf:"sweep_oldest"`
+	SweepWaiting       *ebpf.VariableSpec `ebpf:"sweep_waiting"`
 	UnusedAddrFamily   *ebpf.VariableSpec `ebpf:"unused_addr_family"`
 	UnusedCaptureSize  *ebpf.VariableSpec `ebpf:"unused_capture_size"`
 	UnusedConnState    *ebpf.VariableSpec `ebpf:"unused_conn_state"`
@@ -583,6 +588,7 @@ type TracerdVariableSpecs struct {
 	UnusedProcWhat     *ebpf.VariableSpec `ebpf:"unused_proc_what"`
 	UnusedReqFlags     *ebpf.VariableSpec `ebpf:"unused_req_flags"`
 	UnusedStwReason    *ebpf.VariableSpec `ebpf:"unused_stw_reason"`
+	WakeupEvery        *ebpf.VariableSpec `ebpf:"wakeup_every"`
 }
 
 // TracerdObjects contains all objects after they have been loaded into the kernel.
@@ -617,11 +623,14 @@ type TracerdMaps struct {
 	GoStw         *ebpf.Map `ebpf:"go_stw"`
 	HeadScratch   *ebpf.Map `ebpf:"head_scratch"`
 	PendingEst    *ebpf.Map `ebpf:"pending_est"`
+	RingWrites    *ebpf.Map `ebpf:"ring_writes"`
+	SkMarks       *ebpf.Map `ebpf:"sk_marks"`
 	SoftirqState  *ebpf.Map `ebpf:"softirq_state"`
 	TargetCgroups *ebpf.Map `ebpf:"target_cgroups"`
 	TargetComms   *ebpf.Map `ebpf:"target_comms"`
 	TargetPids    *ebpf.Map `ebpf:"target_pids"`
 	TargetPorts   *ebpf.Map `ebpf:"target_ports"`
+	TaskMarks     *ebpf.Map `ebpf:"task_marks"`
 	Tasks         *ebpf.Map `ebpf:"tasks"`
 	TracedTgids   *ebpf.Map `ebpf:"traced_tgids"`
 }
@@ -640,11 +649,14 @@ func (m *TracerdMaps) Close() error {
 		m.GoStw,
 		m.HeadScratch,
 		m.PendingEst,
+		m.RingWrites,
+		m.SkMarks,
 		m.SoftirqState,
 		m.TargetCgroups,
 		m.TargetComms,
 		m.TargetPids,
 		m.TargetPorts,
+		m.TaskMarks,
 		m.Tasks,
 		m.TracedTgids,
 	)
@@ -655,9 +667,12 @@ func (m *TracerdMaps) Close() error {
 // It can be passed to LoadTracerdObjects or ebpf.CollectionSpec.LoadAndAssign.
 type TracerdVariables struct {
 	IdleTimeoutNs      *ebpf.Variable `ebpf:"idle_timeout_ns"`
-	RxFromTcpProbe     *ebpf.Variable `ebpf:"rx_from_tcp_probe"`
+	RxEnabled          *ebpf.Variable `ebpf:"rx_enabled"`
 	SchedEnabled       *ebpf.Variable `ebpf:"sched_enabled"`
+	SkMarksOn          *ebpf.Variable `ebpf:"sk_marks_on"`
 	SoftirqEnabled     *ebpf.Variable `ebpf:"softirq_enabled"`
+	SweepOldest        *ebpf.Variable `ebpf:"sweep_oldest"`
+	SweepWaiting       *ebpf.Variable `ebpf:"sweep_waiting"`
 	UnusedAddrFamily   *ebpf.Variable `ebpf:"unused_addr_family"`
 	UnusedCaptureSize  *ebpf.Variable `ebpf:"unused_capture_size"`
 	UnusedConnState    *ebpf.Variable `ebpf:"unused_conn_state"`
@@ -674,6 +689,7 @@ type TracerdVariables struct {
 	UnusedProcWhat     *ebpf.Variable `ebpf:"unused_proc_what"`
 	UnusedReqFlags     *ebpf.Variable `ebpf:"unused_req_flags"`
 	UnusedStwReason    *ebpf.Variable `ebpf:"unused_stw_reason"`
+	WakeupEvery        *ebpf.Variable `ebpf:"wakeup_every"`
 }
 
 // TracerdPrograms contains all programs after they have been loaded into the kernel.
@@ -707,14 +723,10 @@ type TracerdPrograms struct {
 	SchedWakeupNew          *ebpf.Program `ebpf:"sched_wakeup_new"`
 	SchedWakeupNewRaw       *ebpf.Program `ebpf:"sched_wakeup_new_raw"`
 	SchedWakeupRaw          *ebpf.Program `ebpf:"sched_wakeup_raw"`
-	SkDataReady             *ebpf.Program `ebpf:"sk_data_ready"`
-	SkDataReadyRaw          *ebpf.Program `ebpf:"sk_data_ready_raw"`
 	SockRecvLength          *ebpf.Program `ebpf:"sock_recv_length"`
 	SockRecvLengthRaw       *ebpf.Program `ebpf:"sock_recv_length_raw"`
 	SockSendLength          *ebpf.Program `ebpf:"sock_send_length"`
 	SockSendLengthRaw       *ebpf.Program `ebpf:"sock_send_length_raw"`
-	SoftirqEntry            *ebpf.Program `ebpf:"softirq_entry"`
-	SoftirqEntryRaw         *ebpf.Program `ebpf:"softirq_entry_raw"`
 	SoftirqExit             *ebpf.Program `ebpf:"softirq_exit"`
 	SoftirqExitRaw          *ebpf.Program `ebpf:"softirq_exit_raw"`
 	SoftirqRaise            *ebpf.Program `ebpf:"softirq_raise"`
@@ -730,7 +742,6 @@ type TracerdPrograms struct {
 	SysExitSendto           *ebpf.Program `ebpf:"sys_exit_sendto"`
 	SysExitWrite            *ebpf.Program `ebpf:"sys_exit_write"`
 	SysExitWritev           *ebpf.Program `ebpf:"sys_exit_writev"`
-	TcpDataReadyEntry       *ebpf.Program `ebpf:"tcp_data_ready_entry"`
 	TcpProbe                *ebpf.Program `ebpf:"tcp_probe"`
 	TcpProbeRaw             *ebpf.Program `ebpf:"tcp_probe_raw"`
 	TcpRecvmsgExit          *ebpf.Program `ebpf:"tcp_recvmsg_exit"`
@@ -771,14 +782,10 @@ func (p *TracerdPrograms) Close() error {
 		p.SchedWakeupNew,
 		p.SchedWakeupNewRaw,
 		p.SchedWakeupRaw,
-		p.SkDataReady,
-		p.SkDataReadyRaw,
 		p.SockRecvLength,
 		p.SockRecvLengthRaw,
 		p.SockSendLength,
 		p.SockSendLengthRaw,
-		p.SoftirqEntry,
-		p.SoftirqEntryRaw,
 		p.SoftirqExit,
 		p.SoftirqExitRaw,
 		p.SoftirqRaise,
@@ -794,7 +801,6 @@ func (p *TracerdPrograms) Close() error {
 		p.SysExitSendto,
 		p.SysExitWrite,
 		p.SysExitWritev,
-		p.TcpDataReadyEntry,
 		p.TcpProbe,
 		p.TcpProbeRaw,
 		p.TcpRecvmsgExit,

@@ -110,6 +110,22 @@ func tracerdProgram(pname string) (name, hook string) {
 	return "", ""
 }
 
+// watchIDs watches the benchmark's own programs (id → attach point):
+// the floor's, named "floor" at their attach point.
+func watchIDs(ids map[uint32]string) (*progWatch, error) {
+	w := &progWatch{progs: map[uint32]*ebpf.Program{}, meta: map[uint32]progStat{}}
+	for id, point := range ids {
+		p, err := ebpf.NewProgramFromID(ebpf.ProgramID(id))
+		if err != nil {
+			w.Close()
+			return nil, fmt.Errorf("opening BPF program %d: %w", id, err)
+		}
+		w.progs[id] = p
+		w.meta[id] = progStat{ID: id, Name: "empty at " + point, Hook: point, Type: p.Type().String()}
+	}
+	return w, nil
+}
+
 func (w *progWatch) Close() {
 	for _, p := range w.progs {
 		p.Close()

@@ -37,13 +37,20 @@ func wrkArgs(threads, conns int, d time.Duration) []string {
 		"-d" + strconv.Itoa(int(d.Round(time.Second)/time.Second)) + "s", "--latency"}
 }
 
-func runWrk(ctx context.Context, wrk string, args []string, url string) (loadResult, error) {
+func runWrk(ctx context.Context, wrk string, args []string, url string, started func(pid int)) (loadResult, error) {
 	cmd := exec.CommandContext(ctx, wrk, append(slices.Clone(args), url)...)
 	var out bytes.Buffer
 	cmd.Stdout = &out
 	cmd.Stderr = &out
 	cmd.SysProcAttr = childAttr()
-	if err := cmd.Run(); err != nil {
+	err := cmd.Start()
+	if err == nil {
+		if started != nil {
+			started(cmd.Process.Pid)
+		}
+		err = cmd.Wait()
+	}
+	if err != nil {
 		return loadResult{}, fmt.Errorf("wrk: %v\n%s", err, out.String())
 	}
 	r, err := parseWrk(out.String())

@@ -14,10 +14,21 @@
 //  3. a fixed rate (20k requests/s by default) from an open-loop
 //     generator in this process, to check that no record is lost there;
 //  4. tracerd's memory with 10k open traced keep-alive connections
-//     (the RSS budget), each having had one request.
+//     (the RSS budget), each having had one request;
+//  5. the floor: the same hooks with empty programs attached, as a third
+//     arm of 1 and 3 (and of 7);
+//  6. the census: a round of each load with tracerd on and counting
+//     programs of the benchmark's own on the same tracepoints, which
+//     split the program runs per request into the server's side, the
+//     load generator's (on loopback its events run the same host-wide
+//     programs) and the rest of the host;
+//  7. an untraced context-switch-heavy workload (a pipe ping-pong of two
+//     processes tracerd does not select), off, on and floor: what the
+//     scheduler hooks cost the rest of the host per context switch.
 //
-// -only runs one part (conns10k: the 4th) and writes a partial report,
-// to stdout unless -out is given, so that BENCHMARKS.md stays whole.
+// -only runs some parts (census, ctxswitch, conns10k; comma-separated)
+// and writes a partial report, to stdout unless -out is given, so that
+// BENCHMARKS.md stays whole.
 //
 // Server, load generator and tracerd share the machine's cores; nothing
 // is pinned. A missing prerequisite (root, wrk, the tracerd binary) is a
@@ -34,6 +45,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -57,14 +69,36 @@ type config struct {
 	roundQuietWait    time.Duration
 	openConns         int // connections held open for the RSS budget (0: skip)
 	openConnsRuns     int
-	only              string // a part to run alone ("conns10k"), "" for all
+	floorArm          bool
+	censusRound       time.Duration
+	ctxRoundsN        int
+	ctxRound1         time.Duration
+	only              string // parts to run alone (comma-separated), "" for all
 	outSet            bool   // -out was given
 }
 
-// partConns10k is the -only name of the open connections measurement.
-const partConns10k = "conns10k"
+// The parts -only can run.
+const (
+	partConns10k = "conns10k"
+	partCensus   = "census"
+	partCtx      = "ctxswitch"
+)
+
+var partNames = []string{partCensus, partCtx, partConns10k}
+
+// runs says whether part is run.
+func (c *config) runs(part string) bool {
+	if c.only == "" {
+		return true
+	}
+	return slices.Contains(strings.Split(c.only, ","), part)
+}
 
 func main() {
+	if spec := os.Getenv(pingPongEnv); spec != "" {
+		pingPongChild(spec)
+		return
+	}
 	var c config
 	flag.StringVar(&c.tracerd, "tracerd", "bin/tracerd", "the tracerd binary to measure")
 	flag.StringVar(&c.out, "out", "BENCHMARKS.md", "write the report here (rewritten completely)")
@@ -87,7 +121,11 @@ func main() {
 	flag.BoolVar(&c.pprofArm, "pprof-arm", true, "also run max-throughput rounds with tracerd writing the pprof profile only (no --json)")
 	flag.IntVar(&c.openConns, "open-conns", 10000, "RSS budget: keep this many traced keep-alive connections open (0: skip)")
 	flag.IntVar(&c.openConnsRuns, "open-conns-runs", 2, "RSS budget: how many times to measure it")
-	flag.StringVar(&c.only, "only", "", "run only this part: "+partConns10k+" (the open connections; report to stdout unless -out is given)")
+	flag.BoolVar(&c.floorArm, "floor-arm", true, "also run rounds with empty programs on tracerd's hooks (the floor)")
+	flag.DurationVar(&c.censusRound, "census-round", 6*time.Second, "length of a census round (one at max throughput, one at the fixed rate; 0: skip)")
+	flag.IntVar(&c.ctxRoundsN, "ctx-rounds", 3, "untraced context-switch rounds of each kind (0: skip)")
+	flag.DurationVar(&c.ctxRound1, "ctx-round", 4*time.Second, "length of a context-switch round")
+	flag.StringVar(&c.only, "only", "", "run only these parts, comma-separated: "+strings.Join(partNames, ", ")+" (report to stdout unless -out is given)")
 	flag.Parse()
 	flag.Visit(func(f *flag.Flag) { c.outSet = c.outSet || f.Name == "out" })
 	if flag.NArg() > 0 {
@@ -142,16 +180,20 @@ func prerequisites(c *config) error {
 	if c.openConns < 0 || (c.openConns > 0 && c.openConnsRuns < 1) {
 		errs = append(errs, errors.New("need -open-conns ≥ 0 and -open-conns-runs ≥ 1"))
 	}
-	switch c.only {
-	case "":
-	case partConns10k:
-		if c.openConns == 0 {
-			errs = append(errs, errors.New("-only "+partConns10k+" with -open-conns 0 measures nothing"))
+	if c.only != "" {
+		for _, p := range strings.Split(c.only, ",") {
+			if !slices.Contains(partNames, p) {
+				errs = append(errs, fmt.Errorf("-only %q: the parts are %s", p, strings.Join(partNames, ", ")))
+			}
 		}
-	default:
-		errs = append(errs, fmt.Errorf("-only %q: the parts are %s", c.only, partConns10k))
 	}
-	if c.only == "" {
+	if c.runs(partConns10k) && c.only != "" && c.openConns == 0 {
+		errs = append(errs, errors.New("-only "+partConns10k+" with -open-conns 0 measures nothing"))
+	}
+	if c.ctxRoundsN < 0 || (c.ctxRoundsN > 0 && c.ctxRound1 < time.Second) || c.censusRound < 0 {
+		errs = append(errs, errors.New("need -ctx-rounds ≥ 0, -ctx-round ≥ 1s and -census-round ≥ 0"))
+	}
+	if c.only == "" || c.runs(partCensus) {
 		wrk, err := exec.LookPath("wrk")
 		if err != nil {
 			errs = append(errs, errors.New("wrk not found in PATH: install it with `tests/tools/install-deps.sh bench` (Debian package wrk); `make bench` does"))
@@ -176,15 +218,19 @@ func prerequisites(c *config) error {
 
 // arm is one side of the A/B comparison.
 type arm struct {
-	Name   string // "off", "on", "pprof"
+	Name   string // "off", "on", "pprof", "floor", "census"
 	Traced bool   // tracerd attached
 	JSON   bool   // with --json
+	Floor  bool   // empty programs on tracerd's hooks instead
+	Census bool   // tracerd and the census's counting programs
 }
 
 var (
-	armOff   = arm{Name: "off"}
-	armOn    = arm{Name: "on", Traced: true, JSON: true}
-	armPprof = arm{Name: "pprof", Traced: true}
+	armOff    = arm{Name: "off"}
+	armOn     = arm{Name: "on", Traced: true, JSON: true}
+	armPprof  = arm{Name: "pprof", Traced: true}
+	armFloor  = arm{Name: "floor", Floor: true}
+	armCensus = arm{Name: "census", Traced: true, JSON: true, Census: true}
 )
 
 // roundResult is one measured round.
@@ -209,12 +255,16 @@ type roundResult struct {
 	RSSKiB    int64
 	HWMKiB    int64
 	Missing   []string // loader hooks tracerd did not load
+
+	// Census rounds: event → events by class (clsServer, …).
+	Sorted map[string][nClasses]uint64
 }
 
 // rawResults is what -raw writes.
 type rawResults struct {
 	Rounds    []roundResult
 	OpenConns []connsResult
+	Ctx       []ctxResult
 }
 
 type bench struct {
@@ -222,7 +272,8 @@ type bench struct {
 	dir      string
 	server   *serverProc
 	start    time.Time
-	idleBusy float64 // % of the machine busy before the run, nothing of ours running
+	idleBusy float64       // % of the machine busy before the run, nothing of ours running
+	points   []attachPoint // tracerd's hooks on this kernel (the floor's attach points)
 }
 
 func run(ctx context.Context, c config) (failed bool, err error) {
@@ -278,7 +329,7 @@ func run(ctx context.Context, c config) (failed bool, err error) {
 	// What else runs on this machine skews an A/B: wait a little for it
 	// to go quiet, and say how busy it was. (A memory measurement alone
 	// does not need the quiet.)
-	if c.only == "" {
+	if c.only != partConns10k {
 		if b.idleBusy, err = waitQuiet(ctx, c.quietWait); err != nil {
 			return false, err
 		}
@@ -287,16 +338,35 @@ func run(ctx context.Context, c config) (failed bool, err error) {
 		}
 	}
 
+	if c.floorArm && (c.only == "" || c.runs(partCtx)) {
+		if b.points, err = b.tracerdPoints(); err != nil {
+			return false, err
+		}
+		logf("floor: empty programs at %d attach points", len(b.points))
+	}
 	var results []roundResult
 	if c.only == "" {
 		if results, err = b.loadRounds(ctx); err != nil {
 			return false, err
 		}
 	}
+	if c.runs(partCensus) && c.censusRound > 0 {
+		rs, err := b.censusRounds(ctx)
+		if err != nil {
+			return false, err
+		}
+		results = append(results, rs...)
+	}
+	var ctxs []ctxResult
+	if c.runs(partCtx) && c.ctxRoundsN > 0 {
+		if ctxs, err = b.ctxRounds(ctx, b.points); err != nil {
+			return false, err
+		}
+	}
 	// Last: its thousands of closed connections (TIME_WAIT) and the
 	// server's grown heap do not touch the throughput rounds.
 	var conns []connsResult
-	for i := 0; i < c.openConnsRuns && c.openConns > 0; i++ {
+	for i := 0; i < c.openConnsRuns && c.openConns > 0 && c.runs(partConns10k); i++ {
 		r, err := b.connsRound(ctx, i, c.openConns)
 		if err != nil {
 			return false, fmt.Errorf("%d open connections, run %d: %w", c.openConns, i+1, err)
@@ -305,7 +375,7 @@ func run(ctx context.Context, c config) (failed bool, err error) {
 	}
 
 	if c.raw != "" {
-		raw, err := json.MarshalIndent(rawResults{results, conns}, "", "  ")
+		raw, err := json.MarshalIndent(rawResults{results, conns, ctxs}, "", "  ")
 		if err != nil {
 			return false, err
 		}
@@ -313,7 +383,7 @@ func run(ctx context.Context, c config) (failed bool, err error) {
 			return false, err
 		}
 	}
-	rep := newReport(b, results, conns)
+	rep := newReport(b, results, conns, ctxs)
 	if err := rep.write(c.report()); err != nil {
 		return false, err
 	}
@@ -330,15 +400,9 @@ func run(ctx context.Context, c config) (failed bool, err error) {
 // rounds, interleaving the arms.
 func (b *bench) loadRounds(ctx context.Context) ([]roundResult, error) {
 	c := b.config
-	url := "http://" + b.server.Addr + "/"
-	wrkLoad := func(d time.Duration) func(context.Context) (loadResult, error) {
-		return func(ctx context.Context) (loadResult, error) {
-			return runWrk(ctx, c.wrk, wrkArgs(c.threads, c.conns, d), url)
-		}
-	}
 	if c.warmup > 0 {
 		logf("warm-up %s", c.warmup)
-		if _, err := wrkLoad(c.warmup)(ctx); err != nil {
+		if _, err := b.wrkLoad(c.warmup)(ctx, nil); err != nil {
 			return nil, err
 		}
 	}
@@ -348,9 +412,12 @@ func (b *bench) loadRounds(ctx context.Context) ([]roundResult, error) {
 	if c.pprofArm {
 		maxArms = append(maxArms, armPprof)
 	}
+	if len(b.points) > 0 {
+		maxArms = append(maxArms, armFloor)
+	}
 	for i := 0; i < c.rounds; i++ {
 		for _, a := range maxArms {
-			r, err := b.round(ctx, "max", a, i, wrkLoad(c.round))
+			r, err := b.round(ctx, "max", a, i, b.wrkLoad(c.round))
 			if err != nil {
 				return nil, err
 			}
@@ -358,12 +425,13 @@ func (b *bench) loadRounds(ctx context.Context) ([]roundResult, error) {
 		}
 	}
 	if c.rate > 0 {
-		rateLoad := func(ctx context.Context) (loadResult, error) {
-			return openLoop(ctx, b.server.Addr, c.rate, c.rateConns, c.rateRound)
+		rateArms := []arm{armOff, armOn}
+		if len(b.points) > 0 {
+			rateArms = append(rateArms, armFloor)
 		}
 		for i := 0; i < c.rateRounds; i++ {
-			for _, a := range []arm{armOff, armOn} {
-				r, err := b.round(ctx, "rate", a, i, rateLoad)
+			for _, a := range rateArms {
+				r, err := b.round(ctx, "rate", a, i, b.rateLoad(c.rateRound))
 				if err != nil {
 					return nil, err
 				}
@@ -374,8 +442,75 @@ func (b *bench) loadRounds(ctx context.Context) ([]roundResult, error) {
 	return results, nil
 }
 
+// loadFn runs one load; started, when not nil, gets the pid of the
+// process that generates it once it runs.
+type loadFn func(ctx context.Context, started func(pid int)) (loadResult, error)
+
+func (b *bench) wrkLoad(d time.Duration) loadFn {
+	return func(ctx context.Context, started func(int)) (loadResult, error) {
+		return runWrk(ctx, b.wrk, wrkArgs(b.threads, b.conns, d), "http://"+b.server.Addr+"/", started)
+	}
+}
+
+func (b *bench) rateLoad(d time.Duration) loadFn {
+	return func(ctx context.Context, started func(int)) (loadResult, error) {
+		if started != nil {
+			started(os.Getpid())
+		}
+		return openLoop(ctx, b.server.Addr, b.rate, b.rateConns, d)
+	}
+}
+
+// tracerdPoints starts tracerd once to see where its programs attach on
+// this kernel: the floor's attach points.
+func (b *bench) tracerdPoints() ([]attachPoint, error) {
+	tr, err := startTracer(b.tracerd, tracerdArgs(b.server.Port, b.dir, false), "")
+	if err != nil {
+		return nil, err
+	}
+	defer tr.Kill()
+	defer os.Remove(filepath.Join(b.dir, "cut.pb.gz"))
+	w, err := watchPrograms(tr.cmd.Process.Pid)
+	if err != nil {
+		return nil, err
+	}
+	defer w.Close()
+	var out []attachPoint
+	for _, m := range w.meta {
+		if m.Uprobe || m.Hook == "?" || m.Hook == "" {
+			continue
+		}
+		if !slices.Contains(out, attachPoint(m.Hook)) {
+			out = append(out, attachPoint(m.Hook))
+		}
+	}
+	slices.Sort(out)
+	if _, err := tr.Stop(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// censusRounds runs one census round of each load.
+func (b *bench) censusRounds(ctx context.Context) ([]roundResult, error) {
+	var out []roundResult
+	r, err := b.round(ctx, "max", armCensus, 0, b.wrkLoad(b.censusRound))
+	if err != nil {
+		return nil, fmt.Errorf("census at max throughput: %w", err)
+	}
+	out = append(out, r)
+	if b.rate > 0 {
+		r, err := b.round(ctx, "rate", armCensus, 0, b.rateLoad(b.censusRound))
+		if err != nil {
+			return nil, fmt.Errorf("census at the fixed rate: %w", err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
 // round runs one load, with tracerd attached when traced.
-func (b *bench) round(ctx context.Context, kind string, a arm, idx int, load func(context.Context) (loadResult, error)) (r roundResult, err error) {
+func (b *bench) round(ctx context.Context, kind string, a arm, idx int, load loadFn) (r roundResult, err error) {
 	r = roundResult{Kind: kind, arm: a, Index: idx}
 	traced := a.Traced
 	if err := sleepCtx(ctx, b.pause); err != nil {
@@ -418,16 +553,50 @@ func (b *bench) round(ctx context.Context, kind string, a arm, idx int, load fun
 		defer watch.Close()
 		r.Missing = watch.Missing()
 	}
+	var cen *census
+	var started func(int)
+	if a.Census {
+		if cen, err = attachCensus(b.server.Port, b.server.Pid()); err != nil {
+			return r, err
+		}
+		defer cen.Close()
+		started = func(pid int) {
+			if err := cen.SetClient(pid); err != nil {
+				logf("census: %v", err)
+			}
+		}
+	}
+	if a.Floor {
+		old, err := readSysctl(bpfStatsSysctl)
+		if err != nil {
+			return r, err
+		}
+		if err := writeSysctl(bpfStatsSysctl, "1"); err != nil {
+			return r, fmt.Errorf("enabling kernel.bpf_stats_enabled: %w", err)
+		}
+		defer writeSysctl(bpfStatsSysctl, old)
+		fl, err := attachFloor(b.points)
+		if err != nil {
+			return r, err
+		}
+		defer fl.Close()
+		if watch, err = watchIDs(fl.ids); err != nil {
+			return r, err
+		}
+		defer watch.Close()
+	}
 
 	// Counters before.
 	var progs0 map[uint32]progStat
 	var tcpu0 procCPU
 	var wake0 int64
-	if traced {
-		wake0 = wakeups(tr.cmd.Process.Pid)
+	if watch != nil {
 		if progs0, err = watch.Snapshot(); err != nil {
 			return r, err
 		}
+	}
+	if traced {
+		wake0 = wakeups(tr.cmd.Process.Pid)
 		if tcpu0, err = readProcCPU(tr.cmd.Process.Pid); err != nil {
 			return r, err
 		}
@@ -447,7 +616,7 @@ func (b *bench) round(ctx context.Context, kind string, a arm, idx int, load fun
 	}
 	t0 := time.Now()
 
-	if r.Load, err = load(ctx); err != nil {
+	if r.Load, err = load(ctx, started); err != nil {
 		return r, err
 	}
 	if err := sleepCtx(ctx, b.drain); err != nil {
@@ -472,12 +641,19 @@ func (b *bench) round(ctx context.Context, kind string, a arm, idx int, load fun
 		return r, err
 	}
 	r.BenchCPU = self1.sub(self0)
-	if traced {
+	if watch != nil {
 		progs1, err := watch.Snapshot()
 		if err != nil {
 			return r, err
 		}
 		r.Progs = progDeltas(progs0, progs1)
+	}
+	if cen != nil {
+		if r.Sorted, err = cen.Read(); err != nil {
+			return r, err
+		}
+	}
+	if traced {
 		tcpu1, err := readProcCPU(tr.cmd.Process.Pid)
 		if err != nil {
 			return r, err
@@ -496,11 +672,22 @@ func (b *bench) round(ctx context.Context, kind string, a arm, idx int, load fun
 func (b *bench) logRound(r roundResult) {
 	line := fmt.Sprintf("%-4s %d %-5s: %8.0f req/s  p50 %s  p99 %s  (%d requests, %d errors; others %.1f %% CPU)",
 		r.Kind, r.Index+1, r.Name, r.Load.RPS, fmtDur(r.Load.P50), fmtDur(r.Load.P99), r.Load.Requests, r.Load.Errors, othersPct(r))
-	if r.Traced {
+	if r.Traced || r.Floor {
 		bpf, hits, _ := progTotals(r.Progs)
 		n := float64(r.Load.Requests)
-		line += fmt.Sprintf("; attach %s, BPF %.0f ns/req, %.1f hits/req, tracerd %.0f ns/req, %d records, lost %d",
-			fmtDur(r.Attach), float64(bpf)/n, float64(hits)/n, float64(r.TracerCPU.Exec)/n, r.Out.Kernel.Records, r.Out.Kernel.Lost())
+		line += fmt.Sprintf("; BPF %.0f ns/req, %.1f hits/req", float64(bpf)/n, float64(hits)/n)
+	}
+	if r.Traced {
+		n := float64(r.Load.Requests)
+		line += fmt.Sprintf("; attach %s, tracerd %.0f ns/req, %d records, lost %d",
+			fmtDur(r.Attach), float64(r.TracerCPU.Exec)/n, r.Out.Kernel.Records, r.Out.Kernel.Lost())
+	}
+	if r.Sorted != nil {
+		var server float64
+		for _, row := range r.Sorted {
+			server += float64(row[clsServer] + row[clsServerEarly])
+		}
+		line += fmt.Sprintf("; census: %.1f server-side runs/req", server/float64(max(1, r.Load.Requests)))
 	}
 	logf("%s", line)
 }

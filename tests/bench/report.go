@@ -18,6 +18,8 @@ const (
 	budgetRPSDrop    = 3.0                   // % fewer requests/s
 	budgetAddedP99   = 50 * time.Microsecond // added p99
 	budgetEngineCost = 2000.0                // ns per request, BPF + tracerd CPU
+	budgetBPF        = 1000.0                // ns of BPF run time per request (issue 11)
+	budgetServerRuns = 8.0                   // BPF program runs per request on the server side
 	budgetAttach     = time.Second
 	budgetRSSMiB     = 64.0 // tracerd RSS with budgetConns open traced connections
 	budgetConns      = 10000
@@ -32,12 +34,13 @@ type report struct {
 	b        *bench
 	rounds   []roundResult
 	conns    []connsResult
+	ctxs     []ctxResult
 	verdicts []verdict
 	sb       strings.Builder
 }
 
-func newReport(b *bench, rounds []roundResult, conns []connsResult) *report {
-	return &report{b: b, rounds: rounds, conns: conns}
+func newReport(b *bench, rounds []roundResult, conns []connsResult, ctxs []ctxResult) *report {
+	return &report{b: b, rounds: rounds, conns: conns, ctxs: ctxs}
 }
 
 func (r *report) failed() bool {
@@ -229,6 +232,10 @@ func armLabel(a arm) string {
 		return "on (`--json` + `-o`)"
 	case "pprof":
 		return "on, `-o` only"
+	case "floor":
+		return "floor (empty programs)"
+	case "census":
+		return "on + census"
 	}
 	return "off"
 }
@@ -307,9 +314,13 @@ func (r *report) full() {
 			fmt.Sprintf("%.1f %% fewer requests/s; %s per request (BPF %s + tracerd %s)", d, fmtNs(sum), fmtNs(bpf), fmtNs(user)),
 			passFail(d <= budgetRPSDrop && sum <= budgetEngineCost)})
 	}
+	r.bpfVerdicts(maxOn, rateOn)
 	r.verdicts = append(r.verdicts, verdict{
-		"BPF program runs per request at max throughput", fmt.Sprintf("≈ %.0f (2 µs ÷ %.2f µs per empty hit)", budgetEngineCost/emptyHitNs, emptyHitNs/1e3),
+		"BPF program runs per request at max throughput (both sides of loopback and the rest of the host)", fmt.Sprintf("≈ %.0f (2 µs ÷ %.2f µs per empty hit)", budgetEngineCost/emptyHitNs, emptyHitNs/1e3),
 		fmt.Sprintf("%.1f", bpfHits(maxOn)), "info"})
+	r.censusVerdicts()
+	r.floorVerdict(maxOn, r.pick("max", armFloor), maxOff)
+	r.ctxVerdict()
 	if len(rateOn) > 0 {
 		ok, what := r.recordsOK(rateOn, true)
 		if got := median(collect(rateOn, rps)); got < 0.95*c.rate {
@@ -377,11 +388,14 @@ func (r *report) full() {
 	}
 	arms := "off, on"
 	if len(maxPprof) > 0 {
-		arms = "off, on, on `-o` only"
+		arms += ", on `-o` only"
+	}
+	if len(r.pick("max", armFloor)) > 0 {
+		arms += ", floor"
 	}
 	r.p("- A/B in one run, interleaved (%s, then again, …): %d rounds of each at max throughput (%s each)", arms, c.rounds, c.round)
 	if c.rate > 0 {
-		r.p("  and %d of each (off, on) at the fixed rate (%s each). Tables give medians over rounds and ranges (min – max).", c.rateRounds, c.rateRound)
+		r.p("  and %d of each (off, on%s) at the fixed rate (%s each). Tables give medians over rounds and ranges (min – max).", c.rateRounds, map[bool]string{true: ", floor"}[len(r.pick("rate", armFloor)) > 0], c.rateRound)
 	} else {
 		r.p("  Tables give medians over rounds and ranges (min – max).")
 	}
@@ -389,6 +403,9 @@ func (r *report) full() {
 	r.p("- BPF cost: `kernel.bpf_stats_enabled=1` during traced rounds only (the previous value is restored after each). tracerd's programs are those whose prog_id its file descriptors hold (/proc/PID/fdinfo), named from their BTF (the kernel keeps 15 bytes of a name) and matched to `internal/loader`'s hooks; run_time_ns and run_cnt are deltas over load + drain. run_time_ns is the programs' own time: the tracepoint dispatch around each run is not in it, nor the interrupt that a ring buffer wake-up raises; the whole-machine CPU per request includes them. The statistics themselves add two clock reads per run to the traced rounds.")
 	r.p("- tracerd CPU: the sum of its threads' `sum_exec_runtime` (/proc/PID/task/*/schedstat, ns), delta over load + drain; utime+stime from /proc/PID/stat (10 ms ticks) is shown as a cross-check. Per-request figures divide by the requests the load generator completed.")
 	r.p("- \"others\": the machine's busy CPU (/proc/stat) minus irq/softirq time and minus the CPU of the server, tracerd, wrk and this benchmark: what unrelated processes took during the round.")
+	if len(r.pick("max", armFloor)) > 0 {
+		r.p("- The floor: the benchmark's own empty programs (`return 0`, BPF assembly in tests/bench/bpfarms.go) attached at every attach point tracerd's programs use on this kernel (found by starting tracerd once), nothing else; its BPF run time and runs are read as tracerd's are.")
+	}
 	if len(r.conns) > 0 {
 		r.p("- RSS budget: after these rounds, tracerd's memory with %s open idle connections, each having had one request (\"tracerd memory with open connections\" below).", fmtInt(int64(c.openConns)))
 	}
@@ -398,6 +415,9 @@ func (r *report) full() {
 	armsMax := [][]roundResult{maxOff, maxOn}
 	if len(maxPprof) > 0 {
 		armsMax = append(armsMax, maxPprof)
+	}
+	if fl := r.pick("max", armFloor); len(fl) > 0 {
+		armsMax = append(armsMax, fl)
 	}
 	r.p("## 1. Max throughput, without and with tracerd (wrk)")
 	r.p("")
@@ -415,7 +435,7 @@ func (r *report) full() {
 	r.p("| round | tracerd | requests/s | p50 | p99 | max | requests | errors | others |")
 	r.p("|---|---|---|---|---|---|---|---|---|")
 	for _, x := range r.rounds {
-		if x.Kind != "max" {
+		if x.Kind != "max" || x.Census {
 			continue
 		}
 		r.p("| %d | %s | %s | %s | %s | %s | %s | %d | %s |", x.Index+1, armLabel(x.arm), fmtRPS(x.Load.RPS), fmtDur(x.Load.P50), fmtDur(x.Load.P99), fmtDur(x.Load.Max), fmtInt(x.Load.Requests), x.Load.Errors, fmtPct(othersPct(x)))
@@ -428,16 +448,17 @@ func (r *report) full() {
 	r.p("Pooled over the traced rounds (sum of costs ÷ sum of requests); per-round range in brackets.")
 	r.p("")
 	type costCol struct {
-		name string
-		rs   []roundResult
-		off  []roundResult
+		name  string
+		rs    []roundResult
+		off   []roundResult
+		floor []roundResult
 	}
-	cols := []costCol{{"max throughput, " + armLabel(armOn), maxOn, maxOff}}
+	cols := []costCol{{"max throughput, " + armLabel(armOn), maxOn, maxOff, r.pick("max", armFloor)}}
 	if len(maxPprof) > 0 {
-		cols = append(cols, costCol{"max throughput, " + armLabel(armPprof), maxPprof, maxOff})
+		cols = append(cols, costCol{"max throughput, " + armLabel(armPprof), maxPprof, maxOff, r.pick("max", armFloor)})
 	}
 	if len(rateOn) > 0 {
-		cols = append(cols, costCol{fmtRPS(c.rate) + " req/s, " + armLabel(armOn), rateOn, rateOff})
+		cols = append(cols, costCol{fmtRPS(c.rate) + " req/s, " + armLabel(armOn), rateOn, rateOff, r.pick("rate", armFloor)})
 	}
 	hdr, sep := "| |", "|---|"
 	for _, col := range cols {
@@ -473,6 +494,34 @@ func (r *report) full() {
 	costRow("IRQ work interrupts per request, on − off (medians)", "", func(col costCol) string {
 		return fmt.Sprintf("%.2f", median(collect(col.rs, iwiPerReq))-median(collect(col.off, iwiPerReq)))
 	})
+	if len(r.pick("max", armFloor)) > 0 {
+		floorCell := func(f func(col costCol) string) func(costCol) string {
+			return func(col costCol) string {
+				if len(col.floor) == 0 {
+					return "–"
+				}
+				return f(col)
+			}
+		}
+		costRow("floor: BPF run time per request of empty programs on the same hooks", "", floorCell(func(col costCol) string {
+			return fmt.Sprintf("%s (%s)", fmtNs(pooled(col.floor, bpfTime)), rangeOf(collect(col.floor, bpfPerReq), fmtNs))
+		}))
+		costRow("floor: program runs per request", "", floorCell(func(col costCol) string { return fmt.Sprintf("%.1f", bpfHits(col.floor)) }))
+		costRow("tracerd's BPF run time ÷ the floor's", "", floorCell(func(col costCol) string {
+			return fmt.Sprintf("%.1f×", pooled(col.rs, bpfTime)/pooled(col.floor, bpfTime))
+		}))
+		costRow("floor: whole-machine CPU per request, floor − off (medians; all-in)", "", floorCell(func(col costCol) string {
+			return fmtNs(median(collect(col.floor, machinePerReq)) - median(collect(col.off, machinePerReq)))
+		}))
+		costRow("tracerd's whole-machine CPU added ÷ the floor's", "", floorCell(func(col costCol) string {
+			off := median(collect(col.off, machinePerReq))
+			fl := median(collect(col.floor, machinePerReq)) - off
+			if fl <= 0 {
+				return "– (the floor's added CPU is within noise)"
+			}
+			return fmt.Sprintf("%.1f×", (median(collect(col.rs, machinePerReq))-off)/fl)
+		}))
+	}
 	r.p("")
 	r.p("The all-in row is the extra CPU the whole machine spent per request with tracerd attached (server, wrk, tracerd, BPF with its dispatch and wake-up interrupts, caches); at max throughput it also absorbs the noise of other processes. A BPF ring buffer output that finds tracerd waiting wakes it through an IRQ work interrupt (a self-IPI, which in a VM is an exit to the hypervisor), counted in the last row.")
 	r.p("")
@@ -519,6 +568,7 @@ func (r *report) full() {
 	r.p("%s |", line)
 	r.p("")
 	r.uprobeTable(maxOn, rateOn)
+	r.censusSection()
 	var missing []string
 	for _, x := range r.rounds {
 		missing = append(missing, x.Missing...)
@@ -538,7 +588,7 @@ func (r *report) full() {
 	r.p("| round | load | tracerd | requests | records | JSON lines | summary | records − requests | ring buffer lost | conns untraced | threads untimed | idle timers failed | output errors |")
 	r.p("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, x := range r.rounds {
-		if !x.Traced {
+		if !x.Traced || x.Census {
 			continue
 		}
 		req := x.Load.Requests
@@ -569,7 +619,11 @@ func (r *report) full() {
 	if len(rateOn) > 0 {
 		r.p("## 4. Fixed rate: %s requests/s (open loop)", fmtRPS(c.rate))
 		r.p("")
-		r.cmpTable([][]roundResult{rateOff, rateOn}, []cmpRow{
+		armsRate := [][]roundResult{rateOff, rateOn}
+		if fl := r.pick("rate", armFloor); len(fl) > 0 {
+			armsRate = append(armsRate, fl)
+		}
+		r.cmpTable(armsRate, []cmpRow{
 			{"achieved requests/s", rps, fmtRPS, true},
 			{"p50 latency", p50, fmtNs, false},
 			{"p99 latency", p99, fmtNs, false},
@@ -584,7 +638,7 @@ func (r *report) full() {
 		r.p("| round | tracerd | sent | answered | errors | requests/s | p50 | p99 | p99.9 | max | others |")
 		r.p("|---|---|---|---|---|---|---|---|---|---|---|")
 		for _, x := range r.rounds {
-			if x.Kind != "rate" {
+			if x.Kind != "rate" || x.Census {
 				continue
 			}
 			r.p("| %d | %s | %s | %s | %d | %s | %s | %s | %s | %s | %s |", x.Index+1, armLabel(x.arm), fmtInt(x.Load.Sent), fmtInt(x.Load.Requests), x.Load.Errors,
@@ -593,13 +647,15 @@ func (r *report) full() {
 		r.p("")
 	}
 
+	r.ctxSection()
+
 	// tracerd itself.
 	r.p("## tracerd process")
 	r.p("")
 	r.p("| round | load | tracerd | attached after | RSS at end | peak RSS (VmHWM) | tracerd CPU (schedstat) | (utime+stime) |")
 	r.p("|---|---|---|---|---|---|---|---|")
 	for _, x := range r.rounds {
-		if !x.Traced {
+		if !x.Traced || x.Census {
 			continue
 		}
 		load := "wrk"
@@ -618,18 +674,26 @@ func (r *report) full() {
 	}
 }
 
-// partial is the report of a run of one part (-only): its verdict and
-// its section, not BENCHMARKS.md.
+// partial is the report of a run of some parts (-only): their verdicts
+// and sections, not BENCHMARKS.md.
 func (r *report) partial() {
-	r.verdicts = append(r.verdicts, r.connsVerdict())
+	r.censusVerdicts()
+	r.ctxVerdict()
+	if len(r.conns) > 0 {
+		r.verdicts = append(r.verdicts, r.connsVerdict())
+	}
 	r.p("# tracerd benchmarks: %s only (partial run)", r.b.only)
 	r.p("")
-	r.p("Produced by `go run ./tests/bench -only %s`: one part of `make bench`, whose full report is BENCHMARKS.md. Budgets: docs/design.md, \"Budgets\".", r.b.only)
+	r.p("Produced by `go run ./tests/bench -only %s`: part of `make bench`, whose full report is BENCHMARKS.md. Budgets: docs/design.md, \"Budgets\".", r.b.only)
 	r.p("")
 	r.runInfo()
 	r.p("")
 	r.verdictTable()
-	r.connsSection()
+	r.censusSection()
+	r.ctxSection()
+	if len(r.conns) > 0 {
+		r.connsSection()
+	}
 }
 
 // runInfo says when, where and what was measured.
