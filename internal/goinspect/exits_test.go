@@ -47,9 +47,7 @@ func (a *fnAsm) pc() int {
 func (a *fnAsm) label(name string) *fnAsm { a.at[name] = a.pc(); return a }
 
 func (a *fnAsm) raw(b ...[]byte) *fnAsm {
-	for _, p := range b {
-		a.parts = append(a.parts, p)
-	}
+	a.parts = append(a.parts, b...)
 	return a
 }
 
