@@ -87,7 +87,7 @@ func main() {
 	flag.BoolVar(&c.pprofArm, "pprof-arm", true, "also run max-throughput rounds with tracerd writing the pprof profile only (no --json)")
 	flag.IntVar(&c.openConns, "open-conns", 10000, "RSS budget: keep this many traced keep-alive connections open (0: skip)")
 	flag.IntVar(&c.openConnsRuns, "open-conns-runs", 2, "RSS budget: how many times to measure it")
-	flag.StringVar(&c.only, "only", "", "run only this part: "+partConns10k+" (the open connections; report to stdout unless -out is given)")
+	flag.StringVar(&c.only, "only", "", "run only this part: "+partConns10k+" (the open connections; report to stdout unless -out is given), "+partSelfCost+" (tracerd's CPU per record over a sweep of loads; its section appended to -out)")
 	flag.Parse()
 	flag.Visit(func(f *flag.Flag) { c.outSet = c.outSet || f.Name == "out" })
 	if flag.NArg() > 0 {
@@ -148,10 +148,11 @@ func prerequisites(c *config) error {
 		if c.openConns == 0 {
 			errs = append(errs, errors.New("-only "+partConns10k+" with -open-conns 0 measures nothing"))
 		}
+	case partSelfCost:
 	default:
-		errs = append(errs, fmt.Errorf("-only %q: the parts are %s", c.only, partConns10k))
+		errs = append(errs, fmt.Errorf("-only %q: the parts are %s, %s", c.only, partConns10k, partSelfCost))
 	}
-	if c.only == "" {
+	if c.only == "" || c.only == partSelfCost {
 		wrk, err := exec.LookPath("wrk")
 		if err != nil {
 			errs = append(errs, errors.New("wrk not found in PATH: install it with `tests/tools/install-deps.sh bench` (Debian package wrk); `make bench` does"))
@@ -274,6 +275,9 @@ func run(ctx context.Context, c config) (failed bool, err error) {
 		return false, fmt.Errorf("the bench server may open %d files, %d connections need %d", lim, c.openConns, c.openConns+noFileHeadroom)
 	}
 	logf("server pid %d on %s; tracerd %s; wrk %s", b.server.Pid(), b.server.Addr, c.tracerd, c.wrk)
+	if c.only == partSelfCost {
+		return false, b.selfCost(ctx)
+	}
 
 	// What else runs on this machine skews an A/B: wait a little for it
 	// to go quiet, and say how busy it was. (A memory measurement alone
