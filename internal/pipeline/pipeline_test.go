@@ -25,11 +25,11 @@ type fakeSource struct {
 	readErr  error           // ReadBatch's error once the ring is empty
 	sweepErr error
 
-	mu       sync.Mutex
-	wake     chan struct{}
-	calls    []string // detach, drain, in order
-	sweeps   int
-	swept    chan struct{} // a token per sweep
+	mu     sync.Mutex
+	wake   chan struct{}
+	calls  []string // detach, drain, in order
+	sweeps int
+	swept  chan struct{} // a token per sweep
 }
 
 func newFakeSource() *fakeSource {
