@@ -144,7 +144,7 @@ func newRecorder() *recorder { return &recorder{got: make(chan struct{}, 1024)} 
 
 func (r *recorder) Add(req *correlate.Request) error {
 	r.mu.Lock()
-	r.reqs = append(r.reqs, *req)
+	r.reqs = append(r.reqs, req.Clone())
 	r.mu.Unlock()
 	r.got <- struct{}{}
 	return r.err
