@@ -91,9 +91,9 @@ type Tracer struct {
 	// programs are loaded (else only the classic uprobe ones are).
 	uprobeMulti bool
 	sweepFails  atomic.Int64
-	// What the last idle sweep saw (SweepIdle runs on one goroutine).
-	sweptAnswers uint64
-	sweptWaiting uint32
+	// When the idle sweep must run: ReadBatch and SweepIdle, on one
+	// goroutine, keep it.
+	sweeps *sweepSched
 }
 
 // UprobeMulti says whether Go probes can use uprobe_multi links: the
@@ -149,7 +149,8 @@ func open(cfg Config, cg targets.Cgroups, k *kernelView, failed map[string]strin
 	if err != nil {
 		return nil, false, err
 	}
-	t := &Tracer{Hooks: hooks, logger: log}
+	t := &Tracer{Hooks: hooks, logger: log,
+		sweeps: newSweepSched(uint64(cfg.IdleTimeout.Nanoseconds()), monotonicNow())}
 	defer func() {
 		if err != nil || retry {
 			t.Close()
@@ -407,6 +408,9 @@ func (t *Tracer) ReadBatch(max int, fn func(*Event)) (int, error) {
 		if err := decodeEvent(raw, &t.ev); err != nil {
 			return err
 		}
+		if t.ev.Kind == KindRequest && t.ev.Request.T_wr != 0 {
+			t.sweeps.ended(t.ev.Request.T_wr)
+		}
 		fn(&t.ev)
 		return nil
 	})
@@ -516,14 +520,14 @@ func (t *Tracer) Drain(fn func(*Record)) error {
 }
 
 // SweepIdle ends the answered requests of connections quiet for the idle
-// timeout (records with END_IDLE): one pass of the idle_sweep program.
-// Run it every IdleSweepEvery, from one goroutine.
-//
-// A sweep is skipped when the last one left no request waiting and no
-// request was answered since: an idle host costs nothing.
+// timeout (records with END_IDLE): one pass of the idle_sweep program,
+// when one may be due (sweepSched: most ticks need none, and an idle
+// host none at all). Call it every IdleSweepEvery, from the goroutine
+// that calls ReadBatch.
 func (t *Tracer) SweepIdle() error {
+	now := monotonicNow() // before the count: see sweepSched
 	answers, err := t.counter(TracerdCounterCNT_ANSWERS)
-	if err == nil && answers == t.sweptAnswers && t.sweptWaiting == 0 {
+	if err == nil && !t.sweeps.tick(now, answers) {
 		return nil
 	}
 	waiting, err := t.coll.Programs[TracerdProgIdleSweep].Run(nil)
@@ -531,8 +535,15 @@ func (t *Tracer) SweepIdle() error {
 		t.sweepFails.Add(1)
 		return fmt.Errorf("idle sweep: %w", err)
 	}
-	t.sweptAnswers, t.sweptWaiting = answers, waiting
+	t.sweeps.swept(now, answers, waiting)
 	return nil
+}
+
+// monotonicNow is CLOCK_MONOTONIC, the BPF programs' clock, in ns.
+func monotonicNow() uint64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return uint64(ts.Nano())
 }
 
 // counter sums one per-CPU counter.
