@@ -140,13 +140,14 @@ struct {
 	__uint(max_entries, 8 << 20);
 } events SEC(".maps");
 
-/* Wake the reader only when a batch waits: it polls every 100 ms anyway,
- * and at 20k requests/s a wake-up per record costs more than the record. */
-#define WAKEUP_BYTES (256 << 10)
+/* Wake the reader only when a quarter of the ring buffer waits (set by
+ * Go to its size / 4): it reads every 150 ms anyway, and a wake-up (a
+ * self-IPI, then a context switch) costs more than many records. */
+const volatile __u64 wakeup_bytes = 4 << 20;
 
 static __always_inline __u64 ringbuf_flags(void)
 {
-	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES ?
+	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ?
 		       BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 }
 

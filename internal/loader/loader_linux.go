@@ -93,7 +93,8 @@ type Tracer struct {
 	sweepFails  atomic.Int64
 	// When the idle sweep must run: ReadBatch and SweepIdle, on one
 	// goroutine, keep it.
-	sweeps *sweepSched
+	sweeps  *sweepSched
+	answers *answerCounter
 }
 
 // UprobeMulti says whether Go probes can use uprobe_multi links: the
@@ -246,6 +247,9 @@ func open(cfg Config, cg targets.Cgroups, k *kernelView, failed map[string]strin
 			log.Info("hook attached by a fallback way", "hook", h.Name, "way", h.WayName(), "cost", h.Way.Cost)
 		}
 	}
+	if t.answers, err = newAnswerCounter(t.coll.Maps[TracerdMapCounters], TracerdCounterCNT_ANSWERS); err != nil {
+		return nil, false, err
+	}
 	t.ring, err = newRing(t.coll.Maps[TracerdMapEvents])
 	if err != nil {
 		return nil, false, fmt.Errorf("opening ring buffer: %w", err)
@@ -278,8 +282,13 @@ func loadError(err error) string {
 // hooks are attached (attached by hook name) and the flags of the ways
 // taken. (The selection is in maps: putTargets.)
 func configure(spec *ebpf.CollectionSpec, cfg Config, attached, flags map[string]bool) error {
+	ring := uint64(spec.Maps[TracerdMapEvents].MaxEntries)
+	if cfg.RingBytes > 0 {
+		ring = uint64(cfg.RingBytes)
+	}
 	vars := map[string]any{
 		TracerdVarIdleTimeoutNs:  uint64(cfg.IdleTimeout.Nanoseconds()),
+		TracerdVarWakeupBytes:    ring / 4,
 		TracerdVarSchedEnabled:   b2u(attached["sched_switch"] && attached["sched_wakeup"]),
 		TracerdVarSoftirqEnabled: b2u(attached["softirq_raise"] && attached["softirq_entry"] && attached["softirq_exit"]),
 		TracerdVarRxFromTcpProbe: b2u(flags[TracerdVarRxFromTcpProbe]),
@@ -526,7 +535,7 @@ func (t *Tracer) Drain(fn func(*Record)) error {
 // that calls ReadBatch.
 func (t *Tracer) SweepIdle() error {
 	now := monotonicNow() // before the count: see sweepSched
-	answers, err := t.counter(TracerdCounterCNT_ANSWERS)
+	answers, err := t.answers.read()
 	if err == nil && !t.sweeps.tick(now, answers) {
 		return nil
 	}
@@ -559,10 +568,11 @@ func (t *Tracer) counter(c TracerdCounter) (uint64, error) {
 	return sum, nil
 }
 
-// IdleSweepEvery is how often to sweep for an idle timeout: a request
-// ends between the timeout and the timeout plus this after its answer.
+// IdleSweepEvery is how often to look for requests past the idle
+// timeout (sweepSched says whether the sweep runs): a request ends
+// between the timeout and the timeout plus this after its last activity.
 func IdleSweepEvery(idle time.Duration) time.Duration {
-	return min(max(idle/5, 10*time.Millisecond), 100*time.Millisecond)
+	return min(max(idle/3, 10*time.Millisecond), 150*time.Millisecond)
 }
 
 // Programs returns the loaded programs by name (for benchmarks' run-time stats).

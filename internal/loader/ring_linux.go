@@ -94,10 +94,11 @@ func (r *ring) available() bool {
 }
 
 // wait blocks until the kernel wakes readers (an entry written with a
-// wake-up), deadline passes or wake is called; at once when entries
-// wait already. ErrClosed once closed.
+// wake-up, since the last wait), deadline passes or wake is called.
+// Entries written without a wake-up do not end it: they wait for the
+// deadline, so that they are read in batches. ErrClosed once closed.
 func (r *ring) wait(deadline time.Time) error {
-	if r.woken.Swap(false) || r.available() {
+	if r.woken.Swap(false) {
 		return nil
 	}
 	if err := r.file.SetReadDeadline(deadline); err != nil {
@@ -106,7 +107,14 @@ func (r *ring) wait(deadline time.Time) error {
 	if r.woken.Swap(false) { // wake came before the deadline was set
 		return nil
 	}
-	err := r.raw.Read(func(uintptr) bool { return r.available() || r.woken.Load() })
+	// The netpoller waits once for the fd's readiness: an event from a
+	// wake-up since the last wait, else the next one.
+	waited := false
+	err := r.raw.Read(func(uintptr) bool {
+		done := waited
+		waited = true
+		return done
+	})
 	r.woken.Store(false)
 	if err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
 		return nil

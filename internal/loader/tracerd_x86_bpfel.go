@@ -411,6 +411,7 @@ const (
 	TracerdVarUnusedProcWhat           = "unused_proc_what"
 	TracerdVarUnusedReqFlags           = "unused_req_flags"
 	TracerdVarUnusedStwReason          = "unused_stw_reason"
+	TracerdVarWakeupBytes              = "wakeup_bytes"
 )
 
 // LoadTracerd returns the embedded CollectionSpec for Tracerd.
@@ -564,6 +565,7 @@ type TracerdVariableSpecs struct {
 	UnusedProcWhat     *ebpf.VariableSpec `ebpf:"unused_proc_what"`
 	UnusedReqFlags     *ebpf.VariableSpec `ebpf:"unused_req_flags"`
 	UnusedStwReason    *ebpf.VariableSpec `ebpf:"unused_stw_reason"`
+	WakeupBytes        *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // TracerdObjects contains all objects after they have been loaded into the kernel.
@@ -651,6 +653,7 @@ type TracerdVariables struct {
 	UnusedProcWhat     *ebpf.Variable `ebpf:"unused_proc_what"`
 	UnusedReqFlags     *ebpf.Variable `ebpf:"unused_req_flags"`
 	UnusedStwReason    *ebpf.Variable `ebpf:"unused_stw_reason"`
+	WakeupBytes        *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // TracerdPrograms contains all programs after they have been loaded into the kernel.
