@@ -18,13 +18,18 @@ import (
 // kernel maps it: a batch of entries at a time, each decoded straight
 // from the shared pages, the consumer position advanced once per batch.
 //
-// Waiting goes through Go's netpoller (the map's fd is pollable): the
-// reading goroutine parks like one on a socket, rather than holding an
-// OS thread in epoll_wait, which keeps the runtime's monitor thread
-// polling every few tens of µs while tracerd sleeps.
+// Waiting costs one wake-up per period and no OS thread: an epoll
+// instance of its own holds the ring buffer (the kernel's wake-ups) and
+// a timerfd (the period), and Go's netpoller waits on that epoll fd
+// like on a socket. No Go timer is involved: the runtime's monitor
+// thread, which wakes for every timer and then polls every few tens of
+// µs while tracerd runs, stays asleep.
 type ring struct {
-	file *os.File // a duplicate of the map's fd, registered with the netpoller
-	raw  syscall.RawConn
+	file    *os.File // the epoll fd, registered with the netpoller
+	raw     syscall.RawConn
+	epfd    int
+	timerFD int
+	events  [2]unix.EpollEvent
 	// The kernel's layout: the consumer position's page (read-write),
 	// then the producer position's page and the data area mapped twice
 	// in a row (read-only), so that an entry that wraps around is
@@ -45,45 +50,50 @@ const (
 	ringBatchUpdate = 256     // entries between consumer position updates
 )
 
-func newRing(m *ebpf.Map) (*ring, error) {
+func newRing(m *ebpf.Map) (_ *ring, err error) {
 	size := uint64(m.MaxEntries())
 	if size == 0 || size&(size-1) != 0 {
 		return nil, fmt.Errorf("ring buffer size %d is not a power of two", size)
 	}
 	page := os.Getpagesize()
-	fd, err := unix.FcntlInt(uintptr(m.FD()), unix.F_DUPFD_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("duplicating the ring buffer's fd: %w", err)
-	}
-	r := &ring{mask: size - 1}
-	fail := func(err error) (*ring, error) {
-		r.unmap()
-		if r.file != nil {
-			r.file.Close()
-		} else {
-			unix.Close(fd)
+	r := &ring{mask: size - 1, epfd: -1, timerFD: -1}
+	defer func() {
+		if err != nil {
+			r.close()
 		}
-		return nil, err
+	}()
+	if r.consPage, err = unix.Mmap(m.FD(), 0, page, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED); err != nil {
+		return nil, fmt.Errorf("mapping the ring buffer's consumer page: %w", err)
 	}
-	if r.consPage, err = unix.Mmap(fd, 0, page, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED); err != nil {
-		return fail(fmt.Errorf("mapping the ring buffer's consumer page: %w", err))
-	}
-	if r.prodPages, err = unix.Mmap(fd, int64(page), page+2*int(size), unix.PROT_READ, unix.MAP_SHARED); err != nil {
-		return fail(fmt.Errorf("mapping the ring buffer's data: %w", err))
+	if r.prodPages, err = unix.Mmap(m.FD(), int64(page), page+2*int(size), unix.PROT_READ, unix.MAP_SHARED); err != nil {
+		return nil, fmt.Errorf("mapping the ring buffer's data: %w", err)
 	}
 	r.consPos = (*uint64)(unsafe.Pointer(&r.consPage[0]))
 	r.prodPos = (*uint64)(unsafe.Pointer(&r.prodPages[0]))
 	r.data = r.prodPages[page:]
-	if err := unix.SetNonblock(fd, true); err != nil {
-		return fail(err)
+	if r.timerFD, err = unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC); err != nil {
+		return nil, fmt.Errorf("timerfd: %w", err)
+	}
+	if r.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
+		return nil, fmt.Errorf("epoll: %w", err)
+	}
+	// Edge-triggered: each kernel wake-up is one event.
+	if err := unix.EpollCtl(r.epfd, unix.EPOLL_CTL_ADD, m.FD(), &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: int32(m.FD())}); err != nil {
+		return nil, fmt.Errorf("polling the ring buffer: %w", err)
+	}
+	if err := unix.EpollCtl(r.epfd, unix.EPOLL_CTL_ADD, r.timerFD, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(r.timerFD)}); err != nil {
+		return nil, fmt.Errorf("polling the timerfd: %w", err)
+	}
+	if err := unix.SetNonblock(r.epfd, true); err != nil {
+		return nil, err
 	}
 	// Non-blocking: os.NewFile registers it with the netpoller.
-	r.file = os.NewFile(uintptr(fd), "ringbuf")
+	r.file = os.NewFile(uintptr(r.epfd), "ringbuf-epoll")
 	if err := r.file.SetReadDeadline(time.Time{}); err != nil {
-		return fail(fmt.Errorf("the ring buffer cannot be polled: %w", err))
+		return nil, fmt.Errorf("the ring buffer cannot be polled: %w", err)
 	}
 	if r.raw, err = r.file.SyscallConn(); err != nil {
-		return fail(err)
+		return nil, err
 	}
 	return r, nil
 }
@@ -91,6 +101,28 @@ func newRing(m *ebpf.Map) (*ring, error) {
 // available says whether an entry (committed or not) waits.
 func (r *ring) available() bool {
 	return atomic.LoadUint64(r.prodPos) != atomic.LoadUint64(r.consPos)
+}
+
+// arm sets the timerfd to fire once, after d (at least 1 ns).
+func (r *ring) arm(d time.Duration) {
+	its := unix.ItimerSpec{Value: unix.NsecToTimespec(max(int64(d), 1))}
+	unix.RawSyscall6(unix.SYS_TIMERFD_SETTIME, uintptr(r.timerFD), 0, uintptr(unsafe.Pointer(&its)), 0, 0, 0)
+}
+
+// ready takes what the epoll fd holds: whether the kernel woke readers
+// or the timer fired.
+func (r *ring) ready() bool {
+	n, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_WAIT, uintptr(r.epfd), uintptr(unsafe.Pointer(&r.events[0])), uintptr(len(r.events)), 0, 0, 0)
+	if errno != 0 || n == 0 {
+		return false
+	}
+	for _, ev := range r.events[:n] {
+		if int(ev.Fd) == r.timerFD {
+			var buf [8]byte
+			unix.RawSyscall(unix.SYS_READ, uintptr(r.timerFD), uintptr(unsafe.Pointer(&buf[0])), 8)
+		}
+	}
+	return true
 }
 
 // wait blocks until the kernel wakes readers (an entry written with a
@@ -101,25 +133,20 @@ func (r *ring) wait(deadline time.Time) error {
 	if r.woken.Swap(false) {
 		return nil
 	}
-	if err := r.file.SetReadDeadline(deadline); err != nil {
+	d := time.Until(deadline)
+	if d <= 0 {
+		return nil
+	}
+	r.arm(d)
+	if r.woken.Swap(false) { // wake came before the timer was armed
+		return nil
+	}
+	err := r.raw.Read(func(uintptr) bool { return r.ready() || r.woken.Load() })
+	r.woken.Store(false)
+	if err != nil {
 		return r.closedErr(err)
 	}
-	if r.woken.Swap(false) { // wake came before the deadline was set
-		return nil
-	}
-	// The netpoller waits once for the fd's readiness: an event from a
-	// wake-up since the last wait, else the next one.
-	waited := false
-	err := r.raw.Read(func(uintptr) bool {
-		done := waited
-		waited = true
-		return done
-	})
-	r.woken.Store(false)
-	if err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
-		return nil
-	}
-	return r.closedErr(err)
+	return nil
 }
 
 func (r *ring) closedErr(err error) error {
@@ -132,7 +159,7 @@ func (r *ring) closedErr(err error) error {
 // wake makes a blocked wait return now (safe from any goroutine).
 func (r *ring) wake() {
 	r.woken.Store(true)
-	r.file.SetReadDeadline(time.Now())
+	r.arm(0)
 }
 
 // read hands each committed entry, in order, to fn, at most max of them,
@@ -189,10 +216,19 @@ func (r *ring) unmap() {
 	r.consPage, r.prodPages, r.data = nil, nil, nil
 }
 
-// close wakes a blocked wait (with ErrClosed) and unmaps the ring; no
+// close wakes a blocked wait (with ErrClosed) and releases the ring; no
 // read may run concurrently.
 func (r *ring) close() error {
-	err := r.file.Close()
+	var err error
+	switch {
+	case r.file != nil:
+		err = r.file.Close() // waits for a blocked wait to return
+	case r.epfd >= 0:
+		unix.Close(r.epfd)
+	}
+	if r.timerFD >= 0 {
+		unix.Close(r.timerFD)
+	}
 	r.unmap()
 	return err
 }
