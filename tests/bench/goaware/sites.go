@@ -18,6 +18,7 @@ import (
 
 // The site functions (sites_amd64.s): each begins with one instruction
 // of a kind a probe may sit on.
+//
 //lint:ignore U1000 called from sites_amd64.s (the baseline: a call with no probe)
 func siteNone()
 func siteRet()
