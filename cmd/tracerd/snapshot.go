@@ -61,7 +61,7 @@ func snapshot(cfg config.Config, a flags.SnapshotOptions) error {
 		var sinks []pipeline.Sink
 		if o.JSON != nil {
 			jl = export.NewJSONLines(o.JSON)
-			sinks = append(sinks, pipeline.SinkFunc(jl.Write))
+			sinks = append(sinks, jl)
 		}
 		return append(sinks, pipeline.SinkFunc(func(r *correlate.Request) error {
 			prof.Add(r)

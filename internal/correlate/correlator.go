@@ -14,10 +14,20 @@ import (
 type Correlator struct {
 	clock    Clock
 	rng      *rand.ChaCha8
-	emit     func(*Request) // must not keep the pointer
+	emit     func(*Request) // must not keep the request: see Request.Clone
 	goProcs  map[uint32]*goProc
 	comms    map[uint32]string
 	goRetain time.Duration
+
+	// Reused from one request to the next, so that a request costs no
+	// allocation: the emitted request, its HTTP and Spans, strings, Go
+	// calls, serialization intervals.
+	req       Request
+	http      HTTP
+	spans     []Span
+	strs      interner
+	freeCalls []*goCall
+	ser       []interval
 }
 
 // New returns a Correlator whose clock offset is measured now; finished
@@ -42,29 +52,32 @@ const maxComms = 4096
 // has not returned yet (see holdForGo), once that call comes or the join
 // horizon passes (Expire).
 func (c *Correlator) AddRecord(rec *loader.Record) {
-	r := c.decode(rec)
+	r := &c.req
+	*r = c.decode(rec)
 	if gp := c.goProcs[rec.Pid]; gp != nil {
 		gp.notePeer(r.Conn.Peer, r.EndUnixNano)
-		if gp.holdForGo(&r, rec, c.clock) {
+		if gp.holdForGo(r, rec, c.clock) {
 			gp.hold(rec)
 			return
 		}
 	}
-	c.finish(&r, rec)
+	c.finish(r, rec)
 }
 
 // release emits a held record's request now that its Go view is known
 // (or will not come).
 func (c *Correlator) release(h *heldRecord) {
-	r := c.decode(&h.rec)
-	c.finish(&r, &h.rec)
+	c.req = c.decode(&h.rec)
+	c.finish(&c.req, &h.rec)
 }
 
 // finish joins the Go view to a record's request and emits it.
 func (c *Correlator) finish(r *Request, rec *loader.Record) {
+	r.Spans = c.spans[:0]
 	c.joinGo(r, rec)
 	assignIDs(r, c.rng)
 	c.emit(r)
+	c.spans = r.Spans[:0]
 }
 
 // decode is FromRecord with the process's comm string reused.
@@ -81,5 +94,5 @@ func (c *Correlator) decode(rec *loader.Record) Request {
 	if gp := c.goProcs[rec.Pid]; gp != nil {
 		gp.comm = comm
 	}
-	return fromRecord(rec, c.clock, comm)
+	return fromRecord(rec, c.clock, comm, &c.http, &c.strs)
 }

@@ -12,11 +12,12 @@ func has(flags uint32, f loader.TracerdReqFlags) bool { return flags&uint32(f) !
 
 // FromRecord builds a Request from a kernel record.
 func FromRecord(rec *loader.Record, clock Clock) Request {
-	return fromRecord(rec, clock, cString(rec.Comm[:]))
+	return fromRecord(rec, clock, cString(rec.Comm[:]), new(HTTP), new(interner))
 }
 
-// fromRecord builds a Request whose comm is already decoded.
-func fromRecord(rec *loader.Record, clock Clock, comm string) Request {
+// fromRecord builds a Request whose comm is already decoded; its HTTP,
+// if any, is http, its strings from strs.
+func fromRecord(rec *loader.Record, clock Clock, comm string, http *HTTP, strs *interner) Request {
 	r := Request{
 		PID:       rec.Pid,
 		TID:       rec.Tid,
@@ -64,7 +65,7 @@ func fromRecord(rec *loader.Record, clock Clock, comm string) Request {
 		SndCwnd:     rec.SndCwnd,
 		Nagle:       rec.Nagle != 0,
 	}
-	parseHTTP(&r, rec)
+	parseHTTP(&r, rec, http, strs)
 	return r
 }
 
@@ -99,13 +100,14 @@ func derivePhases(ps *Phases, rec *loader.Record) {
 	}
 }
 
-func parseHTTP(r *Request, rec *loader.Record) {
+func parseHTTP(r *Request, rec *loader.Record, http *HTTP, strs *interner) {
 	n := min(int(rec.ReqLen), len(rec.ReqHead))
-	req, ok := httpparse.ParseRequest(rec.ReqHead[:n])
+	req, ok := httpparse.ParseRequestWith(rec.ReqHead[:n], strs.str)
 	if !ok {
 		return
 	}
-	r.HTTP = &HTTP{Method: req.Method, Target: req.Target}
+	*http = HTTP{Method: req.Method, Target: req.Target}
+	r.HTTP = http
 	if tp := req.TraceParent; tp.Valid {
 		r.TraceID = tp.TraceID
 		r.ParentSpanID = tp.SpanID

@@ -1,9 +1,11 @@
 package correlate
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -74,6 +76,36 @@ type goCall struct {
 	pattern    string // the ServeMux route that matched (Go 1.23+, with DWARF)
 	protoMajor uint8
 	joined     bool
+	lists      uint8 // inByGoid | inServing: where it is referenced
+}
+
+// Where a goCall is referenced: once in neither, it is reused.
+const (
+	inByGoid = 1 << iota
+	inServing
+)
+
+// maxFreeCalls bounds the goCalls kept for reuse.
+const maxFreeCalls = 1024
+
+// newCall returns a zeroed goCall, reused when one is free: a Go
+// event costs no allocation.
+func (c *Correlator) newCall() *goCall {
+	if n := len(c.freeCalls); n > 0 {
+		call := c.freeCalls[n-1]
+		c.freeCalls = c.freeCalls[:n-1]
+		*call = goCall{}
+		return call
+	}
+	return new(goCall)
+}
+
+// unlist says call left one of its lists; out of both, it is free.
+func (c *Correlator) unlist(call *goCall, list uint8) {
+	call.lists &^= list
+	if call.lists == 0 && len(c.freeCalls) < maxFreeCalls {
+		c.freeCalls = append(c.freeCalls, call)
+	}
 }
 
 // goProc is what is known of one probed Go process.
@@ -284,38 +316,40 @@ func (c *Correlator) AddGo(ev *loader.GoEvent) {
 	if gp == nil {
 		return // probes of a process we stopped following
 	}
-	call := &goCall{
-		fn:    goFunc(ev.Func),
-		goid:  ev.Goid,
-		start: c.clock.Wall(ev.Start),
-		end:   c.clock.Wall(ev.End),
-		arg:   ev.Arg,
-	}
-	switch call.fn {
-	case goSTW:
+	fn := goFunc(ev.Func)
+	if fn == goSTW {
 		// Timed between two probes' clock reads like a call, whether it
 		// ended at startTheWorldWithSema's entry or at its RET (see
 		// go_stw_start): the same probe cost comes off when it is joined.
 		if reason := stwReason(ev.Arg); isGCPause(reason) {
-			gp.pauses = append(gp.pauses, interval{call.start, call.end, reason})
+			gp.pauses = append(gp.pauses, interval{c.clock.Wall(ev.Start), c.clock.Wall(ev.End), reason})
 		}
 		return
+	}
+	call := c.newCall()
+	call.fn, call.goid, call.arg = fn, ev.Goid, ev.Arg
+	call.start, call.end = c.clock.Wall(ev.Start), c.clock.Wall(ev.End)
+	switch call.fn {
 	case goServeHTTP:
-		call.method = bytesString(ev.Method[:], ev.MethodLen)
-		call.path = bytesString(ev.Path[:], ev.PathLen)
-		call.remote = bytesString(ev.Remote[:], ev.RemoteLen)
-		call.query = bytesString(ev.Query[:], ev.QueryLen)
-		call.pattern = bytesString(ev.Pattern[:], ev.PatternLen)
+		call.method = c.strs.int8s(ev.Method[:], ev.MethodLen)
+		call.path = c.strs.int8s(ev.Path[:], ev.PathLen)
+		call.remote = c.strs.int8s(ev.Remote[:], ev.RemoteLen)
+		call.query = c.strs.int8s(ev.Query[:], ev.QueryLen)
+		call.pattern = c.strs.int8s(ev.Pattern[:], ev.PatternLen)
 		call.protoMajor = ev.ProtoMajor
 		gp.serving = append(gp.serving, call)
+		call.lists = inServing | inByGoid
 		if len(gp.held[call.goid]) > 0 {
 			gp.byGoid[call.goid] = append(gp.byGoid[call.goid], call)
 			c.releaseHeld(gp, call)
 			return
 		}
 	case goGRPCMethod:
-		call.path = bytesString(ev.Path[:], ev.PathLen)
+		call.path = c.strs.int8s(ev.Path[:], ev.PathLen)
 		gp.serving = append(gp.serving, call)
+		call.lists = inServing | inByGoid
+	default:
+		call.lists = inByGoid
 	}
 	gp.byGoid[call.goid] = append(gp.byGoid[call.goid], call)
 }
@@ -347,8 +381,11 @@ func (c *Correlator) pruneGo(gp *goProc, now int64) {
 		for _, call := range calls {
 			if call.end >= horizon || (isServing(call.fn) && !call.joined) {
 				keep = append(keep, call)
+			} else {
+				c.unlist(call, inByGoid)
 			}
 		}
+		clear(calls[len(keep):])
 		if len(keep) == 0 {
 			delete(gp.byGoid, goid)
 		} else {
@@ -369,12 +406,13 @@ func (c *Correlator) joinGo(r *Request, rec *loader.Record) {
 	if gp.probes.GC {
 		cost := gp.probes.ProbeCostNs
 		r.Phases.Set(GCSTW, min(app, overlap(gp.pauses, from, to, cost)))
-		r.Spans = append(r.Spans, pauseSpans(gp.pauses, from, to, cost)...)
+		r.Spans = appendPauseSpans(r.Spans, gp.pauses, from, to, cost)
 	}
 	if rec.Goid == 0 {
+		sortSpans(r.Spans)
 		return
 	}
-	var ser []interval
+	ser := c.ser[:0]
 	status := 0
 	calls := gp.byGoid[rec.Goid]
 	for _, call := range calls {
@@ -404,20 +442,29 @@ func (c *Correlator) joinGo(r *Request, rec *loader.Record) {
 	if gp.probes.Serialization {
 		r.Phases.Set(Serialize, min(app, union(ser)))
 	}
+	c.ser = ser[:0]
 	// The goroutine's records come in order: what started before this
-	// request's end was joined now or belongs to no request.
+	// request's end was joined now or belongs to no request. The
+	// goroutine keeps its (maybe empty) list: net/http serves a
+	// connection's requests on one goroutine (pruneGo drops it).
 	keep := calls[:0]
 	for _, call := range calls {
 		if call.start > to {
 			keep = append(keep, call)
+		} else {
+			c.unlist(call, inByGoid)
 		}
 	}
-	if len(keep) == 0 {
-		delete(gp.byGoid, rec.Goid)
-	} else {
+	clear(calls[len(keep):])
+	if calls != nil {
 		gp.byGoid[rec.Goid] = keep
 	}
-	sort.Slice(r.Spans, func(i, j int) bool { return r.Spans[i].StartUnixNano < r.Spans[j].StartUnixNano })
+	sortSpans(r.Spans)
+}
+
+// sortSpans orders spans by start.
+func sortSpans(spans []Span) {
+	slices.SortFunc(spans, func(a, b Span) int { return cmp.Compare(a.StartUnixNano, b.StartUnixNano) })
 }
 
 // applyServeHTTP: method and path from net/http win over the bytes; the
@@ -470,16 +517,19 @@ func (c *Correlator) expire(now int64, all bool) {
 		for _, call := range gp.serving {
 			switch {
 			case call.joined:
+				c.unlist(call, inServing)
 			case all || call.end < now-c.goRetain.Nanoseconds():
 				if gp.exportable(call) { // else left out: see exportable
 					r := c.streamRequest(pid, gp, call)
 					c.emit(&r)
 				}
 				call.joined = true
+				c.unlist(call, inServing)
 			default:
 				keep = append(keep, call)
 			}
 		}
+		clear(gp.serving[len(keep):])
 		gp.serving = keep
 		c.pruneGo(gp, now)
 	}
@@ -511,7 +561,7 @@ func (c *Correlator) streamRequest(pid uint32, gp *goProc, call *goCall) Request
 	if gp.probes.GC {
 		cost := gp.probes.ProbeCostNs
 		r.Phases.Set(GCSTW, min(r.DurationNs, overlap(gp.pauses, call.start, end, cost)))
-		r.Spans = append(r.Spans, pauseSpans(gp.pauses, call.start, end, cost)...)
+		r.Spans = appendPauseSpans(r.Spans, gp.pauses, call.start, end, cost)
 	}
 	var ser []interval
 	// Up to the end probe itself: a WriteHeader right before the handler
@@ -558,10 +608,10 @@ var gcPauseSpans = map[stwReason]string{
 	loader.TracerdStwReasonSTW_GC_SWEEP_TERM: "runtime.GC stop-the-world (sweep termination)",
 }
 
-// pauseSpans are the GC pauses overlapping [from, to], clipped to it;
-// cost comes off each pause's end (timed between two probes).
-func pauseSpans(ivs []interval, from, to, cost int64) []Span {
-	var out []Span
+// appendPauseSpans appends the GC pauses overlapping [from, to],
+// clipped to it; cost comes off each pause's end (timed between two
+// probes).
+func appendPauseSpans(out []Span, ivs []interval, from, to, cost int64) []Span {
 	for _, iv := range within(ivs, from, to) {
 		s, e := max(iv.start, from), min(max(iv.start, iv.end-cost), to)
 		if e > s {
@@ -598,7 +648,7 @@ func overlap(ivs []interval, from, to, cost int64) int64 {
 // union is the total time covered by intervals that may nest or overlap
 // (json.Marshal inside a MarshalJSON inside Encode counts once).
 func union(ivs []interval) int64 {
-	sort.Slice(ivs, func(i, j int) bool { return ivs[i].start < ivs[j].start })
+	slices.SortFunc(ivs, func(a, b interval) int { return cmp.Compare(a.start, b.start) })
 	var total, curS, curE int64
 	for i, iv := range ivs {
 		if i == 0 || iv.start > curE {
@@ -609,13 +659,4 @@ func union(ivs []interval) int64 {
 		curE = max(curE, iv.end)
 	}
 	return total + curE - curS
-}
-
-func bytesString(b []int8, n uint8) string {
-	n = min(n, uint8(len(b)))
-	out := make([]byte, n)
-	for i := range out {
-		out[i] = byte(b[i])
-	}
-	return strings.ToValidUTF8(string(out), "?")
 }

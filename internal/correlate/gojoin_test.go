@@ -29,7 +29,7 @@ func TestUnionAndOverlap(t *testing.T) {
 // emitted keeps what a correlator emits, in order.
 type emitted struct{ reqs []Request }
 
-func (e *emitted) add(r *Request) { e.reqs = append(e.reqs, *r) }
+func (e *emitted) add(r *Request) { e.reqs = append(e.reqs, r.Clone()) }
 
 // take returns what was emitted since the last take.
 func (e *emitted) take() []Request {

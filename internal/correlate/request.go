@@ -2,11 +2,14 @@ package correlate
 
 import (
 	"net/netip"
+	"slices"
 	"strings"
 )
 
 // Request is one finished server-side request: the single model every
-// exporter consumes.
+// exporter consumes. A sink gets it for the time of its call only: the
+// correlator reuses its HTTP and Spans for the next request, so a sink
+// that keeps a request keeps a Clone.
 type Request struct {
 	StartUnixNano int64
 	EndUnixNano   int64
@@ -34,6 +37,21 @@ type Request struct {
 	// Findings name the causes that cost the request time, largest
 	// first (internal/findings); nil when none.
 	Findings []Finding
+}
+
+// Clone returns a copy of r that shares nothing with it.
+func (r *Request) Clone() Request {
+	c := *r
+	if r.HTTP != nil {
+		h := *r.HTTP
+		c.HTTP = &h
+	}
+	if r.RPC != nil {
+		x := *r.RPC
+		c.RPC = &x
+	}
+	c.Spans = slices.Clone(r.Spans)
+	return c
 }
 
 // Conn identifies the connection a request came on.

@@ -208,7 +208,19 @@ func (d *Daemon) sinks() ([]pipeline.Sink, error) {
 	d.mu.Lock()
 	d.x = x
 	d.mu.Unlock()
-	return []pipeline.Sink{pipeline.SinkFunc(d.add)}, nil
+	return []pipeline.Sink{daemonSink{d}}, nil
+}
+
+// daemonSink is the daemon as the pipeline's sink: add, and flush
+// after each batch.
+type daemonSink struct{ d *Daemon }
+
+func (s daemonSink) Add(r *correlate.Request) error { return s.d.add(r) }
+
+func (s daemonSink) Flush() error {
+	s.d.mu.Lock()
+	defer s.d.mu.Unlock()
+	return s.d.x.Flush()
 }
 
 func (d *Daemon) outputOptions() outputs.Options {

@@ -92,10 +92,14 @@ func (f *fakeEngine) Close() {
 	f.mu.Unlock()
 }
 
-// add hands r to the daemon as the pipeline would (from any goroutine).
+// add hands r to the daemon as the pipeline would (from any
+// goroutine), as a batch of its own: added, then flushed.
 func (f *fakeEngine) add(t *testing.T, r *correlate.Request) {
 	t.Helper()
 	if err := f.sink.Add(r); err != nil {
+		t.Error(err)
+	}
+	if err := f.sink.(pipeline.Flusher).Flush(); err != nil {
 		t.Error(err)
 	}
 }

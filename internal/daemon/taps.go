@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"encoding/json"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -52,10 +51,8 @@ func (ts *taps) add(r *correlate.Request) {
 		t.prof.Add(r)
 		t.summary.Add(r)
 		if t.json {
-			b, err := json.Marshal(export.ToJSON(r))
-			if err != nil {
-				continue
-			}
+			// A slice of its own: the client's goroutine writes it later.
+			b := export.AppendJSON(make([]byte, 0, 1024), r)
 			select {
 			case t.ch <- b:
 			default:

@@ -76,17 +76,21 @@ func (o JSONOptions) AppendJSON(b []byte, r *correlate.Request) []byte {
 		b = append(b, '"')
 	}
 	b = append(b, `,"phases_ns":{`...)
-	first := true
-	r.Phases.Each(func(p correlate.Phase, ns int64) {
-		if !first {
+	sep := false
+	for p := correlate.Phase(0); p < correlate.NumPhases; p++ {
+		ns, ok := r.Phases.Get(p)
+		if !ok {
+			continue
+		}
+		if sep {
 			b = append(b, ',')
 		}
-		first = false
+		sep = true
 		b = append(b, '"')
 		b = append(b, p.String()...)
 		b = append(b, `":`...)
 		b = strconv.AppendInt(b, ns, 10)
-	})
+	}
 	b = append(b, `},"tcp":{`...)
 	if r.TCP.Valid {
 		b = append(b, `"srtt_us":`...)
@@ -130,6 +134,15 @@ func (o JSONOptions) AppendJSON(b []byte, r *correlate.Request) []byte {
 
 const hexDigits = "0123456789abcdef"
 
+// jsonSafe[c]: the ASCII byte c stands as it is inside a JSON string
+// (encoding/json's HTML-safe set).
+var jsonSafe = func() (t [utf8.RuneSelf]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	return t
+}()
+
 // appendString quotes s as encoding/json does (HTML-safe, invalid UTF-8
 // as U+FFFD).
 func appendString(b []byte, s string) []byte {
@@ -146,7 +159,7 @@ func appendEscaped(b []byte, s string) []byte {
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+			if jsonSafe[c] {
 				i++
 				continue
 			}

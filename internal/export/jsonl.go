@@ -178,5 +178,8 @@ func (j *JSONLines) Write(r *correlate.Request) error {
 	return err
 }
 
+// Add is Write: JSONLines is a pipeline sink, flushed after each batch.
+func (j *JSONLines) Add(r *correlate.Request) error { return j.Write(r) }
+
 // Flush pushes buffered lines to the underlying writer.
 func (j *JSONLines) Flush() error { return j.w.Flush() }

@@ -3,6 +3,7 @@ package export
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -27,17 +28,52 @@ func TestProfileMaxRoutes(t *testing.T) {
 	add("a", "/page-a") // an old route is still its own
 	add("c", "/users/1")
 	add("c", "/users/2")
-	if got := p.OtherRequests(); got != 4 {
-		t.Errorf("OtherRequests = %d, want 2 of a and 2 of b", got)
+	add("b", "/page-e") // the same request again: counted again
+	add("b", "/page-e")
+	if got := p.OtherRequests(); got != 6 {
+		t.Errorf("OtherRequests = %d, want 2 of a and 4 of b", got)
 	}
 	routes, prof, _ := profileRoutes(t, p)
-	if routes["service a;GET /page-a"] != 2 || routes["service a;other"] != 2 || routes["service b;other"] != 2 ||
+	if routes["service a;GET /page-a"] != 2 || routes["service a;other"] != 2 || routes["service b;other"] != 4 ||
 		routes["service c;GET /users/{id}"] != 2 || len(routes) != 9 {
 		t.Errorf("routes %v", routes)
 	}
-	if len(prof.Comments) != 2 || !strings.Contains(prof.Comments[0], "service a had more than 3 routes: 2 requests") {
+	if len(prof.Comments) != 2 || !strings.Contains(prof.Comments[0], "service a had more than 3 routes: 2 requests") ||
+		!strings.Contains(prof.Comments[1], "service b had more than 3 routes: 4 requests") {
 		t.Errorf("comments %q", prof.Comments)
 	}
+}
+
+// Requests with the strings of the one before but another process, or
+// another port without HTTP, have samples of their own.
+func TestProfileRouteKeys(t *testing.T) {
+	p := NewProfile()
+	r := distinctRequests(1, false)[0]
+	p.Add(&r)
+	r.PID++
+	p.Add(&r)
+	tcp := r
+	tcp.HTTP = nil
+	p.Add(&tcp)
+	tcp.Conn.Local = netip.AddrPortFrom(tcp.Conn.Local.Addr(), tcp.Conn.Local.Port()+1)
+	p.Add(&tcp)
+	p.Add(&tcp)
+	if n := len(p.routes); n != 4 {
+		t.Errorf("%d routes, want 4", n)
+	}
+	for k, rs := range p.routes {
+		if want := map[bool]int64{false: 1, true: 2}[k.route == fmt.Sprintf("tcp:%d", tcp.Conn.Local.Port())]; requestsOf(rs) != want {
+			t.Errorf("%+v: %d requests, want %d", k, requestsOf(rs), want)
+		}
+	}
+}
+
+func requestsOf(rs *routeSamples) int64 {
+	var n int64
+	for _, v := range rs.v {
+		n += v[0]
+	}
+	return n
 }
 
 // One route more costs the reader nothing once the route is known.

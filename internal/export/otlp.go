@@ -146,7 +146,7 @@ func (e *OTLP) Add(r *correlate.Request, p *Process) Decision {
 		return d
 	}
 	select {
-	case e.queue <- &otlpItem{req: *r, proc: p, spans: n}:
+	case e.queue <- &otlpItem{req: r.Clone(), proc: p, spans: n}:
 	default: // cannot happen: the channel holds as many items as spans
 		e.queued.Add(-n)
 		e.st.dropped.Add(n)

@@ -34,6 +34,55 @@ type Profile struct {
 	routes             map[routeKey]*routeSamples
 	scratch            []byte // the route being looked up
 	other              int64
+	last               lastRoute
+}
+
+// lastRoute remembers the last request's route: a service's requests
+// mostly come with the strings of the one before (the correlator
+// interns them), so the route is not normalised and hashed again.
+type lastRoute struct {
+	service, method, target, pattern string
+	port                             uint16 // HTTP == nil: tcp:PORT
+	pid                              uint32
+	http                             bool
+	rs                               *routeSamples
+	other                            *serviceRoutes // the route was OtherRoute: counted there
+}
+
+func (l *lastRoute) same(r *correlate.Request) bool {
+	if l.rs == nil || l.pid != r.PID || l.service != r.Service || l.http != (r.HTTP != nil) {
+		return false
+	}
+	if r.HTTP == nil {
+		return l.port == r.Conn.Local.Port()
+	}
+	return l.method == r.HTTP.Method && l.target == r.HTTP.Target && l.pattern == r.HTTP.Pattern
+}
+
+// samplesOf returns the samples of the request's route.
+func (p *Profile) samplesOf(r *correlate.Request) *routeSamples {
+	if p.last.same(r) {
+		if sr := p.last.other; sr != nil {
+			sr.other++
+			p.other++
+		}
+		return p.last.rs
+	}
+	route := p.route(r)
+	k := routeKey{service: r.Service, route: route, pid: r.PID}
+	rs := p.routes[k]
+	if rs == nil {
+		rs = new(routeSamples)
+		p.routes[k] = rs
+	}
+	p.last = lastRoute{service: r.Service, pid: r.PID, http: r.HTTP != nil, rs: rs, port: r.Conn.Local.Port()}
+	if r.HTTP != nil {
+		p.last.method, p.last.target, p.last.pattern = r.HTTP.Method, r.HTTP.Target, r.HTTP.Pattern
+	}
+	if route == OtherRoute {
+		p.last.other = p.services[r.Service]
+	}
+	return rs
 }
 
 // DefaultMaxRoutes bounds a service's routes in a profile: far more than
@@ -105,12 +154,7 @@ func (p *Profile) Add(r *correlate.Request) {
 			dominant, best = ph, v
 		}
 	})
-	k := routeKey{service: r.Service, route: p.route(r), pid: r.PID}
-	rs := p.routes[k]
-	if rs == nil {
-		rs = new(routeSamples)
-		p.routes[k] = rs
-	}
+	rs := p.samplesOf(r)
 	self.Each(func(ph correlate.Phase, ns int64) {
 		rs.seen |= 1 << ph
 		rs.v[ph][1] += ns

@@ -39,9 +39,9 @@ func (s *Summary) Add(r *correlate.Request) {
 		return
 	}
 	if len(s.slowest) < s.topN {
-		heap.Push(&s.slowest, *r)
+		heap.Push(&s.slowest, r.Clone())
 	} else if r.DurationNs > s.slowest[0].DurationNs {
-		s.slowest[0] = *r
+		s.slowest[0] = r.Clone()
 		heap.Fix(&s.slowest, 0)
 	}
 }

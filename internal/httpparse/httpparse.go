@@ -42,6 +42,12 @@ func (t TraceParent) SpanIDHex() string { return hex.EncodeToString(t.SpanID[:])
 // line that ends the head. A traceparent header that appears more than once
 // is treated as invalid.
 func ParseRequest(b []byte) (Request, bool) {
+	return ParseRequestWith(b, func(t []byte) string { return string(t) })
+}
+
+// ParseRequestWith is ParseRequest making the target's string with str
+// (which may reuse the string of bytes seen before).
+func ParseRequestWith(b []byte, str func([]byte) string) (Request, bool) {
 	method, rest, ok := parseMethod(b)
 	if !ok {
 		return Request{}, false
@@ -64,7 +70,7 @@ func ParseRequest(b []byte) (Request, bool) {
 		rest[8] != '\r' || rest[9] != '\n' {
 		return Request{}, false
 	}
-	req := Request{Method: method, Target: string(targetBytes)}
+	req := Request{Method: method, Target: str(targetBytes)}
 	req.TraceParent = scanHeaders(rest[verLen:])
 	return req, true
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/link"
-	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
 
 	"github.com/tracerd/tracerd/internal/privileges"
@@ -82,9 +81,9 @@ func DefaultConfig() Config {
 type Tracer struct {
 	coll   *ebpf.Collection
 	links  []link.Link
-	reader *ringbuf.Reader
+	ring   *ring
+	ev     Event        // ReadBatch's, reused
 	Hooks  []HookStatus // what is attached and what is missing
-	raw    ringbuf.Record
 	logger *slog.Logger
 	// targets is the selection in the maps (SetTargets changes it).
 	targets targets.Targets
@@ -107,8 +106,8 @@ func (t *Tracer) UprobeMulti() bool { return t.uprobeMulti }
 // MultiSuffix names the uprobe_multi twin of a Go uprobe program.
 const MultiSuffix = "_multi"
 
-// ErrClosed is returned by Read once the tracer is closed.
-var ErrClosed = ringbuf.ErrClosed
+// ErrClosed is returned by Wait and ReadBatch once the tracer is closed.
+var ErrClosed = os.ErrClosed
 
 // Open loads and attaches the kernel engine: for each hook, the first
 // way the kernel offers (planHooks). A way whose program the verifier
@@ -245,7 +244,7 @@ func open(cfg Config, cg targets.Cgroups, k *kernelView, failed map[string]strin
 			log.Info("hook attached by a fallback way", "hook", h.Name, "way", h.WayName(), "cost", h.Way.Cost)
 		}
 	}
-	t.reader, err = ringbuf.NewReader(t.coll.Maps[TracerdMapEvents])
+	t.ring, err = newRing(t.coll.Maps[TracerdMapEvents])
 	if err != nil {
 		return nil, false, fmt.Errorf("opening ring buffer: %w", err)
 	}
@@ -409,17 +408,33 @@ func b2u(b bool) uint8 {
 	return 0
 }
 
+// Wait blocks until the kernel wakes its reader (records pile up past
+// the wake-up mark: bpf/maps.h), deadline passes or Wake is called; it
+// returns at once when entries wait. ErrClosed after Close.
+func (t *Tracer) Wait(deadline time.Time) error { return t.ring.wait(deadline) }
+
+// Wake makes a blocked Wait return now; safe from any goroutine.
+func (t *Tracer) Wake() { t.ring.wake() }
+
+// ReadBatch decodes up to max of the entries waiting in the ring
+// buffer, in order, handing each to fn, and says how many. The Event is
+// reused: fn must not keep it. Entries are decoded by the generated
+// types' layout (the C structs), after checking their size; a malformed
+// one is an error.
+func (t *Tracer) ReadBatch(max int, fn func(*Event)) (int, error) {
+	return t.ring.read(max, func(raw []byte) error {
+		if err := decodeEvent(raw, &t.ev); err != nil {
+			return err
+		}
+		fn(&t.ev)
+		return nil
+	})
+}
+
 // goEventHead is GO_EVENT_HEAD: what a Go event without strings sends.
 const goEventHead = int(unsafe.Offsetof(GoEvent{}.Method))
 
-// Read blocks for the next event. It returns ErrClosed after Close.
-// Entries are decoded by the generated types' layout (the C structs),
-// after checking their size.
-func (t *Tracer) Read(ev *Event) error {
-	if err := t.reader.ReadInto(&t.raw); err != nil {
-		return err
-	}
-	raw := t.raw.RawSample
+func decodeEvent(raw []byte, ev *Event) error {
 	if len(raw) < 4 {
 		return fmt.Errorf("short ring-buffer entry: %d bytes", len(raw))
 	}
@@ -454,9 +469,6 @@ func (t *Tracer) Read(ev *Event) error {
 	}
 	return nil
 }
-
-// SetDeadline makes a blocked Read return os.ErrDeadlineExceeded.
-func (t *Tracer) SetDeadline(d time.Time) { t.reader.SetDeadline(d) }
 
 // Counters are the kernel side's totals since load.
 type Counters struct {
@@ -570,10 +582,11 @@ func (t *Tracer) counter(c TracerdCounter) (uint64, error) {
 	return sum, nil
 }
 
-// IdleSweepEvery is how often to sweep for an idle timeout: a request
-// ends between the timeout and the timeout plus this after its answer.
+// IdleSweepEvery is how often to look for requests past the idle
+// timeout (sweepSched says whether the sweep runs): a request ends
+// between the timeout and the timeout plus this after its last activity.
 func IdleSweepEvery(idle time.Duration) time.Duration {
-	return min(max(idle/5, 10*time.Millisecond), 100*time.Millisecond)
+	return min(max(idle/3, 10*time.Millisecond), 150*time.Millisecond)
 }
 
 // Programs returns the loaded programs by name (for benchmarks' run-time stats).
@@ -593,9 +606,9 @@ func (t *Tracer) Detach() error {
 // Close detaches every hook and frees the maps.
 func (t *Tracer) Close() error {
 	errs := []error{t.Detach()}
-	if t.reader != nil {
-		errs = append(errs, t.reader.Close())
-		t.reader = nil
+	if t.ring != nil {
+		errs = append(errs, t.ring.close())
+		t.ring = nil
 	}
 	if t.coll != nil {
 		t.coll.Close()

@@ -156,10 +156,20 @@ func (x *Exporters) Add(r *correlate.Request) error {
 		if err := x.json.Write(r); err != nil {
 			return fmt.Errorf("--json: %w", err)
 		}
-		// A line per request as it ends: `tail -f` shows it at once.
-		if err := x.json.Flush(); err != nil {
-			return fmt.Errorf("--json: %w", err)
-		}
+	}
+	return nil
+}
+
+// Flush writes the JSON lines buffered since the last call: the
+// pipeline calls it after each batch of records (pipeline.Flusher), so
+// that `tail -f` shows a request within a batch of its end, for one
+// write per batch.
+func (x *Exporters) Flush() error {
+	if x.json == nil {
+		return nil
+	}
+	if err := x.json.Flush(); err != nil {
+		return fmt.Errorf("--json: %w", err)
 	}
 	return nil
 }

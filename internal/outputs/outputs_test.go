@@ -144,9 +144,9 @@ func request(pid uint32, path string) *correlate.Request {
 		HTTP: &correlate.HTTP{Method: "GET", Target: path + "?token=secret", Status: 200}}
 }
 
-// TestExportersJSON: each request is one line, in the file as soon as it
-// is added, its query values redacted unless kept; the file is appended
-// to, and the service names apply.
+// TestExportersJSON: each request is one line, in the file once flushed
+// (the pipeline flushes after each batch), its query values redacted
+// unless kept; the file is appended to, and the service names apply.
 func TestExportersJSON(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "requests.jsonl")
 	os.WriteFile(path, []byte("{\"earlier\":true}\n"), 0o600)
@@ -162,6 +162,12 @@ func TestExportersJSON(t *testing.T) {
 	}
 	for i, p := range []string{"/a", "/b"} {
 		if err := x.Add(request(uint32(10+i), p)); err != nil {
+			t.Fatal(err)
+		}
+		if lines := readLines(t, path); len(lines) != 1+i {
+			t.Fatalf("after %d requests, before the flush: %d lines", i+1, len(lines))
+		}
+		if err := x.Flush(); err != nil {
 			t.Fatal(err)
 		}
 		lines := readLines(t, path)
@@ -189,6 +195,7 @@ func TestExportersJSON(t *testing.T) {
 	keep := filepath.Join(t.TempDir(), "keep.jsonl")
 	x, _, _ = build(t, config.Exporters{JSON: keep, KeepQueryValues: true}, nil)
 	x.Add(request(1, "/k"))
+	x.Flush()
 	if lines := readLines(t, keep); len(lines) != 1 || !strings.Contains(lines[0], "token=secret") {
 		t.Errorf("keep_query_values: %q", lines)
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/netip"
-	"os"
 	"slices"
 	"sync"
 	"testing"
@@ -23,44 +22,68 @@ type fakeSource struct {
 	// yet: they reach the ring when it detaches.
 	late     []loader.Event
 	inFlight []loader.Record // what Drain hands over
-	readErr  error           // Read's error once the ring is empty (nil: the deadline's)
+	readErr  error           // ReadBatch's error once the ring is empty
 	sweepErr error
 
-	mu       sync.Mutex
-	deadline time.Time
-	calls    []string // detach, drain, in order
-	sweeps   int
-	swept    chan struct{} // a token per sweep
+	mu     sync.Mutex
+	wake   chan struct{}
+	calls  []string // detach, drain, in order
+	sweeps int
+	swept  chan struct{} // a token per sweep
 }
 
 func newFakeSource() *fakeSource {
-	return &fakeSource{ring: make(chan loader.Event, 64), swept: make(chan struct{}, 1024)}
+	return &fakeSource{ring: make(chan loader.Event, 64), swept: make(chan struct{}, 1024), wake: make(chan struct{}, 1)}
 }
 
-func (f *fakeSource) Read(ev *loader.Event) error {
+// Wait returns when an event is in the ring, at the deadline, or when
+// woken.
+func (f *fakeSource) Wait(deadline time.Time) error {
 	f.mu.Lock()
-	deadline, readErr := f.deadline, f.readErr
+	wake := f.wake
 	f.mu.Unlock()
-	select {
-	case *ev = <-f.ring:
+	if len(f.ring) > 0 {
 		return nil
-	default:
 	}
-	if readErr != nil {
-		return readErr
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for len(f.ring) == 0 {
+		select {
+		case <-t.C:
+			return nil
+		case <-wake:
+			return nil
+		case <-tick.C:
+		}
 	}
-	select {
-	case *ev = <-f.ring:
-		return nil
-	case <-time.After(time.Until(deadline)):
-		return os.ErrDeadlineExceeded
-	}
+	return nil
 }
 
-func (f *fakeSource) SetDeadline(t time.Time) {
+func (f *fakeSource) Wake() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.deadline = t
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+}
+
+// ReadBatch takes what the ring holds; readErr once it is empty.
+func (f *fakeSource) ReadBatch(max int, fn func(*loader.Event)) (int, error) {
+	f.mu.Lock()
+	readErr := f.readErr
+	f.mu.Unlock()
+	for n := 0; n < max; n++ {
+		select {
+		case ev := <-f.ring:
+			fn(&ev)
+		default:
+			return n, readErr
+		}
+	}
+	return max, nil
 }
 
 func (f *fakeSource) SweepIdle() error {
@@ -121,7 +144,7 @@ func newRecorder() *recorder { return &recorder{got: make(chan struct{}, 1024)} 
 
 func (r *recorder) Add(req *correlate.Request) error {
 	r.mu.Lock()
-	r.reqs = append(r.reqs, *req)
+	r.reqs = append(r.reqs, req.Clone())
 	r.mu.Unlock()
 	r.got <- struct{}{}
 	return r.err

@@ -133,8 +133,13 @@ func parseWrk(s string) (loadResult, error) {
 // previous answer came late; its latency counts from the scheduled time,
 // so that a stall is not hidden by sending less (coordinated omission).
 func openLoop(ctx context.Context, addr string, rate float64, conns int, d time.Duration) (loadResult, error) {
+	return openLoopPath(ctx, addr, "/", rate, conns, d)
+}
+
+// openLoopPath is openLoop sending GET path.
+func openLoopPath(ctx context.Context, addr, path string, rate float64, conns int, d time.Duration) (loadResult, error) {
 	var r loadResult
-	req := []byte("GET / HTTP/1.1\r\nHost: " + addr + "\r\nUser-Agent: tracerd-bench\r\n\r\n")
+	req := []byte("GET " + path + " HTTP/1.1\r\nHost: " + addr + "\r\nUser-Agent: tracerd-bench\r\n\r\n")
 	cs := make([]net.Conn, conns)
 	for i := range cs {
 		c, err := net.Dial("tcp", addr)

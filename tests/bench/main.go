@@ -84,7 +84,7 @@ const (
 	partCtx      = "ctxswitch"
 )
 
-var partNames = []string{partCensus, partCtx, partConns10k}
+var partNames = []string{partCensus, partCtx, partConns10k, partSelfCost}
 
 // runs says whether part is run.
 func (c *config) runs(part string) bool {
@@ -193,7 +193,7 @@ func prerequisites(c *config) error {
 	if c.ctxRoundsN < 0 || (c.ctxRoundsN > 0 && c.ctxRound1 < time.Second) || c.censusRound < 0 {
 		errs = append(errs, errors.New("need -ctx-rounds ≥ 0, -ctx-round ≥ 1s and -census-round ≥ 0"))
 	}
-	if c.only == "" || c.runs(partCensus) {
+	if c.only == "" || c.runs(partCensus) || c.runs(partSelfCost) {
 		wrk, err := exec.LookPath("wrk")
 		if err != nil {
 			errs = append(errs, errors.New("wrk not found in PATH: install it with `tests/tools/install-deps.sh bench` (Debian package wrk); `make bench` does"))
@@ -325,6 +325,9 @@ func run(ctx context.Context, c config) (failed bool, err error) {
 		return false, fmt.Errorf("the bench server may open %d files, %d connections need %d", lim, c.openConns, c.openConns+noFileHeadroom)
 	}
 	logf("server pid %d on %s; tracerd %s; wrk %s", b.server.Pid(), b.server.Addr, c.tracerd, c.wrk)
+	if c.only == partSelfCost {
+		return false, b.selfCost(ctx)
+	}
 
 	// What else runs on this machine skews an A/B: wait a little for it
 	// to go quiet, and say how busy it was. (A memory measurement alone

@@ -60,8 +60,15 @@ func tracerdArgs(port int, dir string, json bool) []string {
 
 // startTracer starts tracerd and waits until it says it is tracing.
 func startTracer(tracerd string, args []string, jsonPath string) (*tracerProc, error) {
+	return startTracerEnv(tracerd, args, jsonPath, nil)
+}
+
+// startTracerEnv is startTracer with env as tracerd's environment (nil:
+// this process's).
+func startTracerEnv(tracerd string, args []string, jsonPath string, env []string) (*tracerProc, error) {
 	t := &tracerProc{args: args, jsonPath: jsonPath, attached: make(chan struct{}), exited: make(chan error, 1)}
 	t.cmd = exec.Command(tracerd, args...)
+	t.cmd.Env = env
 	t.cmd.Stdout = &t.stdout
 	t.cmd.SysProcAttr = childAttr()
 	pr, err := t.cmd.StderrPipe()
@@ -129,7 +136,7 @@ func (t *tracerProc) Kill() {
 
 // traceOutput is what tracerd reported at its end.
 type traceOutput struct {
-	SummaryRequests int64  // "N requests" of the summary (stdout)
+	SummaryRequests int64  // "N requests" of the summary (stdout); -1 for `run`, which has none
 	JSONLines       int64  // lines in the --json file, -1 without --json
 	KernelLine      string // the "kernel:" line (stderr)
 	Kernel          kernelCounters
@@ -150,11 +157,15 @@ func (t *tracerProc) Stop() (traceOutput, error) {
 		<-t.exited
 		return out, fmt.Errorf("tracerd did not exit within 60 s of SIGINT:\n%s", t.stderr.String())
 	}
-	m := regexp.MustCompile(`(?m)^(\d+) requests$`).FindStringSubmatch(t.stdout.String())
-	if m == nil {
-		return out, fmt.Errorf("no \"N requests\" line in tracerd's summary:\n%s", t.stdout.String())
+	// `tracerd run` prints no summary.
+	out.SummaryRequests = -1
+	if t.args[0] != "run" {
+		m := regexp.MustCompile(`(?m)^(\d+) requests$`).FindStringSubmatch(t.stdout.String())
+		if m == nil {
+			return out, fmt.Errorf("no \"N requests\" line in tracerd's summary:\n%s", t.stdout.String())
+		}
+		out.SummaryRequests, _ = strconv.ParseInt(m[1], 10, 64)
 	}
-	out.SummaryRequests, _ = strconv.ParseInt(m[1], 10, 64)
 	for _, line := range strings.Split(t.stderr.String(), "\n") {
 		if strings.HasPrefix(line, "kernel:") {
 			out.KernelLine = line

@@ -10,6 +10,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -32,6 +33,29 @@ func handler(w http.ResponseWriter, r *http.Request) {
 	w.Write(body)
 }
 
+// greeting is the small JSON answer of GET /json (the self-cost sweep:
+// a service doing encoding/json, so that Go awareness has calls to time).
+type greeting struct {
+	Message string `json:"message"`
+	Count   int    `json:"count"`
+}
+
+func jsonHandler(w http.ResponseWriter, r *http.Request) {
+	b, _ := json.Marshal(greeting{Message: "hello from the tracerd bench server", Count: 42})
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(b)))
+	w.Write(b)
+}
+
+func route(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/json" {
+		jsonHandler(w, r)
+		return
+	}
+	handler(w, r)
+}
+
 func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "listen address (port 0: pick a free one)")
 	flag.Parse()
@@ -41,7 +65,7 @@ func main() {
 		log.Fatalf("server: %v", err)
 	}
 	srv := &http.Server{
-		Handler:     http.HandlerFunc(handler),
+		Handler:     http.HandlerFunc(route),
 		IdleTimeout: 2 * time.Minute,
 		ErrorLog:    log.New(io.Discard, "", 0),
 	}
