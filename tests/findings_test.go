@@ -230,11 +230,20 @@ func TestFindingRetransmits(t *testing.T) {
 	endRequests(c)
 	recs := byPeer(t, tr.Stop(t), c, 2)
 	r := recs[0]
+	// A first request's duration starts when the connection was
+	// established: a client slow to send (an emulated CPU) dilutes the
+	// loss under 20 %.
+	sq, aw := phase(t, r, "send_queue"), r.Phases["ack_wait"]
+	if lost := max(sq, aw); lost*5 < r.DurationNs {
+		t.Skipf("the answer's delivery (%s) is under 20 %% of the request (%s): no finding to check", time.Duration(lost), time.Duration(r.DurationNs))
+	}
+	if r.TCP.ZeroWindow > 0 {
+		t.Skipf("the client's window closed too (a slow client): the send queue is peer_zero_window's")
+	}
 	f := mustFinding(t, "lossy request", r, "retransmits")
 	if got := evInt(t, f, "retransmits"); got != int64(truth) {
 		t.Errorf("evidence: %d retransmits, the kernel's tcpi_total_retrans %d", got, truth)
 	}
-	sq, aw := phase(t, r, "send_queue"), r.Phases["ack_wait"]
 	rtt := int64(0)
 	if r.TCP.SrttUs != nil {
 		rtt = int64(*r.TCP.SrttUs) * 1000
