@@ -355,14 +355,18 @@ func slowReader(t *testing.T) (*Server, *Tracer, net.Conn, Exchange) {
 	return srv, tr, c, ex
 }
 
-func TestRetransmits(t *testing.T) {
-	needRoot(t)
+// lossyRequest has a traced server answer 1 MiB while nftables drops
+// every fourth data segment it sends, then a clean request on the same
+// connection (which makes the server read the first one's final count);
+// truth is tcpi_total_retrans's growth over the first.
+func lossyRequest(t *testing.T) (tr *Tracer, c net.Conn, truth uint32) {
+	t.Helper()
 	if _, err := exec.LookPath("nft"); err != nil {
 		t.Skip("needs nft (nftables)")
 	}
 	srv := startServer(t, nil, "-resp-size", strconv.Itoa(1<<20))
-	tr := startTracer(t, "--port", strconv.Itoa(srv.Port))
-	c := dial(t, srv.Addr)
+	tr = startTracer(t, "--port", strconv.Itoa(srv.Port))
+	c = dial(t, srv.Addr)
 
 	table := fmt.Sprintf("tracerd_e2e_%d", os.Getpid())
 	nft := func(args ...string) {
@@ -386,16 +390,21 @@ func TestRetransmits(t *testing.T) {
 		t.Logf("nft rules after the lossy request:\n%s", out)
 	}
 	nft("delete", "table", "inet", table)
-	// The next request makes the server read the first one's final count.
 	if _, err := request(c, "/clean", 0); err != nil {
 		t.Fatal(err)
 	}
 	truths := srv.Truths(t, 2)
-	recs := byPeer(t, tr.Stop(t), c, 2)
-	truth := truths[1].RetransAtRead - truths[0].RetransAtRead
+	truth = truths[1].RetransAtRead - truths[0].RetransAtRead
 	if truth == 0 {
 		t.Fatal("no retransmission provoked")
 	}
+	return tr, c, truth
+}
+
+func TestRetransmits(t *testing.T) {
+	needRoot(t)
+	tr, c, truth := lossyRequest(t)
+	recs := byPeer(t, tr.Stop(t), c, 2)
 	if got := recs[0].TCP.Retransmits; got != truth {
 		t.Errorf("retransmits: tracerd %d, kernel's tcpi_total_retrans %d", got, truth)
 	} else {
