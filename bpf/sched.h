@@ -44,12 +44,6 @@ static __always_inline __u8 task_throttled(struct task_struct *p, int btf)
 	return BPF_CORE_READ(p, se.cfs_rq, throttle_count) > 0;
 }
 
-/* Per-task throttling (6.18): waits whose throttled part is being timed
- * right now. While there are none, a serving thread's switch-in has
- * nothing to account and skips its lookup. (An entry evicted or deleted
- * mid-wait leaves it high: more lookups, never a missed one.) */
-__u32 throttled_waits;
-
 static __always_inline void mark_runnable(struct task_struct *p, int btf)
 {
 	__u8 throttled = task_throttled(p, btf);
@@ -65,8 +59,6 @@ static __always_inline void mark_runnable(struct task_struct *p, int btf)
 	/* Threads get an entry when they start serving a request. */
 	if (!t)
 		return;
-	if (bpf_core_field_exists(p->throttled) && !t->enqueued_at)
-		__sync_fetch_and_add(&throttled_waits, 1);
 	t->enqueued_at = bpf_ktime_get_ns();
 	t->throttled = throttled;
 	note_throttle_base(p, btf, t);
@@ -107,14 +99,10 @@ static __always_inline int on_switch(struct task_struct *prev, struct task_struc
 
 	if (!task_candidate(next, btf))
 		return 0;
-	if (bpf_core_field_exists(next->throttled) && !throttled_waits)
-		return 0;
 	__u32 tid = KREAD(btf, next, pid);
 	struct task_sched *t = bpf_map_lookup_elem(&tasks, &tid);
 	if (!t || !t->enqueued_at)
 		return 0;
-	if (bpf_core_field_exists(next->throttled))
-		__sync_fetch_and_add(&throttled_waits, -1);
 	__u64 waited = bpf_ktime_get_ns() - t->enqueued_at;
 	__u64 held = t->throttled ? waited : throttled_while_queued(next, btf, t);
 	if (held > waited)

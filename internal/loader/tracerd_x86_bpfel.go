@@ -398,7 +398,6 @@ const (
 	TracerdVarSoftirqEnabled           = "softirq_enabled"
 	TracerdVarSweepOldest              = "sweep_oldest"
 	TracerdVarSweepWaiting             = "sweep_waiting"
-	TracerdVarThrottledWaits           = "throttled_waits"
 	TracerdVarUnusedAddrFamily         = "unused_addr_family"
 	TracerdVarUnusedCaptureSize        = "unused_capture_size"
 	TracerdVarUnusedConnState          = "unused_conn_state"
@@ -554,7 +553,6 @@ type TracerdVariableSpecs struct {
 	SoftirqEnabled     *ebpf.VariableSpec `ebpf:"softirq_enabled"`
 	SweepOldest        *ebpf.VariableSpec `ebpf:"sweep_oldest"`
 	SweepWaiting       *ebpf.VariableSpec `ebpf:"sweep_waiting"`
-	ThrottledWaits     *ebpf.VariableSpec `ebpf:"throttled_waits"`
 	UnusedAddrFamily   *ebpf.VariableSpec `ebpf:"unused_addr_family"`
 	UnusedCaptureSize  *ebpf.VariableSpec `ebpf:"unused_capture_size"`
 	UnusedConnState    *ebpf.VariableSpec `ebpf:"unused_conn_state"`
@@ -652,7 +650,6 @@ type TracerdVariables struct {
 	SoftirqEnabled     *ebpf.Variable `ebpf:"softirq_enabled"`
 	SweepOldest        *ebpf.Variable `ebpf:"sweep_oldest"`
 	SweepWaiting       *ebpf.Variable `ebpf:"sweep_waiting"`
-	ThrottledWaits     *ebpf.Variable `ebpf:"throttled_waits"`
 	UnusedAddrFamily   *ebpf.Variable `ebpf:"unused_addr_family"`
 	UnusedCaptureSize  *ebpf.Variable `ebpf:"unused_capture_size"`
 	UnusedConnState    *ebpf.Variable `ebpf:"unused_conn_state"`
