@@ -95,7 +95,7 @@ static __always_inline int on_accept_exit(struct syscall_exit_ctx *ctx)
 		c->est_softirq = p->est_softirq;
 		c->est_has_softirq = p->est_has_softirq;
 		/* Bytes may have arrived since the conn went in the map above
-		 * (sk_data_ready then set rx_ts on it): keep the earlier. */
+		 * (tcp_probe then set rx_ts on it): keep the earlier. */
 		if (p->rx_ts && (!c->rx_ts || p->rx_ts < c->rx_ts)) {
 			c->rx_ts = p->rx_ts;
 			c->rx_softirq = p->rx_softirq;

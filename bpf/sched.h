@@ -46,6 +46,13 @@ static __always_inline __u8 task_throttled(struct task_struct *p, int btf)
 
 static __always_inline void mark_runnable(struct task_struct *p, int btf)
 {
+	__u8 throttled = task_throttled(p, btf);
+
+	/* Per-task throttling: only a throttled task's wait has a throttled
+	 * part (a wait that was not switched out or woken throttled adds
+	 * nothing to throttle_total). */
+	if (bpf_core_field_exists(p->throttled) && !throttled)
+		return;
 	__u32 tid = KREAD(btf, p, pid);
 	struct task_sched *t = bpf_map_lookup_elem(&tasks, &tid);
 
@@ -53,7 +60,7 @@ static __always_inline void mark_runnable(struct task_struct *p, int btf)
 	if (!t)
 		return;
 	t->enqueued_at = bpf_ktime_get_ns();
-	t->throttled = task_throttled(p, btf);
+	t->throttled = throttled;
 	note_throttle_base(p, btf, t);
 }
 

@@ -280,3 +280,30 @@ func TestForcedWays(t *testing.T) {
 		tr.Close()
 	}
 }
+
+// TestWakeupEvery: with every CPU one short of waking the reader, the
+// ring holds at most 1/16 of its size in entries of ≤ 1 KiB; the count
+// stays within [1, 1024].
+func TestWakeupEvery(t *testing.T) {
+	for _, c := range []struct {
+		ring uint32
+		cpus int
+		want uint32
+	}{
+		{16 << 20, 2, 512},
+		{16 << 20, 1, 1024},
+		{64 << 20, 1, 1024},
+		{16 << 20, 64, 16},
+		{16 << 20, 4096, 1},
+		{4096, 2, 1},
+		{16 << 20, 0, 1024},
+	} {
+		got := wakeupEvery(c.ring, c.cpus)
+		if got != c.want {
+			t.Errorf("wakeupEvery(%d, %d) = %d, want %d", c.ring, c.cpus, got, c.want)
+		}
+		if c.cpus > 0 && got > 1 && uint64(got)*uint64(c.cpus)*1024 > uint64(c.ring)/16 {
+			t.Errorf("wakeupEvery(%d, %d) = %d lets %d bytes wait, over 1/16 of the ring", c.ring, c.cpus, got, uint64(got)*uint64(c.cpus)*1024)
+		}
+	}
+}

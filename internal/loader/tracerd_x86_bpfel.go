@@ -182,13 +182,13 @@ type TracerdGoProc struct {
 
 type TracerdHeadScratch struct {
 	_       structs.HostLayout
+	B       [640]uint8
 	N       uint32
 	Lines   uint32
 	TpCount uint32
 	TpStart uint32
 	TpEnd   uint32
 	Eol     [32]uint16
-	B       [640]uint8
 }
 
 type TracerdPending struct {

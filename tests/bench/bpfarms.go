@@ -456,23 +456,8 @@ func (g censusGen) markSeen() asm.Instructions {
 
 // countClass adds 1 to counter R7*nClasses + R6, then returns 0.
 func (g censusGen) countClass() asm.Instructions {
-	return asm.Instructions{
-		asm.Mov.Imm(asm.R8, 1).WithSymbol("count"),
-		asm.Mov.Reg(asm.R1, asm.R7),
-		asm.Mul.Imm(asm.R1, nClasses),
-		asm.Add.Reg(asm.R1, asm.R6),
-		asm.StoreMem(asm.RFP, -4, asm.R1, asm.Word),
-		asm.LoadMapPtr(asm.R1, g.counts.FD()),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, -4),
-		asm.FnMapLookupElem.Call(),
-		asm.JEq.Imm(asm.R0, 0, "out"),
-		asm.LoadMem(asm.R1, asm.R0, 0, asm.DWord),
-		asm.Add.Reg(asm.R1, asm.R8),
-		asm.StoreMem(asm.R0, 0, asm.R1, asm.DWord),
-		asm.Mov.Imm(asm.R0, 0).WithSymbol("out"),
-		asm.Return(),
-	}
+	insns := asm.Instructions{asm.Mov.Imm(asm.R8, 1).WithSymbol("count")}
+	return append(append(insns, g.addTo("out")...), asm.Return())
 }
 
 // softirq: raises and entries of NET_RX are held per CPU until its exit,

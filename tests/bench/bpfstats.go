@@ -61,6 +61,11 @@ func watchPrograms(pid int) (*progWatch, error) {
 		case name != "":
 		case uprobe:
 			name, hook = fullName(info), "uprobe"
+		case info.Type == ebpf.Tracing && censusIndex(fullName(info)) >= 0:
+			// A hook this loader no longer has (another build of
+			// tracerd, e.g. the one before a change): its programs are
+			// named after their tracepoint.
+			name, hook = fullName(info), "tp_btf/"+fullName(info)
 		default:
 			// Not one of the loader's hooks: keep it, it is tracerd's
 			// cost all the same.

@@ -153,14 +153,11 @@ func (b *bench) ctxRound(ctx context.Context, a arm, idx int, d time.Duration, f
 	}
 	var stats func() (map[uint32]progStat, error)
 	if a.Traced || a.Floor {
-		old, err := readSysctl(bpfStatsSysctl)
+		restore, err := enableBPFStats()
 		if err != nil {
 			return r, err
 		}
-		if err := writeSysctl(bpfStatsSysctl, "1"); err != nil {
-			return r, err
-		}
-		defer writeSysctl(bpfStatsSysctl, old)
+		defer restore()
 	}
 	switch {
 	case a.Traced:

@@ -445,6 +445,19 @@ func (b *bench) loadRounds(ctx context.Context) ([]roundResult, error) {
 	return results, nil
 }
 
+// enableBPFStats sets kernel.bpf_stats_enabled=1 for a round; restore
+// puts back what was there.
+func enableBPFStats() (restore func(), err error) {
+	old, err := readSysctl(bpfStatsSysctl)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeSysctl(bpfStatsSysctl, "1"); err != nil {
+		return nil, fmt.Errorf("enabling kernel.bpf_stats_enabled: %w", err)
+	}
+	return func() { writeSysctl(bpfStatsSysctl, old) }, nil
+}
+
 // loadFn runs one load; started, when not nil, gets the pid of the
 // process that generates it once it runs.
 type loadFn func(ctx context.Context, started func(pid int)) (loadResult, error)
@@ -528,15 +541,14 @@ func (b *bench) round(ctx context.Context, kind string, a arm, idx int, load loa
 		tr    *tracerProc
 		watch *progWatch
 	)
-	if traced {
-		old, err := readSysctl(bpfStatsSysctl)
+	if traced || a.Floor {
+		restore, err := enableBPFStats()
 		if err != nil {
 			return r, err
 		}
-		if err := writeSysctl(bpfStatsSysctl, "1"); err != nil {
-			return r, fmt.Errorf("enabling kernel.bpf_stats_enabled: %w", err)
-		}
-		defer writeSysctl(bpfStatsSysctl, old)
+		defer restore()
+	}
+	if traced {
 		jsonPath := ""
 		if a.JSON {
 			jsonPath = filepath.Join(b.dir, "requests.jsonl")
@@ -570,14 +582,6 @@ func (b *bench) round(ctx context.Context, kind string, a arm, idx int, load loa
 		}
 	}
 	if a.Floor {
-		old, err := readSysctl(bpfStatsSysctl)
-		if err != nil {
-			return r, err
-		}
-		if err := writeSysctl(bpfStatsSysctl, "1"); err != nil {
-			return r, fmt.Errorf("enabling kernel.bpf_stats_enabled: %w", err)
-		}
-		defer writeSysctl(bpfStatsSysctl, old)
 		fl, err := attachFloor(b.points)
 		if err != nil {
 			return r, err

@@ -827,45 +827,59 @@ func (r *report) connsSection() {
 	r.p("")
 }
 
-type cmpRow struct {
+// cmpRowOf is one row of a comparison of arms, over rounds of type T.
+type cmpRowOf[T any] struct {
 	name string
-	get  func(roundResult) float64
+	get  func(T) float64
 	f    func(float64) string
 	rel  bool // change in % rather than absolute
 }
 
+type cmpRow = cmpRowOf[roundResult]
+
 // cmpTable compares arms (the first is the baseline): medians, change
 // against the baseline, and ranges.
 func (r *report) cmpTable(arms [][]roundResult, rows []cmpRow) {
+	writeCmpTable(r, arms, func(x roundResult) arm { return x.arm }, rows)
+}
+
+func writeCmpTable[T any](r *report, arms [][]T, armOf func(T) arm, rows []cmpRowOf[T]) {
+	col := func(xs []T, get func(T) float64) []float64 {
+		out := make([]float64, len(xs))
+		for i, x := range xs {
+			out[i] = get(x)
+		}
+		return out
+	}
 	hdr, sep := "| |", "|---|"
-	for i, rs := range arms {
-		if len(rs) == 0 {
+	for i, xs := range arms {
+		if len(xs) == 0 {
 			continue
 		}
-		hdr += " " + armLabel(rs[0].arm) + " (median) |"
+		hdr += " " + armLabel(armOf(xs[0])) + " (median) |"
 		sep += "---|"
 		if i > 0 {
 			hdr += " change |"
 			sep += "---|"
 		}
 	}
-	for _, rs := range arms {
-		if len(rs) == 0 {
+	for _, xs := range arms {
+		if len(xs) == 0 {
 			continue
 		}
-		hdr += " " + armLabel(rs[0].arm) + " range |"
+		hdr += " " + armLabel(armOf(xs[0])) + " range |"
 		sep += "---|"
 	}
 	r.p("%s", hdr)
 	r.p("%s", sep)
 	for _, row := range rows {
 		line := "| " + row.name + " |"
-		base := median(collect(arms[0], row.get))
-		for i, rs := range arms {
-			if len(rs) == 0 {
+		base := median(col(arms[0], row.get))
+		for i, xs := range arms {
+			if len(xs) == 0 {
 				continue
 			}
-			m := median(collect(rs, row.get))
+			m := median(col(xs, row.get))
 			line += " " + row.f(m) + " |"
 			if i > 0 {
 				if row.rel {
@@ -879,11 +893,11 @@ func (r *report) cmpTable(arms [][]roundResult, rows []cmpRow) {
 				}
 			}
 		}
-		for _, rs := range arms {
-			if len(rs) == 0 {
+		for _, xs := range arms {
+			if len(xs) == 0 {
 				continue
 			}
-			line += " " + rangeOf(collect(rs, row.get), row.f) + " |"
+			line += " " + rangeOf(col(xs, row.get), row.f) + " |"
 		}
 		r.p("%s", line)
 	}
@@ -987,9 +1001,14 @@ func (r *report) uprobeTable(maxOn, rateOn []roundResult) {
 }
 
 func collectProgs(rs []roundResult) [][]progStat {
-	var out [][]progStat
-	for _, x := range rs {
-		out = append(out, x.Progs)
+	return progLists(rs, func(x roundResult) []progStat { return x.Progs })
+}
+
+// progLists is the program statistics of each round.
+func progLists[T any](xs []T, progs func(T) []progStat) [][]progStat {
+	out := make([][]progStat, 0, len(xs))
+	for _, x := range xs {
+		out = append(out, progs(x))
 	}
 	return out
 }

@@ -235,54 +235,14 @@ func (r *report) ctxSection() {
 		runtime.NumCPU()-1, r.b.ctxRoundsN, r.b.ctxRound1, strings.Join(tracerdArgs(0, "DIR", true), " "),
 		map[bool]string{true: ", and the floor (empty programs at tracerd's attach points)"}[len(arms) > 2])
 	r.p("")
-	hdr, sep := "| |", "|---|"
-	for i, xs := range arms {
-		hdr += " " + armLabel(xs[0].arm) + " (median) |"
-		sep += "---|"
-		if i > 0 {
-			hdr += " change |"
-			sep += "---|"
-		}
-	}
-	for _, xs := range arms {
-		hdr += " " + armLabel(xs[0].arm) + " range |"
-		sep += "---|"
-	}
-	r.p("%s", hdr)
-	r.p("%s", sep)
-	rows := []struct {
-		name string
-		f    func(ctxResult) float64
-		fmt  func(float64) string
-		rel  bool
-	}{
+	writeCmpTable(r, arms, func(x ctxResult) arm { return x.arm }, []cmpRowOf[ctxResult]{
 		{"context switches per second", ctxRate, fmtRPS, true},
 		{"the two processes' CPU per switch", ctxChildren, fmtNs, false},
 		{"whole-machine CPU per switch", ctxMachine, fmtNs, false},
 		{"BPF run time per switch", ctxBPF, fmtNs, false},
-	}
-	for _, row := range rows {
-		line := "| " + row.name + " |"
-		base := median(ctxCollect(off, row.f))
-		for i, xs := range arms {
-			m := median(ctxCollect(xs, row.f))
-			line += " " + row.fmt(m) + " |"
-			if i > 0 {
-				if row.rel {
-					line += fmt.Sprintf(" %+.1f %% |", 100*(m-base)/base)
-				} else {
-					line += " " + signed(m-base) + " |"
-				}
-			}
-		}
-		for _, xs := range arms {
-			line += " " + rangeOf(ctxCollect(xs, row.f), row.fmt) + " |"
-		}
-		r.p("%s", line)
-	}
-	r.p("")
+	})
 	if on := r.ctxPick(armOn); len(on) > 0 {
-		ps := sumProgs(ctxProgs(on)...)
+		ps := sumProgs(progLists(on, func(x ctxResult) []progStat { return x.Progs })...)
 		var sw int64
 		for _, x := range on {
 			sw += x.Switches
@@ -297,12 +257,4 @@ func (r *report) ctxSection() {
 		r.p("tracerd's programs per switch (pooled over its rounds): %s.", strings.Join(parts, "; "))
 		r.p("")
 	}
-}
-
-func ctxProgs(xs []ctxResult) [][]progStat {
-	var out [][]progStat
-	for _, x := range xs {
-		out = append(out, x.Progs)
-	}
-	return out
 }

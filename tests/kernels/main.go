@@ -39,9 +39,10 @@ import (
 var scenarios = []scenario{
 	{Name: "accept_queue", Run: "^TestAcceptQueue$"},
 	{Name: "recv_queue_http", Run: "^TestRecvQueue$"},
-	{Name: "runqueue", Run: "^TestRunqueue$", Known: "the truth, schedstat's run_delay, starts at the enqueue and ends " +
-		"at the arrival, the scheduler's own steps just outside the sched_wakeup and sched_switch events tracerd sees: " +
-		"< 1 % on a real CPU, a few % (2–17 ms) once the emulated CPU stretches them ~12×"},
+	{Name: "runqueue", Run: "^TestRunqueue$", Known: "tracerd reads the serving thread's schedstat run_delay inside " +
+		"its read and its write; the truth is the same count, read by the server in user space after the read's " +
+		"return (and a TCP_INFO query) and before the write: a wait behind the CPU hog in between counts on " +
+		"tracerd's side only: < 1 % on a real CPU, up to ~20 ms once the emulated CPU stretches those steps ~12×"},
 	{Name: "cfs_throttle", Run: "^TestCFSThrottle$", Known: "the truth, cpu.stat's throttled time, is the " +
 		"cgroup's run queue's; tracerd's phase is the serving thread's. Emulated, the Go runtime preempts the " +
 		"handler ~12× more often per request, and while another thread of the server (throttled too) hands the " +
