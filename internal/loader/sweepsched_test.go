@@ -37,6 +37,16 @@ func (m *sweepSim) step(waiting uint32) bool {
 	return true
 }
 
+// steps runs n ticks, each sweep finding waiting still waiting, and
+// says how many sweeps ran.
+func (m *sweepSim) steps(n int, waiting uint32) int {
+	before := len(m.sweeps)
+	for range n {
+		m.step(waiting)
+	}
+	return len(m.sweeps) - before
+}
+
 // Under keep-alive load every request ends with the next one on its
 // connection, within a tick: no sweep at all, but the slow one.
 func TestSweepSteadyLoad(t *testing.T) {
@@ -77,10 +87,8 @@ func TestSweepQuietRequest(t *testing.T) {
 		t.Errorf("swept at %d ms, want within a tick of %d ms", m.now/ms, due/ms)
 	}
 	m.s.ended(answered) // the sweep's record
-	for range 20 {
-		if m.step(0) {
-			t.Fatalf("swept again at %d ms with nothing waiting", m.now/ms)
-		}
+	if n := m.steps(20, 0); n != 0 {
+		t.Fatalf("swept %d times more with nothing waiting", n)
 	}
 }
 
@@ -89,23 +97,13 @@ func TestSweepQuietRequest(t *testing.T) {
 func TestSweepUntilEnded(t *testing.T) {
 	m := newSweepSim(t)
 	answered := m.answer()
-	n := 0
-	for range 20 {
-		if m.step(1) {
-			n++
-		}
-	}
-	if n < 10 {
+	if n := m.steps(20, 1); n < 10 {
 		t.Fatalf("%d sweeps in 2 s with a request waiting, want one a tick once it may be due", n)
 	}
 	m.s.ended(answered)
 	m.step(0)
-	before := len(m.sweeps)
-	for range 20 {
-		m.step(0)
-	}
-	if len(m.sweeps) != before {
-		t.Errorf("%d sweeps after the request ended", len(m.sweeps)-before)
+	if n := m.steps(20, 0); n != 0 {
+		t.Errorf("%d sweeps after the request ended", n)
 	}
 }
 
@@ -129,19 +127,12 @@ func TestSweepSlowCatchesMissed(t *testing.T) {
 func TestSweepLostRecord(t *testing.T) {
 	m := newSweepSim(t)
 	m.answer() // its record is lost
-	for range 10 {
-		m.step(1)
-	}
-	if len(m.sweeps) < 4 {
-		t.Fatalf("%d sweeps", len(m.sweeps))
+	if n := m.steps(10, 1); n < 4 {
+		t.Fatalf("%d sweeps", n)
 	}
 	m.step(0)
-	before := len(m.sweeps)
-	for range 20 {
-		m.step(0)
-	}
-	if len(m.sweeps) != before {
-		t.Errorf("%d sweeps after one found nothing waiting", len(m.sweeps)-before)
+	if n := m.steps(20, 0); n != 0 {
+		t.Errorf("%d sweeps after one found nothing waiting", n)
 	}
 }
 
