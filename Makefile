@@ -82,6 +82,7 @@ bench: build
 	tests/tools/install-deps.sh bench
 	$(GO) run ./tests/bench -tracerd $(TRACERD) -out BENCHMARKS.md
 	$(GO) run ./tests/bench/goaware -tracerd $(TRACERD) -out BENCHMARKS.md
+	$(GO) run ./tests/bench -only selfcost -tracerd $(TRACERD) -out BENCHMARKS.md
 
 demo: build
 	tests/demo/demo.sh

@@ -187,7 +187,7 @@ struct {
 
 /* Wake the reader once per wakeup_every entries a CPU writes (set by Go
  * so that all CPUs together leave a small part of the ring waiting): it
- * polls every 100 ms anyway, and a wake-up is an interrupt, which costs
+ * also looks every 150 ms, and a wake-up is an interrupt, which costs
  * more than a record. Counted per CPU, not asked of the ring: its fill
  * (bpf_ringbuf_query) is the reader's position, a cache line another CPU
  * writes, and past a threshold every record until the reader caught up

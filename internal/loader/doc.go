@@ -6,6 +6,6 @@
 // Two kinds of programs are not hooks: the Go uprobe programs, which
 // internal/goprobe attaches per process (as uprobe_multi links where the
 // kernel has them, see UprobeMulti), and idle_sweep, a syscall program
-// the session runs every IdleSweepEvery to end quiet keep-alive requests
-// (SweepIdle).
+// that ends quiet keep-alive requests, run when one may be due
+// (SweepIdle, called every IdleSweepEvery).
 package loader

@@ -31,13 +31,16 @@ type ring struct {
 	timerFD int
 	events  [2]unix.EpollEvent
 	// The kernel's layout: the consumer position's page (read-write),
-	// then the producer position's page and the data area mapped twice
-	// in a row (read-only), so that an entry that wraps around is
-	// contiguous.
+	// then the producer position's page and the data area (read-only).
+	// The kernel maps the data area twice in a row, so that an entry
+	// that wraps around is contiguous; tracerd maps it once (its pages
+	// count once in RSS: 16 MiB, not 32) and copies the rare entry that
+	// wraps into wrapped.
 	consPage, prodPages []byte
 	consPos, prodPos    *uint64
 	data                []byte
 	mask                uint64
+	wrapped             []byte
 	woken               atomic.Bool
 }
 
@@ -65,7 +68,7 @@ func newRing(m *ebpf.Map) (_ *ring, err error) {
 	if r.consPage, err = unix.Mmap(m.FD(), 0, page, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED); err != nil {
 		return nil, fmt.Errorf("mapping the ring buffer's consumer page: %w", err)
 	}
-	if r.prodPages, err = unix.Mmap(m.FD(), int64(page), page+2*int(size), unix.PROT_READ, unix.MAP_SHARED); err != nil {
+	if r.prodPages, err = unix.Mmap(m.FD(), int64(page), page+int(size), unix.PROT_READ, unix.MAP_SHARED); err != nil {
 		return nil, fmt.Errorf("mapping the ring buffer's data: %w", err)
 	}
 	r.consPos = (*uint64)(unsafe.Pointer(&r.consPage[0]))
@@ -185,8 +188,13 @@ func (r *ring) read(max int, fn func([]byte) error) (int, error) {
 			return n, fmt.Errorf("ring buffer entry of %d bytes past the producer position", size)
 		}
 		if hdr&ringDiscardBit == 0 {
-			start := off + ringHeaderSize
-			if err := fn(r.data[start : start+size : start+size]); err != nil {
+			start := (off + ringHeaderSize) & r.mask // a header never wraps: 8-aligned
+			entry := r.data[start:min(start+size, r.mask+1)]
+			if uint64(len(entry)) < size {
+				r.wrapped = append(append(r.wrapped[:0], entry...), r.data[:size-uint64(len(entry))]...)
+				entry = r.wrapped
+			}
+			if err := fn(entry[:size:size]); err != nil {
 				cons = next
 				return n, err
 			}

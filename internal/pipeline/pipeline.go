@@ -187,7 +187,8 @@ func (s *Session) tick(lastEnforce *time.Time) {
 }
 
 // PollEvery bounds how long records wait in the ring buffer: the kernel
-// wakes the reader only once a quarter of it is full (bpf/maps.h), so
+// wakes the reader only once per so many records a CPU writes (up to
+// 1/16 of the ring with every CPU there; bpf/maps.h), so
 // the reader also looks every PollEvery, and ends the idle requests
 // then (loader.IdleSweepEvery). A record reaches the sinks, flushed,
 // within PollEvery of being written plus the time to process its batch

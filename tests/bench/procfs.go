@@ -135,8 +135,8 @@ type memUsage struct {
 	Anon, File int64 // RssAnon, RssFile: VmRSS's parts (RssShmem aside)
 	// BPFMaps is the RSS of the process's mappings of BPF maps
 	// (anon_inode:bpf-map: tracerd's ring buffer), part of RssFile. The
-	// pages are the kernel's; a ring buffer maps its data area twice,
-	// so both mappings count.
+	// pages are the kernel's, all mapped at once (tracerd maps the ring
+	// buffer's data area once).
 	BPFMaps int64
 }
 

@@ -350,7 +350,7 @@ func selfReport(b *bench, loads []selfLoad, modes []selfMode, ab bool, rs []self
 		p("- `%s`: `%s`%s.", m.Name, modeCommand(m), map[bool]string{true: " (OTLP off: no endpoint, OTEL_* removed from its environment; metrics off)", false: ""}[m.Name == "run"])
 	}
 	p("- Each round starts its own tracerd, waits for its start-up work (`%s…` on stderr) and for one warm-up request to have the server's Go probes attached (with `--port` they attach at its first traced accept), then measures over the load and %s of drain: tracerd's CPU is the sum of its threads' `sum_exec_runtime` (schedstat), divided by the records the kernel wrote in that window (its record counter); the idle ticks, sweeps and flushes of the window are in it, as they are in a service's day.", startupDone, b.drain)
-	p("- Peak RSS: VmHWM, reset (`/proc/PID/clear_refs` 5) just before the load and read after it; the life column is the peak since start, start-up included. Of VmRSS, the ring buffer's mapped pages count twice (its data area is mapped twice).")
+	p("- Peak RSS: VmHWM, reset (`/proc/PID/clear_refs` 5) just before the load and read after it; the life column is the peak since start, start-up included. Of VmRSS, the ring buffer's pages are mapped from the start.")
 	if ab {
 		p("- `before`: `-selfcost-base`, the binary before the change; `after`: `-tracerd`.")
 	}
