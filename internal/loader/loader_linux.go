@@ -583,7 +583,7 @@ func (t *Tracer) counter(c TracerdCounter) (uint64, error) {
 }
 
 // IdleSweepEvery is how often to look for requests past the idle
-// timeout (sweepSched says whether the sweep runs): a request ends
+// timeout (SweepIdle decides whether to sweep): a request ends
 // between the timeout and the timeout plus this after its last activity.
 func IdleSweepEvery(idle time.Duration) time.Duration {
 	return min(max(idle/3, 10*time.Millisecond), 150*time.Millisecond)
