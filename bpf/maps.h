@@ -144,10 +144,22 @@ struct {
  * and at 20k requests/s a wake-up per record costs more than the record. */
 #define WAKEUP_BYTES (256 << 10)
 
+/* The reader's position when it was last woken, plus one (0: never). */
+__u64 ringbuf_woken_at;
+
+/* Once woken, the reader reads all there is: until it has consumed, more
+ * wake-ups would only cost, each a self-IPI (an exit to the hypervisor
+ * in a VM) in the context emitting, the traced process's own for its
+ * syscalls and Go probes. One per position of the reader. */
 static __always_inline __u64 ringbuf_flags(void)
 {
-	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES ?
-		       BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) < WAKEUP_BYTES)
+		return BPF_RB_NO_WAKEUP;
+	__u64 cons = bpf_ringbuf_query(&events, BPF_RB_CONS_POS) + 1;
+	if (cons == ringbuf_woken_at)
+		return BPF_RB_NO_WAKEUP;
+	ringbuf_woken_at = cons;
+	return BPF_RB_FORCE_WAKEUP;
 }
 
 static __always_inline void count(__u32 idx)

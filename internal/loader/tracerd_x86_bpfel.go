@@ -409,6 +409,7 @@ const (
 	TracerdProgTcpRetransmitSkbSentRaw = "tcp_retransmit_skb_sent_raw"
 	TracerdProgTcpSendmsgExit          = "tcp_sendmsg_exit"
 	TracerdVarIdleTimeoutNs            = "idle_timeout_ns"
+	TracerdVarRingbufWokenAt           = "ringbuf_woken_at"
 	TracerdVarRxFromTcpProbe           = "rx_from_tcp_probe"
 	TracerdVarSchedEnabled             = "sched_enabled"
 	TracerdVarSoftirqEnabled           = "softirq_enabled"
@@ -564,6 +565,7 @@ type TracerdMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type TracerdVariableSpecs struct {
 	IdleTimeoutNs      *ebpf.VariableSpec `ebpf:"idle_timeout_ns"`
+	RingbufWokenAt     *ebpf.VariableSpec `ebpf:"ringbuf_woken_at"`
 	RxFromTcpProbe     *ebpf.VariableSpec `ebpf:"rx_from_tcp_probe"`
 	SchedEnabled       *ebpf.VariableSpec `ebpf:"sched_enabled"`
 	SoftirqEnabled     *ebpf.VariableSpec `ebpf:"softirq_enabled"`
@@ -655,6 +657,7 @@ func (m *TracerdMaps) Close() error {
 // It can be passed to LoadTracerdObjects or ebpf.CollectionSpec.LoadAndAssign.
 type TracerdVariables struct {
 	IdleTimeoutNs      *ebpf.Variable `ebpf:"idle_timeout_ns"`
+	RingbufWokenAt     *ebpf.Variable `ebpf:"ringbuf_woken_at"`
 	RxFromTcpProbe     *ebpf.Variable `ebpf:"rx_from_tcp_probe"`
 	SchedEnabled       *ebpf.Variable `ebpf:"sched_enabled"`
 	SoftirqEnabled     *ebpf.Variable `ebpf:"softirq_enabled"`
