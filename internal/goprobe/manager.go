@@ -100,8 +100,8 @@ var targets = []target{
 // DefaultMaxCallsPerSecond bounds how often one probed function may fire
 // in one process before its probes are switched off: a guard, not the
 // normal state. Calls end at emulated instructions, so an entry and an
-// exit cost the process ≈ 2 µs a call together (BENCHMARKS.md), and
-// 50,000 calls/s ≈ 10 % of a core.
+// exit cost the process ≈ 2–4 µs a call together (BENCHMARKS.md), and
+// 50,000 calls/s ≈ 10–20 % of a core.
 const DefaultMaxCallsPerSecond = 50_000
 
 // Probes says which Go measurements a process has, so that an

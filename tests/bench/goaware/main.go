@@ -72,6 +72,8 @@ type result struct {
 	rate       int
 	sent, ok   int64
 	serverCPU  float64            // ns per answered request
+	serverSys  float64            // of it, in the kernel (utime/stime ticks): where the probes' traps and programs run
+	switches   float64            // the server's context switches per request
 	hits       float64            // uprobe program runs per request
 	progNs     map[string]float64 // uprobe program: ns per run
 	progRuns   map[string]float64 // uprobe program: runs per request
@@ -208,12 +210,12 @@ func round(dir, server string, a arm, rate int) (result, error) {
 	// BPF statistics (two clock reads more per program run) are on only
 	// for the load's last second, to count the hits: the server's CPU is
 	// taken over the seconds before.
-	cpu0 := procCPU(hello.PID)
+	cpu0, sys0, sw0 := procCPU(hello.PID), procSys(hello.PID), procSwitches(hello.PID)
 	start := time.Now()
-	var cpu1, ok1 int64
+	var cpu1, sys1, sw1, ok1 int64
 	var progs0, progs1 map[string]progStat
 	statsAt := time.AfterFunc(*roundD-time.Second, func() {
-		cpu1, ok1 = procCPU(hello.PID), answered.Load()
+		cpu1, sys1, sw1, ok1 = procCPU(hello.PID), procSys(hello.PID), procSwitches(hello.PID), answered.Load()
 		setBPFStats(true)
 		progs0 = uprobeStats()
 	})
@@ -233,6 +235,8 @@ func round(dir, server string, a arm, rate int) (result, error) {
 		return r, errors.New("no request answered")
 	}
 	r.serverCPU = float64(cpu1-cpu0) / float64(ok1)
+	r.serverSys = float64(sys1-sys0) / float64(ok1)
+	r.switches = float64(sw1-sw0) / float64(ok1)
 	r.progNs, r.progRuns = map[string]float64{}, map[string]float64{}
 	last := float64(r.ok - ok1) // answered while the statistics were on
 	for name, p1 := range progs1 {
@@ -371,6 +375,43 @@ func procCPU(pid int) int64 {
 	return total
 }
 
+// procSys is the process's system time in ns (/proc/PID/stat, clock
+// ticks).
+func procSys(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(f) < 13 {
+		return 0
+	}
+	ticks, _ := strconv.ParseInt(f[12], 10, 64) // stime, field 15
+	return ticks * int64(time.Second) / clockTicks
+}
+
+// procSwitches is the context switches of the process's threads
+// (schedstat's timeslices).
+func procSwitches(pid int) int64 {
+	var total int64
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	for _, t := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", pid, t.Name()))
+		if err != nil {
+			continue
+		}
+		if f := strings.Fields(string(b)); len(f) == 3 {
+			v, _ := strconv.ParseInt(f[2], 10, 64)
+			total += v
+		}
+	}
+	return total
+}
+
+// clockTicks is USER_HZ, 100 on Linux/amd64.
+const clockTicks = 100
+
 type progStat struct{ runs, ns int64 }
 
 func setBPFStats(on bool) {
@@ -479,23 +520,28 @@ func report(rs []result, rates []int) string {
 		us := func(v float64) string { return fmt.Sprintf("%.2f µs", v/1e3) }
 		row("answered requests/s", func(r result) float64 { return float64(r.ok) / roundD.Seconds() }, func(v float64) string { return fmt.Sprintf("%.0f", v) }, false)
 		row("server CPU per request", func(r result) float64 { return r.serverCPU }, us, true)
+		row("of it in the kernel (stime)", func(r result) float64 { return r.serverSys }, us, true)
 		row("uprobe hits per request", func(r result) float64 { return r.hits }, func(v float64) string { return fmt.Sprintf("%.2f", v) }, false)
+		row("server context switches per request", func(r result) float64 { return r.switches }, func(v float64) string { return fmt.Sprintf("%.2f", v) }, false)
 		on := pick(arms[1].name, rate)
 		// Per hit, round by round (an arm against --go=false of the same
 		// round): the machine's load drifts between rounds.
-		perHit := func(armName string) []float64 {
+		perHit := func(armName string, f func(result) float64) []float64 {
 			var v []float64
 			for i, r := range pick(armName, rate) {
 				if i < len(off) && r.hits > 0 {
-					v = append(v, (r.serverCPU-off[i].serverCPU)/r.hits)
+					v = append(v, (f(r)-f(off[i]))/r.hits)
 				}
 			}
 			return v
 		}
 		for _, a := range append([]arm{arms[1]}, arms[3:]...) {
-			if v := perHit(a.name); len(v) > 0 {
-				lo, hi := span(v)
-				fmt.Fprintf(&b, "\n%s: %.2f µs of server CPU per uprobe hit (added CPU per request ÷ hits per request, each round against the same round's --go=false; median, range %.2f – %.2f µs).\n", a.name, median(v)/1e3, lo/1e3, hi/1e3)
+			all, sys := perHit(a.name, func(r result) float64 { return r.serverCPU }), perHit(a.name, func(r result) float64 { return r.serverSys })
+			if len(all) > 0 {
+				lo, hi := span(all)
+				slo, shi := span(sys)
+				fmt.Fprintf(&b, "\n%s: %.2f µs of server CPU per uprobe hit (added CPU per request ÷ hits per request, each round against the same round's --go=false; median, range %.2f – %.2f µs); in the kernel %.2f µs (%.2f – %.2f µs).\n",
+					a.name, median(all)/1e3, lo/1e3, hi/1e3, median(sys)/1e3, slo/1e3, shi/1e3)
 			}
 		}
 		fmt.Fprintf(&b, "\nRecords carrying each Go measurement, pooled over the rounds: in the load's first second → in its last three seconds.\n\n")
