@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -179,6 +180,64 @@ func TestIPv6AndEndReasons(t *testing.T) {
 	for k, v := range want {
 		if got[k] != v {
 			t.Errorf("%s ended by %q, want %q (all: %v)", k, got[k], v, got)
+		}
+	}
+}
+
+// TestIdleEndUnderLoad: with other connections busy (their requests end
+// by their next one, so tracerd skips the idle sweep), a request whose
+// connection goes quiet still ends by the idle timeout, on time: its
+// record is out within the timeout plus the sweep and read periods.
+func TestIdleEndUnderLoad(t *testing.T) {
+	needRoot(t)
+	srv := startServer(t, nil)
+	const idleTimeout = 300 * time.Millisecond
+	tr := startRun(t, nil, "--pid", strconv.Itoa(srv.PID), "--idle-timeout", idleTimeout.String())
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := dial(t, srv.Addr)
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(5 * time.Millisecond):
+				}
+				if _, err := request(c, "/busy", 0); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	var once sync.Once
+	stopLoad := func() { once.Do(func() { close(stop); wg.Wait() }) }
+	defer stopLoad()
+	time.Sleep(time.Second) // the busy connections' answers are counted
+	for round := range 3 {
+		target := fmt.Sprintf("/quiet%d", round)
+		quiet := dial(t, srv.Addr)
+		if _, err := request(quiet, target, 0); err != nil {
+			t.Fatal(err)
+		}
+		answered := time.Now()
+		waitRecords(t, tr.JSONPath, 5*time.Second, target)
+		// Timeout + a sweep period (idle/3) + the reader's period (150 ms)
+		// + the time to see the file (eventually polls).
+		if late := time.Since(answered); late > idleTimeout+800*time.Millisecond {
+			t.Errorf("%s: record out %v after the answer, want ≤ idle timeout %v + 800 ms", target, late, idleTimeout)
+		} else {
+			t.Logf("%s: record out %v after the answer (idle timeout %v)", target, late, idleTimeout)
+		}
+		quiet.Close()
+	}
+	stopLoad()
+	for _, r := range tr.Stop(t) {
+		if r.HTTP != nil && strings.HasPrefix(r.HTTP.Target, "/quiet") && r.EndReason != "idle" {
+			t.Errorf("%s ended by %q, want idle", r.HTTP.Target, r.EndReason)
 		}
 	}
 }

@@ -91,12 +91,13 @@ type Tracer struct {
 	// programs are loaded (else only the classic uprobe ones are).
 	uprobeMulti bool
 	sweepFails  atomic.Int64
-	// What the last idle sweep saw (SweepIdle runs on one goroutine):
-	// the answers counter then, and whether answered requests waited for
-	// their timeout, the first of them at nextIdle.
-	sweptAnswers uint64
+	// When the idle sweep must run (ReadBatch and SweepIdle, on one
+	// goroutine, keep it), and whether the last one left answered
+	// requests waiting for their timeout, the first of them due at
+	// nextIdle (CLOCK_MONOTONIC ns).
+	sweeps       *sweepSched
 	sweptWaiting bool
-	nextIdle     time.Time
+	nextIdle     uint64
 }
 
 // UprobeMulti says whether Go probes can use uprobe_multi links: the
@@ -152,7 +153,8 @@ func open(cfg Config, cg targets.Cgroups, k *kernelView, failed map[string]strin
 	if err != nil {
 		return nil, false, err
 	}
-	t := &Tracer{Hooks: hooks, logger: log}
+	t := &Tracer{Hooks: hooks, logger: log,
+		sweeps: newSweepSched(uint64(cfg.IdleTimeout.Nanoseconds()), monotonicNow())}
 	defer func() {
 		if err != nil || retry {
 			t.Close()
@@ -426,6 +428,9 @@ func (t *Tracer) ReadBatch(max int, fn func(*Event)) (int, error) {
 		if err := decodeEvent(raw, &t.ev); err != nil {
 			return err
 		}
+		if t.ev.Kind == KindRequest && t.ev.Request.T_wr != 0 {
+			t.sweeps.ended(t.ev.Request.T_wr)
+		}
 		fn(&t.ev)
 		return nil
 	})
@@ -541,20 +546,23 @@ func (t *Tracer) Drain(fn func(*Record)) error {
 }
 
 // SweepIdle ends the answered requests of connections quiet for the idle
-// timeout (records with END_IDLE): one pass of the idle_sweep program.
-// Run it every IdleSweepEvery, from one goroutine.
+// timeout (records with END_IDLE): one pass of the idle_sweep program,
+// which costs the conns map's whole size (≈ 0.9 ms here), however few
+// connections wait. Call it every IdleSweepEvery, from the goroutine
+// that calls ReadBatch.
 //
-// A sweep is skipped when the last one left no request waiting and no
-// request was answered since (an idle host costs nothing), and until the
-// first waiting request can time out (a request answered since times out
-// later still): under load one sweep per timeout, not one per call.
+// It sweeps only when a request may be due (sweepSched: under load
+// every answered request is ended by its connection's next one, whose
+// record tracerd reads, so no sweep runs; an idle host has none), and
+// not before the first request the last sweep left waiting can reach
+// the timeout (the program returns when that is).
 func (t *Tracer) SweepIdle() error {
-	now := time.Now()
-	if t.sweptWaiting && now.Before(t.nextIdle) {
+	now := monotonicNow() // before the count: see sweepSched
+	answers, err := t.counter(TracerdCounterCNT_ANSWERS)
+	if err == nil && !t.sweeps.tick(now, answers) {
 		return nil
 	}
-	answers, err := t.counter(TracerdCounterCNT_ANSWERS)
-	if err == nil && answers == t.sweptAnswers && !t.sweptWaiting {
+	if t.sweptWaiting && now < t.nextIdle {
 		return nil
 	}
 	ret, err := t.coll.Programs[TracerdProgIdleSweep].Run(nil)
@@ -562,11 +570,19 @@ func (t *Tracer) SweepIdle() error {
 		t.sweepFails.Add(1)
 		return fmt.Errorf("idle sweep: %w", err)
 	}
-	t.sweptAnswers, t.sweptWaiting = answers, ret > 0
-	if ret > 0 {
-		t.nextIdle = now.Add(time.Duration(ret-1) * time.Millisecond)
+	t.sweptWaiting = ret > 0
+	if t.sweptWaiting {
+		t.nextIdle = now + uint64(ret-1)*uint64(time.Millisecond)
 	}
+	t.sweeps.swept(now, answers, uint32(min(ret, 1)))
 	return nil
+}
+
+// monotonicNow is CLOCK_MONOTONIC, the BPF programs' clock, in ns.
+func monotonicNow() uint64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return uint64(ts.Nano())
 }
 
 // counter sums one per-CPU counter.
