@@ -18,6 +18,7 @@ import (
 	"github.com/tracerd/tracerd/internal/goprobe"
 	"github.com/tracerd/tracerd/internal/loader"
 	"github.com/tracerd/tracerd/internal/pipeline"
+	"github.com/tracerd/tracerd/internal/portpressure"
 	"github.com/tracerd/tracerd/internal/privileges"
 	"github.com/tracerd/tracerd/internal/targets"
 )
@@ -27,6 +28,7 @@ type Session struct {
 	tracer *loader.Tracer
 	sess   *pipeline.Session
 	gm     *goprobe.Manager // nil without Go awareness
+	ports  *portpressure.Sampler
 	done   chan struct{}    // closed when the session ended
 	err    error            // why it ended; set before done is closed
 }
@@ -68,6 +70,9 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger, openSinks f
 		sinks = append([]pipeline.Sink{an}, sinks...)
 	}
 	s := &Session{tracer: t, done: make(chan struct{})}
+	// Port pressure of the traced processes' namespaces, once a second.
+	s.ports = portpressure.New(portpressure.Sources{PIDs: t.TracedPIDs, Failures: t.ConnectFailures})
+	go s.ports.Run(ctx, time.Second)
 	// Go events wait this long for their request's kernel record, which
 	// comes when the request ends (at worst the idle timeout later).
 	s.sess = pipeline.New(t, lc.IdleTimeout, lc.IdleTimeout+2*time.Second, sinks...)
@@ -97,6 +102,10 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger, openSinks f
 	}
 	return s, nil
 }
+
+// PortPressure is the last sample of the traced processes' port
+// pressure (docs/ports.md).
+func (s *Session) PortPressure() *portpressure.Report { return s.ports.Load() }
 
 // Started says what is traced, for the line scripts wait for
 // ("tracerd: tracing ...").
