@@ -19,9 +19,9 @@ import (
 	"github.com/tracerd/tracerd/internal/correlate"
 	"github.com/tracerd/tracerd/internal/goprobe"
 	"github.com/tracerd/tracerd/internal/loader"
-	"github.com/tracerd/tracerd/internal/portpressure"
 	"github.com/tracerd/tracerd/internal/outputs"
 	"github.com/tracerd/tracerd/internal/pipeline"
+	"github.com/tracerd/tracerd/internal/portpressure"
 	"github.com/tracerd/tracerd/internal/targets"
 )
 
@@ -82,7 +82,7 @@ func (f *fakeEngine) GoProbes() (string, []goprobe.ProcessState) {
 	return "classic", []goprobe.ProcessState{{PID: 9, Go: "go1.24.0", On: []string{"gc"}, Links: 2}}
 }
 func (f *fakeEngine) PortPressure() *portpressure.Report { return &portpressure.Report{} }
-func (f *fakeEngine) Report(w io.Writer) { fmt.Fprintln(w, "kernel: the fake's report") }
+func (f *fakeEngine) Report(w io.Writer)                 { fmt.Fprintln(w, "kernel: the fake's report") }
 func (f *fakeEngine) CloseProbes() {
 	f.mu.Lock()
 	f.probesClosed = true

@@ -29,8 +29,8 @@ type Session struct {
 	sess   *pipeline.Session
 	gm     *goprobe.Manager // nil without Go awareness
 	ports  *portpressure.Sampler
-	done   chan struct{}    // closed when the session ended
-	err    error            // why it ended; set before done is closed
+	done   chan struct{} // closed when the session ended
+	err    error         // why it ended; set before done is closed
 }
 
 // Start checks the selection and the privileges, loads and attaches
