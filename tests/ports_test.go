@@ -103,6 +103,9 @@ func TestPortExhaustion(t *testing.T) {
 	if d.TimeWait != timeWaitDown || d.InUse != timeWaitDown || d.Available != 0 {
 		t.Errorf("%s: %d TIME_WAIT, %d in use, %d available; ss says %d in TIME_WAIT (none available)", down.Addr, d.TimeWait, d.InUse, d.Available, timeWaitDown)
 	}
+	if f := d.Finding; f == nil || f.Code != "ephemeral_port_exhaustion" || f.RecentFailures != uint64(eaddrnotavail) {
+		t.Errorf("%s: finding %+v, want ephemeral_port_exhaustion with %d recent failures", down.Addr, f, eaddrnotavail)
+	}
 	if len(d.Failures) != 1 || d.Failures[0].PID != uint32(srv.PID) || d.Failures[0].Comm != "testserver" {
 		t.Errorf("%s: failures %+v, want all of testserver's (pid %d)", down.Addr, d.Failures, srv.PID)
 	}
@@ -127,6 +130,9 @@ func TestPortExhaustion(t *testing.T) {
 	}
 	t.Logf("tracerd status:\n%s", out)
 	if want := fmt.Sprintf("%s: %d ports in use (%d TIME_WAIT, 0 established), 0 left; %d connect() failed with EADDRNOTAVAIL", down.Addr, timeWaitDown, timeWaitDown, eaddrnotavail); !strings.Contains(string(out), want) {
+		t.Errorf("tracerd status lacks %q", want)
+	}
+	if want := fmt.Sprintf("finding ephemeral_port_exhaustion: %d connects failed", eaddrnotavail); !strings.Contains(string(out), want) {
 		t.Errorf("tracerd status lacks %q", want)
 	}
 	rt.Stop(t)

@@ -125,6 +125,10 @@ func printPorts(w io.Writer, r *portpressure.Report) {
 				fmt.Fprintf(w, "; %d connect() failed with EADDRNOTAVAIL", f)
 			}
 			fmt.Fprintln(w)
+			if f := d.Finding; f != nil {
+				fmt.Fprintf(w, "    finding %s: %d connects failed in the last %d minutes, the last at %s\n    confirm: %s\n    remedy: %s\n",
+					f.Code, f.RecentFailures, int(portpressure.FindingWindow/time.Minute), f.LastFailure.Format(time.TimeOnly), f.Confirm, f.Remedy)
+			}
 		}
 		if n.DestinationsOmitted > 0 {
 			fmt.Fprintf(w, "  and %d more destinations\n", n.DestinationsOmitted)

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tracerd/tracerd/internal/loader"
 )
@@ -148,5 +149,65 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestFindingWhileFailuresGrow(t *testing.T) {
+	proc := t.TempDir()
+	pid := filepath.Join(proc, "5")
+	must(t, os.MkdirAll(filepath.Join(pid, "net"), 0o755))
+	must(t, os.MkdirAll(filepath.Join(pid, "ns"), 0o755))
+	must(t, os.Symlink("net:[9]", filepath.Join(pid, "ns", "net")))
+	must(t, os.WriteFile(filepath.Join(pid, "net", "tcp"), []byte(tcpHeader+
+		line("0100007F:9C40", "0100007F:1F90", "06")+line("0100007F:9C41", "0100007F:1F90", "01")), 0o644))
+	dst := netip.MustParseAddrPort("127.0.0.1:8080")
+	count := uint64(0)
+	s := New(Sources{
+		PIDs: func() ([]uint32, error) { return []uint32{5}, nil },
+		Failures: func() ([]loader.ConnectFail, uint64, error) {
+			if count == 0 {
+				return nil, 0, nil
+			}
+			return []loader.ConnectFail{{PID: 5, NetNS: 9, Dest: dst, Count: count}}, 0, nil
+		},
+	})
+	s.proc = proc
+	s.sysctls = func(uint32) (netSysctls, error) { return netSysctls{lo: 40000, hi: 40001, twReuse: 1}, nil }
+	t0 := time.Unix(1000, 0)
+	now := t0
+	s.clock = func() time.Time { return now }
+	find := func() *Finding {
+		t.Helper()
+		ds := s.Load().Namespaces[0].Destinations
+		if len(ds) != 1 || ds[0].Address != dst {
+			t.Fatalf("destinations %+v", ds)
+		}
+		return ds[0].Finding
+	}
+	s.Sample()
+	if f := find(); f != nil {
+		t.Fatalf("no failure yet, finding %+v", f)
+	}
+	for i, c := range []uint64{3, 3, 5} { // grows at t0+1s and t0+3s
+		now, count = t0.Add(time.Duration(i+1)*time.Second), c
+		s.Sample()
+	}
+	f := find()
+	if f == nil || f.Code != FindingCode || f.RecentFailures != 5 || !f.LastFailure.Equal(t0.Add(3*time.Second)) {
+		t.Fatalf("finding %+v", f)
+	}
+	if !strings.Contains(f.Confirm, "nsenter -t 5 -n ss -tan dst 127.0.0.1:8080") || !strings.Contains(f.Remedy, "TIME_WAIT") {
+		t.Errorf("confirm %q, remedy %q", f.Confirm, f.Remedy)
+	}
+	// The first growth leaves the window: only the second's 2 remain.
+	now = t0.Add(FindingWindow + 2*time.Second)
+	s.Sample()
+	if f := find(); f == nil || f.RecentFailures != 2 {
+		t.Fatalf("finding %+v, want 2 recent failures", f)
+	}
+	now = t0.Add(FindingWindow + 4*time.Second)
+	s.Sample()
+	if f := find(); f != nil {
+		t.Fatalf("no failure for the window, finding %+v", f)
 	}
 }

@@ -68,6 +68,28 @@ type Destination struct {
 	// Failures are connect() calls to it that failed with EADDRNOTAVAIL
 	// since tracerd started, per traced process.
 	Failures []Failure `json:"connect_eaddrnotavail,omitempty"`
+	// Finding is ephemeral_port_exhaustion while it holds (nil else).
+	Finding *Finding `json:"finding,omitempty"`
+}
+
+// FindingCode is the finding port pressure names.
+const FindingCode = "ephemeral_port_exhaustion"
+
+// FindingWindow: a destination is named while connects to it failed
+// with EADDRNOTAVAIL within this long (as tracerd status' findings).
+const FindingWindow = 5 * time.Minute
+
+// Finding says that the namespace ran out of local ports for a
+// destination: the kernel refused connect() calls for want of one.
+type Finding struct {
+	Code string `json:"code"` // FindingCode
+	// LastFailure is when the count last grew (to the sample's second).
+	LastFailure time.Time `json:"last_failure"`
+	// Failures counted within FindingWindow, or since tracerd started
+	// when that is shorter.
+	RecentFailures uint64 `json:"recent_failures"`
+	Confirm        string `json:"confirm"`
+	Remedy         string `json:"remedy"`
 }
 
 // Failure counts one process's EADDRNOTAVAIL connects to a destination.

@@ -43,9 +43,31 @@ type Sampler struct {
 	// sysctls reads a namespace's sysctls through a process in it.
 	sysctls func(pid uint32) (netSysctls, error)
 	snap    atomic.Pointer[Report]
+	clock   func() time.Time
 
 	// The sampling goroutine's alone.
 	cache map[uint64]cachedSysctls
+	// seen follows each destination's failure count, for its finding.
+	seen map[failSeenKey]*failSeen
+}
+
+type failSeenKey struct {
+	ns   uint64
+	dest netip.AddrPort
+}
+
+// failSeen is a destination's failure count over the finding window:
+// the count at each sample that saw it grow (oldest first), and at the
+// last sample.
+type failSeen struct {
+	grew    []countAt
+	last    uint64
+	sampled time.Time
+}
+
+type countAt struct {
+	at    time.Time
+	count uint64 // the count before it grew
 }
 
 type cachedSysctls struct {
@@ -56,7 +78,7 @@ type cachedSysctls struct {
 
 // New makes a sampler reading src.
 func New(src Sources) *Sampler {
-	s := &Sampler{proc: "/proc", src: src, cache: map[uint64]cachedSysctls{}}
+	s := &Sampler{proc: "/proc", src: src, cache: map[uint64]cachedSysctls{}, seen: map[failSeenKey]*failSeen{}, clock: time.Now}
 	s.sysctls = func(pid uint32) (netSysctls, error) {
 		return readNetSysctls(filepath.Join(s.proc, strconv.FormatUint(uint64(pid), 10), "ns", "net"))
 	}
@@ -91,7 +113,7 @@ type nsGroup struct {
 
 // Sample takes one sample and publishes it. Not concurrent with itself.
 func (s *Sampler) Sample() {
-	now := time.Now()
+	now := s.clock()
 	rep := &Report{At: now}
 	var pids []uint32
 	if s.src.PIDs != nil {
@@ -152,6 +174,11 @@ func (s *Sampler) Sample() {
 	for ns := range s.cache {
 		if groups[ns] == nil {
 			delete(s.cache, ns)
+		}
+	}
+	for k, f := range s.seen {
+		if !f.sampled.Equal(now) {
+			delete(s.seen, k)
 		}
 	}
 	s.snap.Store(rep)
@@ -234,6 +261,9 @@ func (s *Sampler) sampleNamespace(g *nsGroup, now time.Time, comms map[uint32]st
 			d.Available = max(0, n.RangeSize-c.inUse)
 		}
 		slices.SortFunc(d.Failures, func(x, y Failure) int { return cmp.Compare(x.PID, y.PID) })
+		if len(d.Failures) > 0 {
+			d.Finding = s.finding(failSeenKey{g.ns, a}, d.FailureCount(), now, &n, &d)
+		}
 		n.Destinations = append(n.Destinations, d)
 	}
 	slices.SortFunc(n.Destinations, func(x, y Destination) int {
@@ -250,6 +280,51 @@ func (s *Sampler) sampleNamespace(g *nsGroup, now time.Time, comms map[uint32]st
 		n.Destinations = n.Destinations[:maxDestinations]
 	}
 	return n, true
+}
+
+// finding follows a destination's failure count and names it
+// ephemeral_port_exhaustion while the count grew within FindingWindow.
+func (s *Sampler) finding(k failSeenKey, count uint64, now time.Time, n *Namespace, d *Destination) *Finding {
+	f := s.seen[k]
+	if f == nil {
+		f = &failSeen{}
+		s.seen[k] = f
+	}
+	if count > f.last {
+		f.grew = append(f.grew, countAt{now, f.last})
+	}
+	f.last, f.sampled = count, now
+	for len(f.grew) > 0 && now.Sub(f.grew[0].at) > FindingWindow {
+		f.grew = f.grew[1:]
+	}
+	if len(f.grew) == 0 {
+		return nil
+	}
+	return &Finding{
+		Code: FindingCode, LastFailure: f.grew[len(f.grew)-1].at, RecentFailures: count - f.grew[0].count,
+		Confirm: confirm(n, d), Remedy: remedy(n, d),
+	}
+}
+
+// confirm is the shell command that shows the destination's ports and
+// the namespace's range, run in the namespace of one of its processes.
+func confirm(n *Namespace, d *Destination) string {
+	in := ""
+	if len(n.Processes) > 0 {
+		in = "nsenter -t " + strconv.FormatUint(uint64(n.Processes[0].PID), 10) + " -n "
+	}
+	return in + "ss -tan dst " + d.Address.String() + " | awk 'NR>1{print $1}' | sort | uniq -c; " +
+		in + "sysctl net.ipv4.ip_local_port_range net.ipv4.tcp_tw_reuse"
+}
+
+// remedy says what frees local ports, TIME_WAIT first when it holds
+// most of them.
+func remedy(n *Namespace, d *Destination) string {
+	r := "Reuse connections to " + d.Address.String() + " (HTTP keep-alive, a connection pool sized to the concurrency) instead of one per request"
+	if d.InUse > 0 && d.TimeWait*2 >= d.InUse {
+		r += "; most of its ports wait in TIME_WAIT (60 s after the client closes): net.ipv4.tcp_tw_reuse=1 lets new connections reuse them when TCP timestamps make it safe"
+	}
+	return r + "; widen net.ipv4.ip_local_port_range, or spread the calls over more destination addresses or ports (each address:port has the whole range)"
 }
 
 // countSockets reads the namespace's TCP sockets (/proc/PID/net/tcp and
