@@ -211,3 +211,21 @@ func TestFindingWhileFailuresGrow(t *testing.T) {
 		t.Fatalf("no failure for the window, finding %+v", f)
 	}
 }
+
+// BenchmarkScanSockets: the cost of reading a namespace's sockets, per
+// 10,000 sockets.
+func BenchmarkScanSockets(b *testing.B) {
+	var sb strings.Builder
+	sb.WriteString(tcpHeader)
+	for i := range 10000 {
+		sb.WriteString(line("0100007F:"+fmtHex(40000+i%20000, 4), hex8(10, 0, byte(i>>8), byte(i))+":0050", "06"))
+	}
+	text := sb.String()
+	b.SetBytes(int64(len(text)))
+	for b.Loop() {
+		n := 0
+		if err := scanSockets(strings.NewReader(text), func(socket) { n++ }); err != nil || n != 10000 {
+			b.Fatal(n, err)
+		}
+	}
+}
