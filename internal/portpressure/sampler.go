@@ -114,7 +114,7 @@ type nsGroup struct {
 // Sample takes one sample and publishes it. Not concurrent with itself.
 func (s *Sampler) Sample() {
 	now := s.clock()
-	rep := &Report{At: now}
+	rep := &Report{At: now, Namespaces: []Namespace{}} // [] in JSON, not null
 	var pids []uint32
 	if s.src.PIDs != nil {
 		pids, _ = s.src.PIDs()
@@ -213,7 +213,7 @@ type destCount struct {
 // of its live processes; ok is false when none is left (and it had no
 // failures to show).
 func (s *Sampler) sampleNamespace(g *nsGroup, now time.Time, comms map[uint32]string) (Namespace, bool) {
-	n := Namespace{NetNS: g.ns, TWReuse: -1}
+	n := Namespace{NetNS: g.ns, TWReuse: -1, Processes: []Process{}, Destinations: []Destination{}}
 	slices.Sort(g.pids)
 	reader := uint32(0)
 	for _, pid := range g.pids {
