@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/tracerd/tracerd/internal/config"
@@ -29,8 +30,12 @@ type Session struct {
 	sess   *pipeline.Session
 	gm     *goprobe.Manager // nil without Go awareness
 	ports  *portpressure.Sampler
-	done   chan struct{} // closed when the session ended
-	err    error         // why it ended; set before done is closed
+	// portsOn starts the sampler at the first PortPressure: a snapshot
+	// never asks, `tracerd run` does at its first status or scrape.
+	portsOn sync.Once
+	ctx     context.Context
+	done    chan struct{} // closed when the session ended
+	err     error         // why it ended; set before done is closed
 }
 
 // Start checks the selection and the privileges, loads and attaches
@@ -70,9 +75,8 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger, openSinks f
 		sinks = append([]pipeline.Sink{an}, sinks...)
 	}
 	s := &Session{tracer: t, done: make(chan struct{})}
-	// Port pressure of the traced processes' namespaces, once a second.
 	s.ports = portpressure.New(portpressure.Sources{PIDs: t.TracedPIDs, Failures: t.ConnectFailures})
-	go s.ports.Run(ctx, time.Second)
+	s.ctx = ctx
 	// Go events wait this long for their request's kernel record, which
 	// comes when the request ends (at worst the idle timeout later).
 	s.sess = pipeline.New(t, lc.IdleTimeout, lc.IdleTimeout+2*time.Second, sinks...)
@@ -105,7 +109,12 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger, openSinks f
 
 // PortPressure is the last sample of the traced processes' port
 // pressure (docs/ports.md).
-func (s *Session) PortPressure() *portpressure.Report { return s.ports.Load() }
+// Sampling starts at the first call (empty until its first sample), and
+// goes on once a second until the session ends.
+func (s *Session) PortPressure() *portpressure.Report {
+	s.portsOn.Do(func() { go s.ports.Run(s.ctx, time.Second) })
+	return s.ports.Load()
+}
 
 // Started says what is traced, for the line scripts wait for
 // ("tracerd: tracing ...").
