@@ -84,6 +84,22 @@ func TestPortExhaustion(t *testing.T) {
 		t.Fatalf("server: %d EADDRNOTAVAIL dials, %d answers 503; want %d of %d (a %d-port range)", eaddrnotavail, unavailable, n-(hi-lo+1), n, hi-lo+1)
 	}
 
+	// A process tracerd does not trace fails the same way, uncounted.
+	other := startServer(t, prefix, "-addr", "127.0.0.1:8081", "-dial", down.Addr)
+	inNetns(t, ns, func() error {
+		oc, err := net.Dial("tcp", other.Addr)
+		if err != nil {
+			return err
+		}
+		defer oc.Close()
+		for i := range 3 {
+			if ex, err := request(oc, "/untraced/"+strconv.Itoa(i), 0); err != nil || ex.Status != 503 {
+				return fmt.Errorf("untraced server: %d, %v", ex.Status, err)
+			}
+		}
+		return nil
+	})
+
 	// The kernel's own count, while the sockets are in TIME_WAIT (60 s).
 	timeWait := ssCount(t, ns, "state", "time-wait")
 	timeWaitDown := ssCount(t, ns, "state", "time-wait", "dst", down.Addr)
@@ -107,7 +123,7 @@ func TestPortExhaustion(t *testing.T) {
 		t.Errorf("%s: finding %+v, want ephemeral_port_exhaustion with %d recent failures", down.Addr, f, eaddrnotavail)
 	}
 	if len(d.Failures) != 1 || d.Failures[0].PID != uint32(srv.PID) || d.Failures[0].Comm != "testserver" {
-		t.Errorf("%s: failures %+v, want all of testserver's (pid %d)", down.Addr, d.Failures, srv.PID)
+		t.Errorf("%s: failures %+v, want the traced server's alone (pid %d; pid %d is not traced)", down.Addr, d.Failures, srv.PID, other.PID)
 	}
 
 	// /metrics says the same.
