@@ -108,9 +108,9 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger, openSinks f
 }
 
 // PortPressure is the last sample of the traced processes' port
-// pressure (docs/ports.md).
-// Sampling starts at the first call (empty until its first sample), and
-// goes on once a second until the session ends.
+// pressure (docs/ports.md). Sampling starts at the first call (empty
+// until its first sample) and goes on once a second until the session
+// ends.
 func (s *Session) PortPressure() *portpressure.Report {
 	s.portsOn.Do(func() { go s.ports.Run(s.ctx, time.Second) })
 	return s.ports.Load()
