@@ -21,6 +21,7 @@
 #include "proc.h"
 #include "goruntime.h"
 #include "syscalls.h"
+#include "connect_fail.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -41,3 +42,4 @@ const enum proc_what *unused_proc_what __attribute__((unused));
 const struct go_event *unused_go_event __attribute__((unused));
 const struct proc_note *unused_proc_event __attribute__((unused));
 const struct filter_config *unused_filter_config __attribute__((unused));
+const struct connect_fail_key *unused_connect_fail_key __attribute__((unused));

@@ -245,3 +245,16 @@ struct proc_note {
 	__u32 what; /* enum proc_what */
 	__u32 pad;
 };
+
+/* connect() failures with EADDRNOTAVAIL (no local port left for the
+ * destination), counted per process, network namespace and destination
+ * (connect_fail.h). port is in host order; addr holds 4 bytes for
+ * FAMILY_INET, 16 for FAMILY_INET6. family 0: destinations past the
+ * map's capacity. */
+struct connect_fail_key {
+	__u32 tgid;
+	__u32 netns; /* inode of the caller's network namespace */
+	__u16 family;
+	__u16 port;
+	__u8 addr[16];
+};

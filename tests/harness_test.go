@@ -368,6 +368,8 @@ type Truth struct {
 	RunDelayNs     int64  `json:"run_delay_ns"`
 	CPUNs          int64  `json:"cpu_ns"`
 	RetransAtRead  uint32 `json:"retrans_at_read"`
+	DialError      string `json:"dial_error"`
+	EAddrNotAvail  bool   `json:"eaddrnotavail"`
 }
 
 // Server is a running testserver.

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tracerd/tracerd/internal/control"
 	"github.com/tracerd/tracerd/internal/goprobe"
 	"github.com/tracerd/tracerd/internal/loader"
+	"github.com/tracerd/tracerd/internal/portpressure"
 	"github.com/tracerd/tracerd/internal/targets"
 )
 
@@ -57,6 +60,38 @@ findings (last 5 minutes, most time lost first):
 		if !strings.Contains(b.String(), line) {
 			t.Errorf("lacks %q:\n%s", line, b.String())
 		}
+	}
+}
+
+func TestPrintPorts(t *testing.T) {
+	at := time.Date(2026, 12, 1, 2, 3, 4, 0, time.UTC)
+	r := &portpressure.Report{At: at, FailuresUncounted: 2, Namespaces: []portpressure.Namespace{{
+		NetNS: 4026531840, Processes: []portpressure.Process{{PID: 7, Comm: "api"}}, PortLow: 40000, PortHigh: 40009, RangeSize: 10,
+		TimeWait: 12, EphemeralInUse: 11,
+		Destinations: []portpressure.Destination{{Address: netip.MustParseAddrPort("10.0.0.1:5432"), InUse: 10, TimeWait: 9, Established: 1,
+			Failures: []portpressure.Failure{{PID: 7, Comm: "api", Count: 4}},
+			Finding:  &portpressure.Finding{Code: portpressure.FindingCode, LastFailure: at, RecentFailures: 3, Confirm: "ss", Remedy: "reuse"}}},
+		DestinationsOmitted: 1,
+	}, {NetNS: 5, Error: "ip_local_port_range: operation not permitted", Processes: []portpressure.Process{}}}}
+	var b strings.Builder
+	printPorts(&b, r)
+	want := `ports, netns 4026531840 (api[7]): port range 40000-40009 (10 ports a destination), 11 sockets on them, 12 in TIME_WAIT in all
+  10.0.0.1:5432: 10 ports in use (9 TIME_WAIT, 1 established), 0 left; 4 connect() failed with EADDRNOTAVAIL
+    finding ephemeral_port_exhaustion: 3 connects failed in the last 5 minutes, the last at 02:03:04
+    confirm: ss
+    remedy: reuse
+  and 1 more destinations
+ports, netns 5 (none): port range unknown, 0 sockets on them, 0 in TIME_WAIT in all
+  not read: ip_local_port_range: operation not permitted
+ports: 2 EADDRNOTAVAIL failures not counted per destination (map full)
+`
+	if b.String() != want {
+		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
+	}
+	b.Reset()
+	printPorts(&b, &portpressure.Report{})
+	if b.Len() != 0 {
+		t.Errorf("before the first sample: %q", b.String())
 	}
 }
 

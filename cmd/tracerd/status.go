@@ -12,6 +12,7 @@ import (
 	"github.com/tracerd/tracerd/internal/config"
 	"github.com/tracerd/tracerd/internal/config/flags"
 	"github.com/tracerd/tracerd/internal/control"
+	"github.com/tracerd/tracerd/internal/portpressure"
 )
 
 // statusCmd shows what a running daemon traces and how it is doing.
@@ -91,6 +92,51 @@ func printStatus(w io.Writer, st control.Status) {
 	}
 	fmt.Fprintf(w, "json: %s\nmetrics: %s\n", orNone(st.Exporters.JSON), orNone(st.Exporters.MetricsAddr))
 	printFindings(w, st)
+	printPorts(w, st.Ports)
+}
+
+// printPorts shows the port pressure of the traced processes'
+// namespaces: the destinations holding most local ports.
+func printPorts(w io.Writer, r *portpressure.Report) {
+	if r == nil || r.At.IsZero() {
+		return
+	}
+	if len(r.Namespaces) == 0 {
+		fmt.Fprintln(w, "ports: no traced process seen yet")
+		return
+	}
+	for _, n := range r.Namespaces {
+		var procs []string
+		for _, p := range n.Processes {
+			procs = append(procs, fmt.Sprintf("%s[%d]", p.Comm, p.PID))
+		}
+		rng := "port range unknown"
+		if n.RangeSize > 0 {
+			rng = fmt.Sprintf("port range %d-%d (%d ports a destination)", n.PortLow, n.PortHigh, n.RangeSize)
+		}
+		fmt.Fprintf(w, "ports, netns %d (%s): %s, %d sockets on them, %d in TIME_WAIT in all\n",
+			n.NetNS, orNone(strings.Join(procs, " ")), rng, n.EphemeralInUse, n.TimeWait)
+		if n.Error != "" {
+			fmt.Fprintf(w, "  not read: %s\n", n.Error)
+		}
+		for _, d := range n.Destinations {
+			fmt.Fprintf(w, "  %s: %d ports in use (%d TIME_WAIT, %d established), %d left", d.Address, d.InUse, d.TimeWait, d.Established, d.Available)
+			if f := d.FailureCount(); f > 0 {
+				fmt.Fprintf(w, "; %d connect() failed with EADDRNOTAVAIL", f)
+			}
+			fmt.Fprintln(w)
+			if f := d.Finding; f != nil {
+				fmt.Fprintf(w, "    finding %s: %d connects failed in the last %d minutes, the last at %s\n    confirm: %s\n    remedy: %s\n",
+					f.Code, f.RecentFailures, int(portpressure.FindingWindow/time.Minute), f.LastFailure.Format(time.TimeOnly), f.Confirm, f.Remedy)
+			}
+		}
+		if n.DestinationsOmitted > 0 {
+			fmt.Fprintf(w, "  and %d more destinations\n", n.DestinationsOmitted)
+		}
+	}
+	if r.FailuresUncounted > 0 {
+		fmt.Fprintf(w, "ports: %d EADDRNOTAVAIL failures not counted per destination (map full)\n", r.FailuresUncounted)
+	}
 }
 
 // printFindings shows the causes that cost requests most time lately.

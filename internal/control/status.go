@@ -3,6 +3,7 @@ package control
 import (
 	"github.com/tracerd/tracerd/internal/goprobe"
 	"github.com/tracerd/tracerd/internal/loader"
+	"github.com/tracerd/tracerd/internal/portpressure"
 	"github.com/tracerd/tracerd/internal/targets"
 )
 
@@ -27,6 +28,10 @@ type Status struct {
 	// last FindingsMinutes minutes, most first (docs/findings.md).
 	Findings        []Finding `json:"findings"`
 	FindingsMinutes int       `json:"findings_minutes,omitempty"` // 0: findings are off
+
+	// Ports is the traced processes' port pressure: ephemeral ports and
+	// TIME_WAIT per destination, EADDRNOTAVAIL connects (docs/ports.md).
+	Ports *portpressure.Report `json:"port_pressure,omitempty"`
 }
 
 // Finding is one cause on one route, summed over the recent minutes.

@@ -67,6 +67,7 @@ func (d *Daemon) Status() (control.Status, error) {
 		st.Hooks = append(st.Hooks, control.Hook{Name: h.Name, Way: h.WayName(), OK: h.OK, Reason: h.Reason})
 	}
 	st.GoProbeKind, st.GoProbes = eng.GoProbes()
+	st.Ports = eng.PortPressure()
 	if cfg.Findings.Enabled {
 		st.FindingsMinutes = findings.RecentMinutes
 		st.Findings = []control.Finding{}

@@ -25,6 +25,7 @@ import (
 	"github.com/tracerd/tracerd/internal/metrics"
 	"github.com/tracerd/tracerd/internal/outputs"
 	"github.com/tracerd/tracerd/internal/pipeline"
+	"github.com/tracerd/tracerd/internal/portpressure"
 	"github.com/tracerd/tracerd/internal/targets"
 )
 
@@ -40,6 +41,7 @@ type Engine interface {
 	Targets() targets.Targets
 	SetTargets(targets.Targets) error
 	GoProbes() (kind string, procs []goprobe.ProcessState)
+	PortPressure() *portpressure.Report
 	Report(w io.Writer) // what was lost, at stop
 	CloseProbes()
 	Close()
@@ -272,7 +274,7 @@ func (d *Daemon) stop(stopAt time.Time) error {
 // wireMetrics points the self-metrics at the engine and x.
 func (d *Daemon) wireMetrics(x *outputs.Exporters) {
 	eng := d.eng
-	x.SetMetricsSources(metrics.Sources{Kernel: eng.Counters, Read: eng.Requests, SinkErrors: eng.SinkErrors})
+	x.SetMetricsSources(metrics.Sources{Kernel: eng.Counters, Read: eng.Requests, SinkErrors: eng.SinkErrors, Ports: eng.PortPressure})
 }
 
 // watchdog pings systemd while the engine answers.

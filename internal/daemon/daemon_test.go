@@ -21,6 +21,7 @@ import (
 	"github.com/tracerd/tracerd/internal/loader"
 	"github.com/tracerd/tracerd/internal/outputs"
 	"github.com/tracerd/tracerd/internal/pipeline"
+	"github.com/tracerd/tracerd/internal/portpressure"
 	"github.com/tracerd/tracerd/internal/targets"
 )
 
@@ -80,7 +81,8 @@ func (f *fakeEngine) SetTargets(t targets.Targets) error {
 func (f *fakeEngine) GoProbes() (string, []goprobe.ProcessState) {
 	return "classic", []goprobe.ProcessState{{PID: 9, Go: "go1.24.0", On: []string{"gc"}, Links: 2}}
 }
-func (f *fakeEngine) Report(w io.Writer) { fmt.Fprintln(w, "kernel: the fake's report") }
+func (f *fakeEngine) PortPressure() *portpressure.Report { return &portpressure.Report{} }
+func (f *fakeEngine) Report(w io.Writer)                 { fmt.Fprintln(w, "kernel: the fake's report") }
 func (f *fakeEngine) CloseProbes() {
 	f.mu.Lock()
 	f.probesClosed = true

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/tracerd/tracerd/internal/config"
@@ -18,6 +19,7 @@ import (
 	"github.com/tracerd/tracerd/internal/goprobe"
 	"github.com/tracerd/tracerd/internal/loader"
 	"github.com/tracerd/tracerd/internal/pipeline"
+	"github.com/tracerd/tracerd/internal/portpressure"
 	"github.com/tracerd/tracerd/internal/privileges"
 	"github.com/tracerd/tracerd/internal/targets"
 )
@@ -27,8 +29,13 @@ type Session struct {
 	tracer *loader.Tracer
 	sess   *pipeline.Session
 	gm     *goprobe.Manager // nil without Go awareness
-	done   chan struct{}    // closed when the session ended
-	err    error            // why it ended; set before done is closed
+	ports  *portpressure.Sampler
+	// portsOn starts the sampler at the first PortPressure: a snapshot
+	// never asks, `tracerd run` does at its first status or scrape.
+	portsOn sync.Once
+	ctx     context.Context
+	done    chan struct{} // closed when the session ended
+	err     error         // why it ended; set before done is closed
 }
 
 // Start checks the selection and the privileges, loads and attaches
@@ -68,6 +75,8 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger, openSinks f
 		sinks = append([]pipeline.Sink{an}, sinks...)
 	}
 	s := &Session{tracer: t, done: make(chan struct{})}
+	s.ports = portpressure.New(portpressure.Sources{PIDs: t.TracedPIDs, Failures: t.ConnectFailures})
+	s.ctx = ctx
 	// Go events wait this long for their request's kernel record, which
 	// comes when the request ends (at worst the idle timeout later).
 	s.sess = pipeline.New(t, lc.IdleTimeout, lc.IdleTimeout+2*time.Second, sinks...)
@@ -96,6 +105,15 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger, openSinks f
 		debug.FreeOSMemory() // binary inspection's garbage
 	}
 	return s, nil
+}
+
+// PortPressure is the last sample of the traced processes' port
+// pressure (docs/ports.md). Sampling starts at the first call (empty
+// until its first sample) and goes on once a second until the session
+// ends.
+func (s *Session) PortPressure() *portpressure.Report {
+	s.portsOn.Do(func() { go s.ports.Run(s.ctx, time.Second) })
+	return s.ports.Load()
 }
 
 // Started says what is traced, for the line scripts wait for

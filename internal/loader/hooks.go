@@ -108,6 +108,10 @@ var Hooks = []Hook{
 	{Name: "sched_switch", Phases: []string{"runqueue", "cfs_throttle"}, Ways: tracepointWays("sched_switch", TracerdProgSchedSwitch, 0)},
 	{Name: "sched_process_exec", Phases: []string{"Go probes for exec'd processes"}, Ways: tracepointWays("sched_process_exec", TracerdProgSchedProcessExec, 0)},
 	{Name: "sched_process_exit", Phases: []string{"Go probes removed at exit", "thread map cleanup"}, Ways: tracepointWays("sched_process_exit", TracerdProgSchedProcessExit, 0)},
+	// Every connect() exit of the host; one compare unless it failed
+	// with EADDRNOTAVAIL (docs/ports.md).
+	{Name: "sys_exit_connect", Phases: []string{"connect failures (EADDRNOTAVAIL) per destination"},
+		Ways: []Way{{Kind: "tracepoint", Progs: []Attach{{Program: TracerdProgConnectEaddrnotavail, Group: "syscalls", Target: "sys_exit_connect"}}}}},
 }
 
 // Tried is one way that was tried for a hook and why it was not taken.

@@ -40,6 +40,15 @@ const (
 	TracerdConnStateCONN_WRITING TracerdConnState = 2
 )
 
+type TracerdConnectFailKey struct {
+	_      structs.HostLayout
+	Tgid   uint32
+	Netns  uint32
+	Family uint16
+	Port   uint16
+	Addr   [16]uint8
+}
+
 type TracerdCounter uint32
 
 const (
@@ -331,6 +340,8 @@ type TracerdTracedConn struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	TracerdMapConnectFails             = "connect_fails"
+	TracerdMapConnectFailsLost         = "connect_fails_lost"
 	TracerdMapConns                    = "conns"
 	TracerdMapCounters                 = "counters"
 	TracerdMapEvents                   = "events"
@@ -353,6 +364,7 @@ const (
 	TracerdMapTaskMarks                = "task_marks"
 	TracerdMapTasks                    = "tasks"
 	TracerdMapTracedTgids              = "traced_tgids"
+	TracerdProgConnectEaddrnotavail    = "connect_eaddrnotavail"
 	TracerdProgGoEntry                 = "go_entry"
 	TracerdProgGoEntryMulti            = "go_entry_multi"
 	TracerdProgGoGrpcStatus            = "go_grpc_status"
@@ -418,6 +430,7 @@ const (
 	TracerdVarUnusedAddrFamily         = "unused_addr_family"
 	TracerdVarUnusedCaptureSize        = "unused_capture_size"
 	TracerdVarUnusedConnState          = "unused_conn_state"
+	TracerdVarUnusedConnectFailKey     = "unused_connect_fail_key"
 	TracerdVarUnusedCounter            = "unused_counter"
 	TracerdVarUnusedEndReason          = "unused_end_reason"
 	TracerdVarUnusedEventKind          = "unused_event_kind"
@@ -476,6 +489,7 @@ type TracerdSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type TracerdProgramSpecs struct {
+	ConnectEaddrnotavail    *ebpf.ProgramSpec `ebpf:"connect_eaddrnotavail"`
 	GoEntry                 *ebpf.ProgramSpec `ebpf:"go_entry"`
 	GoEntryMulti            *ebpf.ProgramSpec `ebpf:"go_entry_multi"`
 	GoGrpcStatus            *ebpf.ProgramSpec `ebpf:"go_grpc_status"`
@@ -537,58 +551,61 @@ type TracerdProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type TracerdMapSpecs struct {
-	Conns         *ebpf.MapSpec `ebpf:"conns"`
-	Counters      *ebpf.MapSpec `ebpf:"counters"`
-	Events        *ebpf.MapSpec `ebpf:"events"`
-	Filter        *ebpf.MapSpec `ebpf:"filter"`
-	GoCalls       *ebpf.MapSpec `ebpf:"go_calls"`
-	GoCallsShort  *ebpf.MapSpec `ebpf:"go_calls_short"`
-	GoHttpScratch *ebpf.MapSpec `ebpf:"go_http_scratch"`
-	GoProcs       *ebpf.MapSpec `ebpf:"go_procs"`
-	GoScratch     *ebpf.MapSpec `ebpf:"go_scratch"`
-	GoStw         *ebpf.MapSpec `ebpf:"go_stw"`
-	HeadScratch   *ebpf.MapSpec `ebpf:"head_scratch"`
-	PendingEst    *ebpf.MapSpec `ebpf:"pending_est"`
-	RingWrites    *ebpf.MapSpec `ebpf:"ring_writes"`
-	SkMarks       *ebpf.MapSpec `ebpf:"sk_marks"`
-	SoftirqState  *ebpf.MapSpec `ebpf:"softirq_state"`
-	TargetCgroups *ebpf.MapSpec `ebpf:"target_cgroups"`
-	TargetComms   *ebpf.MapSpec `ebpf:"target_comms"`
-	TargetPids    *ebpf.MapSpec `ebpf:"target_pids"`
-	TargetPorts   *ebpf.MapSpec `ebpf:"target_ports"`
-	TaskMarks     *ebpf.MapSpec `ebpf:"task_marks"`
-	Tasks         *ebpf.MapSpec `ebpf:"tasks"`
-	TracedTgids   *ebpf.MapSpec `ebpf:"traced_tgids"`
+	ConnectFails     *ebpf.MapSpec `ebpf:"connect_fails"`
+	ConnectFailsLost *ebpf.MapSpec `ebpf:"connect_fails_lost"`
+	Conns            *ebpf.MapSpec `ebpf:"conns"`
+	Counters         *ebpf.MapSpec `ebpf:"counters"`
+	Events           *ebpf.MapSpec `ebpf:"events"`
+	Filter           *ebpf.MapSpec `ebpf:"filter"`
+	GoCalls          *ebpf.MapSpec `ebpf:"go_calls"`
+	GoCallsShort     *ebpf.MapSpec `ebpf:"go_calls_short"`
+	GoHttpScratch    *ebpf.MapSpec `ebpf:"go_http_scratch"`
+	GoProcs          *ebpf.MapSpec `ebpf:"go_procs"`
+	GoScratch        *ebpf.MapSpec `ebpf:"go_scratch"`
+	GoStw            *ebpf.MapSpec `ebpf:"go_stw"`
+	HeadScratch      *ebpf.MapSpec `ebpf:"head_scratch"`
+	PendingEst       *ebpf.MapSpec `ebpf:"pending_est"`
+	RingWrites       *ebpf.MapSpec `ebpf:"ring_writes"`
+	SkMarks          *ebpf.MapSpec `ebpf:"sk_marks"`
+	SoftirqState     *ebpf.MapSpec `ebpf:"softirq_state"`
+	TargetCgroups    *ebpf.MapSpec `ebpf:"target_cgroups"`
+	TargetComms      *ebpf.MapSpec `ebpf:"target_comms"`
+	TargetPids       *ebpf.MapSpec `ebpf:"target_pids"`
+	TargetPorts      *ebpf.MapSpec `ebpf:"target_ports"`
+	TaskMarks        *ebpf.MapSpec `ebpf:"task_marks"`
+	Tasks            *ebpf.MapSpec `ebpf:"tasks"`
+	TracedTgids      *ebpf.MapSpec `ebpf:"traced_tgids"`
 }
 
 // TracerdVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type TracerdVariableSpecs struct {
-	IdleTimeoutNs      *ebpf.VariableSpec `ebpf:"idle_timeout_ns"`
-	RxEnabled          *ebpf.VariableSpec `ebpf:"rx_enabled"`
-	SchedEnabled       *ebpf.VariableSpec `ebpf:"sched_enabled"`
-	SkMarksOn          *ebpf.VariableSpec `ebpf:"sk_marks_on"`
-	SoftirqEnabled     *ebpf.VariableSpec `ebpf:"softirq_enabled"`
-	SweepOldest        *ebpf.VariableSpec `ebpf:"sweep_oldest"`
-	SweepWaiting       *ebpf.VariableSpec `ebpf:"sweep_waiting"`
-	UnusedAddrFamily   *ebpf.VariableSpec `ebpf:"unused_addr_family"`
-	UnusedCaptureSize  *ebpf.VariableSpec `ebpf:"unused_capture_size"`
-	UnusedConnState    *ebpf.VariableSpec `ebpf:"unused_conn_state"`
-	UnusedCounter      *ebpf.VariableSpec `ebpf:"unused_counter"`
-	UnusedEndReason    *ebpf.VariableSpec `ebpf:"unused_end_reason"`
-	UnusedEventKind    *ebpf.VariableSpec `ebpf:"unused_event_kind"`
-	UnusedFilterConfig *ebpf.VariableSpec `ebpf:"unused_filter_config"`
-	UnusedGoCapture    *ebpf.VariableSpec `ebpf:"unused_go_capture"`
-	UnusedGoCookie     *ebpf.VariableSpec `ebpf:"unused_go_cookie"`
-	UnusedGoEvent      *ebpf.VariableSpec `ebpf:"unused_go_event"`
-	UnusedGoFunc       *ebpf.VariableSpec `ebpf:"unused_go_func"`
-	UnusedProbeSite    *ebpf.VariableSpec `ebpf:"unused_probe_site"`
-	UnusedProcEvent    *ebpf.VariableSpec `ebpf:"unused_proc_event"`
-	UnusedProcWhat     *ebpf.VariableSpec `ebpf:"unused_proc_what"`
-	UnusedReqFlags     *ebpf.VariableSpec `ebpf:"unused_req_flags"`
-	UnusedStwReason    *ebpf.VariableSpec `ebpf:"unused_stw_reason"`
-	WakeupEvery        *ebpf.VariableSpec `ebpf:"wakeup_every"`
+	IdleTimeoutNs        *ebpf.VariableSpec `ebpf:"idle_timeout_ns"`
+	RxEnabled            *ebpf.VariableSpec `ebpf:"rx_enabled"`
+	SchedEnabled         *ebpf.VariableSpec `ebpf:"sched_enabled"`
+	SkMarksOn            *ebpf.VariableSpec `ebpf:"sk_marks_on"`
+	SoftirqEnabled       *ebpf.VariableSpec `ebpf:"softirq_enabled"`
+	SweepOldest          *ebpf.VariableSpec `ebpf:"sweep_oldest"`
+	SweepWaiting         *ebpf.VariableSpec `ebpf:"sweep_waiting"`
+	UnusedAddrFamily     *ebpf.VariableSpec `ebpf:"unused_addr_family"`
+	UnusedCaptureSize    *ebpf.VariableSpec `ebpf:"unused_capture_size"`
+	UnusedConnState      *ebpf.VariableSpec `ebpf:"unused_conn_state"`
+	UnusedConnectFailKey *ebpf.VariableSpec `ebpf:"unused_connect_fail_key"`
+	UnusedCounter        *ebpf.VariableSpec `ebpf:"unused_counter"`
+	UnusedEndReason      *ebpf.VariableSpec `ebpf:"unused_end_reason"`
+	UnusedEventKind      *ebpf.VariableSpec `ebpf:"unused_event_kind"`
+	UnusedFilterConfig   *ebpf.VariableSpec `ebpf:"unused_filter_config"`
+	UnusedGoCapture      *ebpf.VariableSpec `ebpf:"unused_go_capture"`
+	UnusedGoCookie       *ebpf.VariableSpec `ebpf:"unused_go_cookie"`
+	UnusedGoEvent        *ebpf.VariableSpec `ebpf:"unused_go_event"`
+	UnusedGoFunc         *ebpf.VariableSpec `ebpf:"unused_go_func"`
+	UnusedProbeSite      *ebpf.VariableSpec `ebpf:"unused_probe_site"`
+	UnusedProcEvent      *ebpf.VariableSpec `ebpf:"unused_proc_event"`
+	UnusedProcWhat       *ebpf.VariableSpec `ebpf:"unused_proc_what"`
+	UnusedReqFlags       *ebpf.VariableSpec `ebpf:"unused_req_flags"`
+	UnusedStwReason      *ebpf.VariableSpec `ebpf:"unused_stw_reason"`
+	WakeupEvery          *ebpf.VariableSpec `ebpf:"wakeup_every"`
 }
 
 // TracerdObjects contains all objects after they have been loaded into the kernel.
@@ -611,32 +628,36 @@ func (o *TracerdObjects) Close() error {
 //
 // It can be passed to LoadTracerdObjects or ebpf.CollectionSpec.LoadAndAssign.
 type TracerdMaps struct {
-	Conns         *ebpf.Map `ebpf:"conns"`
-	Counters      *ebpf.Map `ebpf:"counters"`
-	Events        *ebpf.Map `ebpf:"events"`
-	Filter        *ebpf.Map `ebpf:"filter"`
-	GoCalls       *ebpf.Map `ebpf:"go_calls"`
-	GoCallsShort  *ebpf.Map `ebpf:"go_calls_short"`
-	GoHttpScratch *ebpf.Map `ebpf:"go_http_scratch"`
-	GoProcs       *ebpf.Map `ebpf:"go_procs"`
-	GoScratch     *ebpf.Map `ebpf:"go_scratch"`
-	GoStw         *ebpf.Map `ebpf:"go_stw"`
-	HeadScratch   *ebpf.Map `ebpf:"head_scratch"`
-	PendingEst    *ebpf.Map `ebpf:"pending_est"`
-	RingWrites    *ebpf.Map `ebpf:"ring_writes"`
-	SkMarks       *ebpf.Map `ebpf:"sk_marks"`
-	SoftirqState  *ebpf.Map `ebpf:"softirq_state"`
-	TargetCgroups *ebpf.Map `ebpf:"target_cgroups"`
-	TargetComms   *ebpf.Map `ebpf:"target_comms"`
-	TargetPids    *ebpf.Map `ebpf:"target_pids"`
-	TargetPorts   *ebpf.Map `ebpf:"target_ports"`
-	TaskMarks     *ebpf.Map `ebpf:"task_marks"`
-	Tasks         *ebpf.Map `ebpf:"tasks"`
-	TracedTgids   *ebpf.Map `ebpf:"traced_tgids"`
+	ConnectFails     *ebpf.Map `ebpf:"connect_fails"`
+	ConnectFailsLost *ebpf.Map `ebpf:"connect_fails_lost"`
+	Conns            *ebpf.Map `ebpf:"conns"`
+	Counters         *ebpf.Map `ebpf:"counters"`
+	Events           *ebpf.Map `ebpf:"events"`
+	Filter           *ebpf.Map `ebpf:"filter"`
+	GoCalls          *ebpf.Map `ebpf:"go_calls"`
+	GoCallsShort     *ebpf.Map `ebpf:"go_calls_short"`
+	GoHttpScratch    *ebpf.Map `ebpf:"go_http_scratch"`
+	GoProcs          *ebpf.Map `ebpf:"go_procs"`
+	GoScratch        *ebpf.Map `ebpf:"go_scratch"`
+	GoStw            *ebpf.Map `ebpf:"go_stw"`
+	HeadScratch      *ebpf.Map `ebpf:"head_scratch"`
+	PendingEst       *ebpf.Map `ebpf:"pending_est"`
+	RingWrites       *ebpf.Map `ebpf:"ring_writes"`
+	SkMarks          *ebpf.Map `ebpf:"sk_marks"`
+	SoftirqState     *ebpf.Map `ebpf:"softirq_state"`
+	TargetCgroups    *ebpf.Map `ebpf:"target_cgroups"`
+	TargetComms      *ebpf.Map `ebpf:"target_comms"`
+	TargetPids       *ebpf.Map `ebpf:"target_pids"`
+	TargetPorts      *ebpf.Map `ebpf:"target_ports"`
+	TaskMarks        *ebpf.Map `ebpf:"task_marks"`
+	Tasks            *ebpf.Map `ebpf:"tasks"`
+	TracedTgids      *ebpf.Map `ebpf:"traced_tgids"`
 }
 
 func (m *TracerdMaps) Close() error {
 	return _TracerdClose(
+		m.ConnectFails,
+		m.ConnectFailsLost,
 		m.Conns,
 		m.Counters,
 		m.Events,
@@ -666,36 +687,38 @@ func (m *TracerdMaps) Close() error {
 //
 // It can be passed to LoadTracerdObjects or ebpf.CollectionSpec.LoadAndAssign.
 type TracerdVariables struct {
-	IdleTimeoutNs      *ebpf.Variable `ebpf:"idle_timeout_ns"`
-	RxEnabled          *ebpf.Variable `ebpf:"rx_enabled"`
-	SchedEnabled       *ebpf.Variable `ebpf:"sched_enabled"`
-	SkMarksOn          *ebpf.Variable `ebpf:"sk_marks_on"`
-	SoftirqEnabled     *ebpf.Variable `ebpf:"softirq_enabled"`
-	SweepOldest        *ebpf.Variable `ebpf:"sweep_oldest"`
-	SweepWaiting       *ebpf.Variable `ebpf:"sweep_waiting"`
-	UnusedAddrFamily   *ebpf.Variable `ebpf:"unused_addr_family"`
-	UnusedCaptureSize  *ebpf.Variable `ebpf:"unused_capture_size"`
-	UnusedConnState    *ebpf.Variable `ebpf:"unused_conn_state"`
-	UnusedCounter      *ebpf.Variable `ebpf:"unused_counter"`
-	UnusedEndReason    *ebpf.Variable `ebpf:"unused_end_reason"`
-	UnusedEventKind    *ebpf.Variable `ebpf:"unused_event_kind"`
-	UnusedFilterConfig *ebpf.Variable `ebpf:"unused_filter_config"`
-	UnusedGoCapture    *ebpf.Variable `ebpf:"unused_go_capture"`
-	UnusedGoCookie     *ebpf.Variable `ebpf:"unused_go_cookie"`
-	UnusedGoEvent      *ebpf.Variable `ebpf:"unused_go_event"`
-	UnusedGoFunc       *ebpf.Variable `ebpf:"unused_go_func"`
-	UnusedProbeSite    *ebpf.Variable `ebpf:"unused_probe_site"`
-	UnusedProcEvent    *ebpf.Variable `ebpf:"unused_proc_event"`
-	UnusedProcWhat     *ebpf.Variable `ebpf:"unused_proc_what"`
-	UnusedReqFlags     *ebpf.Variable `ebpf:"unused_req_flags"`
-	UnusedStwReason    *ebpf.Variable `ebpf:"unused_stw_reason"`
-	WakeupEvery        *ebpf.Variable `ebpf:"wakeup_every"`
+	IdleTimeoutNs        *ebpf.Variable `ebpf:"idle_timeout_ns"`
+	RxEnabled            *ebpf.Variable `ebpf:"rx_enabled"`
+	SchedEnabled         *ebpf.Variable `ebpf:"sched_enabled"`
+	SkMarksOn            *ebpf.Variable `ebpf:"sk_marks_on"`
+	SoftirqEnabled       *ebpf.Variable `ebpf:"softirq_enabled"`
+	SweepOldest          *ebpf.Variable `ebpf:"sweep_oldest"`
+	SweepWaiting         *ebpf.Variable `ebpf:"sweep_waiting"`
+	UnusedAddrFamily     *ebpf.Variable `ebpf:"unused_addr_family"`
+	UnusedCaptureSize    *ebpf.Variable `ebpf:"unused_capture_size"`
+	UnusedConnState      *ebpf.Variable `ebpf:"unused_conn_state"`
+	UnusedConnectFailKey *ebpf.Variable `ebpf:"unused_connect_fail_key"`
+	UnusedCounter        *ebpf.Variable `ebpf:"unused_counter"`
+	UnusedEndReason      *ebpf.Variable `ebpf:"unused_end_reason"`
+	UnusedEventKind      *ebpf.Variable `ebpf:"unused_event_kind"`
+	UnusedFilterConfig   *ebpf.Variable `ebpf:"unused_filter_config"`
+	UnusedGoCapture      *ebpf.Variable `ebpf:"unused_go_capture"`
+	UnusedGoCookie       *ebpf.Variable `ebpf:"unused_go_cookie"`
+	UnusedGoEvent        *ebpf.Variable `ebpf:"unused_go_event"`
+	UnusedGoFunc         *ebpf.Variable `ebpf:"unused_go_func"`
+	UnusedProbeSite      *ebpf.Variable `ebpf:"unused_probe_site"`
+	UnusedProcEvent      *ebpf.Variable `ebpf:"unused_proc_event"`
+	UnusedProcWhat       *ebpf.Variable `ebpf:"unused_proc_what"`
+	UnusedReqFlags       *ebpf.Variable `ebpf:"unused_req_flags"`
+	UnusedStwReason      *ebpf.Variable `ebpf:"unused_stw_reason"`
+	WakeupEvery          *ebpf.Variable `ebpf:"wakeup_every"`
 }
 
 // TracerdPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to LoadTracerdObjects or ebpf.CollectionSpec.LoadAndAssign.
 type TracerdPrograms struct {
+	ConnectEaddrnotavail    *ebpf.Program `ebpf:"connect_eaddrnotavail"`
 	GoEntry                 *ebpf.Program `ebpf:"go_entry"`
 	GoEntryMulti            *ebpf.Program `ebpf:"go_entry_multi"`
 	GoGrpcStatus            *ebpf.Program `ebpf:"go_grpc_status"`
@@ -755,6 +778,7 @@ type TracerdPrograms struct {
 
 func (p *TracerdPrograms) Close() error {
 	return _TracerdClose(
+		p.ConnectEaddrnotavail,
 		p.GoEntry,
 		p.GoEntryMulti,
 		p.GoGrpcStatus,

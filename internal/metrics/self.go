@@ -8,6 +8,7 @@ import (
 
 	"github.com/tracerd/tracerd/internal/export"
 	"github.com/tracerd/tracerd/internal/loader"
+	"github.com/tracerd/tracerd/internal/portpressure"
 )
 
 // Sources are where the self-metrics are read at each scrape. A nil
@@ -17,6 +18,7 @@ type Sources struct {
 	Read       func() int64                    // records read and handed to exporters
 	SinkErrors func() int64                    // exporter (output) errors
 	OTLP       func() export.OTLPStats
+	Ports      func() *portpressure.Report // port pressure (ports.go)
 }
 
 // Self is a collector of tracerd's own metrics. Its sources can be set
@@ -76,7 +78,7 @@ func (s *Self) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descKernelRecords, descRead, descLost, descReserve, descMapFull,
 		descMapEntries, descMapMax, descMapFill, descConns, descSweepFails, descCaptureFails, descUnanswered,
 		descSinkErrors, descKernelErrors, descSampled, descExported, descFailed, descDropped, descQueued,
-		descExports, descExpErrs, descCapped} {
+		descExports, descExpErrs, descCapped, descRangeSize, descEphemeral, descTimeWait, descNSTimeWait, descEAddrNotAvail, descUncounted} {
 		ch <- d
 	}
 }
@@ -122,6 +124,9 @@ func (s *Self) Collect(ch chan<- prometheus.Metric) {
 	}
 	if src.SinkErrors != nil {
 		counter(descSinkErrors, float64(src.SinkErrors()))
+	}
+	if src.Ports != nil {
+		collectPorts(src.Ports(), counter, gauge)
 	}
 	if src.OTLP != nil {
 		st := src.OTLP()

@@ -31,6 +31,7 @@ var guestTools = map[string]string{
 	"tc":      "/usr/sbin/tc",
 	"ip":      "/usr/sbin/ip",
 	"taskset": "/usr/bin/taskset",
+	"ss":      "/usr/bin/ss",
 }
 
 // stageBase lays out the part of the initramfs every kernel shares:

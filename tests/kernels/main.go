@@ -8,7 +8,7 @@
 // newest linux-image-…-cloud-amd64-unsigned package apt knows, downloads
 // and unpacks it into a cache outside the repository, builds tracerd,
 // the test servers and the test binary statically, packs them with
-// busybox, nft, tc, ip, taskset and the kernel's netfilter modules into
+// busybox, nft, tc, ip, ss, taskset and the kernel's netfilter modules into
 // an initramfs, and boots it. The guest's /init (init.sh.tmpl) runs
 // `tracerd check` and each scenario's tests, between marker lines the
 // host reads off the serial console, and powers off. The report (-out)
@@ -53,6 +53,7 @@ var scenarios = []scenario{
 	{Name: "nagle", Run: "^TestNagle$", Known: "the truth is the client's own gap between two reads, " +
 		"which the emulated CPU stretches by several ms (the 1 ms floor is the host's)"},
 	{Name: "go_awareness", Run: "^TestGoAwareness$/^local"},
+	{Name: "port_exhaustion", Run: "^TestPortExhaustion$"},
 	// The fallback ways, on the scenarios that gate the run above.
 	{Name: "fallback_ways", Run: "^TestFallbackWays$/^(raw_tp|syscalls)$/^(AcceptQueue|RecvQueue|SendQueueZeroWindow|Retransmits)$"},
 }

@@ -7,9 +7,11 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"runtime"
 	"strconv"
@@ -32,6 +34,10 @@ type Truth struct {
 	RunDelayNs     int64  `json:"run_delay_ns"`        // schedstat run_delay of this thread, read → write
 	CPUNs          int64  `json:"cpu_ns"`              // thread CPU time spent on the work
 	RetransAtRead  uint32 `json:"retrans_at_read"`     // TCP_INFO total_retrans when the request was read
+	// -dial: the downstream connect's error, and whether it was
+	// EADDRNOTAVAIL (503 answered then).
+	DialError     string `json:"dial_error,omitempty"`
+	EAddrNotAvail bool   `json:"eaddrnotavail,omitempty"`
 }
 
 var (
@@ -46,6 +52,7 @@ var (
 	noDelay     = flag.Bool("nodelay", true, "set TCP_NODELAY (false: Nagle on)")
 	respSize    = flag.Int("resp-size", 2, "body bytes")
 	sndbuf      = flag.Int("sndbuf", 0, "SO_SNDBUFFORCE bytes (0: kernel autotuning)")
+	dialAddr    = flag.String("dial", "", "per request, connect to this address and close the connection first (it stays in TIME_WAIT here); 503 when the connect fails")
 )
 
 var out = struct {
@@ -146,7 +153,14 @@ func serve(c *net.TCPConn, n int, acceptNano int64) {
 		for *work > 0 && threadCPU()-cpu0 < work.Nanoseconds() {
 		}
 		t.CPUNs = threadCPU() - cpu0
-		head := "HTTP/1.1 200 OK\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n"
+		status := "200 OK"
+		if *dialAddr != "" {
+			if err := dialAndClose(*dialAddr); err != nil {
+				t.DialError, t.EAddrNotAvail = err.Error(), errors.Is(err, unix.EADDRNOTAVAIL)
+				status = "503 Service Unavailable"
+			}
+		}
+		head := "HTTP/1.1 " + status + "\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n"
 		resp := append([]byte(head), body...)
 		t.RunDelayNs = runDelay() - delay0
 		t.WriteStartNano = time.Now().UnixNano()
@@ -156,6 +170,38 @@ func serve(c *net.TCPConn, n int, acceptNano int64) {
 		t.WriteEndNano = time.Now().UnixNano()
 		emit(t)
 	}
+}
+
+// dialAndClose connects to addr (an IPv4 address:port) with one
+// non-blocking connect() call — net.Dial would call connect() up to
+// three times on EADDRNOTAVAIL (it retries a "spurious" one twice) —
+// and closes at once: the client side closes first.
+func dialAndClose(addr string) error {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil || !ap.Addr().Is4() {
+		return fmt.Errorf("-dial %q: want an IPv4 address:port", addr)
+	}
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	err = unix.Connect(fd, &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()})
+	if err == unix.EINPROGRESS {
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+		if _, err := unix.Poll(pfd, 5000); err != nil {
+			return err
+		}
+		soErr, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+		if err != nil {
+			return err
+		}
+		if soErr != 0 {
+			return unix.Errno(soErr)
+		}
+		return nil
+	}
+	return err
 }
 
 // readHead consumes one request head (through the blank line).

@@ -33,7 +33,7 @@ bench)
 	;;
 kernels)
 	# make test-kernels: boot Debian's kernels under qemu (tests/kernels);
-	# the guest gets a static busybox and the host's nft, tc, ip, taskset.
+	# the guest gets a static busybox and the host's nft, tc, ip, ss, taskset.
 	need qemu-system-x86_64 qemu-system-x86
 	dpkg -s busybox-static >/dev/null 2>&1 || want+=(busybox-static)
 	need cpio cpio
