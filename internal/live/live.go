@@ -164,8 +164,8 @@ func (a *Aggregator) Add(r *correlate.Request) {
 }
 
 // rowFor finds or makes the row of service and the route in scratch;
-// past the limit, the service's "other" row (within a reserve of an
-// eighth of the limit), else OtherService's.
+// past the limit, the service's "other" row, within a reserve of an
+// eighth of the limit (at least 2) whose last place is OtherService's.
 func (a *Aggregator) rowFor(service string) *row {
 	// string(a.scratch) in a lookup does not allocate.
 	if rw := a.rows[rowKey{service, string(a.scratch)}]; rw != nil {
@@ -178,7 +178,7 @@ func (a *Aggregator) rowFor(service string) *row {
 		if rw := a.rows[rowKey{service, route}]; rw != nil {
 			return rw
 		}
-		if a.others >= max(1, a.routes/8) {
+		if a.others+1 >= max(2, a.routes/8) {
 			service = OtherService
 			if rw := a.rows[rowKey{service, route}]; rw != nil {
 				return rw
