@@ -205,13 +205,36 @@ func (a *Aggregator) slowest(in func(int64) bool) []Slow {
 		if r.peer.IsValid() {
 			s.Peer = r.peer.String()
 		}
-		r.phases.Each(func(p correlate.Phase, ns int64) {
-			s.Phases = append(s.Phases, PhaseNs{Phase: p.String(), Nested: p.Nested(), Ns: ns})
-		})
+		s.Phases = breakdown(r.phases)
 		for _, c := range r.findings[:r.nFindings] {
 			s.Findings = append(s.Findings, c.String())
 		}
 		out = append(out, s)
+	}
+	return out
+}
+
+// breakdown lists the measured phases in their order, the nested ones
+// right after app.
+func breakdown(ps correlate.Phases) []PhaseNs {
+	var out []PhaseNs
+	add := func(p correlate.Phase) {
+		if ns, ok := ps.Get(p); ok {
+			out = append(out, PhaseNs{Phase: p.String(), Nested: p.Nested(), Ns: ns})
+		}
+	}
+	for p := correlate.Phase(0); p < correlate.NumPhases; p++ {
+		if p.Nested() {
+			continue
+		}
+		add(p)
+		if p == correlate.App {
+			for q := correlate.Phase(0); q < correlate.NumPhases; q++ {
+				if q.Nested() {
+					add(q)
+				}
+			}
+		}
 	}
 	return out
 }
