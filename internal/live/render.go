@@ -31,7 +31,7 @@ func Screen(v View, source string, width, height int) []Line {
 	var out []Line
 	add := func(k Kind, s string) { out = append(out, Line{k, cut(s, width)}) }
 	at := time.Unix(0, v.UnixNano).Format("15:04:05")
-	add(Title, fmt.Sprintf("tracerd top: %s   %s   last %.0f s: %d requests   (q quits)", source, at, v.Seconds, v.Requests))
+	add(Title, fmt.Sprintf("tracerd top: %s   %s   last %.0f s: %d requests   (q quits)", source, at, v.Window, v.Requests))
 	add(Plain, "")
 	// Room: the routes get up to half the screen, the findings up to a
 	// quarter, the slowest requests the rest (two lines each).
@@ -82,7 +82,7 @@ func Screen(v View, source string, width, height int) []Line {
 // the time: the routes, the findings and the three slowest requests.
 func WritePlain(w io.Writer, v View) {
 	at := time.Unix(0, v.UnixNano).Format("15:04:05")
-	fmt.Fprintf(w, "%s last %.0f s: %d requests\n", at, v.Seconds, v.Requests)
+	fmt.Fprintf(w, "%s last %.0f s: %d requests\n", at, v.Window, v.Requests)
 	for _, r := range v.Routes {
 		fmt.Fprintf(w, "%s route %s %s: %.1f req/s p50 %s p99 %s; %s\n", at, r.Service, r.Route, r.PerSecond, Duration(r.P50Ns), Duration(r.P99Ns), SharesText(r.Phases))
 	}

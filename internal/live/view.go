@@ -14,7 +14,9 @@ type View struct {
 	UnixNano int64 `json:"unix_nano"`
 	// Seconds is the span the rates are over: the window, or less
 	// while counting started less than a window ago.
-	Seconds  float64 `json:"seconds"`
+	Seconds float64 `json:"seconds"`
+	// Window is the span the view covers once full, in seconds.
+	Window   float64 `json:"window_seconds"`
 	Requests int64   `json:"requests"` // in the window
 	Routes   []Route `json:"routes"`   // busiest first
 	// Findings: the causes that cost most in the window, per service,
@@ -97,7 +99,7 @@ func (a *Aggregator) View(now time.Time) View {
 
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	v := View{UnixNano: now.UnixNano(), Folded: a.folded, Late: a.late}
+	v := View{UnixNano: now.UnixNano(), Window: float64(a.window), Folded: a.folded, Late: a.late}
 	// The current second counts for its elapsed part.
 	v.Seconds = float64(a.window-1) + float64(now.Nanosecond())/1e9
 	if since := now.Sub(a.start).Seconds(); since < v.Seconds {
@@ -215,11 +217,11 @@ func (a *Aggregator) slowest(in func(int64) bool) []Slow {
 }
 
 // breakdown lists the measured phases in their order, the nested ones
-// right after app.
+// right after app when they took any time.
 func breakdown(ps correlate.Phases) []PhaseNs {
 	var out []PhaseNs
 	add := func(p correlate.Phase) {
-		if ns, ok := ps.Get(p); ok {
+		if ns, ok := ps.Get(p); ok && (ns > 0 || !p.Nested()) {
 			out = append(out, PhaseNs{Phase: p.String(), Nested: p.Nested(), Ns: ns})
 		}
 	}
