@@ -186,11 +186,11 @@ func routeLine(t *testing.T, screen, route string) (perSecond float64, p50 time.
 // checkTopScreen checks what a loaded Go server's screen must show.
 func checkTopScreen(t *testing.T, p *tmuxPane, load *topLoad, source string) {
 	t.Helper()
-	screen := p.waitScreen(t, 60*time.Second, regexp.QuoteMeta(source), `GET /items/\{id\}`, `GET /sleep`, `GET /json`,
+	p.waitScreen(t, 60*time.Second, regexp.QuoteMeta(source), `GET /items/\{id\}`, `GET /sleep`, `GET /json`,
 		`GET /json: serialization \(serialize\) on \d+ requests`, `SLOWEST REQUESTS`)
 	// Let the window fill: rates over 10 s.
 	time.Sleep(10 * time.Second)
-	screen = p.screen(t)
+	screen := p.screen(t)
 	truth := load.fastRate()
 	t.Logf("screen:\n%s\nclient: %.1f fast requests/s over the last 10 s", screen, truth)
 	rate, _, shares := routeLine(t, screen, "GET /items/{id}")
