@@ -95,6 +95,14 @@ func TestFindingsRanked(t *testing.T) {
 	if s := v.Slowest[0]; s.Route != "GET /sleep" || len(s.Findings) != 1 || s.Findings[0] != "slow_handler" {
 		t.Errorf("slowest %+v", s)
 	}
+	// Nested phases after app, those that took no time left out.
+	sl := req("api", "/q", t0, 5e6, 4e6)
+	sl.Phases.Set(correlate.Runqueue, 1e6)
+	sl.Phases.Set(correlate.CFSThrottle, 0)
+	sl.Phases.Set(correlate.AckWait, 0)
+	if got := Breakdown(Slow{Phases: breakdown(sl.Phases)}); got != "recv_queue=1.00ms app=4.00ms [runqueue=1.00ms] ack_wait=0ns" {
+		t.Errorf("breakdown %q", got)
+	}
 	if s := v.Slowest[len(v.Slowest)-1]; s.Route != "GET /json" || strings.Join(s.Findings, ",") != "serialization,gc_pause" {
 		t.Errorf("slowest last %+v", s)
 	}
