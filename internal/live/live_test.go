@@ -201,3 +201,16 @@ func TestScreenFits(t *testing.T) {
 		t.Errorf("%d plain lines:\n%s", n, b.String())
 	}
 }
+
+// BenchmarkAdd: what a request costs the daemon's view.
+func BenchmarkAdd(b *testing.B) {
+	a := New(Options{Start: t0})
+	rs := make([]*correlate.Request, 64)
+	for i := range rs {
+		rs[i] = req("api", fmt.Sprintf("/r%d/%d", i%16, i), t0.Add(time.Duration(i)*time.Millisecond), int64(i+1)*1e5, int64(i+1)*5e4)
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		a.Add(rs[i%len(rs)])
+	}
+}
