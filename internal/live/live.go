@@ -69,6 +69,7 @@ type row struct {
 type rowSecond struct {
 	sec      int64
 	n        int64
+	durNs    int64 // the requests' durations, summed
 	hist     histogram
 	phases   [correlate.NumPhases]int64
 	findings [correlate.NumFindingCodes]findingSum
@@ -141,6 +142,7 @@ func (a *Aggregator) Add(r *correlate.Request) {
 		s.reset(sec)
 	}
 	s.n++
+	s.durNs += max(r.DurationNs, 0)
 	s.hist.add(r.DurationNs)
 	for p := correlate.Phase(0); p < correlate.NumPhases; p++ {
 		if ns, ok := r.Phases.Get(p); ok {

@@ -214,3 +214,17 @@ func BenchmarkAdd(b *testing.B) {
 		a.Add(rs[i%len(rs)])
 	}
 }
+
+// TestSharesOutside: ack_wait and softirq are shares on top of the
+// duration, after those inside it.
+func TestSharesOutside(t *testing.T) {
+	a := New(Options{Start: t0.Add(-time.Minute)})
+	r := req("api", "/a", t0, 10e6, 8e6)
+	r.Phases.Set(correlate.AckWait, 20e6)
+	r.Phases.Set(correlate.Softirq, 1e4)
+	a.Add(r)
+	v := a.View(t0.Add(time.Second))
+	if got := SharesText(v.Routes[0].Phases); got != "app 80.0% recv_queue 20.0% +ack_wait 200.0% +softirq 0.1%" {
+		t.Errorf("shares %q", got)
+	}
+}

@@ -94,8 +94,9 @@ func WritePlain(w io.Writer, v View) {
 	}
 }
 
-// SharesText is "app 92.1% recv_queue 6.0% [runqueue 1.1%]": phases of
-// at least 0.1 %, nested ones in brackets.
+// SharesText is "app 92.1% recv_queue 6.0% [runqueue 1.1%] +ack_wait
+// 3.0%": phases of at least 0.1 %, nested ones in brackets, those
+// outside the duration after a +.
 func SharesText(ps []PhaseShare) string {
 	var b strings.Builder
 	for _, p := range ps {
@@ -105,9 +106,12 @@ func SharesText(ps []PhaseShare) string {
 		if b.Len() > 0 {
 			b.WriteByte(' ')
 		}
-		if p.Nested {
+		switch {
+		case p.Nested:
 			fmt.Fprintf(&b, "[%s %.1f%%]", p.Phase, 100*p.Share)
-		} else {
+		case p.Outside:
+			fmt.Fprintf(&b, "+%s %.1f%%", p.Phase, 100*p.Share)
+		default:
 			fmt.Fprintf(&b, "%s %.1f%%", p.Phase, 100*p.Share)
 		}
 	}

@@ -40,19 +40,21 @@ type Route struct {
 	P50Ns     int64   `json:"p50_ns"`
 	P99Ns     int64   `json:"p99_ns"`
 	MaxNs     int64   `json:"max_ns"`
-	// Phases: each phase's share of the time the route's requests spent
-	// in phases, largest first. The top-level phases' shares add up to 1;
-	// the nested ones (runqueue, cfs_throttle, gc_stw, serialize) are
-	// parts of app's.
+	// Phases: each phase's share of the route's requests' durations,
+	// largest first. The phases inside the duration add up to about 1
+	// (the nested ones, runqueue, cfs_throttle, gc_stw and serialize,
+	// are parts of app's); then softirq and ack_wait (Outside), which
+	// lie before and after it.
 	Phases []PhaseShare `json:"phases"`
 }
 
 // PhaseShare is a phase's share of a route's time.
 type PhaseShare struct {
-	Phase  string  `json:"phase"`
-	Nested bool    `json:"nested,omitempty"`
-	Share  float64 `json:"share"`   // 0..1
-	MeanNs int64   `json:"mean_ns"` // per request of the route
+	Phase   string  `json:"phase"`
+	Nested  bool    `json:"nested,omitempty"`
+	Outside bool    `json:"outside,omitempty"` // not in the duration: a share on top of it
+	Share   float64 `json:"share"`             // 0..1
+	MeanNs  int64   `json:"mean_ns"`           // per request of the route
 }
 
 // Finding is one cause on one route over the window.
@@ -107,7 +109,7 @@ func (a *Aggregator) View(now time.Time) View {
 	}
 	var h histogram
 	for _, rw := range a.rows {
-		var n int64
+		var n, durNs int64
 		var phases [correlate.NumPhases]int64
 		h.reset()
 		for i := range rw.secs {
@@ -116,6 +118,7 @@ func (a *Aggregator) View(now time.Time) View {
 				continue
 			}
 			n += s.n
+			durNs += s.durNs
 			h.merge(&s.hist)
 			for p := range phases {
 				phases[p] += s.phases[p]
@@ -143,7 +146,7 @@ func (a *Aggregator) View(now time.Time) View {
 		}
 		v.Requests += n
 		r := Route{Service: rw.service, Route: rw.route, Requests: n, PerSecond: float64(n) / v.Seconds,
-			P50Ns: h.quantile(0.5), P99Ns: h.quantile(0.99), MaxNs: h.max, Phases: shares(&phases, n)}
+			P50Ns: h.quantile(0.5), P99Ns: h.quantile(0.99), MaxNs: h.max, Phases: shares(&phases, durNs, n)}
 		v.Routes = append(v.Routes, r)
 	}
 	slices.SortFunc(v.Routes, func(x, y Route) int {
@@ -159,17 +162,12 @@ func (a *Aggregator) View(now time.Time) View {
 	return v
 }
 
-// shares turns a route's phase totals into shares of the time in
-// top-level phases, largest first; phases with no time are left out.
-func shares(phases *[correlate.NumPhases]int64, n int64) []PhaseShare {
-	var total int64
-	for p, ns := range phases {
-		if !correlate.Phase(p).Nested() {
-			total += ns
-		}
-	}
+// shares turns a route's phase totals into shares of its requests'
+// durations (durNs), those inside the duration first, each part
+// largest first; phases with no time are left out.
+func shares(phases *[correlate.NumPhases]int64, durNs, n int64) []PhaseShare {
 	out := []PhaseShare{}
-	if total == 0 {
+	if durNs <= 0 {
 		return out
 	}
 	for p, ns := range phases {
@@ -177,11 +175,25 @@ func shares(phases *[correlate.NumPhases]int64, n int64) []PhaseShare {
 			continue
 		}
 		ph := correlate.Phase(p)
-		out = append(out, PhaseShare{Phase: ph.String(), Nested: ph.Nested(), Share: float64(ns) / float64(total), MeanNs: ns / n})
+		out = append(out, PhaseShare{Phase: ph.String(), Nested: ph.Nested(), Outside: outside(ph),
+			Share: float64(ns) / float64(durNs), MeanNs: ns / n})
 	}
-	slices.SortStableFunc(out, func(x, y PhaseShare) int { return cmp.Compare(y.Share, x.Share) })
+	slices.SortStableFunc(out, func(x, y PhaseShare) int {
+		if x.Outside != y.Outside {
+			if x.Outside {
+				return 1
+			}
+			return -1
+		}
+		return cmp.Compare(y.Share, x.Share)
+	})
 	return out
 }
+
+// outside: the phases that lie outside a request's duration (T_rx, or
+// T_est, to T_tx): softirq ends where the first bytes were queued,
+// ack_wait starts where the last left.
+func outside(p correlate.Phase) bool { return p == correlate.Softirq || p == correlate.AckWait }
 
 // slowest merges the seconds' slowest requests.
 func (a *Aggregator) slowest(in func(int64) bool) []Slow {
