@@ -297,3 +297,18 @@ func TestTopDaemon(t *testing.T) {
 	}
 	rt.Stop(t)
 }
+
+// TestTopWithoutPrivileges: with no daemon and no privileges, top says
+// that it would trace on its own and what it lacks, exit 1, and leaves
+// the terminal alone (no screen was started).
+func TestTopWithoutPrivileges(t *testing.T) {
+	needRoot(t) // to drop them
+	out, err := exec.Command("setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups",
+		bin.tracerd, "top", "--control-socket", filepath.Join(t.TempDir(), "none.sock")).CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Fatalf("exit %v: %s", err, out)
+	}
+	if want := "so top traces on its own: not enough privileges to load BPF programs: run as root"; !strings.Contains(string(out), want) {
+		t.Errorf("output lacks %q:\n%s", want, out)
+	}
+}

@@ -122,7 +122,10 @@ func topHere(ctx context.Context, cfg config.Config, o flags.TopOptions, screen 
 		return []pipeline.Sink{pipeline.SinkFunc(func(r *correlate.Request) error { agg.Add(r); return nil })}, nil
 	})
 	if err != nil {
-		return fmt.Errorf("tracing here (no daemon to ask; --control-socket %s): %w", o.Socket, err)
+		if o.Standalone {
+			return fmt.Errorf("top traces on its own (--standalone): %w", err)
+		}
+		return fmt.Errorf("no daemon answers at %s, so top traces on its own: %w", o.Socket, err)
 	}
 	defer s.Close()
 	views := make(chan live.Update, 1)
