@@ -90,7 +90,7 @@ func WritePlain(w io.Writer, v View) {
 		fmt.Fprintf(w, "%s finding %s\n", at, FindingText(f))
 	}
 	for _, s := range v.Slowest[:min(3, len(v.Slowest))] {
-		fmt.Fprintf(w, "%s slow %s: %s\n", at, SlowHead(s), Breakdown(s))
+		fmt.Fprintf(w, "%s slow %s: %s\n", at, strings.TrimSpace(SlowHead(s)), Breakdown(s))
 	}
 }
 
