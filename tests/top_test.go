@@ -234,6 +234,13 @@ func TestTopHere(t *testing.T) {
 	p.waitScreen(t, 30*time.Second, regexp.QuoteMeta(source))
 	load := startTopLoad(t, srv.Addr)
 	checkTopScreen(t, p, load, source)
+	// A resize redraws at the new size: lines cut by top itself end
+	// with "…" (tmux would cut them bare).
+	p.tmux(t, "resize-window", "-t", p.session, "-x", "100", "-y", "20")
+	screen := p.waitScreen(t, 5*time.Second, regexp.QuoteMeta(source), `(?m)^\S+\s+GET /items/\{id\}.*…$`, `SLOWEST REQUESTS`)
+	if n := strings.Count(strings.TrimRight(screen, "\n"), "\n") + 1; n > 20 {
+		t.Errorf("%d lines after the resize to 20", n)
+	}
 	p.quit(t)
 }
 
