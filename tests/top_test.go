@@ -140,19 +140,20 @@ func (p *tmuxPane) waitScreen(t *testing.T, within time.Duration, patterns ...st
 	return screen
 }
 
-// quit presses q and checks top exited 0 and left the alternate screen.
-func (p *tmuxPane) quit(t *testing.T) {
+// quit presses key (tmux send-keys: "q", "C-c") and checks top exited 0
+// and left the alternate screen.
+func (p *tmuxPane) quit(t *testing.T, key string) {
 	t.Helper()
 	if !p.alternateOn(t) {
 		t.Errorf("top runs outside the alternate screen")
 	}
-	p.tmux(t, "send-keys", "-t", p.session, "q")
+	p.tmux(t, "send-keys", "-t", p.session, key)
 	var code string
 	eventually(t, 10*time.Second, func() error {
 		b, err := os.ReadFile(p.exitFile)
 		code = strings.TrimSpace(string(b))
 		if err != nil || code == "" {
-			return fmt.Errorf("top still runs after q:\n%s", p.screen(t))
+			return fmt.Errorf("top still runs after %s:\n%s", key, p.screen(t))
 		}
 		return nil
 	})
@@ -161,8 +162,65 @@ func (p *tmuxPane) quit(t *testing.T) {
 		t.Errorf("top exited %s:\n%s", code, screen)
 	}
 	if p.alternateOn(t) || strings.Contains(screen, "SLOWEST REQUESTS") || !strings.Contains(screen, "top exited 0") {
-		t.Errorf("the terminal is not restored after q (alternate screen %v):\n%s", p.alternateOn(t), screen)
+		t.Errorf("the terminal is not restored after %s (alternate screen %v):\n%s", key, p.alternateOn(t), screen)
 	}
+	// The rest of the terminal's state: the cursor shown, keypad and
+	// mouse modes off, and the tty back in canonical mode with echo.
+	flags := strings.Fields(p.tmux(t, "display-message", "-p", "-t", p.session, "#{cursor_flag} #{keypad_cursor_flag} #{mouse_any_flag} #{pane_tty}"))
+	if len(flags) != 4 || flags[0] != "1" || flags[1] != "0" || flags[2] != "0" {
+		t.Errorf("after %s: cursor shown, keypad mode, mouse mode, tty: %v (want 1 0 0)", key, flags)
+	}
+	if len(flags) == 4 {
+		out, err := exec.Command("stty", "-F", flags[3], "-a").CombinedOutput()
+		modes := " " + strings.Join(strings.Fields(string(out)), " ") + " "
+		if err != nil || !strings.Contains(modes, " icanon ") || !strings.Contains(modes, " echo ") {
+			t.Errorf("after %s the tty %s is left raw (%v): %s", key, flags[3], err, out)
+		}
+	}
+}
+
+// checkRefresh watches the title's clock (the view's time) for 4.5 s:
+// it must advance a second at each redraw, the redraws a second apart.
+func checkRefresh(t *testing.T, p *tmuxPane) {
+	t.Helper()
+	clock := regexp.MustCompile(`^tracerd top: .*   (\d\d):(\d\d):(\d\d)   last `)
+	var (
+		last    int = -1
+		changes []time.Time
+		seen    []string
+	)
+	for end := time.Now().Add(4500 * time.Millisecond); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		m := clock.FindStringSubmatch(p.screen(t))
+		if m == nil {
+			continue
+		}
+		h, _ := strconv.Atoi(m[1])
+		mi, _ := strconv.Atoi(m[2])
+		sec, _ := strconv.Atoi(m[3])
+		at := h*3600 + mi*60 + sec
+		if at == last {
+			continue
+		}
+		if last >= 0 && at != last+1 {
+			t.Errorf("the view's clock went from %d to %d s (seen %v)", last, at, seen)
+		}
+		last = at
+		changes = append(changes, time.Now())
+		seen = append(seen, m[1]+":"+m[2]+":"+m[3])
+	}
+	// The first change is when watching began; the next ones are redraws.
+	if len(changes) < 4 {
+		t.Fatalf("%d redraws in 4.5 s (clocks %v)", len(changes)-1, seen)
+	}
+	var gaps []string
+	for i := 2; i < len(changes); i++ {
+		gap := changes[i].Sub(changes[i-1])
+		gaps = append(gaps, gap.Round(time.Millisecond).String())
+		if gap < 700*time.Millisecond || gap > 1300*time.Millisecond {
+			t.Errorf("redraws %s apart (clocks %v)", gap, seen)
+		}
+	}
+	t.Logf("redraws: clocks %v, seen %v apart", seen, gaps)
 }
 
 // routeLine finds route's line on the screen: its requests a second,
@@ -188,8 +246,10 @@ func checkTopScreen(t *testing.T, p *tmuxPane, load *topLoad, source string) {
 	t.Helper()
 	p.waitScreen(t, 60*time.Second, regexp.QuoteMeta(source), `GET /items/\{id\}`, `GET /sleep`, `GET /json`,
 		`GET /json: serialization \(serialize\) on \d+ requests`, `SLOWEST REQUESTS`)
-	// Let the window fill: rates over 10 s.
-	time.Sleep(10 * time.Second)
+	// Redrawn every second; then let the window fill: rates over 10 s.
+	start := time.Now()
+	checkRefresh(t, p)
+	time.Sleep(10*time.Second - time.Since(start))
 	screen := p.screen(t)
 	truth := load.fastRate()
 	t.Logf("screen:\n%s\nclient: %.1f fast requests/s over the last 10 s", screen, truth)
@@ -241,7 +301,7 @@ func TestTopHere(t *testing.T) {
 	if n := strings.Count(strings.TrimRight(screen, "\n"), "\n") + 1; n > 20 {
 		t.Errorf("%d lines after the resize to 20", n)
 	}
-	p.quit(t)
+	p.quit(t, "q")
 }
 
 // TestTopDaemon: tracerd top through a running daemon's control socket,
@@ -255,7 +315,7 @@ func TestTopDaemon(t *testing.T) {
 	load := startTopLoad(t, srv.Addr)
 	p := startTopInTmux(t, "--control-socket", sock)
 	checkTopScreen(t, p, load, "tracerd top: everything through the daemon ("+sock+")")
-	p.quit(t)
+	p.quit(t, "C-c")
 
 	// Not a terminal: plain lines each second, until SIGINT.
 	cmd := exec.Command(bin.tracerd, "top", "--control-socket", sock, "--pid", strconv.Itoa(srv.PID))
