@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"runtime/debug"
@@ -64,6 +65,7 @@ func usage() {
 commands:
   snapshot   trace for a while, then write a pprof profile, JSON lines and a summary
   run        trace until stopped (the daemon: config file, systemd, control socket, SIGHUP reload)
+  top        a live view of the last seconds: routes, phases, findings, slowest requests
   status     show what the running daemon traces, its hooks, counters and exporters
   check      show what this kernel supports and what tracing would miss
   version    print the version
@@ -101,6 +103,8 @@ func run(args []string) int {
 		code = runCmd(os.Args[2:])
 	case "status":
 		code = statusCmd(os.Args[2:])
+	case "top":
+		code = topCmd(os.Args[2:])
 	case "check":
 		code = checkCmd(os.Args[2:])
 	case "version", "--version", "-version":
@@ -143,5 +147,10 @@ func newLogger(format string, level slog.Leveler) *slog.Logger {
 	if format == "json" {
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+	return newLoggerTo(os.Stderr, level)
+}
+
+// newLoggerTo is the text log on w.
+func newLoggerTo(w io.Writer, level slog.Leveler) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
 }

@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tracerd/tracerd/internal/live"
 )
 
 // ErrDenied means the socket is not this user's to use.
@@ -115,6 +118,35 @@ func (c *Client) Snapshot(req Request, got func(Line) error) (*End, error) {
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
 	return nil, errors.New("control socket: the daemon ended the snapshot without its summary (did it stop?)")
+}
+
+// Top asks for a view every req.Every and gives each to got, until got
+// returns an error (returned) or the daemon ends the stream (an error:
+// ErrRefused when it refused the request as asked).
+func (c *Client) Top(req Request, got func(live.View) error) error {
+	req.Op = "top"
+	if err := c.send(req); err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bufio.NewReaderSize(c.conn, 64<<10))
+	for {
+		var l Line
+		if err := dec.Decode(&l); err != nil {
+			if errors.Is(err, io.EOF) {
+				return errors.New("control socket: the daemon ended the view (did it stop?)")
+			}
+			return fmt.Errorf("control socket: %w", err)
+		}
+		if l.Error != "" {
+			return answerError(l)
+		}
+		if l.Live == nil {
+			continue
+		}
+		if err := got(*l.Live); err != nil {
+			return err
+		}
+	}
 }
 
 // EndEarly asks the daemon to end a snapshot now (half-close): it then

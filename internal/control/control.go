@@ -22,19 +22,24 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tracerd/tracerd/internal/live"
 	"github.com/tracerd/tracerd/internal/loader"
 	"github.com/tracerd/tracerd/internal/targets"
 )
 
 // Request is what a client asks.
 type Request struct {
-	Op string `json:"op"` // "status" or "snapshot"
+	Op string `json:"op"` // "status", "snapshot" or "top"
+	// snapshot and top: the requests of Targets (top: all the daemon
+	// traces when empty).
+	Targets targets.Targets `json:"targets"`
 	// snapshot
-	Duration time.Duration   `json:"duration,omitempty"`
-	Targets  targets.Targets `json:"targets"`
-	Top      int             `json:"top,omitempty"`
-	JSON     bool            `json:"json,omitempty"`    // stream the records
-	Profile  bool            `json:"profile,omitempty"` // send a pprof profile at the end
+	Duration time.Duration `json:"duration,omitempty"`
+	Top      int           `json:"top,omitempty"`
+	JSON     bool          `json:"json,omitempty"`    // stream the records
+	Profile  bool          `json:"profile,omitempty"` // send a pprof profile at the end
+	// top: a view every Every (default a second).
+	Every time.Duration `json:"every,omitempty"`
 }
 
 // Line is one line of an answer; one field is set.
@@ -48,6 +53,7 @@ type Line struct {
 	Status  *Status         `json:"status,omitempty"` // status answer
 	Record  json.RawMessage `json:"record,omitempty"` // one request (JSON lines format)
 	End     *End            `json:"end,omitempty"`    // snapshot finished
+	Live    *live.View      `json:"live,omitempty"`   // top: the current view
 }
 
 // End closes a snapshot.
@@ -63,12 +69,13 @@ type End struct {
 	Kernel *loader.Counters `json:"kernel,omitempty"`
 }
 
-// Handler answers requests. Snapshot streams lines with send until the
-// request is done (ctx ends early when the client half-closes or the
-// daemon stops).
+// Handler answers requests. Snapshot and Top stream lines with send
+// until the request is done (ctx ends early when the client half-closes
+// or the daemon stops); Top until ctx ends.
 type Handler interface {
 	Status() (Status, error)
 	Snapshot(ctx context.Context, req Request, send func(Line) error) error
+	Top(ctx context.Context, req Request, send func(Line) error) error
 }
 
 // Server serves a Handler on a unix socket.
@@ -304,6 +311,17 @@ func (s *Server) handle(c *net.UnixConn) {
 		mu.Lock()
 		w.Flush()
 		mu.Unlock()
+	case "top":
+		ctx, cancel := context.WithCancel(s.ctx)
+		defer cancel()
+		go func() {
+			io.Copy(io.Discard, br)
+			cancel()
+		}()
+		send := func(l Line) error { return enc.Encode(l) }
+		if err := s.h.Top(ctx, req, send); err != nil {
+			send(Line{Error: err.Error(), Refused: errors.Is(err, ErrRefused)})
+		}
 	default:
 		enc.Encode(Line{Error: fmt.Sprintf("unknown op %q", req.Op)})
 	}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tracerd/tracerd/internal/live"
 	"github.com/tracerd/tracerd/internal/loader"
 )
 
@@ -36,6 +37,54 @@ func (fake) Snapshot(ctx context.Context, req Request, send func(Line) error) er
 	case <-time.After(req.Duration):
 	}
 	return send(Line{End: &End{Requests: 1, Summary: "s", Kernel: &loader.Counters{ConnsTraced: 5}}})
+}
+
+func (fake) Top(ctx context.Context, req Request, send func(Line) error) error {
+	if req.Every <= 0 {
+		return Refuse("every %s", req.Every)
+	}
+	for i := int64(1); ; i++ {
+		if err := send(Line{Live: &live.View{Requests: i}}); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(req.Every):
+		}
+	}
+}
+
+// TestTop: views stream until the client has enough; a refusal is
+// ErrRefused.
+func TestTop(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "control.sock")
+	s, err := Listen(path, fake{}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	c, err := Dial(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enough := errors.New("enough")
+	var got []int64
+	err = c.Top(Request{Every: time.Millisecond}, func(v live.View) error {
+		if got = append(got, v.Requests); len(got) == 3 {
+			return enough
+		}
+		return nil
+	})
+	c.Close()
+	if !errors.Is(err, enough) || !reflect.DeepEqual(got, []int64{1, 2, 3}) {
+		t.Errorf("top: %v %v", got, err)
+	}
+	c, _ = Dial(path)
+	defer c.Close()
+	if err := c.Top(Request{}, func(live.View) error { return nil }); !errors.Is(err, ErrRefused) {
+		t.Errorf("refused top: %v", err)
+	}
 }
 
 func TestServer(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 	"github.com/tracerd/tracerd/internal/control"
 	"github.com/tracerd/tracerd/internal/export"
 	"github.com/tracerd/tracerd/internal/findings"
+	"github.com/tracerd/tracerd/internal/live"
 	"github.com/tracerd/tracerd/internal/outputs"
 )
 
@@ -167,4 +168,56 @@ func (d *Daemon) Snapshot(ctx context.Context, req control.Request, send func(co
 		end.Kernel = &c
 	}
 	return send(control.Line{End: end})
+}
+
+// Bounds of a top request's interval.
+const (
+	minTopEvery = 100 * time.Millisecond
+	maxTopEvery = 10 * time.Second
+)
+
+// Top implements control.Handler: the view of the last seconds every
+// req.Every until the client goes. Without a selection it is the
+// daemon's own view (the last seconds are there at once); with one, a
+// view of its own starts empty.
+func (d *Daemon) Top(ctx context.Context, req control.Request, send func(control.Line) error) error {
+	every := req.Every
+	if every == 0 {
+		every = time.Second
+	}
+	if every < minTopEvery || every > maxTopEvery {
+		return control.Refuse("top: a view every %s: want %s to %s", every, minTopEvery, maxTopEvery)
+	}
+	eng := d.engine()
+	if eng == nil {
+		return errStarting
+	}
+	agg := d.live
+	if !req.Targets.Empty() {
+		m, err := req.Targets.Matcher()
+		if err != nil {
+			return control.Refuse("%v", err)
+		}
+		if traced := eng.Targets(); !traced.Covers(req.Targets) {
+			return control.Refuse("the daemon (pid %d) traces %s, which does not cover %s: its view would miss requests. Use --standalone to trace on its own",
+				os.Getpid(), traced, req.Targets)
+		}
+		t := &liveTap{match: m, agg: live.New(live.Options{})}
+		d.taps.registerLive(t)
+		defer d.taps.removeLive(t)
+		agg = t.agg
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		v := agg.View(time.Now())
+		if err := send(control.Line{Live: &v}); err != nil {
+			return nil // the client went
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
 }

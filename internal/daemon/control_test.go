@@ -13,6 +13,7 @@ import (
 	"github.com/tracerd/tracerd/internal/config"
 	"github.com/tracerd/tracerd/internal/control"
 	"github.com/tracerd/tracerd/internal/correlate"
+	"github.com/tracerd/tracerd/internal/live"
 	"github.com/tracerd/tracerd/internal/targets"
 )
 
@@ -207,5 +208,57 @@ func TestSnapshotEndsWithDaemon(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the snapshot did not end with the daemon")
+	}
+}
+
+// TestTop: without a selection, tracerd top gets the daemon's view,
+// requests from before it asked included; with one, a view of its own
+// from then on, of the selected requests only; a selection the daemon
+// does not cover is refused.
+func TestTop(t *testing.T) {
+	cfg, sock := withSocket(t, testConfig())
+	cfg.Targets = targets.Targets{Ports: []uint16{80, 81}}
+	h := start(t, cfg, nil)
+	now := func(r *correlate.Request) *correlate.Request { r.EndUnixNano = time.Now().UnixNano(); return r }
+	h.eng.add(t, now(request(7, 80, "/before")))
+	enough := errors.New("enough")
+	var all live.View
+	err := dial(t, sock).Top(control.Request{}, func(v live.View) error { all = v; return enough })
+	if !errors.Is(err, enough) || all.Requests != 1 || len(all.Routes) != 1 || all.Routes[0].Route != "GET /before" || all.Routes[0].Service != "server" {
+		t.Errorf("daemon's view %+v (%v)", all, err)
+	}
+	views := 0
+	var mine live.View
+	c := dial(t, sock)
+	err = c.Top(control.Request{Every: 100 * time.Millisecond, Targets: targets.Targets{Ports: []uint16{81}}}, func(v live.View) error {
+		if views++; views == 1 {
+			h.eng.add(t, now(request(7, 80, "/not-mine")))
+			h.eng.add(t, now(request(7, 81, "/mine")))
+			return nil
+		}
+		mine = v
+		return enough
+	})
+	if !errors.Is(err, enough) || mine.Requests != 1 || mine.Routes[0].Route != "GET /mine" {
+		t.Errorf("own view %+v (%v)", mine, err)
+	}
+	c.Close() // the view goes with its client
+	eventually(t, func() bool { h.d.taps.mu.Lock(); defer h.d.taps.mu.Unlock(); return len(h.d.taps.live) == 0 })
+	err = dial(t, sock).Top(control.Request{Targets: targets.Targets{Ports: []uint16{82}}}, func(live.View) error { return nil })
+	if !errors.Is(err, control.ErrRefused) || !strings.Contains(err.Error(), "does not cover port [82]") {
+		t.Errorf("uncovered selection: %v", err)
+	}
+	err = dial(t, sock).Top(control.Request{Every: time.Hour}, func(live.View) error { return nil })
+	if !errors.Is(err, control.ErrRefused) {
+		t.Errorf("a view an hour: %v", err)
+	}
+}
+
+func eventually(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 5 s")
+		}
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/tracerd/tracerd/internal/export"
 	"github.com/tracerd/tracerd/internal/findings"
 	"github.com/tracerd/tracerd/internal/goprobe"
+	"github.com/tracerd/tracerd/internal/live"
 	"github.com/tracerd/tracerd/internal/loader"
 	"github.com/tracerd/tracerd/internal/metrics"
 	"github.com/tracerd/tracerd/internal/outputs"
@@ -105,6 +106,8 @@ type Daemon struct {
 	taps taps
 	// recent sums the findings of the last minutes (tracerd status).
 	recent findings.Recent
+	// live is the view of the last seconds that tracerd top shows.
+	live *live.Aggregator
 	// retiring counts exporters replaced by a reload, still flushing.
 	retiring sync.WaitGroup
 }
@@ -127,7 +130,7 @@ func New(opts Options) *Daemon {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	d := &Daemon{opts: opts, log: opts.Log, notify: opts.Notify, cfg: opts.Config, start: time.Now()}
+	d := &Daemon{opts: opts, log: opts.Log, notify: opts.Notify, cfg: opts.Config, start: time.Now(), live: live.New(live.Options{})}
 	d.setLevel(opts.Config.Log)
 	return d
 }
@@ -235,7 +238,9 @@ func (d *Daemon) add(r *correlate.Request) error {
 	defer d.mu.Unlock()
 	d.taps.add(r)
 	err := d.x.Add(r) // names the service first
+	d.taps.addLive(r)
 	d.recent.Add(r)
+	d.live.Add(r)
 	return err
 }
 

@@ -8,6 +8,7 @@ import (
 	"github.com/tracerd/tracerd/internal/control"
 	"github.com/tracerd/tracerd/internal/correlate"
 	"github.com/tracerd/tracerd/internal/export"
+	"github.com/tracerd/tracerd/internal/live"
 	"github.com/tracerd/tracerd/internal/targets"
 )
 
@@ -32,10 +33,43 @@ func newTap(m *targets.Matcher, req control.Request) *tap {
 		prof: export.NewProfile(), summary: export.NewSummary(req.Top), done: make(chan struct{})}
 }
 
-// taps are the running snapshots.
+// taps are the running snapshots and the views of tracerd top with a
+// selection of their own.
 type taps struct {
 	mu   sync.Mutex
 	list []*tap
+	live []*liveTap
+}
+
+// liveTap is one tracerd top whose selection is not all the daemon
+// traces: its own view, from when it started.
+type liveTap struct {
+	match *targets.Matcher
+	agg   *live.Aggregator
+}
+
+// addLive gives r to each view that selects it (after the exporters
+// named its service).
+func (ts *taps) addLive(r *correlate.Request) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	for _, t := range ts.live {
+		if t.match.Match(r.PID, r.Conn.Local.Port(), r.Comm, r.CgroupID) {
+			t.agg.Add(r)
+		}
+	}
+}
+
+func (ts *taps) registerLive(t *liveTap) {
+	ts.mu.Lock()
+	ts.live = append(ts.live, t)
+	ts.mu.Unlock()
+}
+
+func (ts *taps) removeLive(t *liveTap) {
+	ts.mu.Lock()
+	ts.live = slices.DeleteFunc(ts.live, func(x *liveTap) bool { return x == t })
+	ts.mu.Unlock()
 }
 
 // add gives r to each snapshot that selects it; a snapshot whose client

@@ -27,6 +27,7 @@ test)
 	need taskset util-linux
 	need setpriv util-linux
 	need systemd-analyze systemd
+	need tmux tmux # tracerd top in a real terminal (tests/top_test.go)
 	;;
 bench)
 	need wrk wrk
