@@ -152,6 +152,9 @@ static __always_inline void emit(struct traced_conn *c, __u8 reason)
 	r->softirq_ns = r->runq_ns = r->throttle_ns = 0;
 	r->retransmits = 0;
 	r->zero_window = 0;
+	r->rt_max_seg = r->rt_repeats = r->rt_repeat_seg = 0;
+	r->rt_mss_first = r->rt_mss_last = r->rt_pmtu_first = r->rt_pmtu_last = 0;
+	c->rt_run = 0;
 	r->flags &= REQ_HAS_EST | REQ_HAS_TCP;
 	r->req_len = r->resp_len = 0;
 	r->end_reason = 0;

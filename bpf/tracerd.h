@@ -104,7 +104,16 @@ struct req_record {
 	__u16 req_len;
 	__u16 resp_len;
 	__u8 resp_head[RESP_HEAD_CAP];
-	/* Last: only req_len bytes of it go to the ring buffer. */
+	/* The retransmissions' shape (pmtu_blackhole; 0 when none): */
+	__u32 rt_max_seg;    /* largest segment retransmitted (bytes of payload) */
+	__u32 rt_repeats;    /* most retransmissions in a row of one sequence number */
+	__u32 rt_repeat_seg; /* that segment's largest size */
+	__u32 rt_mss_first;  /* mss_cache at the request's first retransmission */
+	__u32 rt_mss_last;   /* and at its last */
+	__u32 rt_pmtu_first; /* icsk_pmtu_cookie (the path MTU TCP knows) then */
+	__u32 rt_pmtu_last;
+	/* Before the head (not at the end): only req_len bytes of the head
+	 * go to the ring buffer. */
 	__u8 req_head[REQ_HEAD_CAP];
 };
 
@@ -135,6 +144,10 @@ struct traced_conn {
 	__u8 est_has_softirq;
 	__u8 pad[4];
 	__u64 fence; /* target of full_barrier()'s locked add */
+	__u32 rt_seq;      /* start of the segment retransmitted last */
+	__u32 rt_run;      /* its retransmissions in a row */
+	__u32 rt_run_seg;  /* and its largest size then */
+	__u32 pad2;
 };
 
 /* Go functions probed: the low bits of a Go uprobe's cookie (enum go_cookie). */

@@ -106,6 +106,19 @@ type TCP struct {
 	ZeroWindow  uint32
 	SndCwnd     uint32
 	Nagle       bool
+	Retrans     RetransShape
+}
+
+// RetransShape is how a request's retransmissions looked (zero when
+// none): what tells a path MTU black hole from other losses.
+type RetransShape struct {
+	MaxSeg    uint32 // largest segment retransmitted, payload bytes
+	Repeats   uint32 // most retransmissions in a row of one sequence number
+	RepeatSeg uint32 // that segment's largest size
+	MSSFirst  uint32 // the socket's mss_cache at the first retransmission
+	MSSLast   uint32 // and at the last
+	PMTUFirst uint32 // the path MTU TCP knew (icsk_pmtu_cookie) at the first
+	PMTULast  uint32 // and at the last
 }
 
 // Span is a user-space span (Go awareness) inside the request's app time.

@@ -161,6 +161,18 @@ func evidence(ev []correlate.Evidence, cd candidate, r *correlate.Request, snap 
 			ev = append(ev, correlate.IntEvidence("netns_retrans_segs_per_s", net.RetransSegs), correlate.IntEvidence("netns_tcp_timeouts_per_s", net.Timeouts))
 			age()
 		}
+	case correlate.PMTUBlackhole:
+		rs := &t.Retrans
+		ev = append(ev, correlate.IntEvidence("retransmits", int64(t.Retransmits)),
+			correlate.IntEvidence("lost_segment_bytes", int64(rs.RepeatSeg)),
+			correlate.IntEvidence("lost_segment_retransmits", int64(rs.Repeats)),
+			correlate.IntEvidence("largest_retransmit_bytes", int64(rs.MaxSeg)),
+			correlate.IntEvidence("mss_before", int64(rs.MSSFirst)),
+			correlate.IntEvidence("mss_after", int64(rs.MSSLast)),
+			correlate.IntEvidence("path_mtu", int64(rs.PMTULast)))
+		phaseEv(correlate.SendQueue)
+		phaseEv(correlate.AckWait)
+		tcpEv()
 	case correlate.NagleDelayedAck:
 		phaseEv(correlate.SendQueue)
 		tcpEv()

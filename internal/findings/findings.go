@@ -159,14 +159,35 @@ func tcpCause(r *correlate.Request, add func(correlate.FindingCode, correlate.Ph
 		if t.Valid {
 			rtt = int64(t.SrttUs) * 1000
 		}
+		code := correlate.Retransmits
+		if pmtuBlackhole(&t.Retrans) && hasAW {
+			code = correlate.PMTUBlackhole
+		}
 		if hasAW && aw-rtt > sq {
-			add(correlate.Retransmits, correlate.AckWait, aw-rtt, dur+aw)
+			add(code, correlate.AckWait, aw-rtt, dur+aw)
 		} else if hasSQ {
-			add(correlate.Retransmits, correlate.SendQueue, sq, dur)
+			add(code, correlate.SendQueue, sq, dur)
 		}
 	case t.Nagle && t.Valid && hasSQ && nagleWait(sq, t.SrttUs):
 		add(correlate.NagleDelayedAck, correlate.SendQueue, sq, dur)
 	}
+}
+
+// minBlackholeRepeats: a segment lost this many times in a row was
+// resent by the retransmission timer, each time after a longer wait.
+const minBlackholeRepeats = 3
+
+// pmtuBlackhole says whether the retransmissions were those of a path
+// that drops segments above some size and hides it (no ICMP
+// fragmentation-needed came back): one segment was retransmitted at
+// least minBlackholeRepeats times in a row, then TCP lowered its MSS
+// below that segment's size (tcp_mtu_probing's black-hole detection,
+// after tcp_retries1 timeouts) while the path MTU it knew stayed the
+// same (an ICMP that lowers it is path MTU discovery working). The
+// caller also wants the answer acknowledged: smaller segments passed.
+func pmtuBlackhole(rs *correlate.RetransShape) bool {
+	return rs.Repeats >= minBlackholeRepeats && rs.MSSLast > 0 && rs.MSSLast < rs.MSSFirst &&
+		rs.RepeatSeg > rs.MSSLast && rs.PMTULast == rs.PMTUFirst
 }
 
 // maxDelayedAck is the longest a peer may delay an ACK (RFC 1122: 500 ms;

@@ -205,6 +205,56 @@ func TestSendQueueCauses(t *testing.T) {
 	}
 }
 
+// TestPMTUBlackhole: retransmissions shaped like a path MTU black hole
+// (one full-size segment resent by the timer again and again, then the
+// MSS lowered with the path MTU unchanged) are pmtu_blackhole, in place
+// of retransmits; each missing part of the shape leaves retransmits.
+func TestPMTUBlackhole(t *testing.T) {
+	hole := func() *correlate.Request {
+		r := req(5*ms, map[correlate.Phase]int64{correlate.App: ms, correlate.SendQueue: ms, correlate.AckWait: 3000 * ms})
+		r.TCP.Retransmits = 26
+		r.TCP.Retrans = correlate.RetransShape{MaxSeg: 1448, Repeats: 4, RepeatSeg: 1448,
+			MSSFirst: 1448, MSSLast: 1012, PMTUFirst: 1500, PMTULast: 1500}
+		return r
+	}
+	fs := def.Analyze(hole())
+	if codes(fs) != "pmtu_blackhole" || fs[0].Phase != correlate.AckWait || fs[0].LostNs != 3000*ms-50_000 {
+		t.Fatalf("black hole: %+v", fs)
+	}
+	for k, want := range map[string]int64{"retransmits": 26, "lost_segment_bytes": 1448, "lost_segment_retransmits": 4,
+		"largest_retransmit_bytes": 1448, "mss_before": 1448, "mss_after": 1012, "path_mtu": 1500, "ack_wait_ns": 3000 * ms} {
+		if e, ok := fs[0].Lookup(k); !ok || e.Int != want {
+			t.Errorf("evidence %s: %+v, want %d", k, e, want)
+		}
+	}
+	for name, spoil := range map[string]func(r *correlate.Request){
+		"lost twice only":        func(r *correlate.Request) { r.TCP.Retrans.Repeats = 2 },
+		"MSS never lowered":      func(r *correlate.Request) { r.TCP.Retrans.MSSLast = 1448 },
+		"ICMP lowered the PMTU":  func(r *correlate.Request) { r.TCP.Retrans.PMTULast = 1400 },
+		"lost segment was small": func(r *correlate.Request) { r.TCP.Retrans.RepeatSeg = 900 },
+		"answer never acknowledged": func(r *correlate.Request) {
+			r.Phases = correlate.Phases{}
+			r.Phases.Set(correlate.App, ms)
+			r.Phases.Set(correlate.SendQueue, 4*ms)
+		},
+	} {
+		r := hole()
+		spoil(r)
+		if fs := def.Analyze(r); findingOf(fs, correlate.PMTUBlackhole) {
+			t.Errorf("%s: %s", name, codes(fs))
+		}
+	}
+}
+
+func findingOf(fs []correlate.Finding, code correlate.FindingCode) bool {
+	for _, f := range fs {
+		if f.Code == code {
+			return true
+		}
+	}
+	return false
+}
+
 // withProc is an analyzer whose last sample saw process 42 use cpuPct
 // of one CPU, of 2 allowed.
 func withProc(cpuPct float64) (*Analyzer, *Sampler) {

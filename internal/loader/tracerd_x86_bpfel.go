@@ -273,8 +273,14 @@ type TracerdReqRecord struct {
 	ReqLen       uint16
 	RespLen      uint16
 	RespHead     [32]uint8
+	RtMaxSeg     uint32
+	RtRepeats    uint32
+	RtRepeatSeg  uint32
+	RtMssFirst   uint32
+	RtMssLast    uint32
+	RtPmtuFirst  uint32
+	RtPmtuLast   uint32
 	ReqHead      [512]uint8
-	_            [4]byte
 }
 
 type TracerdSoftirqCpu struct {
@@ -325,6 +331,10 @@ type TracerdTracedConn struct {
 	EstHasSoftirq  uint8
 	Pad            [4]uint8
 	Fence          uint64
+	RtSeq          uint32
+	RtRun          uint32
+	RtRunSeg       uint32
+	Pad2           uint32
 }
 
 // Names of all BPF objects in the ELF.
