@@ -3,6 +3,7 @@
 package tests
 
 import (
+	"bufio"
 	"fmt"
 	"net"
 	"os"
@@ -260,4 +261,176 @@ func TestFindingPMTUBlackhole(t *testing.T) {
 	if findingOf(recs[1], "pmtu_blackhole") != nil || findingOf(recs[1], "retransmits") != nil {
 		t.Errorf("the small answer after: %+v", recs[1].Findings)
 	}
+}
+
+// TestFindingOwnReceiveWindow: a client uploads 4 MiB to a server that
+// reads the body 800 ms late (after the head: a slow POST), or the
+// whole request 800 ms late: the server's receive window closes and the
+// client cannot send. own_receive_window, its zero windows checked
+// against the namespace's TcpExtTCPToZeroWindowAdv and its closed time
+// against the server's sleep. Namespaces: the counters must be the
+// connection's alone.
+func TestFindingOwnReceiveWindow(t *testing.T) {
+	needNetns(t)
+	const delay = 800 * time.Millisecond
+	for _, c := range []struct {
+		name, flag, phase string
+	}{
+		{"body_read_late", "-body-delay", "app"},
+		{"request_read_late", "-read-delay", "recv_queue"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			srvNS, cli := newNetns(t, "s"), newNetns(t, "c")
+			veth(t, srvNS, "10.232.1.1/24", 1500, cli, "10.232.1.2/24", 1500)
+			srv := startServer(t, srvNS.prefix(), "-addr", "10.232.1.1:0", c.flag, delay.String())
+			tr := startTracer(t, "--port", strconv.Itoa(srv.Port))
+			before := netCounters(t, srv.PID)
+
+			var conn net.Conn
+			if err := cli.do(func() (err error) {
+				conn, err = net.DialTimeout("tcp", srv.Addr, 5*time.Second)
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { conn.Close() })
+			_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+			body := make([]byte, 4<<20)
+			sent := time.Now()
+			if _, err := fmt.Fprintf(conn, "POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: %d\r\n\r\n", len(body)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := conn.Write(body); err != nil {
+				t.Fatal(err)
+			}
+			uploaded := time.Since(sent)
+			if _, err := readAnswer(conn); err != nil {
+				t.Fatal(err)
+			}
+			srv.Truths(t, 1)
+			after := netCounters(t, srv.PID)
+			endRequests(conn)
+			r := byPeer(t, tr.Stop(t), conn, 1)[0]
+			toZero := after["TcpExtTCPToZeroWindowAdv"] - before["TcpExtTCPToZeroWindowAdv"]
+			fromZero := after["TcpExtTCPFromZeroWindowAdv"] - before["TcpExtTCPFromZeroWindowAdv"]
+			t.Logf("upload took %s; kernel: TcpExtTCPToZeroWindowAdv +%d, TcpExtTCPFromZeroWindowAdv +%d; phases %v findings %+v",
+				uploaded, toZero, fromZero, r.Phases, r.Findings)
+			if toZero == 0 {
+				t.Fatal("the server never advertised a zero window: nothing provoked")
+			}
+			f := mustFinding(t, c.name, r, "own_receive_window")
+			if got := evInt(t, f, "zero_window_adv"); got != toZero {
+				t.Errorf("zero windows: tracerd %d, the namespace's TcpExtTCPToZeroWindowAdv %d", got, toZero)
+			}
+			// Closed from when the first bytes filled the buffer (ms after
+			// the head came) until the late read.
+			if f.LostNs > int64(delay+50*time.Millisecond) || f.LostNs < int64(delay-150*time.Millisecond) {
+				t.Errorf("window closed %s; the server slept %s", time.Duration(f.LostNs), delay)
+			}
+			if f.LostNs != evInt(t, f, "window_closed_ns") || f.Phase != c.phase {
+				t.Errorf("finding %+v, want phase %s", f, c.phase)
+			}
+		})
+	}
+}
+
+// readAnswer reads one HTTP/1.1 answer with a Content-Length.
+func readAnswer(c net.Conn) (int, error) {
+	br := bufio.NewReader(c)
+	n := 0
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return 0, err
+		}
+		line = strings.TrimRight(line, "\r\n")
+		if line == "" {
+			break
+		}
+		if v, ok := strings.CutPrefix(strings.ToLower(line), "content-length: "); ok {
+			n, _ = strconv.Atoi(v)
+		}
+	}
+	_, err := br.Discard(n)
+	return n, err
+}
+
+// TestFindingAcceptBacklogSYNBurst: 12 clients connect at once to a
+// listener with a backlog of 1 whose server sleeps 200 ms before each
+// accept(): the queue overflows (SYNs and handshake ACKs dropped, the
+// clients retry) and the connections that got in waited in it.
+// accept_backlog, its queue at accept and limit checked against
+// listen()'s argument, the namespace's TcpExtListenOverflows and
+// TcpExtListenDrops against the sampled rates.
+func TestFindingAcceptBacklogSYNBurst(t *testing.T) {
+	needNetns(t)
+	srvNS, cli := newNetns(t, "s"), newNetns(t, "c")
+	veth(t, srvNS, "10.233.1.1/24", 1500, cli, "10.233.1.2/24", 1500)
+	srv := startServer(t, srvNS.prefix(), "-addr", "10.233.1.1:0", "-backlog", "1", "-accept-delay", "200ms")
+	tr := startTracer(t, "--port", strconv.Itoa(srv.Port))
+	before := netCounters(t, srv.PID)
+
+	const n = 12
+	conns := make([]net.Conn, n)
+	errs := make(chan error, n)
+	for i := range conns {
+		go func() {
+			errs <- cli.do(func() error {
+				c, err := net.DialTimeout("tcp", srv.Addr, 20*time.Second)
+				if err != nil {
+					return err
+				}
+				conns[i] = c
+				_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+				_, err = request(c, fmt.Sprintf("/burst/%d", i), 0)
+				return err
+			})
+		}()
+	}
+	for range conns {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	after := netCounters(t, srv.PID)
+	delta := func(k string) int64 { return after[k] - before[k] }
+	overflows, drops, cookies := delta("TcpExtListenOverflows"), delta("TcpExtListenDrops"), delta("TcpExtSyncookiesSent")
+	t.Logf("kernel: TcpExtListenOverflows +%d, TcpExtListenDrops +%d, TcpExtSyncookiesSent +%d", overflows, drops, cookies)
+	if overflows == 0 || drops == 0 {
+		t.Fatal("the burst did not overflow the listener: nothing provoked")
+	}
+	closers := make([]interface{ Close() error }, n)
+	for i, c := range conns {
+		closers[i] = c
+	}
+	endRequests(closers...)
+	recs := tr.Stop(t)
+	named, sampled := 0, 0
+	for i, c := range conns {
+		r := byPeer(t, recs, c, 1)[0]
+		f := findingOf(r, "accept_backlog")
+		if f == nil {
+			continue
+		}
+		named++
+		q, limit := evInt(t, f, "queue_at_accept"), evInt(t, f, "queue_limit")
+		// The kernel's queue is full past its limit: it holds limit + 1.
+		if limit != 1 || q < 1 || q > limit+1 {
+			t.Errorf("connection %d: queue at accept %d of %d; listen() was given 1", i, q, limit)
+		}
+		if e, ok := f.Evidence.Get("listen_overflows_per_s"); ok {
+			sampled++
+			d, _ := f.Evidence.Get("listen_drops_per_s")
+			sc, _ := f.Evidence.Get("syncookies_sent_per_s")
+			if e.Int > overflows || d.Int > drops || sc.Int > cookies {
+				t.Errorf("connection %d: sampled %d overflows/s, %d drops/s, %d cookies/s; the namespace counted %d, %d, %d in all",
+					i, e.Int, d.Int, sc.Int, overflows, drops, cookies)
+			}
+		}
+		t.Logf("connection %d: accept_queue %s, evidence %+v", i, time.Duration(f.LostNs), f.Evidence)
+	}
+	if named < n/2 {
+		t.Errorf("%d of %d connections named accept_backlog", named, n)
+	}
+	t.Logf("%d named, %d with the namespace's sampled rates", named, sampled)
 }

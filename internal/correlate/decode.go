@@ -68,6 +68,8 @@ func fromRecord(rec *loader.Record, clock Clock, comm string, http *HTTP, strs *
 			MaxSeg: rec.RtMaxSeg, Repeats: rec.RtRepeats, RepeatSeg: rec.RtRepeatSeg,
 			MSSFirst: rec.RtMssFirst, MSSLast: rec.RtMssLast, PMTUFirst: rec.RtPmtuFirst, PMTULast: rec.RtPmtuLast,
 		},
+		AcceptQueueLen: rec.AccQueue, AcceptQueueMax: rec.AccQueueMax,
+		OwnWindow: OwnWindow{Zero: rec.RwndZero, UnreadNs: int64(rec.RwndUnreadNs), ReadingNs: int64(rec.RwndReadingNs)},
 	}
 	parseHTTP(&r, rec, http, strs)
 	return r

@@ -107,6 +107,18 @@ type TCP struct {
 	SndCwnd     uint32
 	Nagle       bool
 	Retrans     RetransShape
+	OwnWindow   OwnWindow
+	// The listener's accept queue when accept() took the connection,
+	// this one included, and its limit (0: not seen).
+	AcceptQueueLen, AcceptQueueMax uint32
+}
+
+// OwnWindow is the time the server's own advertised receive window
+// stayed closed (zero) for the request: its client could not send.
+type OwnWindow struct {
+	Zero      uint32 // zero windows advertised (closings)
+	UnreadNs  int64  // closed before the app's first read of the request
+	ReadingNs int64  // closed while the app was reading and handling it
 }
 
 // RetransShape is how a request's retransmissions looked (zero when

@@ -42,6 +42,10 @@ func evidence(ev []correlate.Evidence, cd candidate, r *correlate.Request, snap 
 	switch cd.code {
 	case correlate.AcceptBacklog:
 		phaseEv(correlate.AcceptQueue)
+		if t.AcceptQueueLen > 0 {
+			ev = append(ev, correlate.IntEvidence("queue_at_accept", int64(t.AcceptQueueLen)),
+				correlate.IntEvidence("queue_limit", int64(t.AcceptQueueMax)))
+		}
 		key := ListenerKey{r.PID, r.Conn.Local.Port()}
 		li, haveL := ListenerInfo{}, false
 		if snap != nil {
@@ -173,6 +177,14 @@ func evidence(ev []correlate.Evidence, cd candidate, r *correlate.Request, snap 
 		phaseEv(correlate.SendQueue)
 		phaseEv(correlate.AckWait)
 		tcpEv()
+	case correlate.OwnReceiveWindow:
+		w := t.OwnWindow
+		ev = append(ev, correlate.IntEvidence("zero_window_adv", int64(w.Zero)),
+			correlate.IntEvidence("window_closed_ns", w.UnreadNs+w.ReadingNs),
+			correlate.IntEvidence("closed_before_read_ns", w.UnreadNs),
+			correlate.IntEvidence("closed_while_reading_ns", w.ReadingNs))
+		phaseEv(correlate.RecvQueue)
+		phaseEv(correlate.App)
 	case correlate.NagleDelayedAck:
 		phaseEv(correlate.SendQueue)
 		tcpEv()

@@ -106,6 +106,15 @@ func (a *Analyzer) Analyze(r *correlate.Request) []correlate.Finding {
 		add(correlate.Serialization, correlate.Serialize, serializationLost(r), dur)
 	}
 	tcpCause(r, add)
+	if w := r.TCP.OwnWindow; w.Zero > 0 && r.EndReason != correlate.EndStream {
+		// Where most of the closed time lay: before the app's first read
+		// (the request's bytes queued, unread) or while it handled it.
+		p := correlate.App
+		if w.UnreadNs > w.ReadingNs {
+			p = correlate.RecvQueue
+		}
+		add(correlate.OwnReceiveWindow, p, w.UnreadNs+w.ReadingNs, dur)
+	}
 	if own, yes := handlerOwn(r); yes && own*100 >= slowHandlerShare*dur && ok(own, dur) && a.notSaturated(r.PID) {
 		add(correlate.SlowHandler, correlate.App, own, dur)
 	}

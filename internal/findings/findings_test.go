@@ -246,6 +246,54 @@ func TestPMTUBlackhole(t *testing.T) {
 	}
 }
 
+// TestOwnReceiveWindow: time the server's advertised window stayed
+// closed is own_receive_window, in the phase where most of it lay; a
+// POST's app time is then not slow_handler's.
+func TestOwnReceiveWindow(t *testing.T) {
+	r := req(900*ms, map[correlate.Phase]int64{correlate.RecvQueue: ms, correlate.App: 890 * ms})
+	r.HTTP.Method = "POST"
+	r.TCP.OwnWindow = correlate.OwnWindow{Zero: 2, UnreadNs: 5 * ms, ReadingNs: 790 * ms}
+	fs := def.Analyze(r)
+	if codes(fs) != "own_receive_window" || fs[0].Phase != correlate.App || fs[0].LostNs != 795*ms {
+		t.Fatalf("slow POST: %+v", fs)
+	}
+	for k, want := range map[string]int64{"zero_window_adv": 2, "window_closed_ns": 795 * ms, "closed_before_read_ns": 5 * ms, "closed_while_reading_ns": 790 * ms} {
+		if e, ok := fs[0].Lookup(k); !ok || e.Int != want {
+			t.Errorf("evidence %s: %+v, want %d", k, e, want)
+		}
+	}
+	r.TCP.OwnWindow = correlate.OwnWindow{Zero: 1, UnreadNs: 700 * ms, ReadingNs: ms}
+	if fs := def.Analyze(r); codes(fs) != "own_receive_window" || fs[0].Phase != correlate.RecvQueue {
+		t.Errorf("closed before the read: %+v", fs)
+	}
+	// Under the thresholds, or no zero window advertised: none.
+	r.TCP.OwnWindow = correlate.OwnWindow{Zero: 1, UnreadNs: ms / 2}
+	if fs := def.Analyze(r); len(fs) != 0 {
+		t.Errorf("0.5 ms closed: %s", codes(fs))
+	}
+	r.TCP.OwnWindow = correlate.OwnWindow{ReadingNs: 500 * ms}
+	if fs := def.Analyze(r); len(fs) != 0 {
+		t.Errorf("no zero window advertised: %s", codes(fs))
+	}
+}
+
+// TestAcceptQueueEvidence: the listener's queue at accept and its limit
+// are the record's own evidence.
+func TestAcceptQueueEvidence(t *testing.T) {
+	r := req(10*ms, map[correlate.Phase]int64{correlate.AcceptQueue: 8 * ms, correlate.App: ms})
+	r.TCP.AcceptQueueLen, r.TCP.AcceptQueueMax = 2, 1
+	fs := def.Analyze(r)
+	if codes(fs) != "accept_backlog" {
+		t.Fatalf("%+v", fs)
+	}
+	if e, ok := fs[0].Lookup("queue_at_accept"); !ok || e.Int != 2 {
+		t.Errorf("queue_at_accept: %+v", fs[0].Evidence)
+	}
+	if e, ok := fs[0].Lookup("queue_limit"); !ok || e.Int != 1 {
+		t.Errorf("queue_limit: %+v", fs[0].Evidence)
+	}
+}
+
 func findingOf(fs []correlate.Finding, code correlate.FindingCode) bool {
 	for _, f := range fs {
 		if f.Code == code {
