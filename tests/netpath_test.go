@@ -193,7 +193,11 @@ func nftDropped(t *testing.T, ns netns, table string) int64 {
 func TestFindingPMTUBlackhole(t *testing.T) {
 	needNetns(t, "nft")
 	srvNS, rtr, cli := pmtuPath(t)
-	srv := startServer(t, srvNS.prefix(), "-addr", "10.231.1.1:0", "-resp-size", strconv.Itoa(256<<10))
+	srv := startServer(t, srvNS.prefix(), "-addr", "10.231.1.1:0", "-resp-size", strconv.Itoa(256<<10),
+		// The whole answer fits the send buffer: the write returns and
+		// the stall is the answer's delivery (send_queue, ack_wait), not
+		// a write blocked inside the app phase.
+		"-sndbuf", strconv.Itoa(8<<20))
 	tr := startTracer(t, "--port", strconv.Itoa(srv.Port))
 	before := netCounters(t, srv.PID)
 
@@ -310,11 +314,14 @@ func TestFindingOwnReceiveWindow(t *testing.T) {
 			srv.Truths(t, 1)
 			after := netCounters(t, srv.PID)
 			endRequests(conn)
+			// The server sleeps before reading the close too: the request
+			// ends at the idle timeout (500 ms), not by the close.
+			time.Sleep(time.Second)
 			r := byPeer(t, tr.Stop(t), conn, 1)[0]
 			toZero := after["TcpExtTCPToZeroWindowAdv"] - before["TcpExtTCPToZeroWindowAdv"]
 			fromZero := after["TcpExtTCPFromZeroWindowAdv"] - before["TcpExtTCPFromZeroWindowAdv"]
-			t.Logf("upload took %s; kernel: TcpExtTCPToZeroWindowAdv +%d, TcpExtTCPFromZeroWindowAdv +%d; phases %v findings %+v",
-				uploaded, toZero, fromZero, r.Phases, r.Findings)
+			t.Logf("end %s, dur %d; upload took %s; kernel: TcpExtTCPToZeroWindowAdv +%d, TcpExtTCPFromZeroWindowAdv +%d; phases %v findings %+v",
+				r.EndReason, r.DurationNs, uploaded, toZero, fromZero, r.Phases, r.Findings)
 			if toZero == 0 {
 				t.Fatal("the server never advertised a zero window: nothing provoked")
 			}
