@@ -332,9 +332,10 @@ func TestFindingOwnReceiveWindow(t *testing.T) {
 			if got := evInt(t, f, "zero_window_adv"); got != toZero {
 				t.Errorf("zero windows: tracerd %d, the namespace's TcpExtTCPToZeroWindowAdv %d", got, toZero)
 			}
-			// Closed from when the first bytes filled the buffer (ms after
-			// the head came) until the late read.
-			if f.LostNs > int64(delay+50*time.Millisecond) || f.LostNs < int64(delay-150*time.Millisecond) {
+			// Closed from when the upload filled the server's buffer until
+			// the late read: never longer than the sleep; shorter by the
+			// fill (≈ 40 ms here, up to 170 ms in an emulated guest).
+			if f.LostNs > int64(delay+50*time.Millisecond) || f.LostNs < int64(delay-300*time.Millisecond) {
 				t.Errorf("window closed %s; the server slept %s", time.Duration(f.LostNs), delay)
 			}
 			if f.LostNs != evInt(t, f, "window_closed_ns") || f.Phase != c.phase {
@@ -424,8 +425,11 @@ func TestFindingAcceptBacklogSYNBurst(t *testing.T) {
 		}
 		named++
 		q, limit := evInt(t, f, "queue_at_accept"), evInt(t, f, "queue_limit")
-		// The kernel's queue is full past its limit: it holds limit + 1.
-		if limit != 1 || q < 1 || q > limit+1 {
+		// The kernel's queue is full past its limit: it holds limit + 1,
+		// this connection among them. Read at accept()'s return, the
+		// queue may have taken one more since the dequeue made room
+		// (measured: 3 of 1, once in 9 runs).
+		if limit != 1 || q < 1 || q > limit+2 {
 			t.Errorf("connection %d: queue at accept %d of %d; listen() was given 1", i, q, limit)
 		}
 		if e, ok := f.Evidence.Get("listen_overflows_per_s"); ok {
