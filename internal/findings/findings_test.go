@@ -227,6 +227,14 @@ func TestPMTUBlackhole(t *testing.T) {
 			t.Errorf("evidence %s: %+v, want %d", k, e, want)
 		}
 	}
+	// The peer's window closed behind the missing segment: still the hole.
+	zw := hole()
+	zw.TCP.ZeroWindow = 1
+	zw.Phases.Set(correlate.SendQueue, 3000*ms)
+	zw.Phases.Set(correlate.AckWait, 10*ms)
+	if fs := def.Analyze(zw); codes(fs) != "pmtu_blackhole" || fs[0].Phase != correlate.SendQueue {
+		t.Errorf("black hole with a closed peer window: %+v", fs)
+	}
 	for name, spoil := range map[string]func(r *correlate.Request){
 		"lost twice only":        func(r *correlate.Request) { r.TCP.Retrans.Repeats = 2 },
 		"MSS never lowered":      func(r *correlate.Request) { r.TCP.Retrans.MSSLast = 1448 },
