@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tracerd/tracerd/internal/export"
 	"golang.org/x/sys/unix"
 )
 
@@ -236,8 +237,8 @@ func TestFindingPMTUBlackhole(t *testing.T) {
 	r := recs[0]
 	retrans := truths[1].RetransAtRead - truths[0].RetransAtRead
 	timeouts := after["TcpExtTCPTimeouts"] - before["TcpExtTCPTimeouts"]
-	t.Logf("end %s dur %d tcp %+v phases %v findings %+v; kernel: tcpi_total_retrans +%d, TcpExtTCPTimeouts +%d, TcpRetransSegs +%d",
-		r.EndReason, r.DurationNs, *r.TCP, r.Phases, r.Findings, retrans, timeouts, after["TcpRetransSegs"]-before["TcpRetransSegs"])
+	t.Logf("end %s dur %d tcp %s phases %v findings %+v; kernel: tcpi_total_retrans +%d, TcpExtTCPTimeouts +%d, TcpRetransSegs +%d",
+		r.EndReason, r.DurationNs, tcpLine(r), r.Phases, r.Findings, retrans, timeouts, after["TcpRetransSegs"]-before["TcpRetransSegs"])
 	f := mustFinding(t, "black-holed answer", r, "pmtu_blackhole")
 	if findingOf(r, "retransmits") != nil {
 		t.Errorf("both retransmits and pmtu_blackhole: %v", codesOf(r))
@@ -267,7 +268,21 @@ func TestFindingPMTUBlackhole(t *testing.T) {
 	if findingOf(recs[1], "pmtu_blackhole") != nil {
 		t.Errorf("the answer after: %+v", recs[1].Findings)
 	}
-	t.Logf("the answer after: tcp %+v, findings %v", *recs[1].TCP, codesOf(recs[1]))
+	t.Logf("the answer after: tcp %s, findings %v", tcpLine(recs[1]), codesOf(recs[1]))
+}
+
+// tcpLine is a record's TCP facts for a log line.
+func tcpLine(r export.JSONRecord) string {
+	if r.TCP == nil {
+		return "none"
+	}
+	tc, deref := r.TCP, func(p *uint32) any {
+		if p == nil {
+			return "-"
+		}
+		return *p
+	}
+	return fmt.Sprintf("retransmits %d zero_window %d srtt_us %v snd_cwnd %v", tc.Retransmits, tc.ZeroWindow, deref(tc.SrttUs), deref(tc.SndCwnd))
 }
 
 // TestFindingOwnReceiveWindow: a client uploads 4 MiB to a server that
