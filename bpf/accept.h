@@ -29,6 +29,20 @@ static __always_inline void fill_addrs(struct req_record *r, struct sock *sk)
 	}
 }
 
+/* The listener's accept queue as accept() took this connection from it
+ * (the queue left, plus this one) and its limit. The listener is
+ * accept()'s first argument, still in the syscall's saved registers. */
+static __always_inline void note_listener(struct req_record *r)
+{
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	struct sock *l = tcp_sock_of_fd(BPF_CORE_READ(regs, di));
+
+	if (!l)
+		return;
+	r->acc_queue = BPF_CORE_READ(l, sk_ack_backlog) + 1;
+	r->acc_queue_max = BPF_CORE_READ(l, sk_max_ack_backlog);
+}
+
 static __always_inline int on_accept_exit(struct syscall_exit_ctx *ctx)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
@@ -87,6 +101,7 @@ static __always_inline int on_accept_exit(struct syscall_exit_ctx *ctx)
 	r->cgroup_id = bpf_get_current_cgroup_id();
 	bpf_get_current_comm(r->comm, sizeof(r->comm));
 	fill_addrs(r, sk);
+	note_listener(r);
 
 	struct pending *p = bpf_map_lookup_elem(&pending_est, &key);
 	if (p) {

@@ -10,6 +10,9 @@
 
 #include "request.h"
 
+/* TCP_RTO_MAX: the longest a retransmitting connection stays quiet. */
+#define RETRANSMITTING_QUIET_MAX_NS (120ULL * 1000000000ULL)
+
 struct sweep {
 	__u64 now;
 };
@@ -27,7 +30,16 @@ static long sweep_conn(struct bpf_map *map, __u64 *key, struct traced_conn *c, s
 	if (c->state != CONN_WRITING)
 		return 0;
 	/* Signed: another CPU may have moved last_io past the sweep's now. */
-	if ((__s64)(sw->now - c->last_io) >= (__s64)idle_timeout_ns) {
+	__s64 quiet = sw->now - c->last_io;
+
+	/* An answer TCP is retransmitting is not idle: the retransmission
+	 * timer's waits double up to TCP_RTO_MAX (120 s), past any idle
+	 * timeout (a path MTU black hole stalls for seconds). */
+	if (c->req.retransmits && !c->req.t_ack && quiet < (__s64)RETRANSMITTING_QUIET_MAX_NS) {
+		sweep_waiting++;
+		return 0;
+	}
+	if (quiet >= (__s64)idle_timeout_ns) {
 		emit(c, END_IDLE);
 		return 0;
 	}

@@ -152,6 +152,11 @@ static __always_inline void emit(struct traced_conn *c, __u8 reason)
 	r->softirq_ns = r->runq_ns = r->throttle_ns = 0;
 	r->retransmits = 0;
 	r->zero_window = 0;
+	r->rt_max_seg = r->rt_repeats = r->rt_repeat_seg = 0;
+	r->rt_mss_first = r->rt_mss_last = r->rt_pmtu_first = r->rt_pmtu_last = 0;
+	r->rwnd_zero = 0;
+	r->rwnd_unread_ns = r->rwnd_reading_ns = 0;
+	c->rt_run = 0;
 	r->flags &= REQ_HAS_EST | REQ_HAS_TCP;
 	r->req_len = r->resp_len = 0;
 	r->end_reason = 0;
@@ -210,6 +215,17 @@ static __always_inline void start_request(struct traced_conn *c, __u64 now, int 
 	}
 	keep_head(r, ret);
 	r->goid = reading_goid(r->pid);
+	/* The window the request's bytes closed before this read: theirs. */
+	r->rwnd_zero += c->rwnd_carry_zero;
+	r->rwnd_unread_ns += c->rwnd_carry_ns;
+	c->rwnd_carry_zero = 0;
+	c->rwnd_carry_ns = 0;
+	if (c->rwnd_closed_ts && !c->rwnd_closed_reading) {
+		/* Still closed: the wait so far was before the read. */
+		r->rwnd_unread_ns += now - c->rwnd_closed_ts;
+		c->rwnd_closed_ts = now;
+		c->rwnd_closed_reading = 1;
+	}
 }
 
 /* Scheduling delay of the serving thread since T_rd: its run-queue

@@ -68,8 +68,37 @@ int BPF_PROG(tcp_sendmsg_exit, struct sock *sk, struct msghdr *msg, size_t size,
 	return on_sock_send(sk, ret, 1);
 }
 
-/* Sequence number just past the TCP payload of an outgoing skb. */
-static __always_inline int tx_end_seq(const struct sk_buff *skb, int btf, __u32 *end)
+/* The window the server advertised in an outgoing segment closed or
+ * opened (own_receive_window): time it closed, counted in the request
+ * the app was reading, else carried to the next request's first read
+ * (start_request), the bytes that filled it being that request's. */
+static __always_inline void note_own_window(struct traced_conn *c, __u16 window)
+{
+	if (!window) {
+		if (c->rwnd_closed_ts)
+			return;
+		c->rwnd_closed_ts = bpf_ktime_get_ns();
+		c->rwnd_closed_reading = c->state == CONN_READING;
+		if (c->rwnd_closed_reading)
+			c->req.rwnd_zero++;
+		else
+			c->rwnd_carry_zero++;
+		return;
+	}
+	if (!c->rwnd_closed_ts)
+		return;
+	__u64 closed = bpf_ktime_get_ns() - c->rwnd_closed_ts;
+
+	c->rwnd_closed_ts = 0;
+	if (c->rwnd_closed_reading)
+		c->req.rwnd_reading_ns += closed;
+	else
+		c->rwnd_carry_ns += closed;
+}
+
+/* Sequence number just past the TCP payload of an outgoing skb, and
+ * the window it advertises (unscaled; 0 is closed). */
+static __always_inline int tx_end_seq(const struct sk_buff *skb, int btf, __u32 *end, __u16 *window)
 {
 	unsigned char *head = KREAD(btf, skb, head);
 	__u16 th_off = KREAD(btf, skb, transport_header);
@@ -85,6 +114,7 @@ static __always_inline int tx_end_seq(const struct sk_buff *skb, int btf, __u32 
 	if (len < hdrs)
 		return -1;
 	*end = bpf_ntohl(th.seq) + (len - hdrs) + th.fin;
+	*window = th.window;
 	return 0;
 }
 
@@ -94,12 +124,14 @@ static __always_inline int on_start_xmit(const struct sk_buff *skb, int btf)
 	__u64 key = (__u64)sk;
 	struct traced_conn *c;
 	__u32 end;
+	__u16 window;
 
 	if (!sk || !sk_candidate(sk, btf))
 		return 0;
 	c = bpf_map_lookup_elem(&conns, &key);
-	if (!c || tx_end_seq(skb, btf, &end))
+	if (!c || tx_end_seq(skb, btf, &end, &window))
 		return 0;
+	note_own_window(c, window);
 	if (c->last_tx_ts && !seq_ge(end, c->last_tx_end + 1))
 		return 0; /* pure ACK or retransmission of old bytes */
 

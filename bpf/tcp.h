@@ -75,6 +75,52 @@ static __always_inline int on_tcp_probe(struct sock *sk, const struct sk_buff *s
 TRACEPOINT_PROGS(tcp_probe, tcp_probe, on_tcp_probe(sk, skb, btf),
 		 struct sock *sk, const struct sk_buff *skb)
 
+/* What a path MTU black hole looks like from the sender: the same large
+ * segment retransmitted again and again, then (tcp_mtu_probing) the MSS
+ * lowered below the path MTU TCP knows, which never changed because no
+ * ICMP fragmentation-needed came back. Kept per request: the largest
+ * segment, the longest run of retransmissions of one sequence number and
+ * its size, and mss_cache and icsk_pmtu_cookie at the first and last
+ * retransmission. */
+static __always_inline void note_retransmit_shape(const struct sock *sk, int btf, struct traced_conn *c,
+						  __u32 seq, __u32 end_seq, __u16 segs)
+{
+	struct req_record *r = &c->req;
+	struct tcp_sock *tp = TCP_SK(btf, sk);
+	__u32 len = end_seq - seq;
+
+	if (!tp)
+		return;
+	/* A retransmitted skb is cut to the current MSS; several segments
+	 * share its length. */
+	if (segs > 1)
+		len = (len + segs - 1) / segs;
+	__u32 mss = KREAD(btf, tp, mss_cache);
+	__u32 pmtu = KREAD(btf, tp, inet_conn.icsk_pmtu_cookie);
+
+	if (!r->rt_mss_first) {
+		r->rt_mss_first = mss;
+		r->rt_pmtu_first = pmtu;
+	}
+	r->rt_mss_last = mss;
+	r->rt_pmtu_last = pmtu;
+	if (len > r->rt_max_seg)
+		r->rt_max_seg = len;
+	if (c->rt_run && c->rt_seq == seq) {
+		c->rt_run++;
+		if (len > c->rt_run_seg)
+			c->rt_run_seg = len;
+	} else {
+		c->rt_seq = seq;
+		c->rt_run = 1;
+		c->rt_run_seg = len;
+	}
+	if (c->rt_run > r->rt_repeats) {
+		r->rt_repeats = c->rt_run;
+		r->rt_repeat_seg = c->rt_run_seg;
+	}
+}
+
 static __always_inline int on_retransmit(const struct sock *sk, const struct sk_buff *skb, int btf)
 {
 	__u64 key = (__u64)sk;
@@ -89,7 +135,13 @@ static __always_inline int on_retransmit(const struct sock *sk, const struct sk_
 	 * may carry several (TCP_SKB_CB(skb)->tcp_gso_segs). */
 	struct tcp_skb_cb *cb = (struct tcp_skb_cb *)&skb->cb[0];
 	__u16 segs = BPF_CORE_READ(cb, tcp_gso_segs);
-	c->req.retransmits += segs ? segs : 1;
+	struct req_record *r = &c->req;
+
+	r->retransmits += segs ? segs : 1;
+	/* Not idle: TCP is still delivering (the retransmission timer's
+	 * waits grow past the idle timeout). */
+	c->last_io = bpf_ktime_get_ns();
+	note_retransmit_shape(sk, btf, c, BPF_CORE_READ(cb, seq), BPF_CORE_READ(cb, end_seq), segs);
 	return 0;
 }
 

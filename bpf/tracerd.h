@@ -104,7 +104,23 @@ struct req_record {
 	__u16 req_len;
 	__u16 resp_len;
 	__u8 resp_head[RESP_HEAD_CAP];
-	/* Last: only req_len bytes of it go to the ring buffer. */
+	/* The retransmissions' shape (pmtu_blackhole; 0 when none): */
+	__u32 rt_max_seg;    /* largest segment retransmitted (bytes of payload) */
+	__u32 rt_repeats;    /* most retransmissions in a row of one sequence number */
+	__u32 rt_repeat_seg; /* that segment's largest size */
+	__u32 rt_mss_first;  /* mss_cache at the request's first retransmission */
+	__u32 rt_mss_last;   /* and at its last */
+	__u32 rt_pmtu_first; /* icsk_pmtu_cookie (the path MTU TCP knows) then */
+	__u32 rt_pmtu_last;
+	/* The server's own receive window (own_receive_window): */
+	__u32 rwnd_zero;        /* times it advertised a zero window */
+	__u64 rwnd_unread_ns;   /* closed while the request waited for its first read */
+	__u64 rwnd_reading_ns;  /* closed while the app was reading and handling it */
+	/* The listener when accept() took the connection (accept_backlog): */
+	__u32 acc_queue;        /* its accept queue, this connection included */
+	__u32 acc_queue_max;    /* sk_max_ack_backlog: listen()'s backlog capped by somaxconn */
+	/* Before the head (not at the end): only req_len bytes of the head
+	 * go to the ring buffer. */
 	__u8 req_head[REQ_HEAD_CAP];
 };
 
@@ -135,6 +151,14 @@ struct traced_conn {
 	__u8 est_has_softirq;
 	__u8 pad[4];
 	__u64 fence; /* target of full_barrier()'s locked add */
+	__u32 rt_seq;      /* start of the segment retransmitted last */
+	__u32 rt_run;      /* its retransmissions in a row */
+	__u32 rt_run_seg;  /* and its largest size then */
+	__u32 rwnd_carry_zero;  /* zero windows advertised before the request's first read */
+	__u64 rwnd_carry_ns;    /* and the time closed then */
+	__u64 rwnd_closed_ts;   /* when the advertised window closed, 0 while open */
+	__u8 rwnd_closed_reading; /* it closed while the app was reading a request */
+	__u8 pad3[7];
 };
 
 /* Go functions probed: the low bits of a Go uprobe's cookie (enum go_cookie). */

@@ -10,13 +10,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/tracerd/tracerd/internal/control"
 	"github.com/tracerd/tracerd/internal/portpressure"
@@ -36,7 +33,7 @@ func TestPortExhaustion(t *testing.T) {
 			t.Skipf("needs %s (iproute2)", tool)
 		}
 	}
-	ns := newNetns(t)
+	ns := newNetns(t, "ports").name
 	const lo, hi = 40000, 40009
 	inNetns(t, ns, func() error {
 		if err := os.WriteFile("/proc/sys/net/ipv4/ip_local_port_range", []byte(fmt.Sprintf("%d %d", lo, hi)), 0); err != nil {
@@ -184,42 +181,11 @@ func findDestination(t *testing.T, sock, addr string, failures uint64) (d portDe
 	return d, n
 }
 
-// newNetns makes a network namespace with loopback up, deleted at the
-// end of the test.
-func newNetns(t *testing.T) string {
-	t.Helper()
-	name := fmt.Sprintf("tracerd-ports-%d", os.Getpid())
-	_ = os.MkdirAll("/run/netns", 0o755)
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Skipf("ip netns add: %v: %s", err, out)
-	}
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
-	if out, err := exec.Command("ip", "-n", name, "link", "set", "lo", "up").CombinedOutput(); err != nil {
-		t.Fatalf("lo up: %v: %s", err, out)
-	}
-	return name
-}
-
 // inNetns runs fn on a thread inside the named namespace (sockets it
 // makes stay there; sysctls it writes are the namespace's).
 func inNetns(t *testing.T, name string, fn func() error) {
 	t.Helper()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread goes with the goroutine
-		f, err := os.Open(filepath.Join("/run/netns", name))
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- err
-			return
-		}
-		errc <- fn()
-	}()
-	if err := <-errc; err != nil {
+	if err := (netns{name}).do(fn); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -64,6 +64,12 @@ func fromRecord(rec *loader.Record, clock Clock, comm string, http *HTTP, strs *
 		ZeroWindow:  rec.ZeroWindow,
 		SndCwnd:     rec.SndCwnd,
 		Nagle:       rec.Nagle != 0,
+		Retrans: RetransShape{
+			MaxSeg: rec.RtMaxSeg, Repeats: rec.RtRepeats, RepeatSeg: rec.RtRepeatSeg,
+			MSSFirst: rec.RtMssFirst, MSSLast: rec.RtMssLast, PMTUFirst: rec.RtPmtuFirst, PMTULast: rec.RtPmtuLast,
+		},
+		AcceptQueueLen: rec.AccQueue, AcceptQueueMax: rec.AccQueueMax,
+		OwnWindow: OwnWindow{Zero: rec.RwndZero, UnreadNs: int64(rec.RwndUnreadNs), ReadingNs: int64(rec.RwndReadingNs)},
 	}
 	parseHTTP(&r, rec, http, strs)
 	return r

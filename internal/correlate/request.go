@@ -106,6 +106,31 @@ type TCP struct {
 	ZeroWindow  uint32
 	SndCwnd     uint32
 	Nagle       bool
+	Retrans     RetransShape
+	OwnWindow   OwnWindow
+	// The listener's accept queue when accept() took the connection,
+	// this one included, and its limit (0: not seen).
+	AcceptQueueLen, AcceptQueueMax uint32
+}
+
+// OwnWindow is the time the server's own advertised receive window
+// stayed closed (zero) for the request: its client could not send.
+type OwnWindow struct {
+	Zero      uint32 // zero windows advertised (closings)
+	UnreadNs  int64  // closed before the app's first read of the request
+	ReadingNs int64  // closed while the app was reading and handling it
+}
+
+// RetransShape is how a request's retransmissions looked (zero when
+// none): what tells a path MTU black hole from other losses.
+type RetransShape struct {
+	MaxSeg    uint32 // largest segment retransmitted, payload bytes
+	Repeats   uint32 // most retransmissions in a row of one sequence number
+	RepeatSeg uint32 // that segment's largest size
+	MSSFirst  uint32 // the socket's mss_cache at the first retransmission
+	MSSLast   uint32 // and at the last
+	PMTUFirst uint32 // the path MTU TCP knew (icsk_pmtu_cookie) at the first
+	PMTULast  uint32 // and at the last
 }
 
 // Span is a user-space span (Go awareness) inside the request's app time.

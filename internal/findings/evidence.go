@@ -42,6 +42,10 @@ func evidence(ev []correlate.Evidence, cd candidate, r *correlate.Request, snap 
 	switch cd.code {
 	case correlate.AcceptBacklog:
 		phaseEv(correlate.AcceptQueue)
+		if t.AcceptQueueLen > 0 {
+			ev = append(ev, correlate.IntEvidence("queue_at_accept", int64(t.AcceptQueueLen)),
+				correlate.IntEvidence("queue_limit", int64(t.AcceptQueueMax)))
+		}
 		key := ListenerKey{r.PID, r.Conn.Local.Port()}
 		li, haveL := ListenerInfo{}, false
 		if snap != nil {
@@ -161,6 +165,26 @@ func evidence(ev []correlate.Evidence, cd candidate, r *correlate.Request, snap 
 			ev = append(ev, correlate.IntEvidence("netns_retrans_segs_per_s", net.RetransSegs), correlate.IntEvidence("netns_tcp_timeouts_per_s", net.Timeouts))
 			age()
 		}
+	case correlate.PMTUBlackhole:
+		rs := &t.Retrans
+		ev = append(ev, correlate.IntEvidence("retransmits", int64(t.Retransmits)),
+			correlate.IntEvidence("lost_segment_bytes", int64(rs.RepeatSeg)),
+			correlate.IntEvidence("lost_segment_retransmits", int64(rs.Repeats)),
+			correlate.IntEvidence("largest_retransmit_bytes", int64(rs.MaxSeg)),
+			correlate.IntEvidence("mss_before", int64(rs.MSSFirst)),
+			correlate.IntEvidence("mss_after", int64(rs.MSSLast)),
+			correlate.IntEvidence("path_mtu", int64(rs.PMTULast)))
+		phaseEv(correlate.SendQueue)
+		phaseEv(correlate.AckWait)
+		tcpEv()
+	case correlate.OwnReceiveWindow:
+		w := t.OwnWindow
+		ev = append(ev, correlate.IntEvidence("zero_window_adv", int64(w.Zero)),
+			correlate.IntEvidence("window_closed_ns", w.UnreadNs+w.ReadingNs),
+			correlate.IntEvidence("closed_before_read_ns", w.UnreadNs),
+			correlate.IntEvidence("closed_while_reading_ns", w.ReadingNs))
+		phaseEv(correlate.RecvQueue)
+		phaseEv(correlate.App)
 	case correlate.NagleDelayedAck:
 		phaseEv(correlate.SendQueue)
 		tcpEv()

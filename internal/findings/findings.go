@@ -106,6 +106,15 @@ func (a *Analyzer) Analyze(r *correlate.Request) []correlate.Finding {
 		add(correlate.Serialization, correlate.Serialize, serializationLost(r), dur)
 	}
 	tcpCause(r, add)
+	if w := r.TCP.OwnWindow; w.Zero > 0 && r.EndReason != correlate.EndStream {
+		// Where most of the closed time lay: before the app's first read
+		// (the request's bytes queued, unread) or while it handled it.
+		p := correlate.App
+		if w.UnreadNs > w.ReadingNs {
+			p = correlate.RecvQueue
+		}
+		add(correlate.OwnReceiveWindow, p, w.UnreadNs+w.ReadingNs, dur)
+	}
 	if own, yes := handlerOwn(r); yes && own*100 >= slowHandlerShare*dur && ok(own, dur) && a.notSaturated(r.PID) {
 		add(correlate.SlowHandler, correlate.App, own, dur)
 	}
@@ -147,26 +156,52 @@ func tcpCause(r *correlate.Request, add func(correlate.FindingCode, correlate.Ph
 	}
 	ps, t, dur := r.Phases, r.TCP, r.DurationNs
 	sq, hasSQ := ps.Get(correlate.SendQueue)
+	aw, hasAW := ps.Get(correlate.AckWait)
+	// A black hole's shape outranks a closed peer window: while the lost
+	// segment is missing, the peer holds the segments after it out of
+	// order, and its window may close with them (measured: the 256 KiB
+	// answer of the netns test, in 2 runs of 3).
+	blackhole := t.Retransmits > 0 && hasAW && pmtuBlackhole(&t.Retrans)
 	switch {
-	case t.ZeroWindow > 0 && hasSQ:
+	case t.ZeroWindow > 0 && hasSQ && !blackhole:
 		add(correlate.PeerZeroWindow, correlate.SendQueue, sq, dur)
 	case t.Retransmits > 0:
 		// The answer's delivery beyond one round trip: waiting to leave
 		// (send_queue), or for its acknowledgement (ack_wait, past the
 		// request's end: weighed with it).
-		aw, hasAW := ps.Get(correlate.AckWait)
 		rtt := int64(0)
 		if t.Valid {
 			rtt = int64(t.SrttUs) * 1000
 		}
+		code := correlate.Retransmits
+		if blackhole {
+			code = correlate.PMTUBlackhole
+		}
 		if hasAW && aw-rtt > sq {
-			add(correlate.Retransmits, correlate.AckWait, aw-rtt, dur+aw)
+			add(code, correlate.AckWait, aw-rtt, dur+aw)
 		} else if hasSQ {
-			add(correlate.Retransmits, correlate.SendQueue, sq, dur)
+			add(code, correlate.SendQueue, sq, dur)
 		}
 	case t.Nagle && t.Valid && hasSQ && nagleWait(sq, t.SrttUs):
 		add(correlate.NagleDelayedAck, correlate.SendQueue, sq, dur)
 	}
+}
+
+// minBlackholeRepeats: a segment lost this many times in a row was
+// resent by the retransmission timer, each time after a longer wait.
+const minBlackholeRepeats = 3
+
+// pmtuBlackhole says whether the retransmissions were those of a path
+// that drops segments above some size and hides it (no ICMP
+// fragmentation-needed came back): one segment was retransmitted at
+// least minBlackholeRepeats times in a row, then TCP lowered its MSS
+// below that segment's size (tcp_mtu_probing's black-hole detection,
+// after tcp_retries1 timeouts) while the path MTU it knew stayed the
+// same (an ICMP that lowers it is path MTU discovery working). The
+// caller also wants the answer acknowledged: smaller segments passed.
+func pmtuBlackhole(rs *correlate.RetransShape) bool {
+	return rs.Repeats >= minBlackholeRepeats && rs.MSSLast > 0 && rs.MSSLast < rs.MSSFirst &&
+		rs.RepeatSeg > rs.MSSLast && rs.PMTULast == rs.PMTUFirst
 }
 
 // maxDelayedAck is the longest a peer may delay an ACK (RFC 1122: 500 ms;

@@ -205,6 +205,112 @@ func TestSendQueueCauses(t *testing.T) {
 	}
 }
 
+// TestPMTUBlackhole: retransmissions shaped like a path MTU black hole
+// (one full-size segment resent by the timer again and again, then the
+// MSS lowered with the path MTU unchanged) are pmtu_blackhole, in place
+// of retransmits; each missing part of the shape leaves retransmits.
+func TestPMTUBlackhole(t *testing.T) {
+	hole := func() *correlate.Request {
+		r := req(5*ms, map[correlate.Phase]int64{correlate.App: ms, correlate.SendQueue: ms, correlate.AckWait: 3000 * ms})
+		r.TCP.Retransmits = 26
+		r.TCP.Retrans = correlate.RetransShape{MaxSeg: 1448, Repeats: 4, RepeatSeg: 1448,
+			MSSFirst: 1448, MSSLast: 1012, PMTUFirst: 1500, PMTULast: 1500}
+		return r
+	}
+	fs := def.Analyze(hole())
+	if codes(fs) != "pmtu_blackhole" || fs[0].Phase != correlate.AckWait || fs[0].LostNs != 3000*ms-50_000 {
+		t.Fatalf("black hole: %+v", fs)
+	}
+	for k, want := range map[string]int64{"retransmits": 26, "lost_segment_bytes": 1448, "lost_segment_retransmits": 4,
+		"largest_retransmit_bytes": 1448, "mss_before": 1448, "mss_after": 1012, "path_mtu": 1500, "ack_wait_ns": 3000 * ms} {
+		if e, ok := fs[0].Lookup(k); !ok || e.Int != want {
+			t.Errorf("evidence %s: %+v, want %d", k, e, want)
+		}
+	}
+	// The peer's window closed behind the missing segment: still the hole.
+	zw := hole()
+	zw.TCP.ZeroWindow = 1
+	zw.Phases.Set(correlate.SendQueue, 3000*ms)
+	zw.Phases.Set(correlate.AckWait, 10*ms)
+	if fs := def.Analyze(zw); codes(fs) != "pmtu_blackhole" || fs[0].Phase != correlate.SendQueue {
+		t.Errorf("black hole with a closed peer window: %+v", fs)
+	}
+	for name, spoil := range map[string]func(r *correlate.Request){
+		"lost twice only":        func(r *correlate.Request) { r.TCP.Retrans.Repeats = 2 },
+		"MSS never lowered":      func(r *correlate.Request) { r.TCP.Retrans.MSSLast = 1448 },
+		"ICMP lowered the PMTU":  func(r *correlate.Request) { r.TCP.Retrans.PMTULast = 1400 },
+		"lost segment was small": func(r *correlate.Request) { r.TCP.Retrans.RepeatSeg = 900 },
+		"answer never acknowledged": func(r *correlate.Request) {
+			r.Phases = correlate.Phases{}
+			r.Phases.Set(correlate.App, ms)
+			r.Phases.Set(correlate.SendQueue, 4*ms)
+		},
+	} {
+		r := hole()
+		spoil(r)
+		if fs := def.Analyze(r); findingOf(fs, correlate.PMTUBlackhole) {
+			t.Errorf("%s: %s", name, codes(fs))
+		}
+	}
+}
+
+// TestOwnReceiveWindow: time the server's advertised window stayed
+// closed is own_receive_window, in the phase where most of it lay; a
+// POST's app time is then not slow_handler's.
+func TestOwnReceiveWindow(t *testing.T) {
+	r := req(900*ms, map[correlate.Phase]int64{correlate.RecvQueue: ms, correlate.App: 890 * ms})
+	r.HTTP.Method = "POST"
+	r.TCP.OwnWindow = correlate.OwnWindow{Zero: 2, UnreadNs: 5 * ms, ReadingNs: 790 * ms}
+	fs := def.Analyze(r)
+	if codes(fs) != "own_receive_window" || fs[0].Phase != correlate.App || fs[0].LostNs != 795*ms {
+		t.Fatalf("slow POST: %+v", fs)
+	}
+	for k, want := range map[string]int64{"zero_window_adv": 2, "window_closed_ns": 795 * ms, "closed_before_read_ns": 5 * ms, "closed_while_reading_ns": 790 * ms} {
+		if e, ok := fs[0].Lookup(k); !ok || e.Int != want {
+			t.Errorf("evidence %s: %+v, want %d", k, e, want)
+		}
+	}
+	r.TCP.OwnWindow = correlate.OwnWindow{Zero: 1, UnreadNs: 700 * ms, ReadingNs: ms}
+	if fs := def.Analyze(r); codes(fs) != "own_receive_window" || fs[0].Phase != correlate.RecvQueue {
+		t.Errorf("closed before the read: %+v", fs)
+	}
+	// Under the thresholds, or no zero window advertised: none.
+	r.TCP.OwnWindow = correlate.OwnWindow{Zero: 1, UnreadNs: ms / 2}
+	if fs := def.Analyze(r); len(fs) != 0 {
+		t.Errorf("0.5 ms closed: %s", codes(fs))
+	}
+	r.TCP.OwnWindow = correlate.OwnWindow{ReadingNs: 500 * ms}
+	if fs := def.Analyze(r); len(fs) != 0 {
+		t.Errorf("no zero window advertised: %s", codes(fs))
+	}
+}
+
+// TestAcceptQueueEvidence: the listener's queue at accept and its limit
+// are the record's own evidence.
+func TestAcceptQueueEvidence(t *testing.T) {
+	r := req(10*ms, map[correlate.Phase]int64{correlate.AcceptQueue: 8 * ms, correlate.App: ms})
+	r.TCP.AcceptQueueLen, r.TCP.AcceptQueueMax = 2, 1
+	fs := def.Analyze(r)
+	if codes(fs) != "accept_backlog" {
+		t.Fatalf("%+v", fs)
+	}
+	if e, ok := fs[0].Lookup("queue_at_accept"); !ok || e.Int != 2 {
+		t.Errorf("queue_at_accept: %+v", fs[0].Evidence)
+	}
+	if e, ok := fs[0].Lookup("queue_limit"); !ok || e.Int != 1 {
+		t.Errorf("queue_limit: %+v", fs[0].Evidence)
+	}
+}
+
+func findingOf(fs []correlate.Finding, code correlate.FindingCode) bool {
+	for _, f := range fs {
+		if f.Code == code {
+			return true
+		}
+	}
+	return false
+}
+
 // withProc is an analyzer whose last sample saw process 42 use cpuPct
 // of one CPU, of 2 allowed.
 func withProc(cpuPct float64) (*Analyzer, *Sampler) {

@@ -246,44 +246,56 @@ const (
 )
 
 type TracerdReqRecord struct {
-	_            structs.HostLayout
-	Kind         uint32
-	Pad0         uint32
-	Sk           uint64
-	CgroupId     uint64
-	T_est        uint64
-	T_acc        uint64
-	T_rx         uint64
-	T_rd         uint64
-	T_wr         uint64
-	T_wl         uint64
-	T_tx         uint64
-	T_ack        uint64
-	SoftirqNs    uint64
-	RunqNs       uint64
-	ThrottleNs   uint64
-	Goid         uint64
-	Pid          uint32
-	Tid          uint32
-	RequestIndex uint32
-	Flags        uint32
-	SrttUs       uint32
-	SndCwnd      uint32
-	Retransmits  uint32
-	ZeroWindow   uint32
-	Family       uint16
-	Lport        uint16
-	Rport        uint16
-	EndReason    uint8
-	Nagle        uint8
-	Laddr        [16]uint8
-	Raddr        [16]uint8
-	Comm         [16]int8
-	ReqLen       uint16
-	RespLen      uint16
-	RespHead     [32]uint8
-	ReqHead      [512]uint8
-	_            [4]byte
+	_             structs.HostLayout
+	Kind          uint32
+	Pad0          uint32
+	Sk            uint64
+	CgroupId      uint64
+	T_est         uint64
+	T_acc         uint64
+	T_rx          uint64
+	T_rd          uint64
+	T_wr          uint64
+	T_wl          uint64
+	T_tx          uint64
+	T_ack         uint64
+	SoftirqNs     uint64
+	RunqNs        uint64
+	ThrottleNs    uint64
+	Goid          uint64
+	Pid           uint32
+	Tid           uint32
+	RequestIndex  uint32
+	Flags         uint32
+	SrttUs        uint32
+	SndCwnd       uint32
+	Retransmits   uint32
+	ZeroWindow    uint32
+	Family        uint16
+	Lport         uint16
+	Rport         uint16
+	EndReason     uint8
+	Nagle         uint8
+	Laddr         [16]uint8
+	Raddr         [16]uint8
+	Comm          [16]int8
+	ReqLen        uint16
+	RespLen       uint16
+	RespHead      [32]uint8
+	RtMaxSeg      uint32
+	RtRepeats     uint32
+	RtRepeatSeg   uint32
+	RtMssFirst    uint32
+	RtMssLast     uint32
+	RtPmtuFirst   uint32
+	RtPmtuLast    uint32
+	RwndZero      uint32
+	_             [4]byte
+	RwndUnreadNs  uint64
+	RwndReadingNs uint64
+	AccQueue      uint32
+	AccQueueMax   uint32
+	ReqHead       [512]uint8
 }
 
 type TracerdSoftirqCpu struct {
@@ -316,24 +328,32 @@ type TracerdTaskSched struct {
 }
 
 type TracerdTracedConn struct {
-	_              structs.HostLayout
-	Req            TracerdReqRecord
-	RxTs           uint64
-	RxSoftirq      uint64
-	EstSoftirq     uint64
-	LastIo         uint64
-	LastTxTs       uint64
-	Task           uint64
-	RunqBase       uint64
-	ThrottleBase   uint64
-	LastTxEnd      uint32
-	RespEnd        uint32
-	State          uint8
-	RxHasSoftirq   uint8
-	PeerZeroWindow uint8
-	EstHasSoftirq  uint8
-	Pad            [4]uint8
-	Fence          uint64
+	_                 structs.HostLayout
+	Req               TracerdReqRecord
+	RxTs              uint64
+	RxSoftirq         uint64
+	EstSoftirq        uint64
+	LastIo            uint64
+	LastTxTs          uint64
+	Task              uint64
+	RunqBase          uint64
+	ThrottleBase      uint64
+	LastTxEnd         uint32
+	RespEnd           uint32
+	State             uint8
+	RxHasSoftirq      uint8
+	PeerZeroWindow    uint8
+	EstHasSoftirq     uint8
+	Pad               [4]uint8
+	Fence             uint64
+	RtSeq             uint32
+	RtRun             uint32
+	RtRunSeg          uint32
+	RwndCarryZero     uint32
+	RwndCarryNs       uint64
+	RwndClosedTs      uint64
+	RwndClosedReading uint8
+	Pad3              [7]uint8
 }
 
 // Names of all BPF objects in the ELF.

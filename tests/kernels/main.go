@@ -54,6 +54,10 @@ var scenarios = []scenario{
 		"which the emulated CPU stretches by several ms (the 1 ms floor is the host's)"},
 	{Name: "go_awareness", Run: "^TestGoAwareness$/^local"},
 	{Name: "port_exhaustion", Run: "^TestPortExhaustion$"},
+	// Findings that need a network path: network namespaces and veths.
+	{Name: "pmtu_blackhole", Run: "^TestFindingPMTUBlackhole$"},
+	{Name: "own_receive_window", Run: "^TestFindingOwnReceiveWindow$"},
+	{Name: "accept_backlog_syn_burst", Run: "^TestFindingAcceptBacklogSYNBurst$"},
 	// The fallback ways, on the scenarios that gate the run above.
 	{Name: "fallback_ways", Run: "^TestFallbackWays$/^(raw_tp|syscalls)$/^(AcceptQueue|RecvQueue|SendQueueZeroWindow|Retransmits)$"},
 }

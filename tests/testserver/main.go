@@ -53,6 +53,7 @@ var (
 	respSize    = flag.Int("resp-size", 2, "body bytes")
 	sndbuf      = flag.Int("sndbuf", 0, "SO_SNDBUFFORCE bytes (0: kernel autotuning)")
 	dialAddr    = flag.String("dial", "", "per request, connect to this address and close the connection first (it stays in TIME_WAIT here); 503 when the connect fails")
+	bodyDelay   = flag.Duration("body-delay", 0, "sleep between a request's head and reading its body (Content-Length)")
 )
 
 var out = struct {
@@ -146,8 +147,15 @@ func serve(c *net.TCPConn, n int, acceptNano int64) {
 		t.TID = unix.Gettid()
 		t.RetransAtRead = totalRetrans(c)
 		delay0 := runDelay()
-		if err := readHead(r); err != nil {
+		bodyLen, err := readHead(r)
+		if err != nil {
 			return
+		}
+		if bodyLen > 0 {
+			time.Sleep(*bodyDelay)
+			if _, err := r.Discard(bodyLen); err != nil {
+				return
+			}
 		}
 		cpu0 := threadCPU()
 		for *work > 0 && threadCPU()-cpu0 < work.Nanoseconds() {
@@ -204,15 +212,21 @@ func dialAndClose(addr string) error {
 	return err
 }
 
-// readHead consumes one request head (through the blank line).
-func readHead(r *bufio.Reader) error {
+// readHead consumes one request head (through the blank line) and
+// returns its Content-Length (0 when none).
+func readHead(r *bufio.Reader) (int, error) {
+	n := 0
 	for {
 		line, err := r.ReadString('\n')
 		if err != nil {
-			return err
+			return 0, err
 		}
-		if strings.TrimRight(line, "\r\n") == "" {
-			return nil
+		line = strings.TrimRight(line, "\r\n")
+		if line == "" {
+			return n, nil
+		}
+		if v, ok := strings.CutPrefix(strings.ToLower(line), "content-length: "); ok {
+			n, _ = strconv.Atoi(strings.TrimSpace(v))
 		}
 	}
 }
