@@ -95,6 +95,11 @@ var targets = []target{
 	{goinspect.GRPCHandleStream, loader.TracerdGoFuncGO_GRPC_METHOD, loader.TracerdProgGoEntry, "", "grpc", nil, nil},
 	{goinspect.GRPCWriteStatus, loader.TracerdGoFuncGO_GRPC_STATUS, loader.TracerdProgGoGrpcStatus, "", "grpc",
 		[]string{goinspect.GRPCWriteStatusOld}, nil},
+	// A TLS server connection's handshake, once per connection: called
+	// through a method value (no caller can be proven), so it ends at
+	// its RETs (single-stepped, ≈ 10 µs a handshake), where what was
+	// negotiated is read from the Conn (go_return's tls_handshake_done).
+	{goinspect.TLSServerHandshake, loader.TracerdGoFuncGO_TLS_HANDSHAKE, loader.TracerdProgGoEntry, loader.TracerdProgGoReturn, "tls", nil, nil},
 }
 
 // DefaultMaxCallsPerSecond bounds how often one probed function may fire
@@ -111,6 +116,7 @@ type Probes struct {
 	Serialization bool
 	HTTP          bool
 	GRPC          bool // grpc-go server: method names and status codes
+	TLS           bool // crypto/tls server handshakes are timed
 	// AttachedAt is when every probe was on (wall ns; 0 while attaching):
 	// a request that began before may have Go calls nobody saw begin.
 	AttachedAt int64
@@ -130,6 +136,8 @@ func (p *Probes) switchOff(group string) {
 		p.GC = false
 	case "grpc":
 		p.GRPC = false
+	case "tls":
+		p.TLS = false
 	}
 }
 
@@ -235,6 +243,7 @@ func (m *Manager) Attach(pid uint32) error {
 		Serialization: !refused["serialization"],
 		HTTP:          groups["http"] > 0 && !refused["http"],
 		GRPC:          groups["grpc"] == 2 && !refused["grpc"],
+		TLS:           groups["tls"] > 0 && !refused["tls"],
 		ProbeCostNs:   m.cost,
 	}
 	m.procs[pid] = p
@@ -293,6 +302,7 @@ func (m *Manager) Attach(pid uint32) error {
 	p.probes.Serialization = !failed["serialization"]
 	p.probes.HTTP = p.probes.HTTP && !failed["http"]
 	p.probes.GRPC = p.probes.GRPC && !failed["grpc"]
+	p.probes.TLS = p.probes.TLS && !failed["tls"]
 	p.probes.AttachedAt = time.Now().UnixNano()
 	probes := p.probes
 	m.mu.Unlock()
@@ -300,7 +310,7 @@ func (m *Manager) Attach(pid uint32) error {
 	m.log.Info("Go probes attached", "pid", pid, "go", bin.GoVersion, "stripped", bin.Stripped,
 		"symbols", bin.SymbolsFrom, "offsets", bin.OffsetsFrom, "links", countLinks(p.links),
 		"exit_probes", exitProbes, "ret_probes", retProbes, "exits_found_in", exitsTook.Round(time.Millisecond), "gc", p.probes.GC,
-		"serialization", p.probes.Serialization, "http", p.probes.HTTP, "grpc", p.probes.GRPC)
+		"serialization", p.probes.Serialization, "http", p.probes.HTTP, "grpc", p.probes.GRPC, "tls", p.probes.TLS, "tls_fields", bin.TLS != nil)
 	return errors.Join(attachErrs...)
 }
 
@@ -528,6 +538,9 @@ func procOffsets(bin *goinspect.Binary) loader.TracerdGoProc {
 		UrlPath:       o.URLPath,
 		UrlRawQuery:   o.URLRawQuery,
 		ReqPattern:    bin.RequestPattern,
+	}
+	if t := bin.TLS; t != nil {
+		p.TlsVers, p.TlsDidResume, p.TlsCipher, p.TlsPeerCerts = t.Vers, t.DidResume, t.CipherSuite, t.PeerCertificates
 	}
 	if g := bin.GRPC; g != nil {
 		if g.StreamDeref {

@@ -130,7 +130,8 @@ type TracerdGoEvent struct {
 	ProtoMajor uint8
 	QueryLen   uint8
 	PatternLen uint8
-	Pad        [6]uint8
+	TlsFlags   uint8
+	Pad        [5]uint8
 	Req        uint64
 	Method     [16]int8
 	Path       [128]int8
@@ -154,7 +155,8 @@ const (
 	TracerdGoFuncGO_CALIBRATE       TracerdGoFunc = 10
 	TracerdGoFuncGO_GRPC_METHOD     TracerdGoFunc = 11
 	TracerdGoFuncGO_GRPC_STATUS     TracerdGoFunc = 12
-	TracerdGoFuncGO_FUNC_MAX        TracerdGoFunc = 13
+	TracerdGoFuncGO_TLS_HANDSHAKE   TracerdGoFunc = 13
+	TracerdGoFuncGO_FUNC_MAX        TracerdGoFunc = 14
 )
 
 type TracerdGoHttpHead struct {
@@ -178,7 +180,20 @@ type TracerdGoProc struct {
 	GrpcStreamMethod uint64
 	GrpcStatusProto  uint64
 	GrpcStatusCode   uint64
+	TlsVers          uint64
+	TlsDidResume     uint64
+	TlsCipher        uint64
+	TlsPeerCerts     uint64
 }
+
+type TracerdGoTlsFlags uint32
+
+const (
+	TracerdGoTlsFlagsGO_TLS_KNOWN     TracerdGoTlsFlags = 1
+	TracerdGoTlsFlagsGO_TLS_RESUMED   TracerdGoTlsFlags = 2
+	TracerdGoTlsFlagsGO_TLS_PEER_CERT TracerdGoTlsFlags = 4
+	TracerdGoTlsFlagsGO_TLS_FAILED    TracerdGoTlsFlags = 8
+)
 
 type TracerdHeadScratch struct {
 	_       structs.HostLayout
@@ -426,6 +441,7 @@ const (
 	TracerdVarUnusedGoCookie           = "unused_go_cookie"
 	TracerdVarUnusedGoEvent            = "unused_go_event"
 	TracerdVarUnusedGoFunc             = "unused_go_func"
+	TracerdVarUnusedGoTlsFlags         = "unused_go_tls_flags"
 	TracerdVarUnusedProbeSite          = "unused_probe_site"
 	TracerdVarUnusedProcEvent          = "unused_proc_event"
 	TracerdVarUnusedProcWhat           = "unused_proc_what"
@@ -583,6 +599,7 @@ type TracerdVariableSpecs struct {
 	UnusedGoCookie     *ebpf.VariableSpec `ebpf:"unused_go_cookie"`
 	UnusedGoEvent      *ebpf.VariableSpec `ebpf:"unused_go_event"`
 	UnusedGoFunc       *ebpf.VariableSpec `ebpf:"unused_go_func"`
+	UnusedGoTlsFlags   *ebpf.VariableSpec `ebpf:"unused_go_tls_flags"`
 	UnusedProbeSite    *ebpf.VariableSpec `ebpf:"unused_probe_site"`
 	UnusedProcEvent    *ebpf.VariableSpec `ebpf:"unused_proc_event"`
 	UnusedProcWhat     *ebpf.VariableSpec `ebpf:"unused_proc_what"`
@@ -684,6 +701,7 @@ type TracerdVariables struct {
 	UnusedGoCookie     *ebpf.Variable `ebpf:"unused_go_cookie"`
 	UnusedGoEvent      *ebpf.Variable `ebpf:"unused_go_event"`
 	UnusedGoFunc       *ebpf.Variable `ebpf:"unused_go_func"`
+	UnusedGoTlsFlags   *ebpf.Variable `ebpf:"unused_go_tls_flags"`
 	UnusedProbeSite    *ebpf.Variable `ebpf:"unused_probe_site"`
 	UnusedProcEvent    *ebpf.Variable `ebpf:"unused_proc_event"`
 	UnusedProcWhat     *ebpf.Variable `ebpf:"unused_proc_what"`
