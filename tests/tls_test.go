@@ -1,0 +1,244 @@
+//go:build e2e
+
+package tests
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"io"
+	"math/big"
+	"net/http"
+	"net/http/httptrace"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tracerd/tracerd/internal/export"
+)
+
+// clientTLS is what the client saw of one request: its connection's
+// local address (the record's peer), and its own handshake timing when
+// the request made a new connection.
+type clientTLS struct {
+	peer      string
+	handshake time.Duration // 0: a pooled connection
+	resumed   bool
+	version   uint16
+	cipher    uint16
+}
+
+// tlsGet does one HTTPS GET and times the handshake with httptrace.
+func tlsGet(t *testing.T, c *http.Client, url string) clientTLS {
+	t.Helper()
+	var (
+		mu         sync.Mutex
+		ct         clientTLS
+		start      time.Time
+		handshaken bool
+	)
+	trace := &httptrace.ClientTrace{
+		GotConn: func(info httptrace.GotConnInfo) {
+			mu.Lock()
+			ct.peer = info.Conn.LocalAddr().String()
+			mu.Unlock()
+		},
+		TLSHandshakeStart: func() { mu.Lock(); start = time.Now(); mu.Unlock() },
+		TLSHandshakeDone: func(cs tls.ConnectionState, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if err == nil {
+				ct.handshake, handshaken = time.Since(start), true
+				ct.resumed, ct.version, ct.cipher = cs.DidResume, cs.Version, cs.CipherSuite
+			}
+		},
+	}
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c.Do(req.WithContext(httptrace.WithClientTrace(req.Context(), trace)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.ProtoMajor != 1 || resp.StatusCode != 200 {
+		t.Fatalf("%s: HTTP/%d %d, want HTTP/1.1 200", url, resp.ProtoMajor, resp.StatusCode)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !handshaken {
+		ct.handshake = 0
+	}
+	return ct
+}
+
+// clientCert is a self-signed client certificate made here.
+func clientCert(t *testing.T) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "tracerd-test-client"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// TestGoTLSServer: a Go HTTPS server (HTTP/1.1, its self-signed
+// certificate made at start) called by Go clients: each new connection's
+// first request carries tls_handshake, agreeing with the client's own
+// httptrace timing, and what was negotiated; pooled requests carry
+// none; the handshake's own exchanges are no requests; resumption with
+// a session cache, TLS 1.2 and 1.3, a client certificate. Stripped: the
+// handshake is timed, its parameters unknown.
+func TestGoTLSServer(t *testing.T) {
+	needRoot(t)
+	for _, b := range []goBuild{goBuilds[0], goBuilds[1]} {
+		t.Run(b.name, func(t *testing.T) { goTLSServer(t, b) })
+	}
+}
+
+func goTLSServer(t *testing.T, b goBuild) {
+	srv := startGoServer(t, buildGoServer(t, b), "-tls", "-tls-client-cert")
+	tr := startTracer(t, "--pid", strconv.Itoa(srv.PID))
+	url := "https://" + srv.Addr + "/hello/a"
+	// A TLSClientConfig of its own: the transport speaks HTTP/1.1.
+	newClient := func(cfg *tls.Config, keepAlive bool) *http.Client {
+		cfg.InsecureSkipVerify = true
+		return &http.Client{Transport: &http.Transport{TLSClientConfig: cfg, DisableKeepAlives: !keepAlive}}
+	}
+	type sent struct {
+		clientTLS
+		what       string
+		clientCert bool
+	}
+	var all []sent
+	do := func(what string, c *http.Client, n int, cert bool) {
+		for range n {
+			all = append(all, sent{tlsGet(t, c, url), what, cert})
+		}
+		c.CloseIdleConnections()
+	}
+	do("no keep-alive", newClient(&tls.Config{}, false), 4, false)
+	do("keep-alive", newClient(&tls.Config{}, true), 4, false)
+	do("session cache", newClient(&tls.Config{ClientSessionCache: tls.NewLRUClientSessionCache(8)}, false), 3, false)
+	do("TLS 1.2", newClient(&tls.Config{MaxVersion: tls.VersionTLS12}, false), 2, false)
+	do("TLS 1.2 session cache", newClient(&tls.Config{MaxVersion: tls.VersionTLS12, ClientSessionCache: tls.NewLRUClientSessionCache(8)}, false), 2, false)
+	cert := clientCert(t)
+	do("client certificate", newClient(&tls.Config{Certificates: []tls.Certificate{cert}}, false), 2, true)
+	do("client certificate TLS 1.2", newClient(&tls.Config{Certificates: []tls.Certificate{cert}, MaxVersion: tls.VersionTLS12}, false), 1, true)
+	time.Sleep(time.Second) // past the idle timeout: the last records end
+	recs := tr.Stop(t)
+
+	byPeer := map[string][]export.JSONRecord{}
+	for _, r := range recs {
+		byPeer[r.Conn.Peer] = append(byPeer[r.Conn.Peer], r)
+	}
+	defer func() {
+		if t.Failed() {
+			for peer, rs := range byPeer {
+				for _, r := range rs {
+					t.Logf("%s #%d %s http=%+v tls=%+v phases=%v end=%s tid=%d", peer, r.Conn.RequestIndex, time.Unix(0, r.StartUnixNano).Format("05.000000"), r.HTTP, r.TLS, r.Phases, r.EndReason, r.TID)
+				}
+			}
+		}
+	}()
+	seen := map[string]int{}
+	pooled, pooledNoHTTP := 0, 0
+	resumedSeen := map[string]bool{}
+	for _, s := range all {
+		rs := byPeer[s.peer]
+		i := seen[s.peer]
+		seen[s.peer]++
+		if i >= len(rs) {
+			t.Errorf("%s: request %d on %s has no record (records there: %d)", s.what, i, s.peer, len(rs))
+			continue
+		}
+		r := rs[i]
+		if r.HTTP == nil || r.HTTP.Method != "GET" || r.HTTP.Target != "/hello/a" || r.HTTP.Status != 200 {
+			if s.handshake != 0 {
+				t.Errorf("%s: record %d on %s: http %+v, want GET /hello/a 200", s.what, i, s.peer, r.HTTP)
+			} else {
+				// Known: on a kept-alive TLS connection net/http's
+				// background read now and then takes the next request
+				// on another goroutine, and ServeHTTP is not joined.
+				pooledNoHTTP++
+				t.Logf("%s: pooled record %d on %s: http %+v, want GET /hello/a 200", s.what, i, s.peer, r.HTTP)
+			}
+		}
+		hs, has := r.Phases["tls_handshake"]
+		if s.handshake == 0 {
+			pooled++
+			if has || r.TLS != nil {
+				t.Errorf("%s: pooled request %d has a handshake: %d ns, %+v", s.what, i, hs, r.TLS)
+			}
+			continue
+		}
+		if !has || r.TLS == nil {
+			t.Errorf("%s: new connection's request lacks tls_handshake (%v) or tls (%+v)", s.what, r.Phases, r.TLS)
+			continue
+		}
+		if r.Conn.RequestIndex != 0 {
+			t.Errorf("%s: request_index %d, want 0", s.what, r.Conn.RequestIndex)
+		}
+		withinPct(t, s.what+": tls_handshake vs client's httptrace", hs, s.handshake.Nanoseconds(), 5, time.Millisecond)
+		if b.stripped {
+			if r.TLS.Version != "" || r.TLS.Resumed != nil {
+				t.Errorf("%s: stripped binary, yet tls %+v", s.what, *r.TLS)
+			}
+			continue
+		}
+		want := export.JSONTLS{Version: map[uint16]string{tls.VersionTLS12: "1.2", tls.VersionTLS13: "1.3"}[s.version],
+			Cipher: tls.CipherSuiteName(s.cipher), Resumed: &s.resumed, ClientCert: &s.clientCert}
+		if got := *r.TLS; got.Version != want.Version || got.Cipher != want.Cipher || got.Resumed == nil || *got.Resumed != s.resumed ||
+			got.ClientCert == nil || *got.ClientCert != s.clientCert || got.Failed {
+			t.Errorf("%s: tls %s, want %s", s.what, fmtTLS(got), fmtTLS(want))
+		}
+		if s.resumed {
+			resumedSeen[s.what] = true
+		}
+	}
+	if pooledNoHTTP*2 > pooled {
+		t.Errorf("%d of %d pooled requests without their net/http facts", pooledNoHTTP, pooled)
+	}
+	for what := range map[string]bool{"session cache": true, "TLS 1.2 session cache": true} {
+		if !b.stripped && !resumedSeen[what] {
+			t.Errorf("%s: no resumed handshake seen", what)
+		}
+	}
+	for peer, rs := range byPeer {
+		if len(rs) > seen[peer] && seen[peer] > 0 {
+			for _, r := range rs[seen[peer]:] {
+				if _, answered := r.Phases["app"]; !answered && r.EndReason == "close" {
+					// The client's close_notify alert, read at the
+					// close: bytes the server did not answer (TLS 1.3
+					// encrypts the alert: not told from the bytes).
+					continue
+				}
+				t.Errorf("extra record on %s (a handshake exchange as a request?): %+v", peer, r)
+			}
+		}
+	}
+}
+
+func fmtTLS(j export.JSONTLS) string {
+	s := "{version " + j.Version + " cipher " + j.Cipher
+	if j.Resumed != nil {
+		s += " resumed " + strconv.FormatBool(*j.Resumed)
+	}
+	if j.ClientCert != nil {
+		s += " client_cert " + strconv.FormatBool(*j.ClientCert)
+	}
+	return s + " failed " + strconv.FormatBool(j.Failed) + "}"
+}
