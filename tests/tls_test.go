@@ -9,12 +9,20 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
 	"io"
 	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptrace"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -241,4 +249,190 @@ func fmtTLS(j export.JSONTLS) string {
 		s += " client_cert " + strconv.FormatBool(*j.ClientCert)
 	}
 	return s + " failed " + strconv.FormatBool(j.Failed) + "}"
+}
+
+// writeSelfSigned writes a self-signed certificate and its key (PEM)
+// made here for 127.0.0.1: cert.pem and key.pem in dir.
+func writeSelfSigned(t *testing.T, dir, name string) (certPath, keyPath string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPath, keyPath = filepath.Join(dir, name+".pem"), filepath.Join(dir, name+".key")
+	if err := os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return certPath, keyPath
+}
+
+// startNginxTLS runs Debian's nginx (linked with libssl3) serving HTTPS
+// on a free loopback port with a certificate made here, asking clients
+// for a certificate (optional, not verified: ssl_verify_client
+// optional_no_ca).
+func startNginxTLS(t *testing.T) (port int, dir string) {
+	t.Helper()
+	nginx, err := exec.LookPath("nginx")
+	if err != nil {
+		t.Fatal("nginx is not installed: run tests/tools/install-deps.sh test")
+	}
+	dir = t.TempDir()
+	_ = os.Chmod(filepath.Dir(dir), 0o755)
+	_ = os.Chmod(dir, 0o755)
+	www := filepath.Join(dir, "www")
+	if err := os.MkdirAll(www, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(www, "index.html"), []byte("tracerd over TLS\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cert, key := writeSelfSigned(t, dir, "server")
+	port = freePort(t)
+	conf := fmt.Sprintf(`worker_processes 1;
+daemon off;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log;
+events { worker_connections 64; }
+http {
+  access_log off;
+  client_body_temp_path %[1]s/body;
+  proxy_temp_path %[1]s/proxy;
+  fastcgi_temp_path %[1]s/fastcgi;
+  uwsgi_temp_path %[1]s/uwsgi;
+  scgi_temp_path %[1]s/scgi;
+  server {
+    listen 127.0.0.1:%[2]d ssl;
+    ssl_certificate %[4]s;
+    ssl_certificate_key %[5]s;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_session_cache shared:tls:1m;
+    ssl_verify_client optional_no_ca;
+    root %[3]s;
+  }
+}
+`, dir, port, www, cert, key)
+	confPath := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(nginx, "-c", confPath, "-p", dir)
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGQUIT); _ = cmd.Wait() })
+	waitListening(t, fmt.Sprintf("127.0.0.1:%d", port))
+	return port, dir
+}
+
+// curlTLS runs curl on urls over one connection (keep-alive) and returns,
+// per URL, curl's local port and its own TLS handshake time
+// (time_appconnect − time_connect; 0 on a reused connection).
+func curlTLS(t *testing.T, args []string, urls ...string) (ports []string, handshakes []time.Duration) {
+	t.Helper()
+	full := append([]string{"-sk", "-o", "/dev/null", "-w", "%{local_port} %{time_connect} %{time_appconnect} %{http_code}\n"}, args...)
+	out, err := exec.Command("curl", append(full, urls...)...).Output()
+	if err != nil {
+		t.Fatalf("curl: %v %s", err, out)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		var port string
+		var connect, appconnect float64
+		var code int
+		if _, err := fmt.Sscan(line, &port, &connect, &appconnect, &code); err != nil || code != 200 {
+			t.Fatalf("curl line %q: %v (want status 200)", line, err)
+		}
+		ports = append(ports, port)
+		handshakes = append(handshakes, time.Duration((appconnect-connect)*1e9))
+	}
+	return ports, handshakes
+}
+
+// TestNginxTLS: Debian's nginx over TLS driven by curl, with and
+// without a client certificate: each connection's first request carries
+// tls_handshake (folded from the bytes: no probe on libssl, so the
+// handshake ends at the client's Finished read), agreeing with curl's
+// own time_appconnect − time_connect; the handshake's exchanges are no
+// requests; keep-alive requests carry none.
+func TestNginxTLS(t *testing.T) {
+	needRoot(t)
+	port, dir := startNginxTLS(t)
+	tr := startTracer(t, "--comm", "nginx")
+	base := fmt.Sprintf("https://127.0.0.1:%d/index.html", port)
+	ccert, ckey := writeSelfSigned(t, dir, "client")
+	type conn struct {
+		ports      []string
+		handshakes []time.Duration
+		what       string
+	}
+	var conns []conn
+	for _, c := range []struct {
+		what string
+		args []string
+		n    int
+	}{
+		{"TLS 1.3", nil, 3},
+		{"TLS 1.2", []string{"--tls-max", "1.2"}, 2},
+		{"TLS 1.3 client certificate", []string{"--cert", ccert, "--key", ckey}, 2},
+		{"TLS 1.2 client certificate", []string{"--tls-max", "1.2", "--cert", ccert, "--key", ckey}, 1},
+	} {
+		urls := make([]string, c.n)
+		for i := range urls {
+			urls[i] = base
+		}
+		ps, hs := curlTLS(t, c.args, urls...)
+		conns = append(conns, conn{ps, hs, c.what})
+	}
+	time.Sleep(time.Second) // past the idle timeout
+	recs := recordsOn(tr.Stop(t), port)
+	byPeer := map[string][]export.JSONRecord{}
+	for _, r := range recs {
+		_, p, _ := strings.Cut(r.Conn.Peer, ":")
+		byPeer[p] = append(byPeer[p], r)
+	}
+	for _, c := range conns {
+		rs := byPeer[c.ports[0]]
+		answered := rs[:0:0]
+		for _, r := range rs {
+			if _, ok := r.Phases["app"]; ok || r.EndReason != "close" {
+				answered = append(answered, r)
+			} // else the client's close_notify, read at the close
+		}
+		if len(answered) != len(c.ports) {
+			for _, r := range rs {
+				t.Logf("%s: %+v", c.what, r)
+			}
+			t.Errorf("%s: %d answered records on port %s, want %d (one per request)", c.what, len(answered), c.ports[0], len(c.ports))
+			continue
+		}
+		for i, r := range answered {
+			hs, has := r.Phases["tls_handshake"]
+			if i > 0 {
+				if has || r.TLS != nil {
+					t.Errorf("%s: request %d on a kept-alive connection has a handshake: %d %+v", c.what, i, hs, r.TLS)
+				}
+				continue
+			}
+			if !has || r.TLS == nil || r.Conn.RequestIndex != 0 {
+				t.Errorf("%s: first request: tls_handshake %v, tls %+v, index %d", c.what, has, r.TLS, r.Conn.RequestIndex)
+				continue
+			}
+			withinPct(t, c.what+": tls_handshake vs curl's appconnect − connect", hs, c.handshakes[0].Nanoseconds(), 5, time.Millisecond)
+		}
+	}
 }
