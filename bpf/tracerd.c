@@ -20,6 +20,7 @@
 #include "sched.h"
 #include "proc.h"
 #include "goruntime.h"
+#include "openssl.h"
 #include "syscalls.h"
 
 char LICENSE[] SEC("license") = "GPL";

@@ -152,7 +152,11 @@ enum go_func {
 	GO_GRPC_METHOD = 11,   /* grpc-go server: (*Server).handleStream, one RPC */
 	GO_GRPC_STATUS = 12,   /* grpc-go HTTP/2 transport: final status written */
 	GO_TLS_HANDSHAKE = 13, /* crypto/tls (*Conn).serverHandshake: one per TLS connection */
-	GO_FUNC_MAX = 14,
+	/* OpenSSL servers (libssl uprobes; goid = the thread id) */
+	SSL_HANDSHAKE_DONE = 14, /* SSL_do_handshake/SSL_accept returned 1 */
+	SSL_READ_LINE = 15,      /* SSL_read(_ex) plaintext: its first line, in path */
+	SSL_WRITE_STATUS = 16,   /* SSL_write(_ex) of an HTTP/1 status line: arg = status */
+	GO_FUNC_MAX = 17,
 };
 
 /* A Go uprobe's BPF cookie: the function (enum go_func) in the low 32

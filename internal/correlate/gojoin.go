@@ -352,6 +352,9 @@ func (c *Correlator) AddGo(ev *loader.GoEvent) {
 	case goTLSHandshake:
 		call.tlsFlags = ev.TlsFlags
 		call.lists = inByGoid
+	case sslReadLine:
+		call.path = c.strs.int8s(ev.Path[:], ev.PathLen) // the request line, CRLF included
+		call.lists = inByGoid
 	default:
 		call.lists = inByGoid
 	}

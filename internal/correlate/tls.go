@@ -3,6 +3,7 @@ package correlate
 import (
 	"time"
 
+	"github.com/tracerd/tracerd/internal/httpparse"
 	"github.com/tracerd/tracerd/internal/loader"
 )
 
@@ -19,7 +20,15 @@ type TLS struct {
 	Failed      bool // the server's handshake returned an error
 }
 
-const goTLSHandshake = loader.TracerdGoFuncGO_TLS_HANDSHAKE
+// The handshake's end, from the server's TLS library: Go's crypto/tls
+// (a call on the goroutine), OpenSSL's libssl (an instant on the
+// thread, its goid the thread id); HTTP/1 under TLS from libssl.
+const (
+	goTLSHandshake   = loader.TracerdGoFuncGO_TLS_HANDSHAKE
+	sslHandshakeDone = loader.TracerdGoFuncSSL_HANDSHAKE_DONE
+	sslReadLine      = loader.TracerdGoFuncSSL_READ_LINE
+	sslWriteStatus   = loader.TracerdGoFuncSSL_WRITE_STATUS
+)
 
 // A TLS handshake's exchanges reach the kernel engine as reads and
 // writes like any request's: the ClientHello read, the server's flight
@@ -126,15 +135,29 @@ func (c *Correlator) holdTLS(r *Request, rec *loader.Record) bool {
 	return true
 }
 
-// tlsCall is the probed handshake (Go's serverHandshake) that read the
-// held ClientHello: on the goroutine that read it, begun before and
-// ended after that read. nil when none is known (yet).
+// tlsCall is the probed handshake that read the held ClientHello: Go's
+// serverHandshake on the goroutine that read it, begun before and ended
+// after that read; libssl's first successful SSL_do_handshake on the
+// thread that read it (or that reads rec) after that read (OpenSSL
+// writes TLS 1.3's session tickets before it returns). nil when none is
+// known (yet).
 func (c *Correlator) tlsCall(h *tlsHeld, rec *loader.Record) *goCall {
 	gp := c.goProcs[h.pid]
 	if gp == nil || !gp.probes.TLS {
 		return nil
 	}
 	first := c.clock.Wall(h.firstRead)
+	if gp.probes.OpenSSL {
+		var best *goCall
+		for _, tid := range []uint32{h.tid, rec.Tid} {
+			for _, call := range gp.byGoid[uint64(tid)] {
+				if call.fn == sslHandshakeDone && !call.joined && call.end >= first && (best == nil || call.end < best.end) {
+					best = call
+				}
+			}
+		}
+		return best
+	}
 	for _, goid := range []uint64{h.goid, rec.Goid} {
 		for _, call := range gp.byGoid[goid] {
 			if call.fn == goTLSHandshake && call.start <= first && call.end >= first {
@@ -232,5 +255,67 @@ func (c *Correlator) expireTLS(now int64, all bool) {
 		r.TLS = &c.tls
 		assignIDs(r, c.rng)
 		c.emit(r)
+	}
+}
+
+// joinSSL gives a request of a process whose libssl is probed its HTTP/1
+// method and target (the first request line SSL_read returned on its
+// thread within [T_rd, T_wl]) and status (the status line SSL_write was
+// given), unless the bytes had them (plaintext). The thread's events up
+// to the request's end are then forgotten: a thread serves its
+// connections' requests in turn (one nginx worker, many connections:
+// interleaved requests on one thread are told apart by time alone, and
+// may be joined wrongly).
+func (c *Correlator) joinSSL(r *Request, rec *loader.Record) {
+	gp := c.goProcs[rec.Pid]
+	if gp == nil || !gp.probes.OpenSSL || rec.T_wl == 0 {
+		return
+	}
+	key := uint64(rec.Tid)
+	calls := gp.byGoid[key]
+	if len(calls) == 0 {
+		return
+	}
+	from, to := c.clock.Wall(rec.T_rd), c.clock.Wall(rec.T_wl)
+	status := 0
+	for _, call := range calls {
+		if call.start < from || call.start > to || call.joined {
+			continue
+		}
+		switch call.fn {
+		case sslReadLine:
+			if r.HTTP != nil {
+				continue
+			}
+			if req, ok := httpparse.ParseRequestWith([]byte(call.path), c.strs.str); ok {
+				c.http = HTTP{Method: req.Method, Target: req.Target}
+				r.HTTP = &c.http
+				call.joined = true
+			}
+		case sslWriteStatus:
+			if status == 0 {
+				status = int(call.arg)
+				call.joined = true
+			}
+		}
+	}
+	if r.HTTP != nil && r.HTTP.Status == 0 {
+		r.HTTP.Status = status
+	}
+	// A handshake's end on this thread may be another connection's,
+	// whose first request is not in yet: kept (to the join horizon).
+	keep := calls[:0]
+	for _, call := range calls {
+		if call.start > to || (call.fn == sslHandshakeDone && !call.joined) {
+			keep = append(keep, call)
+		} else {
+			c.unlist(call, inByGoid)
+		}
+	}
+	clear(calls[len(keep):])
+	if len(keep) == 0 {
+		delete(gp.byGoid, key)
+	} else {
+		gp.byGoid[key] = keep
 	}
 }

@@ -134,3 +134,39 @@ func TestTLSHandshakeAlone(t *testing.T) {
 		t.Errorf("a lone ClientHello record closing its connection: %+v", r.TLS)
 	}
 }
+
+// An OpenSSL server (libssl probed): the handshake ends where
+// SSL_do_handshake returned 1 on the thread; method and target from the
+// request line SSL_read returned, status from SSL_write's.
+func TestFoldTLSOpenSSL(t *testing.T) {
+	c, out := newCorrelator(time.Minute)
+	c.SetGoProbes(7, goprobe.Probes{TLS: true, OpenSSL: true}, true)
+	ssl := func(fn goFunc, at uint64, arg uint32, line string) {
+		ev := goEvent(fn, 42, at, at, arg)
+		ev.Tid = 42
+		for i := range line {
+			ev.Path[i] = int8(line[i])
+		}
+		ev.PathLen = uint8(len(line))
+		c.AddGo(&ev)
+	}
+	r1 := tlsRecord(1, 0, 1000, 2000, clientHello, serverHello, EndNextRequest)
+	r1.Tid, r1.Goid = 42, 0
+	r2 := tlsRecord(1, 1, 2500, 7000, ccs, appData, EndIdle)
+	r2.Tid, r2.Goid = 42, 0
+	c.AddRecord(&r1)
+	ssl(sslHandshakeDone, 2600, 0, "")
+	ssl(sslReadLine, 3000, 0, "GET /index.html?q=1 HTTP/1.1\r\n")
+	ssl(sslWriteStatus, 6900, 404, "")
+	c.AddRecord(&r2)
+	r := out.one(t)
+	if v, _ := r.Phases.Get(TLSHandshake); v != 1600 {
+		t.Errorf("tls_handshake = %d, want 1600 (ClientHello read → SSL_do_handshake returned 1)", v)
+	}
+	if r.HTTP == nil || r.HTTP.Method != "GET" || r.HTTP.Target != "/index.html?q=1" || r.HTTP.Status != 404 {
+		t.Errorf("http = %+v", r.HTTP)
+	}
+	if v, _ := r.Phases.Get(App); v != 7000-2600 {
+		t.Errorf("app = %d", v)
+	}
+}

@@ -117,6 +117,10 @@ type Probes struct {
 	HTTP          bool
 	GRPC          bool // grpc-go server: method names and status codes
 	TLS           bool // crypto/tls server handshakes are timed
+	// OpenSSL: not a Go process; its libssl is probed (handshake ends,
+	// HTTP/1 request lines and statuses under TLS), events keyed by
+	// thread id.
+	OpenSSL bool
 	// AttachedAt is when every probe was on (wall ns; 0 while attaching):
 	// a request that began before may have Go calls nobody saw begin.
 	AttachedAt int64
@@ -206,6 +210,11 @@ func (m *Manager) SetMaxCallsPerSecond(n int) { m.maxRate = n }
 func (m *Manager) Attach(pid uint32) error {
 	exe := fmt.Sprintf("/proc/%d/exe", pid)
 	bin, err := goinspect.Open(exe)
+	if errors.Is(err, goinspect.ErrNotGo) {
+		if serr := m.attachOpenSSL(pid); !errors.Is(serr, errNoOpenSSL) {
+			return serr
+		}
+	}
 	if err != nil {
 		return err
 	}

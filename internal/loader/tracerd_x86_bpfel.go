@@ -156,7 +156,10 @@ const (
 	TracerdGoFuncGO_GRPC_METHOD     TracerdGoFunc = 11
 	TracerdGoFuncGO_GRPC_STATUS     TracerdGoFunc = 12
 	TracerdGoFuncGO_TLS_HANDSHAKE   TracerdGoFunc = 13
-	TracerdGoFuncGO_FUNC_MAX        TracerdGoFunc = 14
+	TracerdGoFuncSSL_HANDSHAKE_DONE TracerdGoFunc = 14
+	TracerdGoFuncSSL_READ_LINE      TracerdGoFunc = 15
+	TracerdGoFuncSSL_WRITE_STATUS   TracerdGoFunc = 16
+	TracerdGoFuncGO_FUNC_MAX        TracerdGoFunc = 17
 )
 
 type TracerdGoHttpHead struct {
@@ -297,6 +300,12 @@ type TracerdSoftirqCpu struct {
 	RaisedAt uint64
 }
 
+type TracerdSslReadArgs struct {
+	_         structs.HostLayout
+	Buf       uint64
+	Readbytes uint64
+}
+
 type TracerdStwReason uint32
 
 const (
@@ -361,6 +370,7 @@ const (
 	TracerdMapRingWrites               = "ring_writes"
 	TracerdMapSkMarks                  = "sk_marks"
 	TracerdMapSoftirqState             = "softirq_state"
+	TracerdMapSslReads                 = "ssl_reads"
 	TracerdMapTargetCgroups            = "target_cgroups"
 	TracerdMapTargetComms              = "target_comms"
 	TracerdMapTargetPids               = "target_pids"
@@ -403,6 +413,10 @@ const (
 	TracerdProgSoftirqExitRaw          = "softirq_exit_raw"
 	TracerdProgSoftirqRaise            = "softirq_raise"
 	TracerdProgSoftirqRaiseRaw         = "softirq_raise_raw"
+	TracerdProgSslHandshakeRet         = "ssl_handshake_ret"
+	TracerdProgSslReadEntry            = "ssl_read_entry"
+	TracerdProgSslReadRet              = "ssl_read_ret"
+	TracerdProgSslWriteEntry           = "ssl_write_entry"
 	TracerdProgSysExitAccept           = "sys_exit_accept"
 	TracerdProgSysExitAccept4          = "sys_exit_accept4"
 	TracerdProgSysExitRead             = "sys_exit_read"
@@ -527,6 +541,10 @@ type TracerdProgramSpecs struct {
 	SoftirqExitRaw          *ebpf.ProgramSpec `ebpf:"softirq_exit_raw"`
 	SoftirqRaise            *ebpf.ProgramSpec `ebpf:"softirq_raise"`
 	SoftirqRaiseRaw         *ebpf.ProgramSpec `ebpf:"softirq_raise_raw"`
+	SslHandshakeRet         *ebpf.ProgramSpec `ebpf:"ssl_handshake_ret"`
+	SslReadEntry            *ebpf.ProgramSpec `ebpf:"ssl_read_entry"`
+	SslReadRet              *ebpf.ProgramSpec `ebpf:"ssl_read_ret"`
+	SslWriteEntry           *ebpf.ProgramSpec `ebpf:"ssl_write_entry"`
 	SysExitAccept           *ebpf.ProgramSpec `ebpf:"sys_exit_accept"`
 	SysExitAccept4          *ebpf.ProgramSpec `ebpf:"sys_exit_accept4"`
 	SysExitRead             *ebpf.ProgramSpec `ebpf:"sys_exit_read"`
@@ -568,6 +586,7 @@ type TracerdMapSpecs struct {
 	RingWrites    *ebpf.MapSpec `ebpf:"ring_writes"`
 	SkMarks       *ebpf.MapSpec `ebpf:"sk_marks"`
 	SoftirqState  *ebpf.MapSpec `ebpf:"softirq_state"`
+	SslReads      *ebpf.MapSpec `ebpf:"ssl_reads"`
 	TargetCgroups *ebpf.MapSpec `ebpf:"target_cgroups"`
 	TargetComms   *ebpf.MapSpec `ebpf:"target_comms"`
 	TargetPids    *ebpf.MapSpec `ebpf:"target_pids"`
@@ -643,6 +662,7 @@ type TracerdMaps struct {
 	RingWrites    *ebpf.Map `ebpf:"ring_writes"`
 	SkMarks       *ebpf.Map `ebpf:"sk_marks"`
 	SoftirqState  *ebpf.Map `ebpf:"softirq_state"`
+	SslReads      *ebpf.Map `ebpf:"ssl_reads"`
 	TargetCgroups *ebpf.Map `ebpf:"target_cgroups"`
 	TargetComms   *ebpf.Map `ebpf:"target_comms"`
 	TargetPids    *ebpf.Map `ebpf:"target_pids"`
@@ -669,6 +689,7 @@ func (m *TracerdMaps) Close() error {
 		m.RingWrites,
 		m.SkMarks,
 		m.SoftirqState,
+		m.SslReads,
 		m.TargetCgroups,
 		m.TargetComms,
 		m.TargetPids,
@@ -749,6 +770,10 @@ type TracerdPrograms struct {
 	SoftirqExitRaw          *ebpf.Program `ebpf:"softirq_exit_raw"`
 	SoftirqRaise            *ebpf.Program `ebpf:"softirq_raise"`
 	SoftirqRaiseRaw         *ebpf.Program `ebpf:"softirq_raise_raw"`
+	SslHandshakeRet         *ebpf.Program `ebpf:"ssl_handshake_ret"`
+	SslReadEntry            *ebpf.Program `ebpf:"ssl_read_entry"`
+	SslReadRet              *ebpf.Program `ebpf:"ssl_read_ret"`
+	SslWriteEntry           *ebpf.Program `ebpf:"ssl_write_entry"`
 	SysExitAccept           *ebpf.Program `ebpf:"sys_exit_accept"`
 	SysExitAccept4          *ebpf.Program `ebpf:"sys_exit_accept4"`
 	SysExitRead             *ebpf.Program `ebpf:"sys_exit_read"`
@@ -808,6 +833,10 @@ func (p *TracerdPrograms) Close() error {
 		p.SoftirqExitRaw,
 		p.SoftirqRaise,
 		p.SoftirqRaiseRaw,
+		p.SslHandshakeRet,
+		p.SslReadEntry,
+		p.SslReadRet,
+		p.SslWriteEntry,
 		p.SysExitAccept,
 		p.SysExitAccept4,
 		p.SysExitRead,
