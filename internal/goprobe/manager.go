@@ -142,6 +142,8 @@ func (p *Probes) switchOff(group string) {
 		p.GRPC = false
 	case "tls":
 		p.TLS = false
+	case "openssl":
+		p.TLS, p.OpenSSL = false, false
 	}
 }
 
@@ -615,6 +617,9 @@ func (m *Manager) Enforce() {
 				continue
 			}
 			tg := targetOf(fn)
+			if tg == nil && p.probes.OpenSSL {
+				tg = &sslTarget
+			}
 			if tg == nil || len(p.links[tg.group]) == 0 {
 				continue
 			}

@@ -63,6 +63,10 @@ var sslProbes = []sslProbe{
 	{"SSL_write_ex", loader.TracerdProgSslWriteEntry, false, 1},
 }
 
+// sslTarget stands for every libssl probe in the rate bound (Enforce):
+// past it, all of them go.
+var sslTarget = target{symbol: "libssl SSL_*", group: "openssl"}
+
 // attachOpenSSL probes the libssl a process that is not a Go executable
 // has mapped, for that process alone. errNoOpenSSL when it has none.
 func (m *Manager) attachOpenSSL(pid uint32) error {
