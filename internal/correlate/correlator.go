@@ -85,6 +85,7 @@ func (c *Correlator) finish(r *Request, rec *loader.Record) {
 	r.Spans = c.spans[:0]
 	c.foldTLS(r, rec)
 	c.joinGo(r, rec)
+	c.joinServeByPeer(r, rec)
 	c.joinSSL(r, rec)
 	assignIDs(r, c.rng)
 	c.emit(r)

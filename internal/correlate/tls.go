@@ -1,6 +1,7 @@
 package correlate
 
 import (
+	"net/netip"
 	"time"
 
 	"github.com/tracerd/tracerd/internal/httpparse"
@@ -317,5 +318,41 @@ func (c *Correlator) joinSSL(r *Request, rec *loader.Record) {
 		delete(gp.byGoid, key)
 	} else {
 		gp.byGoid[key] = keep
+	}
+}
+
+// joinServeByPeer joins a Go process's record that has no HTTP yet
+// (TLS: the bytes are encrypted) with the unjoined ServeHTTP of the
+// same client that began inside it: on a kept-alive TLS connection
+// net/http's background read takes the whole next request (one TLS
+// record) on a goroutine of its own, so the record's goroutine is not
+// the one serving it. Its status is the WriteHeader on the serving
+// goroutine during the call.
+func (c *Correlator) joinServeByPeer(r *Request, rec *loader.Record) {
+	gp := c.goProcs[rec.Pid]
+	if r.HTTP != nil || gp == nil || !gp.probes.HTTP || rec.T_wl == 0 || !r.Conn.Peer.IsValid() {
+		return
+	}
+	peer := netip.AddrPortFrom(r.Conn.Peer.Addr().Unmap(), r.Conn.Peer.Port())
+	from, to := c.clock.Wall(rec.T_rd), c.clock.Wall(rec.T_wl)
+	for _, call := range gp.serving {
+		if call.joined || call.fn != goServeHTTP || call.start < from || call.start > to {
+			continue
+		}
+		ap, err := netip.ParseAddrPort(call.remote)
+		if err != nil || netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()) != peer {
+			continue
+		}
+		call.joined = true
+		r.Spans = append(r.Spans, Span{Name: goFuncNames[call.fn], StartUnixNano: call.start, DurationNs: gp.end(call) - call.start})
+		applyServeHTTP(r, call)
+		for _, o := range gp.byGoid[call.goid] {
+			if o.fn == goWriteHeader && !o.joined && o.start >= call.start && o.start <= call.end && r.HTTP != nil {
+				r.HTTP.Status, o.joined = int(o.arg), true
+				break
+			}
+		}
+		sortSpans(r.Spans)
+		return
 	}
 }
