@@ -535,3 +535,69 @@ func TestNginxTLS(t *testing.T) {
 func tlsVersionName(v uint16) string {
 	return map[uint16]string{tls.VersionTLS12: "TLS 1.2", tls.VersionTLS13: "TLS 1.3"}[v]
 }
+
+// TestTLSFullHandshakeFinding: a Go HTTPS server called by curl (a new
+// process each time: no session to resume) over TLS 1.2: the first
+// visit is no finding, the next ones are tls_full_handshake, one
+// smoothed round trip lost; a TLS 1.3 full handshake is none. Loopback's
+// round trip is tens of µs: the thresholds are set to 0 (this host has
+// no netem to stretch it).
+func TestTLSFullHandshakeFinding(t *testing.T) {
+	needRoot(t)
+	srv := startGoServer(t, buildGoServer(t, goBuilds[0]), "-tls")
+	tr := startTracer(t, "--pid", strconv.Itoa(srv.PID), "--finding-min-lost", "0", "--finding-min-share", "0")
+	type visit struct {
+		port    string
+		version string
+	}
+	var visits []visit
+	for _, v := range []string{"1.2", "1.2", "1.2", "1.3"} {
+		out, err := exec.Command("curl", "-sk", "--http1.1", "--tlsv"+v, "--tls-max", v,
+			"-o", "/dev/null", "-w", "%{local_port} %{http_code}", "https://"+srv.Addr+"/hello/a").Output()
+		if err != nil || !strings.HasSuffix(string(out), " 200") {
+			t.Fatalf("curl: %v %q", err, out)
+		}
+		port, _, _ := strings.Cut(string(out), " ")
+		visits = append(visits, visit{port, v})
+	}
+	time.Sleep(time.Second)
+	recs := tr.Stop(t)
+	for i, v := range visits {
+		var r *export.JSONRecord
+		for j := range recs {
+			if strings.HasSuffix(recs[j].Conn.Peer, ":"+v.port) && recs[j].Conn.RequestIndex == 0 {
+				r = &recs[j]
+			}
+		}
+		if r == nil || r.TLS == nil || r.TLS.Version != v.version || r.TLS.Resumed == nil || *r.TLS.Resumed {
+			t.Fatalf("visit %d (TLS %s, port %s): no first request with a full handshake: %+v", i, v.version, v.port, r)
+		}
+		f := findingOf(*r, "tls_full_handshake")
+		hs := r.Phases["tls_handshake"]
+		var srtt int64
+		if r.TCP != nil && r.TCP.SrttUs != nil {
+			srtt = int64(*r.TCP.SrttUs) * 1000
+		}
+		var codes []string
+		for _, f := range r.Findings {
+			codes = append(codes, fmt.Sprintf("%s %s", f.Code, time.Duration(f.LostNs)))
+		}
+		t.Logf("visit %d TLS %s: tls_handshake %s, srtt %s, duration %s, findings %v", i, v.version, time.Duration(hs), time.Duration(srtt), time.Duration(r.DurationNs), codes)
+		if i == 0 || v.version == "1.3" {
+			if f != nil {
+				t.Errorf("visit %d (TLS %s): %+v, want no tls_full_handshake", i, v.version, *f)
+			}
+			continue
+		}
+		f = mustFinding(t, fmt.Sprintf("visit %d", i), *r, "tls_full_handshake")
+		if want := min(srtt, hs); f.LostNs != want || f.Phase != "tls_handshake" {
+			t.Errorf("visit %d: lost %d on %s, want %d (srtt, at most the handshake) on tls_handshake", i, f.LostNs, f.Phase, want)
+		}
+		if f.LostNs <= 0 {
+			t.Errorf("visit %d: lost %d", i, f.LostNs)
+		}
+		if e, ok := f.Evidence.Get("previous_handshake_age_ms"); !ok || e.Int <= 0 || e.Int > 60_000 {
+			t.Errorf("visit %d: previous_handshake_age_ms %+v", i, e)
+		}
+	}
+}
