@@ -28,6 +28,9 @@ type Correlator struct {
 	strs      interner
 	freeCalls []*goCall
 	ser       []interval
+
+	tlsHeld map[uint64]*tlsHeld // by connection: TLS handshakes waiting for their first request
+	tls     TLS                 // the emitted request's TLS
 }
 
 // New returns a Correlator whose clock offset is measured now; finished
@@ -54,8 +57,14 @@ const maxComms = 4096
 func (c *Correlator) AddRecord(rec *loader.Record) {
 	r := &c.req
 	*r = c.decode(rec)
-	if gp := c.goProcs[rec.Pid]; gp != nil {
+	gp := c.goProcs[rec.Pid]
+	if gp != nil {
 		gp.notePeer(r.Conn.Peer, r.EndUnixNano)
+	}
+	if c.holdTLS(r, rec) {
+		return
+	}
+	if gp != nil {
 		if gp.holdForGo(r, rec, c.clock) {
 			gp.hold(rec)
 			return
@@ -74,7 +83,10 @@ func (c *Correlator) release(h *heldRecord) {
 // finish joins the Go view to a record's request and emits it.
 func (c *Correlator) finish(r *Request, rec *loader.Record) {
 	r.Spans = c.spans[:0]
+	c.foldTLS(r, rec)
 	c.joinGo(r, rec)
+	c.joinServeByPeer(r, rec)
+	c.joinSSL(r, rec)
 	assignIDs(r, c.rng)
 	c.emit(r)
 	c.spans = r.Spans[:0]

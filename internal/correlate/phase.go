@@ -17,20 +17,22 @@ const (
 	Serialize
 	SendQueue
 	AckWait
+	TLSHandshake
 	NumPhases
 )
 
 var phaseNames = [NumPhases]string{
-	AcceptQueue: "accept_queue",
-	Softirq:     "softirq",
-	RecvQueue:   "recv_queue",
-	Runqueue:    "runqueue",
-	CFSThrottle: "cfs_throttle",
-	App:         "app",
-	GCSTW:       "gc_stw",
-	Serialize:   "serialize",
-	SendQueue:   "send_queue",
-	AckWait:     "ack_wait",
+	AcceptQueue:  "accept_queue",
+	Softirq:      "softirq",
+	RecvQueue:    "recv_queue",
+	Runqueue:     "runqueue",
+	CFSThrottle:  "cfs_throttle",
+	App:          "app",
+	GCSTW:        "gc_stw",
+	Serialize:    "serialize",
+	SendQueue:    "send_queue",
+	AckWait:      "ack_wait",
+	TLSHandshake: "tls_handshake",
 }
 
 func (p Phase) String() string {
