@@ -336,7 +336,8 @@ func (c *Correlator) joinServeByPeer(r *Request, rec *loader.Record) {
 	peer := netip.AddrPortFrom(r.Conn.Peer.Addr().Unmap(), r.Conn.Peer.Port())
 	from, to := c.clock.Wall(rec.T_rd), c.clock.Wall(rec.T_wl)
 	for _, call := range gp.serving {
-		if call.joined || call.fn != goServeHTTP || call.start < from || call.start > to {
+		// HTTP/2 calls are streams, records of their own (exportable).
+		if call.joined || call.fn != goServeHTTP || call.protoMajor >= 2 || call.start < from || call.start > to {
 			continue
 		}
 		ap, err := netip.ParseAddrPort(call.remote)

@@ -172,32 +172,43 @@ func TestFoldTLSOpenSSL(t *testing.T) {
 }
 
 // A kept-alive TLS request read by net/http's background read on
-// another goroutine: joined with its ServeHTTP by the client's address.
+// another goroutine: joined with its ServeHTTP by the client's address;
+// an HTTP/2 stream's ServeHTTP never is (streams are records of their
+// own).
 func TestJoinServeByPeer(t *testing.T) {
-	c, out := newCorrelator(time.Minute)
-	c.SetGoProbes(7, goprobe.Probes{HTTP: true, TLS: true}, true)
-	serve := goEvent(goServeHTTP, 9, 1200, 1800, 0)
-	for i, b := range []byte("GET") {
-		serve.Method[i] = int8(b)
-	}
-	for i, b := range []byte("/x") {
-		serve.Path[i] = int8(b)
-	}
-	remote := "127.0.0.1:40000"
-	for i := range remote {
-		serve.Remote[i] = int8(remote[i])
-	}
-	serve.MethodLen, serve.PathLen, serve.RemoteLen = 3, 2, uint8(len(remote))
-	wh := goEvent(goWriteHeader, 9, 1500, 1500, 201)
-	c.AddGo(&wh)
-	c.AddGo(&serve)
-	rec := tlsRecord(1, 3, 1000, 2000, appData, appData, EndIdle)
-	rec.Goid = 11 // the background reader
-	rec.Family, rec.Rport = uint16(loader.TracerdAddrFamilyFAMILY_INET), 40000
-	copy(rec.Raddr[:], []byte{127, 0, 0, 1})
-	c.AddRecord(&rec)
-	r := out.one(t)
-	if r.HTTP == nil || r.HTTP.Method != "GET" || r.HTTP.Target != "/x" || r.HTTP.Status != 201 {
-		t.Errorf("http = %+v", r.HTTP)
+	for _, proto := range []uint8{1, 2} {
+		c, out := newCorrelator(time.Minute)
+		c.SetGoProbes(7, goprobe.Probes{HTTP: true, TLS: true}, true)
+		serve := goEvent(goServeHTTP, 9, 1200, 1800, 0)
+		for i, b := range []byte("GET") {
+			serve.Method[i] = int8(b)
+		}
+		for i, b := range []byte("/x") {
+			serve.Path[i] = int8(b)
+		}
+		remote := "127.0.0.1:40000"
+		for i := range remote {
+			serve.Remote[i] = int8(remote[i])
+		}
+		serve.MethodLen, serve.PathLen, serve.RemoteLen = 3, 2, uint8(len(remote))
+		serve.ProtoMajor = proto
+		wh := goEvent(goWriteHeader, 9, 1500, 1500, 201)
+		c.AddGo(&wh)
+		c.AddGo(&serve)
+		rec := tlsRecord(1, 3, 1000, 2000, appData, appData, EndIdle)
+		rec.Goid = 11 // the background reader
+		rec.Family, rec.Rport = uint16(loader.TracerdAddrFamilyFAMILY_INET), 40000
+		copy(rec.Raddr[:], []byte{127, 0, 0, 1})
+		c.AddRecord(&rec)
+		r := out.one(t)
+		if proto == 2 {
+			if r.HTTP != nil {
+				t.Errorf("HTTP/2: the connection's record took the stream's ServeHTTP: http = %+v", r.HTTP)
+			}
+			continue
+		}
+		if r.HTTP == nil || r.HTTP.Method != "GET" || r.HTTP.Target != "/x" || r.HTTP.Status != 201 {
+			t.Errorf("http = %+v", r.HTTP)
+		}
 	}
 }
