@@ -17,6 +17,11 @@ const (
 	Serialize
 	SendQueue
 	AckWait
+	// Outbound calls (client records).
+	Connect
+	Send
+	Wait
+	Receive
 	NumPhases
 )
 
@@ -31,6 +36,10 @@ var phaseNames = [NumPhases]string{
 	Serialize:   "serialize",
 	SendQueue:   "send_queue",
 	AckWait:     "ack_wait",
+	Connect:     "connect",
+	Send:        "send",
+	Wait:        "wait",
+	Receive:     "receive",
 }
 
 func (p Phase) String() string {

@@ -1,0 +1,243 @@
+package correlate
+
+import (
+	"time"
+
+	"github.com/tracerd/tracerd/internal/httpparse"
+	"github.com/tracerd/tracerd/internal/loader"
+)
+
+// Direction says which side of its connection a request's process was.
+type Direction uint8
+
+const (
+	// DirServer: the process accepted the connection and served the request.
+	DirServer = Direction(loader.TracerdDirectionDIR_SERVER)
+	// DirClient: the process opened the connection and sent the request
+	// (an outbound call).
+	DirClient = Direction(loader.TracerdDirectionDIR_CLIENT)
+)
+
+// String is the direction's name in JSON lines ("server", "client").
+func (d Direction) String() string {
+	if d == DirClient {
+		return "client"
+	}
+	return "server"
+}
+
+// fromClientRecord builds the Request of an outbound call: the request
+// the traced process wrote on a connection it opened, and its answer.
+//
+//	connect:  T_syn → T_est (the connection's first request only)
+//	send:     T_wr → its last byte leaving (T_tx; T_wl when unseen)
+//	wait:     → the answer's first byte arriving (T_rx; T_rd when unseen)
+//	receive:  → the app's last read of the answer (T_rl)
+func fromClientRecord(rec *loader.Record, clock Clock, comm string, http *HTTP, strs *interner) Request {
+	r := Request{
+		Direction: DirClient,
+		PID:       rec.Pid,
+		TID:       rec.Tid,
+		Comm:      comm,
+		CgroupID:  rec.CgroupId,
+		EndReason: EndReason(rec.EndReason),
+		Answered:  rec.T_rd != 0,
+	}
+	r.Service = r.Comm
+	r.Conn = Conn{
+		Local:        addrPort(rec.Family, rec.Laddr, rec.Lport),
+		Peer:         addrPort(rec.Family, rec.Raddr, rec.Rport),
+		RequestIndex: rec.RequestIndex,
+		Sock:         rec.Sk,
+	}
+	start := rec.T_wr
+	connected := rec.RequestIndex == 0 && has(rec.Flags, loader.TracerdReqFlagsREQ_HAS_EST) &&
+		rec.T_syn != 0 && rec.T_est >= rec.T_syn
+	if connected {
+		r.Phases.Set(Connect, int64(rec.T_est-rec.T_syn))
+		start = rec.T_syn
+	}
+	sent := max(rec.T_wl, rec.T_tx, rec.T_wr)
+	r.Phases.Set(Send, int64(sent)-int64(rec.T_wr))
+	end := sent
+	if rec.T_rd != 0 {
+		arrived := rec.T_rd
+		if has(rec.Flags, loader.TracerdReqFlagsREQ_HAS_RX) && rec.T_rx != 0 && rec.T_rx < arrived {
+			arrived = max(rec.T_rx, sent)
+		}
+		r.Phases.Set(Wait, int64(arrived)-int64(sent))
+		end = max(rec.T_rl, rec.T_rd)
+		r.Phases.Set(Receive, int64(end)-int64(arrived))
+	}
+	r.StartUnixNano = clock.Wall(start)
+	r.EndUnixNano = clock.Wall(end)
+	r.DurationNs = int64(end - start)
+	r.TCP = TCP{
+		Valid:          has(rec.Flags, loader.TracerdReqFlagsREQ_HAS_TCP),
+		SrttUs:         rec.SrttUs,
+		Retransmits:    rec.Retransmits,
+		ZeroWindow:     rec.ZeroWindow,
+		SndCwnd:        rec.SndCwnd,
+		Nagle:          rec.Nagle != 0,
+		SynRetransmits: uint32(rec.SynRetrans),
+	}
+	n := min(int(rec.ReqLen), len(rec.ReqHead))
+	if req, ok := httpparse.ParseRequestWith(rec.ReqHead[:n], strs.str); ok {
+		// The call's own traceparent, if the app sent one, names the app's
+		// span, not ours: the parent comes from the inbound request.
+		*http = HTTP{Method: req.Method, Target: req.Target}
+		m := min(int(rec.RespLen), len(rec.RespHead))
+		if status, ok := httpparse.ParseResponse(rec.RespHead[:m]); ok {
+			http.Status = status
+		}
+		r.HTTP = http
+	}
+	return r
+}
+
+// An inbound request's place, kept for a while after it was emitted:
+// outbound calls that ran inside it become its children.
+type serverWindow struct {
+	pid, tid   uint32
+	start, end int64 // wall ns
+	trace      TraceID
+	span       SpanID
+}
+
+// A client record waiting for the inbound request that issued it.
+type heldClient struct {
+	rec   loader.Record
+	since int64 // wall ns when it came
+}
+
+// Bounds on the parent search's memory.
+const (
+	maxServerWindows = 4096
+	maxHeldClients   = 4096
+)
+
+// clientJoin parents outbound calls to the inbound requests that made
+// them: same process, the call's start inside the request's window, on
+// the request's thread, or, when no request of the process on that
+// thread contains it, the only one that does (Go runs a call's write on
+// another goroutine than the handler's: its thread is often not the
+// request's). The inbound request may end before or after the call's
+// record comes, so each side waits a while for the other (goRetain).
+type clientJoin struct {
+	windows []serverWindow // ring, next at wpos
+	wpos    int
+	held    []heldClient
+}
+
+// noteServer remembers an emitted inbound request's window.
+func (j *clientJoin) noteServer(r *Request) {
+	w := serverWindow{pid: r.PID, tid: r.TID, start: r.StartUnixNano, end: r.EndUnixNano, trace: r.TraceID, span: r.SpanID}
+	if len(j.windows) < maxServerWindows {
+		j.windows = append(j.windows, w)
+		return
+	}
+	j.windows[j.wpos] = w
+	j.wpos = (j.wpos + 1) % maxServerWindows
+}
+
+// parent finds the inbound request that issued call among those known.
+func (j *clientJoin) parent(call *Request) (serverWindow, bool) {
+	var only serverWindow
+	n := 0
+	for i := range j.windows {
+		w := &j.windows[i]
+		if w.pid != call.PID || call.StartUnixNano < w.start || call.StartUnixNano > w.end {
+			continue
+		}
+		if w.tid == call.TID {
+			return *w, true
+		}
+		only = *w
+		n++
+	}
+	return only, n == 1
+}
+
+// adopt makes r a child of w.
+func adopt(r *Request, w serverWindow) {
+	r.TraceID = w.trace
+	r.ParentSpanID = w.span
+	r.TraceFlags = 1
+}
+
+// addClient emits an outbound call's request now when its inbound
+// request is known, else holds it.
+func (c *Correlator) addClient(r *Request, rec *loader.Record) {
+	if w, ok := c.clients.parent(r); ok {
+		adopt(r, w)
+		c.finish(r, rec)
+		return
+	}
+	j := &c.clients
+	if len(j.held) >= maxHeldClients {
+		c.releaseClient(0, serverWindow{}, false)
+	}
+	j.held = append(j.held, heldClient{rec: *rec, since: time.Now().UnixNano()})
+}
+
+// releaseClient emits held call i, a child of w when ok.
+func (c *Correlator) releaseClient(i int, w serverWindow, ok bool) {
+	j := &c.clients
+	h := j.held[i]
+	j.held = append(j.held[:i], j.held[i+1:]...)
+	c.req = c.decode(&h.rec)
+	if ok {
+		adopt(&c.req, w)
+	}
+	c.finish(&c.req, &h.rec)
+}
+
+// serverDone releases the held calls that the inbound request just
+// emitted (whose window is the newest) issued.
+func (c *Correlator) serverDone() {
+	j := &c.clients
+	if len(j.held) == 0 {
+		return
+	}
+	newest := len(j.windows) - 1
+	if len(j.windows) == maxServerWindows {
+		newest = (j.wpos + maxServerWindows - 1) % maxServerWindows
+	}
+	w := j.windows[newest]
+	for i := 0; i < len(j.held); {
+		h := &j.held[i]
+		call := Request{PID: h.rec.Pid, TID: h.rec.Tid, StartUnixNano: c.clock.Wall(callStart(&h.rec))}
+		if call.PID == w.pid && call.StartUnixNano >= w.start && call.StartUnixNano <= w.end {
+			if p, ok := j.parent(&call); ok && p.span == w.span {
+				c.releaseClient(i, w, true)
+				continue
+			}
+		}
+		i++
+	}
+}
+
+// expireClients emits the held calls older than the join horizon (or
+// all) with the parent the known requests give, if any.
+func (c *Correlator) expireClients(now int64, all bool) {
+	j := &c.clients
+	for i := 0; i < len(j.held); {
+		h := &j.held[i]
+		if !all && h.since >= now-c.goRetain.Nanoseconds() {
+			i++
+			continue
+		}
+		call := Request{PID: h.rec.Pid, TID: h.rec.Tid, StartUnixNano: c.clock.Wall(callStart(&h.rec))}
+		w, ok := j.parent(&call)
+		c.releaseClient(i, w, ok)
+	}
+}
+
+// callStart is where a client record's request starts (its connect for
+// a connection's first request), as fromClientRecord places it.
+func callStart(rec *loader.Record) uint64 {
+	if rec.RequestIndex == 0 && has(rec.Flags, loader.TracerdReqFlagsREQ_HAS_EST) && rec.T_syn != 0 && rec.T_est >= rec.T_syn {
+		return rec.T_syn
+	}
+	return rec.T_wr
+}
