@@ -1,0 +1,220 @@
+//go:build e2e
+
+package tests
+
+// Outbound calls: a traced testserver calls a downstream testserver (not
+// traced) with net/http for each request it serves, and reports what its
+// own httptrace saw of each call (the truth).
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/tracerd/tracerd/internal/export"
+)
+
+// downstreamDelay: the downstream sleeps this long before answering.
+const downstreamDelay = 30 * time.Millisecond
+
+// callChain starts the downstream and a front server that calls it
+// (keep-alive or one connection per call), traced by a snapshot.
+func callChain(t *testing.T, keepAlive bool) (front, down *Server, tr *Tracer) {
+	t.Helper()
+	down = startServer(t, nil, "--handle-delay", downstreamDelay.String())
+	front = startServer(t, nil, "--call", "http://"+down.Addr+"/down", "--call-keepalive="+strconv.FormatBool(keepAlive))
+	tr = startTracer(t, "--port", strconv.Itoa(front.Port))
+	return front, down, tr
+}
+
+// splitDirections checks that every record says its direction and
+// returns the front's served requests and its calls to the downstream.
+func splitDirections(t *testing.T, recs []export.JSONRecord, front, down *Server) (served, calls []export.JSONRecord) {
+	t.Helper()
+	for _, r := range recs {
+		switch r.Direction {
+		case "server":
+			if int(r.PID) == front.PID {
+				served = append(served, r)
+			}
+		case "client":
+			if int(r.PID) != front.PID {
+				t.Errorf("client record of pid %d, only %d is traced", r.PID, front.PID)
+			}
+			if r.Conn.Peer != down.Addr {
+				t.Errorf("client record's conn.peer %s, the downstream is %s", r.Conn.Peer, down.Addr)
+				continue
+			}
+			calls = append(calls, r)
+		default:
+			t.Errorf("record without a valid direction %q: %+v", r.Direction, r)
+		}
+	}
+	byStart := func(a, b export.JSONRecord) int { return int(a.StartUnixNano - b.StartUnixNano) }
+	slices.SortFunc(served, byStart)
+	slices.SortFunc(calls, byStart)
+	return served, calls
+}
+
+// TestOutboundCalls: each call is one client record with the connect
+// it paid (new connections only: httptrace's ConnectStart → ConnectDone
+// is the truth), the downstream's delay in its wait phase, its HTTP
+// method, target and status, its connection's addresses, and the
+// inbound request that made it as its parent.
+func TestOutboundCalls(t *testing.T) {
+	needRoot(t)
+	for _, keepAlive := range []bool{true, false} {
+		t.Run(fmt.Sprintf("keepalive=%v", keepAlive), func(t *testing.T) {
+			front, down, tr := callChain(t, keepAlive)
+			const n = 5
+			c := dial(t, front.Addr)
+			for i := range n {
+				if _, err := request(c, fmt.Sprintf("/front/%d", i), 0); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			c.Close()
+			truths := front.Truths(t, n)
+			// The last pooled call ends at the idle sweep.
+			time.Sleep(time.Second)
+			served, calls := splitDirections(t, tr.Stop(t), front, down)
+			if len(served) != n || len(calls) != n {
+				t.Fatalf("%d served and %d calls recorded, want %d of each", len(served), len(calls), n)
+			}
+			for i, call := range calls {
+				truth := truths[i].Call
+				if truth == nil || truth.Error != "" {
+					t.Fatalf("call %d failed: %+v", i, truth)
+				}
+				checkCall(t, i, call, truth, keepAlive)
+				srv := served[i]
+				if call.TraceID != srv.TraceID || call.ParentSpanID != srv.SpanID {
+					t.Errorf("call %d: trace %s parent %s; the request that made it is trace %s span %s",
+						i, call.TraceID, call.ParentSpanID, srv.TraceID, srv.SpanID)
+				}
+				if call.StartUnixNano < srv.StartUnixNano || call.EndUnixNano > srv.EndUnixNano {
+					t.Errorf("call %d [%d, %d] outside its request [%d, %d]", i, call.StartUnixNano, call.EndUnixNano,
+						srv.StartUnixNano, srv.EndUnixNano)
+				}
+			}
+		})
+	}
+}
+
+func checkCall(t *testing.T, i int, call export.JSONRecord, truth *Call, keepAlive bool) {
+	t.Helper()
+	if call.Conn.Local != truth.Local {
+		t.Errorf("call %d: conn.local %s, the client's socket is %s", i, call.Conn.Local, truth.Local)
+	}
+	if h := call.HTTP; h == nil || h.Method != "GET" || h.Target != "/down" || h.Status != 200 {
+		t.Errorf("call %d: http %+v, want GET /down 200", i, h)
+	}
+	newConn := !truth.Reused
+	if keepAlive && newConn != (i == 0) {
+		t.Errorf("call %d: the client says reused=%v with keep-alive", i, truth.Reused)
+	}
+	if !keepAlive && !newConn {
+		t.Errorf("call %d: reused a connection without keep-alive", i)
+	}
+	connect, hasConnect := call.Phases["connect"]
+	switch {
+	case newConn && !hasConnect:
+		t.Errorf("call %d on a new connection: no connect phase (%v)", i, call.Phases)
+	case newConn:
+		if call.Conn.RequestIndex != 0 {
+			t.Errorf("call %d on a new connection: request_index %d", i, call.Conn.RequestIndex)
+		}
+		within(t, fmt.Sprintf("call %d connect", i), connect, truth.ConnectDone-truth.ConnectStart)
+		if connect > truth.ConnectDone-truth.ConnectStart {
+			t.Errorf("call %d: connect %s longer than the client saw (%s)", i, time.Duration(connect),
+				time.Duration(truth.ConnectDone-truth.ConnectStart))
+		}
+	case hasConnect:
+		t.Errorf("call %d on a pooled connection has a connect phase", i)
+	case call.Conn.RequestIndex == 0:
+		t.Errorf("call %d on a pooled connection: request_index 0", i)
+	}
+	for _, p := range []string{"send", "wait", "receive"} {
+		if _, ok := call.Phases[p]; !ok {
+			t.Errorf("call %d: no %s phase (%v)", i, p, call.Phases)
+		}
+	}
+	// The downstream slept before answering: the call waited at least
+	// that, and no longer than the client saw from its last write to
+	// the answer's first byte.
+	wait := call.Phases["wait"]
+	clientWait := truth.FirstByte - truth.WroteRequest
+	if wait < downstreamDelay.Nanoseconds() || wait > clientWait+int64(time.Millisecond) {
+		t.Errorf("call %d: wait %s; the downstream slept %s, the client waited %s", i, time.Duration(wait),
+			downstreamDelay, time.Duration(clientWait))
+	} else {
+		t.Logf("call %d: wait %s (downstream slept %s, client waited %s)", i, time.Duration(wait), downstreamDelay,
+			time.Duration(clientWait))
+	}
+	if call.DurationNs > truth.EndUnixNano-truth.StartUnixNano+int64(time.Millisecond) {
+		t.Errorf("call %d: %s long, the client's call took %s", i, time.Duration(call.DurationNs),
+			time.Duration(truth.EndUnixNano-truth.StartUnixNano))
+	}
+}
+
+// TestOTLPOutboundCall: in Jaeger, a call is a CLIENT span under the
+// SERVER span of the request that made it, with its phases (connect on
+// a new connection) as children.
+func TestOTLPOutboundCall(t *testing.T) {
+	needRoot(t)
+	j := startJaeger(t, "")
+	down := startServer(t, nil, "--handle-delay", downstreamDelay.String())
+	front := startServer(t, nil, "--call", "http://"+down.Addr+"/down", "--call-keepalive=false")
+	rt := startRun(t, nil, "--port", strconv.Itoa(front.Port), "--otlp-endpoint", fmt.Sprintf("http://127.0.0.1:%d", j.GRPC),
+		"--otlp-protocol", "grpc", "--sample-ratio", "1", "--otlp-batch-delay", "100ms")
+	c := dial(t, front.Addr)
+	if _, err := request(c, "/front", 0); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	front.Truths(t, 1)
+	time.Sleep(time.Second)
+	served, calls := splitDirections(t, rt.Stop(t), front, down)
+	if len(served) != 1 || len(calls) != 1 {
+		t.Fatalf("%d served and %d calls recorded, want 1 of each", len(served), len(calls))
+	}
+	srv, call := served[0], calls[0]
+	tr := j.waitTrace(t, srv.TraceID, 2+len(srv.Phases)+len(srv.Spans)+len(call.Phases), 10*time.Second)
+	byID := map[string]JaegerSpan{}
+	for _, s := range tr.Spans {
+		byID[s.SpanID] = s
+	}
+	cs, ok := byID[call.SpanID]
+	if !ok {
+		t.Fatalf("the call's span %s is not in trace %s:\n%s", call.SpanID, srv.TraceID, renderJaeger(tr, srv.SpanID))
+	}
+	if kind, _ := tag(cs.Tags, "span.kind"); kind != "client" {
+		t.Errorf("the call's span kind %q, want client", kind)
+	}
+	if cs.parent() != srv.SpanID {
+		t.Errorf("the call's span parent %q, the server span is %s", cs.parent(), srv.SpanID)
+	}
+	if addr, _ := tag(cs.Tags, "server.address"); addr != "127.0.0.1" {
+		t.Errorf("the call's server.address %q", addr)
+	}
+	children := map[string]JaegerSpan{}
+	for _, s := range tr.Spans {
+		if s.parent() == call.SpanID {
+			children[s.OperationName] = s
+		}
+	}
+	for _, name := range []string{"connect", "send", "wait", "receive"} {
+		s, ok := children[name]
+		if !ok {
+			t.Errorf("the call's span has no %s child", name)
+			continue
+		}
+		if want := call.Phases[name] / 1000; s.Duration < want-1 || s.Duration > want+1 {
+			t.Errorf("%s span %d µs, the record says %d µs", name, s.Duration, want)
+		}
+	}
+	t.Logf("Jaeger's tree:\n%s", renderJaeger(tr, srv.SpanID))
+}
