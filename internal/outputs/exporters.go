@@ -149,7 +149,9 @@ func (x *Exporters) Add(r *correlate.Request) error {
 	if x.otlp != nil {
 		traced = x.otlp.Add(r, p) != export.NotSampled
 	}
-	if x.requests != nil {
+	if x.requests != nil && r.Direction == correlate.DirServer {
+		// The request metrics are the served requests' (outbound
+		// calls are in the JSON lines and traces).
 		x.requests.Observe(r, traced)
 	}
 	if x.json != nil {
