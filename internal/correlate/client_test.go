@@ -7,7 +7,6 @@ import (
 	"github.com/tracerd/tracerd/internal/loader"
 )
 
-
 // serverRec is a served request of pid 10, read at rd and answered at wl
 // by thread tid.
 func serverRec(tid uint32, rd, wl uint64) loader.Record {
