@@ -102,6 +102,7 @@ type serverWindow struct {
 	start, end int64 // wall ns
 	trace      TraceID
 	span       SpanID
+	inbound    Inbound
 }
 
 // A client record waiting for the inbound request that issued it.
@@ -131,7 +132,8 @@ type clientJoin struct {
 
 // noteServer remembers an emitted inbound request's window.
 func (j *clientJoin) noteServer(r *Request) {
-	w := serverWindow{pid: r.PID, tid: r.TID, start: r.StartUnixNano, end: r.EndUnixNano, trace: r.TraceID, span: r.SpanID}
+	w := serverWindow{pid: r.PID, tid: r.TID, start: r.StartUnixNano, end: r.EndUnixNano, trace: r.TraceID, span: r.SpanID,
+		inbound: Inbound{Valid: true, DurationNs: r.DurationNs, ParentSpanID: r.ParentSpanID, TraceFlags: r.TraceFlags}}
 	if len(j.windows) < maxServerWindows {
 		j.windows = append(j.windows, w)
 		return
@@ -162,7 +164,7 @@ func (j *clientJoin) parent(call *Request) (serverWindow, bool) {
 func adopt(r *Request, w serverWindow) {
 	r.TraceID = w.trace
 	r.ParentSpanID = w.span
-	r.TraceFlags = 1
+	r.Inbound = w.inbound
 }
 
 // addClient emits an outbound call's request now when its inbound

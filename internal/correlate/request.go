@@ -39,6 +39,18 @@ type Request struct {
 	// Findings name the causes that cost the request time, largest
 	// first (internal/findings); nil when none.
 	Findings []Finding
+	// Inbound: for an outbound call parented to the served request that
+	// made it, what that request's sampling was decided on, so that the
+	// call is exported with it (never alone, an orphan).
+	Inbound Inbound
+}
+
+// Inbound is what a sampler decides a served request on.
+type Inbound struct {
+	Valid        bool
+	DurationNs   int64
+	ParentSpanID SpanID // its caller's span, zero if none
+	TraceFlags   byte
 }
 
 // Clone returns a copy of r that shares nothing with it.
