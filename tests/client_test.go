@@ -25,7 +25,8 @@ func callChain(t *testing.T, keepAlive bool) (front, down *Server, tr *Tracer) {
 	t.Helper()
 	down = startServer(t, nil, "--handle-delay", downstreamDelay.String())
 	front = startServer(t, nil, "--call", "http://"+down.Addr+"/down", "--call-keepalive="+strconv.FormatBool(keepAlive))
-	tr = startTracer(t, "--port", strconv.Itoa(front.Port))
+	// Any connect is a finding's loss (loopback's take tens of µs).
+	tr = startTracer(t, "--port", strconv.Itoa(front.Port), "--finding-min-lost", "0", "--finding-min-share", "0")
 	return front, down, tr
 }
 
@@ -90,6 +91,14 @@ func TestOutboundCalls(t *testing.T) {
 					t.Fatalf("call %d failed: %+v", i, truth)
 				}
 				checkCall(t, i, call, truth, keepAlive)
+				// Calls that each open a connection after the previous one
+				// ended could have reused it.
+				found := slices.ContainsFunc(call.Findings, func(f export.JSONFinding) bool {
+					return f.Code == "new_connection_per_request"
+				})
+				if want := !keepAlive && i > 0; found != want {
+					t.Errorf("call %d: new_connection_per_request %v, want %v (%+v)", i, found, want, call.Findings)
+				}
 				srv := served[i]
 				if call.TraceID != srv.TraceID || call.ParentSpanID != srv.SpanID {
 					t.Errorf("call %d: trace %s parent %s; the request that made it is trace %s span %s",
