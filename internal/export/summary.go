@@ -34,6 +34,7 @@ func NewSummary(topN int) *Summary { return &Summary{topN: topN} }
 func (s *Summary) Add(r *correlate.Request) {
 	if r.Direction != correlate.DirServer {
 		s.calls++
+		s.findings.Add(r)
 		return
 	}
 	s.requests++

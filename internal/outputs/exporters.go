@@ -150,9 +150,11 @@ func (x *Exporters) Add(r *correlate.Request) error {
 		traced = x.otlp.Add(r, p) != export.NotSampled
 	}
 	if x.requests != nil && r.Direction == correlate.DirServer {
-		// The request metrics are the served requests' (outbound
-		// calls are in the JSON lines and traces).
 		x.requests.Observe(r, traced)
+	} else if x.requests != nil {
+		// The request metrics are the served requests': of an outbound
+		// call only its findings are counted.
+		x.requests.ObserveFindings(r)
 	}
 	if x.json != nil {
 		if err := x.json.Write(r); err != nil {
