@@ -94,7 +94,6 @@ static __always_inline void client_request_start(struct traced_conn *c, int ret)
 	r->flags &= ~REQ_HAS_RX;
 	/* Method and target: the request head, captured as a server's. */
 	keep_head(r, ret);
-	r->goid = reading_goid(r->pid);
 }
 
 /* The app read ret bytes of the answer on a client connection. */
