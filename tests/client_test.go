@@ -8,6 +8,9 @@ package tests
 
 import (
 	"fmt"
+	"os"
+	"os/exec"
+	"strings"
 	"slices"
 	"strconv"
 	"testing"
@@ -226,4 +229,72 @@ func TestOTLPOutboundCall(t *testing.T) {
 		}
 	}
 	t.Logf("Jaeger's tree:\n%s", renderJaeger(tr, srv.SpanID))
+}
+
+// TestOutboundSYNRetransmit: nftables drops every other SYN sent to the
+// downstream, so each call's connect waits for its SYN's retransmission
+// (the initial RTO, 1 s): connect shows the wait (the client's httptrace
+// is the truth) and tcp.syn_retransmits the SYN sent again (the rule's
+// own count of the SYNs it dropped is the truth).
+func TestOutboundSYNRetransmit(t *testing.T) {
+	needRoot(t)
+	if _, err := exec.LookPath("nft"); err != nil {
+		t.Skip("needs nft (nftables)")
+	}
+	down := startServer(t, nil)
+	front := startServer(t, nil, "--call", "http://"+down.Addr+"/down", "--call-keepalive=false")
+	tr := startTracer(t, "--port", strconv.Itoa(front.Port))
+	table := fmt.Sprintf("tracerd_e2e_syn_%d", os.Getpid())
+	nft := func(cmd string) string {
+		t.Helper()
+		out, err := exec.Command("nft", cmd).CombinedOutput()
+		if err != nil {
+			t.Fatalf("nft %s: %v: %s", cmd, err, out)
+		}
+		return string(out)
+	}
+	nft("add table inet " + table)
+	t.Cleanup(func() { _ = exec.Command("nft", "delete", "table", "inet", table).Run() })
+	// On input, past the sender: a drop on output is a local error TCP
+	// resends without a retransmission.
+	nft("add chain inet " + table + " in { type filter hook input priority 0; }")
+	nft(fmt.Sprintf("add rule inet %s in tcp dport %d tcp flags & (syn | ack) == syn numgen inc mod 2 == 0 counter drop",
+		table, down.Port))
+	const n = 2
+	c := dial(t, front.Addr)
+	for i := range n {
+		if _, err := request(c, fmt.Sprintf("/front/%d", i), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Close()
+	truths := front.Truths(t, n)
+	listing := nft("list table inet " + table)
+	t.Logf("nft rules after the calls:\n%s", listing)
+	var dropped int
+	if i := strings.Index(listing, "counter packets "); i >= 0 {
+		fmt.Sscanf(listing[i+len("counter packets "):], "%d", &dropped)
+	}
+	nft("delete table inet " + table)
+	_, calls := splitDirections(t, tr.Stop(t), front, down)
+	if len(calls) != n {
+		t.Fatalf("%d calls recorded, want %d", len(calls), n)
+	}
+	var synRetrans uint32
+	for i, call := range calls {
+		truth := truths[i].Call
+		if truth == nil || truth.Error != "" || truth.Reused {
+			t.Fatalf("call %d: %+v", i, truth)
+		}
+		within(t, fmt.Sprintf("call %d connect (SYN dropped once)", i), phase(t, call, "connect"), truth.ConnectDone-truth.ConnectStart)
+		if call.TCP == nil || call.TCP.SynRetransmits == nil {
+			t.Fatalf("call %d: no tcp.syn_retransmits", i)
+		}
+		synRetrans += *call.TCP.SynRetransmits
+	}
+	if dropped == 0 || synRetrans != uint32(dropped) {
+		t.Errorf("tcp.syn_retransmits add up to %d; nftables dropped %d SYNs", synRetrans, dropped)
+	} else {
+		t.Logf("tcp.syn_retransmits add up to %d; nftables dropped %d SYNs", synRetrans, dropped)
+	}
 }
