@@ -10,9 +10,9 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"strings"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
