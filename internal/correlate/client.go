@@ -111,9 +111,13 @@ type heldClient struct {
 	since int64 // wall ns when it came
 }
 
-// Bounds on the parent search's memory.
+// Bounds on the parent search's memory and time: the windows of a
+// process's latest maxServerWindows requests are searched (under load,
+// a call whose record comes after more of them keeps no parent), of at
+// most maxWindowProcs processes.
 const (
-	maxServerWindows = 4096
+	maxServerWindows = 1024
+	maxWindowProcs   = 256
 	maxHeldClients   = 4096
 )
 
@@ -125,30 +129,57 @@ const (
 // request's). The inbound request may end before or after the call's
 // record comes, so each side waits a while for the other (goRetain).
 type clientJoin struct {
-	windows []serverWindow // ring, next at wpos
-	wpos    int
-	held    []heldClient
+	procs map[uint32]*windowRing
+	held  []heldClient
+}
+
+// windowRing holds a process's latest request windows, next at pos.
+type windowRing struct {
+	w   []serverWindow
+	pos int
 }
 
 // noteServer remembers an emitted inbound request's window.
 func (j *clientJoin) noteServer(r *Request) {
 	w := serverWindow{pid: r.PID, tid: r.TID, start: r.StartUnixNano, end: r.EndUnixNano, trace: r.TraceID, span: r.SpanID,
 		inbound: Inbound{Valid: true, DurationNs: r.DurationNs, ParentSpanID: r.ParentSpanID, TraceFlags: r.TraceFlags}}
-	if len(j.windows) < maxServerWindows {
-		j.windows = append(j.windows, w)
+	ring := j.procs[r.PID]
+	if ring == nil {
+		if j.procs == nil || len(j.procs) >= maxWindowProcs {
+			j.procs = map[uint32]*windowRing{} // a cache: host-wide tracing sees pids come and go
+		}
+		ring = &windowRing{}
+		j.procs[r.PID] = ring
+	}
+	if len(ring.w) < maxServerWindows {
+		ring.w = append(ring.w, w)
+		ring.pos = len(ring.w) % maxServerWindows
 		return
 	}
-	j.windows[j.wpos] = w
-	j.wpos = (j.wpos + 1) % maxServerWindows
+	ring.w[ring.pos] = w
+	ring.pos = (ring.pos + 1) % maxServerWindows
+}
+
+// newest is the window noted last of process pid.
+func (j *clientJoin) newest(pid uint32) (serverWindow, bool) {
+	ring := j.procs[pid]
+	if ring == nil || len(ring.w) == 0 {
+		return serverWindow{}, false
+	}
+	return ring.w[(ring.pos+len(ring.w)-1)%len(ring.w)], true
 }
 
 // parent finds the inbound request that issued call among those known.
 func (j *clientJoin) parent(call *Request) (serverWindow, bool) {
+	ring := j.procs[call.PID]
+	if ring == nil {
+		return serverWindow{}, false
+	}
 	var only serverWindow
 	n := 0
-	for i := range j.windows {
-		w := &j.windows[i]
-		if w.pid != call.PID || call.StartUnixNano < w.start || call.StartUnixNano > w.end {
+	for i := range ring.w {
+		w := &ring.w[i]
+		if call.StartUnixNano < w.start || call.StartUnixNano > w.end {
 			continue
 		}
 		if w.tid == call.TID {
@@ -194,18 +225,17 @@ func (c *Correlator) releaseClient(i int, w serverWindow, ok bool) {
 	c.finish(&c.req, &h.rec)
 }
 
-// serverDone releases the held calls that the inbound request just
-// emitted (whose window is the newest) issued.
-func (c *Correlator) serverDone() {
+// serverDone releases the held calls that the inbound request of pid
+// just emitted (whose window is its newest) issued.
+func (c *Correlator) serverDone(pid uint32) {
 	j := &c.clients
 	if len(j.held) == 0 {
 		return
 	}
-	newest := len(j.windows) - 1
-	if len(j.windows) == maxServerWindows {
-		newest = (j.wpos + maxServerWindows - 1) % maxServerWindows
+	w, ok := j.newest(pid)
+	if !ok {
+		return
 	}
-	w := j.windows[newest]
 	for i := 0; i < len(j.held); {
 		h := &j.held[i]
 		call := Request{PID: h.rec.Pid, TID: h.rec.Tid, StartUnixNano: c.clock.Wall(callStart(&h.rec))}

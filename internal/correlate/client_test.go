@@ -108,7 +108,7 @@ func TestClientParent(t *testing.T) {
 		call = clientRec(9, 0, 0, 20*ms, 40*ms, 41*ms, 41*ms, 1)
 		c.AddRecord(&call)
 		got = out.take()
-		if len(got) != 1 || got[0].ParentSpanID != (func() SpanID { return c.clients.windows[1].span })() {
+		if len(got) != 1 || got[0].ParentSpanID != (func() SpanID { w, _ := c.clients.newest(10); return w.span })() {
 			t.Fatalf("call on thread 9 not under the request of thread 9: %+v", got)
 		}
 	})

@@ -90,7 +90,7 @@ func (c *Correlator) finish(r *Request, rec *loader.Record) {
 	if server {
 		// r is c.req: the calls it made are decoded into it next.
 		c.clients.noteServer(r)
-		c.serverDone()
+		c.serverDone(r.PID)
 	}
 }
 
