@@ -24,7 +24,9 @@ static __always_inline void on_connect_start(const struct sock *sk, int btf)
 	__u32 tgid = pid_tgid >> 32;
 	__u64 key = (__u64)sk;
 
-	if (!bpf_map_lookup_elem(&traced_tgids, &tgid))
+	__u8 *traced = bpf_map_lookup_elem(&traced_tgids, &tgid);
+
+	if (!traced)
 		return;
 	if (KREAD(btf, sk, sk_protocol) != IPPROTO_TCP)
 		return;
@@ -53,6 +55,13 @@ static __always_inline void on_connect_start(const struct sock *sk, int btf)
 	if (btf)
 		bpf_sk_storage_get(&sk_marks, (void *)sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	count(CNT_CONNS_TRACED);
+	/* User space keeps the windows of a process's served requests (to
+	 * find a call's parent) only once it knows the process calls out:
+	 * before any record of a request that made this call. */
+	if (*traced != 2) {
+		*traced = 2;
+		emit_proc(tgid, PROC_CALLS);
+	}
 }
 
 /* A traced client connection changed state; returns 1 when handled

@@ -250,6 +250,7 @@ enum proc_what {
 	PROC_TRACED = 1, /* a process got its first traced connection */
 	PROC_EXEC = 2,   /* a selected or traced process exec'd */
 	PROC_EXIT = 3,   /* a traced process exited */
+	PROC_CALLS = 4,  /* a traced process opened its first outbound connection */
 };
 
 struct proc_note {

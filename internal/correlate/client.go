@@ -129,9 +129,25 @@ const (
 // request's). The inbound request may end before or after the call's
 // record comes, so each side waits a while for the other (goRetain).
 type clientJoin struct {
-	procs map[uint32]*windowRing
-	held  []heldClient
+	procs   map[uint32]*windowRing
+	held    []heldClient
+	callers map[uint32]struct{} // processes that opened outbound connections
 }
+
+// NoteCaller says that process pid opens outbound connections (the
+// kernel's PROC_CALLS note, before any record of a request that made a
+// call): the windows of its served requests are kept from now on. A
+// process that makes no call costs its requests one map lookup.
+func (c *Correlator) NoteCaller(pid uint32) {
+	j := &c.clients
+	if j.callers == nil || len(j.callers) >= maxCallers {
+		j.callers = map[uint32]struct{}{}
+	}
+	j.callers[pid] = struct{}{}
+}
+
+// maxCallers bounds the callers set (a cache, cleared when full).
+const maxCallers = 4096
 
 // windowRing holds a process's latest request windows, next at pos.
 type windowRing struct {
@@ -139,8 +155,12 @@ type windowRing struct {
 	pos int
 }
 
-// noteServer remembers an emitted inbound request's window.
+// noteServer remembers an emitted inbound request's window, if its
+// process makes calls.
 func (j *clientJoin) noteServer(r *Request) {
+	if _, ok := j.callers[r.PID]; !ok {
+		return
+	}
 	w := serverWindow{pid: r.PID, tid: r.TID, start: r.StartUnixNano, end: r.EndUnixNano, trace: r.TraceID, span: r.SpanID,
 		inbound: Inbound{Valid: true, DurationNs: r.DurationNs, ParentSpanID: r.ParentSpanID, TraceFlags: r.TraceFlags}}
 	ring := j.procs[r.PID]
@@ -201,6 +221,9 @@ func adopt(r *Request, w serverWindow) {
 // addClient emits an outbound call's request now when its inbound
 // request is known, else holds it.
 func (c *Correlator) addClient(r *Request, rec *loader.Record) {
+	if _, ok := c.clients.callers[r.PID]; !ok {
+		c.NoteCaller(r.PID) // its note was lost (ring buffer full)
+	}
 	if w, ok := c.clients.parent(r); ok {
 		adopt(r, w)
 		c.finish(r, rec)

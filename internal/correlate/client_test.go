@@ -66,6 +66,7 @@ func FromRecordForTest(rec *loader.Record) Request {
 func TestClientParent(t *testing.T) {
 	t.Run("call first, same thread", func(t *testing.T) {
 		c, out := newCorrelator(time.Hour)
+		c.NoteCaller(10)
 		call := clientRec(7, 0, 0, 20*ms, 40*ms, 41*ms, 41*ms, 1)
 		c.AddRecord(&call)
 		if len(out.reqs) != 0 {
@@ -83,6 +84,7 @@ func TestClientParent(t *testing.T) {
 	})
 	t.Run("request first, other thread", func(t *testing.T) {
 		c, out := newCorrelator(time.Hour)
+		c.NoteCaller(10)
 		srv := serverRec(7, 10*ms, 50*ms)
 		c.AddRecord(&srv)
 		call := clientRec(8, 0, 0, 20*ms, 40*ms, 41*ms, 41*ms, 1)
@@ -94,6 +96,7 @@ func TestClientParent(t *testing.T) {
 	})
 	t.Run("ambiguous", func(t *testing.T) {
 		c, out := newCorrelator(time.Hour)
+		c.NoteCaller(10)
 		a, b := serverRec(7, 10*ms, 50*ms), serverRec(9, 12*ms, 60*ms)
 		c.AddRecord(&a)
 		c.AddRecord(&b)
@@ -114,6 +117,7 @@ func TestClientParent(t *testing.T) {
 	})
 	t.Run("no request", func(t *testing.T) {
 		c, out := newCorrelator(time.Hour)
+		c.NoteCaller(10)
 		call := clientRec(7, 0, 0, 20*ms, 40*ms, 41*ms, 41*ms, 1)
 		c.AddRecord(&call)
 		c.Expire(time.Now().UnixNano())
@@ -127,4 +131,19 @@ func TestClientParent(t *testing.T) {
 			t.Fatalf("an orphan call: %+v", got)
 		}
 	})
+}
+
+// A process that makes no calls: its requests' windows are not kept.
+func TestNoCallerNoWindows(t *testing.T) {
+	c, _ := newCorrelator(time.Hour)
+	srv := serverRec(7, 10*ms, 50*ms)
+	c.AddRecord(&srv)
+	if _, ok := c.clients.newest(10); ok {
+		t.Error("a window kept for a process that makes no calls")
+	}
+	c.NoteCaller(10)
+	c.AddRecord(&srv)
+	if _, ok := c.clients.newest(10); !ok {
+		t.Error("no window for a caller")
+	}
 }

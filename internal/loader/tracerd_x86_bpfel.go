@@ -231,6 +231,7 @@ const (
 	TracerdProcWhatPROC_TRACED TracerdProcWhat = 1
 	TracerdProcWhatPROC_EXEC   TracerdProcWhat = 2
 	TracerdProcWhatPROC_EXIT   TracerdProcWhat = 3
+	TracerdProcWhatPROC_CALLS  TracerdProcWhat = 4
 )
 
 type TracerdReqFlags uint32
