@@ -85,6 +85,9 @@ func TestOutboundCalls(t *testing.T) {
 			// The last pooled call ends at the idle sweep.
 			time.Sleep(time.Second)
 			served, calls := splitDirections(t, tr.Stop(t), front, down)
+			if keepAlive && !slices.ContainsFunc(truths, func(tr Truth) bool { return tr.Call != nil && tr.Call.Reused }) {
+				t.Error("the client reused no connection with keep-alive")
+			}
 			if len(served) != n || len(calls) != n {
 				t.Fatalf("%d served and %d calls recorded, want %d of each", len(served), len(calls), n)
 			}
@@ -116,6 +119,15 @@ func TestOutboundCalls(t *testing.T) {
 	}
 }
 
+// slack is what a client's clock may add to the kernel's view of a call:
+// 1 ms on a real CPU, 12 times that emulated (tests/kernels' guests).
+func slack() int64 {
+	if os.Getenv("TRACERD_E2E_EMULATED") != "" {
+		return int64(12 * time.Millisecond)
+	}
+	return int64(time.Millisecond)
+}
+
 func checkCall(t *testing.T, i int, call export.JSONRecord, truth *Call, keepAlive bool) {
 	t.Helper()
 	if call.Conn.Local != truth.Local {
@@ -125,9 +137,6 @@ func checkCall(t *testing.T, i int, call export.JSONRecord, truth *Call, keepAli
 		t.Errorf("call %d: http %+v, want GET /down 200", i, h)
 	}
 	newConn := !truth.Reused
-	if keepAlive && newConn != (i == 0) {
-		t.Errorf("call %d: the client says reused=%v with keep-alive", i, truth.Reused)
-	}
 	if !keepAlive && !newConn {
 		t.Errorf("call %d: reused a connection without keep-alive", i)
 	}
@@ -139,10 +148,19 @@ func checkCall(t *testing.T, i int, call export.JSONRecord, truth *Call, keepAli
 		if call.Conn.RequestIndex != 0 {
 			t.Errorf("call %d on a new connection: request_index %d", i, call.Conn.RequestIndex)
 		}
-		within(t, fmt.Sprintf("call %d connect", i), connect, truth.ConnectDone-truth.ConnectStart)
-		if connect > truth.ConnectDone-truth.ConnectStart {
-			t.Errorf("call %d: connect %s longer than the client saw (%s)", i, time.Duration(connect),
-				time.Duration(truth.ConnectDone-truth.ConnectStart))
+		// The kernel's connect (SYN sent → ESTABLISHED) lies inside the
+		// client's (ConnectStart → ConnectDone), which adds socket(),
+		// the netpoller's registration and the goroutine's wake-up.
+		clientConnect := truth.ConnectDone - truth.ConnectStart
+		switch {
+		case connect <= 0 || connect > clientConnect+int64(100*time.Microsecond):
+			t.Errorf("call %d: connect %s, the client's took %s", i, time.Duration(connect), time.Duration(clientConnect))
+		case clientConnect-connect > max(slack(), clientConnect/20):
+			t.Errorf("call %d: connect %s, %s less than the client's (%s)", i, time.Duration(connect),
+				time.Duration(clientConnect-connect), time.Duration(clientConnect))
+		default:
+			t.Logf("call %d: connect %s, the client's %s (its own part %s)", i, time.Duration(connect),
+				time.Duration(clientConnect), time.Duration(clientConnect-connect))
 		}
 	case hasConnect:
 		t.Errorf("call %d on a pooled connection has a connect phase", i)
@@ -159,14 +177,14 @@ func checkCall(t *testing.T, i int, call export.JSONRecord, truth *Call, keepAli
 	// the answer's first byte.
 	wait := call.Phases["wait"]
 	clientWait := truth.FirstByte - truth.WroteRequest
-	if wait < downstreamDelay.Nanoseconds() || wait > clientWait+int64(time.Millisecond) {
+	if wait < downstreamDelay.Nanoseconds() || wait > clientWait+slack() {
 		t.Errorf("call %d: wait %s; the downstream slept %s, the client waited %s", i, time.Duration(wait),
 			downstreamDelay, time.Duration(clientWait))
 	} else {
 		t.Logf("call %d: wait %s (downstream slept %s, client waited %s)", i, time.Duration(wait), downstreamDelay,
 			time.Duration(clientWait))
 	}
-	if call.DurationNs > truth.EndUnixNano-truth.StartUnixNano+int64(time.Millisecond) {
+	if call.DurationNs > truth.EndUnixNano-truth.StartUnixNano+slack() {
 		t.Errorf("call %d: %s long, the client's call took %s", i, time.Duration(call.DurationNs),
 			time.Duration(truth.EndUnixNano-truth.StartUnixNano))
 	}
