@@ -103,12 +103,15 @@ type serverWindow struct {
 	trace      TraceID
 	span       SpanID
 	inbound    Inbound
+	emitted    int64 // wall ns: the ring is in this order
 }
 
 // A client record waiting for the inbound request that issued it.
 type heldClient struct {
 	rec   loader.Record
 	since int64 // wall ns when it came
+	start int64 // wall ns: the call's start
+	done  bool  // released (still listed)
 }
 
 // Bounds on the parent search's memory and time: the windows of a
@@ -119,6 +122,7 @@ const (
 	maxServerWindows = 1024
 	maxWindowProcs   = 256
 	maxHeldClients   = 4096
+	maxHeldPerProc   = 256
 )
 
 // clientJoin parents outbound calls to the inbound requests that made
@@ -130,8 +134,16 @@ const (
 // record comes, so each side waits a while for the other (goRetain).
 type clientJoin struct {
 	procs   map[uint32]*windowRing
-	held    []heldClient
 	callers map[uint32]struct{} // processes that opened outbound connections
+
+	// Held calls: in arrival order (order[head:], for the horizon) and
+	// per process (for the requests that end); a released one is marked
+	// done and dropped from both lists lazily.
+	order  []*heldClient
+	head   int
+	byProc map[uint32][]*heldClient
+	free   []*heldClient
+	nHeld  int
 }
 
 // NoteCaller says that process pid opens outbound connections (the
@@ -162,7 +174,8 @@ func (j *clientJoin) noteServer(r *Request) {
 		return
 	}
 	w := serverWindow{pid: r.PID, tid: r.TID, start: r.StartUnixNano, end: r.EndUnixNano, trace: r.TraceID, span: r.SpanID,
-		inbound: Inbound{Valid: true, DurationNs: r.DurationNs, ParentSpanID: r.ParentSpanID, TraceFlags: r.TraceFlags}}
+		inbound: Inbound{Valid: true, DurationNs: r.DurationNs, ParentSpanID: r.ParentSpanID, TraceFlags: r.TraceFlags},
+		emitted: time.Now().UnixNano()}
 	ring := j.procs[r.PID]
 	if ring == nil {
 		if j.procs == nil || len(j.procs) >= maxWindowProcs {
@@ -197,8 +210,13 @@ func (j *clientJoin) parent(call *Request) (serverWindow, bool) {
 	}
 	var only serverWindow
 	n := 0
-	for i := range ring.w {
-		w := &ring.w[i]
+	// Newest first; a request emitted before the call began ended
+	// before it, as did all those emitted earlier still.
+	for k := 1; k <= len(ring.w); k++ {
+		w := &ring.w[(ring.pos-k+len(ring.w))%len(ring.w)]
+		if w.emitted < call.StartUnixNano {
+			break
+		}
 		if call.StartUnixNano < w.start || call.StartUnixNano > w.end {
 			continue
 		}
@@ -229,46 +247,113 @@ func (c *Correlator) addClient(r *Request, rec *loader.Record) {
 		c.finish(r, rec)
 		return
 	}
-	j := &c.clients
-	if len(j.held) >= maxHeldClients {
-		c.releaseClient(0, serverWindow{}, false)
-	}
-	j.held = append(j.held, heldClient{rec: *rec, since: time.Now().UnixNano()})
+	c.hold(rec)
 }
 
-// releaseClient emits held call i, a child of w when ok.
-func (c *Correlator) releaseClient(i int, w serverWindow, ok bool) {
+// hold keeps a call's record until its inbound request comes or the
+// horizon passes; past the bounds, the oldest held call goes now.
+func (c *Correlator) hold(rec *loader.Record) {
 	j := &c.clients
-	h := j.held[i]
-	j.held = append(j.held[:i], j.held[i+1:]...)
+	if j.nHeld >= maxHeldClients {
+		c.releaseOldest(nil)
+	}
+	if len(j.byProc[rec.Pid]) >= maxHeldPerProc {
+		c.releaseOldest(j.byProc[rec.Pid])
+	}
+	var h *heldClient
+	if n := len(j.free); n > 0 {
+		h, j.free = j.free[n-1], j.free[:n-1]
+	} else {
+		h = new(heldClient)
+	}
+	h.rec, h.since, h.start, h.done = *rec, time.Now().UnixNano(), c.clock.Wall(callStart(rec)), false
+	if j.byProc == nil {
+		j.byProc = map[uint32][]*heldClient{}
+	}
+	j.order = append(j.order, h)
+	j.byProc[rec.Pid] = append(j.byProc[rec.Pid], h)
+	j.nHeld++
+}
+
+// releaseOldest releases the oldest held call (of list, when given),
+// with the parent the known requests give.
+func (c *Correlator) releaseOldest(list []*heldClient) {
+	if list == nil {
+		list = c.clients.order[c.clients.head:]
+	}
+	for _, h := range list {
+		if !h.done {
+			w, ok := c.clients.parent(&Request{PID: h.rec.Pid, TID: h.rec.Tid, StartUnixNano: h.start})
+			c.releaseClient(h, w, ok)
+			return
+		}
+	}
+}
+
+// releaseClient emits held call h, a child of w when ok.
+func (c *Correlator) releaseClient(h *heldClient, w serverWindow, ok bool) {
+	j := &c.clients
+	h.done = true
+	j.nHeld--
 	c.req = c.decode(&h.rec)
 	if ok {
 		adopt(&c.req, w)
 	}
 	c.finish(&c.req, &h.rec)
+	j.compact(h.rec.Pid)
+}
+
+// compact drops the released calls from the lists' ends (the order's
+// front, the process's list) and recycles them once off both.
+func (j *clientJoin) compact(pid uint32) {
+	list := j.byProc[pid]
+	keep := list[:0]
+	for _, h := range list {
+		if !h.done {
+			keep = append(keep, h)
+		}
+	}
+	clear(list[len(keep):])
+	if len(keep) == 0 {
+		delete(j.byProc, pid)
+	} else {
+		j.byProc[pid] = keep
+	}
+	for j.head < len(j.order) && j.order[j.head].done {
+		j.free = append(j.free, j.order[j.head])
+		j.order[j.head] = nil
+		j.head++
+	}
+	if j.head > 0 && j.head*2 >= len(j.order) {
+		n := copy(j.order, j.order[j.head:])
+		clear(j.order[n:])
+		j.order, j.head = j.order[:n], 0
+	}
 }
 
 // serverDone releases the held calls that the inbound request of pid
 // just emitted (whose window is its newest) issued.
 func (c *Correlator) serverDone(pid uint32) {
 	j := &c.clients
-	if len(j.held) == 0 {
+	list := j.byProc[pid]
+	if len(list) == 0 {
 		return
 	}
 	w, ok := j.newest(pid)
 	if !ok {
 		return
 	}
-	for i := 0; i < len(j.held); {
-		h := &j.held[i]
-		call := Request{PID: h.rec.Pid, TID: h.rec.Tid, StartUnixNano: c.clock.Wall(callStart(&h.rec))}
-		if call.PID == w.pid && call.StartUnixNano >= w.start && call.StartUnixNano <= w.end {
-			if p, ok := j.parent(&call); ok && p.span == w.span {
-				c.releaseClient(i, w, true)
-				continue
-			}
+	var match []*heldClient
+	for _, h := range list {
+		if h.done || h.start < w.start || h.start > w.end {
+			continue
 		}
-		i++
+		if p, ok := j.parent(&Request{PID: pid, TID: h.rec.Tid, StartUnixNano: h.start}); ok && p.span == w.span {
+			match = append(match, h)
+		}
+	}
+	for _, h := range match {
+		c.releaseClient(h, w, true)
 	}
 }
 
@@ -276,15 +361,17 @@ func (c *Correlator) serverDone(pid uint32) {
 // all) with the parent the known requests give, if any.
 func (c *Correlator) expireClients(now int64, all bool) {
 	j := &c.clients
-	for i := 0; i < len(j.held); {
-		h := &j.held[i]
-		if !all && h.since >= now-c.goRetain.Nanoseconds() {
-			i++
-			continue
+	for j.head < len(j.order) {
+		h := j.order[j.head]
+		if !h.done && !all && h.since >= now-c.goRetain.Nanoseconds() {
+			break // arrival order: the rest came later
 		}
-		call := Request{PID: h.rec.Pid, TID: h.rec.Tid, StartUnixNano: c.clock.Wall(callStart(&h.rec))}
-		w, ok := j.parent(&call)
-		c.releaseClient(i, w, ok)
+		if !h.done {
+			w, ok := j.parent(&Request{PID: h.rec.Pid, TID: h.rec.Tid, StartUnixNano: h.start})
+			c.releaseClient(h, w, ok)
+		} else {
+			j.compact(h.rec.Pid)
+		}
 	}
 }
 

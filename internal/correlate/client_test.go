@@ -147,3 +147,40 @@ func TestNoCallerNoWindows(t *testing.T) {
 		t.Error("no window for a caller")
 	}
 }
+
+// BenchmarkCallAfterItsRequest: a call whose record comes after its
+// inbound request's, among many requests of the process.
+func BenchmarkCallAfterItsRequest(b *testing.B) {
+	c, out := newCorrelator(time.Hour)
+	c.clock = Clock{offset: time.Now().UnixNano() - MonotonicNow()}
+	c.emit = func(*Request) {}
+	_ = out
+	c.NoteCaller(10)
+	b.ReportAllocs()
+	for i := range b.N {
+		at := uint64(MonotonicNow()) - 50_000 // a request of 40 µs, just ended
+		srv := serverRec(uint32(i%8), at, at+40_000)
+		c.AddRecord(&srv)
+		call := clientRec(uint32(i%8), 0, 0, at+10_000, at+20_000, at+21_000, at+21_000, 1)
+		c.AddRecord(&call)
+	}
+}
+
+// BenchmarkCallsWithoutRequest: calls of a caller process outside any
+// request (held until the horizon, the bound reached).
+func BenchmarkCallsWithoutRequest(b *testing.B) {
+	c, _ := newCorrelator(time.Hour)
+	c.clock = Clock{offset: time.Now().UnixNano() - MonotonicNow()}
+	c.emit = func(*Request) {}
+	c.NoteCaller(10)
+	b.ReportAllocs()
+	for i := range b.N {
+		at := uint64(MonotonicNow())
+		call := clientRec(uint32(i%8), 0, 0, at, at+1000, at+2000, at+2000, 1)
+		c.AddRecord(&call)
+		if i%64 == 0 {
+			srv := serverRec(99, at-10_000_000, at-9_000_000) // another thread's, long over
+			c.AddRecord(&srv)
+		}
+	}
+}

@@ -59,8 +59,9 @@ func (b *bench) outbound(ctx context.Context, serverBin string) error {
 		return err
 	}
 	defer front.Stop()
-	jsonPath := filepath.Join(b.dir, "outbound.jsonl")
-	tr, err := startTracer(b.tracerd, tracerdArgs(front.Port, b.dir, false), jsonPath)
+	// As the traced rounds run it: JSON lines and the profile.
+	jsonPath := filepath.Join(b.dir, "requests.jsonl")
+	tr, err := startTracer(b.tracerd, tracerdArgs(front.Port, b.dir, true), jsonPath)
 	if err != nil {
 		return err
 	}
