@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -26,10 +27,13 @@ var (
 	outConns  = flag.Int("outbound-conns", 16, "outbound arm: open-loop connections")
 	outRound  = flag.Duration("outbound-round", 5*time.Second, "outbound arm: length of a round")
 	outRounds = flag.Int("outbound-rounds", 3, "outbound arm: rounds of each load")
+	outFormer = flag.String("outbound-former", "", "outbound arm: another tracerd build (one without outbound calls) "+
+		"run as a second arm, rounds interleaved: what a server without calls paid before")
 )
 
 // outResult is one round of one load.
 type outResult struct {
+	Arm       string // "this build" or "former"
 	Path      string
 	Load      loadResult
 	BPFRuns   uint64
@@ -59,44 +63,22 @@ func (b *bench) outbound(ctx context.Context, serverBin string) error {
 		return err
 	}
 	defer front.Stop()
-	// As the traced rounds run it: JSON lines and the profile.
-	jsonPath := filepath.Join(b.dir, "requests.jsonl")
-	tr, err := startTracer(b.tracerd, tracerdArgs(front.Port, b.dir, true), jsonPath)
-	if err != nil {
-		return err
+	arms := []struct{ name, bin string }{{armThis, b.tracerd}}
+	if *outFormer != "" {
+		arms = append(arms, struct{ name, bin string }{armFormer, *outFormer})
 	}
-	defer tr.Kill()
-	pid := tr.cmd.Process.Pid
-	if _, err := tr.waitStderr(ctx, startupDone, connsStartupMax); err != nil {
-		return err
-	}
-	w, err := watchPrograms(pid)
-	if err != nil {
-		return err
-	}
-	defer w.Close()
 	if b.idleBusy, err = waitQuiet(ctx, b.quietWait); err != nil {
 		return err
 	}
 	var rs []outResult
 	for i := 0; i < *outRounds; i++ {
-		for _, path := range []string{"/", "/call"} {
-			r, err := b.outboundRound(ctx, w, pid, front.Addr, path)
+		for _, a := range arms {
+			r, err := b.outboundArm(ctx, a.name, a.bin, front)
 			if err != nil {
-				return fmt.Errorf("outbound %s round %d: %w", path, i+1, err)
+				return fmt.Errorf("outbound, %s, round %d: %w", a.name, i+1, err)
 			}
-			logf("outbound %-5s %d: %7.0f req/s, BPF %.2f runs %s/req, tracerd %s/req, %.2f records/req", path, i+1,
-				r.Load.RPS, r.per(float64(r.BPFRuns)), fmtNs(r.per(float64(r.BPFTime))), fmtNs(r.per(float64(r.TracerCPU))),
-				r.per(float64(r.Records)))
-			rs = append(rs, r)
+			rs = append(rs, r...)
 		}
-	}
-	out, err := tr.Stop()
-	if err != nil {
-		return err
-	}
-	if lost := out.Kernel.Lost(); lost > 0 {
-		logf("WARNING: tracerd lost %d records", lost)
 	}
 	sec := outboundReport(rs)
 	path := b.report()
@@ -111,6 +93,52 @@ func (b *bench) outbound(ctx context.Context, serverBin string) error {
 	defer f.Close()
 	_, err = f.WriteString(sec)
 	return err
+}
+
+const (
+	armThis   = "this build"
+	armFormer = "former"
+)
+
+// outboundArm starts tracerd (bin) as the traced rounds run it (JSON
+// lines and the profile), runs one round of each load under it and
+// stops it.
+func (b *bench) outboundArm(ctx context.Context, name, bin string, front *serverProc) ([]outResult, error) {
+	jsonPath := filepath.Join(b.dir, "requests.jsonl")
+	tr, err := startTracer(bin, tracerdArgs(front.Port, b.dir, true), jsonPath)
+	if err != nil {
+		return nil, err
+	}
+	defer tr.Kill()
+	pid := tr.cmd.Process.Pid
+	if _, err := tr.waitStderr(ctx, startupDone, connsStartupMax); err != nil {
+		return nil, err
+	}
+	w, err := watchPrograms(pid)
+	if err != nil {
+		return nil, err
+	}
+	defer w.Close()
+	var rs []outResult
+	for _, path := range []string{"/", "/call"} {
+		r, err := b.outboundRound(ctx, w, pid, front.Addr, path)
+		if err != nil {
+			return nil, fmt.Errorf("GET %s: %w", path, err)
+		}
+		r.Arm = name
+		logf("outbound %-10s %-5s: %7.0f req/s, BPF %.2f runs %s/req, tracerd %s/req, %.2f records/req", name, path,
+			r.Load.RPS, r.per(float64(r.BPFRuns)), fmtNs(r.per(float64(r.BPFTime))), fmtNs(r.per(float64(r.TracerCPU))),
+			r.per(float64(r.Records)))
+		rs = append(rs, r)
+	}
+	out, err := tr.Stop()
+	if err != nil {
+		return nil, err
+	}
+	if lost := out.Kernel.Lost(); lost > 0 {
+		logf("WARNING: tracerd (%s) lost %d records", name, lost)
+	}
+	return rs, nil
 }
 
 // outboundRound runs one open-loop load of path and reads what tracerd's
@@ -158,33 +186,71 @@ func (b *bench) outboundRound(ctx context.Context, w *progWatch, pid int, addr, 
 	return r, nil
 }
 
-// outboundReport is the markdown section: medians of the rounds per
-// load, and their difference.
+// outboundReport is the markdown section: medians and ranges of the
+// rounds per arm and load, the call's cost per arm, and (with a former
+// build) what a server without calls pays more than before.
 func outboundReport(rs []outResult) string {
-	med := func(path string, f func(outResult) float64) float64 {
+	vals := func(arm, path string, f func(outResult) float64) []float64 {
 		var v []float64
 		for _, r := range rs {
-			if r.Path == path {
+			if r.Arm == arm && r.Path == path {
 				v = append(v, f(r))
 			}
 		}
-		return median(v)
+		return v
+	}
+	med := func(arm, path string, f func(outResult) float64) float64 { return median(vals(arm, path, f)) }
+	cell := func(arm, path string, f func(outResult) float64, fmtv func(float64) string) string {
+		v := vals(arm, path, f)
+		return fmt.Sprintf("%s (%s – %s)", fmtv(median(v)), fmtv(slices.Min(v)), fmtv(slices.Max(v)))
 	}
 	runs := func(r outResult) float64 { return r.per(float64(r.BPFRuns)) }
 	bpf := func(r outResult) float64 { return r.per(float64(r.BPFTime)) }
 	cpu := func(r outResult) float64 { return r.per(float64(r.TracerCPU)) }
 	recs := func(r outResult) float64 { return r.per(float64(r.Records)) }
-	var sb strings.Builder
-	fmt.Fprintf(&sb, "\n## Outbound calls\n\n")
-	fmt.Fprintf(&sb, "A traced bench server at %.0f requests/s (%d connections, open loop), medians of %d rounds of each load: "+
-		"GET / answers at once; GET /call first fetches from an untraced bench server on a pooled connection. "+
-		"BPF: tracerd's kernel programs (bpf_stats), all their runs on the host, per request of the load; "+
-		"tracerd: its process's CPU per request.\n\n", *outRate, *outConns, *outRounds)
-	fmt.Fprintf(&sb, "| load | BPF runs/req | BPF time/req | tracerd CPU/req | records/req |\n|---|---|---|---|---|\n")
-	for _, p := range []string{"/", "/call"} {
-		fmt.Fprintf(&sb, "| GET %s | %.2f | %s | %s | %.2f |\n", p, med(p, runs), fmtNs(med(p, bpf)), fmtNs(med(p, cpu)), med(p, recs))
+	rps := func(r outResult) float64 { return r.Load.RPS }
+	num := func(v float64) string { return fmt.Sprintf("%.2f", v) }
+	arms := []string{armThis}
+	if *outFormer != "" {
+		arms = append(arms, armFormer)
 	}
-	fmt.Fprintf(&sb, "| **the call's cost** | %+.2f | %s | %s | %+.2f |\n", med("/call", runs)-med("/", runs),
-		fmtNs(med("/call", bpf)-med("/", bpf)), fmtNs(med("/call", cpu)-med("/", cpu)), med("/call", recs)-med("/", recs))
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "\n## Outbound calls: what a call costs, and what a server without calls pays\n\n")
+	fmt.Fprintf(&sb, "`go run ./tests/bench -only outbound -tracerd bin/tracerd -out BENCHMARKS.md` (part of `make bench`)%s, %s. "+
+		"A traced bench server (tests/bench/server, `tracerd snapshot --port P --json … -o …`) at %.0f requests/s "+
+		"(%d keep-alive connections, open loop, %s a round), %d rounds of each load, arms interleaved (tracerd restarted for each): "+
+		"GET / answers at once; GET /call first fetches `/` from a second, untraced bench server over net/http's pool "+
+		"(one outbound call per request, on reused connections). "+
+		"BPF: tracerd's kernel programs (bpf_stats), all their runs on the host, per request of the load "+
+		"(on loopback the untraced downstream's own reads and writes pass the programs too); "+
+		"tracerd: its threads' CPU (schedstat) per request; records: written to the ring buffer per request "+
+		"(a call is one record of its own). Medians, ranges over rounds in parentheses.\n\n",
+		formerCmd(), time.Now().UTC().Format("2006-01-02 15:04 UTC"), *outRate, *outConns, *outRound, *outRounds)
+	fmt.Fprintf(&sb, "| tracerd | load | req/s | BPF runs/req | BPF time/req | tracerd CPU/req | records/req |\n|---|---|---|---|---|---|---|\n")
+	for _, a := range arms {
+		for _, p := range []string{"/", "/call"} {
+			fmt.Fprintf(&sb, "| %s | GET %s | %.0f | %s | %s | %s | %s |\n", a, p, med(a, p, rps), cell(a, p, runs, num),
+				cell(a, p, bpf, fmtNs), cell(a, p, cpu, fmtNs), cell(a, p, recs, num))
+		}
+	}
+	fmt.Fprintf(&sb, "\n| difference of medians | BPF runs/req | BPF time/req | tracerd CPU/req | BPF + tracerd |\n|---|---|---|---|---|\n")
+	diff := func(label, a1, p1, a0, p0 string) {
+		d := func(f func(outResult) float64) float64 { return med(a1, p1, f) - med(a0, p0, f) }
+		fmt.Fprintf(&sb, "| %s | %+.2f | %s | %s | %s |\n", label, d(runs), fmtNs(d(bpf)), fmtNs(d(cpu)), fmtNs(d(bpf)+d(cpu)))
+	}
+	for _, a := range arms {
+		diff(fmt.Sprintf("%s: GET /call − GET / (a request's one outbound call)", a), a, "/call", a, "/")
+	}
+	if *outFormer != "" {
+		diff("GET /: this build − former (a server without calls)", armThis, "/", armFormer, "/")
+		diff("GET /call: this build − former (the calls' records)", armThis, "/call", armFormer, "/call")
+	}
 	return sb.String()
+}
+
+func formerCmd() string {
+	if *outFormer == "" {
+		return ""
+	}
+	return fmt.Sprintf(" with `-outbound-former %s`", *outFormer)
 }
