@@ -4,10 +4,13 @@ package main
 // bench server (the front) is traced; GET /call makes it fetch from a
 // second, untraced bench server (the downstream) on a pooled
 // connection before answering, GET / does not. Both loads run against
-// the same tracerd, alternating; the difference per request is the
-// outbound path: the call's record (its client connection's events, on
-// the hooks the served requests use) plus, on loopback, the untraced
-// downstream's events passing tracerd's programs.
+// the same tracerd, one after the other; the difference per request is
+// the outbound path: the call's record (its client connection's events,
+// on the hooks the served requests use) plus, on loopback, the untraced
+// downstream's events passing tracerd's programs. With -outbound-former
+// another build (one before outbound calls) runs the same rounds,
+// interleaved: GET / under both is what a server without calls pays
+// more than before, GET /call under both what the calls' records cost.
 
 import (
 	"context"
@@ -26,7 +29,7 @@ var (
 	outRate   = flag.Float64("outbound-rate", 2000, "outbound arm: requests/s of each load")
 	outConns  = flag.Int("outbound-conns", 16, "outbound arm: open-loop connections")
 	outRound  = flag.Duration("outbound-round", 5*time.Second, "outbound arm: length of a round")
-	outRounds = flag.Int("outbound-rounds", 3, "outbound arm: rounds of each load")
+	outRounds = flag.Int("outbound-rounds", 5, "outbound arm: rounds of each load")
 	outFormer = flag.String("outbound-former", "", "outbound arm: another tracerd build (one without outbound calls) "+
 		"run as a second arm, rounds interleaved: what a server without calls paid before")
 )
@@ -53,16 +56,6 @@ func (b *bench) outbound(ctx context.Context, serverBin string) error {
 		return err
 	}
 	defer restore()
-	down, err := startServer(ctx, serverBin)
-	if err != nil {
-		return err
-	}
-	defer down.Stop()
-	front, err := startServer(ctx, serverBin, "-call", "http://"+down.Addr+"/")
-	if err != nil {
-		return err
-	}
-	defer front.Stop()
 	arms := []struct{ name, bin string }{{armThis, b.tracerd}}
 	if *outFormer != "" {
 		arms = append(arms, struct{ name, bin string }{armFormer, *outFormer})
@@ -73,7 +66,7 @@ func (b *bench) outbound(ctx context.Context, serverBin string) error {
 	var rs []outResult
 	for i := 0; i < *outRounds; i++ {
 		for _, a := range arms {
-			r, err := b.outboundArm(ctx, a.name, a.bin, front)
+			r, err := b.outboundArm(ctx, a.name, a.bin, serverBin)
 			if err != nil {
 				return fmt.Errorf("outbound, %s, round %d: %w", a.name, i+1, err)
 			}
@@ -100,10 +93,22 @@ const (
 	armFormer = "former"
 )
 
-// outboundArm starts tracerd (bin) as the traced rounds run it (JSON
-// lines and the profile), runs one round of each load under it and
-// stops it.
-func (b *bench) outboundArm(ctx context.Context, name, bin string, front *serverProc) ([]outResult, error) {
+// outboundArm starts the two servers and tracerd (bin) as the traced
+// rounds run it (JSON lines and the profile), runs one round of each
+// load under it and stops them. The servers are new each time: a
+// tracerd does not see connections opened before it started, and the
+// front's pooled connections would be such.
+func (b *bench) outboundArm(ctx context.Context, name, bin, serverBin string) ([]outResult, error) {
+	down, err := startServer(ctx, serverBin)
+	if err != nil {
+		return nil, err
+	}
+	defer down.Stop()
+	front, err := startServer(ctx, serverBin, "-call", "http://"+down.Addr+"/")
+	if err != nil {
+		return nil, err
+	}
+	defer front.Stop()
 	jsonPath := filepath.Join(b.dir, "requests.jsonl")
 	tr, err := startTracer(bin, tracerdArgs(front.Port, b.dir, true), jsonPath)
 	if err != nil {
@@ -252,5 +257,5 @@ func formerCmd() string {
 	if *outFormer == "" {
 		return ""
 	}
-	return fmt.Sprintf(" with `-outbound-former %s`", *outFormer)
+	return fmt.Sprintf(" with `-outbound-former %s` (`make bench OUTBOUND_FORMER=%s`)", *outFormer, *outFormer)
 }
