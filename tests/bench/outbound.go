@@ -17,6 +17,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -73,7 +74,7 @@ func (b *bench) outbound(ctx context.Context, serverBin string) error {
 			rs = append(rs, r...)
 		}
 	}
-	sec := outboundReport(rs)
+	sec := b.outboundReport(rs)
 	path := b.report()
 	if path == "" {
 		_, err := os.Stdout.WriteString(sec)
@@ -194,7 +195,7 @@ func (b *bench) outboundRound(ctx context.Context, w *progWatch, pid int, addr, 
 // outboundReport is the markdown section: medians and ranges of the
 // rounds per arm and load, the call's cost per arm, and (with a former
 // build) what a server without calls pays more than before.
-func outboundReport(rs []outResult) string {
+func (b *bench) outboundReport(rs []outResult) string {
 	vals := func(arm, path string, f func(outResult) float64) []float64 {
 		var v []float64
 		for _, r := range rs {
@@ -229,8 +230,10 @@ func outboundReport(rs []outResult) string {
 		"BPF: tracerd's kernel programs (bpf_stats), all their runs on the host, per request of the load "+
 		"(on loopback the untraced downstream's own reads and writes pass the programs too); "+
 		"tracerd: its threads' CPU (schedstat) per request; records: written to the ring buffer per request "+
-		"(a call is one record of its own). Medians, ranges over rounds in parentheses.\n\n",
-		formerCmd(), time.Now().UTC().Format("2006-01-02 15:04 UTC"), *outRate, *outConns, *outRound, *outRounds)
+		"(a call is one record of its own). Medians, ranges over rounds in parentheses. "+
+		"This build: `%s`; the machine was %.0f %% busy before the rounds (it is shared).\n\n",
+		formerCmd(), time.Now().UTC().Format("2006-01-02 15:04 UTC"), *outRate, *outConns, *outRound, *outRounds,
+		binVersion(b.tracerd), b.idleBusy)
 	fmt.Fprintf(&sb, "| tracerd | load | req/s | BPF runs/req | BPF time/req | tracerd CPU/req | records/req |\n|---|---|---|---|---|---|---|\n")
 	for _, a := range arms {
 		for _, p := range []string{"/", "/call"} {
@@ -257,5 +260,15 @@ func formerCmd() string {
 	if *outFormer == "" {
 		return ""
 	}
-	return fmt.Sprintf(" with `-outbound-former %s` (`make bench OUTBOUND_FORMER=%s`)", *outFormer, *outFormer)
+	return fmt.Sprintf(" with `-outbound-former %s` (`make bench OUTBOUND_FORMER=%s`; `%s`)", *outFormer, *outFormer,
+		binVersion(*outFormer))
+}
+
+// binVersion is what a tracerd build says of itself.
+func binVersion(bin string) string {
+	out, err := exec.Command(bin, "version").Output()
+	if err != nil {
+		return "?"
+	}
+	return strings.TrimSpace(string(out))
 }
