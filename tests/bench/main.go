@@ -27,9 +27,12 @@
 //     scheduler hooks cost the rest of the host per context switch.
 //  8. the outbound arm (-only outbound, outbound.go): a traced server
 //     whose requests each make one downstream call, against the same
-//     server's plain requests: what the call costs tracerd per request.
+//     server's plain requests: what the call costs tracerd per request;
+//     with -outbound-former BIN, the same rounds under an older build
+//     too (what a server without calls pays more than before).
 //
-// -only runs some parts (census, ctxswitch, conns10k; comma-separated)
+// -only runs some parts (census, ctxswitch, conns10k; comma-separated;
+// selfcost and outbound alone, appended to -out)
 // and writes a partial report, to stdout unless -out is given, so that
 // BENCHMARKS.md stays whole.
 //
