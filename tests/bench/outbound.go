@@ -132,6 +132,9 @@ func (b *bench) outboundArm(ctx context.Context, name, bin, serverBin string) ([
 			return nil, fmt.Errorf("GET %s: %w", path, err)
 		}
 		r.Arm = name
+		if name == armThis && path == "/call" && r.per(float64(r.Records)) < 1.95 {
+			logf("WARNING: %.2f records per GET /call under this build, want 2 (the request and its call)", r.per(float64(r.Records)))
+		}
 		logf("outbound %-10s %-5s: %7.0f req/s, BPF %.2f runs %s/req, tracerd %s/req, %.2f records/req", name, path,
 			r.Load.RPS, r.per(float64(r.BPFRuns)), fmtNs(r.per(float64(r.BPFTime))), fmtNs(r.per(float64(r.TracerCPU))),
 			r.per(float64(r.Records)))
