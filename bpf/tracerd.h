@@ -104,15 +104,28 @@ struct req_record {
 	__u16 req_len;
 	__u16 resp_len;
 	__u8 resp_head[RESP_HEAD_CAP];
+	/* Outbound calls (enum direction): the record is one request the
+	 * traced process sent on a connection it opened (client.h). */
+	__u8 direction;
+	__u8 pad1;
+	__u16 syn_retrans; /* SYNs sent again before ESTABLISHED (client) */
+	__u64 t_syn; /* client: connect() sent the SYN (T_est: it completed) */
+	__u64 t_rl;  /* client: the app's last read of the answer */
 	/* Last: only req_len bytes of it go to the ring buffer. */
 	__u8 req_head[REQ_HEAD_CAP];
+};
+
+/* Which side of the connection the traced process is. */
+enum direction {
+	DIR_SERVER = 0, /* it accepted the connection: records are requests it served */
+	DIR_CLIENT = 1, /* it connected: records are requests it sent */
 };
 
 /* Where a connection's current request stands. */
 enum conn_state {
 	CONN_IDLE = 0,    /* no request in progress */
-	CONN_READING = 1, /* the app consumed request bytes, no answer yet */
-	CONN_WRITING = 2, /* the app is answering */
+	CONN_READING = 1, /* the app consumed request bytes, no answer yet (client: reads the answer) */
+	CONN_WRITING = 2, /* the app is answering (client: sends its request, then waits) */
 };
 
 /* Per-connection state: the request being built plus bookkeeping.
@@ -237,6 +250,7 @@ enum proc_what {
 	PROC_TRACED = 1, /* a process got its first traced connection */
 	PROC_EXEC = 2,   /* a selected or traced process exec'd */
 	PROC_EXIT = 3,   /* a traced process exited */
+	PROC_CALLS = 4,  /* a traced process opened its first outbound connection */
 };
 
 struct proc_note {

@@ -368,6 +368,22 @@ type Truth struct {
 	RunDelayNs     int64  `json:"run_delay_ns"`
 	CPUNs          int64  `json:"cpu_ns"`
 	RetransAtRead  uint32 `json:"retrans_at_read"`
+	Call           *Call  `json:"call"` // the downstream call (testserver -call)
+}
+
+// Call is testserver's own view of its downstream call (httptrace).
+type Call struct {
+	StartUnixNano int64  `json:"start_unix_nano"`
+	ConnectStart  int64  `json:"connect_start_unix_nano"`
+	ConnectDone   int64  `json:"connect_done_unix_nano"`
+	WroteRequest  int64  `json:"wrote_request_unix_nano"`
+	FirstByte     int64  `json:"first_byte_unix_nano"`
+	EndUnixNano   int64  `json:"end_unix_nano"`
+	Reused        bool   `json:"reused"`
+	Local         string `json:"local"`
+	Status        int    `json:"status"`
+	Error         string `json:"error"`
+	HandlerTID    int    `json:"handler_tid"`
 }
 
 // Server is a running testserver.

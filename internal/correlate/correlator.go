@@ -28,6 +28,8 @@ type Correlator struct {
 	strs      interner
 	freeCalls []*goCall
 	ser       []interval
+
+	clients clientJoin // outbound calls waiting for their inbound request
 }
 
 // New returns a Correlator whose clock offset is measured now; finished
@@ -54,6 +56,10 @@ const maxComms = 4096
 func (c *Correlator) AddRecord(rec *loader.Record) {
 	r := &c.req
 	*r = c.decode(rec)
+	if r.Direction == DirClient {
+		c.addClient(r, rec)
+		return
+	}
 	if gp := c.goProcs[rec.Pid]; gp != nil {
 		gp.notePeer(r.Conn.Peer, r.EndUnixNano)
 		if gp.holdForGo(r, rec, c.clock) {
@@ -74,10 +80,18 @@ func (c *Correlator) release(h *heldRecord) {
 // finish joins the Go view to a record's request and emits it.
 func (c *Correlator) finish(r *Request, rec *loader.Record) {
 	r.Spans = c.spans[:0]
-	c.joinGo(r, rec)
+	server := r.Direction == DirServer
+	if server {
+		c.joinGo(r, rec)
+	}
 	assignIDs(r, c.rng)
 	c.emit(r)
 	c.spans = r.Spans[:0]
+	if server {
+		// r is c.req: the calls it made are decoded into it next.
+		c.clients.noteServer(r)
+		c.serverDone(r.PID)
+	}
 }
 
 // decode is FromRecord with the process's comm string reused.
@@ -93,6 +107,9 @@ func (c *Correlator) decode(rec *loader.Record) Request {
 	}
 	if gp := c.goProcs[rec.Pid]; gp != nil {
 		gp.comm = comm
+	}
+	if rec.Direction == uint8(DirClient) {
+		return fromClientRecord(rec, c.clock, comm, &c.http, &c.strs)
 	}
 	return fromRecord(rec, c.clock, comm, &c.http, &c.strs)
 }

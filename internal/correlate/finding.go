@@ -19,6 +19,7 @@ const (
 	OwnReceiveWindow
 	PMTUBlackhole
 	SlowHandler
+	NewConnectionPerRequest
 	NumFindingCodes
 )
 
@@ -36,6 +37,8 @@ var findingNames = [NumFindingCodes]string{
 	OwnReceiveWindow: "own_receive_window",
 	PMTUBlackhole:    "pmtu_blackhole",
 	SlowHandler:      "slow_handler",
+
+	NewConnectionPerRequest: "new_connection_per_request",
 }
 
 // findingRemedies: one line each, what to change.
@@ -53,6 +56,8 @@ var findingRemedies = [NumFindingCodes]string{
 	OwnReceiveWindow: "the server's receive window filled: read uploads faster or raise the receive buffer",
 	PMTUBlackhole:    "large segments are dropped on the path: allow ICMP fragmentation-needed, or clamp the MSS",
 	SlowHandler:      "the handler's own time: profile it (its code, or the calls, locks and disk it waits on)",
+
+	NewConnectionPerRequest: "each call paid for a new connection: keep connections open and reuse them (HTTP keep-alive, a pool with enough idle connections per host)",
 }
 
 func (c FindingCode) String() string {

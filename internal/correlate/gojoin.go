@@ -507,6 +507,7 @@ func (c *Correlator) Expire(now int64) { c.expire(now, false) }
 func (c *Correlator) Flush(now int64) { c.expire(now, true) }
 
 func (c *Correlator) expire(now int64, all bool) {
+	c.expireClients(now, all)
 	for pid, gp := range c.goProcs {
 		gone := gp.goneAt != 0 && (all || gp.goneAt < now-c.goRetain.Nanoseconds())
 		if gone {

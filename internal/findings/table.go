@@ -145,6 +145,8 @@ func Confirm(r *correlate.Request, f *correlate.Finding) string {
 		return fmt.Sprintf("ip route get %s; nstat -az TcpExtTCPMTUPFail", r.Conn.Peer.Addr())
 	case correlate.SlowHandler:
 		return fmt.Sprintf("perf top -p %d  # on-CPU; for waits, the service's own profiler or traces", r.PID)
+	case correlate.NewConnectionPerRequest:
+		return fmt.Sprintf("ss -tn state time-wait dst %s  # many: a connection per call", r.Conn.Peer)
 	}
 	return ""
 }

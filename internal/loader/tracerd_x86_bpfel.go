@@ -56,6 +56,13 @@ const (
 	TracerdCounterNR_COUNTERS           TracerdCounter = 10
 )
 
+type TracerdDirection uint32
+
+const (
+	TracerdDirectionDIR_SERVER TracerdDirection = 0
+	TracerdDirectionDIR_CLIENT TracerdDirection = 1
+)
+
 type TracerdEndReason uint32
 
 const (
@@ -224,6 +231,7 @@ const (
 	TracerdProcWhatPROC_TRACED TracerdProcWhat = 1
 	TracerdProcWhatPROC_EXEC   TracerdProcWhat = 2
 	TracerdProcWhatPROC_EXIT   TracerdProcWhat = 3
+	TracerdProcWhatPROC_CALLS  TracerdProcWhat = 4
 )
 
 type TracerdReqFlags uint32
@@ -273,8 +281,12 @@ type TracerdReqRecord struct {
 	ReqLen       uint16
 	RespLen      uint16
 	RespHead     [32]uint8
+	Direction    uint8
+	Pad1         uint8
+	SynRetrans   uint16
+	T_syn        uint64
+	T_rl         uint64
 	ReqHead      [512]uint8
-	_            [4]byte
 }
 
 type TracerdSoftirqCpu struct {
@@ -419,6 +431,7 @@ const (
 	TracerdVarUnusedCaptureSize        = "unused_capture_size"
 	TracerdVarUnusedConnState          = "unused_conn_state"
 	TracerdVarUnusedCounter            = "unused_counter"
+	TracerdVarUnusedDirection          = "unused_direction"
 	TracerdVarUnusedEndReason          = "unused_end_reason"
 	TracerdVarUnusedEventKind          = "unused_event_kind"
 	TracerdVarUnusedFilterConfig       = "unused_filter_config"
@@ -576,6 +589,7 @@ type TracerdVariableSpecs struct {
 	UnusedCaptureSize  *ebpf.VariableSpec `ebpf:"unused_capture_size"`
 	UnusedConnState    *ebpf.VariableSpec `ebpf:"unused_conn_state"`
 	UnusedCounter      *ebpf.VariableSpec `ebpf:"unused_counter"`
+	UnusedDirection    *ebpf.VariableSpec `ebpf:"unused_direction"`
 	UnusedEndReason    *ebpf.VariableSpec `ebpf:"unused_end_reason"`
 	UnusedEventKind    *ebpf.VariableSpec `ebpf:"unused_event_kind"`
 	UnusedFilterConfig *ebpf.VariableSpec `ebpf:"unused_filter_config"`
@@ -677,6 +691,7 @@ type TracerdVariables struct {
 	UnusedCaptureSize  *ebpf.Variable `ebpf:"unused_capture_size"`
 	UnusedConnState    *ebpf.Variable `ebpf:"unused_conn_state"`
 	UnusedCounter      *ebpf.Variable `ebpf:"unused_counter"`
+	UnusedDirection    *ebpf.Variable `ebpf:"unused_direction"`
 	UnusedEndReason    *ebpf.Variable `ebpf:"unused_end_reason"`
 	UnusedEventKind    *ebpf.Variable `ebpf:"unused_event_kind"`
 	UnusedFilterConfig *ebpf.Variable `ebpf:"unused_filter_config"`

@@ -53,8 +53,9 @@ var scenarios = []scenario{
 	{Name: "nagle", Run: "^TestNagle$", Known: "the truth is the client's own gap between two reads, " +
 		"which the emulated CPU stretches by several ms (the 1 ms floor is the host's)"},
 	{Name: "go_awareness", Run: "^TestGoAwareness$/^local"},
+	{Name: "outbound_calls", Run: "^TestOutboundCalls$"},
 	// The fallback ways, on the scenarios that gate the run above.
-	{Name: "fallback_ways", Run: "^TestFallbackWays$/^(raw_tp|syscalls)$/^(AcceptQueue|RecvQueue|SendQueueZeroWindow|Retransmits)$"},
+	{Name: "fallback_ways", Run: "^TestFallbackWays$/^(raw_tp|syscalls)$/^(AcceptQueue|RecvQueue|SendQueueZeroWindow|Retransmits|OutboundCalls)$"},
 }
 
 type options struct {

@@ -6,10 +6,14 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptrace"
 	"os"
 	"runtime"
 	"strconv"
@@ -32,6 +36,23 @@ type Truth struct {
 	RunDelayNs     int64  `json:"run_delay_ns"`        // schedstat run_delay of this thread, read → write
 	CPUNs          int64  `json:"cpu_ns"`              // thread CPU time spent on the work
 	RetransAtRead  uint32 `json:"retrans_at_read"`     // TCP_INFO total_retrans when the request was read
+	Call           *Call  `json:"call,omitempty"`      // the downstream call made for the request (-call)
+}
+
+// Call is the client's own view of one downstream call (net/http's
+// httptrace): wall-clock ns, 0 when the event did not happen.
+type Call struct {
+	StartUnixNano int64  `json:"start_unix_nano"`
+	ConnectStart  int64  `json:"connect_start_unix_nano,omitempty"`
+	ConnectDone   int64  `json:"connect_done_unix_nano,omitempty"`
+	WroteRequest  int64  `json:"wrote_request_unix_nano"`
+	FirstByte     int64  `json:"first_byte_unix_nano"`
+	EndUnixNano   int64  `json:"end_unix_nano"` // the body read
+	Reused        bool   `json:"reused"`
+	Local         string `json:"local"` // the connection's local address
+	Status        int    `json:"status"`
+	Error         string `json:"error,omitempty"`
+	HandlerTID    int    `json:"handler_tid"` // the thread that called (Go may write on another)
 }
 
 var (
@@ -46,6 +67,9 @@ var (
 	noDelay     = flag.Bool("nodelay", true, "set TCP_NODELAY (false: Nagle on)")
 	respSize    = flag.Int("resp-size", 2, "body bytes")
 	sndbuf      = flag.Int("sndbuf", 0, "SO_SNDBUFFORCE bytes (0: kernel autotuning)")
+	handleDelay = flag.Duration("handle-delay", 0, "sleep after reading each request, before answering")
+	callURL     = flag.String("call", "", "GET this URL (net/http client) for each request before answering")
+	callReuse   = flag.Bool("call-keepalive", true, "reuse the downstream connections (false: one per call)")
 )
 
 var out = struct {
@@ -142,6 +166,12 @@ func serve(c *net.TCPConn, n int, acceptNano int64) {
 		if err := readHead(r); err != nil {
 			return
 		}
+		if *callURL != "" {
+			t.Call = call(*callURL)
+		}
+		if *handleDelay > 0 {
+			time.Sleep(*handleDelay)
+		}
 		cpu0 := threadCPU()
 		for *work > 0 && threadCPU()-cpu0 < work.Nanoseconds() {
 		}
@@ -156,6 +186,41 @@ func serve(c *net.TCPConn, n int, acceptNano int64) {
 		t.WriteEndNano = time.Now().UnixNano()
 		emit(t)
 	}
+}
+
+var callClient = sync.OnceValue(func() *http.Client {
+	return &http.Client{Transport: &http.Transport{DisableKeepAlives: !*callReuse, MaxIdleConnsPerHost: 16}}
+})
+
+// call makes one downstream GET and times it as the client sees it.
+func call(url string) *Call {
+	c := &Call{StartUnixNano: time.Now().UnixNano(), HandlerTID: unix.Gettid()}
+	now := func() int64 { return time.Now().UnixNano() }
+	trace := &httptrace.ClientTrace{
+		ConnectStart: func(string, string) { c.ConnectStart = now() },
+		ConnectDone:  func(string, string, error) { c.ConnectDone = now() },
+		GotConn: func(info httptrace.GotConnInfo) {
+			c.Reused = info.Reused
+			c.Local = info.Conn.LocalAddr().String()
+		},
+		WroteRequest:         func(httptrace.WroteRequestInfo) { c.WroteRequest = now() },
+		GotFirstResponseByte: func() { c.FirstByte = now() },
+	}
+	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), "GET", url, nil)
+	if err != nil {
+		c.Error = err.Error()
+		return c
+	}
+	resp, err := callClient().Do(req)
+	if err != nil {
+		c.Error = err.Error()
+		return c
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	c.Status = resp.StatusCode
+	c.EndUnixNano = now()
+	return c
 }
 
 // readHead consumes one request head (through the blank line).
