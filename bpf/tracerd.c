@@ -21,6 +21,7 @@
 #include "sched.h"
 #include "proc.h"
 #include "goruntime.h"
+#include "openssl.h"
 #include "syscalls.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -40,6 +41,7 @@ const enum probe_site *unused_probe_site __attribute__((unused));
 const enum stw_reason *unused_stw_reason __attribute__((unused));
 const enum go_capture *unused_go_capture __attribute__((unused));
 const enum proc_what *unused_proc_what __attribute__((unused));
+const enum go_tls_flags *unused_go_tls_flags __attribute__((unused));
 const struct go_event *unused_go_event __attribute__((unused));
 const struct proc_note *unused_proc_event __attribute__((unused));
 const struct filter_config *unused_filter_config __attribute__((unused));

@@ -164,7 +164,12 @@ enum go_func {
 	GO_CALIBRATE = 10,     /* tracerd's own empty function: probe cost */
 	GO_GRPC_METHOD = 11,   /* grpc-go server: (*Server).handleStream, one RPC */
 	GO_GRPC_STATUS = 12,   /* grpc-go HTTP/2 transport: final status written */
-	GO_FUNC_MAX = 13,
+	GO_TLS_HANDSHAKE = 13, /* crypto/tls (*Conn).serverHandshake: one per TLS connection */
+	/* OpenSSL servers (libssl uprobes; goid = the thread id) */
+	SSL_HANDSHAKE_DONE = 14, /* SSL_do_handshake/SSL_accept returned 1 */
+	SSL_READ_LINE = 15,      /* SSL_read(_ex) plaintext: its first line, in path */
+	SSL_WRITE_STATUS = 16,   /* SSL_write(_ex) of an HTTP/1 status line: arg = status */
+	GO_FUNC_MAX = 17,
 };
 
 /* A Go uprobe's BPF cookie: the function (enum go_func) in the low 32
@@ -214,7 +219,8 @@ struct go_event {
 	__u8 proto_major;
 	__u8 query_len;
 	__u8 pattern_len;
-	__u8 pad[6];
+	__u8 tls_flags; /* GO_TLS_HANDSHAKE: enum go_tls_flags */
+	__u8 pad[5];
 	__u64 req; /* ServeHTTP: the *http.Request, read again at the return */
 	char method[GO_METHOD_CAP];
 	char path[GO_PATH_CAP];
@@ -244,6 +250,20 @@ struct go_proc {
 	__u64 grpc_stream_method; /* transport.Stream.method (string) */
 	__u64 grpc_status_proto;  /* internal/status.Status.s (*spb.Status) */
 	__u64 grpc_status_code;   /* spb.Status.Code (int32) */
+	/* crypto/tls.Conn (0: unknown, stripped binary: the handshake is
+	 * timed, its parameters left out) */
+	__u64 tls_vers;        /* vers (uint16) */
+	__u64 tls_did_resume;  /* didResume (bool) */
+	__u64 tls_cipher;      /* cipherSuite (uint16) */
+	__u64 tls_peer_certs;  /* peerCertificates ([]*x509.Certificate) */
+};
+
+/* A TLS handshake's event: arg = version | cipher suite << 16. */
+enum go_tls_flags {
+	GO_TLS_KNOWN = 1,     /* the fields below were read */
+	GO_TLS_RESUMED = 2,   /* a resumed session */
+	GO_TLS_PEER_CERT = 4, /* the client sent a certificate */
+	GO_TLS_FAILED = 8,    /* serverHandshake returned an error */
 };
 
 enum proc_what {

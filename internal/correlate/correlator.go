@@ -29,7 +29,9 @@ type Correlator struct {
 	freeCalls []*goCall
 	ser       []interval
 
-	clients clientJoin // outbound calls waiting for their inbound request
+	clients clientJoin          // outbound calls waiting for their inbound request
+	tlsHeld map[uint64]*tlsHeld // by connection: TLS handshakes waiting for their first request
+	tls     TLS                 // the emitted request's TLS
 }
 
 // New returns a Correlator whose clock offset is measured now; finished
@@ -60,8 +62,14 @@ func (c *Correlator) AddRecord(rec *loader.Record) {
 		c.addClient(r, rec)
 		return
 	}
-	if gp := c.goProcs[rec.Pid]; gp != nil {
+	gp := c.goProcs[rec.Pid]
+	if gp != nil {
 		gp.notePeer(r.Conn.Peer, r.EndUnixNano)
+	}
+	if c.holdTLS(r, rec) {
+		return
+	}
+	if gp != nil {
 		if gp.holdForGo(r, rec, c.clock) {
 			gp.hold(rec)
 			return
@@ -82,7 +90,10 @@ func (c *Correlator) finish(r *Request, rec *loader.Record) {
 	r.Spans = c.spans[:0]
 	server := r.Direction == DirServer
 	if server {
+		c.foldTLS(r, rec)
 		c.joinGo(r, rec)
+		c.joinServeByPeer(r, rec)
+		c.joinSSL(r, rec)
 	}
 	assignIDs(r, c.rng)
 	c.emit(r)

@@ -20,6 +20,7 @@ const (
 	PMTUBlackhole
 	SlowHandler
 	NewConnectionPerRequest
+	TLSFullHandshake
 	NumFindingCodes
 )
 
@@ -39,6 +40,7 @@ var findingNames = [NumFindingCodes]string{
 	SlowHandler:      "slow_handler",
 
 	NewConnectionPerRequest: "new_connection_per_request",
+	TLSFullHandshake:        "tls_full_handshake",
 }
 
 // findingRemedies: one line each, what to change.
@@ -58,6 +60,7 @@ var findingRemedies = [NumFindingCodes]string{
 	SlowHandler:      "the handler's own time: profile it (its code, or the calls, locks and disk it waits on)",
 
 	NewConnectionPerRequest: "each call paid for a new connection: keep connections open and reuse them (HTTP keep-alive, a pool with enough idle connections per host)",
+	TLSFullHandshake:        "a returning client paid a full TLS 1.2 handshake: enable session resumption on the server (session tickets or a shared session cache, e.g. nginx ssl_session_cache) and keep the client's session cache",
 }
 
 func (c FindingCode) String() string {

@@ -75,6 +75,7 @@ type goCall struct {
 	query      string // net/http's URL.RawQuery (HTTP/1 and 2 alike)
 	pattern    string // the ServeMux route that matched (Go 1.23+, with DWARF)
 	protoMajor uint8
+	tlsFlags   uint8 // TLS handshakes: enum go_tls_flags
 	joined     bool
 	lists      uint8 // inByGoid | inServing: where it is referenced
 }
@@ -348,6 +349,12 @@ func (c *Correlator) AddGo(ev *loader.GoEvent) {
 		call.path = c.strs.int8s(ev.Path[:], ev.PathLen)
 		gp.serving = append(gp.serving, call)
 		call.lists = inServing | inByGoid
+	case goTLSHandshake:
+		call.tlsFlags = ev.TlsFlags
+		call.lists = inByGoid
+	case sslReadLine:
+		call.path = c.strs.int8s(ev.Path[:], ev.PathLen) // the request line, CRLF included
+		call.lists = inByGoid
 	default:
 		call.lists = inByGoid
 	}
@@ -508,6 +515,7 @@ func (c *Correlator) Flush(now int64) { c.expire(now, true) }
 
 func (c *Correlator) expire(now int64, all bool) {
 	c.expireClients(now, all)
+	c.expireTLS(now, all)
 	for pid, gp := range c.goProcs {
 		gone := gp.goneAt != 0 && (all || gp.goneAt < now-c.goRetain.Nanoseconds())
 		if gone {

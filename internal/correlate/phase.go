@@ -21,8 +21,11 @@ const (
 	Serialize
 	SendQueue
 	AckWait
-	// Outbound calls (client records).
+	// Outbound calls (client records): connect, then tls_handshake on
+	// their new connections (tls_handshake is also a served TLS
+	// connection's first request's), send, wait, receive.
 	Connect
+	TLSHandshake
 	Send
 	Wait
 	Receive
@@ -30,20 +33,21 @@ const (
 )
 
 var phaseNames = [NumPhases]string{
-	AcceptQueue: "accept_queue",
-	Softirq:     "softirq",
-	RecvQueue:   "recv_queue",
-	Runqueue:    "runqueue",
-	CFSThrottle: "cfs_throttle",
-	App:         "app",
-	GCSTW:       "gc_stw",
-	Serialize:   "serialize",
-	SendQueue:   "send_queue",
-	AckWait:     "ack_wait",
-	Connect:     "connect",
-	Send:        "send",
-	Wait:        "wait",
-	Receive:     "receive",
+	AcceptQueue:  "accept_queue",
+	Softirq:      "softirq",
+	RecvQueue:    "recv_queue",
+	Runqueue:     "runqueue",
+	CFSThrottle:  "cfs_throttle",
+	App:          "app",
+	GCSTW:        "gc_stw",
+	Serialize:    "serialize",
+	SendQueue:    "send_queue",
+	AckWait:      "ack_wait",
+	Connect:      "connect",
+	TLSHandshake: "tls_handshake",
+	Send:         "send",
+	Wait:         "wait",
+	Receive:      "receive",
 }
 
 func (p Phase) String() string {

@@ -24,6 +24,7 @@ type Request struct {
 	Conn          Conn
 	HTTP          *HTTP // nil unless the bytes were plaintext HTTP/1.x (or Go awareness saw the request)
 	RPC           *RPC  // a gRPC call (Go awareness of a grpc-go server), else nil
+	TLS           *TLS  // the connection's TLS handshake, on its first request; else nil
 	TraceID       TraceID
 	SpanID        SpanID
 	ParentSpanID  SpanID // the caller's span (from traceparent), zero if none
@@ -63,6 +64,10 @@ func (r *Request) Clone() Request {
 	if r.RPC != nil {
 		x := *r.RPC
 		c.RPC = &x
+	}
+	if r.TLS != nil {
+		t := *r.TLS
+		c.TLS = &t
 	}
 	c.Spans = slices.Clone(r.Spans)
 	return c

@@ -191,7 +191,12 @@ func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
 			correlate.FloatEvidence("big", 1e22), correlate.FloatEvidence("tiny", 1e-9), correlate.IntEvidence("cpu_quota_us", -1)}},
 		{Code: correlate.SlowHandler, Phase: correlate.App, LostNs: 1},
 	}
-	for _, r := range append(reqs, odd, grpcOK, grpcUnseen, v6, found) {
+	tlsKnown, tlsUnknown, tlsFailed := reqs[0], reqs[1], reqs[1]
+	tlsKnown.TLS = &correlate.TLS{Known: true, Version: 0x0304, CipherSuite: 0x1301, Resumed: true}
+	tlsKnown.Phases.Set(correlate.TLSHandshake, 1234)
+	tlsUnknown.TLS = &correlate.TLS{}
+	tlsFailed.TLS = &correlate.TLS{Known: true, Failed: true}
+	for _, r := range append(reqs, odd, grpcOK, grpcUnseen, v6, found, tlsKnown, tlsUnknown, tlsFailed) {
 		want, err := json.Marshal(ToJSON(&r))
 		if err != nil {
 			t.Fatal(err)

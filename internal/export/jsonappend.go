@@ -67,6 +67,9 @@ func (o JSONOptions) AppendJSON(b []byte, r *correlate.Request) []byte {
 		}
 		b = append(b, '}')
 	}
+	if r.TLS != nil {
+		b = appendTLS(b, r.TLS)
+	}
 	b = append(b, `,"trace_id":"`...)
 	b = r.TraceID.Hex(b)
 	b = append(b, `","span_id":"`...)

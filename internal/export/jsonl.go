@@ -22,6 +22,7 @@ type JSONRecord struct {
 	Conn          JSONConn   `json:"conn"`
 	HTTP          *JSONHTTP  `json:"http,omitempty"`
 	RPC           *JSONRPC   `json:"rpc,omitempty"`
+	TLS           *JSONTLS   `json:"tls,omitempty"`
 	TraceID       string     `json:"trace_id"`
 	SpanID        string     `json:"span_id"`
 	ParentSpanID  string     `json:"parent_span_id,omitempty"`
@@ -143,6 +144,9 @@ func (o JSONOptions) ToJSON(r *correlate.Request) JSONRecord {
 			code := r.RPC.StatusCode
 			j.RPC.StatusCode = &code
 		}
+	}
+	if r.TLS != nil {
+		j.TLS = toJSONTLS(r.TLS)
 	}
 	r.Phases.Each(func(p correlate.Phase, ns int64) { j.Phases[p.String()] = ns })
 	j.TCP = &JSONTCP{Retransmits: r.TCP.Retransmits, ZeroWindow: r.TCP.ZeroWindow, Nagle: r.TCP.Nagle}

@@ -69,6 +69,12 @@ func phaseWindows(r *correlate.Request) (w [correlate.NumPhases]window, ok [corr
 	set := func(p correlate.Phase, start, end int64) {
 		w[p], ok[p] = window{start, end}, true
 	}
+	// A connection's first request over TLS: app begins where the
+	// handshake ended, which began at the ClientHello's read.
+	if ps.Has(correlate.TLSHandshake) {
+		set(correlate.TLSHandshake, rd-get(correlate.TLSHandshake), rd)
+		rd -= get(correlate.TLSHandshake)
+	}
 	rxFrom := rd // where the bytes started to wait (max(T_rx, T_acc))
 	if ps.Has(correlate.RecvQueue) {
 		rxFrom = rd - get(correlate.RecvQueue)
@@ -81,7 +87,7 @@ func phaseWindows(r *correlate.Request) (w [correlate.NumPhases]window, ok [corr
 		set(correlate.Softirq, rxFrom-get(correlate.Softirq), rxFrom)
 	}
 	if ps.Has(correlate.App) {
-		set(correlate.App, rd, wl)
+		set(correlate.App, wl-get(correlate.App), wl)
 	}
 	if ps.Has(correlate.SendQueue) {
 		set(correlate.SendQueue, wl, tx)
@@ -314,7 +320,10 @@ func httpMethod(m string) (method, original string) {
 }
 
 func serverAttributes(r *correlate.Request, keepQueryValues bool) []*commonpb.KeyValue {
-	a := newAttrs(28)
+	a := newAttrs(34)
+	if r.TLS != nil {
+		tlsAttributes(a, r.TLS)
+	}
 	if rpc := r.RPC; rpc != nil {
 		a.str("rpc.system", rpc.System)
 		if rpc.Service != "" {

@@ -165,6 +165,10 @@ func evidence(ev []correlate.Evidence, cd candidate, r *correlate.Request, snap 
 		phaseEv(correlate.SendQueue)
 		tcpEv()
 		ev = append(ev, correlate.IntEvidence("nagle", 1))
+	case correlate.TLSFullHandshake:
+		phaseEv(correlate.TLSHandshake)
+		tcpEv()
+		ev = append(ev, correlate.TextEvidence("tls_version", "1.2"), correlate.IntEvidence("previous_handshake_age_ms", cd.aux/1e6))
 	case correlate.SlowHandler:
 		phaseEv(correlate.App)
 		ev = append(ev, correlate.IntEvidence("first_write_ns", r.FirstWriteNs))

@@ -32,6 +32,7 @@ type Analyzer struct {
 	minShare int64
 	s        *Sampler // nil: no host context
 	calls    lastCalls
+	tls      tlsClients
 }
 
 // New makes an analyzer; s (may be nil) gives the host's context.
@@ -52,6 +53,7 @@ type candidate struct {
 	code  correlate.FindingCode
 	phase correlate.Phase
 	lost  int64
+	aux   int64 // tls_full_handshake: since the client's previous handshake
 }
 
 // slowHandlerShare: the handler's own time must be at least half the
@@ -61,6 +63,8 @@ const slowHandlerShare = 50
 // Analyze returns r's findings, largest loss first (nil when none: no
 // allocation for a request without findings).
 func (a *Analyzer) Analyze(r *correlate.Request) []correlate.Finding {
+	// Every handshake is remembered, whatever its request's fate.
+	sinceTLS := a.tls.seen(r)
 	// A request cut by the stop or never answered has no whole
 	// duration to weigh its causes against.
 	if !r.Answered || r.EndReason == correlate.EndFlush || r.DurationNs <= 0 {
@@ -92,7 +96,7 @@ func (a *Analyzer) Analyze(r *correlate.Request) []correlate.Finding {
 	}
 	add := func(code correlate.FindingCode, p correlate.Phase, lost, of int64) {
 		if ok(lost, of) {
-			cands[n] = candidate{code, p, lost}
+			cands[n] = candidate{code: code, phase: p, lost: lost}
 			n++
 		}
 	}
@@ -112,6 +116,14 @@ func (a *Analyzer) Analyze(r *correlate.Request) []correlate.Finding {
 	tcpCause(r, add)
 	if own, yes := handlerOwn(r); yes && own*100 >= slowHandlerShare*dur && ok(own, dur) && a.notSaturated(r.PID) {
 		add(correlate.SlowHandler, correlate.App, own, dur)
+	}
+	if lost, yes := tlsFullHandshake(r, sinceTLS); yes {
+		// The request starts at the ClientHello: its duration holds
+		// the handshake.
+		add(correlate.TLSFullHandshake, correlate.TLSHandshake, lost, dur)
+		if n > 0 && cands[n-1].code == correlate.TLSFullHandshake {
+			cands[n-1].aux = sinceTLS
+		}
 	}
 	if n == 0 {
 		return nil

@@ -84,6 +84,9 @@ type Binary struct {
 	// RequestPattern is net/http.Request.Pattern's offset (Go 1.23+, from
 	// DWARF only; 0 when unknown): the route template a ServeMux matched.
 	RequestPattern uint64
+	// TLS is where crypto/tls.Conn keeps what a handshake negotiated
+	// (from DWARF only; nil when unknown: handshakes are timed without).
+	TLS *TLSLayout
 
 	// GRPC is set when the binary links a grpc-go server whose layout is
 	// known; else GRPCErr says why not (errors.Is(GRPCErr, errNoGRPC)
@@ -257,7 +260,7 @@ func inspect(r io.ReaderAt, size int64, path string, preferTable bool, lim limit
 	} else if b.HasDWARF {
 		d, dwErr = b.dwarf()
 		if dwErr == nil {
-			b.Offsets, b.RequestPattern, dwErr = dwarfOffsets(d, bud)
+			b.Offsets, b.RequestPattern, b.TLS, dwErr = dwarfOffsets(d, bud)
 		}
 		if errors.Is(dwErr, errOutOfTime) {
 			return nil, fmt.Errorf("goinspect: %s: reading DWARF: %w", path, dwErr)

@@ -213,7 +213,7 @@ func (w *dwarfWalker) skipChildren() error {
 }
 
 func offsetsFromDWARF(d *dwarf.Data, bud *budget) (Offsets, error) {
-	o, _, err := dwarfOffsets(d, bud)
+	o, _, _, err := dwarfOffsets(d, bud)
 	return o, err
 }
 
@@ -221,21 +221,25 @@ func offsetsFromDWARF(d *dwarf.Data, bud *budget) (Offsets, error) {
 // Pattern (Go 1.23+: the ServeMux route that matched; 0 when absent).
 // Pattern is outside Offsets: the per-version table does not have it, so
 // only binaries with DWARF get route templates.
-func dwarfOffsets(d *dwarf.Data, bud *budget) (Offsets, uint64, error) {
-	want := map[string]bool{}
+func dwarfOffsets(d *dwarf.Data, bud *budget) (Offsets, uint64, *TLSLayout, error) {
+	want := map[string]bool{dwarfTLSConn: true}
 	for _, f := range dwarfFields {
 		want[f.typ] = true
 	}
 	types, err := dwarfStructFields(d, want, bud)
 	if err != nil {
-		return Offsets{}, 0, fmt.Errorf("reading DWARF: %w", err)
+		return Offsets{}, 0, nil, fmt.Errorf("reading DWARF: %w", err)
 	}
 	o, err := offsetsOf(types)
-	if err != nil || !o.HTTP {
-		return o, 0, err
+	if err != nil {
+		return o, 0, nil, err
+	}
+	tls := tlsLayoutOf(types)
+	if !o.HTTP {
+		return o, 0, tls, nil
 	}
 	pattern := types["net/http.Request"]["Pattern"]
-	return o, pattern.off, nil
+	return o, pattern.off, tls, nil
 }
 
 func offsetsOf(types map[string]map[string]dwarfMember) (Offsets, error) {

@@ -95,6 +95,11 @@ var targets = []target{
 	{goinspect.GRPCHandleStream, loader.TracerdGoFuncGO_GRPC_METHOD, loader.TracerdProgGoEntry, "", "grpc", nil, nil},
 	{goinspect.GRPCWriteStatus, loader.TracerdGoFuncGO_GRPC_STATUS, loader.TracerdProgGoGrpcStatus, "", "grpc",
 		[]string{goinspect.GRPCWriteStatusOld}, nil},
+	// A TLS server connection's handshake, once per connection: called
+	// through a method value (no caller can be proven), so it ends at
+	// its RETs (single-stepped, ≈ 10 µs a handshake), where what was
+	// negotiated is read from the Conn (go_return's tls_handshake_done).
+	{goinspect.TLSServerHandshake, loader.TracerdGoFuncGO_TLS_HANDSHAKE, loader.TracerdProgGoEntry, loader.TracerdProgGoReturn, "tls", nil, nil},
 }
 
 // DefaultMaxCallsPerSecond bounds how often one probed function may fire
@@ -111,6 +116,11 @@ type Probes struct {
 	Serialization bool
 	HTTP          bool
 	GRPC          bool // grpc-go server: method names and status codes
+	TLS           bool // crypto/tls server handshakes are timed
+	// OpenSSL: not a Go process; its libssl is probed (handshake ends,
+	// HTTP/1 request lines and statuses under TLS), events keyed by
+	// thread id.
+	OpenSSL bool
 	// AttachedAt is when every probe was on (wall ns; 0 while attaching):
 	// a request that began before may have Go calls nobody saw begin.
 	AttachedAt int64
@@ -130,6 +140,10 @@ func (p *Probes) switchOff(group string) {
 		p.GC = false
 	case "grpc":
 		p.GRPC = false
+	case "tls":
+		p.TLS = false
+	case "openssl":
+		p.TLS, p.OpenSSL = false, false
 	}
 }
 
@@ -198,6 +212,11 @@ func (m *Manager) SetMaxCallsPerSecond(n int) { m.maxRate = n }
 func (m *Manager) Attach(pid uint32) error {
 	exe := fmt.Sprintf("/proc/%d/exe", pid)
 	bin, err := goinspect.Open(exe)
+	if errors.Is(err, goinspect.ErrNotGo) {
+		if serr := m.attachOpenSSL(pid); !errors.Is(serr, errNoOpenSSL) {
+			return serr
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -235,6 +254,7 @@ func (m *Manager) Attach(pid uint32) error {
 		Serialization: !refused["serialization"],
 		HTTP:          groups["http"] > 0 && !refused["http"],
 		GRPC:          groups["grpc"] == 2 && !refused["grpc"],
+		TLS:           groups["tls"] > 0 && !refused["tls"],
 		ProbeCostNs:   m.cost,
 	}
 	m.procs[pid] = p
@@ -293,6 +313,7 @@ func (m *Manager) Attach(pid uint32) error {
 	p.probes.Serialization = !failed["serialization"]
 	p.probes.HTTP = p.probes.HTTP && !failed["http"]
 	p.probes.GRPC = p.probes.GRPC && !failed["grpc"]
+	p.probes.TLS = p.probes.TLS && !failed["tls"]
 	p.probes.AttachedAt = time.Now().UnixNano()
 	probes := p.probes
 	m.mu.Unlock()
@@ -300,7 +321,7 @@ func (m *Manager) Attach(pid uint32) error {
 	m.log.Info("Go probes attached", "pid", pid, "go", bin.GoVersion, "stripped", bin.Stripped,
 		"symbols", bin.SymbolsFrom, "offsets", bin.OffsetsFrom, "links", countLinks(p.links),
 		"exit_probes", exitProbes, "ret_probes", retProbes, "exits_found_in", exitsTook.Round(time.Millisecond), "gc", p.probes.GC,
-		"serialization", p.probes.Serialization, "http", p.probes.HTTP, "grpc", p.probes.GRPC)
+		"serialization", p.probes.Serialization, "http", p.probes.HTTP, "grpc", p.probes.GRPC, "tls", p.probes.TLS, "tls_fields", bin.TLS != nil)
 	return errors.Join(attachErrs...)
 }
 
@@ -529,6 +550,9 @@ func procOffsets(bin *goinspect.Binary) loader.TracerdGoProc {
 		UrlRawQuery:   o.URLRawQuery,
 		ReqPattern:    bin.RequestPattern,
 	}
+	if t := bin.TLS; t != nil {
+		p.TlsVers, p.TlsDidResume, p.TlsCipher, p.TlsPeerCerts = t.Vers, t.DidResume, t.CipherSuite, t.PeerCertificates
+	}
 	if g := bin.GRPC; g != nil {
 		if g.StreamDeref {
 			p.GrpcStreamDeref = 1
@@ -593,6 +617,9 @@ func (m *Manager) Enforce() {
 				continue
 			}
 			tg := targetOf(fn)
+			if tg == nil && p.probes.OpenSSL {
+				tg = &sslTarget
+			}
 			if tg == nil || len(p.links[tg.group]) == 0 {
 				continue
 			}

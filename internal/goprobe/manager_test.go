@@ -165,9 +165,9 @@ func TestTargetGroups(t *testing.T) {
 			t.Errorf("%s: group %s, but %s of the same function is in %s", tg.symbol, tg.group, first.symbol, first.group)
 		}
 		var p Probes
-		p.GC, p.Serialization, p.HTTP, p.GRPC = true, true, true, true
+		p.GC, p.Serialization, p.HTTP, p.GRPC, p.TLS = true, true, true, true, true
 		p.switchOff(tg.group)
-		if p.GC && p.Serialization && p.HTTP && p.GRPC {
+		if p.GC && p.Serialization && p.HTTP && p.GRPC && p.TLS {
 			t.Errorf("%s: group %q switches off no measurement", tg.symbol, tg.group)
 		}
 		perGroup[tg.group]++

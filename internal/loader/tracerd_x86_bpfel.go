@@ -137,7 +137,8 @@ type TracerdGoEvent struct {
 	ProtoMajor uint8
 	QueryLen   uint8
 	PatternLen uint8
-	Pad        [6]uint8
+	TlsFlags   uint8
+	Pad        [5]uint8
 	Req        uint64
 	Method     [16]int8
 	Path       [128]int8
@@ -161,7 +162,11 @@ const (
 	TracerdGoFuncGO_CALIBRATE       TracerdGoFunc = 10
 	TracerdGoFuncGO_GRPC_METHOD     TracerdGoFunc = 11
 	TracerdGoFuncGO_GRPC_STATUS     TracerdGoFunc = 12
-	TracerdGoFuncGO_FUNC_MAX        TracerdGoFunc = 13
+	TracerdGoFuncGO_TLS_HANDSHAKE   TracerdGoFunc = 13
+	TracerdGoFuncSSL_HANDSHAKE_DONE TracerdGoFunc = 14
+	TracerdGoFuncSSL_READ_LINE      TracerdGoFunc = 15
+	TracerdGoFuncSSL_WRITE_STATUS   TracerdGoFunc = 16
+	TracerdGoFuncGO_FUNC_MAX        TracerdGoFunc = 17
 )
 
 type TracerdGoHttpHead struct {
@@ -185,7 +190,20 @@ type TracerdGoProc struct {
 	GrpcStreamMethod uint64
 	GrpcStatusProto  uint64
 	GrpcStatusCode   uint64
+	TlsVers          uint64
+	TlsDidResume     uint64
+	TlsCipher        uint64
+	TlsPeerCerts     uint64
 }
+
+type TracerdGoTlsFlags uint32
+
+const (
+	TracerdGoTlsFlagsGO_TLS_KNOWN     TracerdGoTlsFlags = 1
+	TracerdGoTlsFlagsGO_TLS_RESUMED   TracerdGoTlsFlags = 2
+	TracerdGoTlsFlagsGO_TLS_PEER_CERT TracerdGoTlsFlags = 4
+	TracerdGoTlsFlagsGO_TLS_FAILED    TracerdGoTlsFlags = 8
+)
 
 type TracerdHeadScratch struct {
 	_       structs.HostLayout
@@ -294,6 +312,12 @@ type TracerdSoftirqCpu struct {
 	RaisedAt uint64
 }
 
+type TracerdSslReadArgs struct {
+	_         structs.HostLayout
+	Buf       uint64
+	Readbytes uint64
+}
+
 type TracerdStwReason uint32
 
 const (
@@ -358,6 +382,7 @@ const (
 	TracerdMapRingWrites               = "ring_writes"
 	TracerdMapSkMarks                  = "sk_marks"
 	TracerdMapSoftirqState             = "softirq_state"
+	TracerdMapSslReads                 = "ssl_reads"
 	TracerdMapTargetCgroups            = "target_cgroups"
 	TracerdMapTargetComms              = "target_comms"
 	TracerdMapTargetPids               = "target_pids"
@@ -400,6 +425,10 @@ const (
 	TracerdProgSoftirqExitRaw          = "softirq_exit_raw"
 	TracerdProgSoftirqRaise            = "softirq_raise"
 	TracerdProgSoftirqRaiseRaw         = "softirq_raise_raw"
+	TracerdProgSslHandshakeRet         = "ssl_handshake_ret"
+	TracerdProgSslReadEntry            = "ssl_read_entry"
+	TracerdProgSslReadRet              = "ssl_read_ret"
+	TracerdProgSslWriteEntry           = "ssl_write_entry"
 	TracerdProgSysExitAccept           = "sys_exit_accept"
 	TracerdProgSysExitAccept4          = "sys_exit_accept4"
 	TracerdProgSysExitRead             = "sys_exit_read"
@@ -439,6 +468,7 @@ const (
 	TracerdVarUnusedGoCookie           = "unused_go_cookie"
 	TracerdVarUnusedGoEvent            = "unused_go_event"
 	TracerdVarUnusedGoFunc             = "unused_go_func"
+	TracerdVarUnusedGoTlsFlags         = "unused_go_tls_flags"
 	TracerdVarUnusedProbeSite          = "unused_probe_site"
 	TracerdVarUnusedProcEvent          = "unused_proc_event"
 	TracerdVarUnusedProcWhat           = "unused_proc_what"
@@ -524,6 +554,10 @@ type TracerdProgramSpecs struct {
 	SoftirqExitRaw          *ebpf.ProgramSpec `ebpf:"softirq_exit_raw"`
 	SoftirqRaise            *ebpf.ProgramSpec `ebpf:"softirq_raise"`
 	SoftirqRaiseRaw         *ebpf.ProgramSpec `ebpf:"softirq_raise_raw"`
+	SslHandshakeRet         *ebpf.ProgramSpec `ebpf:"ssl_handshake_ret"`
+	SslReadEntry            *ebpf.ProgramSpec `ebpf:"ssl_read_entry"`
+	SslReadRet              *ebpf.ProgramSpec `ebpf:"ssl_read_ret"`
+	SslWriteEntry           *ebpf.ProgramSpec `ebpf:"ssl_write_entry"`
 	SysExitAccept           *ebpf.ProgramSpec `ebpf:"sys_exit_accept"`
 	SysExitAccept4          *ebpf.ProgramSpec `ebpf:"sys_exit_accept4"`
 	SysExitRead             *ebpf.ProgramSpec `ebpf:"sys_exit_read"`
@@ -565,6 +599,7 @@ type TracerdMapSpecs struct {
 	RingWrites    *ebpf.MapSpec `ebpf:"ring_writes"`
 	SkMarks       *ebpf.MapSpec `ebpf:"sk_marks"`
 	SoftirqState  *ebpf.MapSpec `ebpf:"softirq_state"`
+	SslReads      *ebpf.MapSpec `ebpf:"ssl_reads"`
 	TargetCgroups *ebpf.MapSpec `ebpf:"target_cgroups"`
 	TargetComms   *ebpf.MapSpec `ebpf:"target_comms"`
 	TargetPids    *ebpf.MapSpec `ebpf:"target_pids"`
@@ -597,6 +632,7 @@ type TracerdVariableSpecs struct {
 	UnusedGoCookie     *ebpf.VariableSpec `ebpf:"unused_go_cookie"`
 	UnusedGoEvent      *ebpf.VariableSpec `ebpf:"unused_go_event"`
 	UnusedGoFunc       *ebpf.VariableSpec `ebpf:"unused_go_func"`
+	UnusedGoTlsFlags   *ebpf.VariableSpec `ebpf:"unused_go_tls_flags"`
 	UnusedProbeSite    *ebpf.VariableSpec `ebpf:"unused_probe_site"`
 	UnusedProcEvent    *ebpf.VariableSpec `ebpf:"unused_proc_event"`
 	UnusedProcWhat     *ebpf.VariableSpec `ebpf:"unused_proc_what"`
@@ -640,6 +676,7 @@ type TracerdMaps struct {
 	RingWrites    *ebpf.Map `ebpf:"ring_writes"`
 	SkMarks       *ebpf.Map `ebpf:"sk_marks"`
 	SoftirqState  *ebpf.Map `ebpf:"softirq_state"`
+	SslReads      *ebpf.Map `ebpf:"ssl_reads"`
 	TargetCgroups *ebpf.Map `ebpf:"target_cgroups"`
 	TargetComms   *ebpf.Map `ebpf:"target_comms"`
 	TargetPids    *ebpf.Map `ebpf:"target_pids"`
@@ -666,6 +703,7 @@ func (m *TracerdMaps) Close() error {
 		m.RingWrites,
 		m.SkMarks,
 		m.SoftirqState,
+		m.SslReads,
 		m.TargetCgroups,
 		m.TargetComms,
 		m.TargetPids,
@@ -699,6 +737,7 @@ type TracerdVariables struct {
 	UnusedGoCookie     *ebpf.Variable `ebpf:"unused_go_cookie"`
 	UnusedGoEvent      *ebpf.Variable `ebpf:"unused_go_event"`
 	UnusedGoFunc       *ebpf.Variable `ebpf:"unused_go_func"`
+	UnusedGoTlsFlags   *ebpf.Variable `ebpf:"unused_go_tls_flags"`
 	UnusedProbeSite    *ebpf.Variable `ebpf:"unused_probe_site"`
 	UnusedProcEvent    *ebpf.Variable `ebpf:"unused_proc_event"`
 	UnusedProcWhat     *ebpf.Variable `ebpf:"unused_proc_what"`
@@ -746,6 +785,10 @@ type TracerdPrograms struct {
 	SoftirqExitRaw          *ebpf.Program `ebpf:"softirq_exit_raw"`
 	SoftirqRaise            *ebpf.Program `ebpf:"softirq_raise"`
 	SoftirqRaiseRaw         *ebpf.Program `ebpf:"softirq_raise_raw"`
+	SslHandshakeRet         *ebpf.Program `ebpf:"ssl_handshake_ret"`
+	SslReadEntry            *ebpf.Program `ebpf:"ssl_read_entry"`
+	SslReadRet              *ebpf.Program `ebpf:"ssl_read_ret"`
+	SslWriteEntry           *ebpf.Program `ebpf:"ssl_write_entry"`
 	SysExitAccept           *ebpf.Program `ebpf:"sys_exit_accept"`
 	SysExitAccept4          *ebpf.Program `ebpf:"sys_exit_accept4"`
 	SysExitRead             *ebpf.Program `ebpf:"sys_exit_read"`
@@ -805,6 +848,10 @@ func (p *TracerdPrograms) Close() error {
 		p.SoftirqExitRaw,
 		p.SoftirqRaise,
 		p.SoftirqRaiseRaw,
+		p.SslHandshakeRet,
+		p.SslReadEntry,
+		p.SslReadRet,
+		p.SslWriteEntry,
 		p.SysExitAccept,
 		p.SysExitAccept4,
 		p.SysExitRead,

@@ -75,6 +75,7 @@ func size(r *http.Request, def int) int {
 func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "listen address")
 	useTLS := flag.Bool("tls", false, "serve HTTPS (HTTP/2 by ALPN) with a self-signed certificate")
+	askCert := flag.Bool("tls-client-cert", false, "with -tls: ask clients for a certificate (optional, not verified)")
 	heapNodes := flag.Int("heap", 500_000, "pointer-rich heap nodes kept alive")
 	grpcAddr := flag.String("grpc", "", "also serve the gRPC service tracerd.test.Lab on this address")
 	flag.Parse()
@@ -178,6 +179,9 @@ func main() {
 	fmt.Printf("{\"listen\":%q,\"grpc\":%q,\"pid\":%d,\"go\":%q}\n", ln.Addr().String(), grpcListen, os.Getpid(), runtime.Version())
 	if *useTLS {
 		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{selfSigned()}, NextProtos: []string{"h2", "http/1.1"}}
+		if *askCert {
+			srv.TLSConfig.ClientAuth = tls.RequestClientCert
+		}
 		log.Fatal(srv.ServeTLS(ln, "", ""))
 	}
 	log.Fatal(srv.Serve(ln))

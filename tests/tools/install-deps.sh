@@ -19,7 +19,7 @@ unit)
 	need gcc gcc
 	;;
 test)
-	need nginx nginx-light
+	need nginx nginx-light # TestNginxTLS too: its ssl module links libssl3
 	need nft nftables
 	need curl curl
 	need ip iproute2

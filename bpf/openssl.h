@@ -1,0 +1,139 @@
+/* OpenSSL servers: uprobes on the traced process's libssl (attached for
+ * that process alone). A handshake's end (SSL_do_handshake or SSL_accept
+ * returning 1), and the plaintext of HTTP/1 over TLS: the first line of
+ * what SSL_read returned (the request line; nothing past its '\n' leaves
+ * the program: headers such as Cookie never reach the ring buffer) and
+ * the status of an HTTP/1 status line SSL_write is given. Events are Go
+ * events (struct go_event) whose goid is the thread id: the correlator
+ * joins them by thread and time. C stacks do not move: uretprobes. */
+#pragma once
+
+#include "maps.h"
+
+#define SSL_LINE_CAP GO_PATH_CAP
+
+struct ssl_read_args {
+	__u64 buf;
+	__u64 readbytes; /* SSL_read_ex's size_t *; 0 for SSL_read */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64); /* pid_tgid */
+	__type(value, struct ssl_read_args);
+} ssl_reads SEC(".maps");
+
+static __always_inline struct go_event *ssl_event(__u64 pid_tgid, __u32 func, __u32 size)
+{
+	struct go_event *ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
+
+	if (!ev) {
+		count(CNT_GO_DROPS);
+		return NULL;
+	}
+	__builtin_memset(ev, 0, sizeof(*ev));
+	ev->kind = EV_GO;
+	ev->pid = pid_tgid >> 32;
+	ev->tid = (__u32)pid_tgid;
+	ev->goid = (__u32)pid_tgid;
+	ev->func = func;
+	ev->start = ev->end = bpf_ktime_get_ns();
+	return ev;
+}
+
+/* SSL_do_handshake(ssl) / SSL_accept(ssl) returned: 1 is done (a
+ * non-blocking server calls it until then). */
+SEC("uretprobe/ssl_handshake_ret")
+int ssl_handshake_ret(struct pt_regs *ctx)
+{
+	if ((int)PT_REGS_RC(ctx) != 1)
+		return 0;
+	struct go_event *ev = ssl_event(bpf_get_current_pid_tgid(), SSL_HANDSHAKE_DONE, 0);
+	if (ev)
+		bpf_ringbuf_submit(ev, ringbuf_flags());
+	return 0;
+}
+
+/* SSL_read(ssl, buf, num) / SSL_read_ex(ssl, buf, num, &readbytes). */
+SEC("uprobe/ssl_read_entry")
+int ssl_read_entry(struct pt_regs *ctx)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct ssl_read_args a = { .buf = PT_REGS_PARM2(ctx) };
+
+	if (bpf_get_attach_cookie(ctx))
+		a.readbytes = PT_REGS_PARM4(ctx);
+	bpf_map_update_elem(&ssl_reads, &pid_tgid, &a, BPF_ANY);
+	return 0;
+}
+
+SEC("uretprobe/ssl_read_ret")
+int ssl_read_ret(struct pt_regs *ctx)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct ssl_read_args *a = bpf_map_lookup_elem(&ssl_reads, &pid_tgid);
+	__u64 n = 0;
+	__u8 first = 0;
+
+	if (!a)
+		return 0;
+	int rc = PT_REGS_RC(ctx);
+	if (a->readbytes) {
+		if (rc == 1)
+			bpf_probe_read_user(&n, sizeof(n), (void *)a->readbytes);
+	} else if (rc > 0) {
+		n = rc;
+	}
+	__u64 buf = a->buf;
+	bpf_map_delete_elem(&ssl_reads, &pid_tgid);
+	/* A request line begins with a method: an upper-case letter. */
+	if (!n || bpf_probe_read_user(&first, 1, (void *)buf) || first < 'A' || first > 'Z')
+		return 0;
+	struct go_event *ev = ssl_event(pid_tgid, SSL_READ_LINE, 0);
+	if (!ev)
+		return 0;
+	CLAMP_LEN(n, SSL_LINE_CAP);
+	if (bpf_probe_read_user(ev->path, n, (void *)buf)) {
+		bpf_ringbuf_discard(ev, 0);
+		return 0;
+	}
+	/* Keep the first line only: the rest is zeroed before it leaves. */
+	__u32 keep = n, seen = 0;
+	for (__u32 i = 0; i < SSL_LINE_CAP; i++) {
+		if (seen)
+			ev->path[i] = 0;
+		else if (ev->path[i] == '\n') {
+			seen = 1;
+			keep = i + 1;
+		}
+	}
+	ev->path_len = keep;
+	bpf_ringbuf_submit(ev, ringbuf_flags());
+	return 0;
+}
+
+/* SSL_write(ssl, buf, num) / SSL_write_ex(ssl, buf, num, &written):
+ * "HTTP/1.x NNN" at the start of buf is a status line. */
+SEC("uprobe/ssl_write_entry")
+int ssl_write_entry(struct pt_regs *ctx)
+{
+	char h[12] = {};
+
+	if (PT_REGS_PARM3(ctx) < sizeof(h) || bpf_probe_read_user(h, sizeof(h), (void *)PT_REGS_PARM2(ctx)))
+		return 0;
+	if (h[0] != 'H' || h[1] != 'T' || h[2] != 'T' || h[3] != 'P' || h[4] != '/' || h[5] != '1' || h[6] != '.' || h[8] != ' ')
+		return 0;
+	__u32 status = 0;
+	for (int i = 9; i < 12; i++) {
+		if (h[i] < '0' || h[i] > '9')
+			return 0;
+		status = status * 10 + (h[i] - '0');
+	}
+	struct go_event *ev = ssl_event(bpf_get_current_pid_tgid(), SSL_WRITE_STATUS, 0);
+	if (ev) {
+		ev->arg = status;
+		bpf_ringbuf_submit(ev, ringbuf_flags());
+	}
+	return 0;
+}

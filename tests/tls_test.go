@@ -1,0 +1,475 @@
+//go:build e2e
+
+package tests
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tracerd/tracerd/internal/export"
+)
+
+// clientTLS is what the client saw of one request: its connection's
+// local address (the record's peer), and its own handshake timing when
+// the request made a new connection.
+type clientTLS struct {
+	peer      string
+	handshake time.Duration // 0: a pooled connection
+	resumed   bool
+	version   uint16
+	cipher    uint16
+}
+
+// tlsGet does one HTTPS GET and times the handshake with httptrace.
+func tlsGet(t *testing.T, c *http.Client, url string) clientTLS {
+	t.Helper()
+	var (
+		mu         sync.Mutex
+		ct         clientTLS
+		start      time.Time
+		handshaken bool
+	)
+	trace := &httptrace.ClientTrace{
+		GotConn: func(info httptrace.GotConnInfo) {
+			mu.Lock()
+			ct.peer = info.Conn.LocalAddr().String()
+			mu.Unlock()
+		},
+		TLSHandshakeStart: func() { mu.Lock(); start = time.Now(); mu.Unlock() },
+		TLSHandshakeDone: func(cs tls.ConnectionState, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if err == nil {
+				ct.handshake, handshaken = time.Since(start), true
+				ct.resumed, ct.version, ct.cipher = cs.DidResume, cs.Version, cs.CipherSuite
+			}
+		},
+	}
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c.Do(req.WithContext(httptrace.WithClientTrace(req.Context(), trace)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.ProtoMajor != 1 || resp.StatusCode != 200 {
+		t.Fatalf("%s: HTTP/%d %d, want HTTP/1.1 200", url, resp.ProtoMajor, resp.StatusCode)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !handshaken {
+		ct.handshake = 0
+	}
+	return ct
+}
+
+// clientCert is a self-signed client certificate made here.
+func clientCert(t *testing.T) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "tracerd-test-client"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// TestGoTLSServer: a Go HTTPS server (HTTP/1.1, its self-signed
+// certificate made at start) called by Go clients: each new connection's
+// first request carries tls_handshake, agreeing with the client's own
+// httptrace timing, and what was negotiated; pooled requests carry
+// none; the handshake's own exchanges are no requests; resumption with
+// a session cache, TLS 1.2 and 1.3, a client certificate. Stripped: the
+// handshake is timed, its parameters unknown.
+func TestGoTLSServer(t *testing.T) {
+	needRoot(t)
+	for _, b := range []goBuild{goBuilds[0], goBuilds[1]} {
+		t.Run(b.name, func(t *testing.T) { goTLSServer(t, b) })
+	}
+}
+
+func goTLSServer(t *testing.T, b goBuild) {
+	srv := startGoServer(t, buildGoServer(t, b), "-tls", "-tls-client-cert")
+	tr := startTracer(t, "--pid", strconv.Itoa(srv.PID))
+	url := "https://" + srv.Addr + "/hello/a"
+	// A TLSClientConfig of its own: the transport speaks HTTP/1.1.
+	newClient := func(cfg *tls.Config, keepAlive bool) *http.Client {
+		cfg.InsecureSkipVerify = true
+		// X25519 alone: the client's ClientHello costs little to build
+		// (its time, before the server can read anything, is in the
+		// client's handshake time and not the server's).
+		cfg.CurvePreferences = []tls.CurveID{tls.X25519}
+		return &http.Client{Transport: &http.Transport{TLSClientConfig: cfg, DisableKeepAlives: !keepAlive}}
+	}
+	type sent struct {
+		clientTLS
+		what       string
+		clientCert bool
+	}
+	var all []sent
+	do := func(what string, c *http.Client, n int, cert bool) {
+		for range n {
+			all = append(all, sent{tlsGet(t, c, url), what, cert})
+		}
+		c.CloseIdleConnections()
+	}
+	do("no keep-alive", newClient(&tls.Config{}, false), 4, false)
+	do("keep-alive", newClient(&tls.Config{}, true), 4, false)
+	do("session cache", newClient(&tls.Config{ClientSessionCache: tls.NewLRUClientSessionCache(8)}, false), 3, false)
+	do("TLS 1.2", newClient(&tls.Config{MaxVersion: tls.VersionTLS12}, false), 2, false)
+	do("TLS 1.2 session cache", newClient(&tls.Config{MaxVersion: tls.VersionTLS12, ClientSessionCache: tls.NewLRUClientSessionCache(8)}, false), 2, false)
+	cert := clientCert(t)
+	do("client certificate", newClient(&tls.Config{Certificates: []tls.Certificate{cert}}, false), 2, true)
+	do("client certificate TLS 1.2", newClient(&tls.Config{Certificates: []tls.Certificate{cert}, MaxVersion: tls.VersionTLS12}, false), 1, true)
+	time.Sleep(time.Second) // past the idle timeout: the last records end
+	recs := tr.Stop(t)
+
+	byPeer := map[string][]export.JSONRecord{}
+	for _, r := range recs {
+		byPeer[r.Conn.Peer] = append(byPeer[r.Conn.Peer], r)
+	}
+	defer func() {
+		if t.Failed() {
+			for peer, rs := range byPeer {
+				for _, r := range rs {
+					t.Logf("%s #%d %s http=%+v tls=%+v phases=%v end=%s tid=%d", peer, r.Conn.RequestIndex, time.Unix(0, r.StartUnixNano).Format("05.000000"), r.HTTP, r.TLS, r.Phases, r.EndReason, r.TID)
+				}
+			}
+		}
+	}()
+	seen := map[string]int{}
+	resumedSeen := map[string]bool{}
+	for _, s := range all {
+		rs := byPeer[s.peer]
+		i := seen[s.peer]
+		seen[s.peer]++
+		if i >= len(rs) {
+			t.Errorf("%s: request %d on %s has no record (records there: %d)", s.what, i, s.peer, len(rs))
+			continue
+		}
+		r := rs[i]
+		if r.HTTP == nil || r.HTTP.Method != "GET" || r.HTTP.Target != "/hello/a" || r.HTTP.Status != 200 {
+			// Pooled requests too: net/http's background read takes a
+			// kept-alive TLS request on a goroutine of its own; the
+			// correlator finds its ServeHTTP by the client's address.
+			t.Errorf("%s: record %d on %s: http %+v, want GET /hello/a 200", s.what, i, s.peer, r.HTTP)
+		}
+		hs, has := r.Phases["tls_handshake"]
+		if s.handshake == 0 {
+			if has || r.TLS != nil {
+				t.Errorf("%s: pooled request %d has a handshake: %d ns, %+v", s.what, i, hs, r.TLS)
+			}
+			continue
+		}
+		if !has || r.TLS == nil {
+			t.Errorf("%s: new connection's request lacks tls_handshake (%v) or tls (%+v)", s.what, r.Phases, r.TLS)
+			continue
+		}
+		if r.Conn.RequestIndex != 0 {
+			t.Errorf("%s: request_index %d, want 0", s.what, r.Conn.RequestIndex)
+		}
+		withinPct(t, s.what+": tls_handshake vs client's httptrace", hs, s.handshake.Nanoseconds(), 5, time.Millisecond)
+		if b.stripped {
+			if r.TLS.Version != "" || r.TLS.Resumed != nil {
+				t.Errorf("%s: stripped binary, yet tls %+v", s.what, *r.TLS)
+			}
+			continue
+		}
+		want := export.JSONTLS{Version: map[uint16]string{tls.VersionTLS12: "1.2", tls.VersionTLS13: "1.3"}[s.version],
+			Cipher: tls.CipherSuiteName(s.cipher), Resumed: &s.resumed, ClientCert: &s.clientCert}
+		if got := *r.TLS; got.Version != want.Version || got.Cipher != want.Cipher || got.Resumed == nil || *got.Resumed != s.resumed ||
+			got.ClientCert == nil || *got.ClientCert != s.clientCert || got.Failed {
+			t.Errorf("%s: tls %s, want %s", s.what, fmtTLS(got), fmtTLS(want))
+		}
+		if s.resumed {
+			resumedSeen[s.what] = true
+		}
+	}
+	for what := range map[string]bool{"session cache": true, "TLS 1.2 session cache": true} {
+		if !b.stripped && !resumedSeen[what] {
+			t.Errorf("%s: no resumed handshake seen", what)
+		}
+	}
+	for peer, rs := range byPeer {
+		if len(rs) > seen[peer] && seen[peer] > 0 {
+			for _, r := range rs[seen[peer]:] {
+				if r.HTTP == nil && r.EndReason == "close" {
+					// The client's close_notify alert read at the
+					// close (and the server's own alert written, when
+					// it is in time): TLS 1.3 encrypts alerts, the
+					// bytes cannot tell them from a request.
+					continue
+				}
+				t.Errorf("extra record on %s (a handshake exchange as a request?): %+v", peer, r)
+			}
+		}
+	}
+}
+
+func fmtTLS(j export.JSONTLS) string {
+	s := "{version " + j.Version + " cipher " + j.Cipher
+	if j.Resumed != nil {
+		s += " resumed " + strconv.FormatBool(*j.Resumed)
+	}
+	if j.ClientCert != nil {
+		s += " client_cert " + strconv.FormatBool(*j.ClientCert)
+	}
+	return s + " failed " + strconv.FormatBool(j.Failed) + "}"
+}
+
+// writeSelfSigned writes a self-signed certificate and its key (PEM)
+// made here for 127.0.0.1: cert.pem and key.pem in dir.
+func writeSelfSigned(t *testing.T, dir, name string) (certPath, keyPath string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPath, keyPath = filepath.Join(dir, name+".pem"), filepath.Join(dir, name+".key")
+	if err := os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return certPath, keyPath
+}
+
+// startNginxTLS runs Debian's nginx (linked with libssl3) serving HTTPS
+// on a free loopback port with a certificate made here, asking clients
+// for a certificate (optional, not verified: ssl_verify_client
+// optional_no_ca).
+func startNginxTLS(t *testing.T) (port int, dir string) {
+	t.Helper()
+	nginx, err := exec.LookPath("nginx")
+	if err != nil {
+		t.Fatal("nginx is not installed: run tests/tools/install-deps.sh test")
+	}
+	dir = t.TempDir()
+	_ = os.Chmod(filepath.Dir(dir), 0o755)
+	_ = os.Chmod(dir, 0o755)
+	www := filepath.Join(dir, "www")
+	if err := os.MkdirAll(www, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(www, "index.html"), []byte("tracerd over TLS\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cert, key := writeSelfSigned(t, dir, "server")
+	port = freePort(t)
+	conf := fmt.Sprintf(`worker_processes 1;
+daemon off;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log;
+events { worker_connections 64; }
+http {
+  access_log off;
+  client_body_temp_path %[1]s/body;
+  proxy_temp_path %[1]s/proxy;
+  fastcgi_temp_path %[1]s/fastcgi;
+  uwsgi_temp_path %[1]s/uwsgi;
+  scgi_temp_path %[1]s/scgi;
+  server {
+    listen 127.0.0.1:%[2]d ssl;
+    ssl_certificate %[4]s;
+    ssl_certificate_key %[5]s;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_session_cache shared:tls:1m;
+    ssl_verify_client optional_no_ca;
+    root %[3]s;
+  }
+}
+`, dir, port, www, cert, key)
+	confPath := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(nginx, "-c", confPath, "-p", dir)
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGQUIT); _ = cmd.Wait() })
+	waitListening(t, fmt.Sprintf("127.0.0.1:%d", port))
+	return port, dir
+}
+
+// curlTLS runs curl on urls over one connection (keep-alive) and returns,
+// per URL, curl's local port and its own TLS handshake time
+// (time_appconnect − time_connect; 0 on a reused connection).
+func curlTLS(t *testing.T, args []string, urls ...string) (ports []string, handshakes []time.Duration) {
+	t.Helper()
+	full := append([]string{"-sk", "-w", "%{local_port} %{time_connect} %{time_appconnect} %{http_code}\n"}, args...)
+	for _, u := range urls {
+		full = append(full, "-o", "/dev/null", u)
+	}
+	out, err := exec.Command("curl", full...).Output()
+	if err != nil {
+		t.Fatalf("curl: %v %s", err, out)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		var port string
+		var connect, appconnect float64
+		var code int
+		if _, err := fmt.Sscan(line, &port, &connect, &appconnect, &code); err != nil || code != 200 {
+			t.Fatalf("curl line %q: %v (want status 200)", line, err)
+		}
+		ports = append(ports, port)
+		handshakes = append(handshakes, time.Duration((appconnect-connect)*1e9))
+	}
+	return ports, handshakes
+}
+
+// TestNginxTLS: Debian's nginx (libssl3) over TLS driven by curl, with
+// and without a client certificate: method, target and status from
+// libssl's plaintext (uprobes on SSL_read/SSL_write); each connection's
+// first request carries tls_handshake (ClientHello read → SSL_do_handshake
+// returned 1), agreeing with curl's own time_appconnect − time_connect;
+// the handshake's exchanges are no requests; keep-alive requests carry
+// none.
+func TestNginxTLS(t *testing.T) {
+	needRoot(t)
+	port, dir := startNginxTLS(t)
+	tr := startTracer(t, "--comm", "nginx")
+	base := fmt.Sprintf("https://127.0.0.1:%d/index.html", port)
+	ccert, ckey := writeSelfSigned(t, dir, "client")
+	type conn struct {
+		ports      []string
+		handshakes []time.Duration
+		what       string
+	}
+	var conns []conn
+	for _, c := range []struct {
+		what string
+		args []string
+		n    int
+	}{
+		{"TLS 1.3", nil, 3},
+		{"TLS 1.2", []string{"--tls-max", "1.2"}, 2},
+		{"TLS 1.3 client certificate", []string{"--cert", ccert, "--key", ckey}, 2},
+		{"TLS 1.2 client certificate", []string{"--tls-max", "1.2", "--cert", ccert, "--key", ckey}, 1},
+	} {
+		urls := make([]string, c.n)
+		for i := range urls {
+			urls[i] = base
+		}
+		ps, hs := curlTLS(t, c.args, urls...)
+		conns = append(conns, conn{ps, hs, c.what})
+	}
+	time.Sleep(time.Second) // past the idle timeout
+	recs := recordsOn(tr.Stop(t), port)
+	byPeer := map[string][]export.JSONRecord{}
+	for _, r := range recs {
+		_, p, _ := strings.Cut(r.Conn.Peer, ":")
+		byPeer[p] = append(byPeer[p], r)
+	}
+	for _, c := range conns {
+		rs := byPeer[c.ports[0]]
+		answered := rs[:0:0]
+		for _, r := range rs {
+			if _, ok := r.Phases["app"]; ok || r.EndReason != "close" {
+				answered = append(answered, r)
+			} // else the client's close_notify, read at the close
+		}
+		if len(answered) != len(c.ports) {
+			for _, r := range rs {
+				t.Logf("%s: %+v", c.what, r)
+			}
+			t.Errorf("%s: %d answered records on port %s, want %d (one per request)", c.what, len(answered), c.ports[0], len(c.ports))
+			continue
+		}
+		for i, r := range answered {
+			if r.HTTP == nil || r.HTTP.Method != "GET" || r.HTTP.Target != "/index.html" || r.HTTP.Status != 200 {
+				t.Errorf("%s: request %d: http %+v, want GET /index.html 200 (from libssl's plaintext)", c.what, i, r.HTTP)
+			}
+			hs, has := r.Phases["tls_handshake"]
+			if i > 0 {
+				if has || r.TLS != nil {
+					t.Errorf("%s: request %d on a kept-alive connection has a handshake: %d %+v", c.what, i, hs, r.TLS)
+				}
+				continue
+			}
+			if !has || r.TLS == nil || r.Conn.RequestIndex != 0 {
+				t.Errorf("%s: first request: tls_handshake %v, tls %+v, index %d", c.what, has, r.TLS, r.Conn.RequestIndex)
+				continue
+			}
+			// curl's appconnect − connect is no truth: it includes
+			// setting its TLS context up (CA store), ≈ 2 ms here.
+			t.Logf("%s: tls_handshake %s (curl's appconnect − connect %s)", c.what, time.Duration(hs), c.handshakes[0])
+		}
+	}
+	// The handshake's time against a Go client's own httptrace timing.
+	url := base
+	newClient := func(cfg *tls.Config) *http.Client {
+		cfg.InsecureSkipVerify = true
+		return &http.Client{Transport: &http.Transport{TLSClientConfig: cfg, DisableKeepAlives: true}}
+	}
+	tr = startTracer(t, "--comm", "nginx")
+	var sent []clientTLS
+	for _, cfg := range []*tls.Config{{}, {}, {MaxVersion: tls.VersionTLS12}, {MaxVersion: tls.VersionTLS12}} {
+		sent = append(sent, tlsGet(t, newClient(cfg), url))
+	}
+	time.Sleep(time.Second)
+	recs = recordsOn(tr.Stop(t), port)
+	for _, s := range sent {
+		var found bool
+		for _, r := range recs {
+			if r.Conn.Peer != s.peer || r.Phases["tls_handshake"] == 0 {
+				continue
+			}
+			found = true
+			withinPct(t, "nginx tls_handshake vs Go client's httptrace ("+tlsVersionName(s.version)+")", r.Phases["tls_handshake"], s.handshake.Nanoseconds(), 5, time.Millisecond)
+			if r.HTTP == nil || r.HTTP.Target != "/index.html" || r.HTTP.Status != 200 {
+				t.Errorf("Go client: http %+v", r.HTTP)
+			}
+		}
+		if !found {
+			t.Errorf("Go client's connection %s: no record with tls_handshake", s.peer)
+		}
+	}
+}
+
+func tlsVersionName(v uint16) string {
+	return map[uint16]string{tls.VersionTLS12: "TLS 1.2", tls.VersionTLS13: "TLS 1.3"}[v]
+}
