@@ -169,7 +169,8 @@ enum go_func {
 	SSL_HANDSHAKE_DONE = 14, /* SSL_do_handshake/SSL_accept returned 1 */
 	SSL_READ_LINE = 15,      /* SSL_read(_ex) plaintext: its first line, in path */
 	SSL_WRITE_STATUS = 16,   /* SSL_write(_ex) of an HTTP/1 status line: arg = status */
-	GO_FUNC_MAX = 17,
+	GO_TLS_CLIENT_HANDSHAKE = 17, /* crypto/tls (*Conn).clientHandshake: an outbound TLS connection's */
+	GO_FUNC_MAX = 18,
 };
 
 /* A Go uprobe's BPF cookie: the function (enum go_func) in the low 32
@@ -219,7 +220,7 @@ struct go_event {
 	__u8 proto_major;
 	__u8 query_len;
 	__u8 pattern_len;
-	__u8 tls_flags; /* GO_TLS_HANDSHAKE: enum go_tls_flags */
+	__u8 tls_flags; /* GO_TLS_(CLIENT_)HANDSHAKE: enum go_tls_flags */
 	__u8 pad[5];
 	__u64 req; /* ServeHTTP: the *http.Request, read again at the return */
 	char method[GO_METHOD_CAP];
@@ -262,8 +263,8 @@ struct go_proc {
 enum go_tls_flags {
 	GO_TLS_KNOWN = 1,     /* the fields below were read */
 	GO_TLS_RESUMED = 2,   /* a resumed session */
-	GO_TLS_PEER_CERT = 4, /* the client sent a certificate */
-	GO_TLS_FAILED = 8,    /* serverHandshake returned an error */
+	GO_TLS_PEER_CERT = 4, /* the client sent a certificate (server handshakes) */
+	GO_TLS_FAILED = 8,    /* the handshake returned an error */
 };
 
 enum proc_what {

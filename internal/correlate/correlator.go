@@ -31,6 +31,8 @@ type Correlator struct {
 
 	clients clientJoin          // outbound calls waiting for their inbound request
 	tlsHeld map[uint64]*tlsHeld // by connection: TLS handshakes waiting for their first request
+	// by connection: outbound TLS handshakes waiting for their first call
+	clientTLS map[uint64]*clientTLSHeld
 	tls     TLS                 // the emitted request's TLS
 }
 
@@ -59,6 +61,10 @@ func (c *Correlator) AddRecord(rec *loader.Record) {
 	r := &c.req
 	*r = c.decode(rec)
 	if r.Direction == DirClient {
+		if c.holdClientTLS(r, rec) {
+			return
+		}
+		c.noteClientTLS(rec)
 		c.addClient(r, rec)
 		return
 	}
@@ -94,6 +100,8 @@ func (c *Correlator) finish(r *Request, rec *loader.Record) {
 		c.joinGo(r, rec)
 		c.joinServeByPeer(r, rec)
 		c.joinSSL(r, rec)
+	} else {
+		c.foldClientTLS(r, rec)
 	}
 	assignIDs(r, c.rng)
 	c.emit(r)

@@ -109,26 +109,22 @@ func phaseWindows(r *correlate.Request) (w [correlate.NumPhases]window, ok [corr
 }
 
 // clientPhaseWindows places an outbound call's phases, which follow
-// one another: connect from the start, then send, wait and receive,
-// this last ending at the end.
+// one another: connect from the start; send, wait and receive, this
+// last ending at the end; tls_handshake ending where send begins.
+// Whatever the app did between connect and its handshake or send lies
+// between them.
 func clientPhaseWindows(r *correlate.Request) (w [correlate.NumPhases]window, ok [correlate.NumPhases]bool) {
-	at := r.StartUnixNano
-	for _, p := range [...]correlate.Phase{correlate.Connect, correlate.Send, correlate.Wait, correlate.Receive} {
+	if ns, has := r.Phases.Get(correlate.Connect); has {
+		w[correlate.Connect], ok[correlate.Connect] = window{r.StartUnixNano, r.StartUnixNano + ns}, true
+	}
+	at := r.EndUnixNano
+	for _, p := range [...]correlate.Phase{correlate.Receive, correlate.Wait, correlate.Send, correlate.TLSHandshake} {
 		ns, has := r.Phases.Get(p)
 		if !has {
 			continue
 		}
-		if p == correlate.Send && ok[correlate.Connect] {
-			// Whatever the app did between (a TLS handshake) lies
-			// between connect and send: send ends where wait begins.
-			at = r.EndUnixNano
-			for _, q := range [...]correlate.Phase{correlate.Receive, correlate.Wait, correlate.Send} {
-				v, _ := r.Phases.Get(q)
-				at -= v
-			}
-		}
-		w[p], ok[p] = window{at, at + ns}, true
-		at += ns
+		w[p], ok[p] = window{at - ns, at}, true
+		at -= ns
 	}
 	return w, ok
 }

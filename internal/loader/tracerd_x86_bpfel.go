@@ -150,23 +150,24 @@ type TracerdGoEvent struct {
 type TracerdGoFunc uint32
 
 const (
-	TracerdGoFuncGO_JSON_MARSHAL    TracerdGoFunc = 1
-	TracerdGoFuncGO_JSON_UNMARSHAL  TracerdGoFunc = 2
-	TracerdGoFuncGO_JSON_ENCODE     TracerdGoFunc = 3
-	TracerdGoFuncGO_JSON_DECODE     TracerdGoFunc = 4
-	TracerdGoFuncGO_PROTO_MARSHAL   TracerdGoFunc = 5
-	TracerdGoFuncGO_PROTO_UNMARSHAL TracerdGoFunc = 6
-	TracerdGoFuncGO_SERVE_HTTP      TracerdGoFunc = 7
-	TracerdGoFuncGO_WRITE_HEADER    TracerdGoFunc = 8
-	TracerdGoFuncGO_STW             TracerdGoFunc = 9
-	TracerdGoFuncGO_CALIBRATE       TracerdGoFunc = 10
-	TracerdGoFuncGO_GRPC_METHOD     TracerdGoFunc = 11
-	TracerdGoFuncGO_GRPC_STATUS     TracerdGoFunc = 12
-	TracerdGoFuncGO_TLS_HANDSHAKE   TracerdGoFunc = 13
-	TracerdGoFuncSSL_HANDSHAKE_DONE TracerdGoFunc = 14
-	TracerdGoFuncSSL_READ_LINE      TracerdGoFunc = 15
-	TracerdGoFuncSSL_WRITE_STATUS   TracerdGoFunc = 16
-	TracerdGoFuncGO_FUNC_MAX        TracerdGoFunc = 17
+	TracerdGoFuncGO_JSON_MARSHAL         TracerdGoFunc = 1
+	TracerdGoFuncGO_JSON_UNMARSHAL       TracerdGoFunc = 2
+	TracerdGoFuncGO_JSON_ENCODE          TracerdGoFunc = 3
+	TracerdGoFuncGO_JSON_DECODE          TracerdGoFunc = 4
+	TracerdGoFuncGO_PROTO_MARSHAL        TracerdGoFunc = 5
+	TracerdGoFuncGO_PROTO_UNMARSHAL      TracerdGoFunc = 6
+	TracerdGoFuncGO_SERVE_HTTP           TracerdGoFunc = 7
+	TracerdGoFuncGO_WRITE_HEADER         TracerdGoFunc = 8
+	TracerdGoFuncGO_STW                  TracerdGoFunc = 9
+	TracerdGoFuncGO_CALIBRATE            TracerdGoFunc = 10
+	TracerdGoFuncGO_GRPC_METHOD          TracerdGoFunc = 11
+	TracerdGoFuncGO_GRPC_STATUS          TracerdGoFunc = 12
+	TracerdGoFuncGO_TLS_HANDSHAKE        TracerdGoFunc = 13
+	TracerdGoFuncSSL_HANDSHAKE_DONE      TracerdGoFunc = 14
+	TracerdGoFuncSSL_READ_LINE           TracerdGoFunc = 15
+	TracerdGoFuncSSL_WRITE_STATUS        TracerdGoFunc = 16
+	TracerdGoFuncGO_TLS_CLIENT_HANDSHAKE TracerdGoFunc = 17
+	TracerdGoFuncGO_FUNC_MAX             TracerdGoFunc = 18
 )
 
 type TracerdGoHttpHead struct {
