@@ -33,7 +33,7 @@ type Correlator struct {
 	tlsHeld map[uint64]*tlsHeld // by connection: TLS handshakes waiting for their first request
 	// by connection: outbound TLS handshakes waiting for their first call
 	clientTLS map[uint64]*clientTLSHeld
-	tls     TLS                 // the emitted request's TLS
+	tls       TLS // the emitted request's TLS
 }
 
 // New returns a Correlator whose clock offset is measured now; finished

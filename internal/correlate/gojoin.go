@@ -75,7 +75,7 @@ type goCall struct {
 	query      string // net/http's URL.RawQuery (HTTP/1 and 2 alike)
 	pattern    string // the ServeMux route that matched (Go 1.23+, with DWARF)
 	protoMajor uint8
-	tlsFlags   uint8 // TLS handshakes: enum go_tls_flags
+	tlsFlags   uint8  // TLS handshakes: enum go_tls_flags
 	tid        uint32 // client TLS handshakes: the thread at its entry
 	joined     bool
 	lists      uint8 // inByGoid | inServing: where it is referenced
