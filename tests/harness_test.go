@@ -384,6 +384,11 @@ type Call struct {
 	Status        int    `json:"status"`
 	Error         string `json:"error"`
 	HandlerTID    int    `json:"handler_tid"`
+	TLSStart      int64  `json:"tls_start_unix_nano"`
+	TLSDone       int64  `json:"tls_done_unix_nano"`
+	TLSVersion    uint16 `json:"tls_version"`
+	TLSCipher     uint16 `json:"tls_cipher"`
+	TLSResumed    bool   `json:"tls_resumed"`
 }
 
 // Server is a running testserver.

@@ -24,12 +24,19 @@ const goTLSClientHandshake = loader.TracerdGoFuncGO_TLS_CLIENT_HANDSHAKE
 //     TLS 1.2's ClientKeyExchange;
 //   - or its connection's handshake is held and the process's probed
 //     client handshake (Go's clientHandshake) ended after the record's
-//     last read (any other flight inside the handshake).
+//     last write (any other flight inside the handshake; TLS 1.3's client
+//     Finished, when the session tickets the server sends after the
+//     handshake were read before the app wrote its request).
 //
 // The first record on the connection that is neither is its first call.
 // Its send then begins where the handshake ended: TLS 1.3's (and a
 // resumed TLS 1.2's) client Finished is written just before the request,
-// as a part of that record.
+// often as a part of that record.
+//
+// A client record that only wrote one small TLS alert or application
+// data record (≤ 64 bytes) before its connection closed, and read
+// nothing, is the client's close_notify (crypto/tls's Close sends it):
+// the connection's end, not a call; it is dropped (isTLSCloseNotify).
 //
 // The handshake is timed by the probe when the process's crypto/tls
 // client handshake is probed (entry → return, the probe's cost off): the
@@ -107,8 +114,12 @@ func (c *Correlator) holdClientTLS(r *Request, rec *loader.Record) bool {
 		return false
 	case flight:
 	default:
+		// Wrote nothing after the handshake returned: its writes were
+		// the handshake's (TLS 1.3's client Finished), what it read
+		// after them post-handshake messages (session tickets) read
+		// before the app wrote its request.
 		c.findClientTLSCall(h)
-		if !h.probed || c.clock.Wall(max(rec.T_rl, rec.T_rd, rec.T_wl, rec.T_wr)) > h.end {
+		if !h.probed || c.clock.Wall(max(rec.T_wl, rec.T_wr)) > h.end {
 			return false
 		}
 	}
@@ -249,4 +260,32 @@ func (c *Correlator) expireClientTLS(now int64, all bool) {
 		assignIDs(r, c.rng)
 		c.emit(r)
 	}
+}
+
+// TLS content type 21 (alert); an encrypted alert is at most this long
+// (TLS 1.2 AES-GCM: 26 bytes; TLS 1.3: 19).
+const (
+	tlsAlert          = 21
+	tlsMaxAlertRecord = 64
+)
+
+// isTLSCloseNotify: an unanswered client record that ended its
+// connection having written exactly one small TLS record of type alert
+// or application data (encrypted, TLS 1.3 hides the alert's type):
+// the close_notify crypto/tls sends at Close. No plaintext protocol's
+// request begins with 0x15 0x03 or 0x17 0x03; a TLS call of ≤ 64
+// bytes that got no answer before its connection closed is taken for
+// one too.
+func isTLSCloseNotify(rec *loader.Record) bool {
+	if rec.T_rd != 0 || rec.EndReason == uint8(EndNextRequest) {
+		return false
+	}
+	n := min(int(rec.ReqLen), len(rec.ReqHead))
+	if n < 5 || (rec.ReqHead[0] != tlsAlert && rec.ReqHead[0] != tlsApplicationData) || rec.ReqHead[1] != tlsMajor {
+		return false
+	}
+	// The head kept is the record, or its bytes up to a '\n' (the
+	// kernel keeps a request line's worth of what is not HTTP).
+	body := int(rec.ReqHead[3])<<8 | int(rec.ReqHead[4])
+	return body <= tlsMaxAlertRecord && n <= 5+body
 }

@@ -61,7 +61,7 @@ func (c *Correlator) AddRecord(rec *loader.Record) {
 	r := &c.req
 	*r = c.decode(rec)
 	if r.Direction == DirClient {
-		if c.holdClientTLS(r, rec) {
+		if c.holdClientTLS(r, rec) || isTLSCloseNotify(rec) {
 			return
 		}
 		c.noteClientTLS(rec)

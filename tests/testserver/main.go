@@ -7,6 +7,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -53,6 +55,13 @@ type Call struct {
 	Status        int    `json:"status"`
 	Error         string `json:"error,omitempty"`
 	HandlerTID    int    `json:"handler_tid"` // the thread that called (Go may write on another)
+	// https:// (-call-ca): the client's handshake (TLSHandshakeStart →
+	// TLSHandshakeDone) and what it negotiated, on new connections.
+	TLSStart   int64  `json:"tls_start_unix_nano,omitempty"`
+	TLSDone    int64  `json:"tls_done_unix_nano,omitempty"`
+	TLSVersion uint16 `json:"tls_version,omitempty"`
+	TLSCipher  uint16 `json:"tls_cipher,omitempty"`
+	TLSResumed bool   `json:"tls_resumed,omitempty"`
 }
 
 var (
@@ -70,6 +79,8 @@ var (
 	handleDelay = flag.Duration("handle-delay", 0, "sleep after reading each request, before answering")
 	callURL     = flag.String("call", "", "GET this URL (net/http client) for each request before answering")
 	callReuse   = flag.Bool("call-keepalive", true, "reuse the downstream connections (false: one per call)")
+	callCA      = flag.String("call-ca", "", "PEM file: the CA (self-signed certificate) an https:// -call URL is verified with")
+	callResume  = flag.Bool("call-tls-cache", false, "with -call-ca: a TLS client session cache (resumed handshakes)")
 )
 
 var out = struct {
@@ -189,7 +200,25 @@ func serve(c *net.TCPConn, n int, acceptNano int64) {
 }
 
 var callClient = sync.OnceValue(func() *http.Client {
-	return &http.Client{Transport: &http.Transport{DisableKeepAlives: !*callReuse, MaxIdleConnsPerHost: 16}}
+	tr := &http.Transport{DisableKeepAlives: !*callReuse, MaxIdleConnsPerHost: 16}
+	if *callCA != "" {
+		pem, err := os.ReadFile(*callCA)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "testserver:", err)
+			os.Exit(1)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			fmt.Fprintln(os.Stderr, "testserver: no certificate in", *callCA)
+			os.Exit(1)
+		}
+		// A TLSClientConfig of its own: the transport speaks HTTP/1.1.
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool}
+		if *callResume {
+			tr.TLSClientConfig.ClientSessionCache = tls.NewLRUClientSessionCache(16)
+		}
+	}
+	return &http.Client{Transport: tr}
 })
 
 // call makes one downstream GET and times it as the client sees it.
@@ -205,6 +234,13 @@ func call(url string) *Call {
 		},
 		WroteRequest:         func(httptrace.WroteRequestInfo) { c.WroteRequest = now() },
 		GotFirstResponseByte: func() { c.FirstByte = now() },
+		TLSHandshakeStart:    func() { c.TLSStart = now() },
+		TLSHandshakeDone: func(cs tls.ConnectionState, err error) {
+			c.TLSDone = now()
+			if err == nil {
+				c.TLSVersion, c.TLSCipher, c.TLSResumed = cs.Version, cs.CipherSuite, cs.DidResume
+			}
+		},
 	}
 	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), "GET", url, nil)
 	if err != nil {
