@@ -1,6 +1,7 @@
 package export
 
 import (
+	"encoding/json"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -99,8 +100,56 @@ func spanAttr(s *tracepb.Span, key string) (string, bool) {
 			if v, ok := kv.Value.Value.(*commonpb.AnyValue_IntValue); ok {
 				return strconv.FormatInt(v.IntValue, 10), true
 			}
+			if v, ok := kv.Value.Value.(*commonpb.AnyValue_BoolValue); ok {
+				return strconv.FormatBool(v.BoolValue), true
+			}
 			return kv.Value.GetStringValue(), true
 		}
 	}
 	return "", false
+}
+
+// A call on a new TLS connection: its tls object (no client_cert: the
+// traced process was the client) and a tls_handshake child between
+// connect and send, ending where send begins.
+func TestOutboundTLSCall(t *testing.T) {
+	r := outboundCall()
+	r.EndUnixNano += 3_000_000 // the handshake, and 1 ms before it
+	r.DurationNs += 3_000_000
+	r.Phases.Set(correlate.TLSHandshake, 2_000_000)
+	r.TLS = &correlate.TLS{Known: true, Version: 0x0304, CipherSuite: 0x1301, Resumed: true, Outbound: true}
+	line := string(AppendJSON(nil, &r))
+	for _, want := range []string{`"tls":{"version":"1.3","cipher":"TLS_AES_128_GCM_SHA256","resumed":true}`,
+		`"phases_ns":{"connect":1000000,"tls_handshake":2000000,"send":0,"wait":29000000,"receive":1000000}`} {
+		if !strings.Contains(line, want) {
+			t.Errorf("no %s in %s", want, line)
+		}
+	}
+	if want, err := json.Marshal(ToJSON(&r)); err != nil || string(want) != line {
+		t.Errorf("AppendJSON and ToJSON differ:\n%s\n%s", line, want)
+	}
+	spans := RequestSpans(&r)
+	if _, ok := spanAttr(spans[0], "tracerd.tls.client_cert"); ok {
+		t.Error("a call's span says whether the client sent a certificate")
+	}
+	if v, _ := spanAttr(spans[0], "tls.resumed"); v != "true" {
+		t.Errorf("tls.resumed %q", v)
+	}
+	byName := map[string]*tracepb.Span{}
+	for _, s := range spans[1:] {
+		byName[s.Name] = s
+	}
+	hs, send := byName["tls_handshake"], byName["send"]
+	if hs == nil || send == nil {
+		t.Fatalf("children %v", byName)
+	}
+	if hs.ParentSpanId == nil || string(hs.ParentSpanId) != string(spans[0].SpanId) {
+		t.Error("tls_handshake is not the call span's child")
+	}
+	if hs.EndTimeUnixNano != send.StartTimeUnixNano || hs.EndTimeUnixNano-hs.StartTimeUnixNano != 2_000_000 {
+		t.Errorf("tls_handshake [%d, %d], send begins at %d", hs.StartTimeUnixNano, hs.EndTimeUnixNano, send.StartTimeUnixNano)
+	}
+	if c := byName["connect"]; c == nil || c.EndTimeUnixNano > hs.StartTimeUnixNano {
+		t.Errorf("connect %v does not end before the handshake", c)
+	}
 }
