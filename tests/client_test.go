@@ -195,11 +195,31 @@ func checkCall(t *testing.T, i int, call export.JSONRecord, truth *Call, keepAli
 // a new connection) as children.
 func TestOTLPOutboundCall(t *testing.T) {
 	needRoot(t)
-	j := startJaeger(t, "")
 	down := startServer(t, nil, "--handle-delay", downstreamDelay.String())
-	front := startServer(t, nil, "--call", "http://"+down.Addr+"/down", "--call-keepalive=false")
-	rt := startRun(t, nil, "--port", strconv.Itoa(front.Port), "--otlp-endpoint", fmt.Sprintf("http://127.0.0.1:%d", j.GRPC),
-		"--otlp-protocol", "grpc", "--sample-ratio", "1", "--otlp-batch-delay", "100ms")
+	otlpOutboundCall(t, down, []string{"--call", "http://" + down.Addr + "/down", "--call-keepalive=false"},
+		[]string{"connect", "send", "wait", "receive"})
+}
+
+// TestOTLPOutboundTLSCall: a call on a new TLS connection (a Go HTTPS
+// downstream, its certificate made here) has its tls_handshake child
+// too, between connect and send.
+func TestOTLPOutboundTLSCall(t *testing.T) {
+	needRoot(t)
+	certPath, keyPath := writeSelfSigned(t, t.TempDir(), "downstream")
+	down := startTLSDownstream(t, certPath, keyPath)
+	otlpOutboundCall(t, down, []string{"--call", "https://" + down.Addr + "/down", "--call-keepalive=false",
+		"--call-ca", certPath}, []string{"connect", "tls_handshake", "send", "wait", "receive"})
+}
+
+// otlpOutboundCall starts a front calling down (frontArgs) traced by
+// tracerd run exporting to Jaeger, makes one request and checks its
+// call's CLIENT span and its children (in order of start).
+func otlpOutboundCall(t *testing.T, down *Server, frontArgs, wantChildren []string) {
+	j := startJaeger(t, "")
+	front := startServer(t, nil, frontArgs...)
+	rt := startRun(t, nil, "--pid", strconv.Itoa(front.PID), "--otlp-endpoint", fmt.Sprintf("http://127.0.0.1:%d", j.GRPC),
+		"--otlp-protocol", "grpc", "--sample-ratio", "1", "--otlp-batch-delay", "100ms", "--log-level", "info")
+	rt.waitLog(t, fmt.Sprintf("msg=\"Go probes attached\" pid=%d", front.PID), 1, 5*time.Second)
 	c := dial(t, front.Addr)
 	if _, err := request(c, "/front", 0); err != nil {
 		t.Fatal(err)
@@ -236,7 +256,8 @@ func TestOTLPOutboundCall(t *testing.T) {
 			children[s.OperationName] = s
 		}
 	}
-	for _, name := range []string{"connect", "send", "wait", "receive"} {
+	var prev JaegerSpan
+	for i, name := range wantChildren {
 		s, ok := children[name]
 		if !ok {
 			t.Errorf("the call's span has no %s child", name)
@@ -245,6 +266,14 @@ func TestOTLPOutboundCall(t *testing.T) {
 		if want := call.Phases[name] / 1000; s.Duration < want-1 || s.Duration > want+1 {
 			t.Errorf("%s span %d µs, the record says %d µs", name, s.Duration, want)
 		}
+		if i > 0 && s.StartTime < prev.StartTime+prev.Duration-1 {
+			t.Errorf("%s span begins at %d µs, before %s ends (%d µs)", name, s.StartTime, wantChildren[i-1],
+				prev.StartTime+prev.Duration)
+		}
+		prev = s
+	}
+	if len(children) != len(wantChildren) {
+		t.Errorf("the call's span has %d children, want %v", len(children), wantChildren)
 	}
 	t.Logf("Jaeger's tree:\n%s", renderJaeger(tr, srv.SpanID))
 }
