@@ -54,6 +54,7 @@ var scenarios = []scenario{
 		"which the emulated CPU stretches by several ms (the 1 ms floor is the host's)"},
 	{Name: "go_awareness", Run: "^TestGoAwareness$/^local"},
 	{Name: "outbound_calls", Run: "^TestOutboundCalls$"},
+	{Name: "outbound_tls", Run: "^TestOutboundTLS$"},
 	{Name: "go_tls_server", Run: "^TestGoTLSServer$", Known: "the truth, the Go client's httptrace " +
 		"TLSHandshakeStart → Done, includes building the ClientHello before the server can read it and, with a " +
 		"client certificate, leaves out the server's check of the client's signature after the client is done: " +
