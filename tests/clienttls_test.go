@@ -46,7 +46,8 @@ func startTLSDownstream(t *testing.T, certPath, keyPath string) *Server {
 // TestOutboundTLS: a traced Go service (testserver) calls a local Go
 // HTTPS downstream (its self-signed certificate made here) for each
 // request, with keep-alive, with a new connection per call, and with a
-// TLS session cache (new connections, resumed handshakes). Each call on
+// TLS session cache (new connections, resumed handshakes; TLS 1.3 and
+// 1.2). Each call on
 // a new connection shows connect and tls_handshake within ±5 % / ±1 ms
 // of the client's own httptrace (ConnectStart → ConnectDone,
 // TLSHandshakeStart → TLSHandshakeDone), and the version, cipher and
@@ -56,24 +57,30 @@ func startTLSDownstream(t *testing.T, certPath, keyPath string) *Server {
 func TestOutboundTLS(t *testing.T) {
 	needRoot(t)
 	for _, c := range []struct {
-		name             string
-		keepAlive, cache bool
+		name                    string
+		keepAlive, cache, tls12 bool
 	}{
-		{"keepalive", true, false},
-		{"new_connections", false, false},
-		{"session_cache", false, true},
+		{"keepalive", true, false, false},
+		{"new_connections", false, false, false},
+		{"session_cache", false, true, false},
+		// Two client flights, the second (key exchange) a handshake
+		// record too; resumed: the abbreviated handshake.
+		{"tls1.2_session_cache", false, true, true},
 	} {
-		t.Run(c.name, func(t *testing.T) { outboundTLS(t, c.keepAlive, c.cache) })
+		t.Run(c.name, func(t *testing.T) { outboundTLS(t, c.keepAlive, c.cache, c.tls12) })
 	}
 }
 
-func outboundTLS(t *testing.T, keepAlive, cache bool) {
+func outboundTLS(t *testing.T, keepAlive, cache, tls12 bool) {
 	certPath, keyPath := writeSelfSigned(t, t.TempDir(), "downstream")
 	down := startTLSDownstream(t, certPath, keyPath)
 	args := []string{"--call", "https://" + down.Addr + "/down", "--call-keepalive=" + strconv.FormatBool(keepAlive),
 		"--call-ca", certPath}
 	if cache {
 		args = append(args, "--call-tls-cache")
+	}
+	if tls12 {
+		args = append(args, "--call-tls12")
 	}
 	front := startServer(t, nil, args...)
 	tr := startTracer(t, "--pid", strconv.Itoa(front.PID), "--log-level", "info")
@@ -151,6 +158,9 @@ func outboundTLS(t *testing.T, keepAlive, cache bool) {
 			t.Errorf("call %d: %s long, the client's call took %s", i, time.Duration(call.DurationNs),
 				time.Duration(truth.EndUnixNano-truth.StartUnixNano))
 		}
+	}
+	if tls12 && truths[0].Call.TLSVersion != tls.VersionTLS12 {
+		t.Errorf("the client negotiated %x, want TLS 1.2", truths[0].Call.TLSVersion)
 	}
 	if cache && resumed == 0 {
 		t.Error("the client resumed no session with a session cache")

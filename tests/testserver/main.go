@@ -81,6 +81,7 @@ var (
 	callReuse   = flag.Bool("call-keepalive", true, "reuse the downstream connections (false: one per call)")
 	callCA      = flag.String("call-ca", "", "PEM file: the CA (self-signed certificate) an https:// -call URL is verified with")
 	callResume  = flag.Bool("call-tls-cache", false, "with -call-ca: a TLS client session cache (resumed handshakes)")
+	callTLS12   = flag.Bool("call-tls12", false, "with -call-ca: TLS 1.2 at most")
 )
 
 var out = struct {
@@ -216,6 +217,9 @@ var callClient = sync.OnceValue(func() *http.Client {
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool}
 		if *callResume {
 			tr.TLSClientConfig.ClientSessionCache = tls.NewLRUClientSessionCache(16)
+		}
+		if *callTLS12 {
+			tr.TLSClientConfig.MaxVersion = tls.VersionTLS12
 		}
 	}
 	return &http.Client{Transport: tr}
