@@ -83,6 +83,7 @@ bench: build
 	$(GO) run ./tests/bench -tracerd $(TRACERD) -out BENCHMARKS.md
 	$(GO) run ./tests/bench/goaware -tracerd $(TRACERD) -out BENCHMARKS.md
 	$(GO) run ./tests/bench -only selfcost -tracerd $(TRACERD) -out BENCHMARKS.md
+	$(GO) run ./tests/bench -only outbound -tracerd $(TRACERD) $(if $(OUTBOUND_FORMER),-outbound-former $(OUTBOUND_FORMER)) -out BENCHMARKS.md
 
 demo: build
 	tests/demo/demo.sh

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "attach.h"
+#include "client.h"
 #include "fd.h"
 #include "request.h"
 #include "proc.h"
@@ -14,20 +15,6 @@ struct syscall_exit_ctx {
 	int nr;
 	long ret;
 };
-
-static __always_inline void fill_addrs(struct req_record *r, struct sock *sk)
-{
-	r->family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	r->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
-	r->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	if (r->family == FAMILY_INET6) {
-		BPF_CORE_READ_INTO(&r->laddr, sk, __sk_common.skc_v6_rcv_saddr);
-		BPF_CORE_READ_INTO(&r->raddr, sk, __sk_common.skc_v6_daddr);
-	} else {
-		BPF_CORE_READ_INTO(&r->laddr, sk, __sk_common.skc_rcv_saddr);
-		BPF_CORE_READ_INTO(&r->raddr, sk, __sk_common.skc_daddr);
-	}
-}
 
 /* The listener's accept queue as accept() took this connection from it
  * (the queue left, plus this one) and its limit. The listener is
@@ -144,6 +131,10 @@ static __always_inline int on_set_state(const struct sock *sk, int oldstate, int
 	struct traced_conn *c = sk_candidate(sk, btf) ? bpf_map_lookup_elem(&conns, &key) : NULL;
 
 	if (!c) {
+		if (oldstate == TCP_CLOSE && newstate == TCP_SYN_SENT) {
+			on_connect_start(sk, btf);
+			return 0;
+		}
 		if (oldstate != TCP_SYN_RECV || newstate != TCP_ESTABLISHED)
 			return 0;
 		/* A child socket entered the accept queue. */
@@ -170,11 +161,14 @@ static __always_inline int on_set_state(const struct sock *sk, int oldstate, int
 		return 0;
 	}
 
+	if (c->req.direction == DIR_CLIENT && client_set_state(c, sk, oldstate, newstate))
+		return 0;
 	switch (newstate) {
 	case TCP_FIN_WAIT2:
 		/* Our FIN was acked, so was every byte before it. */
 	case TCP_CLOSE:
-		if (c->state == CONN_WRITING && c->req.t_tx && !c->req.t_ack)
+		if (c->state == CONN_WRITING && c->req.t_tx && !c->req.t_ack &&
+		    c->req.direction == DIR_SERVER)
 			c->req.t_ack = bpf_ktime_get_ns();
 		break;
 	default:

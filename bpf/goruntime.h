@@ -154,7 +154,8 @@ static __always_inline void capture_grpc(struct go_event *ev, struct pt_regs *ct
  * handshake, the *tls.Conn read again at its end). */
 static __always_inline int has_strings(__u32 func)
 {
-	return func == GO_SERVE_HTTP || func == GO_GRPC_METHOD || func == GO_TLS_HANDSHAKE;
+	return func == GO_SERVE_HTTP || func == GO_GRPC_METHOD || func == GO_TLS_HANDSHAKE ||
+	       func == GO_TLS_CLIENT_HANDSHAKE;
 }
 
 /* Entry of a timed Go function; the cookie says which. The latest entry
@@ -193,7 +194,7 @@ static __always_inline int go_entry_body(struct pt_regs *ctx)
 		capture_http(ev, ctx, gp);
 	else if (key.func == GO_GRPC_METHOD)
 		capture_grpc(ev, ctx, gp);
-	else /* (*tls.Conn).serverHandshake(ctx): the receiver in RAX */
+	else /* (*tls.Conn).serverHandshake/clientHandshake(ctx): the receiver in RAX */
 		ev->req = ctx->ax;
 	if (bpf_map_update_elem(&go_calls, &key, ev, BPF_ANY))
 		count(CNT_GO_MAP_FULL);
@@ -252,13 +253,14 @@ static __always_inline int end_call(__u32 pid, struct go_proc *gp, __u32 func, _
 	return 1;
 }
 
-/* crypto/tls (*Conn).serverHandshake returns (probed at its RETs: it is
- * called through a method value, so no caller can be proven; once per
- * connection): what was negotiated, from the Conn's fields, and whether
- * it failed (the error's itab, RAX, is not nil). */
-static __always_inline void tls_handshake_done(struct pt_regs *ctx, __u32 pid, struct go_proc *gp)
+/* crypto/tls (*Conn).serverHandshake or clientHandshake (func) returns
+ * (probed at its RETs: it is called through a method value, so no
+ * caller can be proven; once per connection): what was negotiated, from
+ * the Conn's fields, and whether it failed (the error's itab, RAX, is
+ * not nil). */
+static __always_inline void tls_handshake_done(struct pt_regs *ctx, __u32 pid, struct go_proc *gp, __u32 func)
 {
-	struct go_call_key key = { .pid = pid, .func = GO_TLS_HANDSHAKE, .g = ctx->r14 };
+	struct go_call_key key = { .pid = pid, .func = func, .g = ctx->r14 };
 	struct go_event *ev = bpf_map_lookup_elem(&go_calls, &key);
 	__u16 vers = 0, cipher = 0;
 	__u8 resumed = 0;
@@ -276,7 +278,8 @@ static __always_inline void tls_handshake_done(struct pt_regs *ctx, __u32 pid, s
 	    bpf_probe_read_user(&certs, sizeof(certs), (void *)(ev->req + gp->tls_peer_certs + 8)))
 		return;
 	ev->arg = vers | (__u32)cipher << 16;
-	ev->tls_flags |= GO_TLS_KNOWN | (resumed ? GO_TLS_RESUMED : 0) | (certs ? GO_TLS_PEER_CERT : 0);
+	ev->tls_flags |= GO_TLS_KNOWN | (resumed ? GO_TLS_RESUMED : 0) |
+			 (certs && func == GO_TLS_HANDSHAKE ? GO_TLS_PEER_CERT : 0);
 }
 
 /* Where a timed Go function's call ends: one of its RETs, or an emulated
@@ -291,8 +294,9 @@ static __always_inline int go_return_body(struct pt_regs *ctx)
 	if (!gp)
 		return 0;
 	__u32 alt = cookie_alt_func(ctx);
-	if (cookie_func(ctx) == GO_TLS_HANDSHAKE && cookie_site(ctx) == PROBE_AT_RET)
-		tls_handshake_done(ctx, pid, gp);
+	__u32 func = cookie_func(ctx);
+	if ((func == GO_TLS_HANDSHAKE || func == GO_TLS_CLIENT_HANDSHAKE) && cookie_site(ctx) == PROBE_AT_RET)
+		tls_handshake_done(ctx, pid, gp, func);
 	if (!end_call(pid, gp, cookie_func(ctx), ctx->r14) && alt)
 		end_call(pid, gp, alt, ctx->r14);
 	return 0;

@@ -27,7 +27,9 @@ __u64 sweep_oldest;
 
 static long sweep_conn(struct bpf_map *map, __u64 *key, struct traced_conn *c, struct sweep *sw)
 {
-	if (c->state != CONN_WRITING)
+	/* Answered: a server's request while it writes, a client's once it
+	 * reads the answer. */
+	if (c->state != (c->req.direction == DIR_CLIENT ? CONN_READING : CONN_WRITING))
 		return 0;
 	/* Signed: another CPU may have moved last_io past the sweep's now. */
 	__s64 quiet = sw->now - c->last_io;

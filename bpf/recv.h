@@ -4,6 +4,7 @@
 #pragma once
 
 #include "attach.h"
+#include "client.h"
 #include "request.h"
 #include "softirq.h"
 
@@ -46,15 +47,20 @@ static __always_inline int on_sock_recv(struct sock *sk, int ret, int flags, int
 		return 0;
 	__u64 now = bpf_ktime_get_ns();
 
-	if (c->state == CONN_WRITING)
-		emit(c, END_NEXT_REQUEST);
-	if (c->state == CONN_IDLE)
-		start_request(c, now, ret);
-	else if (c->state == CONN_READING && c->req.goid)
-		/* The rest of the request (of a Go process with probes): the
-		 * goroutine that reads it is the one that serves it (net/http's
-		 * background read may have taken the first byte on another). */
-		c->req.goid = reading_goid(c->req.pid);
+	if (c->req.direction == DIR_CLIENT) {
+		client_answer_read(c, now, ret);
+	} else {
+		if (c->state == CONN_WRITING)
+			emit(c, END_NEXT_REQUEST);
+		if (c->state == CONN_IDLE)
+			start_request(c, now, ret);
+		else if (c->state == CONN_READING && c->req.goid)
+			/* The rest of the request (of a Go process with probes):
+			 * the goroutine that reads it is the one that serves it
+			 * (net/http's background read may have taken the first
+			 * byte on another). */
+			c->req.goid = reading_goid(c->req.pid);
+	}
 	c->last_io = now;
 
 	/* Everything read: the next arrival starts a new wait. */

@@ -130,6 +130,21 @@ static __always_inline __u64 run_delay(struct task_struct *task)
 	return task->sched_info.run_delay;
 }
 
+/* The connection's addresses, into its record. */
+static __always_inline void fill_addrs(struct req_record *r, struct sock *sk)
+{
+	r->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	r->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	r->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (r->family == FAMILY_INET6) {
+		BPF_CORE_READ_INTO(&r->laddr, sk, __sk_common.skc_v6_rcv_saddr);
+		BPF_CORE_READ_INTO(&r->raddr, sk, __sk_common.skc_v6_daddr);
+	} else {
+		BPF_CORE_READ_INTO(&r->laddr, sk, __sk_common.skc_rcv_saddr);
+		BPF_CORE_READ_INTO(&r->raddr, sk, __sk_common.skc_daddr);
+	}
+}
+
 /* Write the current request out and make room for the next one. */
 static __always_inline void emit(struct traced_conn *c, __u8 reason)
 {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "attach.h"
+#include "client.h"
 #include "request.h"
 
 #define TCP_NAGLE_OFF 1
@@ -18,7 +19,10 @@ static __always_inline int on_sock_send(struct sock *sk, int ret, int btf)
 
 	if (!c)
 		return 0;
-	if (c->state == CONN_IDLE) {
+	if (c->req.direction == DIR_CLIENT) {
+		if (c->state != CONN_WRITING)
+			client_request_start(c, ret);
+	} else if (c->state == CONN_IDLE) {
 		count(CNT_UNANSWERED_WRITES);
 		return 0;
 	}

@@ -129,7 +129,7 @@ static __always_inline int on_retransmit(const struct sock *sk, const struct sk_
 	if (!sk_candidate(sk, btf))
 		return 0;
 	c = bpf_map_lookup_elem(&conns, &key);
-	if (!c || c->state == CONN_IDLE)
+	if (!c || client_syn_retransmit(c) || c->state == CONN_IDLE)
 		return 0;
 	/* Count segments, as tcpi_total_retrans does: a retransmitted skb
 	 * may carry several (TCP_SKB_CB(skb)->tcp_gso_segs). */

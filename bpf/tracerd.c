@@ -13,6 +13,7 @@
 #include "request.h"
 #include "softirq.h"
 #include "idle.h"
+#include "client.h"
 #include "accept.h"
 #include "recv.h"
 #include "send.h"
@@ -33,6 +34,7 @@ const enum end_reason *unused_end_reason __attribute__((unused));
 const enum addr_family *unused_addr_family __attribute__((unused));
 const enum counter *unused_counter __attribute__((unused));
 const enum conn_state *unused_conn_state __attribute__((unused));
+const enum direction *unused_direction __attribute__((unused));
 const enum event_kind *unused_event_kind __attribute__((unused));
 const enum go_func *unused_go_func __attribute__((unused));
 const enum go_cookie *unused_go_cookie __attribute__((unused));

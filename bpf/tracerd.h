@@ -119,16 +119,29 @@ struct req_record {
 	/* The listener when accept() took the connection (accept_backlog): */
 	__u32 acc_queue;        /* its accept queue, this connection included */
 	__u32 acc_queue_max;    /* sk_max_ack_backlog: listen()'s backlog capped by somaxconn */
-	/* Before the head (not at the end): only req_len bytes of the head
-	 * go to the ring buffer. */
+	/* Outbound calls (enum direction): the record is one request the
+	 * traced process sent on a connection it opened (client.h). */
+	__u8 direction;
+	__u8 pad1;
+	__u16 syn_retrans; /* SYNs sent again before ESTABLISHED (client) */
+	__u32 pad2;
+	__u64 t_syn; /* client: connect() sent the SYN (T_est: it completed) */
+	__u64 t_rl;  /* client: the app's last read of the answer */
+	/* Last: only req_len bytes of it go to the ring buffer. */
 	__u8 req_head[REQ_HEAD_CAP];
+};
+
+/* Which side of the connection the traced process is. */
+enum direction {
+	DIR_SERVER = 0, /* it accepted the connection: records are requests it served */
+	DIR_CLIENT = 1, /* it connected: records are requests it sent */
 };
 
 /* Where a connection's current request stands. */
 enum conn_state {
 	CONN_IDLE = 0,    /* no request in progress */
-	CONN_READING = 1, /* the app consumed request bytes, no answer yet */
-	CONN_WRITING = 2, /* the app is answering */
+	CONN_READING = 1, /* the app consumed request bytes, no answer yet (client: reads the answer) */
+	CONN_WRITING = 2, /* the app is answering (client: sends its request, then waits) */
 };
 
 /* Per-connection state: the request being built plus bookkeeping.
@@ -180,7 +193,8 @@ enum go_func {
 	SSL_HANDSHAKE_DONE = 14, /* SSL_do_handshake/SSL_accept returned 1 */
 	SSL_READ_LINE = 15,      /* SSL_read(_ex) plaintext: its first line, in path */
 	SSL_WRITE_STATUS = 16,   /* SSL_write(_ex) of an HTTP/1 status line: arg = status */
-	GO_FUNC_MAX = 17,
+	GO_TLS_CLIENT_HANDSHAKE = 17, /* crypto/tls (*Conn).clientHandshake: an outbound TLS connection's */
+	GO_FUNC_MAX = 18,
 };
 
 /* A Go uprobe's BPF cookie: the function (enum go_func) in the low 32
@@ -230,7 +244,7 @@ struct go_event {
 	__u8 proto_major;
 	__u8 query_len;
 	__u8 pattern_len;
-	__u8 tls_flags; /* GO_TLS_HANDSHAKE: enum go_tls_flags */
+	__u8 tls_flags; /* GO_TLS_(CLIENT_)HANDSHAKE: enum go_tls_flags */
 	__u8 pad[5];
 	__u64 req; /* ServeHTTP: the *http.Request, read again at the return */
 	char method[GO_METHOD_CAP];
@@ -273,14 +287,15 @@ struct go_proc {
 enum go_tls_flags {
 	GO_TLS_KNOWN = 1,     /* the fields below were read */
 	GO_TLS_RESUMED = 2,   /* a resumed session */
-	GO_TLS_PEER_CERT = 4, /* the client sent a certificate */
-	GO_TLS_FAILED = 8,    /* serverHandshake returned an error */
+	GO_TLS_PEER_CERT = 4, /* the client sent a certificate (server handshakes) */
+	GO_TLS_FAILED = 8,    /* the handshake returned an error */
 };
 
 enum proc_what {
 	PROC_TRACED = 1, /* a process got its first traced connection */
 	PROC_EXEC = 2,   /* a selected or traced process exec'd */
 	PROC_EXIT = 3,   /* a traced process exited */
+	PROC_CALLS = 4,  /* a traced process opened its first outbound connection */
 };
 
 struct proc_note {

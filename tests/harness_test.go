@@ -370,6 +370,27 @@ type Truth struct {
 	RetransAtRead  uint32 `json:"retrans_at_read"`
 	DialError      string `json:"dial_error"`
 	EAddrNotAvail  bool   `json:"eaddrnotavail"`
+	Call           *Call  `json:"call"` // the downstream call (testserver -call)
+}
+
+// Call is testserver's own view of its downstream call (httptrace).
+type Call struct {
+	StartUnixNano int64  `json:"start_unix_nano"`
+	ConnectStart  int64  `json:"connect_start_unix_nano"`
+	ConnectDone   int64  `json:"connect_done_unix_nano"`
+	WroteRequest  int64  `json:"wrote_request_unix_nano"`
+	FirstByte     int64  `json:"first_byte_unix_nano"`
+	EndUnixNano   int64  `json:"end_unix_nano"`
+	Reused        bool   `json:"reused"`
+	Local         string `json:"local"`
+	Status        int    `json:"status"`
+	Error         string `json:"error"`
+	HandlerTID    int    `json:"handler_tid"`
+	TLSStart      int64  `json:"tls_start_unix_nano"`
+	TLSDone       int64  `json:"tls_done_unix_nano"`
+	TLSVersion    uint16 `json:"tls_version"`
+	TLSCipher     uint16 `json:"tls_cipher"`
+	TLSResumed    bool   `json:"tls_resumed"`
 }
 
 // Server is a running testserver.

@@ -25,6 +25,7 @@ var scenarios = []struct {
 	{"SendQueueZeroWindow", TestSendQueueZeroWindow},
 	{"Retransmits", TestRetransmits},
 	{"Nagle", TestNagle},
+	{"OutboundCalls", TestOutboundCalls},
 }
 
 // fallbacks force the ways other kernels take, on this one: raw

@@ -29,8 +29,11 @@ type Correlator struct {
 	freeCalls []*goCall
 	ser       []interval
 
+	clients clientJoin          // outbound calls waiting for their inbound request
 	tlsHeld map[uint64]*tlsHeld // by connection: TLS handshakes waiting for their first request
-	tls     TLS                 // the emitted request's TLS
+	// by connection: outbound TLS handshakes waiting for their first call
+	clientTLS map[uint64]*clientTLSHeld
+	tls       TLS // the emitted request's TLS
 }
 
 // New returns a Correlator whose clock offset is measured now; finished
@@ -57,6 +60,14 @@ const maxComms = 4096
 func (c *Correlator) AddRecord(rec *loader.Record) {
 	r := &c.req
 	*r = c.decode(rec)
+	if r.Direction == DirClient {
+		if c.holdClientTLS(r, rec) || isTLSCloseNotify(rec) {
+			return
+		}
+		c.noteClientTLS(rec)
+		c.addClient(r, rec)
+		return
+	}
 	gp := c.goProcs[rec.Pid]
 	if gp != nil {
 		gp.notePeer(r.Conn.Peer, r.EndUnixNano)
@@ -83,13 +94,23 @@ func (c *Correlator) release(h *heldRecord) {
 // finish joins the Go view to a record's request and emits it.
 func (c *Correlator) finish(r *Request, rec *loader.Record) {
 	r.Spans = c.spans[:0]
-	c.foldTLS(r, rec)
-	c.joinGo(r, rec)
-	c.joinServeByPeer(r, rec)
-	c.joinSSL(r, rec)
+	server := r.Direction == DirServer
+	if server {
+		c.foldTLS(r, rec)
+		c.joinGo(r, rec)
+		c.joinServeByPeer(r, rec)
+		c.joinSSL(r, rec)
+	} else {
+		c.foldClientTLS(r, rec)
+	}
 	assignIDs(r, c.rng)
 	c.emit(r)
 	c.spans = r.Spans[:0]
+	if server {
+		// r is c.req: the calls it made are decoded into it next.
+		c.clients.noteServer(r)
+		c.serverDone(r.PID)
+	}
 }
 
 // decode is FromRecord with the process's comm string reused.
@@ -105,6 +126,9 @@ func (c *Correlator) decode(rec *loader.Record) Request {
 	}
 	if gp := c.goProcs[rec.Pid]; gp != nil {
 		gp.comm = comm
+	}
+	if rec.Direction == uint8(DirClient) {
+		return fromClientRecord(rec, c.clock, comm, &c.http, &c.strs)
 	}
 	return fromRecord(rec, c.clock, comm, &c.http, &c.strs)
 }

@@ -19,6 +19,7 @@ const (
 	OwnReceiveWindow
 	PMTUBlackhole
 	SlowHandler
+	NewConnectionPerRequest
 	TLSFullHandshake
 	NumFindingCodes
 )
@@ -37,7 +38,9 @@ var findingNames = [NumFindingCodes]string{
 	OwnReceiveWindow: "own_receive_window",
 	PMTUBlackhole:    "pmtu_blackhole",
 	SlowHandler:      "slow_handler",
-	TLSFullHandshake: "tls_full_handshake",
+
+	NewConnectionPerRequest: "new_connection_per_request",
+	TLSFullHandshake:        "tls_full_handshake",
 }
 
 // findingRemedies: one line each, what to change.
@@ -55,7 +58,9 @@ var findingRemedies = [NumFindingCodes]string{
 	OwnReceiveWindow: "the server's receive window filled: read uploads faster or raise the receive buffer",
 	PMTUBlackhole:    "large segments are dropped on the path: allow ICMP fragmentation-needed, or clamp the MSS",
 	SlowHandler:      "the handler's own time: profile it (its code, or the calls, locks and disk it waits on)",
-	TLSFullHandshake: "a returning client paid a full TLS 1.2 handshake: enable session resumption on the server (session tickets or a shared session cache, e.g. nginx ssl_session_cache) and keep the client's session cache",
+
+	NewConnectionPerRequest: "each call paid for a new connection: keep connections open and reuse them (HTTP keep-alive, a pool with enough idle connections per host)",
+	TLSFullHandshake:        "a returning client paid a full TLS 1.2 handshake: enable session resumption on the server (session tickets or a shared session cache, e.g. nginx ssl_session_cache) and keep the client's session cache",
 }
 
 func (c FindingCode) String() string {

@@ -75,7 +75,8 @@ type goCall struct {
 	query      string // net/http's URL.RawQuery (HTTP/1 and 2 alike)
 	pattern    string // the ServeMux route that matched (Go 1.23+, with DWARF)
 	protoMajor uint8
-	tlsFlags   uint8 // TLS handshakes: enum go_tls_flags
+	tlsFlags   uint8  // TLS handshakes: enum go_tls_flags
+	tid        uint32 // client TLS handshakes: the thread at its entry
 	joined     bool
 	lists      uint8 // inByGoid | inServing: where it is referenced
 }
@@ -124,6 +125,9 @@ type goProc struct {
 	// kernel side did not trace (accepted before tracerd, filtered, or
 	// the conns map full) and is not exported.
 	peers map[netip.AddrPort]int64
+	// crypto/tls client handshakes (outbound connections), by end: not
+	// by goroutine (their records do not know it); see clientTLSCall.
+	clientHandshakes []*goCall
 }
 
 // maxPeers bounds the traced peers remembered per process.
@@ -352,6 +356,13 @@ func (c *Correlator) AddGo(ev *loader.GoEvent) {
 	case goTLSHandshake:
 		call.tlsFlags = ev.TlsFlags
 		call.lists = inByGoid
+	case goTLSClientHandshake:
+		call.tlsFlags, call.tid = ev.TlsFlags, ev.Tid
+		if len(gp.clientHandshakes) >= maxClientHandshakes {
+			gp.clientHandshakes = append(gp.clientHandshakes[:0], gp.clientHandshakes[1:]...)
+		}
+		gp.clientHandshakes = append(gp.clientHandshakes, call) // in no list: never reused
+		return
 	case sslReadLine:
 		call.path = c.strs.int8s(ev.Path[:], ev.PathLen) // the request line, CRLF included
 		call.lists = inByGoid
@@ -383,6 +394,11 @@ func (c *Correlator) pruneGo(gp *goProc, now int64) {
 	}
 	gp.pauses = gp.pauses[i:]
 	gp.forgetPeers(now - peerTTL.Nanoseconds())
+	i = 0
+	for i < len(gp.clientHandshakes) && gp.clientHandshakes[i].end < horizon {
+		i++
+	}
+	gp.clientHandshakes = append(gp.clientHandshakes[:0], gp.clientHandshakes[i:]...)
 	for goid, calls := range gp.byGoid {
 		keep := calls[:0]
 		for _, call := range calls {
@@ -514,7 +530,9 @@ func (c *Correlator) Expire(now int64) { c.expire(now, false) }
 func (c *Correlator) Flush(now int64) { c.expire(now, true) }
 
 func (c *Correlator) expire(now int64, all bool) {
+	c.expireClients(now, all)
 	c.expireTLS(now, all)
+	c.expireClientTLS(now, all)
 	for pid, gp := range c.goProcs {
 		gone := gp.goneAt != 0 && (all || gp.goneAt < now-c.goRetain.Nanoseconds())
 		if gone {

@@ -1,6 +1,10 @@
 package correlate
 
-import "github.com/tracerd/tracerd/internal/loader"
+import (
+	"math/bits"
+
+	"github.com/tracerd/tracerd/internal/loader"
+)
 
 // Phase names a part of a request's time. The names are used verbatim as
 // JSON keys, OTLP span names, pprof frames and the Prometheus label.
@@ -17,7 +21,14 @@ const (
 	Serialize
 	SendQueue
 	AckWait
+	// Outbound calls (client records): connect, then tls_handshake on
+	// their new connections (tls_handshake is also a served TLS
+	// connection's first request's), send, wait, receive.
+	Connect
 	TLSHandshake
+	Send
+	Wait
+	Receive
 	NumPhases
 )
 
@@ -32,7 +43,11 @@ var phaseNames = [NumPhases]string{
 	Serialize:    "serialize",
 	SendQueue:    "send_queue",
 	AckWait:      "ack_wait",
+	Connect:      "connect",
 	TLSHandshake: "tls_handshake",
+	Send:         "send",
+	Wait:         "wait",
+	Receive:      "receive",
 }
 
 func (p Phase) String() string {
@@ -97,10 +112,11 @@ func (ps *Phases) Delete(p Phase) { ps.present &^= 1 << p; ps.ns[p] = 0 }
 
 // Each calls fn for every measured phase in canonical order.
 func (ps Phases) Each(fn func(Phase, int64)) {
-	for p := Phase(0); p < NumPhases; p++ {
-		if ps.Has(p) {
-			fn(p, ps.ns[p])
-		}
+	// The measured ones only: a served request has none of an outbound
+	// call's phases, nor a call a request's.
+	for m := ps.present; m != 0; m &= m - 1 {
+		p := Phase(bits.TrailingZeros16(m))
+		fn(p, ps.ns[p])
 	}
 }
 

@@ -6,7 +6,8 @@ import (
 	"strings"
 )
 
-// Request is one finished server-side request: the single model every
+// Request is one finished request, served (Direction server) or sent by
+// the traced process (client: an outbound call): the single model every
 // exporter consumes. A sink gets it for the time of its call only: the
 // correlator reuses its HTTP and Spans for the next request, so a sink
 // that keeps a request keeps a Clone.
@@ -19,6 +20,7 @@ type Request struct {
 	Comm          string
 	Service       string
 	CgroupID      uint64
+	Direction     Direction // server, or client: Conn.Local is then the process's own end
 	Conn          Conn
 	HTTP          *HTTP // nil unless the bytes were plaintext HTTP/1.x (or Go awareness saw the request)
 	RPC           *RPC  // a gRPC call (Go awareness of a grpc-go server), else nil
@@ -38,6 +40,18 @@ type Request struct {
 	// Findings name the causes that cost the request time, largest
 	// first (internal/findings); nil when none.
 	Findings []Finding
+	// Inbound: for an outbound call parented to the served request that
+	// made it, what that request's sampling was decided on, so that the
+	// call is exported with it (never alone, an orphan).
+	Inbound Inbound
+}
+
+// Inbound is what a sampler decides a served request on.
+type Inbound struct {
+	Valid        bool
+	DurationNs   int64
+	ParentSpanID SpanID // its caller's span, zero if none
+	TraceFlags   byte
 }
 
 // Clone returns a copy of r that shares nothing with it.
@@ -116,6 +130,9 @@ type TCP struct {
 	// The listener's accept queue when accept() took the connection,
 	// this one included, and its limit (0: not seen).
 	AcceptQueueLen, AcceptQueueMax uint32
+	// SynRetransmits: SYNs connect() sent again (client records of a
+	// connection's first request).
+	SynRetransmits uint32
 }
 
 // OwnWindow is the time the server's own advertised receive window

@@ -18,7 +18,10 @@ type TLS struct {
 	CipherSuite uint16 // IANA id
 	Resumed     bool
 	ClientCert  bool // the client sent a certificate (mTLS)
-	Failed      bool // the server's handshake returned an error
+	Failed      bool // the handshake returned an error
+	// Outbound: the traced process was the client (an outbound call's
+	// handshake): ClientCert is not known.
+	Outbound bool
 }
 
 // The handshake's end, from the server's TLS library: Go's crypto/tls

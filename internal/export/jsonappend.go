@@ -33,7 +33,9 @@ func (o JSONOptions) AppendJSON(b []byte, r *correlate.Request) []byte {
 	b = appendString(b, r.Service)
 	b = append(b, `,"cgroup_id":`...)
 	b = strconv.AppendUint(b, r.CgroupID, 10)
-	b = append(b, `,"conn":{"local":`...)
+	b = append(b, `,"direction":"`...)
+	b = append(b, r.Direction.String()...)
+	b = append(b, `","conn":{"local":`...)
 	b = appendAddrPort(b, r.Conn.Local)
 	b = append(b, `,"peer":`...)
 	b = appendAddrPort(b, r.Conn.Peer)
@@ -110,6 +112,10 @@ func (o JSONOptions) AppendJSON(b []byte, r *correlate.Request) []byte {
 	}
 	b = append(b, `,"nagle":`...)
 	b = strconv.AppendBool(b, r.TCP.Nagle)
+	if r.Direction == correlate.DirClient && r.Phases.Has(correlate.Connect) {
+		b = append(b, `,"syn_retransmits":`...)
+		b = strconv.AppendUint(b, uint64(r.TCP.SynRetransmits), 10)
+	}
 	b = append(b, '}')
 	if len(r.Spans) > 0 {
 		b = append(b, `,"spans":[`...)

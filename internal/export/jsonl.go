@@ -18,6 +18,7 @@ type JSONRecord struct {
 	Comm          string     `json:"comm"`
 	Service       string     `json:"service"`
 	CgroupID      uint64     `json:"cgroup_id"`
+	Direction     string     `json:"direction"` // server, or client (an outbound call: conn.local is the process's end)
 	Conn          JSONConn   `json:"conn"`
 	HTTP          *JSONHTTP  `json:"http,omitempty"`
 	RPC           *JSONRPC   `json:"rpc,omitempty"`
@@ -64,6 +65,9 @@ type JSONTCP struct {
 	ZeroWindow  uint32  `json:"zero_window"`
 	SndCwnd     *uint32 `json:"snd_cwnd,omitempty"`
 	Nagle       bool    `json:"nagle"`
+	// SynRetransmits: an outbound call's connect (client records that
+	// paid it) sent its SYN again so many times.
+	SynRetransmits *uint32 `json:"syn_retransmits,omitempty"`
 }
 
 type JSONSpan struct {
@@ -117,6 +121,7 @@ func (o JSONOptions) ToJSON(r *correlate.Request) JSONRecord {
 		Comm:          r.Comm,
 		Service:       r.Service,
 		CgroupID:      r.CgroupID,
+		Direction:     r.Direction.String(),
 		Conn: JSONConn{
 			Local:        r.Conn.Local.String(),
 			Peer:         r.Conn.Peer.String(),
@@ -148,6 +153,10 @@ func (o JSONOptions) ToJSON(r *correlate.Request) JSONRecord {
 	if r.TCP.Valid {
 		srtt, cwnd := r.TCP.SrttUs, r.TCP.SndCwnd
 		j.TCP.SrttUs, j.TCP.SndCwnd = &srtt, &cwnd
+	}
+	if r.Direction == correlate.DirClient && r.Phases.Has(correlate.Connect) {
+		syn := r.TCP.SynRetransmits
+		j.TCP.SynRetransmits = &syn
 	}
 	for _, s := range r.Spans {
 		j.Spans = append(j.Spans, JSONSpan{Name: s.Name, StartUnixNano: s.StartUnixNano, DurationNs: s.DurationNs})

@@ -59,6 +59,11 @@ type Sampler struct {
 
 // Decide samples one request.
 func (s Sampler) Decide(r *correlate.Request) Decision {
+	if in := r.Inbound; in.Valid {
+		// An outbound call goes with the served request that made it.
+		return s.Decide(&correlate.Request{DurationNs: in.DurationNs, ParentSpanID: in.ParentSpanID,
+			TraceFlags: in.TraceFlags, TraceID: r.TraceID})
+	}
 	if s.Budget > 0 && r.DurationNs > s.Budget.Nanoseconds() {
 		return SampledOverBudget
 	}

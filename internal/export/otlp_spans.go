@@ -27,6 +27,7 @@ const (
 	attrSrttUs         = "tracerd.tcp.srtt_us"
 	attrSndCwnd        = "tracerd.tcp.snd_cwnd"
 	attrRetransmits    = "tracerd.tcp.retransmits"
+	attrSynRetransmits = "tracerd.tcp.syn_retransmits"
 	attrZeroWindow     = "tracerd.tcp.zero_window"
 	attrNagle          = "tracerd.tcp.nagle"
 )
@@ -51,6 +52,9 @@ type window struct{ start, end int64 }
 // of many intervals: their span begins where their parent begins and
 // lasts the total (attribute tracerd.phase.aggregate=true says so).
 func phaseWindows(r *correlate.Request) (w [correlate.NumPhases]window, ok [correlate.NumPhases]bool) {
+	if r.Direction == correlate.DirClient {
+		return clientPhaseWindows(r)
+	}
 	ps := r.Phases
 	get := func(p correlate.Phase) int64 { v, _ := ps.Get(p); return v }
 	tx := r.EndUnixNano
@@ -104,6 +108,27 @@ func phaseWindows(r *correlate.Request) (w [correlate.NumPhases]window, ok [corr
 	return w, ok
 }
 
+// clientPhaseWindows places an outbound call's phases, which follow
+// one another: connect from the start; send, wait and receive, this
+// last ending at the end; tls_handshake ending where send begins.
+// Whatever the app did between connect and its handshake or send lies
+// between them.
+func clientPhaseWindows(r *correlate.Request) (w [correlate.NumPhases]window, ok [correlate.NumPhases]bool) {
+	if ns, has := r.Phases.Get(correlate.Connect); has {
+		w[correlate.Connect], ok[correlate.Connect] = window{r.StartUnixNano, r.StartUnixNano + ns}, true
+	}
+	at := r.EndUnixNano
+	for _, p := range [...]correlate.Phase{correlate.Receive, correlate.Wait, correlate.Send, correlate.TLSHandshake} {
+		ns, has := r.Phases.Get(p)
+		if !has {
+			continue
+		}
+		w[p], ok[p] = window{at - ns, at}, true
+		at -= ns
+	}
+	return w, ok
+}
+
 // RequestSpans builds a request's span tree: the SERVER span (the
 // request's own ids; a child of the caller's span when a traceparent
 // came in), one INTERNAL span per measured top-level phase under it,
@@ -127,7 +152,12 @@ func requestSpans(r *correlate.Request, keepQueryValues bool) []*tracepb.Span {
 	const sampled = 0x01
 	hasRemote := uint32(tracepb.SpanFlags_SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK)
 	serverFlags := sampled | hasRemote
-	if parentID != nil {
+	kind := tracepb.Span_SPAN_KIND_SERVER
+	if r.Direction == correlate.DirClient {
+		// An outbound call: its parent is the inbound request's span,
+		// made here, not a remote caller's.
+		kind = tracepb.Span_SPAN_KIND_CLIENT
+	} else if parentID != nil {
 		serverFlags |= uint32(tracepb.SpanFlags_SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK)
 	}
 	server := &tracepb.Span{
@@ -136,7 +166,7 @@ func requestSpans(r *correlate.Request, keepQueryValues bool) []*tracepb.Span {
 		ParentSpanId:      parentID,
 		Flags:             serverFlags,
 		Name:              serverSpanName(r),
-		Kind:              tracepb.Span_SPAN_KIND_SERVER,
+		Kind:              kind,
 		StartTimeUnixNano: uint64(r.StartUnixNano),
 		EndTimeUnixNano:   uint64(r.EndUnixNano),
 		Attributes:        serverAttributes(r, keepQueryValues),
@@ -327,14 +357,19 @@ func serverAttributes(r *correlate.Request, keepQueryValues bool) []*commonpb.Ke
 			a.int("http.response.status_code", int64(h.Status))
 		}
 	}
-	if l := r.Conn.Local; l.IsValid() {
-		a.str("server.address", l.Addr().String())
-		a.int("server.port", int64(l.Port()))
+	server, client := r.Conn.Local, r.Conn.Peer
+	clientKey := "client"
+	if r.Direction == correlate.DirClient {
+		server, client, clientKey = r.Conn.Peer, r.Conn.Local, "network.local"
 	}
-	if p := r.Conn.Peer; p.IsValid() {
-		a.str("client.address", p.Addr().String())
-		if p.Port() != 0 {
-			a.int("client.port", int64(p.Port()))
+	if server.IsValid() {
+		a.str("server.address", server.Addr().String())
+		a.int("server.port", int64(server.Port()))
+	}
+	if client.IsValid() {
+		a.str(clientKey+".address", client.Addr().String())
+		if client.Port() != 0 {
+			a.int(clientKey+".port", int64(client.Port()))
 		}
 	}
 	a.str("network.transport", "tcp")
@@ -365,6 +400,9 @@ func serverAttributes(r *correlate.Request, keepQueryValues bool) []*commonpb.Ke
 		a.int(attrSndCwnd, int64(r.TCP.SndCwnd))
 	}
 	a.int(attrRetransmits, int64(r.TCP.Retransmits))
+	if r.Direction == correlate.DirClient && r.Phases.Has(correlate.Connect) {
+		a.int(attrSynRetransmits, int64(r.TCP.SynRetransmits))
+	}
 	a.int(attrZeroWindow, int64(r.TCP.ZeroWindow))
 	a.bool(attrNagle, r.TCP.Nagle)
 	return a.list

@@ -140,6 +140,9 @@ func NewProfileWith(o ProfileOptions) *Profile {
 
 // Add accounts one request.
 func (p *Profile) Add(r *correlate.Request) {
+	if r.Direction != correlate.DirServer {
+		return // the profile is of served requests' time
+	}
 	if p.startNano == 0 || r.StartUnixNano < p.startNano {
 		p.startNano = r.StartUnixNano
 	}

@@ -21,6 +21,7 @@ import (
 type Summary struct {
 	topN     int
 	requests int64
+	calls    int64 // outbound calls (client records): counted, not summarized
 	hist     [correlate.NumPhases]histogram
 	duration histogram
 	slowest  slowHeap
@@ -31,6 +32,11 @@ func NewSummary(topN int) *Summary { return &Summary{topN: topN} }
 
 // Add accounts one request.
 func (s *Summary) Add(r *correlate.Request) {
+	if r.Direction != correlate.DirServer {
+		s.calls++
+		s.findings.Add(r)
+		return
+	}
 	s.requests++
 	s.duration.add(r.DurationNs)
 	r.Phases.Each(func(p correlate.Phase, ns int64) { s.hist[p].add(ns) })
@@ -51,7 +57,11 @@ func (s *Summary) Requests() int64 { return s.requests }
 
 // Write prints per-phase p50/p99/max and the slowest requests.
 func (s *Summary) Write(w io.Writer) {
-	fmt.Fprintf(w, "%d requests\n\n", s.requests)
+	fmt.Fprintf(w, "%d requests\n", s.requests)
+	if s.calls > 0 {
+		fmt.Fprintf(w, "%d outbound calls (in the JSON lines and traces)\n", s.calls)
+	}
+	fmt.Fprintln(w)
 	if s.requests == 0 {
 		return
 	}

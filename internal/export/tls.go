@@ -7,9 +7,11 @@ import (
 	"github.com/tracerd/tracerd/internal/correlate"
 )
 
-// JSONTLS is a connection's TLS handshake, on its first request.
-// version, cipher, resumed and client_cert are absent when the server's
-// TLS library could not be read (no probe, or a stripped Go binary).
+// JSONTLS is a connection's TLS handshake, on its first request (an
+// outbound call's connection: on its first call). version, cipher,
+// resumed and client_cert are absent when the TLS library could not be
+// read (no probe, or a stripped Go binary); client_cert is a served
+// connection's alone.
 type JSONTLS struct {
 	Version    string `json:"version,omitempty"`
 	Cipher     string `json:"cipher,omitempty"`
@@ -48,7 +50,10 @@ func toJSONTLS(t *correlate.TLS) *JSONTLS {
 	j := &JSONTLS{Failed: t.Failed}
 	if t.Known {
 		resumed, cert := t.Resumed, t.ClientCert
-		j.Version, j.Cipher, j.Resumed, j.ClientCert = tlsVersion(t.Version), tlsCipher(t.CipherSuite), &resumed, &cert
+		j.Version, j.Cipher, j.Resumed = tlsVersion(t.Version), tlsCipher(t.CipherSuite), &resumed
+		if !t.Outbound {
+			j.ClientCert = &cert
+		}
 	}
 	return j
 }
@@ -77,8 +82,10 @@ func appendTLS(b []byte, t *correlate.TLS) []byte {
 		sep()
 		b = append(b, `"resumed":`...)
 		b = strconv.AppendBool(b, t.Resumed)
-		b = append(b, `,"client_cert":`...)
-		b = strconv.AppendBool(b, t.ClientCert)
+		if !t.Outbound {
+			b = append(b, `,"client_cert":`...)
+			b = strconv.AppendBool(b, t.ClientCert)
+		}
 	}
 	if t.Failed {
 		sep()
@@ -102,5 +109,7 @@ func tlsAttributes(a *attrs, t *correlate.TLS) {
 		a.str("tls.cipher", c)
 	}
 	a.bool("tls.resumed", t.Resumed)
-	a.bool("tracerd.tls.client_cert", t.ClientCert)
+	if !t.Outbound {
+		a.bool("tracerd.tls.client_cert", t.ClientCert)
+	}
 }

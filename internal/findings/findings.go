@@ -31,6 +31,7 @@ type Analyzer struct {
 	minLost  int64
 	minShare int64
 	s        *Sampler // nil: no host context
+	calls    lastCalls
 	tls      tlsClients
 }
 
@@ -68,6 +69,9 @@ func (a *Analyzer) Analyze(r *correlate.Request) []correlate.Finding {
 	// duration to weigh its causes against.
 	if !r.Answered || r.EndReason == correlate.EndFlush || r.DurationNs <= 0 {
 		return nil
+	}
+	if r.Direction == correlate.DirClient {
+		return a.analyzeCall(r)
 	}
 	ps := r.Phases
 	// Every loss is at most one phase: a request whose phases are all

@@ -147,6 +147,8 @@ func Confirm(r *correlate.Request, f *correlate.Finding) string {
 		return fmt.Sprintf("openssl s_client -connect %s -tls1_2 -reconnect </dev/null 2>/dev/null | grep -cE '^Reused'  # 0: the server resumes no session", r.Conn.Local)
 	case correlate.SlowHandler:
 		return fmt.Sprintf("perf top -p %d  # on-CPU; for waits, the service's own profiler or traces", r.PID)
+	case correlate.NewConnectionPerRequest:
+		return fmt.Sprintf("ss -tn state time-wait dst %s  # many: a connection per call", r.Conn.Peer)
 	}
 	return ""
 }

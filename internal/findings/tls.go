@@ -34,7 +34,9 @@ type tlsClients struct {
 // before it the same client's previous handshake with the same server
 // started (0: none within tlsSessionWindow).
 func (c *tlsClients) seen(r *correlate.Request) (sinceNs int64) {
-	if r.TLS == nil || !r.Conn.Peer.IsValid() {
+	// An outbound call's handshake is the traced process's as a client:
+	// its key would be its ephemeral port, never seen again.
+	if r.TLS == nil || r.TLS.Outbound || !r.Conn.Peer.IsValid() {
 		return 0
 	}
 	if c.last == nil {

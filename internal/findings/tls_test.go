@@ -99,3 +99,16 @@ func TestTLSClientsBounded(t *testing.T) {
 		t.Errorf("after the window: %d clients remembered, want 1", len(c.last))
 	}
 }
+
+// An outbound call's handshake (the traced process the client) is not
+// remembered: its key would be the call's ephemeral port.
+func TestTLSClientsIgnoreCalls(t *testing.T) {
+	a := New(DefaultConfig(), nil)
+	r := tlsReq("10.0.0.9:443", int64(1e18), tls.VersionTLS12, false, 8*ms, 3000)
+	r.Direction, r.TLS.Outbound = correlate.DirClient, true
+	r.Conn.Local = netip.MustParseAddrPort("10.0.0.1:40000")
+	a.Analyze(r)
+	if n := len(a.tls.last); n != 0 {
+		t.Errorf("%d handshakes remembered after a call's", n)
+	}
+}

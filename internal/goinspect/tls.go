@@ -7,10 +7,16 @@ package goinspect
 // HandshakeContext every time; they never reach it after).
 const TLSServerHandshake = "crypto/tls.(*Conn).serverHandshake"
 
+// TLSClientHandshake is its client side's (tls.Client, net/http's
+// Transport on https:// connections): one call per outbound TLS
+// connection, the same way.
+const TLSClientHandshake = "crypto/tls.(*Conn).clientHandshake"
+
 const dwarfTLSConn = "crypto/tls.Conn"
 
-// TLSLayout holds the offsets in crypto/tls.Conn of what a server
-// handshake negotiated, read when serverHandshake returns (amd64).
+// TLSLayout holds the offsets in crypto/tls.Conn of what a handshake
+// negotiated, read when serverHandshake or clientHandshake returns
+// (amd64).
 type TLSLayout struct {
 	Vers             uint64 // vers (uint16): the protocol version
 	DidResume        uint64 // didResume (bool)

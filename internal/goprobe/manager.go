@@ -100,6 +100,10 @@ var targets = []target{
 	// its RETs (single-stepped, ≈ 10 µs a handshake), where what was
 	// negotiated is read from the Conn (go_return's tls_handshake_done).
 	{goinspect.TLSServerHandshake, loader.TracerdGoFuncGO_TLS_HANDSHAKE, loader.TracerdProgGoEntry, loader.TracerdProgGoReturn, "tls", nil, nil},
+	// An outbound TLS connection's handshake (the traced process is the
+	// client): the same way; its record's calls fold it in as their
+	// tls_handshake phase.
+	{goinspect.TLSClientHandshake, loader.TracerdGoFuncGO_TLS_CLIENT_HANDSHAKE, loader.TracerdProgGoEntry, loader.TracerdProgGoReturn, "tls", nil, nil},
 }
 
 // DefaultMaxCallsPerSecond bounds how often one probed function may fire

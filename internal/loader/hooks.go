@@ -72,7 +72,7 @@ var Hooks = []Hook{
 		Ways: []Way{{Kind: "tracepoint", Progs: syscallExits("accept4")}}},
 	{Name: "sys_exit_accept", Phases: []string{"connections of servers calling accept(2)"},
 		Ways: []Way{{Kind: "tracepoint", Progs: syscallExits("accept")}}},
-	{Name: "inet_sock_set_state", Required: true, Phases: []string{"accept_queue", "connection close"},
+	{Name: "inet_sock_set_state", Required: true, Phases: []string{"accept_queue", "connection close", "outbound calls", "connect"},
 		Ways: tracepointWays("inet_sock_set_state", TracerdProgInetSockSetState, 0)},
 	{Name: "sock_recv_length", Required: true, Phases: []string{"request boundaries", "recv_queue", "app", "http request"},
 		Ways: append(tracepointWays("sock_recv_length", TracerdProgSockRecvLength, 0),
@@ -89,11 +89,11 @@ var Hooks = []Hook{
 	// Every incoming segment of an established socket: data arrival
 	// (T_rx) and the TCP facts from one hook (sk_data_ready would be a
 	// second run per request for T_rx alone).
-	{Name: "tcp_probe", Phases: []string{"recv_queue", "softirq", "ack_wait", "tcp.srtt_us", "tcp.snd_cwnd", "tcp.zero_window"},
+	{Name: "tcp_probe", Phases: []string{"recv_queue", "softirq", "ack_wait", "tcp.srtt_us", "tcp.snd_cwnd", "tcp.zero_window", "wait", "receive"},
 		Ways: tracepointWays("tcp_probe", TracerdProgTcpProbe, 0)},
-	{Name: "net_dev_start_xmit", Phases: []string{"send_queue", "ack_wait"},
+	{Name: "net_dev_start_xmit", Phases: []string{"send_queue", "ack_wait", "send"},
 		Ways: tracepointWays("net_dev_start_xmit", TracerdProgNetDevStartXmit, 0)},
-	{Name: "tcp_retransmit_skb", Phases: []string{"tcp.retransmits"},
+	{Name: "tcp_retransmit_skb", Phases: []string{"tcp.retransmits", "tcp.syn_retransmits"},
 		Ways: []Way{
 			{Kind: "tp_btf", Progs: []Attach{{Program: TracerdProgTcpRetransmitSkb, Target: "tcp_retransmit_skb"}}, Args: 3},
 			{Kind: "tp_btf", Progs: []Attach{{Program: TracerdProgTcpRetransmitSkbSent, Target: "tcp_retransmit_skb"}}, Args: 2,

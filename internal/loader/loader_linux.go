@@ -428,8 +428,10 @@ func (t *Tracer) ReadBatch(max int, fn func(*Event)) (int, error) {
 		if err := decodeEvent(raw, &t.ev); err != nil {
 			return err
 		}
-		if t.ev.Kind == KindRequest && t.ev.Request.T_wr != 0 {
-			t.sweeps.ended(t.ev.Request.T_wr)
+		if t.ev.Kind == KindRequest {
+			if at, ok := answeredAt(&t.ev.Request); ok {
+				t.sweeps.ended(at)
+			}
 		}
 		fn(&t.ev)
 		return nil

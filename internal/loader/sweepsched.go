@@ -10,20 +10,25 @@ package loader
 // not come.
 //
 // Every tick (IdleSweepEvery) notes the kernel's count of answered
-// requests (CNT_ANSWERS) at a time `at`; each answered record (T_wr, the
-// answer's first write, is set exactly when the kernel counted it) is
-// counted against the ticks at or after its T_wr. A tick whose answers
-// outnumber the records seen for them has requests still in progress
-// or waiting; those it did not have at the tick before (`from`) were
-// answered after it, so none can be due before from + idle: the sweep
+// requests (CNT_ANSWERS) at a time `at`; each answered record is counted
+// against the ticks at or after the moment the kernel counted it
+// (answeredAt): a served request's T_wr (its answer's first write), a
+// client record's T_rd (the first byte of the answer to the call read).
+// A client record's T_wr is its request's write, set whether or not an
+// answer ever comes: counting it would claim answers the kernel never
+// counted and resolve ticks that still hold a waiting request. A tick
+// whose answers outnumber the records seen for them has requests still
+// in progress or waiting; those it did not have at the tick before
+// (`from`) were answered after it, so none can be due before from + idle: the sweep
 // runs from then on while the tick stays unresolved. A request whose
 // activity went on after its answer (a long body, late ACKs) is due
 // later: the sweep keeps running each tick until it ends.
 //
 // What counting cannot see — a record lost to a full ring buffer, an
 // answer counted a moment after a tick read the counter though its
-// T_wr is before — is caught by a slow sweep (slowSweepEvery) whenever
-// answers came or requests waited, as every sweep did before.
+// time (T_wr, T_rd) is before — is caught by a slow sweep
+// (slowSweepEvery) whenever answers came or requests waited, as every
+// sweep did before.
 type sweepSched struct {
 	idle      uint64    // the idle timeout, ns
 	ticks     []answers // unresolved ticks, oldest first
@@ -40,7 +45,7 @@ type sweepSched struct {
 type answers struct {
 	from, at uint64 // the previous tick's time and this one's (CLOCK_MONOTONIC ns)
 	count    uint64 // CNT_ANSWERS read just after at
-	ended    uint64 // answered records seen with T_wr ≤ at
+	ended    uint64 // answered records seen, answered (answeredAt) ≤ at
 }
 
 // slowSweepEvery is how often a sweep runs anyway while answers come
@@ -57,10 +62,23 @@ func newSweepSched(idle, now uint64) *sweepSched {
 	return &sweepSched{idle: idle, lastAt: now, lastSweep: now}
 }
 
-// ended counts a record whose request was answered at tWr.
-func (s *sweepSched) ended(tWr uint64) {
+// answeredAt says when the kernel counted the record's request as
+// answered (CNT_ANSWERS), and whether it did: a served request's answer
+// is counted at its first write (T_wr), a call's (direction DIR_CLIENT)
+// when its answer's first byte is read (T_rd, set at that moment; a call
+// without an answer has T_wr but no T_rd).
+func answeredAt(r *Record) (uint64, bool) {
+	if r.Direction == uint8(TracerdDirectionDIR_CLIENT) {
+		return r.T_rd, r.T_rd != 0
+	}
+	return r.T_wr, r.T_wr != 0
+}
+
+// ended counts a record whose request the kernel counted as answered at
+// `at` (answeredAt).
+func (s *sweepSched) ended(at uint64) {
 	s.seen++
-	for i := len(s.ticks) - 1; i >= 0 && s.ticks[i].at >= tWr; i-- {
+	for i := len(s.ticks) - 1; i >= 0 && s.ticks[i].at >= at; i-- {
 		s.ticks[i].ended++
 	}
 }

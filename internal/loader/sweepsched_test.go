@@ -147,3 +147,48 @@ func TestSweepTicksBounded(t *testing.T) {
 		t.Errorf("%d ticks kept", len(m.s.ticks))
 	}
 }
+
+// Which time of a record the kernel's answer counter counted it at: a
+// served request's first write of its answer, a call's first read of
+// its answer; a call that wrote and got no answer was never counted.
+func TestAnsweredAt(t *testing.T) {
+	client := uint8(TracerdDirectionDIR_CLIENT)
+	for _, c := range []struct {
+		name string
+		r    Record
+		at   uint64
+		ok   bool
+	}{
+		{"server answered", Record{T_rd: 10, T_wr: 20}, 20, true},
+		{"server unanswered", Record{T_rd: 10}, 0, false},
+		{"call answered", Record{Direction: client, T_wr: 10, T_rd: 30}, 30, true},
+		{"call unanswered", Record{Direction: client, T_wr: 10}, 0, false},
+		{"call never written", Record{Direction: client}, 0, false},
+	} {
+		if at, ok := answeredAt(&c.r); at != c.at || ok != c.ok {
+			t.Errorf("%s: answeredAt = %d, %v; want %d, %v", c.name, at, ok, c.at, c.ok)
+		}
+	}
+}
+
+// A call that got no answer (its record ends by close or the sweep,
+// T_wr set, T_rd not) is not an answer the kernel counted: it must not
+// resolve the tick of a served request still quiet after its answer,
+// which the sweep ends once it may be due, not at the slow sweep.
+func TestSweepUnansweredCallNotCounted(t *testing.T) {
+	m := newSweepSim(t)
+	m.step(0)
+	m.now += 30 * ms
+	answered := m.answer() // the served request, then quiet
+	call := Record{Direction: uint8(TracerdDirectionDIR_CLIENT), T_wr: m.now + ms}
+	m.now -= 30 * ms
+	m.step(1)
+	if at, ok := answeredAt(&call); ok {
+		m.s.ended(at)
+	}
+	for !m.step(0) {
+		if m.now > answered+2*idle {
+			t.Fatal("the quiet request was not swept when due: the unanswered call resolved its tick")
+		}
+	}
+}

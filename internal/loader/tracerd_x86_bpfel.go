@@ -65,6 +65,13 @@ const (
 	TracerdCounterNR_COUNTERS           TracerdCounter = 10
 )
 
+type TracerdDirection uint32
+
+const (
+	TracerdDirectionDIR_SERVER TracerdDirection = 0
+	TracerdDirectionDIR_CLIENT TracerdDirection = 1
+)
+
 type TracerdEndReason uint32
 
 const (
@@ -152,23 +159,24 @@ type TracerdGoEvent struct {
 type TracerdGoFunc uint32
 
 const (
-	TracerdGoFuncGO_JSON_MARSHAL    TracerdGoFunc = 1
-	TracerdGoFuncGO_JSON_UNMARSHAL  TracerdGoFunc = 2
-	TracerdGoFuncGO_JSON_ENCODE     TracerdGoFunc = 3
-	TracerdGoFuncGO_JSON_DECODE     TracerdGoFunc = 4
-	TracerdGoFuncGO_PROTO_MARSHAL   TracerdGoFunc = 5
-	TracerdGoFuncGO_PROTO_UNMARSHAL TracerdGoFunc = 6
-	TracerdGoFuncGO_SERVE_HTTP      TracerdGoFunc = 7
-	TracerdGoFuncGO_WRITE_HEADER    TracerdGoFunc = 8
-	TracerdGoFuncGO_STW             TracerdGoFunc = 9
-	TracerdGoFuncGO_CALIBRATE       TracerdGoFunc = 10
-	TracerdGoFuncGO_GRPC_METHOD     TracerdGoFunc = 11
-	TracerdGoFuncGO_GRPC_STATUS     TracerdGoFunc = 12
-	TracerdGoFuncGO_TLS_HANDSHAKE   TracerdGoFunc = 13
-	TracerdGoFuncSSL_HANDSHAKE_DONE TracerdGoFunc = 14
-	TracerdGoFuncSSL_READ_LINE      TracerdGoFunc = 15
-	TracerdGoFuncSSL_WRITE_STATUS   TracerdGoFunc = 16
-	TracerdGoFuncGO_FUNC_MAX        TracerdGoFunc = 17
+	TracerdGoFuncGO_JSON_MARSHAL         TracerdGoFunc = 1
+	TracerdGoFuncGO_JSON_UNMARSHAL       TracerdGoFunc = 2
+	TracerdGoFuncGO_JSON_ENCODE          TracerdGoFunc = 3
+	TracerdGoFuncGO_JSON_DECODE          TracerdGoFunc = 4
+	TracerdGoFuncGO_PROTO_MARSHAL        TracerdGoFunc = 5
+	TracerdGoFuncGO_PROTO_UNMARSHAL      TracerdGoFunc = 6
+	TracerdGoFuncGO_SERVE_HTTP           TracerdGoFunc = 7
+	TracerdGoFuncGO_WRITE_HEADER         TracerdGoFunc = 8
+	TracerdGoFuncGO_STW                  TracerdGoFunc = 9
+	TracerdGoFuncGO_CALIBRATE            TracerdGoFunc = 10
+	TracerdGoFuncGO_GRPC_METHOD          TracerdGoFunc = 11
+	TracerdGoFuncGO_GRPC_STATUS          TracerdGoFunc = 12
+	TracerdGoFuncGO_TLS_HANDSHAKE        TracerdGoFunc = 13
+	TracerdGoFuncSSL_HANDSHAKE_DONE      TracerdGoFunc = 14
+	TracerdGoFuncSSL_READ_LINE           TracerdGoFunc = 15
+	TracerdGoFuncSSL_WRITE_STATUS        TracerdGoFunc = 16
+	TracerdGoFuncGO_TLS_CLIENT_HANDSHAKE TracerdGoFunc = 17
+	TracerdGoFuncGO_FUNC_MAX             TracerdGoFunc = 18
 )
 
 type TracerdGoHttpHead struct {
@@ -251,6 +259,7 @@ const (
 	TracerdProcWhatPROC_TRACED TracerdProcWhat = 1
 	TracerdProcWhatPROC_EXEC   TracerdProcWhat = 2
 	TracerdProcWhatPROC_EXIT   TracerdProcWhat = 3
+	TracerdProcWhatPROC_CALLS  TracerdProcWhat = 4
 )
 
 type TracerdReqFlags uint32
@@ -313,6 +322,12 @@ type TracerdReqRecord struct {
 	RwndReadingNs uint64
 	AccQueue      uint32
 	AccQueueMax   uint32
+	Direction     uint8
+	Pad1          uint8
+	SynRetrans    uint16
+	Pad2          uint32
+	T_syn         uint64
+	T_rl          uint64
 	ReqHead       [512]uint8
 }
 
@@ -481,6 +496,7 @@ const (
 	TracerdVarUnusedConnState          = "unused_conn_state"
 	TracerdVarUnusedConnectFailKey     = "unused_connect_fail_key"
 	TracerdVarUnusedCounter            = "unused_counter"
+	TracerdVarUnusedDirection          = "unused_direction"
 	TracerdVarUnusedEndReason          = "unused_end_reason"
 	TracerdVarUnusedEventKind          = "unused_event_kind"
 	TracerdVarUnusedFilterConfig       = "unused_filter_config"
@@ -648,6 +664,7 @@ type TracerdVariableSpecs struct {
 	UnusedConnState      *ebpf.VariableSpec `ebpf:"unused_conn_state"`
 	UnusedConnectFailKey *ebpf.VariableSpec `ebpf:"unused_connect_fail_key"`
 	UnusedCounter        *ebpf.VariableSpec `ebpf:"unused_counter"`
+	UnusedDirection      *ebpf.VariableSpec `ebpf:"unused_direction"`
 	UnusedEndReason      *ebpf.VariableSpec `ebpf:"unused_end_reason"`
 	UnusedEventKind      *ebpf.VariableSpec `ebpf:"unused_event_kind"`
 	UnusedFilterConfig   *ebpf.VariableSpec `ebpf:"unused_filter_config"`
@@ -757,6 +774,7 @@ type TracerdVariables struct {
 	UnusedConnState      *ebpf.Variable `ebpf:"unused_conn_state"`
 	UnusedConnectFailKey *ebpf.Variable `ebpf:"unused_connect_fail_key"`
 	UnusedCounter        *ebpf.Variable `ebpf:"unused_counter"`
+	UnusedDirection      *ebpf.Variable `ebpf:"unused_direction"`
 	UnusedEndReason      *ebpf.Variable `ebpf:"unused_end_reason"`
 	UnusedEventKind      *ebpf.Variable `ebpf:"unused_event_kind"`
 	UnusedFilterConfig   *ebpf.Variable `ebpf:"unused_filter_config"`

@@ -89,6 +89,14 @@ func (m *Requests) observers(service string) *serviceObservers {
 	return o
 }
 
+// ObserveFindings counts a request's findings alone: an outbound call's
+// (its time is not a served request's, the other metrics' subject).
+func (m *Requests) ObserveFindings(r *correlate.Request) {
+	if len(r.Findings) > 0 {
+		m.observeFindings(m.observers(r.Service), r.Findings)
+	}
+}
+
 // Observe records one request. When it was exported as a trace, its
 // trace id goes along as an exemplar of the duration histogram (read
 // with the OpenMetrics format), linking a latency bucket to a trace.

@@ -149,8 +149,12 @@ func (x *Exporters) Add(r *correlate.Request) error {
 	if x.otlp != nil {
 		traced = x.otlp.Add(r, p) != export.NotSampled
 	}
-	if x.requests != nil {
+	if x.requests != nil && r.Direction == correlate.DirServer {
 		x.requests.Observe(r, traced)
+	} else if x.requests != nil {
+		// The request metrics are the served requests': of an outbound
+		// call only its findings are counted.
+		x.requests.ObserveFindings(r)
 	}
 	if x.json != nil {
 		if err := x.json.Write(r); err != nil {

@@ -169,6 +169,9 @@ func (s *Session) dispatch(ev *loader.Event) {
 			s.corr.AddGo(&ev.Go)
 		}
 	case loader.KindProc:
+		if loader.TracerdProcWhat(ev.Proc.What) == loader.TracerdProcWhatPROC_CALLS {
+			s.corr.NoteCaller(ev.Proc.Pid)
+		}
 		if job, ok := procJobs[loader.TracerdProcWhat(ev.Proc.What)]; ok && s.gm != nil {
 			s.gm.Enqueue(ev.Proc.Pid, job)
 		}

@@ -25,8 +25,14 @@
 //  7. an untraced context-switch-heavy workload (a pipe ping-pong of two
 //     processes tracerd does not select), off, on and floor: what the
 //     scheduler hooks cost the rest of the host per context switch.
+//  8. the outbound arm (-only outbound, outbound.go): a traced server
+//     whose requests each make one downstream call, against the same
+//     server's plain requests: what the call costs tracerd per request;
+//     with -outbound-former BIN, the same rounds under an older build
+//     too (what a server without calls pays more than before).
 //
-// -only runs some parts (census, ctxswitch, conns10k; comma-separated)
+// -only runs some parts (census, ctxswitch, conns10k; comma-separated;
+// selfcost and outbound alone, appended to -out)
 // and writes a partial report, to stdout unless -out is given, so that
 // BENCHMARKS.md stays whole.
 //
@@ -84,7 +90,7 @@ const (
 	partCtx      = "ctxswitch"
 )
 
-var partNames = []string{partCensus, partCtx, partConns10k, partSelfCost}
+var partNames = []string{partCensus, partCtx, partConns10k, partSelfCost, partOutbound}
 
 // runs says whether part is run.
 func (c *config) runs(part string) bool {
@@ -327,6 +333,9 @@ func run(ctx context.Context, c config) (failed bool, err error) {
 	logf("server pid %d on %s; tracerd %s; wrk %s", b.server.Pid(), b.server.Addr, c.tracerd, c.wrk)
 	if c.only == partSelfCost {
 		return false, b.selfCost(ctx)
+	}
+	if c.only == partOutbound {
+		return false, b.outbound(ctx, serverBin)
 	}
 
 	// What else runs on this machine skews an A/B: wait a little for it

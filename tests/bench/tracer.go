@@ -269,8 +269,8 @@ type serverProc struct {
 	Port int
 }
 
-func startServer(ctx context.Context, bin string) (*serverProc, error) {
-	cmd := exec.Command(bin, "-addr", "127.0.0.1:0")
+func startServer(ctx context.Context, bin string, args ...string) (*serverProc, error) {
+	cmd := exec.Command(bin, append([]string{"-addr", "127.0.0.1:0"}, args...)...)
 	cmd.Stderr = os.Stderr
 	cmd.SysProcAttr = childAttr()
 	pr, err := cmd.StdoutPipe()

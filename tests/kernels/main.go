@@ -58,12 +58,14 @@ var scenarios = []scenario{
 	{Name: "pmtu_blackhole", Run: "^TestFindingPMTUBlackhole$"},
 	{Name: "own_receive_window", Run: "^TestFindingOwnReceiveWindow$"},
 	{Name: "accept_backlog_syn_burst", Run: "^TestFindingAcceptBacklogSYNBurst$"},
+	{Name: "outbound_calls", Run: "^TestOutboundCalls$"},
+	{Name: "outbound_tls", Run: "^TestOutboundTLS$"},
 	{Name: "go_tls_server", Run: "^TestGoTLSServer$", Known: "the truth, the Go client's httptrace " +
 		"TLSHandshakeStart → Done, includes building the ClientHello before the server can read it and, with a " +
 		"client certificate, leaves out the server's check of the client's signature after the client is done: " +
 		"0.1–0.25 ms on a real CPU, 1–17 ms once the emulated CPU stretches that work ~12×"},
 	// The fallback ways, on the scenarios that gate the run above.
-	{Name: "fallback_ways", Run: "^TestFallbackWays$/^(raw_tp|syscalls)$/^(AcceptQueue|RecvQueue|SendQueueZeroWindow|Retransmits)$"},
+	{Name: "fallback_ways", Run: "^TestFallbackWays$/^(raw_tp|syscalls)$/^(AcceptQueue|RecvQueue|SendQueueZeroWindow|Retransmits|OutboundCalls)$"},
 }
 
 type options struct {

@@ -6,11 +6,17 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptrace"
 	"net/netip"
 	"os"
 	"runtime"
@@ -38,6 +44,30 @@ type Truth struct {
 	// EADDRNOTAVAIL (503 answered then).
 	DialError     string `json:"dial_error,omitempty"`
 	EAddrNotAvail bool   `json:"eaddrnotavail,omitempty"`
+	Call          *Call  `json:"call,omitempty"` // the downstream call made for the request (-call)
+}
+
+// Call is the client's own view of one downstream call (net/http's
+// httptrace): wall-clock ns, 0 when the event did not happen.
+type Call struct {
+	StartUnixNano int64  `json:"start_unix_nano"`
+	ConnectStart  int64  `json:"connect_start_unix_nano,omitempty"`
+	ConnectDone   int64  `json:"connect_done_unix_nano,omitempty"`
+	WroteRequest  int64  `json:"wrote_request_unix_nano"`
+	FirstByte     int64  `json:"first_byte_unix_nano"`
+	EndUnixNano   int64  `json:"end_unix_nano"` // the body read
+	Reused        bool   `json:"reused"`
+	Local         string `json:"local"` // the connection's local address
+	Status        int    `json:"status"`
+	Error         string `json:"error,omitempty"`
+	HandlerTID    int    `json:"handler_tid"` // the thread that called (Go may write on another)
+	// https:// (-call-ca): the client's handshake (TLSHandshakeStart →
+	// TLSHandshakeDone) and what it negotiated, on new connections.
+	TLSStart   int64  `json:"tls_start_unix_nano,omitempty"`
+	TLSDone    int64  `json:"tls_done_unix_nano,omitempty"`
+	TLSVersion uint16 `json:"tls_version,omitempty"`
+	TLSCipher  uint16 `json:"tls_cipher,omitempty"`
+	TLSResumed bool   `json:"tls_resumed,omitempty"`
 }
 
 var (
@@ -54,6 +84,12 @@ var (
 	sndbuf      = flag.Int("sndbuf", 0, "SO_SNDBUFFORCE bytes (0: kernel autotuning)")
 	dialAddr    = flag.String("dial", "", "per request, connect to this address and close the connection first (it stays in TIME_WAIT here); 503 when the connect fails")
 	bodyDelay   = flag.Duration("body-delay", 0, "sleep between a request's head and reading its body (Content-Length)")
+	handleDelay = flag.Duration("handle-delay", 0, "sleep after reading each request, before answering")
+	callURL     = flag.String("call", "", "GET this URL (net/http client) for each request before answering")
+	callReuse   = flag.Bool("call-keepalive", true, "reuse the downstream connections (false: one per call)")
+	callCA      = flag.String("call-ca", "", "PEM file: the CA (self-signed certificate) an https:// -call URL is verified with")
+	callResume  = flag.Bool("call-tls-cache", false, "with -call-ca: a TLS client session cache (resumed handshakes)")
+	callTLS12   = flag.Bool("call-tls12", false, "with -call-ca: TLS 1.2 at most")
 )
 
 var out = struct {
@@ -157,6 +193,12 @@ func serve(c *net.TCPConn, n int, acceptNano int64) {
 				return
 			}
 		}
+		if *callURL != "" {
+			t.Call = call(*callURL)
+		}
+		if *handleDelay > 0 {
+			time.Sleep(*handleDelay)
+		}
 		cpu0 := threadCPU()
 		for *work > 0 && threadCPU()-cpu0 < work.Nanoseconds() {
 		}
@@ -178,6 +220,69 @@ func serve(c *net.TCPConn, n int, acceptNano int64) {
 		t.WriteEndNano = time.Now().UnixNano()
 		emit(t)
 	}
+}
+
+var callClient = sync.OnceValue(func() *http.Client {
+	tr := &http.Transport{DisableKeepAlives: !*callReuse, MaxIdleConnsPerHost: 16}
+	if *callCA != "" {
+		pem, err := os.ReadFile(*callCA)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "testserver:", err)
+			os.Exit(1)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			fmt.Fprintln(os.Stderr, "testserver: no certificate in", *callCA)
+			os.Exit(1)
+		}
+		// A TLSClientConfig of its own: the transport speaks HTTP/1.1.
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool}
+		if *callResume {
+			tr.TLSClientConfig.ClientSessionCache = tls.NewLRUClientSessionCache(16)
+		}
+		if *callTLS12 {
+			tr.TLSClientConfig.MaxVersion = tls.VersionTLS12
+		}
+	}
+	return &http.Client{Transport: tr}
+})
+
+// call makes one downstream GET and times it as the client sees it.
+func call(url string) *Call {
+	c := &Call{StartUnixNano: time.Now().UnixNano(), HandlerTID: unix.Gettid()}
+	now := func() int64 { return time.Now().UnixNano() }
+	trace := &httptrace.ClientTrace{
+		ConnectStart: func(string, string) { c.ConnectStart = now() },
+		ConnectDone:  func(string, string, error) { c.ConnectDone = now() },
+		GotConn: func(info httptrace.GotConnInfo) {
+			c.Reused = info.Reused
+			c.Local = info.Conn.LocalAddr().String()
+		},
+		WroteRequest:         func(httptrace.WroteRequestInfo) { c.WroteRequest = now() },
+		GotFirstResponseByte: func() { c.FirstByte = now() },
+		TLSHandshakeStart:    func() { c.TLSStart = now() },
+		TLSHandshakeDone: func(cs tls.ConnectionState, err error) {
+			c.TLSDone = now()
+			if err == nil {
+				c.TLSVersion, c.TLSCipher, c.TLSResumed = cs.Version, cs.CipherSuite, cs.DidResume
+			}
+		},
+	}
+	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), "GET", url, nil)
+	if err != nil {
+		c.Error = err.Error()
+		return c
+	}
+	resp, err := callClient().Do(req)
+	if err != nil {
+		c.Error = err.Error()
+		return c
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	c.Status = resp.StatusCode
+	c.EndUnixNano = now()
+	return c
 }
 
 // dialAndClose connects to addr (an IPv4 address:port) with one

@@ -48,16 +48,38 @@ func jsonHandler(w http.ResponseWriter, r *http.Request) {
 	w.Write(b)
 }
 
-func route(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path == "/json" {
-		jsonHandler(w, r)
+// callURL, when set, is fetched by GET /call before it answers (the
+// outbound arm: one downstream call per request, on pooled connections).
+var (
+	callURL    string
+	callClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
+)
+
+func callHandler(w http.ResponseWriter, r *http.Request) {
+	resp, err := callClient.Get(callURL)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
 		return
 	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
 	handler(w, r)
+}
+
+func route(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case r.URL.Path == "/json":
+		jsonHandler(w, r)
+	case r.URL.Path == "/call" && callURL != "":
+		callHandler(w, r)
+	default:
+		handler(w, r)
+	}
 }
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "listen address (port 0: pick a free one)")
+	flag.StringVar(&callURL, "call", "", "GET /call fetches this URL before answering")
 	flag.Parse()
 
 	ln, err := net.Listen("tcp", *addr)
