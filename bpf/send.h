@@ -36,7 +36,14 @@ static __always_inline int on_sock_send(struct sock *sk, int ret, int btf)
 	if (c->state == CONN_READING) {
 		c->state = CONN_WRITING;
 		r->t_wr = now;
-		r->resp_len = capture(r->resp_head, RESP_HEAD_CAP, ret);
+		/* Into the stack, then the record: a user copy checks its
+		 * destination (hardened usercopy), and a stack buffer passes at
+		 * the first test where the conns element (slab memory) costs a
+		 * page lookup; ≈ 1/5 of this program's run per answer. */
+		__u8 head[RESP_HEAD_CAP] = {};
+
+		r->resp_len = capture(head, RESP_HEAD_CAP, ret);
+		__builtin_memcpy(r->resp_head, head, RESP_HEAD_CAP);
 		count(CNT_ANSWERS);
 	}
 	r->t_wl = now;
