@@ -339,6 +339,21 @@ func TestOutboundSYNRetransmit(t *testing.T) {
 		}
 		synRetrans += *call.TCP.SynRetransmits
 	}
+	// Every call's first SYN is dropped (the rule drops every other SYN
+	// and the retransmission passes): each connect costs a second RTO.
+	// The first call has no earlier call to the same peer; the second
+	// could have reused its connection: new_connection_per_request,
+	// the connect's time lost.
+	if f := findingOf(calls[0], "new_connection_per_request"); f != nil {
+		t.Errorf("call 0 (the first to its peer): %+v", *f)
+	}
+	if f := findingOf(calls[1], "new_connection_per_request"); f == nil {
+		t.Errorf("call 1: no new_connection_per_request finding (findings %+v)", calls[1].Findings)
+	} else if connect := phase(t, calls[1], "connect"); f.LostNs != connect || f.Phase != "connect" {
+		t.Errorf("call 1: new_connection_per_request %+v, want lost_ns = connect %d", *f, connect)
+	} else {
+		t.Logf("call 1: new_connection_per_request lost %s (connect)", time.Duration(f.LostNs))
+	}
 	if dropped == 0 || synRetrans != uint32(dropped) {
 		t.Errorf("tcp.syn_retransmits add up to %d; nftables dropped %d SYNs", synRetrans, dropped)
 	} else {
