@@ -30,6 +30,8 @@ type Correlator struct {
 	ser       []interval
 
 	tlsHeld map[uint64]*tlsHeld // by connection: TLS handshakes waiting for their first request
+	tlsWire map[uint64]*tlsWire // by connection: its handshake's bytes (bpf/tlswire.h)
+	wireNow int64               // the last Expire's now
 	tls     TLS                 // the emitted request's TLS
 }
 

@@ -8,8 +8,10 @@ import (
 )
 
 // JSONTLS is a connection's TLS handshake, on its first request.
-// version, cipher, resumed and client_cert are absent when the server's
-// TLS library could not be read (no probe, or a stripped Go binary).
+// version, cipher, resumed and client_cert are absent when unknown: the
+// server's TLS library could not be read (no probe, or a stripped Go
+// binary) and its bytes did not tell (no ServerHello captured; TLS 1.3
+// encrypts the client's certificate).
 type JSONTLS struct {
 	Version    string `json:"version,omitempty"`
 	Cipher     string `json:"cipher,omitempty"`
@@ -48,7 +50,13 @@ func toJSONTLS(t *correlate.TLS) *JSONTLS {
 	j := &JSONTLS{Failed: t.Failed}
 	if t.Known {
 		resumed, cert := t.Resumed, t.ClientCert
-		j.Version, j.Cipher, j.Resumed, j.ClientCert = tlsVersion(t.Version), tlsCipher(t.CipherSuite), &resumed, &cert
+		j.Version, j.Cipher = tlsVersion(t.Version), tlsCipher(t.CipherSuite)
+		if !t.ResumedUnknown {
+			j.Resumed = &resumed
+		}
+		if !t.ClientCertUnknown {
+			j.ClientCert = &cert
+		}
 	}
 	return j
 }
@@ -74,11 +82,16 @@ func appendTLS(b []byte, t *correlate.TLS) []byte {
 			b = append(b, `"cipher":`...)
 			b = appendString(b, c)
 		}
-		sep()
-		b = append(b, `"resumed":`...)
-		b = strconv.AppendBool(b, t.Resumed)
-		b = append(b, `,"client_cert":`...)
-		b = strconv.AppendBool(b, t.ClientCert)
+		if !t.ResumedUnknown {
+			sep()
+			b = append(b, `"resumed":`...)
+			b = strconv.AppendBool(b, t.Resumed)
+		}
+		if !t.ClientCertUnknown {
+			sep()
+			b = append(b, `"client_cert":`...)
+			b = strconv.AppendBool(b, t.ClientCert)
+		}
 	}
 	if t.Failed {
 		sep()
@@ -101,6 +114,10 @@ func tlsAttributes(a *attrs, t *correlate.TLS) {
 	if c := tlsCipher(t.CipherSuite); c != "" {
 		a.str("tls.cipher", c)
 	}
-	a.bool("tls.resumed", t.Resumed)
-	a.bool("tracerd.tls.client_cert", t.ClientCert)
+	if !t.ResumedUnknown {
+		a.bool("tls.resumed", t.Resumed)
+	}
+	if !t.ClientCertUnknown {
+		a.bool("tracerd.tls.client_cert", t.ClientCert)
+	}
 }
