@@ -63,7 +63,7 @@ static __always_inline int on_sock_recv(struct sock *sk, int ret, int flags, int
 	/* A TLS handshake exchange's bytes (tlswire.h). */
 	if (c->tls_reads && c->state == CONN_READING && tp) {
 		c->tls_reads--;
-		tls_wire_out(key, c->req.pid, TLS_WIRE_READ, KREAD(btf, tp, copied_seq) - (__u32)ret, ret);
+		tls_wire_out(c->req.sk, c->req.pid, TLS_WIRE_READ, KREAD(btf, tp, copied_seq) - (__u32)ret, ret);
 	}
 	/* Everything read: the next arrival starts a new wait. */
 	if (tp && KREAD(btf, tp, copied_seq) == KREAD(btf, tp, rcv_nxt))

@@ -42,7 +42,7 @@ static __always_inline int on_sock_send(struct sock *sk, int ret, int btf)
 	if (c->tls_write) {
 		/* A TLS handshake exchange's answer (tlswire.h). */
 		c->tls_write = 0;
-		tls_wire_out(key, r->pid, TLS_WIRE_WRITE, c->resp_end - (__u32)ret, ret);
+		tls_wire_out(r->sk, r->pid, TLS_WIRE_WRITE, c->resp_end - (__u32)ret, ret);
 	}
 	r->t_tx = 0;
 	/* A transmit on another CPU (Nagle's held segment, sent when an ACK

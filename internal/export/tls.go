@@ -20,6 +20,9 @@ type JSONTLS struct {
 	Failed     bool   `json:"failed,omitempty"`
 }
 
+// TLSVersionName is a protocol version as the JSON's tls.version has it.
+func TLSVersionName(v uint16) string { return tlsVersion(v) }
+
 // tlsVersion is a protocol version as OpenTelemetry's
 // tls.protocol.version has it: "1.3"; "" when unknown.
 func tlsVersion(v uint16) string {
