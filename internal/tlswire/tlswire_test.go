@@ -8,11 +8,11 @@ import (
 )
 
 type scenario struct {
-	name     string
-	srv, cli func() (*tls.Config, *tls.Config)
-	twice    bool // the second handshake (resumption) is the one checked
-	certReq  Tri  // TLS 1.2: the server's CertificateRequest
-	retry    bool
+	name    string
+	srv     func() (*tls.Config, *tls.Config) // server and client configurations
+	twice   bool                              // the second handshake (resumption) is the one checked
+	certReq Tri                               // TLS 1.2: the server's CertificateRequest
+	retry   bool
 }
 
 func scenarios(t testing.TB) []scenario {
