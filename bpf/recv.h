@@ -7,6 +7,7 @@
 #include "client.h"
 #include "request.h"
 #include "softirq.h"
+#include "tlswire.h"
 
 /* Request bytes of sk became readable at now (c: its traced state, looked
  * up by the caller; NULL before accept()): note the oldest unread one. */
@@ -52,9 +53,10 @@ static __always_inline int on_sock_recv(struct sock *sk, int ret, int flags, int
 	} else {
 		if (c->state == CONN_WRITING)
 			emit(c, END_NEXT_REQUEST);
-		if (c->state == CONN_IDLE)
+		if (c->state == CONN_IDLE) {
 			start_request(c, now, ret);
-		else if (c->state == CONN_READING && c->req.goid)
+			tls_wire_start(c);
+		} else if (c->state == CONN_READING && c->req.goid)
 			/* The rest of the request (of a Go process with probes):
 			 * the goroutine that reads it is the one that serves it
 			 * (net/http's background read may have taken the first
@@ -63,8 +65,13 @@ static __always_inline int on_sock_recv(struct sock *sk, int ret, int flags, int
 	}
 	c->last_io = now;
 
-	/* Everything read: the next arrival starts a new wait. */
 	struct tcp_sock *tp = TCP_SK(btf, sk);
+	/* A TLS handshake exchange's bytes (tlswire.h). */
+	if (c->tls_reads && c->state == CONN_READING && tp) {
+		c->tls_reads--;
+		tls_wire_out(c->req.sk, c->req.pid, TLS_WIRE_READ, KREAD(btf, tp, copied_seq) - (__u32)ret, ret);
+	}
+	/* Everything read: the next arrival starts a new wait. */
 	if (tp && KREAD(btf, tp, copied_seq) == KREAD(btf, tp, rcv_nxt))
 		c->rx_ts = 0;
 	return 0;

@@ -5,6 +5,7 @@
 #include "attach.h"
 #include "client.h"
 #include "request.h"
+#include "tlswire.h"
 
 #define TCP_NAGLE_OFF 1
 
@@ -49,6 +50,11 @@ static __always_inline int on_sock_send(struct sock *sk, int ret, int btf)
 	r->t_wl = now;
 	c->last_io = now;
 	c->resp_end = KREAD(btf, tp, write_seq);
+	if (c->tls_write) {
+		/* A TLS handshake exchange's answer (tlswire.h). */
+		c->tls_write = 0;
+		tls_wire_out(r->sk, r->pid, TLS_WIRE_WRITE, c->resp_end - (__u32)ret, ret);
+	}
 	r->t_tx = 0;
 	/* A transmit on another CPU (Nagle's held segment, sent when an ACK
 	 * comes) may run right now: either it sees the new resp_end, or we

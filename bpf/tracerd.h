@@ -64,6 +64,37 @@ enum event_kind {
 	EV_REQUEST = 1, /* struct req_record */
 	EV_GO = 2,      /* struct go_event */
 	EV_PROC = 3,    /* struct proc_note */
+	EV_TLS_WIRE = 4, /* struct tls_wire */
+};
+
+/* The bytes of a TLS handshake's exchanges (tlswire in user space reads
+ * version, cipher, resumption, client certificate from them): only on a
+ * connection's first exchanges whose first bytes read are a TLS
+ * handshake record (16 03): TLS_WIRE_READS reads and the first write of
+ * each, TLS_WIRE_CAP bytes of each. */
+enum tls_wire_size {
+	TLS_WIRE_CAP = 2048,
+	TLS_WIRE_READS = 6,     /* reads captured per exchange (OpenSSL reads a record's header, then its body) */
+	TLS_WIRE_EXCHANGES = 3, /* request_index below this: the handshake's exchanges */
+};
+
+enum tls_wire_dir {
+	TLS_WIRE_READ = 1,  /* bytes the server read (the client's stream) */
+	TLS_WIRE_WRITE = 2, /* bytes it wrote */
+};
+
+/* One read's or write's bytes; only len bytes of b go out. */
+struct tls_wire {
+	__u32 kind; /* EV_TLS_WIRE */
+	__u8 dir;   /* enum tls_wire_dir */
+	__u8 pad;
+	__u16 len;  /* bytes in b */
+	__u64 sk;
+	__u32 pid;
+	__u32 seq;  /* TCP sequence number of b[0] in its direction */
+	__u32 total; /* bytes the read/write moved (len < total: cut) */
+	__u32 pad2;
+	__u8 b[TLS_WIRE_CAP];
 };
 
 /* One finished request, as written to the ring buffer. Times are
@@ -171,7 +202,9 @@ struct traced_conn {
 	__u64 rwnd_carry_ns;    /* and the time closed then */
 	__u64 rwnd_closed_ts;   /* when the advertised window closed, 0 while open */
 	__u8 rwnd_closed_reading; /* it closed while the app was reading a request */
-	__u8 pad3[7];
+	__u8 tls_reads;     /* the exchange's reads still to capture (tls_wire), 0: none */
+	__u8 tls_write;     /* its first write is to be captured */
+	__u8 pad3[5];
 };
 
 /* Go functions probed: the low bits of a Go uprobe's cookie (enum go_cookie). */

@@ -201,8 +201,17 @@ func goTLSServer(t *testing.T, b goBuild) {
 		}
 		timing.check(t, s.what+": "+handshakeSeen(r, hs), hs+clientHelloWait(r), s.handshake.Nanoseconds())
 		if b.stripped {
-			if r.TLS.Version != "" || r.TLS.Resumed != nil {
-				t.Errorf("%s: stripped binary, yet tls %+v", s.what, *r.TLS)
+			// crypto/tls's fields are unreadable: the facts come from
+			// the handshake's bytes (the client's certificate is
+			// encrypted in TLS 1.3).
+			wantCert := strconv.FormatBool(s.clientCert)
+			if s.version == tls.VersionTLS13 {
+				wantCert = "<nil>"
+			}
+			if got := *r.TLS; got.Version != export.TLSVersionName(s.version) || got.Cipher != tls.CipherSuiteName(s.cipher) ||
+				fmtBool(got.Resumed) != strconv.FormatBool(s.resumed) || fmtBool(got.ClientCert) != wantCert {
+				t.Errorf("%s: stripped binary: tls %s, want from the wire version %#x cipher %s resumed %v client_cert %s",
+					s.what, fmtTLS(got), s.version, tls.CipherSuiteName(s.cipher), s.resumed, wantCert)
 			}
 			continue
 		}
@@ -491,7 +500,18 @@ func TestNginxTLS(t *testing.T) {
 			}
 			// curl's appconnect − connect is no truth: it includes
 			// setting its TLS context up (CA store), ≈ 2 ms here.
-			t.Logf("%s: tls_handshake %s (curl's appconnect − connect %s)", c.what, time.Duration(hs), c.handshakes[0])
+			t.Logf("%s: tls_handshake %s (curl's appconnect − connect %s), tls %+v", c.what, time.Duration(hs), c.handshakes[0], *r.TLS)
+			// What OpenSSL negotiated, read from the handshake's bytes
+			// (nginx asks every client for a certificate: optional_no_ca).
+			v13 := !strings.Contains(c.what, "1.2")
+			wantVersion, wantCert := "1.2", strconv.FormatBool(strings.Contains(c.what, "certificate"))
+			if v13 {
+				wantVersion, wantCert = "1.3", "<nil>" // encrypted in TLS 1.3
+			}
+			if r.TLS.Version != wantVersion || r.TLS.Cipher == "" || fmtBool(r.TLS.Resumed) != "false" || fmtBool(r.TLS.ClientCert) != wantCert {
+				t.Errorf("%s: tls version %q cipher %q resumed %s client_cert %s; want %s, a cipher, false, %s",
+					c.what, r.TLS.Version, r.TLS.Cipher, fmtBool(r.TLS.Resumed), fmtBool(r.TLS.ClientCert), wantVersion, wantCert)
+			}
 		}
 	}
 	// The handshake's time against a Go client's own httptrace timing.
@@ -502,10 +522,14 @@ func TestNginxTLS(t *testing.T) {
 	}
 	tr = startTracer(t, "--comm", "nginx")
 	var sent []clientTLS
+	caches := []tls.ClientSessionCache{tls.NewLRUClientSessionCache(4), tls.NewLRUClientSessionCache(4)}
 	for i := range 10 {
 		cfg := &tls.Config{}
 		if i%2 == 1 {
 			cfg.MaxVersion = tls.VersionTLS12
+		}
+		if i >= 4 { // sessions resumed from the second on of each version
+			cfg.ClientSessionCache = caches[i%2]
 		}
 		sent = append(sent, tlsGet(t, newClient(cfg), url))
 	}
@@ -513,6 +537,12 @@ func TestNginxTLS(t *testing.T) {
 	recs = recordsOn(tr.Stop(t), port)
 	var timing handshakeTiming
 	defer timing.done(t)
+	resumed := 0
+	defer func() {
+		if resumed == 0 {
+			t.Errorf("no Go client connection resumed its session")
+		}
+	}()
 	for _, s := range sent {
 		var found bool
 		for _, r := range recs {
@@ -525,11 +555,31 @@ func TestNginxTLS(t *testing.T) {
 			if r.HTTP == nil || r.HTTP.Target != "/index.html" || r.HTTP.Status != 200 {
 				t.Errorf("Go client: http %+v", r.HTTP)
 			}
+			// The Go client's tls.ConnectionState is the truth.
+			wantCert := "false" // asked for (optional_no_ca), none sent
+			if s.version == tls.VersionTLS13 {
+				wantCert = "<nil>"
+			}
+			if r.TLS == nil || r.TLS.Version != export.TLSVersionName(s.version) || r.TLS.Cipher != tls.CipherSuiteName(s.cipher) ||
+				fmtBool(r.TLS.Resumed) != strconv.FormatBool(s.resumed) || fmtBool(r.TLS.ClientCert) != wantCert {
+				t.Errorf("Go client %s: tls %+v; client: version %#x cipher %s resumed %v", s.peer, r.TLS, s.version, tls.CipherSuiteName(s.cipher), s.resumed)
+			}
+			if s.resumed {
+				resumed++
+			}
 		}
 		if !found {
 			t.Errorf("Go client's connection %s: no record with tls_handshake", s.peer)
 		}
 	}
+}
+
+// fmtBool is an optional JSON boolean: "true", "false" or "<nil>".
+func fmtBool(b *bool) string {
+	if b == nil {
+		return "<nil>"
+	}
+	return strconv.FormatBool(*b)
 }
 
 func tlsVersionName(v uint16) string {

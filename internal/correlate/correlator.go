@@ -33,7 +33,9 @@ type Correlator struct {
 	tlsHeld map[uint64]*tlsHeld // by connection: TLS handshakes waiting for their first request
 	// by connection: outbound TLS handshakes waiting for their first call
 	clientTLS map[uint64]*clientTLSHeld
-	tls       TLS // the emitted request's TLS
+	tlsWire   map[uint64]*tlsWire // by connection: its handshake's bytes (bpf/tlswire.h)
+	wireNow   int64               // the last Expire's now
+	tls       TLS                 // the emitted request's TLS
 }
 
 // New returns a Correlator whose clock offset is measured now; finished

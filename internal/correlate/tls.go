@@ -6,6 +6,7 @@ import (
 
 	"github.com/tracerd/tracerd/internal/httpparse"
 	"github.com/tracerd/tracerd/internal/loader"
+	"github.com/tracerd/tracerd/internal/tlswire"
 )
 
 // TLS is what a connection's TLS handshake negotiated, on its first
@@ -22,6 +23,14 @@ type TLS struct {
 	// Outbound: the traced process was the client (an outbound call's
 	// handshake): ClientCert is not known.
 	Outbound bool
+	// Read from the handshake's bytes (internal/tlswire), when the
+	// server's TLS library gave nothing (OpenSSL): Known then says that
+	// version and cipher were read; resumption or the client's
+	// certificate may still be unknown (TLS 1.3 encrypts the client's
+	// certificate; a capture cut before the fact).
+	FromWire          bool
+	ResumedUnknown    bool
+	ClientCertUnknown bool
 }
 
 // The handshake's end, from the server's TLS library: Go's crypto/tls
@@ -206,6 +215,10 @@ func (c *Correlator) foldTLS(r *Request, rec *loader.Record) {
 		}
 		c.tls.Failed = call.tlsFlags&uint8(loader.TracerdGoTlsFlagsGO_TLS_FAILED) != 0
 	}
+	if !c.tls.Known {
+		c.wireFacts(rec.Sk, h.pid, &c.tls)
+	}
+	c.dropWire(rec.Sk)
 	r.Phases.Set(TLSHandshake, end-first)
 	for _, p := range []Phase{AcceptQueue, Softirq, RecvQueue} {
 		r.Phases.Delete(p)
@@ -242,6 +255,12 @@ const tlsHoldFor = time.Minute
 // all) whose connection sent nothing more: as they are, without a
 // request, so that the connection's time is not lost.
 func (c *Correlator) expireTLS(now int64, all bool) {
+	c.wireNow = now
+	for sk, w := range c.tlsWire {
+		if c.tlsHeld[sk] == nil && (all || w.since < now-tlsHoldFor.Nanoseconds()) {
+			delete(c.tlsWire, sk)
+		}
+	}
 	for sk, h := range c.tlsHeld {
 		if !all && h.since >= now-tlsHoldFor.Nanoseconds() {
 			continue
@@ -256,6 +275,8 @@ func (c *Correlator) expireTLS(now int64, all bool) {
 		r.Phases = h.phases
 		r.Phases.Set(TLSHandshake, end-c.clock.Wall(h.firstRead))
 		c.tls = TLS{}
+		c.wireFacts(sk, h.pid, &c.tls)
+		c.dropWire(sk)
 		r.TLS = &c.tls
 		assignIDs(r, c.rng)
 		c.emit(r)
@@ -358,5 +379,90 @@ func (c *Correlator) joinServeByPeer(r *Request, rec *loader.Record) {
 		}
 		sortSpans(r.Spans)
 		return
+	}
+}
+
+// tlsWire is what the kernel sent of a connection's handshake bytes
+// (bpf/tlswire.h): each direction's stream from its start, as long as
+// it is contiguous (by TCP sequence number) and uncut.
+type tlsWire struct {
+	pid     uint32
+	since   int64 // the last Expire's now when it was made
+	in, out wireStream
+}
+
+type wireStream struct {
+	b      []byte
+	next   uint32
+	broken bool // a piece was cut or missing: nothing more is appended
+}
+
+// maxWireBytes bounds each direction's stream kept: the client's second
+// flight (TLS 1.2) and the server's first flight fit.
+const maxWireBytes = 16 << 10
+
+func (s *wireStream) add(w *loader.TLSWire) {
+	if s.broken {
+		return
+	}
+	if len(s.b) > 0 && w.Seq != s.next {
+		s.broken = true
+		return
+	}
+	n := int(w.Len)
+	if len(s.b)+n > maxWireBytes {
+		s.broken = true
+		return
+	}
+	s.b = append(s.b, w.B[:n]...)
+	s.next = w.Seq + uint32(n)
+	if uint32(n) < w.Total {
+		s.broken = true // the rest of this read or write was not captured
+	}
+}
+
+// AddTLSWire takes the bytes of one read or write of a TLS handshake's
+// exchange; they come before the exchange's record.
+func (c *Correlator) AddTLSWire(w *loader.TLSWire) {
+	st := c.tlsWire[w.Sk]
+	if st == nil || st.pid != w.Pid {
+		if len(c.tlsWire) >= maxTLSHeld {
+			return
+		}
+		if c.tlsWire == nil {
+			c.tlsWire = map[uint64]*tlsWire{}
+		}
+		st = &tlsWire{pid: w.Pid, since: c.wireNow}
+		c.tlsWire[w.Sk] = st
+	}
+	switch w.Dir {
+	case uint8(loader.TracerdTlsWireDirTLS_WIRE_READ):
+		st.in.add(w)
+	case uint8(loader.TracerdTlsWireDirTLS_WIRE_WRITE):
+		st.out.add(w)
+	}
+}
+
+// wireFacts fills t from the connection's handshake bytes, when the
+// server's ServerHello was read in them.
+func (c *Correlator) wireFacts(sk uint64, pid uint32, t *TLS) {
+	st := c.tlsWire[sk]
+	if st == nil || st.pid != pid {
+		return
+	}
+	srv := tlswire.ParseServer(st.out.b)
+	if !srv.OK {
+		return
+	}
+	t.Known, t.FromWire = true, true
+	t.Version, t.CipherSuite = srv.Hello.Version, srv.Hello.CipherSuite
+	t.Resumed, t.ResumedUnknown = srv.Resumed == tlswire.Yes, srv.Resumed == tlswire.Unknown
+	cert := tlswire.ClientCert(srv, tlswire.ParseClient(st.in.b))
+	t.ClientCert, t.ClientCertUnknown = cert == tlswire.Yes, cert == tlswire.Unknown
+}
+
+func (c *Correlator) dropWire(sk uint64) {
+	if len(c.tlsWire) > 0 {
+		delete(c.tlsWire, sk)
 	}
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/tracerd/tracerd/internal/goprobe"
 	"github.com/tracerd/tracerd/internal/loader"
+	"github.com/tracerd/tracerd/internal/tlswire/tlswiretest"
 )
 
 // tlsRecord is a kernel record of connection sk read at rd, answered at
@@ -210,5 +211,144 @@ func TestJoinServeByPeer(t *testing.T) {
 		if r.HTTP == nil || r.HTTP.Method != "GET" || r.HTTP.Target != "/x" || r.HTTP.Status != 201 {
 			t.Errorf("http = %+v", r.HTTP)
 		}
+	}
+}
+
+// wirePieces sends stream (one direction's bytes, from its start) as
+// the kernel does: a read of each record's header, then of its body
+// (OpenSSL's reads), or one piece; cut bytes to keep of the last.
+func wirePieces(c *Correlator, sk uint64, dir uint8, stream []byte, perRecord bool, cut int) {
+	seq := uint32(1000)
+	send := func(b []byte, total int) {
+		var w loader.TLSWire
+		w.Kind, w.Dir, w.Sk, w.Pid, w.Seq, w.Total = uint32(loader.KindTLSWire), dir, sk, 7, seq, uint32(total)
+		w.Len = uint16(copy(w.B[:], b))
+		c.AddTLSWire(&w)
+		seq += uint32(total)
+	}
+	if !perRecord {
+		if cut > 0 && cut < len(stream) {
+			send(stream[:cut], len(stream))
+			return
+		}
+		send(stream, len(stream))
+		return
+	}
+	for len(stream) >= 5 {
+		n := min(5+int(stream[3])<<8|int(stream[4]), len(stream))
+		send(stream[:5], 5)
+		send(stream[5:n], n-5)
+		stream = stream[n:]
+	}
+}
+
+// An OpenSSL server (libssl probed: the handshake's end, but nothing of
+// what it negotiated): version, cipher, resumption and the client's
+// certificate read from the handshake's bytes, crypto/tls's own
+// ConnectionState the truth.
+func TestFoldTLSOpenSSLWire(t *testing.T) {
+	srvCert, cliCert := tlswiretest.Certificate(t, "server.test"), tlswiretest.Certificate(t, "client")
+	for _, tc := range []struct {
+		name    string
+		v       uint16
+		mtls    bool
+		twice   bool
+		cut     int // bytes of the server's flight captured, 0: all
+		resumed string
+		cert    string
+	}{
+		{name: "1.2 mTLS", v: tls.VersionTLS12, mtls: true, resumed: "false", cert: "true"},
+		{name: "1.2 resumed", v: tls.VersionTLS12, twice: true, resumed: "true", cert: "false"},
+		{name: "1.3 full", v: tls.VersionTLS13, resumed: "false", cert: "unknown"},
+		{name: "1.3 resumed", v: tls.VersionTLS13, twice: true, resumed: "true", cert: "unknown"},
+		{name: "1.2 cut after the ServerHello", v: tls.VersionTLS12, mtls: true, cut: -1, resumed: "unknown", cert: "true"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := &tls.Config{Certificates: []tls.Certificate{srvCert}, MinVersion: tc.v, MaxVersion: tc.v}
+			cli := &tls.Config{InsecureSkipVerify: true, ServerName: "server.test", MinVersion: tc.v, MaxVersion: tc.v, ClientSessionCache: tls.NewLRUClientSessionCache(2)}
+			if tc.mtls {
+				srv.ClientAuth, cli.Certificates = tls.RequireAnyClientCert, []tls.Certificate{cliCert}
+			}
+			in, out, st := tlswiretest.Handshake(t, srv, cli)
+			if tc.twice {
+				in, out, st = tlswiretest.Handshake(t, srv, cli)
+			}
+			cut := tc.cut
+			if cut < 0 { // the ServerHello and one byte more
+				cut = 5 + 4 + (int(out[6])<<16 | int(out[7])<<8 | int(out[8])) + 1
+			}
+			c, o := newCorrelator(time.Minute)
+			c.SetGoProbes(7, goprobe.Probes{TLS: true, OpenSSL: true}, true)
+			wirePieces(c, 1, uint8(loader.TracerdTlsWireDirTLS_WIRE_READ), in, true, 0)
+			wirePieces(c, 1, uint8(loader.TracerdTlsWireDirTLS_WIRE_WRITE), out, false, cut)
+			r1 := tlsRecord(1, 0, 1000, 2000, clientHello, serverHello, EndNextRequest)
+			r1.Tid, r1.Goid = 42, 0
+			r2 := tlsRecord(1, 1, 2500, 7000, ccs, appData, EndIdle)
+			r2.Tid, r2.Goid = 42, 0
+			c.AddRecord(&r1)
+			done := goEvent(sslHandshakeDone, 42, 2600, 2600, 0)
+			done.Tid = 42
+			c.AddGo(&done)
+			c.AddRecord(&r2)
+			r := o.one(t)
+			if r.TLS == nil || !r.TLS.Known || !r.TLS.FromWire || r.TLS.Version != st.Version || r.TLS.CipherSuite != st.CipherSuite {
+				t.Fatalf("tls = %+v; crypto/tls: %#x %#x", r.TLS, st.Version, st.CipherSuite)
+			}
+			tri := func(v, unknown bool) string {
+				if unknown {
+					return "unknown"
+				}
+				return map[bool]string{true: "true", false: "false"}[v]
+			}
+			if got := tri(r.TLS.Resumed, r.TLS.ResumedUnknown); got != tc.resumed || (got != "unknown" && r.TLS.Resumed != st.DidResume) {
+				t.Errorf("resumed %s, want %s (crypto/tls %v)", got, tc.resumed, st.DidResume)
+			}
+			if got := tri(r.TLS.ClientCert, r.TLS.ClientCertUnknown); got != tc.cert {
+				t.Errorf("client cert %s, want %s (crypto/tls: %d certs)", got, tc.cert, len(st.PeerCertificates))
+			}
+			if len(c.tlsWire) != 0 {
+				t.Errorf("wire state left: %d", len(c.tlsWire))
+			}
+		})
+	}
+}
+
+// Go's own account wins over the bytes; a stream with a gap is not read
+// past the gap.
+func TestWirePreferGoAndGaps(t *testing.T) {
+	srv := &tls.Config{Certificates: []tls.Certificate{tlswiretest.Certificate(t, "s")}, MaxVersion: tls.VersionTLS12}
+	_, out, _ := tlswiretest.Handshake(t, srv, &tls.Config{InsecureSkipVerify: true})
+	c, o := newCorrelator(time.Minute)
+	c.SetGoProbes(7, goprobe.Probes{TLS: true, HTTP: true, ProbeCostNs: 100}, true)
+	wirePieces(c, 1, uint8(loader.TracerdTlsWireDirTLS_WIRE_WRITE), out, false, 0)
+	hs := goEvent(goTLSHandshake, 5, 900, 5100, uint32(tls.VersionTLS13)|uint32(tls.TLS_AES_128_GCM_SHA256)<<16)
+	hs.TlsFlags = uint8(loader.TracerdGoTlsFlagsGO_TLS_KNOWN)
+	r1 := tlsRecord(1, 0, 1000, 2000, clientHello, serverHello, EndNextRequest)
+	r2 := tlsRecord(1, 1, 6000, 9000, appData, appData, EndIdle)
+	c.AddGo(&hs)
+	c.AddRecord(&r1)
+	c.AddRecord(&r2)
+	if r := o.one(t); r.TLS == nil || r.TLS.FromWire || r.TLS.Version != tls.VersionTLS13 {
+		t.Errorf("tls = %+v, want Go's", r.TLS)
+	}
+
+	var w loader.TLSWire
+	w.Dir, w.Sk, w.Pid, w.Seq = uint8(loader.TracerdTlsWireDirTLS_WIRE_WRITE), 2, 7, 100
+	w.Len = uint16(copy(w.B[:], out[:3]))
+	w.Total = uint32(w.Len)
+	c.AddTLSWire(&w)
+	w.Seq = 200 // a gap: the rest is not appended
+	w.Len = uint16(copy(w.B[:], out[3:]))
+	w.Total = uint32(w.Len)
+	c.AddTLSWire(&w)
+	var tl TLS
+	c.wireFacts(2, 7, &tl)
+	if tl.Known {
+		t.Errorf("read past a gap: %+v", tl)
+	}
+	c.Expire(1 << 62)
+	c.Expire(1<<62 + 1)
+	if len(c.tlsWire) != 0 {
+		t.Errorf("wire state not expired: %d", len(c.tlsWire))
 	}
 }

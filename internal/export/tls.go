@@ -9,9 +9,10 @@ import (
 
 // JSONTLS is a connection's TLS handshake, on its first request (an
 // outbound call's connection: on its first call). version, cipher,
-// resumed and client_cert are absent when the TLS library could not be
-// read (no probe, or a stripped Go binary); client_cert is a served
-// connection's alone.
+// resumed and client_cert are absent when unknown: the TLS library could
+// not be read (no probe, or a stripped Go binary) and the handshake's
+// bytes did not tell (no ServerHello captured; TLS 1.3 encrypts the
+// client's certificate); client_cert is a served connection's alone.
 type JSONTLS struct {
 	Version    string `json:"version,omitempty"`
 	Cipher     string `json:"cipher,omitempty"`
@@ -19,6 +20,9 @@ type JSONTLS struct {
 	ClientCert *bool  `json:"client_cert,omitempty"`
 	Failed     bool   `json:"failed,omitempty"`
 }
+
+// TLSVersionName is a protocol version as the JSON's tls.version has it.
+func TLSVersionName(v uint16) string { return tlsVersion(v) }
 
 // tlsVersion is a protocol version as OpenTelemetry's
 // tls.protocol.version has it: "1.3"; "" when unknown.
@@ -50,8 +54,11 @@ func toJSONTLS(t *correlate.TLS) *JSONTLS {
 	j := &JSONTLS{Failed: t.Failed}
 	if t.Known {
 		resumed, cert := t.Resumed, t.ClientCert
-		j.Version, j.Cipher, j.Resumed = tlsVersion(t.Version), tlsCipher(t.CipherSuite), &resumed
-		if !t.Outbound {
+		j.Version, j.Cipher = tlsVersion(t.Version), tlsCipher(t.CipherSuite)
+		if !t.ResumedUnknown {
+			j.Resumed = &resumed
+		}
+		if !t.ClientCertUnknown && !t.Outbound {
 			j.ClientCert = &cert
 		}
 	}
@@ -79,11 +86,14 @@ func appendTLS(b []byte, t *correlate.TLS) []byte {
 			b = append(b, `"cipher":`...)
 			b = appendString(b, c)
 		}
-		sep()
-		b = append(b, `"resumed":`...)
-		b = strconv.AppendBool(b, t.Resumed)
-		if !t.Outbound {
-			b = append(b, `,"client_cert":`...)
+		if !t.ResumedUnknown {
+			sep()
+			b = append(b, `"resumed":`...)
+			b = strconv.AppendBool(b, t.Resumed)
+		}
+		if !t.ClientCertUnknown && !t.Outbound {
+			sep()
+			b = append(b, `"client_cert":`...)
 			b = strconv.AppendBool(b, t.ClientCert)
 		}
 	}
@@ -108,8 +118,10 @@ func tlsAttributes(a *attrs, t *correlate.TLS) {
 	if c := tlsCipher(t.CipherSuite); c != "" {
 		a.str("tls.cipher", c)
 	}
-	a.bool("tls.resumed", t.Resumed)
-	if !t.Outbound {
+	if !t.ResumedUnknown {
+		a.bool("tls.resumed", t.Resumed)
+	}
+	if !t.ClientCertUnknown && !t.Outbound {
 		a.bool("tracerd.tls.client_cert", t.ClientCert)
 	}
 }

@@ -73,7 +73,7 @@ func (c *tlsClients) seen(r *correlate.Request) (sinceNs int64) {
 // aside): not named.
 func tlsFullHandshake(r *correlate.Request, sinceNs int64) (lost int64, yes bool) {
 	t := r.TLS
-	if sinceNs == 0 || t == nil || !t.Known || t.Resumed || t.Failed || t.Version != tls.VersionTLS12 || !r.TCP.Valid {
+	if sinceNs == 0 || t == nil || !t.Known || t.ResumedUnknown || t.Resumed || t.Failed || t.Version != tls.VersionTLS12 || !r.TCP.Valid {
 		return 0, false
 	}
 	hs, ok := r.Phases.Get(correlate.TLSHandshake)

@@ -43,13 +43,22 @@ type Event struct {
 	Request Record
 	Go      GoEvent
 	Proc    ProcNote
+	TLSWire TLSWire
 }
+
+// TLSWire is one read's or write's first bytes of a TLS handshake's
+// exchange (bpf/tlswire.h); only B[:Len] is valid.
+type TLSWire = TracerdTlsWire
+
+// tlsWireHead is where a TLSWire's bytes start: the shortest entry.
+const tlsWireHead = int(unsafe.Offsetof(TLSWire{}.B))
 
 // Event kinds.
 const (
 	KindRequest = TracerdEventKindEV_REQUEST
 	KindGo      = TracerdEventKindEV_GO
 	KindProc    = TracerdEventKindEV_PROC
+	KindTLSWire = TracerdEventKindEV_TLS_WIRE
 )
 
 // Config sets what the BPF programs trace and how much they may hold.
@@ -456,6 +465,8 @@ func decodeEvent(raw []byte, ev *Event) error {
 		want = goEventHead
 	case KindProc:
 		want = int(unsafe.Sizeof(ProcNote{}))
+	case KindTLSWire:
+		want = tlsWireHead
 	default:
 		return fmt.Errorf("unknown ring-buffer entry kind %d", ev.Kind)
 	}
@@ -473,6 +484,11 @@ func decodeEvent(raw []byte, ev *Event) error {
 		clear(dst[n:])
 	case KindProc:
 		ev.Proc = *(*ProcNote)(unsafe.Pointer(&raw[0]))
+	case KindTLSWire:
+		// Only Len bytes of B came: the rest is not read.
+		dst := unsafe.Slice((*byte)(unsafe.Pointer(&ev.TLSWire)), unsafe.Sizeof(ev.TLSWire))
+		copy(dst, raw)
+		ev.TLSWire.Len = uint16(min(int(ev.TLSWire.Len), len(raw)-tlsWireHead))
 	}
 	return nil
 }

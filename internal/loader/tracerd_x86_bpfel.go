@@ -85,9 +85,10 @@ const (
 type TracerdEventKind uint32
 
 const (
-	TracerdEventKindEV_REQUEST TracerdEventKind = 1
-	TracerdEventKindEV_GO      TracerdEventKind = 2
-	TracerdEventKindEV_PROC    TracerdEventKind = 3
+	TracerdEventKindEV_REQUEST  TracerdEventKind = 1
+	TracerdEventKindEV_GO       TracerdEventKind = 2
+	TracerdEventKindEV_PROC     TracerdEventKind = 3
+	TracerdEventKindEV_TLS_WIRE TracerdEventKind = 4
 )
 
 type TracerdFilterConfig struct {
@@ -366,6 +367,35 @@ type TracerdTaskSched struct {
 	Pad           [7]uint8
 }
 
+type TracerdTlsWire struct {
+	_     structs.HostLayout
+	Kind  uint32
+	Dir   uint8
+	Pad   uint8
+	Len   uint16
+	Sk    uint64
+	Pid   uint32
+	Seq   uint32
+	Total uint32
+	Pad2  uint32
+	B     [2048]uint8
+}
+
+type TracerdTlsWireDir uint32
+
+const (
+	TracerdTlsWireDirTLS_WIRE_READ  TracerdTlsWireDir = 1
+	TracerdTlsWireDirTLS_WIRE_WRITE TracerdTlsWireDir = 2
+)
+
+type TracerdTlsWireSize uint32
+
+const (
+	TracerdTlsWireSizeTLS_WIRE_CAP       TracerdTlsWireSize = 2048
+	TracerdTlsWireSizeTLS_WIRE_READS     TracerdTlsWireSize = 6
+	TracerdTlsWireSizeTLS_WIRE_EXCHANGES TracerdTlsWireSize = 3
+)
+
 type TracerdTracedConn struct {
 	_                 structs.HostLayout
 	Req               TracerdReqRecord
@@ -392,7 +422,9 @@ type TracerdTracedConn struct {
 	RwndCarryNs       uint64
 	RwndClosedTs      uint64
 	RwndClosedReading uint8
-	Pad3              [7]uint8
+	TlsReads          uint8
+	TlsWrite          uint8
+	Pad3              [5]uint8
 }
 
 // Names of all BPF objects in the ELF.
@@ -423,6 +455,7 @@ const (
 	TracerdMapTargetPorts              = "target_ports"
 	TracerdMapTaskMarks                = "task_marks"
 	TracerdMapTasks                    = "tasks"
+	TracerdMapTlsWireScratch           = "tls_wire_scratch"
 	TracerdMapTracedTgids              = "traced_tgids"
 	TracerdProgConnectEaddrnotavail    = "connect_eaddrnotavail"
 	TracerdProgGoEntry                 = "go_entry"
@@ -510,6 +543,9 @@ const (
 	TracerdVarUnusedProcWhat           = "unused_proc_what"
 	TracerdVarUnusedReqFlags           = "unused_req_flags"
 	TracerdVarUnusedStwReason          = "unused_stw_reason"
+	TracerdVarUnusedTlsWire            = "unused_tls_wire"
+	TracerdVarUnusedTlsWireDir         = "unused_tls_wire_dir"
+	TracerdVarUnusedTlsWireSize        = "unused_tls_wire_size"
 	TracerdVarWakeupEvery              = "wakeup_every"
 )
 
@@ -645,6 +681,7 @@ type TracerdMapSpecs struct {
 	TargetPorts      *ebpf.MapSpec `ebpf:"target_ports"`
 	TaskMarks        *ebpf.MapSpec `ebpf:"task_marks"`
 	Tasks            *ebpf.MapSpec `ebpf:"tasks"`
+	TlsWireScratch   *ebpf.MapSpec `ebpf:"tls_wire_scratch"`
 	TracedTgids      *ebpf.MapSpec `ebpf:"traced_tgids"`
 }
 
@@ -678,6 +715,9 @@ type TracerdVariableSpecs struct {
 	UnusedProcWhat       *ebpf.VariableSpec `ebpf:"unused_proc_what"`
 	UnusedReqFlags       *ebpf.VariableSpec `ebpf:"unused_req_flags"`
 	UnusedStwReason      *ebpf.VariableSpec `ebpf:"unused_stw_reason"`
+	UnusedTlsWire        *ebpf.VariableSpec `ebpf:"unused_tls_wire"`
+	UnusedTlsWireDir     *ebpf.VariableSpec `ebpf:"unused_tls_wire_dir"`
+	UnusedTlsWireSize    *ebpf.VariableSpec `ebpf:"unused_tls_wire_size"`
 	WakeupEvery          *ebpf.VariableSpec `ebpf:"wakeup_every"`
 }
 
@@ -725,6 +765,7 @@ type TracerdMaps struct {
 	TargetPorts      *ebpf.Map `ebpf:"target_ports"`
 	TaskMarks        *ebpf.Map `ebpf:"task_marks"`
 	Tasks            *ebpf.Map `ebpf:"tasks"`
+	TlsWireScratch   *ebpf.Map `ebpf:"tls_wire_scratch"`
 	TracedTgids      *ebpf.Map `ebpf:"traced_tgids"`
 }
 
@@ -754,6 +795,7 @@ func (m *TracerdMaps) Close() error {
 		m.TargetPorts,
 		m.TaskMarks,
 		m.Tasks,
+		m.TlsWireScratch,
 		m.TracedTgids,
 	)
 }
@@ -788,6 +830,9 @@ type TracerdVariables struct {
 	UnusedProcWhat       *ebpf.Variable `ebpf:"unused_proc_what"`
 	UnusedReqFlags       *ebpf.Variable `ebpf:"unused_req_flags"`
 	UnusedStwReason      *ebpf.Variable `ebpf:"unused_stw_reason"`
+	UnusedTlsWire        *ebpf.Variable `ebpf:"unused_tls_wire"`
+	UnusedTlsWireDir     *ebpf.Variable `ebpf:"unused_tls_wire_dir"`
+	UnusedTlsWireSize    *ebpf.Variable `ebpf:"unused_tls_wire_size"`
 	WakeupEvery          *ebpf.Variable `ebpf:"wakeup_every"`
 }
 

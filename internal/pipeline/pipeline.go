@@ -168,6 +168,8 @@ func (s *Session) dispatch(ev *loader.Event) {
 		if s.gm == nil || s.gm.Observe(&ev.Go) {
 			s.corr.AddGo(&ev.Go)
 		}
+	case loader.KindTLSWire:
+		s.corr.AddTLSWire(&ev.TLSWire)
 	case loader.KindProc:
 		if loader.TracerdProcWhat(ev.Proc.What) == loader.TracerdProcWhatPROC_CALLS {
 			s.corr.NoteCaller(ev.Proc.Pid)
