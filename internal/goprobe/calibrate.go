@@ -55,6 +55,10 @@ func calibrationLeaf(b []byte) int { return len(b) }
 // function itself takes nanoseconds). Samples arrive through
 // Observe; the median becomes the cost subtracted from spans.
 func (m *Manager) StartCalibration(n int) error {
+	return withTightGC(func() error { return m.startCalibration(n) })
+}
+
+func (m *Manager) startCalibration(n int) error {
 	self := uint32(os.Getpid())
 	bin, err := goinspect.OpenPreferTable("/proc/self/exe")
 	if err != nil {

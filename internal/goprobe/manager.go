@@ -214,6 +214,10 @@ func (m *Manager) SetMaxCallsPerSecond(n int) { m.maxRate = n }
 // or one that cannot be inspected: an error saying why (the kernel engine
 // still traces the process).
 func (m *Manager) Attach(pid uint32) error {
+	return withTightGC(func() error { return m.attach(pid) })
+}
+
+func (m *Manager) attach(pid uint32) error {
 	exe := fmt.Sprintf("/proc/%d/exe", pid)
 	bin, err := goinspect.Open(exe)
 	if errors.Is(err, goinspect.ErrNotGo) {
