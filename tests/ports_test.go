@@ -98,8 +98,17 @@ func TestPortExhaustion(t *testing.T) {
 	})
 
 	// The kernel's own count, while the sockets are in TIME_WAIT (60 s).
-	timeWait := ssCount(t, ns, "state", "time-wait")
-	timeWaitDown := ssCount(t, ns, "state", "time-wait", "dst", down.Addr)
+	// The client closes first: a socket stays in FIN_WAIT2 until the
+	// downstream reads the end and closes too, which it does on its own
+	// time (the last one may still be on its way under load).
+	var timeWait, timeWaitDown int
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		timeWait = ssCount(t, ns, "state", "time-wait")
+		timeWaitDown = ssCount(t, ns, "state", "time-wait", "dst", down.Addr)
+		if timeWaitDown >= hi-lo+1 || time.Now().After(deadline) {
+			break
+		}
+	}
 	t.Logf("ss: %d sockets in TIME_WAIT, %d of them to %s; server: %d EADDRNOTAVAIL", timeWait, timeWaitDown, down.Addr, eaddrnotavail)
 	if timeWaitDown != hi-lo+1 {
 		t.Fatalf("ss: %d sockets to %s in TIME_WAIT, want %d", timeWaitDown, down.Addr, hi-lo+1)
