@@ -255,8 +255,12 @@ func TestFindingPMTUBlackhole(t *testing.T) {
 	if mssBefore != 1448 || seg != 1448 || mssAfter >= 1400-52 {
 		t.Errorf("mss %d → %d, lost segment %d bytes: want 1448 → under 1348 (the hop's 1400 less headers)", mssBefore, mssAfter, seg)
 	}
-	if pmtu := evInt(t, f, "path_mtu"); pmtu != 1500 || !strings.Contains(ssOut, "pmtu:1500") {
+	// ss is the kernel's word when it prints the socket's pmtu (the
+	// guests' ss sometimes prints only a few of tcp_info's fields).
+	if pmtu := evInt(t, f, "path_mtu"); pmtu != 1500 || (strings.Contains(ssOut, "pmtu:") && !strings.Contains(ssOut, "pmtu:1500")) {
 		t.Errorf("path MTU %d; ss -tin: %s", pmtu, ssOut)
+	} else if !strings.Contains(ssOut, "pmtu:") {
+		t.Logf("path MTU %d; ss -tin printed no pmtu to compare: %s", pmtu, ssOut)
 	}
 	// The loss cost at least the timer's waits before the MSS came down
 	// (200 + 400 + 800 ms at the least).
