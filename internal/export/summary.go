@@ -9,7 +9,6 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/tracerd/tracerd/internal/correlate"
 	"github.com/tracerd/tracerd/internal/findings"
@@ -71,7 +70,7 @@ func (s *Summary) Write(w io.Writer) {
 		if h.n == 0 {
 			return
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t\n", name, h.n, fmtNs(h.quantile(0.5)), fmtNs(h.quantile(0.99)), fmtNs(h.max))
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t\n", name, h.n, correlate.FormatNs(h.quantile(0.5)), correlate.FormatNs(h.quantile(0.99)), correlate.FormatNs(h.max))
 	}
 	for p := correlate.Phase(0); p < correlate.NumPhases; p++ {
 		name := p.String()
@@ -92,7 +91,7 @@ func (s *Summary) Write(w io.Writer) {
 	fmt.Fprintf(w, "\nslowest %d:\n", len(slow))
 	for _, r := range slow {
 		fmt.Fprintf(w, "%s  %-28s %s pid=%d %s→%s #%d\n    %s\n",
-			fmtNs(r.DurationNs), r.Route(), r.Service, r.PID, r.Conn.Peer, r.Conn.Local,
+			correlate.FormatNs(r.DurationNs), r.Route(), r.Service, r.PID, r.Conn.Peer, r.Conn.Local,
 			r.Conn.RequestIndex, Breakdown(&r))
 		if len(r.Findings) > 0 {
 			fmt.Fprintf(w, "    findings: %s\n", FindingsLine(&r))
@@ -109,25 +108,12 @@ func Breakdown(r *correlate.Request) string {
 			b.WriteByte(' ')
 		}
 		if p.Nested() {
-			fmt.Fprintf(&b, "[%s=%s]", p, fmtNs(ns))
+			fmt.Fprintf(&b, "[%s=%s]", p, correlate.FormatNs(ns))
 		} else {
-			fmt.Fprintf(&b, "%s=%s", p, fmtNs(ns))
+			fmt.Fprintf(&b, "%s=%s", p, correlate.FormatNs(ns))
 		}
 	})
 	return b.String()
-}
-
-func fmtNs(ns int64) string {
-	d := time.Duration(ns)
-	switch {
-	case d >= time.Second:
-		return fmt.Sprintf("%.2fs", d.Seconds())
-	case d >= time.Millisecond:
-		return fmt.Sprintf("%.2fms", float64(d)/1e6)
-	case d >= time.Microsecond:
-		return fmt.Sprintf("%.1fµs", float64(d)/1e3)
-	}
-	return fmt.Sprintf("%dns", ns)
 }
 
 // histogram: 64 linear sub-buckets per power of two.

@@ -26,7 +26,7 @@ func (s *Summary) writeFindings(w io.Writer) {
 			break
 		}
 		fmt.Fprintf(w, "  %d. %s %s: %s (%s) on %d requests, %s lost, %s on average\n", i+1, r.Service, r.Route, r.Code, r.Phase,
-			r.Count, fmtNs(r.LostNs), fmtNs(r.LostNs/r.Count))
+			r.Count, correlate.FormatNs(r.LostNs), correlate.FormatNs(r.LostNs/r.Count))
 		fmt.Fprintf(w, "     confirm: %s\n     remedy: %s\n", r.Confirm, r.Code.Remedy())
 	}
 	if s.findings.Dropped > 0 {
@@ -42,7 +42,7 @@ func FindingsLine(r *correlate.Request) string {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		fmt.Fprintf(&b, "%s %s (%s)", f.Code, fmtNs(f.LostNs), f.Phase)
+		fmt.Fprintf(&b, "%s %s (%s)", f.Code, correlate.FormatNs(f.LostNs), f.Phase)
 	}
 	return b.String()
 }

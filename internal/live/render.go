@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/tracerd/tracerd/internal/correlate"
 )
 
 // Kind says how a screen line is drawn.
@@ -45,7 +47,7 @@ func Screen(v View, source string, width, height int) []Line {
 	}
 	for _, r := range v.Routes[:nRoutes] {
 		add(Plain, fmt.Sprintf("%-*s  %-*s  %8.1f  %9s  %9s  %s", svcW, cut(r.Service, svcW), routeW, cut(r.Route, routeW),
-			r.PerSecond, Duration(r.P50Ns), Duration(r.P99Ns), SharesText(r.Phases)))
+			r.PerSecond, correlate.FormatNs(r.P50Ns), correlate.FormatNs(r.P99Ns), SharesText(r.Phases)))
 	}
 	if n := len(v.Routes) - nRoutes; n > 0 {
 		add(Plain, fmt.Sprintf("… %d more routes", n))
@@ -84,7 +86,7 @@ func WritePlain(w io.Writer, v View) {
 	at := time.Unix(0, v.UnixNano).Format("15:04:05")
 	fmt.Fprintf(w, "%s last %.0f s: %d requests\n", at, v.Window, v.Requests)
 	for _, r := range v.Routes {
-		fmt.Fprintf(w, "%s route %s %s: %.1f req/s p50 %s p99 %s; %s\n", at, r.Service, r.Route, r.PerSecond, Duration(r.P50Ns), Duration(r.P99Ns), SharesText(r.Phases))
+		fmt.Fprintf(w, "%s route %s %s: %.1f req/s p50 %s p99 %s; %s\n", at, r.Service, r.Route, r.PerSecond, correlate.FormatNs(r.P50Ns), correlate.FormatNs(r.P99Ns), SharesText(r.Phases))
 	}
 	for _, f := range v.Findings {
 		fmt.Fprintf(w, "%s finding %s\n", at, FindingText(f))
@@ -120,12 +122,12 @@ func SharesText(ps []PhaseShare) string {
 
 // FindingText is one finding's line.
 func FindingText(f Finding) string {
-	return fmt.Sprintf("%s %s: %s (%s) on %d requests, %s lost", f.Service, f.Route, f.Code, f.Phase, f.Requests, Duration(f.LostNs))
+	return fmt.Sprintf("%s %s: %s (%s) on %d requests, %s lost", f.Service, f.Route, f.Code, f.Phase, f.Requests, correlate.FormatNs(f.LostNs))
 }
 
 // SlowHead is a slow request's first line.
 func SlowHead(s Slow) string {
-	line := fmt.Sprintf("%9s  %s %s pid %d", Duration(s.DurationNs), s.Service, s.Route, s.PID)
+	line := fmt.Sprintf("%9s  %s %s pid %d", correlate.FormatNs(s.DurationNs), s.Service, s.Route, s.PID)
 	if s.Peer != "" {
 		line += " from " + s.Peer
 	}
@@ -144,26 +146,12 @@ func Breakdown(s Slow) string {
 			b.WriteByte(' ')
 		}
 		if p.Nested {
-			fmt.Fprintf(&b, "[%s=%s]", p.Phase, Duration(p.Ns))
+			fmt.Fprintf(&b, "[%s=%s]", p.Phase, correlate.FormatNs(p.Ns))
 		} else {
-			fmt.Fprintf(&b, "%s=%s", p.Phase, Duration(p.Ns))
+			fmt.Fprintf(&b, "%s=%s", p.Phase, correlate.FormatNs(p.Ns))
 		}
 	}
 	return b.String()
-}
-
-// Duration prints ns with three significant digits or so.
-func Duration(ns int64) string {
-	d := time.Duration(ns)
-	switch {
-	case d >= time.Second:
-		return fmt.Sprintf("%.2fs", d.Seconds())
-	case d >= time.Millisecond:
-		return fmt.Sprintf("%.2fms", float64(d)/1e6)
-	case d >= time.Microsecond:
-		return fmt.Sprintf("%.1fµs", float64(d)/1e3)
-	}
-	return fmt.Sprintf("%dns", ns)
 }
 
 // columnWidths fit the longest service and route, within bounds.
