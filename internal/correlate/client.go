@@ -34,22 +34,8 @@ func (d Direction) String() string {
 //	wait:     → the answer's first byte arriving (T_rx; T_rd when unseen)
 //	receive:  → the app's last read of the answer (T_rl)
 func fromClientRecord(rec *loader.Record, clock Clock, comm string, http *HTTP, strs *interner) Request {
-	r := Request{
-		Direction: DirClient,
-		PID:       rec.Pid,
-		TID:       rec.Tid,
-		Comm:      comm,
-		CgroupID:  rec.CgroupId,
-		EndReason: EndReason(rec.EndReason),
-		Answered:  rec.T_rd != 0,
-	}
-	r.Service = r.Comm
-	r.Conn = Conn{
-		Local:        addrPort(rec.Family, rec.Laddr, rec.Lport),
-		Peer:         addrPort(rec.Family, rec.Raddr, rec.Rport),
-		RequestIndex: rec.RequestIndex,
-		Sock:         rec.Sk,
-	}
+	r := recordBase(rec, comm)
+	r.Direction, r.Answered = DirClient, rec.T_rd != 0
 	start := rec.T_wr
 	connected := rec.RequestIndex == 0 && has(rec.Flags, loader.TracerdReqFlagsREQ_HAS_EST) &&
 		rec.T_syn != 0 && rec.T_est >= rec.T_syn

@@ -15,16 +15,15 @@ func FromRecord(rec *loader.Record, clock Clock) Request {
 	return fromRecord(rec, clock, cString(rec.Comm[:]), new(HTTP), new(interner))
 }
 
-// fromRecord builds a Request whose comm is already decoded; its HTTP,
-// if any, is http, its strings from strs.
-func fromRecord(rec *loader.Record, clock Clock, comm string, http *HTTP, strs *interner) Request {
+// recordBase is what every record says the same way, served or sent:
+// who, which connection, why it ended.
+func recordBase(rec *loader.Record, comm string) Request {
 	r := Request{
 		PID:       rec.Pid,
 		TID:       rec.Tid,
 		Comm:      comm,
 		CgroupID:  rec.CgroupId,
 		EndReason: EndReason(rec.EndReason),
-		Answered:  rec.T_wl != 0,
 	}
 	r.Service = r.Comm
 	r.Conn = Conn{
@@ -33,6 +32,14 @@ func fromRecord(rec *loader.Record, clock Clock, comm string, http *HTTP, strs *
 		RequestIndex: rec.RequestIndex,
 		Sock:         rec.Sk,
 	}
+	return r
+}
+
+// fromRecord builds a Request whose comm is already decoded; its HTTP,
+// if any, is http, its strings from strs.
+func fromRecord(rec *loader.Record, clock Clock, comm string, http *HTTP, strs *interner) Request {
+	r := recordBase(rec, comm)
+	r.Answered = rec.T_wl != 0
 	derivePhases(&r.Phases, rec)
 	if rec.T_wr != 0 && rec.T_wr > rec.T_rd {
 		r.FirstWriteNs = int64(rec.T_wr - rec.T_rd)
