@@ -400,15 +400,9 @@ func (c *Correlator) pruneGo(gp *goProc, now int64) {
 	}
 	gp.clientHandshakes = append(gp.clientHandshakes[:0], gp.clientHandshakes[i:]...)
 	for goid, calls := range gp.byGoid {
-		keep := calls[:0]
-		for _, call := range calls {
-			if call.end >= horizon || (isServing(call.fn) && !call.joined) {
-				keep = append(keep, call)
-			} else {
-				c.unlist(call, inByGoid)
-			}
-		}
-		clear(calls[len(keep):])
+		keep := c.keepCalls(calls, func(call *goCall) bool {
+			return call.end >= horizon || (isServing(call.fn) && !call.joined)
+		})
 		if len(keep) == 0 {
 			delete(gp.byGoid, goid)
 		} else {
@@ -470,19 +464,26 @@ func (c *Correlator) joinGo(r *Request, rec *loader.Record) {
 	// request's end was joined now or belongs to no request. The
 	// goroutine keeps its (maybe empty) list: net/http serves a
 	// connection's requests on one goroutine (pruneGo drops it).
-	keep := calls[:0]
-	for _, call := range calls {
-		if call.start > to {
-			keep = append(keep, call)
-		} else {
-			c.unlist(call, inByGoid)
-		}
-	}
-	clear(calls[len(keep):])
+	keep := c.keepCalls(calls, func(call *goCall) bool { return call.start > to })
 	if calls != nil {
 		gp.byGoid[rec.Goid] = keep
 	}
 	sortSpans(r.Spans)
+}
+
+// keepCalls keeps, in place and in order, the calls of a goroutine's
+// list that keep says to; the others leave it (unlisted).
+func (c *Correlator) keepCalls(calls []*goCall, keep func(*goCall) bool) []*goCall {
+	kept := calls[:0]
+	for _, call := range calls {
+		if keep(call) {
+			kept = append(kept, call)
+		} else {
+			c.unlist(call, inByGoid)
+		}
+	}
+	clear(calls[len(kept):])
+	return kept
 }
 
 // sortSpans orders spans by start.

@@ -329,15 +329,9 @@ func (c *Correlator) joinSSL(r *Request, rec *loader.Record) {
 	}
 	// A handshake's end on this thread may be another connection's,
 	// whose first request is not in yet: kept (to the join horizon).
-	keep := calls[:0]
-	for _, call := range calls {
-		if call.start > to || (call.fn == sslHandshakeDone && !call.joined) {
-			keep = append(keep, call)
-		} else {
-			c.unlist(call, inByGoid)
-		}
-	}
-	clear(calls[len(keep):])
+	keep := c.keepCalls(calls, func(call *goCall) bool {
+		return call.start > to || (call.fn == sslHandshakeDone && !call.joined)
+	})
 	if len(keep) == 0 {
 		delete(gp.byGoid, key)
 	} else {
