@@ -38,6 +38,16 @@ func startNginx(t *testing.T) int {
 	// nginx workers run as nobody: let them reach the files.
 	_ = os.Chmod(filepath.Dir(dir), 0o755)
 	_ = os.Chmod(dir, 0o755)
+	runNginx(t, nginx, dir, port, "  sendfile on;\n", fmt.Sprintf("    listen 127.0.0.1:%d;\n    root %s;\n", port, www))
+	return port
+}
+
+// runNginx starts nginx with its files in dir (a config of the test's
+// own, no other of the host's), the http block's directives httpConf and
+// one server block of serverConf, until the test ends; it returns once
+// port is listening.
+func runNginx(t *testing.T, nginx, dir string, port int, httpConf, serverConf string) {
+	t.Helper()
 	conf := fmt.Sprintf(`worker_processes 1;
 daemon off;
 pid %[1]s/nginx.pid;
@@ -50,13 +60,10 @@ http {
   fastcgi_temp_path %[1]s/fastcgi;
   uwsgi_temp_path %[1]s/uwsgi;
   scgi_temp_path %[1]s/scgi;
-  sendfile on;
-  server {
-    listen 127.0.0.1:%[2]d;
-    root %[3]s;
-  }
+%[2]s  server {
+%[3]s  }
 }
-`, dir, port, www)
+`, dir, httpConf, serverConf)
 	confPath := filepath.Join(dir, "nginx.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
@@ -69,7 +76,6 @@ http {
 	}
 	t.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGQUIT); _ = cmd.Wait() })
 	waitListening(t, fmt.Sprintf("127.0.0.1:%d", port))
-	return port
 }
 
 // TestNginx traces a real third-party server (Debian's nginx) serving

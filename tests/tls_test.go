@@ -22,7 +22,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -361,41 +360,14 @@ func startNginxTLS(t *testing.T) (port int, dir string) {
 	}
 	cert, key := writeSelfSigned(t, dir, "server")
 	port = freePort(t)
-	conf := fmt.Sprintf(`worker_processes 1;
-daemon off;
-pid %[1]s/nginx.pid;
-error_log %[1]s/error.log;
-events { worker_connections 64; }
-http {
-  access_log off;
-  client_body_temp_path %[1]s/body;
-  proxy_temp_path %[1]s/proxy;
-  fastcgi_temp_path %[1]s/fastcgi;
-  uwsgi_temp_path %[1]s/uwsgi;
-  scgi_temp_path %[1]s/scgi;
-  server {
-    listen 127.0.0.1:%[2]d ssl;
-    ssl_certificate %[4]s;
-    ssl_certificate_key %[5]s;
+	runNginx(t, nginx, dir, port, "", fmt.Sprintf(`    listen 127.0.0.1:%d ssl;
+    ssl_certificate %s;
+    ssl_certificate_key %s;
     ssl_protocols TLSv1.2 TLSv1.3;
     ssl_session_cache shared:tls:1m;
     ssl_verify_client optional_no_ca;
-    root %[3]s;
-  }
-}
-`, dir, port, www, cert, key)
-	confPath := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(nginx, "-c", confPath, "-p", dir)
-	out := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGQUIT); _ = cmd.Wait() })
-	waitListening(t, fmt.Sprintf("127.0.0.1:%d", port))
+    root %s;
+`, port, cert, key, www))
 	return port, dir
 }
 
