@@ -3,6 +3,7 @@ package correlate
 import (
 	"cmp"
 	"fmt"
+	"math"
 	"net/netip"
 	"os"
 	"slices"
@@ -385,7 +386,8 @@ func (gp *goProc) end(call *goCall) int64 {
 }
 
 // pruneGo forgets what is older than the join horizon (from Expire,
-// on the session's tick: not per event).
+// on the session's tick: not per event), except the calls a serving
+// call still waiting for it will claim.
 func (c *Correlator) pruneGo(gp *goProc, now int64) {
 	horizon := now - c.goRetain.Nanoseconds()
 	i := 0
@@ -400,8 +402,18 @@ func (c *Correlator) pruneGo(gp *goProc, now int64) {
 	}
 	gp.clientHandshakes = append(gp.clientHandshakes[:0], gp.clientHandshakes[i:]...)
 	for goid, calls := range gp.byGoid {
+		// A serving call not joined yet (an HTTP/2 stream or gRPC call
+		// waiting for the horizon) claims the calls its goroutine made
+		// since it began, and those end before it does: they stay with
+		// it, whatever their own end.
+		waiting := int64(math.MaxInt64)
+		for _, call := range calls {
+			if isServing(call.fn) && !call.joined {
+				waiting = min(waiting, call.start)
+			}
+		}
 		keep := c.keepCalls(calls, func(call *goCall) bool {
-			return call.end >= horizon || (isServing(call.fn) && !call.joined)
+			return call.end >= horizon || call.start >= waiting
 		})
 		if len(keep) == 0 {
 			delete(gp.byGoid, goid)

@@ -254,6 +254,65 @@ func TestGRPCStream(t *testing.T) {
 	}
 }
 
+// A call that waits for the join horizon keeps the calls made inside
+// it: the session's tick prunes calls older than the horizon by their
+// end, and the handler's own calls end before the handler does. With
+// the horizon passing between a gRPC handler's proto.Marshal and its
+// handleStream's end, the stream came out with grpc-go's codec marshal
+// alone (TestGoUnderLoad, at 150 ms ticks, under load).
+func TestStreamKeepsItsCalls(t *testing.T) {
+	const retain = time.Second
+	c, out := newCorrelator(retain)
+	c.SetGoProbes(7, goprobe.Probes{HTTP: true, GRPC: true, Serialization: true}, true)
+	c.goProcs[7].notePeer(netip.MustParseAddrPort("127.0.0.1:4000"), 900)
+	hs := goEvent(goGRPCMethod, 9, 1000, 9000, 0)
+	for i, b := range []byte("/pkg.Lab/Sleep") {
+		hs.Path[i] = int8(b)
+		hs.PathLen++
+	}
+	// In arrival order: each event leaves the kernel at its call's end.
+	for _, e := range []loader.GoEvent{
+		goEvent(goProtoUnmarsh, 9, 1100, 1300, 0),
+		goEvent(goProtoMarshal, 9, 2000, 3000, 0), // the handler's
+		goEvent(goProtoMarshal, 7, 2500, 2600, 0), // another goroutine's
+		goEvent(goProtoMarshal, 9, 4000, 8000, 0), // grpc-go's codec
+		goEvent(goGRPCStatus, 9, 8900, 8900, 0),
+		hs,
+	} {
+		c.AddGo(&e)
+	}
+	// Ticks: the horizon passes the handler's calls, then the stream.
+	for _, at := range []int64{3100, 8500, 9100} {
+		c.Expire(at + retain.Nanoseconds())
+	}
+	got := out.take()
+	if len(got) != 1 {
+		t.Fatalf("%d requests, want the stream", len(got))
+	}
+	r := got[0]
+	var marshals []int64
+	for _, s := range r.Spans {
+		if s.Name == goFuncNames[goProtoMarshal] {
+			marshals = append(marshals, s.DurationNs)
+		}
+	}
+	if len(marshals) != 2 || marshals[0] != 1000 || marshals[1] != 4000 {
+		t.Errorf("proto.Marshal spans %v, want [1000 4000]: %+v", marshals, r.Spans)
+	}
+	if v, _ := r.Phases.Get(Serialize); v != 200+1000+4000 {
+		t.Errorf("serialize %d, want 5200", v)
+	}
+	if r.RPC == nil || !r.RPC.StatusKnown {
+		t.Errorf("rpc %+v: the status written inside it is lost", r.RPC)
+	}
+	// Once it is out, its calls go at the next tick; the other
+	// goroutine's went with the first.
+	c.Expire(9200 + retain.Nanoseconds())
+	if n := len(c.goProcs[7].byGoid); n != 0 {
+		t.Errorf("%d goroutines' calls kept after the stream went out: %v", n, c.goProcs[7].byGoid)
+	}
+}
+
 func TestNewGRPC(t *testing.T) {
 	for path, want := range map[string]RPC{
 		"/a.B/C":  {System: "grpc", Service: "a.B", Method: "C"},
