@@ -127,17 +127,13 @@ func (m *Manager) calibrationSample(ev *loader.GoEvent) {
 	slices.Sort(c.samples)
 	m.cost = c.samples[len(c.samples)/2]
 	m.calib = nil
-	var ups []Update
 	for pid, p := range m.procs {
 		p.probes.ProbeCostNs = m.cost
-		ups = append(ups, Update{PID: pid, Probes: p.probes, OK: true})
+		m.tell(Update{PID: pid, Probes: p.probes, OK: true})
 	}
 	cost := m.cost
 	m.mu.Unlock()
 	c.close(m)
-	for _, u := range ups {
-		m.updates <- u
-	}
 	m.log.Info("uprobe cost calibrated: subtracted from Go spans", "entry_plus_exit_ns", cost,
 		"p10_ns", c.samples[len(c.samples)/10], "p90_ns", c.samples[len(c.samples)*9/10])
 }

@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -152,7 +153,8 @@ func (p *Probes) switchOff(group string) {
 }
 
 // Update is applied by the caller to its correlator, on the goroutine
-// that owns it.
+// that owns it (TakeUpdates): what a process's probes are after one
+// change.
 type Update struct {
 	PID    uint32
 	Probes Probes
@@ -172,12 +174,16 @@ type Manager struct {
 	tracer  engine
 	log     *slog.Logger
 	maxRate int
-	updates chan Update
 
 	mu    sync.Mutex
 	procs map[uint32]*proc
 	cost  int64 // calibrated ns added by entry + RET traps
 	calib *calibration
+	// updates are the changes not taken yet, queued under mu where each
+	// is made, so in the order they were made (see tell); nUpdates lets
+	// TakeUpdates, called for every event, skip the lock.
+	updates  []Update
+	nUpdates atomic.Int32
 
 	workerOnce sync.Once
 	jobs       chan job
@@ -192,20 +198,46 @@ type proc struct {
 	off       []string       // groups the rate bound switched off
 }
 
-// New returns a manager; updates for the correlator arrive on Updates().
+// New returns a manager; updates for the correlator are taken with
+// TakeUpdates.
 func New(t *loader.Tracer, log *slog.Logger) *Manager {
 	return &Manager{
 		tracer:  t,
 		log:     log,
 		maxRate: DefaultMaxCallsPerSecond,
-		updates: make(chan Update, 256),
 		procs:   map[uint32]*proc{},
 		cost:    DefaultProbeCostNs,
 	}
 }
 
-// Updates delivers probe changes to apply to the correlator.
-func (m *Manager) Updates() <-chan Update { return m.updates }
+// tell queues pid's probes as a change just made them; m.mu is held.
+// Each update is a whole Probes, so the correlator keeps the last one
+// it applies: queued under the lock of the change it tells, updates
+// are taken in the order of the changes, whatever goroutines made them.
+// (They were sent on a channel after the lock was released: calibration
+// ending while a process's probes attached could send that process's
+// Probes from before AttachedAt was set after the attach's own update;
+// the correlator kept AttachedAt 0, held no record for its ServeHTTP,
+// and the records of handlers that answer before they return came out
+// without it.) Never blocking, it may run under the lock.
+func (m *Manager) tell(u Update) {
+	m.updates = append(m.updates, u)
+	m.nUpdates.Store(int32(len(m.updates)))
+}
+
+// TakeUpdates returns the probe changes made since the last call, in
+// the order they were made, to apply to the correlator.
+func (m *Manager) TakeUpdates() []Update {
+	if m.nUpdates.Load() == 0 {
+		return nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ups := m.updates
+	m.updates = nil
+	m.nUpdates.Store(0)
+	return ups
+}
 
 // SetMaxCallsPerSecond changes the per-function rate bound (0: none).
 func (m *Manager) SetMaxCallsPerSecond(n int) { m.maxRate = n }
@@ -266,9 +298,9 @@ func (m *Manager) attach(pid uint32) error {
 		ProbeCostNs:   m.cost,
 	}
 	m.procs[pid] = p
-	m.mu.Unlock()
 	// The correlator learns of the process before its first event.
-	m.updates <- Update{PID: pid, Probes: p.probes, OK: true}
+	m.tell(Update{PID: pid, Probes: p.probes, OK: true})
+	m.mu.Unlock()
 
 	failed := maps.Clone(refused)
 	plan := map[string][]probe{} // by group
@@ -314,23 +346,27 @@ func (m *Manager) attach(pid uint32) error {
 			failed[group] = true
 		}
 	}
-	// Every probe is on from now: the correlator may wait for calls of
-	// requests that begin after this.
+	m.allOn(pid, p, failed)
+	m.log.Info("Go probes attached", "pid", pid, "go", bin.GoVersion, "stripped", bin.Stripped,
+		"symbols", bin.SymbolsFrom, "offsets", bin.OffsetsFrom, "links", countLinks(p.links),
+		"exit_probes", exitProbes, "ret_probes", retProbes, "exits_found_in", exitsTook.Round(time.Millisecond), "gc", p.probes.GC,
+		"serialization", p.probes.Serialization, "http", p.probes.HTTP, "grpc", p.probes.GRPC, "tls", p.probes.TLS, "tls_fields", bin.TLS != nil)
+	return errors.Join(attachErrs...)
+}
+
+// allOn says that every probe of p (pid's) is on, but the groups that
+// failed: the correlator may wait for calls of requests that begin
+// after this.
+func (m *Manager) allOn(pid uint32, p *proc, failed map[string]bool) {
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	p.probes.GC = p.probes.GC && !failed["gc"]
 	p.probes.Serialization = !failed["serialization"]
 	p.probes.HTTP = p.probes.HTTP && !failed["http"]
 	p.probes.GRPC = p.probes.GRPC && !failed["grpc"]
 	p.probes.TLS = p.probes.TLS && !failed["tls"]
 	p.probes.AttachedAt = time.Now().UnixNano()
-	probes := p.probes
-	m.mu.Unlock()
-	m.updates <- Update{PID: pid, Probes: probes, OK: true}
-	m.log.Info("Go probes attached", "pid", pid, "go", bin.GoVersion, "stripped", bin.Stripped,
-		"symbols", bin.SymbolsFrom, "offsets", bin.OffsetsFrom, "links", countLinks(p.links),
-		"exit_probes", exitProbes, "ret_probes", retProbes, "exits_found_in", exitsTook.Round(time.Millisecond), "gc", p.probes.GC,
-		"serialization", p.probes.Serialization, "http", p.probes.HTTP, "grpc", p.probes.GRPC, "tls", p.probes.TLS, "tls_fields", bin.TLS != nil)
-	return errors.Join(attachErrs...)
+	m.tell(Update{PID: pid, Probes: p.probes, OK: true})
 }
 
 // targetsOf finds the targets the binary has (by target symbol) and how
@@ -576,12 +612,14 @@ func (m *Manager) Detach(pid uint32) {
 	m.mu.Lock()
 	p := m.procs[pid]
 	delete(m.procs, pid)
+	if p != nil {
+		m.tell(Update{PID: pid})
+	}
 	m.mu.Unlock()
 	_ = m.tracer.DeleteGoProc(pid)
 	if p == nil {
 		return
 	}
-	m.updates <- Update{PID: pid}
 	// The probes are inert already (go_procs no longer has the pid), but
 	// removing a link takes the kernel ≈ 90 ms (a classic uprobe each;
 	// an uprobe_multi link all of a program's): off the worker, so that
@@ -635,7 +673,7 @@ func (m *Manager) Enforce() {
 			delete(p.links, tg.group)
 			p.probes.switchOff(tg.group)
 			p.off = append(p.off, tg.group)
-			m.updates <- Update{PID: pid, Probes: p.probes, OK: true}
+			m.tell(Update{PID: pid, Probes: p.probes, OK: true})
 			m.log.Warn("Go probes switched off: they fire too often for the process's good",
 				"pid", pid, "function", tg.symbol, "calls_per_second", n, "limit", m.maxRate, "group", tg.group)
 		}

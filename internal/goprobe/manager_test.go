@@ -17,15 +17,20 @@ import (
 
 // fakeEngine records which processes the BPF programs would act for.
 type fakeEngine struct {
-	mu      sync.Mutex
-	deleted []uint32
+	mu       sync.Mutex
+	deleted  []uint32
+	onDelete func(pid uint32) // runs in DeleteGoProc, unlocked
 }
 
 func (e *fakeEngine) SetGoProc(uint32, loader.TracerdGoProc) error { return nil }
 func (e *fakeEngine) DeleteGoProc(pid uint32) error {
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	e.deleted = append(e.deleted, pid)
+	f := e.onDelete
+	e.mu.Unlock()
+	if f != nil {
+		f(pid)
+	}
 	return nil
 }
 func (e *fakeEngine) Programs() map[string]*ebpf.Program { return nil }
@@ -57,24 +62,21 @@ func addProc(m *Manager, pid uint32, closes *atomic.Int32, probes Probes, groups
 	m.procs[pid] = p
 }
 
-// nextUpdate returns the update waiting, failing when there is none.
+// nextUpdate returns the one update waiting, failing when there is not
+// exactly one.
 func nextUpdate(t *testing.T, m *Manager) Update {
 	t.Helper()
-	select {
-	case u := <-m.Updates():
-		return u
-	default:
-		t.Fatal("no update sent")
-		return Update{}
+	ups := m.TakeUpdates()
+	if len(ups) != 1 {
+		t.Fatalf("updates %+v, want one", ups)
 	}
+	return ups[0]
 }
 
 func noUpdate(t *testing.T, m *Manager) {
 	t.Helper()
-	select {
-	case u := <-m.Updates():
-		t.Fatalf("unexpected update %+v", u)
-	default:
+	if ups := m.TakeUpdates(); len(ups) != 0 {
+		t.Fatalf("unexpected updates %+v", ups)
 	}
 }
 
@@ -265,6 +267,40 @@ func TestCalibration(t *testing.T) {
 	m.Observe(&late)
 	if m.cost != 2000 {
 		t.Errorf("cost changed after calibration: %d", m.cost)
+	}
+	noUpdate(t, m)
+}
+
+// Updates come in the order of the changes they tell, whichever
+// goroutines made them: here calibration ends (every process's probes
+// get the calibrated cost) while a process's probes finish attaching
+// (AttachedAt set), between calibration's change and its removal of its
+// own probes. The last update is what the probes are now; it used to be
+// calibration's, sent after the attach's with AttachedAt still 0, and the
+// correlator then held no record for its ServeHTTP
+// (TestGoFlushBeforeReturn).
+func TestUpdatesInOrder(t *testing.T) {
+	m, e, _ := newTestManager(t)
+	var closes atomic.Int32
+	addProc(m, 7, &closes, Probes{HTTP: true, ProbeCostNs: DefaultProbeCostNs}, "http")
+	m.calib = &calibration{want: 1}
+	e.onDelete = func(pid uint32) {
+		if pid == uint32(os.Getpid()) { // calibration's own, as it closes
+			m.allOn(7, m.procs[7], nil)
+		}
+	}
+	ev := loader.GoEvent{Pid: uint32(os.Getpid()), Func: uint32(loader.TracerdGoFuncGO_CALIBRATE), Start: 10_000, End: 12_000}
+	m.Observe(&ev)
+	ups := m.TakeUpdates()
+	if len(ups) != 2 {
+		t.Fatalf("updates %+v, want calibration's and the attach's", ups)
+	}
+	last := ups[len(ups)-1]
+	if last.PID != 7 || last.Probes != m.procs[7].probes || last.Probes.AttachedAt == 0 || last.Probes.ProbeCostNs != 2000 {
+		t.Errorf("last update %+v, want the probes as they are: %+v", last, m.procs[7].probes)
+	}
+	if ups[0].Probes.AttachedAt != 0 || ups[0].Probes.ProbeCostNs != 2000 {
+		t.Errorf("first update %+v, want calibration's (before AttachedAt)", ups[0])
 	}
 	noUpdate(t, m)
 }

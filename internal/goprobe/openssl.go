@@ -113,8 +113,8 @@ func (m *Manager) attachOpenSSL(pid uint32) error {
 		closeLinks(old.links)
 	}
 	m.procs[pid] = p
+	m.tell(Update{PID: pid, Probes: p.probes, OK: true})
 	m.mu.Unlock()
-	m.updates <- Update{PID: pid, Probes: p.probes, OK: true}
 	m.log.Info("libssl probes attached", "pid", pid, "lib", lib, "links", len(links))
 	return nil
 }

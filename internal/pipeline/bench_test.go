@@ -29,8 +29,8 @@ func BenchmarkRequest(b *testing.B) {
 	s := New(newFakeSource(), time.Second, time.Minute, jl, snap)
 	gm := newFakeGo()
 	s.gm = gm
-	gm.updates <- goprobe.Update{PID: pid, OK: true, Probes: goprobe.Probes{
-		HTTP: true, GC: true, Serialization: true, AttachedAt: time.Now().Add(-time.Hour).UnixNano()}}
+	gm.updates = append(gm.updates, goprobe.Update{PID: pid, OK: true, Probes: goprobe.Probes{
+		HTTP: true, GC: true, Serialization: true, AttachedAt: time.Now().Add(-time.Hour).UnixNano()}})
 	peer := "127.0.0.1:40000"
 	rec := record(7, 11, peer)
 	rec.Request.Flags = uint32(loader.TracerdReqFlagsREQ_HAS_TCP | loader.TracerdReqFlagsREQ_HAS_RX | loader.TracerdReqFlagsREQ_HAS_SCHED | loader.TracerdReqFlagsREQ_HAS_SOFTIRQ)

@@ -55,7 +55,7 @@ type Source interface {
 
 // goProbes is what a session needs of the Go probes (*goprobe.Manager).
 type goProbes interface {
-	Updates() <-chan goprobe.Update
+	TakeUpdates() []goprobe.Update
 	Enqueue(pid uint32, what goprobe.Job)
 	Observe(ev *loader.GoEvent) bool
 	Enforce()
@@ -140,13 +140,8 @@ func (s *Session) applyGoUpdates() {
 	if s.gm == nil {
 		return
 	}
-	for {
-		select {
-		case u := <-s.gm.Updates():
-			s.corr.SetGoProbes(u.PID, u.Probes, u.OK)
-		default:
-			return
-		}
+	for _, u := range s.gm.TakeUpdates() {
+		s.corr.SetGoProbes(u.PID, u.Probes, u.OK)
 	}
 }
 

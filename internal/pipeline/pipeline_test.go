@@ -118,16 +118,20 @@ func (f *fakeSource) Drain(fn func(*loader.Record)) error {
 
 // fakeGo stands in for the Go probes: the test sends their updates.
 type fakeGo struct {
-	updates  chan goprobe.Update
+	updates  []goprobe.Update
 	consume  bool // Observe keeps every event (as calibration samples)
 	observed int
 	enforced int
 	jobs     []goprobe.Job
 }
 
-func newFakeGo() *fakeGo { return &fakeGo{updates: make(chan goprobe.Update, 16)} }
+func newFakeGo() *fakeGo { return &fakeGo{} }
 
-func (g *fakeGo) Updates() <-chan goprobe.Update     { return g.updates }
+func (g *fakeGo) TakeUpdates() []goprobe.Update {
+	ups := g.updates
+	g.updates = nil
+	return ups
+}
 func (g *fakeGo) Enqueue(_ uint32, what goprobe.Job) { g.jobs = append(g.jobs, what) }
 func (g *fakeGo) Observe(*loader.GoEvent) bool       { g.observed++; return !g.consume }
 func (g *fakeGo) Enforce()                           { g.enforced++ }
@@ -224,7 +228,7 @@ func TestHeldForGoReleased(t *testing.T) {
 	s := New(newFakeSource(), time.Second, time.Minute, sink)
 	gm := newFakeGo()
 	s.gm = gm
-	gm.updates <- httpProbes()
+	gm.updates = append(gm.updates, httpProbes())
 	rec := record(1, 5, "127.0.0.1:4000")
 	s.dispatch(&rec)
 	if n := len(sink.requests()); n != 0 {
@@ -249,7 +253,7 @@ func TestGoEventConsumed(t *testing.T) {
 	gm := newFakeGo()
 	gm.consume = true
 	s.gm = gm
-	gm.updates <- httpProbes()
+	gm.updates = append(gm.updates, httpProbes())
 	rec := record(1, 5, "127.0.0.1:4000")
 	s.dispatch(&rec)
 	call := serveHTTP(5, rec.Request.T_rd+100, 1, "127.0.0.1:4000", "PUT", "/y")
@@ -317,7 +321,7 @@ func TestRunStop(t *testing.T) {
 	gm := newFakeGo()
 	s.SetLogger(slog.New(slog.DiscardHandler))
 	s.gm = gm
-	gm.updates <- httpProbes()
+	gm.updates = append(gm.updates, httpProbes())
 	answered := record(1, 0, "127.0.0.1:4000") // notes the traced peer
 	held := record(2, 5, "127.0.0.1:4001")
 	stream := serveHTTP(9, answered.Request.T_rd, 2, "127.0.0.1:4000", "POST", "/h2")
