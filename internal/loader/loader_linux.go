@@ -596,12 +596,32 @@ func (t *Tracer) SweepIdle() error {
 	return nil
 }
 
-// monotonicNow is CLOCK_MONOTONIC, the BPF programs' clock, in ns.
-func monotonicNow() uint64 {
-	var ts unix.Timespec
-	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	return uint64(ts.Nano())
-}
+// monotonicNow is CLOCK_MONOTONIC, the BPF programs' clock, in ns,
+// without a system call: Go's monotonic clock is CLOCK_MONOTONIC on
+// Linux (read through the vDSO), so one reading of both at start and
+// time.Since give it exactly. unix.ClockGettime is a real system call,
+// and a blocking call wakes Go's monitor thread (sysmon) when tracerd
+// was idle, which then polls every 20 µs for a while.
+func monotonicNow() uint64 { return monoBase.ns + uint64(time.Since(monoBase.at)) }
+
+// monoBase is Go's clock and CLOCK_MONOTONIC (ns) at the same moment:
+// the tightest of a few brackets of system calls around time.Now.
+var monoBase = func() (b struct {
+	at time.Time
+	ns uint64
+}) {
+	var t0, t1 unix.Timespec
+	best := int64(1 << 62)
+	for i := 0; i < 5; i++ {
+		_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &t0)
+		at := time.Now()
+		_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &t1)
+		if gap := t1.Nano() - t0.Nano(); gap < best {
+			best, b.at, b.ns = gap, at, uint64(t0.Nano()+gap/2)
+		}
+	}
+	return b
+}()
 
 // counter sums one per-CPU counter.
 func (t *Tracer) counter(c TracerdCounter) (uint64, error) {
