@@ -107,6 +107,7 @@ type Tracer struct {
 	sweeps       *sweepSched
 	sweptWaiting bool
 	nextIdle     uint64
+	answers      *rawCounter // CNT_ANSWERS, read at each look; nil: through cilium/ebpf
 }
 
 // UprobeMulti says whether Go probes can use uprobe_multi links: the
@@ -576,7 +577,7 @@ func (t *Tracer) Drain(fn func(*Record)) error {
 // the timeout (the program returns when that is).
 func (t *Tracer) SweepIdle() error {
 	now := monotonicNow() // before the count: see sweepSched
-	answers, err := t.counter(TracerdCounterCNT_ANSWERS)
+	answers, err := t.answersCount()
 	if err == nil && !t.sweeps.tick(now, answers) {
 		return nil
 	}
@@ -622,6 +623,18 @@ var monoBase = func() (b struct {
 	}
 	return b
 }()
+
+// answersCount is CNT_ANSWERS, read raw (rawCounter) when it can be.
+func (t *Tracer) answersCount() (uint64, error) {
+	if t.answers == nil {
+		c, err := newRawCounter(t.coll.Maps[TracerdMapCounters], uint32(TracerdCounterCNT_ANSWERS))
+		if err != nil {
+			return t.counter(TracerdCounterCNT_ANSWERS)
+		}
+		t.answers = c
+	}
+	return t.answers.read()
+}
 
 // counter sums one per-CPU counter.
 func (t *Tracer) counter(c TracerdCounter) (uint64, error) {
