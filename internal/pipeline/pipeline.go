@@ -194,7 +194,7 @@ func (s *Session) tick(lastEnforce *time.Time) {
 
 // PollEvery bounds how long records wait in the ring buffer: the kernel
 // wakes the reader only once per so many records a CPU writes (up to
-// 1/16 of the ring with every CPU there; bpf/maps.h), so
+// 1/8 of the ring with every CPU there; loader's wakeupEvery), so
 // the reader also looks every PollEvery, and ends the idle requests
 // then (loader.IdleSweepEvery). The buffering sinks (JSON lines) are
 // flushed at these periodic looks only, not at each kernel wake-up: a
