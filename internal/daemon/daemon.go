@@ -216,8 +216,8 @@ func (d *Daemon) sinks() ([]pipeline.Sink, error) {
 	return []pipeline.Sink{daemonSink{d}}, nil
 }
 
-// daemonSink is the daemon as the pipeline's sink: add, and flush
-// after each batch.
+// daemonSink is the daemon as the pipeline's sink: add, and flush at
+// each periodic look.
 type daemonSink struct{ d *Daemon }
 
 func (s daemonSink) Add(r *correlate.Request) error { return s.d.add(r) }

@@ -39,7 +39,14 @@ type taps struct {
 	mu   sync.Mutex
 	list []*tap
 	live []*liveTap
+	// running is len(list) + len(live), set under mu: the exporters'
+	// goroutine looks at it for every request, without the lock, and
+	// most of the time there is no tap.
+	running atomic.Int32
 }
+
+// count sets running (under mu).
+func (ts *taps) count() { ts.running.Store(int32(len(ts.list) + len(ts.live))) }
 
 // liveTap is one tracerd top whose selection is not all the daemon
 // traces: its own view, from when it started.
@@ -51,6 +58,9 @@ type liveTap struct {
 // addLive gives r to each view that selects it (after the exporters
 // named its service).
 func (ts *taps) addLive(r *correlate.Request) {
+	if ts.running.Load() == 0 {
+		return
+	}
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	for _, t := range ts.live {
@@ -63,18 +73,23 @@ func (ts *taps) addLive(r *correlate.Request) {
 func (ts *taps) registerLive(t *liveTap) {
 	ts.mu.Lock()
 	ts.live = append(ts.live, t)
+	ts.count()
 	ts.mu.Unlock()
 }
 
 func (ts *taps) removeLive(t *liveTap) {
 	ts.mu.Lock()
 	ts.live = slices.DeleteFunc(ts.live, func(x *liveTap) bool { return x == t })
+	ts.count()
 	ts.mu.Unlock()
 }
 
 // add gives r to each snapshot that selects it; a snapshot whose client
 // reads too slowly loses the record (counted), never the exporters.
 func (ts *taps) add(r *correlate.Request) {
+	if ts.running.Load() == 0 {
+		return
+	}
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	for _, t := range ts.list {
@@ -99,12 +114,14 @@ func (ts *taps) add(r *correlate.Request) {
 func (ts *taps) register(t *tap) {
 	ts.mu.Lock()
 	ts.list = append(ts.list, t)
+	ts.count()
 	ts.mu.Unlock()
 }
 
 func (ts *taps) remove(t *tap) {
 	ts.mu.Lock()
 	ts.list = slices.DeleteFunc(ts.list, func(x *tap) bool { return x == t })
+	ts.count()
 	ts.mu.Unlock()
 }
 
@@ -115,5 +132,6 @@ func (ts *taps) closeAll() {
 		close(t.done)
 	}
 	ts.list = nil
+	ts.count()
 	ts.mu.Unlock()
 }

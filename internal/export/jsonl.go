@@ -168,6 +168,14 @@ func (o JSONOptions) ToJSON(r *correlate.Request) JSONRecord {
 	return j
 }
 
+// jsonBuffer is how many bytes of lines JSONLines holds before it
+// writes them: the pipeline flushes at each periodic look (150 ms), so
+// that at 20,000 requests/s (≈ 17 MB/s of lines) a write carries
+// 256 KiB, not 64: fewer write calls, each with its fixed cost (the
+// system call, the file's times and journal) and the wake-up of Go's
+// monitor thread that a blocking call makes.
+const jsonBuffer = 256 << 10
+
 // JSONLines writes one JSON object per line.
 type JSONLines struct {
 	w    *bufio.Writer
@@ -181,7 +189,7 @@ func NewJSONLines(w io.Writer) *JSONLines { return NewJSONLinesWith(w, JSONOptio
 
 // NewJSONLinesWith writes to w with these options.
 func NewJSONLinesWith(w io.Writer, o JSONOptions) *JSONLines {
-	return &JSONLines{w: bufio.NewWriterSize(w, 64<<10), opts: o}
+	return &JSONLines{w: bufio.NewWriterSize(w, jsonBuffer), opts: o}
 }
 
 // Write appends one request.
@@ -191,7 +199,8 @@ func (j *JSONLines) Write(r *correlate.Request) error {
 	return err
 }
 
-// Add is Write: JSONLines is a pipeline sink, flushed after each batch.
+// Add is Write: JSONLines is a pipeline sink, flushed at each periodic
+// look (pipeline.PollEvery) and at the end.
 func (j *JSONLines) Add(r *correlate.Request) error { return j.Write(r) }
 
 // Flush pushes buffered lines to the underlying writer.

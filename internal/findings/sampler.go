@@ -118,6 +118,7 @@ type Sampler struct {
 	mountsRead   bool
 	ownNetNS     uint64
 	tickQuota    map[string]*CgroupQuota // this sample's, by directory
+	files        *openFiles              // the files read every sample, kept open
 }
 
 // staticProc is what changes only at exec: read again now and then.
@@ -141,7 +142,7 @@ func NewSampler() *Sampler { return newSampler("/proc") }
 
 func newSampler(proc string) *Sampler {
 	s := &Sampler{proc: proc, pids: map[uint32]bool{}, listeners: map[ListenerKey]bool{},
-		prevNet: map[uint64]map[string]int64{}, prevQuota: map[string]*CgroupQuota{}, static: map[uint32]staticProc{}, prevProcCPU: map[uint32]int64{}}
+		prevNet: map[uint64]map[string]int64{}, prevQuota: map[string]*CgroupQuota{}, static: map[uint32]staticProc{}, prevProcCPU: map[uint32]int64{}, files: newOpenFiles()}
 	s.snap.Store(&Snapshot{})
 	return s
 }
@@ -172,6 +173,7 @@ func (s *Sampler) WatchListener(pid uint32, port uint16) {
 
 // Run samples every interval until ctx ends.
 func (s *Sampler) Run(ctx context.Context, every time.Duration) {
+	defer s.files.close()
 	s.Sample()
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -186,7 +188,18 @@ func (s *Sampler) Run(ctx context.Context, every time.Duration) {
 }
 
 func (s *Sampler) read(parts ...string) ([]byte, error) {
-	return os.ReadFile(filepath.Join(append([]string{s.proc}, parts...)...))
+	return os.ReadFile(s.path(parts...))
+}
+
+func (s *Sampler) path(parts ...string) string {
+	return filepath.Join(append([]string{s.proc}, parts...)...)
+}
+
+// readOpen reads a file that every sample reads, kept open between
+// samples (openFiles): the bytes are valid until the next read.
+func (s *Sampler) readOpen(parts ...string) ([]byte, error) {
+	p := s.path(parts...)
+	return s.files.read(p, p)
 }
 
 // Sample takes one sample and publishes it. Not concurrent with itself.
@@ -211,7 +224,7 @@ func (s *Sampler) Sample() {
 	}
 	snap.OwnNetNS = s.ownNetNS
 	s.sampleHost(snap, perSec)
-	if b, err := s.read("sys", "net", "core", "somaxconn"); err == nil {
+	if b, err := s.readOpen("sys", "net", "core", "somaxconn"); err == nil {
 		snap.Somaxconn, _ = strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
 	}
 
@@ -246,6 +259,9 @@ func (s *Sampler) Sample() {
 	for ns := range s.prevNet {
 		if _, ok := netPID[ns]; !ok {
 			delete(s.prevNet, ns)
+			for _, f := range netFiles {
+				s.files.forget(netKey(ns, f))
+			}
 		}
 	}
 	s.sampleListeners(snap, listeners)
@@ -261,6 +277,7 @@ func (s *Sampler) Sample() {
 			delete(s.pids, pid)
 			delete(s.static, pid)
 			delete(s.prevProcCPU, pid)
+			s.files.forget(s.path(strconv.FormatUint(uint64(pid), 10), "stat"))
 			for l := range s.listeners {
 				if l.PID == pid {
 					delete(s.listeners, l)
@@ -274,7 +291,7 @@ func (s *Sampler) Sample() {
 }
 
 func (s *Sampler) sampleHost(snap *Snapshot, perSec func(int64) int64) {
-	if b, err := s.read("stat"); err == nil {
+	if b, err := s.readOpen("stat"); err == nil {
 		if busy, total, ok := hostCPU(b); ok {
 			if d := total - s.prevTotal; s.prevTotal != 0 && d > 0 {
 				snap.CPUBusyPct = 100 * float64(busy-s.prevBusy) / float64(d)
@@ -283,10 +300,10 @@ func (s *Sampler) sampleHost(snap *Snapshot, perSec func(int64) int64) {
 			s.prevBusy, s.prevTotal = busy, total
 		}
 	}
-	if b, err := s.read("pressure", "cpu"); err == nil {
+	if b, err := s.readOpen("pressure", "cpu"); err == nil {
 		snap.PSISomeAvg10, snap.HasPSI = psiSomeAvg10(b)
 	}
-	if b, err := s.read("net", "softnet_stat"); err == nil {
+	if b, err := s.readOpen("net", "softnet_stat"); err == nil {
 		if d, sq, ok := softnet(b); ok {
 			if snap.Interval > 0 {
 				snap.SoftnetDrops, snap.SoftnetSqueez, snap.HasSoftnet = perSec(d-s.prevSoftnetD), perSec(sq-s.prevSoftnetS), true
@@ -331,7 +348,7 @@ func (s *Sampler) sampleProc(pid uint32, now time.Time, perSec func(int64) int64
 	}
 	p := &Proc{NetNS: s.netns(id), CPUsAllowed: st.cpusAllowed, Env: st.env, HasEnv: st.hasEnv}
 	p.Quota = s.quota(st, perSec)
-	if b, err := s.read(id, "stat"); err == nil {
+	if b, err := s.readOpen(id, "stat"); err == nil {
 		if ticks, ok := procCPUTicks(b); ok {
 			if prev, seen := s.prevProcCPU[pid]; seen && ticks >= prev {
 				// Ticks per second (in thousandths), clockTicks a CPU.
@@ -405,6 +422,16 @@ func readQuota(dir string, v2 bool) (quotaUs, periodUs int64, ok bool) {
 	return cpuMax([]byte(strings.TrimSpace(string(qb)) + " " + strings.TrimSpace(string(pb))))
 }
 
+// netFiles are the files of a namespace's counters (/proc/PID/net/...),
+// kept open by namespace (netKey): one opened through a process reads
+// its namespace whichever of the namespace's processes the next sample
+// picks.
+var netFiles = []string{"netstat", "snmp"}
+
+func netKey(ns uint64, file string) string {
+	return "net:" + strconv.FormatUint(ns, 10) + ":" + file
+}
+
 // netKeys are the counters read per network namespace.
 var netKeys = []string{"TcpExtListenOverflows", "TcpExtListenDrops", "TcpExtSyncookiesSent", "TcpRetransSegs", "TcpExtTCPTimeouts"}
 
@@ -414,8 +441,8 @@ func (s *Sampler) sampleNet(ns uint64, pid uint32, perSec func(int64) int64) *Ne
 	for _, k := range netKeys {
 		cur[k] = -1
 	}
-	for _, f := range []string{"netstat", "snmp"} {
-		if b, err := s.read(id, "net", f); err == nil {
+	for _, f := range netFiles {
+		if b, err := s.files.read(netKey(ns, f), s.path(id, "net", f)); err == nil {
 			netCounters(b, cur)
 		}
 	}

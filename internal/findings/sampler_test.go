@@ -174,6 +174,20 @@ func TestSampler(t *testing.T) {
 	if len(s.Load().Procs) != 0 || len(s.pids) != 0 || len(s.listeners) != 0 {
 		t.Errorf("after exit: %+v %v %v", s.Load().Procs, s.pids, s.listeners)
 	}
+	// Its files and its namespace's are closed; the host's stay open
+	// for the next sample.
+	for key := range s.files.fds {
+		if strings.Contains(key, "/42/") || strings.Contains(key, "4026532000") {
+			t.Errorf("still open after the process went: %s", key)
+		}
+	}
+	if len(s.files.fds) != 4 {
+		t.Errorf("open files: %v, want the host's 4", s.files.fds)
+	}
+	s.files.close()
+	if len(s.files.fds) != 0 {
+		t.Errorf("open after close: %v", s.files.fds)
+	}
 }
 
 // TestAcceptBacklogEvidence: the listener's queue and the namespace's

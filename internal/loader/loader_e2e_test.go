@@ -282,7 +282,7 @@ func TestForcedWays(t *testing.T) {
 }
 
 // TestWakeupEvery: with every CPU one short of waking the reader, the
-// ring holds at most 1/16 of its size in entries of ≤ 1 KiB; the count
+// ring holds at most 1/8 of its size in entries of ≤ 1 KiB; the count
 // stays within [1, 1024].
 func TestWakeupEvery(t *testing.T) {
 	for _, c := range []struct {
@@ -290,10 +290,11 @@ func TestWakeupEvery(t *testing.T) {
 		cpus int
 		want uint32
 	}{
-		{16 << 20, 2, 512},
+		{16 << 20, 2, 1024},
+		{16 << 20, 4, 512},
 		{16 << 20, 1, 1024},
 		{64 << 20, 1, 1024},
-		{16 << 20, 64, 16},
+		{16 << 20, 64, 32},
 		{16 << 20, 4096, 1},
 		{4096, 2, 1},
 		{16 << 20, 0, 1024},
@@ -302,8 +303,8 @@ func TestWakeupEvery(t *testing.T) {
 		if got != c.want {
 			t.Errorf("wakeupEvery(%d, %d) = %d, want %d", c.ring, c.cpus, got, c.want)
 		}
-		if c.cpus > 0 && got > 1 && uint64(got)*uint64(c.cpus)*1024 > uint64(c.ring)/16 {
-			t.Errorf("wakeupEvery(%d, %d) = %d lets %d bytes wait, over 1/16 of the ring", c.ring, c.cpus, got, uint64(got)*uint64(c.cpus)*1024)
+		if c.cpus > 0 && got > 1 && uint64(got)*uint64(c.cpus)*1024 > uint64(c.ring)/8 {
+			t.Errorf("wakeupEvery(%d, %d) = %d lets %d bytes wait, over 1/8 of the ring", c.ring, c.cpus, got, uint64(got)*uint64(c.cpus)*1024)
 		}
 	}
 }

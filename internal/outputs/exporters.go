@@ -165,9 +165,9 @@ func (x *Exporters) Add(r *correlate.Request) error {
 }
 
 // Flush writes the JSON lines buffered since the last call: the
-// pipeline calls it after each batch of records (pipeline.Flusher), so
-// that `tail -f` shows a request within a batch of its end, for one
-// write per batch.
+// pipeline calls it at each periodic look (pipeline.Flusher), so that
+// `tail -f` shows a request within 200 ms of its record, for one write
+// per look.
 func (x *Exporters) Flush() error {
 	if x.json == nil {
 		return nil

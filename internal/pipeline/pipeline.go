@@ -22,9 +22,10 @@ type Sink interface {
 }
 
 // Flusher is a sink that buffers what Add gets: the session calls Flush
-// after each batch of records, so that a request reaches the sink's
-// output within one batch (see Run), with one write per batch rather
-// than one per request.
+// at each periodic look (PollEvery) that follows new requests, and at
+// the end, so that a request reaches the sink's output within the bound
+// of Run, with one write per look rather than one per request or per
+// kernel wake-up.
 type Flusher interface {
 	Flush() error
 }
@@ -122,7 +123,7 @@ func (s *Session) emit(r *correlate.Request) {
 	s.requests.Add(1)
 }
 
-// flush ends a batch: buffering sinks write what they got.
+// flush ends a period: buffering sinks write what they got.
 func (s *Session) flush() {
 	if !s.unsent {
 		return
@@ -188,12 +189,16 @@ func (s *Session) tick(lastEnforce *time.Time) {
 
 // PollEvery bounds how long records wait in the ring buffer: the kernel
 // wakes the reader only once per so many records a CPU writes (up to
-// 1/16 of the ring with every CPU there; bpf/maps.h), so
+// 1/8 of the ring with every CPU there; loader's wakeupEvery), so
 // the reader also looks every PollEvery, and ends the idle requests
-// then (loader.IdleSweepEvery). A record reaches the sinks, flushed,
-// within PollEvery of being written plus the time to process its batch
-// (tens of ms at most): within 200 ms. Each look costs a wake-up
-// (≈ 0.1 ms of CPU on a VM): an idle tracerd costs < 1 ms a second.
+// then (loader.IdleSweepEvery). The buffering sinks (JSON lines) are
+// flushed at these periodic looks only, not at each kernel wake-up: a
+// record read at a wake-up waits for the next periodic look, which
+// comes within PollEvery of its being written, as the look that would
+// have read it. A record reaches the sinks, flushed, within PollEvery of
+// being written plus the time to process its batch (tens of ms at
+// most): within 200 ms. Each look costs a wake-up (≈ 0.1 ms of CPU on a
+// VM): an idle tracerd costs < 1 ms a second.
 const PollEvery = 150 * time.Millisecond
 
 // maxBatch is how many records ReadBatch takes at once; batchesPerLook
@@ -209,9 +214,10 @@ const (
 //
 // One goroutine does everything, in batches: it sleeps until the
 // kernel wakes it or the next periodic work is due, processes every
-// record waiting, runs the idle sweep and the correlator's horizon when
-// due, then flushes the sinks. A quiet host costs one wake-up per
-// period, a busy one a wake-up per batch.
+// record waiting, and when the periodic work is due runs the idle sweep
+// and the correlator's horizon and flushes the sinks. A quiet host
+// costs one wake-up per period, a busy one a wake-up per batch and one
+// flush (a write of the JSON lines) per period.
 func (s *Session) Run(ctx context.Context) error {
 	stopWaking := context.AfterFunc(ctx, s.src.Wake)
 	defer stopWaking()
@@ -241,8 +247,8 @@ func (s *Session) Run(ctx context.Context) error {
 			}
 			s.tick(&lastEnforce)
 			next = now.Add(period)
+			s.flush()
 		}
-		s.flush()
 	}
 	detachErr := s.src.Detach()
 	if runErr == nil {

@@ -424,3 +424,63 @@ func (h *countingHandler) count(l slog.Level) int {
 	}
 	return n
 }
+
+// flushRecorder is a buffering sink: what Add got is out at Flush.
+type flushRecorder struct {
+	mu      sync.Mutex
+	added   []time.Time // when each pending request came
+	waited  []time.Duration
+	flushes int
+}
+
+func (f *flushRecorder) Add(*correlate.Request) error {
+	f.mu.Lock()
+	f.added = append(f.added, time.Now())
+	f.mu.Unlock()
+	return nil
+}
+
+func (f *flushRecorder) Flush() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, at := range f.added {
+		f.waited = append(f.waited, time.Since(at))
+	}
+	f.added = f.added[:0]
+	f.flushes++
+	return nil
+}
+
+// Records that come one by one, each waking the reader, are flushed at
+// the periodic looks, not at each wake-up, each within PollEvery (and
+// a little scheduling) of being read; the stop flushes the rest.
+func TestFlushAtPeriodicLooks(t *testing.T) {
+	src := newFakeSource()
+	sink := &flushRecorder{}
+	s := New(src, time.Second, time.Minute, sink)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	const n, every = 120, 5 * time.Millisecond
+	for i := range n {
+		src.ring <- record(uint64(i), 0, "127.0.0.1:4000")
+		time.Sleep(every)
+	}
+	time.Sleep(PollEvery + 50*time.Millisecond)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	if len(sink.waited) != n || len(sink.added) != 0 {
+		t.Fatalf("%d requests flushed, %d not; want %d, 0", len(sink.waited), len(sink.added), n)
+	}
+	// ≈ 0.75 s of records: 5 or 6 periods, and the stop's.
+	if max := int(n*every/PollEvery) + 3; sink.flushes > max {
+		t.Errorf("%d flushes for %d wake-ups; want at most %d (one per period)", sink.flushes, n, max)
+	}
+	if longest := slices.Max(sink.waited); longest > PollEvery+50*time.Millisecond {
+		t.Errorf("a request waited %v for its flush; want ≤ PollEvery (%v) and scheduling", longest, PollEvery)
+	}
+}
