@@ -87,6 +87,11 @@ type Binary struct {
 	// TLS is where crypto/tls.Conn keeps what a handshake negotiated
 	// (from DWARF only; nil when unknown: handshakes are timed without).
 	TLS *TLSLayout
+	// Bufio is bufio.Reader's layout (the Go HTTP client's statuses are
+	// read from its buffer): from DWARF, else the layout every Go version
+	// tracerd supports has; nil when DWARF has the type but not the
+	// fields (then the statuses are left out).
+	Bufio *BufioLayout
 
 	// GRPC is set when the binary links a grpc-go server whose layout is
 	// known; else GRPCErr says why not (errors.Is(GRPCErr, errNoGRPC)
@@ -260,7 +265,12 @@ func inspect(r io.ReaderAt, size int64, path string, preferTable bool, lim limit
 	} else if b.HasDWARF {
 		d, dwErr = b.dwarf()
 		if dwErr == nil {
-			b.Offsets, b.RequestPattern, b.TLS, dwErr = dwarfOffsets(d, bud)
+			var more dwarfMore
+			b.Offsets, more, dwErr = dwarfOffsets(d, bud)
+			b.RequestPattern, b.TLS = more.pattern, more.tls
+			if more.bufioSeen {
+				b.Bufio = more.bufio
+			}
 		}
 		if errors.Is(dwErr, errOutOfTime) {
 			return nil, fmt.Errorf("goinspect: %s: reading DWARF: %w", path, dwErr)
@@ -270,6 +280,9 @@ func inspect(r io.ReaderAt, size int64, path string, preferTable bool, lim limit
 		} else {
 			d = nil
 		}
+	}
+	if b.OffsetsFrom != "dwarf" {
+		b.Bufio = &knownBufioLayout
 	}
 	if b.OffsetsFrom == "" {
 		if off, ok := tableOffsets(b.GoVersion); ok {
