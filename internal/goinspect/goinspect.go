@@ -92,6 +92,9 @@ type Binary struct {
 	// tracerd supports has; nil when DWARF has the type but not the
 	// fields (then the statuses are left out).
 	Bufio *BufioLayout
+	// HTTPClient is where the net/http client's requests keep their
+	// method, path and query (nil when unknown: the client is not probed).
+	HTTPClient *HTTPClientLayout
 
 	// GRPC is set when the binary links a grpc-go server whose layout is
 	// known; else GRPCErr says why not (errors.Is(GRPCErr, errNoGRPC)
@@ -267,7 +270,7 @@ func inspect(r io.ReaderAt, size int64, path string, preferTable bool, lim limit
 		if dwErr == nil {
 			var more dwarfMore
 			b.Offsets, more, dwErr = dwarfOffsets(d, bud)
-			b.RequestPattern, b.TLS = more.pattern, more.tls
+			b.RequestPattern, b.TLS, b.HTTPClient = more.pattern, more.tls, more.client
 			if more.bufioSeen {
 				b.Bufio = more.bufio
 			}
@@ -300,6 +303,9 @@ func inspect(r io.ReaderAt, size int64, path string, preferTable bool, lim limit
 		}
 		return nil, fmt.Errorf("goinspect: %s: Go version %s, no DWARF, version not in the table (%s): %w",
 			path, version, tableRange(), ErrNoOffsets)
+	}
+	if o := b.Offsets; o.HTTP {
+		b.HTTPClient = &HTTPClientLayout{o.RequestMethod, o.RequestURL, o.URLPath, o.URLRawQuery}
 	}
 	b.inspectGRPC(d, grpcModuleVersion(bi), bud)
 	if err := bud.tick("inspection"); err != nil {

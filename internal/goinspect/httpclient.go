@@ -55,3 +55,30 @@ func bufioLayoutOf(types map[string]map[string]dwarfMember) (l *BufioLayout, see
 	}
 	return &out, true
 }
+
+// HTTPClientLayout is where the client's probe reads a Request's method
+// and URL path and query: Offsets' when it has net/http (a server's
+// binary, or the per-version table), else DWARF's of the Request and
+// URL alone (a binary with net/http's client and no server).
+type HTTPClientLayout struct {
+	RequestMethod, RequestURL, URLPath, URLRawQuery uint64
+}
+
+// httpClientLayoutOf reads the layout from DWARF's members; nil unless
+// all four fields are there.
+func httpClientLayoutOf(types map[string]map[string]dwarfMember) *HTTPClientLayout {
+	req, url := types["net/http.Request"], types["net/url.URL"]
+	var l HTTPClientLayout
+	for _, f := range []struct {
+		of    map[string]dwarfMember
+		field string
+		dst   *uint64
+	}{{req, "Method", &l.RequestMethod}, {req, "URL", &l.RequestURL}, {url, "Path", &l.URLPath}, {url, "RawQuery", &l.URLRawQuery}} {
+		m, ok := f.of[f.field]
+		if !ok {
+			return nil
+		}
+		*f.dst = m.off
+	}
+	return &l
+}

@@ -228,6 +228,9 @@ type dwarfMore struct {
 	// fields are not all there), else nil: the caller falls back.
 	bufio     *BufioLayout
 	bufioSeen bool // DWARF has bufio.Reader
+	// The Request's fields the client reads, when Offsets has no HTTP
+	// (no server in the binary): nil when absent too.
+	client *HTTPClientLayout
 }
 
 // dwarfOffsets is offsetsFromDWARF, and what only DWARF says.
@@ -247,6 +250,7 @@ func dwarfOffsets(d *dwarf.Data, bud *budget) (Offsets, dwarfMore, error) {
 	more := dwarfMore{tls: tlsLayoutOf(types)}
 	more.bufio, more.bufioSeen = bufioLayoutOf(types)
 	if !o.HTTP {
+		more.client = httpClientLayoutOf(types)
 		return o, more, nil
 	}
 	more.pattern = types["net/http.Request"]["Pattern"].off

@@ -365,7 +365,7 @@ func (m *Manager) targetsOf(pid uint32, bin *goinspect.Binary) (funcs map[string
 		if tg.group == "grpc" && bin.GRPC == nil {
 			continue
 		}
-		if tg.group == "http_client" && !bin.Offsets.HTTP {
+		if tg.group == "http_client" && bin.HTTPClient == nil {
 			continue // the Request's fields are not known
 		}
 		for _, sym := range append([]string{tg.symbol}, tg.alt...) {
@@ -575,6 +575,10 @@ func procOffsets(bin *goinspect.Binary) loader.TracerdGoProc {
 		UrlPath:       o.URLPath,
 		UrlRawQuery:   o.URLRawQuery,
 		ReqPattern:    bin.RequestPattern,
+	}
+	if c := bin.HTTPClient; c != nil && !o.HTTP {
+		// No server in the binary: the client's own layout.
+		p.ReqMethod, p.ReqUrl, p.UrlPath, p.UrlRawQuery = c.RequestMethod, c.RequestURL, c.URLPath, c.URLRawQuery
 	}
 	if b := bin.Bufio; b != nil {
 		p.BufioBuf, p.BufioR, p.BufioW = b.Buf, b.R, b.W
