@@ -285,19 +285,22 @@ func outboundTLSHTTP(t *testing.T, keepAlive bool, parallel, n int) {
 	}
 	locals := map[string]bool{}
 	for _, call := range calls {
-		// The client's own call on that connection whose window holds
-		// the record's start.
+		// The client's own call on that connection whose answer the
+		// record read: its end between the call's request written and
+		// its body read (a call's start is no key: one that waited for
+		// a connection may get one dialed before it began, or after
+		// another call dialed it).
 		var truth *Call
 		for _, tr := range truths {
 			c := tr.Call
-			if c != nil && c.Local == call.Conn.Local && call.StartUnixNano >= c.StartUnixNano-slack() &&
-				call.StartUnixNano <= c.EndUnixNano {
+			if c != nil && c.Local == call.Conn.Local && call.EndUnixNano >= c.WroteRequest &&
+				call.EndUnixNano <= c.EndUnixNano+slack() {
 				truth = c
 				break
 			}
 		}
 		if truth == nil {
-			t.Errorf("call on %s at %d: no call of the client's matches", call.Conn.Local, call.StartUnixNano)
+			t.Errorf("call on %s ending at %d: no call of the client's matches", call.Conn.Local, call.EndUnixNano)
 			continue
 		}
 		locals[truth.Local] = true
