@@ -110,32 +110,44 @@ static __always_inline struct go_str go_string_in(const char *head, __u64 cap, _
 	return s;
 }
 
-/* net/http.serverHandler.ServeHTTP(sh, rw, req): req is in RDI. The
- * head of the http.Request and of its URL are copied at once (a copy
- * per field costs the traced process a helper call each): the fields
- * read lie in them in every Go version tracerd knows (RemoteAddr ends at
- * 192, RawQuery at 112). */
-static __always_inline void capture_http(struct go_event *ev, struct pt_regs *ctx, struct go_proc *gp)
+/* The method, path and query of the http.Request at req. The head of
+ * the Request and of its URL are copied at once (a copy per field costs
+ * the traced process a helper call each): the fields read lie in them
+ * in every Go version tracerd knows (RemoteAddr ends at 192, RawQuery
+ * at 112). Returns the scratch copy of the Request's head (NULL: none). */
+static __always_inline struct go_http_head *capture_request(struct go_event *ev, __u64 req, struct go_proc *gp)
 {
-	__u64 req = ctx->di, url = 0;
+	__u64 url = 0;
 	__u32 zero = 0;
 	struct go_http_head *h = bpf_map_lookup_elem(&go_http_scratch, &zero);
 
 	if (!h)
-		return;
+		return NULL;
 	ev->req = req;
 	if (bpf_probe_read_user(h->req, sizeof(h->req), (void *)req))
-		return;
+		return NULL;
 	ev->method_len = copy_go_string(ev->method, GO_METHOD_CAP, go_string_in(h->req, sizeof(h->req), req, gp->req_method));
-	if (gp->req_remote_addr) /* 0: unknown for this binary */
-		ev->remote_len = copy_go_string(ev->remote, GO_REMOTE_CAP, go_string_in(h->req, sizeof(h->req), req, gp->req_remote_addr));
-	ev->proto_major = go_string_in(h->req, sizeof(h->req), req, gp->req_proto_major).ptr;
 	url = go_string_in(h->req, sizeof(h->req), req, gp->req_url).ptr;
 	if (!url || bpf_probe_read_user(h->url, sizeof(h->url), (void *)url))
-		return;
+		return h;
 	ev->path_len = copy_go_string(ev->path, GO_PATH_CAP, go_string_in(h->url, sizeof(h->url), url, gp->url_path));
 	if (gp->url_raw_query)
 		ev->query_len = copy_go_string(ev->query, GO_QUERY_CAP, go_string_in(h->url, sizeof(h->url), url, gp->url_raw_query));
+	return h;
+}
+
+/* net/http.serverHandler.ServeHTTP(sh, rw, req): req is in RDI; the
+ * request's remote address and protocol too. */
+static __always_inline void capture_http(struct go_event *ev, struct pt_regs *ctx, struct go_proc *gp)
+{
+	__u64 req = ctx->di;
+	struct go_http_head *h = capture_request(ev, req, gp);
+
+	if (!h)
+		return;
+	if (gp->req_remote_addr) /* 0: unknown for this binary */
+		ev->remote_len = copy_go_string(ev->remote, GO_REMOTE_CAP, go_string_in(h->req, sizeof(h->req), req, gp->req_remote_addr));
+	ev->proto_major = go_string_in(h->req, sizeof(h->req), req, gp->req_proto_major).ptr;
 }
 
 /* grpc-go (*Server).handleStream(t, stream): stream is in RDI; the
@@ -390,9 +402,79 @@ static __always_inline int go_stw_start_body(struct pt_regs *ctx)
 	return 0;
 }
 
+/* net/http.(*Request).write(r, w, usingProxy, extraHeaders,
+ * waitForContinue): the HTTP/1 client's writeLoop about to write request
+ * r (RAX) on its connection (Request.Write and WriteProxy call it too).
+ * An instant: the request's method, path and query, and r, which the
+ * response's ReadResponse is given again. */
+static __always_inline int go_http_client_request_body(struct pt_regs *ctx)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 pid = pid_tgid >> 32;
+	struct go_proc *gp = bpf_map_lookup_elem(&go_procs, &pid);
+
+	if (!gp)
+		return 0;
+	struct go_event *ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
+	if (!ev) {
+		count(CNT_GO_DROPS);
+		return 0;
+	}
+	/* The strings' tails are left as they are: their lengths bound
+	 * what is read of them. */
+	__builtin_memset(ev, 0, GO_EVENT_HEAD);
+	ev->kind = EV_GO;
+	ev->pid = pid;
+	ev->tid = (__u32)pid_tgid;
+	ev->func = GO_HTTP_CLIENT_REQUEST;
+	ev->goid = goid_at_uprobe(ctx, gp);
+	ev->start = ev->end = bpf_ktime_get_ns();
+	capture_request(ev, ctx->ax, gp);
+	bpf_ringbuf_submit(ev, ringbuf_flags());
+	return 0;
+}
+
+/* net/http.ReadResponse(r *bufio.Reader, req *Request): r in RAX, req in
+ * RBX. The HTTP/1 client's readLoop peeked at the connection before (its
+ * Peek(1)), so r's buffer holds the response's first bytes, decrypted
+ * under TLS: its status line, "HTTP/1.x NNN", at buf[r:w]. arg = the
+ * status, 0 when the line is not (yet) in the buffer or not one. */
+static __always_inline int go_http_client_response_body(struct pt_regs *ctx)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 pid = pid_tgid >> 32;
+	struct go_proc *gp = bpf_map_lookup_elem(&go_procs, &pid);
+	__u64 br[8] = {};
+	char line[12] = {};
+	__u32 status = 0;
+
+	if (!gp)
+		return 0;
+	if (gp->bufio_w && !bpf_probe_read_user(br, sizeof(br), (void *)ctx->ax)) {
+		__u64 buf = br[(gp->bufio_buf / 8) & 7];
+		__u64 r = br[(gp->bufio_r / 8) & 7], w = br[(gp->bufio_w / 8) & 7];
+		if (buf && r + sizeof(line) <= w && w - r < (1 << 20) &&
+		    !bpf_probe_read_user(line, sizeof(line), (void *)(buf + r)) &&
+		    line[0] == 'H' && line[1] == 'T' && line[2] == 'T' && line[3] == 'P' && line[4] == '/' &&
+		    line[5] == '1' && line[6] == '.' && line[8] == ' ' &&
+		    line[9] >= '1' && line[9] <= '9' && line[10] >= '0' && line[10] <= '9' && line[11] >= '0' && line[11] <= '9')
+			status = (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
+	}
+	struct go_event *ev = go_event_head(pid, (__u32)pid_tgid, GO_HTTP_CLIENT_RESPONSE, 0);
+	if (!ev)
+		return 0;
+	ev->req = ctx->bx;
+	ev->arg = status;
+	ev->start = ev->end = bpf_ktime_get_ns();
+	bpf_ringbuf_submit(ev, ringbuf_flags());
+	return 0;
+}
+
 GO_UPROBE(go_entry)
 GO_UPROBE(go_return)
 GO_UPROBE(go_write_header)
 GO_UPROBE(go_grpc_status)
 GO_UPROBE(go_stw_stop)
+GO_UPROBE(go_http_client_request)
+GO_UPROBE(go_http_client_response)
 GO_UPROBE(go_stw_start)

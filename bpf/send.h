@@ -23,6 +23,11 @@ static __always_inline int on_sock_send(struct sock *sk, int ret, int btf)
 	if (c->req.direction == DIR_CLIENT) {
 		if (c->state != CONN_WRITING)
 			client_request_start(c, ret);
+		/* The goroutine that wrote last (a Go process with probes):
+		 * net/http's writeLoop writes a request, but a TLS 1.3
+		 * connection's first request follows the client Finished its
+		 * dialer wrote (correlate's Go client join). */
+		c->req.goid = reading_goid(c->req.pid);
 	} else if (c->state == CONN_IDLE) {
 		count(CNT_UNANSWERED_WRITES);
 		return 0;

@@ -115,7 +115,7 @@ struct req_record {
 	__u64 softirq_ns;
 	__u64 runq_ns;
 	__u64 throttle_ns;
-	__u64 goid; /* Go: goroutine that read the request, 0 if not Go */
+	__u64 goid; /* Go: goroutine that read the request (client: that wrote it last), 0 if not Go */
 	__u32 pid;
 	__u32 tid;
 	__u32 request_index;
@@ -227,7 +227,10 @@ enum go_func {
 	SSL_READ_LINE = 15,      /* SSL_read(_ex) plaintext: its first line, in path */
 	SSL_WRITE_STATUS = 16,   /* SSL_write(_ex) of an HTTP/1 status line: arg = status */
 	GO_TLS_CLIENT_HANDSHAKE = 17, /* crypto/tls (*Conn).clientHandshake: an outbound TLS connection's */
-	GO_FUNC_MAX = 18,
+	GO_HTTP_CLIENT_REQUEST = 18,  /* Go net/http client: a request about to be written ((*Request).write) */
+	GO_HTTP_CLIENT_RESPONSE = 19, /* Go net/http client: a response's status line read (ReadResponse) */
+	SSL_WRITE_LINE = 20,          /* libssl: SSL_write(_ex) plaintext that is not a status line: its first line */
+	GO_FUNC_MAX = 21,
 };
 
 /* A Go uprobe's BPF cookie: the function (enum go_func) in the low 32
@@ -279,7 +282,7 @@ struct go_event {
 	__u8 pattern_len;
 	__u8 tls_flags; /* GO_TLS_(CLIENT_)HANDSHAKE: enum go_tls_flags */
 	__u8 pad[5];
-	__u64 req; /* ServeHTTP: the *http.Request, read again at the return */
+	__u64 req; /* ServeHTTP: the *http.Request, read again at the return; the client's events: the *http.Request */
 	char method[GO_METHOD_CAP];
 	char path[GO_PATH_CAP];
 	char remote[GO_REMOTE_CAP];
@@ -314,6 +317,10 @@ struct go_proc {
 	__u64 tls_did_resume;  /* didResume (bool) */
 	__u64 tls_cipher;      /* cipherSuite (uint16) */
 	__u64 tls_peer_certs;  /* peerCertificates ([]*x509.Certificate) */
+	/* bufio.Reader (bufio_w 0: unknown, the client's statuses are not read) */
+	__u64 bufio_buf;       /* buf ([]byte) */
+	__u64 bufio_r;         /* r (int): the read position */
+	__u64 bufio_w;         /* w (int): the write position */
 };
 
 /* A TLS handshake's event: arg = version | cipher suite << 16. */

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -188,5 +189,133 @@ func checkOutboundTLS(t *testing.T, i int, call export.JSONRecord, truth *Call) 
 		t.Errorf("call %d: tls %s: no client_cert on a call, not failed", i, fmtTLS(j))
 	default:
 		t.Logf("call %d: tls %s", i, fmtTLS(j))
+	}
+}
+
+// startTLSDownstreamStatus is startTLSDownstream answering by request:
+// 201 to a POST, 404 to /missing, else 200 (the body read first).
+func startTLSDownstreamStatus(t *testing.T, certPath, keyPath string) *Server {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			time.Sleep(downstreamDelay)
+			switch {
+			case r.Method == http.MethodPost:
+				w.WriteHeader(http.StatusCreated)
+			case r.URL.Path == "/missing":
+				w.WriteHeader(http.StatusNotFound)
+			}
+			_, _ = w.Write([]byte("ok"))
+		}),
+		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
+	}
+	go func() {
+		if err := srv.ServeTLS(ln, certPath, keyPath); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			t.Errorf("downstream: %v", err)
+		}
+	}()
+	t.Cleanup(func() { _ = srv.Close() })
+	return &Server{Addr: ln.Addr().String(), Port: ln.Addr().(*net.TCPAddr).Port}
+}
+
+// TestOutboundTLSHTTP: the traced Go service's calls over TLS (HTTP/1.1)
+// carry the method, target (query included) and status the client used
+// and got, read by the Go client's probes (the bytes are encrypted):
+// a mix of GET /a?x=1 → 200, POST /b → 201, GET /missing → 404 and PUT
+// /c?y=2&z=3 → 200, on pooled connections and on new ones, and made from
+// several inbound connections at once (the transport then keeps several
+// connections to the downstream in use: each call keeps its own).
+func TestOutboundTLSHTTP(t *testing.T) {
+	needRoot(t)
+	for _, c := range []struct {
+		name        string
+		keepAlive   bool
+		parallel, n int
+	}{
+		{"keepalive", true, 1, 8},
+		{"new_connections", false, 1, 8},
+		{"concurrent", true, 4, 8},
+	} {
+		t.Run(c.name, func(t *testing.T) { outboundTLSHTTP(t, c.keepAlive, c.parallel, c.n) })
+	}
+}
+
+func outboundTLSHTTP(t *testing.T, keepAlive bool, parallel, n int) {
+	certPath, keyPath := writeSelfSigned(t, t.TempDir(), "downstream")
+	down := startTLSDownstreamStatus(t, certPath, keyPath)
+	front := startServer(t, nil, "--call", "https://"+down.Addr, "--call-route",
+		"--call-keepalive="+strconv.FormatBool(keepAlive), "--call-ca", certPath)
+	tr := startTracer(t, "--pid", strconv.Itoa(front.PID), "--log-level", "info")
+	tr.waitLog(t, fmt.Sprintf("msg=\"Go probes attached\" pid=%d", front.PID), 1, 5*time.Second)
+	if !strings.Contains(tr.stderr.String(), "http_client=true http_client_status=true") {
+		t.Fatalf("the front's net/http client is not probed:\n%s", tr.stderr)
+	}
+	plan := []string{"/GET/a?x=1", "/POST/b", "/GET/missing", "/PUT/c?y=2&z=3"}
+	errs := make(chan error, parallel)
+	for p := range parallel {
+		c := dial(t, front.Addr)
+		go func() {
+			for i := range n {
+				if _, err := request(c, plan[(i+p)%len(plan)], 0); err != nil {
+					errs <- err
+					return
+				}
+				if parallel == 1 {
+					time.Sleep(20 * time.Millisecond)
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range parallel {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	truths := front.Truths(t, parallel*n)
+	time.Sleep(time.Second) // the last pooled calls end at the idle sweep
+	_, calls := splitDirections(t, tr.Stop(t), front, down)
+	if len(calls) != len(truths) {
+		t.Fatalf("%d calls recorded, the front made %d", len(calls), len(truths))
+	}
+	locals := map[string]bool{}
+	for _, call := range calls {
+		// The client's own call on that connection whose answer the
+		// record read: its end between the call's request written and
+		// its body read (a call's start is no key: one that waited for
+		// a connection may get one dialed before it began, or after
+		// another call dialed it).
+		var truth *Call
+		for _, tr := range truths {
+			c := tr.Call
+			if c != nil && c.Local == call.Conn.Local && call.EndUnixNano >= c.WroteRequest &&
+				call.EndUnixNano <= c.EndUnixNano+slack() {
+				truth = c
+				break
+			}
+		}
+		if truth == nil {
+			t.Errorf("call on %s ending at %d: no call of the client's matches", call.Conn.Local, call.EndUnixNano)
+			continue
+		}
+		locals[truth.Local] = true
+		if truth.Error != "" {
+			t.Fatalf("the client's call failed: %+v", truth)
+		}
+		// The query's values are REDACTED in the outputs (keys kept).
+		want := export.JSONHTTP{Method: truth.Method, Target: export.ShownTarget(truth.Target, false), Status: truth.Status}
+		if call.HTTP == nil || *call.HTTP != want {
+			t.Errorf("call on %s (request_index %d): http %+v, the client called %+v", call.Conn.Local,
+				call.Conn.RequestIndex, call.HTTP, want)
+		}
+	}
+	t.Logf("%d calls on %d connections; the first: %+v", len(calls), len(locals), calls[0].HTTP)
+	if parallel > 1 && len(locals) < 2 {
+		t.Errorf("the concurrent calls used %d connection(s): not a test of several", len(locals))
 	}
 }

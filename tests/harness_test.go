@@ -386,6 +386,8 @@ type Call struct {
 	Status        int    `json:"status"`
 	Error         string `json:"error"`
 	HandlerTID    int    `json:"handler_tid"`
+	Method        string `json:"method"`
+	Target        string `json:"target"`
 	TLSStart      int64  `json:"tls_start_unix_nano"`
 	TLSDone       int64  `json:"tls_done_unix_nano"`
 	TLSVersion    uint16 `json:"tls_version"`

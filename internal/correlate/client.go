@@ -98,6 +98,10 @@ type heldClient struct {
 	since int64 // wall ns when it came
 	start int64 // wall ns: the call's start
 	done  bool  // released (still listed)
+	// Its HTTP when it came: the probes' facts joined then (the record
+	// is decoded again at its release, which parses only its bytes).
+	http    HTTP
+	hasHTTP bool
 }
 
 // Bounds on the parent search's memory and time: the windows of a
@@ -233,13 +237,18 @@ func (c *Correlator) addClient(r *Request, rec *loader.Record) {
 		c.finish(r, rec)
 		return
 	}
-	c.hold(rec)
+	c.hold(rec, r.HTTP)
 }
 
-// hold keeps a call's record until its inbound request comes or the
-// horizon passes; past the bounds, the oldest held call goes now.
-func (c *Correlator) hold(rec *loader.Record) {
+// hold keeps a call's record, and its HTTP, until its inbound request
+// comes or the horizon passes; past the bounds, the oldest held call
+// goes now.
+func (c *Correlator) hold(rec *loader.Record, http *HTTP) {
 	j := &c.clients
+	var kept HTTP
+	if http != nil {
+		kept = *http // c.http: a release below decodes into it
+	}
 	if j.nHeld >= maxHeldClients {
 		c.releaseOldest(nil)
 	}
@@ -253,6 +262,7 @@ func (c *Correlator) hold(rec *loader.Record) {
 		h = new(heldClient)
 	}
 	h.rec, h.since, h.start, h.done = *rec, time.Now().UnixNano(), c.clock.Wall(callStart(rec)), false
+	h.http, h.hasHTTP = kept, http != nil
 	if j.byProc == nil {
 		j.byProc = map[uint32][]*heldClient{}
 	}
@@ -282,6 +292,10 @@ func (c *Correlator) releaseClient(h *heldClient, w serverWindow, ok bool) {
 	h.done = true
 	j.nHeld--
 	c.req = c.decode(&h.rec)
+	if h.hasHTTP {
+		c.http = h.http
+		c.req.HTTP = &c.http
+	}
 	if ok {
 		adopt(&c.req, w)
 	}

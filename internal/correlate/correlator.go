@@ -67,6 +67,7 @@ func (c *Correlator) AddRecord(rec *loader.Record) {
 			return
 		}
 		c.noteClientTLS(rec)
+		c.joinGoClientHTTP(r, rec)
 		c.addClient(r, rec)
 		return
 	}

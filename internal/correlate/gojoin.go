@@ -129,6 +129,7 @@ type goProc struct {
 	// crypto/tls client handshakes (outbound connections), by end: not
 	// by goroutine (their records do not know it); see clientTLSCall.
 	clientHandshakes []*goCall
+	client           *goClientHTTP // its net/http client's calls (clienthttp_go.go)
 }
 
 // maxPeers bounds the traced peers remembered per process.
@@ -323,6 +324,10 @@ func (c *Correlator) AddGo(ev *loader.GoEvent) {
 		return // probes of a process we stopped following
 	}
 	fn := goFunc(ev.Func)
+	if fn == goHTTPClientRequest || fn == goHTTPClientResponse {
+		c.addGoClientHTTP(gp, fn, ev)
+		return
+	}
 	if fn == goSTW {
 		// Timed between two probes' clock reads like a call, whether it
 		// ended at startTheWorldWithSema's entry or at its RET (see
@@ -401,6 +406,9 @@ func (c *Correlator) pruneGo(gp *goProc, now int64) {
 		i++
 	}
 	gp.clientHandshakes = append(gp.clientHandshakes[:0], gp.clientHandshakes[i:]...)
+	if gp.client != nil {
+		gp.client.prune(horizon)
+	}
 	for goid, calls := range gp.byGoid {
 		// A serving call not joined yet (an HTTP/2 stream or gRPC call
 		// waiting for the horizon) claims the calls its goroutine made

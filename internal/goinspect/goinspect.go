@@ -87,6 +87,14 @@ type Binary struct {
 	// TLS is where crypto/tls.Conn keeps what a handshake negotiated
 	// (from DWARF only; nil when unknown: handshakes are timed without).
 	TLS *TLSLayout
+	// Bufio is bufio.Reader's layout (the Go HTTP client's statuses are
+	// read from its buffer): from DWARF, else the layout every Go version
+	// tracerd supports has; nil when DWARF has the type but not the
+	// fields (then the statuses are left out).
+	Bufio *BufioLayout
+	// HTTPClient is where the net/http client's requests keep their
+	// method, path and query (nil when unknown: the client is not probed).
+	HTTPClient *HTTPClientLayout
 
 	// GRPC is set when the binary links a grpc-go server whose layout is
 	// known; else GRPCErr says why not (errors.Is(GRPCErr, errNoGRPC)
@@ -260,7 +268,12 @@ func inspect(r io.ReaderAt, size int64, path string, preferTable bool, lim limit
 	} else if b.HasDWARF {
 		d, dwErr = b.dwarf()
 		if dwErr == nil {
-			b.Offsets, b.RequestPattern, b.TLS, dwErr = dwarfOffsets(d, bud)
+			var more dwarfMore
+			b.Offsets, more, dwErr = dwarfOffsets(d, bud)
+			b.RequestPattern, b.TLS, b.HTTPClient = more.pattern, more.tls, more.client
+			if more.bufioSeen {
+				b.Bufio = more.bufio
+			}
 		}
 		if errors.Is(dwErr, errOutOfTime) {
 			return nil, fmt.Errorf("goinspect: %s: reading DWARF: %w", path, dwErr)
@@ -270,6 +283,9 @@ func inspect(r io.ReaderAt, size int64, path string, preferTable bool, lim limit
 		} else {
 			d = nil
 		}
+	}
+	if b.OffsetsFrom != "dwarf" {
+		b.Bufio = &knownBufioLayout
 	}
 	if b.OffsetsFrom == "" {
 		if off, ok := tableOffsets(b.GoVersion); ok {
@@ -287,6 +303,9 @@ func inspect(r io.ReaderAt, size int64, path string, preferTable bool, lim limit
 		}
 		return nil, fmt.Errorf("goinspect: %s: Go version %s, no DWARF, version not in the table (%s): %w",
 			path, version, tableRange(), ErrNoOffsets)
+	}
+	if o := b.Offsets; o.HTTP {
+		b.HTTPClient = &HTTPClientLayout{o.RequestMethod, o.RequestURL, o.URLPath, o.URLRawQuery}
 	}
 	b.inspectGRPC(d, grpcModuleVersion(bi), bud)
 	if err := bud.tick("inspection"); err != nil {

@@ -213,33 +213,48 @@ func (w *dwarfWalker) skipChildren() error {
 }
 
 func offsetsFromDWARF(d *dwarf.Data, bud *budget) (Offsets, error) {
-	o, _, _, err := dwarfOffsets(d, bud)
+	o, _, err := dwarfOffsets(d, bud)
 	return o, err
 }
 
-// dwarfOffsets is offsetsFromDWARF, and the offset of net/http.Request's
-// Pattern (Go 1.23+: the ServeMux route that matched; 0 when absent).
-// Pattern is outside Offsets: the per-version table does not have it, so
-// only binaries with DWARF get route templates.
-func dwarfOffsets(d *dwarf.Data, bud *budget) (Offsets, uint64, *TLSLayout, error) {
-	want := map[string]bool{dwarfTLSConn: true}
+// dwarfMore is what only DWARF gives (the per-version table has not).
+type dwarfMore struct {
+	// net/http.Request's Pattern (Go 1.23+: the ServeMux route that
+	// matched; 0 when absent). Only binaries with DWARF get route
+	// templates.
+	pattern uint64
+	tls     *TLSLayout
+	// bufio.Reader's layout: DWARF's when it has the type (nil when its
+	// fields are not all there), else nil: the caller falls back.
+	bufio     *BufioLayout
+	bufioSeen bool // DWARF has bufio.Reader
+	// The Request's fields the client reads, when Offsets has no HTTP
+	// (no server in the binary): nil when absent too.
+	client *HTTPClientLayout
+}
+
+// dwarfOffsets is offsetsFromDWARF, and what only DWARF says.
+func dwarfOffsets(d *dwarf.Data, bud *budget) (Offsets, dwarfMore, error) {
+	want := map[string]bool{dwarfTLSConn: true, dwarfBufioReader: true}
 	for _, f := range dwarfFields {
 		want[f.typ] = true
 	}
 	types, err := dwarfStructFields(d, want, bud)
 	if err != nil {
-		return Offsets{}, 0, nil, fmt.Errorf("reading DWARF: %w", err)
+		return Offsets{}, dwarfMore{}, fmt.Errorf("reading DWARF: %w", err)
 	}
 	o, err := offsetsOf(types)
 	if err != nil {
-		return o, 0, nil, err
+		return o, dwarfMore{}, err
 	}
-	tls := tlsLayoutOf(types)
+	more := dwarfMore{tls: tlsLayoutOf(types)}
+	more.bufio, more.bufioSeen = bufioLayoutOf(types)
 	if !o.HTTP {
-		return o, 0, tls, nil
+		more.client = httpClientLayoutOf(types)
+		return o, more, nil
 	}
-	pattern := types["net/http.Request"]["Pattern"]
-	return o, pattern.off, tls, nil
+	more.pattern = types["net/http.Request"]["Pattern"].off
+	return o, more, nil
 }
 
 func offsetsOf(types map[string]map[string]dwarfMember) (Offsets, error) {

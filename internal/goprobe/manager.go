@@ -105,6 +105,13 @@ var targets = []target{
 	// client): the same way; its record's calls fold it in as their
 	// tls_handshake phase.
 	{goinspect.TLSClientHandshake, loader.TracerdGoFuncGO_TLS_CLIENT_HANDSHAKE, loader.TracerdProgGoEntry, loader.TracerdProgGoReturn, "tls", nil, nil},
+	// The HTTP/1 client (outbound calls): entries only (instants, an
+	// emulated instruction each), in functions only a client runs: the
+	// request about to be written (method, target) and the response
+	// about to be parsed (status, from the buffer the readLoop peeked
+	// into). A server that calls out costs nothing.
+	{goinspect.HTTPClientWrite, loader.TracerdGoFuncGO_HTTP_CLIENT_REQUEST, loader.TracerdProgGoHttpClientRequest, "", "http_client", nil, nil},
+	{goinspect.HTTPClientReadResponse, loader.TracerdGoFuncGO_HTTP_CLIENT_RESPONSE, loader.TracerdProgGoHttpClientResponse, "", "http_client", nil, nil},
 }
 
 // DefaultMaxCallsPerSecond bounds how often one probed function may fire
@@ -122,6 +129,9 @@ type Probes struct {
 	HTTP          bool
 	GRPC          bool // grpc-go server: method names and status codes
 	TLS           bool // crypto/tls server handshakes are timed
+	// HTTPClient: the net/http client's requests (method, target) and
+	// responses (status) are seen, HTTP/1 over TLS or not.
+	HTTPClient bool
 	// OpenSSL: not a Go process; its libssl is probed (handshake ends,
 	// HTTP/1 request lines and statuses under TLS), events keyed by
 	// thread id.
@@ -147,6 +157,8 @@ func (p *Probes) switchOff(group string) {
 		p.GRPC = false
 	case "tls":
 		p.TLS = false
+	case "http_client":
+		p.HTTPClient = false
 	case "openssl":
 		p.TLS, p.OpenSSL = false, false
 	}
@@ -295,6 +307,7 @@ func (m *Manager) attach(pid uint32) error {
 		HTTP:          groups["http"] > 0 && !refused["http"],
 		GRPC:          groups["grpc"] == 2 && !refused["grpc"],
 		TLS:           groups["tls"] > 0 && !refused["tls"],
+		HTTPClient:    groups["http_client"] == 2 && !refused["http_client"],
 		ProbeCostNs:   m.cost,
 	}
 	m.procs[pid] = p
@@ -350,7 +363,8 @@ func (m *Manager) attach(pid uint32) error {
 	m.log.Info("Go probes attached", "pid", pid, "go", bin.GoVersion, "stripped", bin.Stripped,
 		"symbols", bin.SymbolsFrom, "offsets", bin.OffsetsFrom, "links", countLinks(p.links),
 		"exit_probes", exitProbes, "ret_probes", retProbes, "exits_found_in", exitsTook.Round(time.Millisecond), "gc", p.probes.GC,
-		"serialization", p.probes.Serialization, "http", p.probes.HTTP, "grpc", p.probes.GRPC, "tls", p.probes.TLS, "tls_fields", bin.TLS != nil)
+		"serialization", p.probes.Serialization, "http", p.probes.HTTP, "grpc", p.probes.GRPC, "tls", p.probes.TLS, "tls_fields", bin.TLS != nil,
+		"http_client", p.probes.HTTPClient, "http_client_status", p.probes.HTTPClient && bin.Bufio != nil)
 	return errors.Join(attachErrs...)
 }
 
@@ -365,6 +379,7 @@ func (m *Manager) allOn(pid uint32, p *proc, failed map[string]bool) {
 	p.probes.HTTP = p.probes.HTTP && !failed["http"]
 	p.probes.GRPC = p.probes.GRPC && !failed["grpc"]
 	p.probes.TLS = p.probes.TLS && !failed["tls"]
+	p.probes.HTTPClient = p.probes.HTTPClient && !failed["http_client"]
 	p.probes.AttachedAt = time.Now().UnixNano()
 	m.tell(Update{PID: pid, Probes: p.probes, OK: true})
 }
@@ -385,6 +400,9 @@ func (m *Manager) targetsOf(pid uint32, bin *goinspect.Binary) (funcs map[string
 	for _, tg := range targets {
 		if tg.group == "grpc" && bin.GRPC == nil {
 			continue
+		}
+		if tg.group == "http_client" && bin.HTTPClient == nil {
+			continue // the Request's fields are not known
 		}
 		for _, sym := range append([]string{tg.symbol}, tg.alt...) {
 			f, err := bin.Func(sym)
@@ -593,6 +611,13 @@ func procOffsets(bin *goinspect.Binary) loader.TracerdGoProc {
 		UrlPath:       o.URLPath,
 		UrlRawQuery:   o.URLRawQuery,
 		ReqPattern:    bin.RequestPattern,
+	}
+	if c := bin.HTTPClient; c != nil && !o.HTTP {
+		// No server in the binary: the client's own layout.
+		p.ReqMethod, p.ReqUrl, p.UrlPath, p.UrlRawQuery = c.RequestMethod, c.RequestURL, c.URLPath, c.URLRawQuery
+	}
+	if b := bin.Bufio; b != nil {
+		p.BufioBuf, p.BufioR, p.BufioW = b.Buf, b.R, b.W
 	}
 	if t := bin.TLS; t != nil {
 		p.TlsVers, p.TlsDidResume, p.TlsCipher, p.TlsPeerCerts = t.Vers, t.DidResume, t.CipherSuite, t.PeerCertificates

@@ -167,15 +167,16 @@ func TestTargetGroups(t *testing.T) {
 			t.Errorf("%s: group %s, but %s of the same function is in %s", tg.symbol, tg.group, first.symbol, first.group)
 		}
 		var p Probes
-		p.GC, p.Serialization, p.HTTP, p.GRPC, p.TLS = true, true, true, true, true
+		p.GC, p.Serialization, p.HTTP, p.GRPC, p.TLS, p.HTTPClient = true, true, true, true, true, true
 		p.switchOff(tg.group)
-		if p.GC && p.Serialization && p.HTTP && p.GRPC && p.TLS {
+		if p.GC && p.Serialization && p.HTTP && p.GRPC && p.TLS && p.HTTPClient {
 			t.Errorf("%s: group %q switches off no measurement", tg.symbol, tg.group)
 		}
 		perGroup[tg.group]++
 	}
-	// Attach needs both STW functions for gc, both gRPC ones for grpc.
-	if perGroup["gc"] != 2 || perGroup["grpc"] != 2 {
+	// Attach needs both STW functions for gc, both gRPC ones for grpc,
+	// both client ones for http_client.
+	if perGroup["gc"] != 2 || perGroup["grpc"] != 2 || perGroup["http_client"] != 2 {
 		t.Errorf("targets per group %v", perGroup)
 	}
 	if targetOf(loader.TracerdGoFuncGO_CALIBRATE) != nil {

@@ -61,6 +61,8 @@ type Call struct {
 	Status        int    `json:"status"`
 	Error         string `json:"error,omitempty"`
 	HandlerTID    int    `json:"handler_tid"` // the thread that called (Go may write on another)
+	Method        string `json:"method"`      // the call's method and target (path and query)
+	Target        string `json:"target"`
 	// https:// (-call-ca): the client's handshake (TLSHandshakeStart →
 	// TLSHandshakeDone) and what it negotiated, on new connections.
 	TLSStart   int64  `json:"tls_start_unix_nano,omitempty"`
@@ -90,6 +92,7 @@ var (
 	callCA      = flag.String("call-ca", "", "PEM file: the CA (self-signed certificate) an https:// -call URL is verified with")
 	callResume  = flag.Bool("call-tls-cache", false, "with -call-ca: a TLS client session cache (resumed handshakes)")
 	callTLS12   = flag.Bool("call-tls12", false, "with -call-ca: TLS 1.2 at most")
+	callRoute   = flag.Bool("call-route", false, "with -call: a request for /METHOD/rest calls METHOD -call's URL + /rest (POST and PUT with a small body)")
 )
 
 var out = struct {
@@ -183,7 +186,7 @@ func serve(c *net.TCPConn, n int, acceptNano int64) {
 		t.TID = unix.Gettid()
 		t.RetransAtRead = totalRetrans(c)
 		delay0 := runDelay()
-		bodyLen, err := readHead(r)
+		bodyLen, target, err := readHead(r)
 		if err != nil {
 			return
 		}
@@ -194,7 +197,12 @@ func serve(c *net.TCPConn, n int, acceptNano int64) {
 			}
 		}
 		if *callURL != "" {
-			t.Call = call(*callURL)
+			method, url := "GET", *callURL
+			if *callRoute {
+				m, rest, _ := strings.Cut(strings.TrimPrefix(target, "/"), "/")
+				method, url = m, strings.TrimSuffix(*callURL, "/")+"/"+rest
+			}
+			t.Call = call(method, url)
 		}
 		if *handleDelay > 0 {
 			time.Sleep(*handleDelay)
@@ -247,9 +255,9 @@ var callClient = sync.OnceValue(func() *http.Client {
 	return &http.Client{Transport: tr}
 })
 
-// call makes one downstream GET and times it as the client sees it.
-func call(url string) *Call {
-	c := &Call{StartUnixNano: time.Now().UnixNano(), HandlerTID: unix.Gettid()}
+// call makes one downstream call and times it as the client sees it.
+func call(method, url string) *Call {
+	c := &Call{StartUnixNano: time.Now().UnixNano(), HandlerTID: unix.Gettid(), Method: method}
 	now := func() int64 { return time.Now().UnixNano() }
 	trace := &httptrace.ClientTrace{
 		ConnectStart: func(string, string) { c.ConnectStart = now() },
@@ -268,11 +276,16 @@ func call(url string) *Call {
 			}
 		},
 	}
-	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), "GET", url, nil)
+	var body io.Reader
+	if method == http.MethodPost || method == http.MethodPut {
+		body = strings.NewReader("a small body")
+	}
+	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), method, url, body)
 	if err != nil {
 		c.Error = err.Error()
 		return c
 	}
+	c.Target = req.URL.RequestURI()
 	resp, err := callClient().Do(req)
 	if err != nil {
 		c.Error = err.Error()
@@ -319,16 +332,22 @@ func dialAndClose(addr string) error {
 
 // readHead consumes one request head (through the blank line) and
 // returns its Content-Length (0 when none).
-func readHead(r *bufio.Reader) (int, error) {
+func readHead(r *bufio.Reader) (int, string, error) {
 	n := 0
-	for {
+	target := ""
+	for first := true; ; first = false {
 		line, err := r.ReadString('\n')
 		if err != nil {
-			return 0, err
+			return 0, "", err
 		}
 		line = strings.TrimRight(line, "\r\n")
+		if first {
+			if f := strings.Fields(line); len(f) >= 2 {
+				target = f[1]
+			}
+		}
 		if line == "" {
-			return n, nil
+			return n, target, nil
 		}
 		if v, ok := strings.CutPrefix(strings.ToLower(line), "content-length: "); ok {
 			n, _ = strconv.Atoi(strings.TrimSpace(v))

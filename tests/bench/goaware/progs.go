@@ -20,6 +20,25 @@ import (
 
 func siteServe(req uintptr)
 
+func siteClientWrite(req uintptr)
+
+func siteClientRead(br, req uintptr)
+
+// fakeReader is a *bufio.Reader as ReadResponse's probe reads it: its
+// buffer holds a status line (the layout every supported Go has).
+type fakeReader struct {
+	head [64]byte
+	line []byte
+}
+
+func newFakeReader(l goinspect.BufioLayout) *fakeReader {
+	r := &fakeReader{line: []byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")}
+	*(*uintptr)(unsafe.Pointer(&r.head[l.Buf])) = uintptr(unsafe.Pointer(&r.line[0]))
+	*(*int)(unsafe.Pointer(&r.head[l.R])) = 0
+	*(*int)(unsafe.Pointer(&r.head[l.W])) = len(r.line)
+	return r
+}
+
 // progCase is tracerd's own programs on site functions: the CPU one call
 // of a timed function costs the thread, entry and end probes together.
 type progCase struct {
@@ -72,6 +91,8 @@ func progCosts(obj string, rounds, calls int) (map[string][]float64, []progCase,
 		Entry       *ebpf.Program `ebpf:"go_entry_multi"`
 		Return      *ebpf.Program `ebpf:"go_return_multi"`
 		WriteHeader *ebpf.Program `ebpf:"go_write_header_multi"`
+		ClientReq   *ebpf.Program `ebpf:"go_http_client_request_multi"`
+		ClientResp  *ebpf.Program `ebpf:"go_http_client_response_multi"`
 		GoProcs     *ebpf.Map     `ebpf:"go_procs"`
 		Events      *ebpf.Map     `ebpf:"events"`
 	}
@@ -81,9 +102,12 @@ func progCosts(obj string, rounds, calls int) (map[string][]float64, []progCase,
 	defer objs.Entry.Close()
 	defer objs.Return.Close()
 	defer objs.WriteHeader.Close()
+	defer objs.ClientReq.Close()
+	defer objs.ClientResp.Close()
 	defer objs.GoProcs.Close()
 	defer objs.Events.Close()
-	progs := map[string]*ebpf.Program{loader.TracerdProgGoEntry: objs.Entry, loader.TracerdProgGoReturn: objs.Return, loader.TracerdProgGoWriteHeader: objs.WriteHeader}
+	progs := map[string]*ebpf.Program{loader.TracerdProgGoEntry: objs.Entry, loader.TracerdProgGoReturn: objs.Return, loader.TracerdProgGoWriteHeader: objs.WriteHeader,
+		loader.TracerdProgGoHttpClientRequest: objs.ClientReq, loader.TracerdProgGoHttpClientResponse: objs.ClientResp}
 
 	bin, err := goinspect.OpenPreferTable("/proc/self/exe")
 	if err != nil {
@@ -91,7 +115,8 @@ func progCosts(obj string, rounds, calls int) (map[string][]float64, []progCase,
 	}
 	o := bin.Offsets
 	offs := map[string]uint64{}
-	for _, sym := range []string{"main.siteJcc8", "main.siteJcc32", "main.siteCall", "main.siteRet", "main.siteServe"} {
+	for _, sym := range []string{"main.siteJcc8", "main.siteJcc32", "main.siteCall", "main.siteRet", "main.siteServe",
+		"main.siteClientWrite", "main.siteClientRead"} {
 		f, err := siteFunc(bin, sym)
 		if err != nil {
 			bin.Close()
@@ -99,11 +124,18 @@ func progCosts(obj string, rounds, calls int) (map[string][]float64, []progCase,
 		}
 		offs[sym] = f.EntryOffset
 	}
-	offs["main.siteServe"] += 5 // past MOVQ req+0(FP), DI
+	offs["main.siteServe"] += 5       // past MOVQ req+0(FP), DI
+	offs["main.siteClientWrite"] += 5 // past MOVQ req+0(FP), AX
+	offs["main.siteClientRead"] += 10 // past MOVQ br+0(FP), AX; MOVQ req+8(FP), BX
+	bufio := bin.Bufio
 	bin.Close()
+	if bufio == nil {
+		return nil, nil, errors.New("bufio.Reader's layout unknown")
+	}
 	self := uint32(os.Getpid())
 	if err := objs.GoProcs.Put(self, loader.TracerdGoProc{G_goid: o.GGoid, ReqMethod: o.RequestMethod, ReqUrl: o.RequestURL,
-		ReqProtoMajor: o.RequestProtoMajor, ReqRemoteAddr: o.RequestRemoteAddr, UrlPath: o.URLPath, UrlRawQuery: o.URLRawQuery}); err != nil {
+		ReqProtoMajor: o.RequestProtoMajor, ReqRemoteAddr: o.RequestRemoteAddr, UrlPath: o.URLPath, UrlRawQuery: o.URLRawQuery,
+		BufioBuf: bufio.Buf, BufioR: bufio.R, BufioW: bufio.W}); err != nil {
 		return nil, nil, err
 	}
 	// The programs' events are read and dropped, as tracerd reads them.
@@ -120,6 +152,7 @@ func progCosts(obj string, rounds, calls int) (map[string][]float64, []progCase,
 		}
 	}()
 	req := newFakeRequest(o)
+	br := newFakeReader(*bufio)
 	cases := []progCase{
 		{"entry (json.Marshal): go_entry on a JNE", 1, func() { siteJcc8() },
 			[]progProbe{{loader.TracerdProgGoEntry, "main.siteJcc8", loader.TracerdGoFuncGO_JSON_MARSHAL, loader.TracerdProbeSitePROBE_AT_ENTRY}}},
@@ -135,6 +168,12 @@ func progCosts(obj string, rounds, calls int) (map[string][]float64, []progCase,
 				{loader.TracerdProgGoReturn, "main.siteCall", loader.TracerdGoFuncGO_SERVE_HTTP, loader.TracerdProbeSitePROBE_AT_EXIT}}},
 		{"WriteHeader: go_write_header on a JNE", 1, func() { siteJcc32() },
 			[]progProbe{{loader.TracerdProgGoWriteHeader, "main.siteJcc32", loader.TracerdGoFuncGO_WRITE_HEADER, loader.TracerdProbeSitePROBE_AT_ENTRY}}},
+		{"HTTP client request ((*Request).write: method, path, query read): go_http_client_request on a JNE", 1,
+			func() { siteClientWrite(uintptr(unsafe.Pointer(&req.buf[0]))) },
+			[]progProbe{{loader.TracerdProgGoHttpClientRequest, "main.siteClientWrite", loader.TracerdGoFuncGO_HTTP_CLIENT_REQUEST, loader.TracerdProbeSitePROBE_AT_ENTRY}}},
+		{"HTTP client response (ReadResponse: status line read): go_http_client_response on a JNE", 1,
+			func() { siteClientRead(uintptr(unsafe.Pointer(&br.head[0])), uintptr(unsafe.Pointer(&req.buf[0]))) },
+			[]progProbe{{loader.TracerdProgGoHttpClientResponse, "main.siteClientRead", loader.TracerdGoFuncGO_HTTP_CLIENT_RESPONSE, loader.TracerdProbeSitePROBE_AT_ENTRY}}},
 	}
 	ex, err := link.OpenExecutable("/proc/self/exe")
 	if err != nil {
@@ -163,6 +202,7 @@ func progCosts(obj string, rounds, calls int) (map[string][]float64, []progCase,
 		}
 	}
 	runtime.KeepAlive(req)
+	runtime.KeepAlive(br)
 	return out, cases, nil
 }
 
