@@ -227,7 +227,10 @@ enum go_func {
 	SSL_READ_LINE = 15,      /* SSL_read(_ex) plaintext: its first line, in path */
 	SSL_WRITE_STATUS = 16,   /* SSL_write(_ex) of an HTTP/1 status line: arg = status */
 	GO_TLS_CLIENT_HANDSHAKE = 17, /* crypto/tls (*Conn).clientHandshake: an outbound TLS connection's */
-	GO_FUNC_MAX = 18,
+	GO_HTTP_CLIENT_REQUEST = 18,  /* net/http client: a request about to be written */
+	GO_HTTP_CLIENT_RESPONSE = 19, /* net/http client: a response's status line read */
+	SSL_WRITE_LINE = 20,          /* SSL_write(_ex) plaintext that is not a status line: its first line, in path */
+	GO_FUNC_MAX = 21,
 };
 
 /* A Go uprobe's BPF cookie: the function (enum go_func) in the low 32

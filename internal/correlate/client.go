@@ -95,7 +95,8 @@ type serverWindow struct {
 // A client record waiting for the inbound request that issued it.
 type heldClient struct {
 	rec   loader.Record
-	since int64 // wall ns when it came
+	ssl   sslClientHTTP // HTTP from libssl's plaintext (clienthttp_ssl.go)
+	since int64         // wall ns when it came
 	start int64 // wall ns: the call's start
 	done  bool  // released (still listed)
 }
@@ -228,17 +229,19 @@ func (c *Correlator) addClient(r *Request, rec *loader.Record) {
 	if _, ok := c.clients.callers[r.PID]; !ok {
 		c.NoteCaller(r.PID) // its note was lost (ring buffer full)
 	}
+	ssl := c.joinSSLClient(r, rec)
 	if w, ok := c.clients.parent(r); ok {
 		adopt(r, w)
+		ssl.apply(c, r)
 		c.finish(r, rec)
 		return
 	}
-	c.hold(rec)
+	c.hold(rec, ssl)
 }
 
 // hold keeps a call's record until its inbound request comes or the
 // horizon passes; past the bounds, the oldest held call goes now.
-func (c *Correlator) hold(rec *loader.Record) {
+func (c *Correlator) hold(rec *loader.Record, ssl sslClientHTTP) {
 	j := &c.clients
 	if j.nHeld >= maxHeldClients {
 		c.releaseOldest(nil)
@@ -252,7 +255,7 @@ func (c *Correlator) hold(rec *loader.Record) {
 	} else {
 		h = new(heldClient)
 	}
-	h.rec, h.since, h.start, h.done = *rec, time.Now().UnixNano(), c.clock.Wall(callStart(rec)), false
+	h.rec, h.ssl, h.since, h.start, h.done = *rec, ssl, time.Now().UnixNano(), c.clock.Wall(callStart(rec)), false
 	if j.byProc == nil {
 		j.byProc = map[uint32][]*heldClient{}
 	}
@@ -282,6 +285,7 @@ func (c *Correlator) releaseClient(h *heldClient, w serverWindow, ok bool) {
 	h.done = true
 	j.nHeld--
 	c.req = c.decode(&h.rec)
+	h.ssl.apply(c, &c.req)
 	if ok {
 		adopt(&c.req, w)
 	}

@@ -177,7 +177,10 @@ const (
 	TracerdGoFuncSSL_READ_LINE           TracerdGoFunc = 15
 	TracerdGoFuncSSL_WRITE_STATUS        TracerdGoFunc = 16
 	TracerdGoFuncGO_TLS_CLIENT_HANDSHAKE TracerdGoFunc = 17
-	TracerdGoFuncGO_FUNC_MAX             TracerdGoFunc = 18
+	TracerdGoFuncGO_HTTP_CLIENT_REQUEST  TracerdGoFunc = 18
+	TracerdGoFuncGO_HTTP_CLIENT_RESPONSE TracerdGoFunc = 19
+	TracerdGoFuncSSL_WRITE_LINE          TracerdGoFunc = 20
+	TracerdGoFuncGO_FUNC_MAX             TracerdGoFunc = 21
 )
 
 type TracerdGoHttpHead struct {
