@@ -97,8 +97,8 @@ type heldClient struct {
 	rec   loader.Record
 	ssl   sslClientHTTP // HTTP from libssl's plaintext (clienthttp_ssl.go)
 	since int64         // wall ns when it came
-	start int64 // wall ns: the call's start
-	done  bool  // released (still listed)
+	start int64         // wall ns: the call's start
+	done  bool          // released (still listed)
 }
 
 // Bounds on the parent search's memory and time: the windows of a

@@ -69,7 +69,7 @@ func TestSSLClientHTTPProxy(t *testing.T) {
 		sslLine(c, sslReadLine, 1100, 0, "GET /front?id=9 HTTP/1.1\r\n") // served: read
 		sslLine(c, sslWriteLine, 1500, 0, "PUT /up?id=9 HTTP/1.1\r\n")   // call: written
 		sslLine(c, sslReadLine, 2600, 0, "HTTP/1.1 201 Created\r\n")     // call: answer read
-		sslLine(c, sslWriteStatus, 2900, 200, "")                         // served: status written
+		sslLine(c, sslWriteStatus, 2900, 200, "")                        // served: status written
 		served := tlsRecord(1, 5, 1000, 3000, appData, appData, EndIdle)
 		served.Tid, served.Goid = 3, 0
 		call := tlsCall(3, 1510, 1510, 2500, 2700, appData, appData, EndIdle)
