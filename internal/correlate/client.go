@@ -95,10 +95,12 @@ type serverWindow struct {
 // A client record waiting for the inbound request that issued it.
 type heldClient struct {
 	rec   loader.Record
-	ssl   sslClientHTTP // HTTP from libssl's plaintext (clienthttp_ssl.go)
-	since int64         // wall ns when it came
-	start int64         // wall ns: the call's start
-	done  bool          // released (still listed)
+	since int64 // wall ns when it came
+	start int64 // wall ns: the call's start
+	done  bool  // released (still listed)
+
+	// HTTP from libssl's plaintext (clienthttp_ssl.go)
+	ssl sslClientHTTP
 }
 
 // Bounds on the parent search's memory and time: the windows of a
@@ -255,7 +257,8 @@ func (c *Correlator) hold(rec *loader.Record, ssl sslClientHTTP) {
 	} else {
 		h = new(heldClient)
 	}
-	h.rec, h.ssl, h.since, h.start, h.done = *rec, ssl, time.Now().UnixNano(), c.clock.Wall(callStart(rec)), false
+	h.rec, h.since, h.start, h.done = *rec, time.Now().UnixNano(), c.clock.Wall(callStart(rec)), false
+	h.ssl = ssl
 	if j.byProc == nil {
 		j.byProc = map[uint32][]*heldClient{}
 	}
