@@ -205,6 +205,10 @@ struct traced_conn {
 	__u8 tls_reads;     /* the exchange's reads still to capture (tls_wire), 0: none */
 	__u8 tls_write;     /* its first write is to be captured */
 	__u8 pad3[5];
+	/* A client connection: the first arrival since the request's first
+	 * write (0: none yet), the answer's first byte when the first read
+	 * took bytes queued before the request (client.h). */
+	__u64 rx_answer;
 };
 
 /* Go functions probed: the low bits of a Go uprobe's cookie (enum go_cookie). */

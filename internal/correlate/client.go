@@ -31,7 +31,9 @@ func (d Direction) String() string {
 //
 //	connect:  T_syn → T_est (the connection's first request only)
 //	send:     T_wr → its last byte leaving (T_tx; T_wl when unseen)
-//	wait:     → the answer's first byte arriving (T_rx; T_rd when unseen)
+//	wait:     → the answer's first byte arriving (T_rx; T_rd when unseen;
+//	          bytes that arrived before the request was written are not
+//	          the answer's: see bpf/client.h)
 //	receive:  → the app's last read of the answer (T_rl)
 func fromClientRecord(rec *loader.Record, clock Clock, comm string, http *HTTP, strs *interner) Request {
 	r := recordBase(rec, comm)
@@ -48,11 +50,14 @@ func fromClientRecord(rec *loader.Record, clock Clock, comm string, http *HTTP, 
 	end := sent
 	if rec.T_rd != 0 {
 		arrived := rec.T_rd
-		if has(rec.Flags, loader.TracerdReqFlagsREQ_HAS_RX) && rec.T_rx != 0 && rec.T_rx < arrived {
-			arrived = max(rec.T_rx, sent)
+		end = max(rec.T_rl, rec.T_rd)
+		if has(rec.Flags, loader.TracerdReqFlagsREQ_HAS_RX) && rec.T_rx != 0 {
+			// After T_rd when the first read took only bytes queued
+			// before the request was written (bpf/client.h: TLS 1.3's
+			// session tickets): the answer began with a later read.
+			arrived = min(max(rec.T_rx, sent), end)
 		}
 		r.Phases.Set(Wait, int64(arrived)-int64(sent))
-		end = max(rec.T_rl, rec.T_rd)
 		r.Phases.Set(Receive, int64(end)-int64(arrived))
 	}
 	r.StartUnixNano = clock.Wall(start)

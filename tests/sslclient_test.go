@@ -1,0 +1,247 @@
+//go:build e2e
+
+package tests
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tracerd/tracerd/internal/export"
+)
+
+// tlsTruth is one request as the test's HTTPS server saw it.
+type tlsTruth struct {
+	method, target string
+	status         int
+	peerPort       string // the client's port: its connection
+}
+
+// truthServer serves HTTPS (HTTP/1.1 only: no h2 by ALPN) on a free
+// loopback port from this process (never traced) and records what it
+// was asked: a target beginning /created is answered 201, /missing 404,
+// others 200.
+type truthServer struct {
+	addr string
+	port int
+	mu   sync.Mutex
+	seen []tlsTruth
+}
+
+func startTruthServer(t *testing.T, certPath, keyPath string) *truthServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &truthServer{addr: ln.Addr().String(), port: ln.Addr().(*net.TCPAddr).Port}
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			status := http.StatusOK
+			switch {
+			case strings.HasPrefix(r.URL.Path, "/created"), strings.HasPrefix(r.URL.Path, "/v1/created"):
+				status = http.StatusCreated
+			case strings.HasPrefix(r.URL.Path, "/missing"), strings.HasPrefix(r.URL.Path, "/v1/missing"):
+				status = http.StatusNotFound
+			}
+			_, port, _ := net.SplitHostPort(r.RemoteAddr)
+			s.mu.Lock()
+			s.seen = append(s.seen, tlsTruth{r.Method, r.RequestURI, status, port})
+			s.mu.Unlock()
+			w.WriteHeader(status)
+			_, _ = w.Write([]byte("answered over TLS\n"))
+		}),
+		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
+	}
+	go func() {
+		if err := srv.ServeTLS(ln, certPath, keyPath); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			t.Errorf("TLS server: %v", err)
+		}
+	}()
+	t.Cleanup(func() { _ = srv.Close() })
+	return s
+}
+
+func (s *truthServer) truths() []tlsTruth {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.seen)
+}
+
+// callsTo are the client records of calls to port, by start.
+func callsTo(recs []export.JSONRecord, port int) []export.JSONRecord {
+	var out []export.JSONRecord
+	suffix := ":" + strconv.Itoa(port)
+	for _, r := range recs {
+		if r.Direction == "client" && strings.HasSuffix(r.Conn.Peer, suffix) {
+			out = append(out, r)
+		}
+	}
+	slices.SortFunc(out, func(a, b export.JSONRecord) int { return int(a.StartUnixNano - b.StartUnixNano) })
+	return out
+}
+
+// checkCalls: one call record per request the server saw, in order, on
+// the connection the server saw it on, with its method, target and
+// status; each connection's first call carries its handshake.
+func checkCalls(t *testing.T, who string, calls []export.JSONRecord, truths []tlsTruth) {
+	t.Helper()
+	if len(calls) != len(truths) {
+		for _, r := range calls {
+			t.Logf("%s call: local %s index %d http %+v phases %v", who, r.Conn.Local, r.Conn.RequestIndex, r.HTTP, r.Phases)
+		}
+		t.Fatalf("%s: %d call records, the server saw %d requests %+v", who, len(calls), len(truths), truths)
+	}
+	seenConn := map[string]bool{}
+	for i, r := range calls {
+		w := truths[i]
+		_, port, _ := net.SplitHostPort(r.Conn.Local)
+		if port != w.peerPort {
+			t.Errorf("%s call %d: from port %s, the server saw port %s", who, i, port, w.peerPort)
+		}
+		// As JSON lines show it: query values redacted (keys kept).
+		target := export.ShownTarget(w.target, false)
+		if r.HTTP == nil || r.HTTP.Method != w.method || r.HTTP.Target != target || r.HTTP.Status != w.status {
+			t.Errorf("%s call %d: http %+v, want %s %s %d (from libssl's plaintext)", who, i, r.HTTP, w.method, target, w.status)
+		} else {
+			t.Logf("%s call %d (port %s, index %d): %s %s %d", who, i, port, r.Conn.RequestIndex, r.HTTP.Method, r.HTTP.Target, r.HTTP.Status)
+		}
+		_, hs := r.Phases["tls_handshake"]
+		if first := !seenConn[port]; first != hs {
+			t.Errorf("%s call %d: tls_handshake %v, want it on a connection's first call only (first: %v)", who, i, hs, first)
+		}
+		seenConn[port] = true
+	}
+}
+
+// TestSSLClientHTTPReverseProxy: Debian's nginx (libssl3) serves HTTPS
+// and proxies each request over HTTPS (HTTP/1.1) to a local TLS server,
+// rewriting the target (/api/ → /v1/) and turning the upstream's 404
+// into 410; its upstream connections are kept alive for two requests
+// each (then closed: the next call opens a new one). Each call record
+// carries the method and target nginx gave SSL_write and the status
+// SSL_read returned, as the upstream saw them, and a connection's first
+// call its handshake. One nginx worker thread does both sides: its
+// served records carry what its client asked and was answered — neither
+// side takes the other's lines. (A pure client such as curl is not
+// traced: outbound calls are followed only in processes that accepted a
+// traced connection, docs/records.md.)
+func TestSSLClientHTTPReverseProxy(t *testing.T) {
+	needRoot(t)
+	nginx, err := exec.LookPath("nginx")
+	if err != nil {
+		t.Fatal("nginx is not installed: run tests/tools/install-deps.sh test")
+	}
+	dir := t.TempDir()
+	_ = os.Chmod(filepath.Dir(dir), 0o755)
+	_ = os.Chmod(dir, 0o755)
+	cert, key := writeSelfSigned(t, dir, "server")
+	up := startTruthServer(t, cert, key)
+	port := freePort(t)
+	runNginx(t, nginx, dir, port, fmt.Sprintf(`  upstream up {
+    server 127.0.0.1:%d;
+    keepalive 4;
+    keepalive_requests 2;
+  }
+`, up.port), fmt.Sprintf(`    listen 127.0.0.1:%d ssl;
+    ssl_certificate %s;
+    ssl_certificate_key %s;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    location /api/ {
+      proxy_pass https://up/v1/;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_ssl_session_reuse on;
+      proxy_intercept_errors on;
+      error_page 404 = @gone;
+    }
+    location @gone {
+      return 410;
+    }
+`, port, cert, key))
+	tr := startTracer(t, "--comm", "nginx", "--log-level", "info")
+	tr.waitLog(t, "msg=\"libssl probes attached\"", 1, 5*time.Second)
+	client := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 1, ForceAttemptHTTP2: false,
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{}}}
+	type sent struct {
+		method, target string
+		status         int
+		local          string
+	}
+	var front []sent
+	for _, s := range []struct{ method, target string }{
+		{"GET", "/api/items?x=1"}, {"POST", "/api/created/a?b=2"}, {"GET", "/api/missing/z?q=3"},
+		{"DELETE", "/api/created/d"}, {"PUT", "/api/items/9?v=4"}, {"HEAD", "/api/items?h=1"},
+	} {
+		var body io.Reader
+		if s.method == "POST" || s.method == "PUT" {
+			body = strings.NewReader("payload")
+		}
+		req, _ := http.NewRequest(s.method, fmt.Sprintf("https://127.0.0.1:%d%s", port, s.target), body)
+		var local string
+		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+			GotConn: func(info httptrace.GotConnInfo) { local = info.Conn.LocalAddr().String() },
+		}))
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		front = append(front, sent{s.method, s.target, resp.StatusCode, local})
+		time.Sleep(20 * time.Millisecond)
+	}
+	client.CloseIdleConnections()
+	time.Sleep(time.Second) // past the idle timeout
+	recs := tr.Stop(t)
+	truths := up.truths()
+	if len(truths) != len(front) {
+		t.Fatalf("the upstream saw %d requests, want %d: %+v", len(truths), len(front), truths)
+	}
+	conns := map[string]bool{}
+	for _, w := range truths {
+		conns[w.peerPort] = true
+	}
+	if len(conns) != 3 {
+		t.Errorf("nginx used %d upstream connections, want 3 (two requests each): %+v", len(conns), truths)
+	}
+	checkCalls(t, "nginx", callsTo(recs, up.port), truths)
+	var served []export.JSONRecord
+	for _, r := range recordsOn(recs, port) {
+		if r.Direction != "server" {
+			continue
+		}
+		if _, ok := r.Phases["app"]; ok || r.EndReason != "close" {
+			served = append(served, r) // else the client's close_notify, read at the close
+		}
+	}
+	slices.SortFunc(served, func(a, b export.JSONRecord) int { return int(a.StartUnixNano - b.StartUnixNano) })
+	if len(served) != len(front) {
+		for _, r := range served {
+			t.Logf("served: %+v", r)
+		}
+		t.Fatalf("%d served records, want %d", len(served), len(front))
+	}
+	for i, r := range served {
+		w := front[i]
+		target := export.ShownTarget(w.target, false)
+		if r.HTTP == nil || r.HTTP.Method != w.method || r.HTTP.Target != target || r.HTTP.Status != w.status || r.Conn.Peer != w.local {
+			t.Errorf("served %d: http %+v from %s, want %s %s %d from %s", i, r.HTTP, r.Conn.Peer, w.method, target, w.status, w.local)
+		} else {
+			t.Logf("served %d: %s %s %d", i, r.HTTP.Method, r.HTTP.Target, r.HTTP.Status)
+		}
+	}
+}
