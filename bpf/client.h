@@ -17,7 +17,8 @@
 
 /* The current process sends a SYN on sk (inet_sock_set_state CLOSE →
  * SYN_SENT, in connect()'s own context): trace the connection when the
- * process owns traced connections (it was selected at an accept). */
+ * process owns traced connections (it was selected at an accept), or is
+ * selected by pid, name or cgroup. */
 static __always_inline void on_connect_start(const struct sock *sk, int btf)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
@@ -26,8 +27,21 @@ static __always_inline void on_connect_start(const struct sock *sk, int btf)
 
 	__u8 *traced = bpf_map_lookup_elem(&traced_tgids, &tgid);
 
-	if (!traced)
-		return;
+	if (!traced) {
+		/* A process selected by pid, name or cgroup (and not by port,
+		 * known only at an accept) is followed from its first connect
+		 * too: a pure client (curl) accepts nothing. */
+		struct filter_config *f = filter_config();
+		__u8 one = 1;
+
+		if (!f || f->ports || !(f->pids || f->comms || f->cgroups) || !process_matches(f, tgid))
+			return;
+		if (!bpf_map_update_elem(&traced_tgids, &tgid, &one, BPF_NOEXIST))
+			emit_proc(tgid, PROC_TRACED);
+		traced = bpf_map_lookup_elem(&traced_tgids, &tgid);
+		if (!traced)
+			return;
+	}
 	if (KREAD(btf, sk, sk_protocol) != IPPROTO_TCP)
 		return;
 	{

@@ -81,6 +81,25 @@ func (s *truthServer) truths() []tlsTruth {
 	return slices.Clone(s.seen)
 }
 
+// gate is a plaintext server whose one request (/gate) is answered once
+// open is closed: a client's first URL, holding it until tracerd runs.
+func startGate(t *testing.T) (addr string, arrived <-chan struct{}, open chan<- struct{}) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, release := make(chan struct{}, 1), make(chan struct{})
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		in <- struct{}{}
+		<-release
+		_, _ = w.Write([]byte("go\n"))
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return ln.Addr().String(), in, release
+}
+
 // callsTo are the client records of calls to port, by start.
 func callsTo(recs []export.JSONRecord, port int) []export.JSONRecord {
 	var out []export.JSONRecord
@@ -127,6 +146,86 @@ func checkCalls(t *testing.T, who string, calls []export.JSONRecord, truths []tl
 	}
 }
 
+// TestSSLClientHTTP: curl (Debian's, linked with OpenSSL's libssl3),
+// selected by pid (a pure client: followed from its first connect),
+// makes HTTPS calls — different methods, targets with queries, statuses
+// 200/201/404, TLS 1.3 and 1.2 — to a local TLS server, over a
+// kept-alive connection and over new ones; each call's record carries
+// the method and target SSL_write was given and the status SSL_read
+// returned, as the server saw them.
+func TestSSLClientHTTP(t *testing.T) {
+	needRoot(t)
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Fatal("curl is not installed: run tests/tools/install-deps.sh test")
+	}
+	certPath, keyPath := writeSelfSigned(t, t.TempDir(), "server")
+	srv := startTruthServer(t, certPath, keyPath)
+	gateAddr, arrived, open := startGate(t)
+	// Hosts a and b are the server under two names: two connections.
+	common := []string{"-sk", "--http1.1", "-o", "/dev/null", "-w", "%{local_port} %{http_code}\\n",
+		"--resolve", fmt.Sprintf("a.test:%d:127.0.0.1", srv.port), "--resolve", fmt.Sprintf("b.test:%d:127.0.0.1", srv.port)}
+	type call struct {
+		args []string
+		url  string
+	}
+	a, b := fmt.Sprintf("https://a.test:%d", srv.port), fmt.Sprintf("https://b.test:%d", srv.port)
+	calls := []call{
+		{[]string{"-X", "POST", "-d", "name=x"}, a + "/created/items?x=1"},
+		{nil, a + "/items/7?fields=a,b"},
+		{[]string{"-X", "DELETE"}, a + "/missing/3?force=true"},
+		{[]string{"--tls-max", "1.2"}, b + "/tls12?v=2"},
+		{[]string{"--tls-max", "1.2", "-X", "PUT", "-d", "v=1"}, b + "/created/put"},
+		{[]string{"--tls-max", "1.2", "-H", "Connection: close"}, b + "/close?then=new"},
+		{[]string{"-I"}, b + "/head?after=close"},
+		{nil, a + "/missing?last=1"},
+	}
+	args := append(slices.Clone(common), "http://"+gateAddr+"/gate")
+	for _, c := range calls {
+		args = append(append(append(append(args, "--next"), common...), c.args...), c.url)
+	}
+	curl := exec.Command("curl", args...)
+	out := &syncBuffer{}
+	curl.Stdout, curl.Stderr = out, out
+	if err := curl.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- curl.Wait() }()
+	t.Cleanup(func() { _ = curl.Process.Kill(); <-done })
+	select {
+	case <-arrived:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("curl did not reach the gate: %s", out)
+	}
+	// Running when tracerd starts: its libssl is probed before tracing
+	// is announced.
+	tr := startTracer(t, "--pid", strconv.Itoa(curl.Process.Pid), "--log-level", "info")
+	tr.waitLog(t, fmt.Sprintf("msg=\"libssl probes attached\" pid=%d", curl.Process.Pid), 1, 5*time.Second)
+	close(open)
+	select {
+	case err := <-done:
+		done <- err // for the cleanup
+		if err != nil {
+			t.Fatalf("curl: %v %s", err, out)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("curl did not finish: %s", out)
+	}
+	time.Sleep(time.Second) // past the idle timeout
+	truths := srv.truths()
+	if len(truths) != len(calls) {
+		t.Fatalf("the server saw %d requests, want %d: %+v (curl: %s)", len(truths), len(calls), truths, out)
+	}
+	conns := map[string]bool{}
+	for _, w := range truths {
+		conns[w.peerPort] = true
+	}
+	if len(conns) != 3 {
+		t.Errorf("curl used %d connections, want 3 (a kept alive; b closed by its server, then a new one): %+v", len(conns), truths)
+	}
+	checkCalls(t, "curl", callsTo(tr.Stop(t), srv.port), truths)
+}
+
 // TestSSLClientHTTPReverseProxy: Debian's nginx (libssl3) serves HTTPS
 // and proxies each request over HTTPS (HTTP/1.1) to a local TLS server,
 // rewriting the target (/api/ → /v1/) and turning the upstream's 404
@@ -136,9 +235,7 @@ func checkCalls(t *testing.T, who string, calls []export.JSONRecord, truths []tl
 // SSL_read returned, as the upstream saw them, and a connection's first
 // call its handshake. One nginx worker thread does both sides: its
 // served records carry what its client asked and was answered — neither
-// side takes the other's lines. (A pure client such as curl is not
-// traced: outbound calls are followed only in processes that accepted a
-// traced connection, docs/records.md.)
+// side takes the other's lines.
 func TestSSLClientHTTPReverseProxy(t *testing.T) {
 	needRoot(t)
 	nginx, err := exec.LookPath("nginx")
