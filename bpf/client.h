@@ -14,6 +14,7 @@
 #include "maps.h"
 #include "request.h"
 #include "proc.h"
+#include "tlswire.h"
 
 /* The current process sends a SYN on sk (inet_sock_set_state CLOSE →
  * SYN_SENT, in connect()'s own context): trace the connection when the
@@ -118,6 +119,10 @@ static __always_inline void client_request_start(struct traced_conn *c, int ret)
 	c->rx_answer = 0;
 	/* Method and target: the request head, captured as a server's. */
 	keep_head(r, ret);
+	/* A TLS handshake flight (the ClientHello; TLS 1.2's key exchange):
+	 * its bytes and the server's answer go to user space as a served
+	 * connection's do (tlswire.h), for what the handshake negotiated. */
+	tls_wire_start(c);
 }
 
 /* The app read ret bytes of the answer on a client connection. */

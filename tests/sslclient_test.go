@@ -115,8 +115,10 @@ func callsTo(recs []export.JSONRecord, port int) []export.JSONRecord {
 
 // checkCalls: one call record per request the server saw, in order, on
 // the connection the server saw it on, with its method, target and
-// status; each connection's first call carries its handshake.
-func checkCalls(t *testing.T, who string, calls []export.JSONRecord, truths []tlsTruth) {
+// status; each connection's first call carries its handshake, and the
+// TLS version version(i) gives (read from the handshake's bytes) with a
+// cipher.
+func checkCalls(t *testing.T, who string, calls []export.JSONRecord, truths []tlsTruth, version func(i int) string) {
 	t.Helper()
 	if len(calls) != len(truths) {
 		for _, r := range calls {
@@ -139,8 +141,14 @@ func checkCalls(t *testing.T, who string, calls []export.JSONRecord, truths []tl
 			t.Logf("%s call %d (port %s, index %d): %s %s %d", who, i, port, r.Conn.RequestIndex, r.HTTP.Method, r.HTTP.Target, r.HTTP.Status)
 		}
 		_, hs := r.Phases["tls_handshake"]
-		if first := !seenConn[port]; first != hs {
+		first := !seenConn[port]
+		if first != hs {
 			t.Errorf("%s call %d: tls_handshake %v, want it on a connection's first call only (first: %v)", who, i, hs, first)
+		}
+		if first && (r.TLS == nil || r.TLS.Version != version(i) || r.TLS.Cipher == "") {
+			t.Errorf("%s call %d: tls %+v, want version %s and a cipher", who, i, r.TLS, version(i))
+		} else if first {
+			t.Logf("%s call %d: tls %s", who, i, fmtTLS(*r.TLS))
 		}
 		seenConn[port] = true
 	}
@@ -223,7 +231,12 @@ func TestSSLClientHTTP(t *testing.T) {
 	if len(conns) != 3 {
 		t.Errorf("curl used %d connections, want 3 (a kept alive; b closed by its server, then a new one): %+v", len(conns), truths)
 	}
-	checkCalls(t, "curl", callsTo(tr.Stop(t), srv.port), truths)
+	checkCalls(t, "curl", callsTo(tr.Stop(t), srv.port), truths, func(i int) string {
+		if len(calls[i].args) > 0 && calls[i].args[0] == "--tls-max" {
+			return "1.2"
+		}
+		return "1.3"
+	})
 }
 
 // TestSSLClientHTTPReverseProxy: Debian's nginx (libssl3) serves HTTPS
@@ -315,7 +328,7 @@ func TestSSLClientHTTPReverseProxy(t *testing.T) {
 	if len(conns) != 3 {
 		t.Errorf("nginx used %d upstream connections, want 3 (two requests each): %+v", len(conns), truths)
 	}
-	checkCalls(t, "nginx", callsTo(recs, up.port), truths)
+	checkCalls(t, "nginx", callsTo(recs, up.port), truths, func(int) string { return "1.3" })
 	var served []export.JSONRecord
 	for _, r := range recordsOn(recs, port) {
 		if r.Direction != "server" {

@@ -207,6 +207,7 @@ func (c *Correlator) foldClientTLS(r *Request, rec *loader.Record) {
 		start, end = h.start, h.end
 		c.tls = h.tls
 	}
+	c.clientWireFacts(rec.Sk, h.pid, &c.tls)
 	r.TLS = &c.tls
 	r.Phases.Set(TLSHandshake, end-start)
 	if rec.T_wr != 0 {
@@ -244,6 +245,7 @@ func (c *Correlator) expireClientTLS(now int64, all bool) {
 			start, end = h.start, h.end
 			c.tls = h.tls
 		}
+		c.clientWireFacts(sk, h.pid, &c.tls)
 		r.TLS = &c.tls
 		r.Phases.Set(TLSHandshake, end-start)
 		r.StartUnixNano = start
