@@ -116,7 +116,6 @@ static __always_inline void client_request_start(struct traced_conn *c, int ret)
 	bpf_get_current_comm(r->comm, sizeof(r->comm));
 	r->t_rl = 0;
 	r->flags &= ~REQ_HAS_RX;
-	c->rx_answer = 0;
 	/* Method and target: the request head, captured as a server's. */
 	keep_head(r, ret);
 	/* A TLS handshake flight (the ClientHello; TLS 1.2's key exchange):
@@ -144,12 +143,12 @@ static __always_inline void client_answer_read(struct traced_conn *c, __u64 now,
 	}
 	if (c->state == CONN_READING) {
 		r->t_rl = now;
-		/* The first read took bytes that were queued before the request
-		 * was written (TLS 1.3's session tickets, sent by the server
-		 * after the handshake and read by the client with the answer):
+		/* The first read took bytes that arrived before the request's
+		 * last write (TLS 1.3's session tickets, sent by the server after
+		 * its handshake flight and read by the client with the answer):
 		 * they are not the answer; its first byte is the first arrival
-		 * after the request's first write, once there is one. */
-		if ((r->flags & REQ_HAS_RX) && r->t_rx < r->t_wr && c->rx_answer)
+		 * after that write, once there is one. */
+		if ((r->flags & REQ_HAS_RX) && r->t_rx < r->t_wl && c->rx_answer)
 			r->t_rx = c->rx_answer;
 	}
 	/* Bytes while no request is out (server-first protocols): no record. */

@@ -23,6 +23,7 @@ static __always_inline int on_sock_send(struct sock *sk, int ret, int btf)
 	if (c->req.direction == DIR_CLIENT) {
 		if (c->state != CONN_WRITING)
 			client_request_start(c, ret);
+		c->rx_answer = 0; /* the answer arrives after the request's last write */
 	} else if (c->state == CONN_IDLE) {
 		count(CNT_UNANSWERED_WRITES);
 		return 0;

@@ -205,9 +205,9 @@ struct traced_conn {
 	__u8 tls_reads;     /* the exchange's reads still to capture (tls_wire), 0: none */
 	__u8 tls_write;     /* its first write is to be captured */
 	__u8 pad3[5];
-	/* A client connection: the first arrival since the request's first
+	/* A client connection: the first arrival since the request's last
 	 * write (0: none yet), the answer's first byte when the first read
-	 * took bytes queued before the request (client.h). */
+	 * took bytes that arrived before that write (client.h). */
 	__u64 rx_answer;
 };
 

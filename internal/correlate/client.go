@@ -32,7 +32,7 @@ func (d Direction) String() string {
 //	connect:  T_syn → T_est (the connection's first request only)
 //	send:     T_wr → its last byte leaving (T_tx; T_wl when unseen)
 //	wait:     → the answer's first byte arriving (T_rx; T_rd when unseen;
-//	          bytes that arrived before the request was written are not
+//	          bytes that arrived before the request's last write are not
 //	          the answer's: see bpf/client.h)
 //	receive:  → the app's last read of the answer (T_rl)
 func fromClientRecord(rec *loader.Record, clock Clock, comm string, http *HTTP, strs *interner) Request {
@@ -52,9 +52,10 @@ func fromClientRecord(rec *loader.Record, clock Clock, comm string, http *HTTP, 
 		arrived := rec.T_rd
 		end = max(rec.T_rl, rec.T_rd)
 		if has(rec.Flags, loader.TracerdReqFlagsREQ_HAS_RX) && rec.T_rx != 0 {
-			// After T_rd when the first read took only bytes queued
-			// before the request was written (bpf/client.h: TLS 1.3's
-			// session tickets): the answer began with a later read.
+			// After T_rd when the first read took only bytes that
+			// arrived before the request's last write (bpf/client.h:
+			// TLS 1.3's session tickets): the answer began with a later
+			// read.
 			arrived = min(max(rec.T_rx, sent), end)
 		}
 		r.Phases.Set(Wait, int64(arrived)-int64(sent))

@@ -10,10 +10,10 @@ import (
 )
 
 // A connection's first call after a full TLS 1.3 handshake whose server
-// sent its session tickets with its first flight, read by the client
-// only after it wrote its request (they were queued before): the first
-// read (T_rd) took the tickets, and the kernel's T_rx is then the first
-// arrival after the request's first write (bpf/client.h), later than
+// sent its session tickets after its first flight, read by the client
+// only after it wrote its request (they arrived before): the first read
+// (T_rd) took the tickets, and the kernel's T_rx is then the first
+// arrival after the request's last write (bpf/client.h), later than
 // T_rd. The call waited for its answer until T_rx, not until the
 // tickets' read.
 func TestClientWaitAfterQueuedTickets(t *testing.T) {
