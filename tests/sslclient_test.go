@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptrace"
@@ -272,6 +273,7 @@ func TestSSLClientHTTPReverseProxy(t *testing.T) {
     ssl_protocols TLSv1.2 TLSv1.3;
     location /api/ {
       proxy_pass https://up/v1/;
+      proxy_ssl_protocols TLSv1.2 TLSv1.3;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
       proxy_ssl_session_reuse on;
@@ -321,12 +323,14 @@ func TestSSLClientHTTPReverseProxy(t *testing.T) {
 	if len(truths) != len(front) {
 		t.Fatalf("the upstream saw %d requests, want %d: %+v", len(truths), len(front), truths)
 	}
-	conns := map[string]bool{}
+	// Two requests a connection at most; nginx closes one whose error it
+	// intercepted (the 404) at once.
+	perConn := map[string]int{}
 	for _, w := range truths {
-		conns[w.peerPort] = true
+		perConn[w.peerPort]++
 	}
-	if len(conns) != 3 {
-		t.Errorf("nginx used %d upstream connections, want 3 (two requests each): %+v", len(conns), truths)
+	if len(perConn) < 3 || !slices.Contains(slices.Collect(maps.Values(perConn)), 2) {
+		t.Errorf("nginx's upstream connections: %v requests each, want new ones and kept-alive ones: %+v", perConn, truths)
 	}
 	checkCalls(t, "nginx", callsTo(recs, up.port), truths, func(int) string { return "1.3" })
 	var served []export.JSONRecord
