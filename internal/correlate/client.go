@@ -105,8 +105,10 @@ type heldClient struct {
 	start int64 // wall ns: the call's start
 	done  bool  // released (still listed)
 
-	// HTTP from libssl's plaintext (clienthttp_ssl.go)
-	ssl sslClientHTTP
+	// HTTP from libssl's plaintext (clienthttp_ssl.go); the connection's
+	// handshake, for its first call (clienttls.go)
+	ssl  sslClientHTTP
+	tlsh *clientTLSHeld
 }
 
 // Bounds on the parent search's memory and time: the windows of a
@@ -233,23 +235,26 @@ func adopt(r *Request, w serverWindow) {
 
 // addClient emits an outbound call's request now when its inbound
 // request is known, else holds it.
-func (c *Correlator) addClient(r *Request, rec *loader.Record) {
+// (its connection's handshake h, when it is the first call, is folded
+// in as it goes).
+func (c *Correlator) addClient(r *Request, rec *loader.Record, h *clientTLSHeld) {
 	if _, ok := c.clients.callers[r.PID]; !ok {
 		c.NoteCaller(r.PID) // its note was lost (ring buffer full)
 	}
-	ssl := c.joinSSLClient(r, rec)
+	ssl := c.joinSSLClient(r, rec, h != nil)
 	if w, ok := c.clients.parent(r); ok {
 		adopt(r, w)
 		ssl.apply(c, r)
+		c.foldClientTLS(r, rec, h)
 		c.finish(r, rec)
 		return
 	}
-	c.hold(rec, ssl)
+	c.hold(rec, ssl, h)
 }
 
 // hold keeps a call's record until its inbound request comes or the
 // horizon passes; past the bounds, the oldest held call goes now.
-func (c *Correlator) hold(rec *loader.Record, ssl sslClientHTTP) {
+func (c *Correlator) hold(rec *loader.Record, ssl sslClientHTTP, tlsh *clientTLSHeld) {
 	j := &c.clients
 	if j.nHeld >= maxHeldClients {
 		c.releaseOldest(nil)
@@ -264,7 +269,7 @@ func (c *Correlator) hold(rec *loader.Record, ssl sslClientHTTP) {
 		h = new(heldClient)
 	}
 	h.rec, h.since, h.start, h.done = *rec, time.Now().UnixNano(), c.clock.Wall(callStart(rec)), false
-	h.ssl = ssl
+	h.ssl, h.tlsh = ssl, tlsh
 	if j.byProc == nil {
 		j.byProc = map[uint32][]*heldClient{}
 	}
@@ -298,6 +303,8 @@ func (c *Correlator) releaseClient(h *heldClient, w serverWindow, ok bool) {
 	if ok {
 		adopt(&c.req, w)
 	}
+	c.foldClientTLS(&c.req, &h.rec, h.tlsh)
+	h.tlsh = nil
 	c.finish(&c.req, &h.rec)
 	j.compact(h.rec.Pid)
 }

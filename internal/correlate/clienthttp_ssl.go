@@ -58,7 +58,7 @@ type sslClientHTTP struct {
 // plaintext: no HTTP from its bytes) among its process's libssl events;
 // firstCall: the record is its connection's first call after a held
 // handshake. The lines joined are forgotten.
-func (c *Correlator) joinSSLClient(r *Request, rec *loader.Record) sslClientHTTP {
+func (c *Correlator) joinSSLClient(r *Request, rec *loader.Record, firstCall bool) sslClientHTTP {
 	gp := c.goProcs[rec.Pid]
 	if r.HTTP != nil || gp == nil || !gp.probes.OpenSSL || rec.T_wr == 0 {
 		return sslClientHTTP{}
@@ -67,10 +67,6 @@ func (c *Correlator) joinSSLClient(r *Request, rec *loader.Record) sslClientHTTP
 	calls := gp.byGoid[key]
 	if len(calls) == 0 {
 		return sslClientHTTP{}
-	}
-	firstCall := false
-	if h := c.clientTLS[rec.Sk]; h != nil && h.pid == rec.Pid {
-		firstCall = true
 	}
 	wr, wl := c.clock.Wall(rec.T_wr), c.clock.Wall(max(rec.T_wl, rec.T_wr))
 	var before, inside *goCall

@@ -60,3 +60,42 @@ func TestClientTLSWire(t *testing.T) {
 		})
 	}
 }
+
+// A pure client (curl: no served request, its calls wait for a parent
+// until the horizon): a connection's socket reused by the next one
+// before the first one's calls went out. Each first call folds its own
+// connection's handshake, with its own facts from the bytes.
+func TestClientTLSSocketReused(t *testing.T) {
+	srvCert := tlswiretest.Certificate(t, "server.test")
+	c, o := newCorrelator(time.Minute)
+	c.SetGoProbes(7, goprobe.Probes{TLS: true, OpenSSL: true}, true)
+	var want []uint16
+	for i, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+		srv := &tls.Config{Certificates: []tls.Certificate{srvCert}, MinVersion: v, MaxVersion: v}
+		cli := &tls.Config{InsecureSkipVerify: true, ServerName: "server.test", MinVersion: v, MaxVersion: v}
+		sent, got, st := tlswiretest.Handshake(t, srv, cli)
+		want = append(want, st.Version)
+		base := uint64(i) * 100000
+		wirePieces(c, 4, uint8(loader.TracerdTlsWireDirTLS_WIRE_WRITE), sent, false, 0)
+		wirePieces(c, 4, uint8(loader.TracerdTlsWireDirTLS_WIRE_READ), got, true, 0)
+		hello := tlsCall(0, base+1000, base+1000, base+3000, base+3100, clientHello, serverHello, EndNextRequest)
+		hello.T_syn, hello.T_est = base+100, base+200
+		c.AddRecord(&hello)
+		call := tlsCall(1, base+4500, base+4600, base+9000, base+9100, appData, appData, EndClose)
+		c.AddRecord(&call)
+	}
+	c.Flush(0)
+	got := o.take()
+	if len(got) != 2 {
+		t.Fatalf("%d calls, want 2", len(got))
+	}
+	for i, r := range got {
+		base := int64(i) * 100000
+		if r.TLS == nil || r.TLS.Version != want[i] || !r.TLS.FromWire {
+			t.Errorf("call %d: tls %+v, want version %#x from the wire", i, r.TLS, want[i])
+		}
+		if v, _ := r.Phases.Get(TLSHandshake); v != 4500-1000 || r.StartUnixNano != base+100 {
+			t.Errorf("call %d: tls_handshake %d start %d, want its own connection's (3500 from %d)", i, v, r.StartUnixNano, base+100)
+		}
+	}
+}

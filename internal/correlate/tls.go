@@ -257,7 +257,7 @@ const tlsHoldFor = time.Minute
 func (c *Correlator) expireTLS(now int64, all bool) {
 	c.wireNow = now
 	for sk, w := range c.tlsWire {
-		if c.tlsHeld[sk] == nil && (all || w.since < now-tlsHoldFor.Nanoseconds()) {
+		if c.tlsHeld[sk] == nil && c.clientTLS[sk] == nil && (all || w.since < now-tlsHoldFor.Nanoseconds()) {
 			delete(c.tlsWire, sk)
 		}
 	}
