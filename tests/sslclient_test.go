@@ -31,10 +31,16 @@ type tlsTruth struct {
 	peerPort       string // the client's port: its connection
 }
 
+// truthDelay: the truth server's time per request, which each call's
+// wait phase must hold.
+const truthDelay = 20 * time.Millisecond
+
 // truthServer serves HTTPS (HTTP/1.1 only: no h2 by ALPN) on a free
 // loopback port from this process (never traced) and records what it
 // was asked: a target beginning /created is answered 201, /missing 404,
-// others 200.
+// others 200, each after truthDelay. A TLS 1.3 connection gets its
+// session tickets after the handshake's flight (crypto/tls sends them
+// then), which an OpenSSL client reads only with its first answer.
 type truthServer struct {
 	addr string
 	port int
@@ -58,6 +64,7 @@ func startTruthServer(t *testing.T, certPath, keyPath string) *truthServer {
 			case strings.HasPrefix(r.URL.Path, "/missing"), strings.HasPrefix(r.URL.Path, "/v1/missing"):
 				status = http.StatusNotFound
 			}
+			time.Sleep(truthDelay)
 			_, port, _ := net.SplitHostPort(r.RemoteAddr)
 			s.mu.Lock()
 			s.seen = append(s.seen, tlsTruth{r.Method, r.RequestURI, status, port})
@@ -140,6 +147,10 @@ func checkCalls(t *testing.T, who string, calls []export.JSONRecord, truths []tl
 			t.Errorf("%s call %d: http %+v, want %s %s %d (from libssl's plaintext)", who, i, r.HTTP, w.method, target, w.status)
 		} else {
 			t.Logf("%s call %d (port %s, index %d): %s %s %d", who, i, port, r.Conn.RequestIndex, r.HTTP.Method, r.HTTP.Target, r.HTTP.Status)
+		}
+		// Not the session tickets read first (bpf/client.h).
+		if wait := r.Phases["wait"]; wait < truthDelay.Nanoseconds() {
+			t.Errorf("%s call %d: wait %s, the server took %s", who, i, time.Duration(wait), truthDelay)
 		}
 		_, hs := r.Phases["tls_handshake"]
 		first := !seenConn[port]
