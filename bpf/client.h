@@ -14,10 +14,12 @@
 #include "maps.h"
 #include "request.h"
 #include "proc.h"
+#include "tlswire.h"
 
 /* The current process sends a SYN on sk (inet_sock_set_state CLOSE →
  * SYN_SENT, in connect()'s own context): trace the connection when the
- * process owns traced connections (it was selected at an accept). */
+ * process owns traced connections (it was selected at an accept), or is
+ * selected by pid, name or cgroup. */
 static __always_inline void on_connect_start(const struct sock *sk, int btf)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
@@ -26,8 +28,21 @@ static __always_inline void on_connect_start(const struct sock *sk, int btf)
 
 	__u8 *traced = bpf_map_lookup_elem(&traced_tgids, &tgid);
 
-	if (!traced)
-		return;
+	if (!traced) {
+		/* A process selected by pid, name or cgroup (and not by port,
+		 * known only at an accept) is followed from its first connect
+		 * too: a pure client (curl) accepts nothing. */
+		struct filter_config *f = filter_config();
+		__u8 one = 1;
+
+		if (!f || f->ports || !(f->pids || f->comms || f->cgroups) || !process_matches(f, tgid))
+			return;
+		if (!bpf_map_update_elem(&traced_tgids, &tgid, &one, BPF_NOEXIST))
+			emit_proc(tgid, PROC_TRACED);
+		traced = bpf_map_lookup_elem(&traced_tgids, &tgid);
+		if (!traced)
+			return;
+	}
 	if (KREAD(btf, sk, sk_protocol) != IPPROTO_TCP)
 		return;
 	{
@@ -103,6 +118,10 @@ static __always_inline void client_request_start(struct traced_conn *c, int ret)
 	r->flags &= ~REQ_HAS_RX;
 	/* Method and target: the request head, captured as a server's. */
 	keep_head(r, ret);
+	/* A TLS handshake flight (the ClientHello; TLS 1.2's key exchange):
+	 * its bytes and the server's answer go to user space as a served
+	 * connection's do (tlswire.h), for what the handshake negotiated. */
+	tls_wire_start(c);
 }
 
 /* The app read ret bytes of the answer on a client connection. */
@@ -122,7 +141,15 @@ static __always_inline void client_answer_read(struct traced_conn *c, __u64 now,
 		/* The idle sweep looks again (see idle_sweep). */
 		count(CNT_ANSWERS);
 	}
-	if (c->state == CONN_READING)
+	if (c->state == CONN_READING) {
 		r->t_rl = now;
+		/* The first read took bytes that arrived before the request's
+		 * last write (TLS 1.3's session tickets, sent by the server after
+		 * its handshake flight and read by the client with the answer):
+		 * they are not the answer; its first byte is the first arrival
+		 * after that write, once there is one. */
+		if ((r->flags & REQ_HAS_RX) && r->t_rx < r->t_wl && c->rx_answer)
+			r->t_rx = c->rx_answer;
+	}
 	/* Bytes while no request is out (server-first protocols): no record. */
 }

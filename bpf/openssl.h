@@ -3,7 +3,9 @@
  * returning 1), and the plaintext of HTTP/1 over TLS: the first line of
  * what SSL_read returned (the request line; nothing past its '\n' leaves
  * the program: headers such as Cookie never reach the ring buffer) and
- * the status of an HTTP/1 status line SSL_write is given. Events are Go
+ * the status of an HTTP/1 status line SSL_write is given; as a client
+ * (an outbound call), the first line of a request line SSL_write is
+ * given (SSL_read's first line is then the answer's status line). Events are Go
  * events (struct go_event) whose goid is the thread id: the correlator
  * joins them by thread and time. C stacks do not move: uretprobes. */
 #pragma once
@@ -40,6 +42,24 @@ static __always_inline struct go_event *ssl_event(__u64 pid_tgid, __u32 func, __
 	ev->func = func;
 	ev->start = ev->end = bpf_ktime_get_ns();
 	return ev;
+}
+
+/* Sends ev, whose path holds n bytes of plaintext, with its first line
+ * only: the rest is zeroed before it leaves. */
+static __always_inline void ssl_submit_line(struct go_event *ev, __u32 n)
+{
+	__u32 keep = n, seen = 0;
+
+	for (__u32 i = 0; i < SSL_LINE_CAP; i++) {
+		if (seen)
+			ev->path[i] = 0;
+		else if (ev->path[i] == '\n') {
+			seen = 1;
+			keep = i + 1;
+		}
+	}
+	ev->path_len = keep;
+	bpf_ringbuf_submit(ev, ringbuf_flags());
 }
 
 /* SSL_do_handshake(ssl) / SSL_accept(ssl) returned: 1 is done (a
@@ -98,32 +118,66 @@ int ssl_read_ret(struct pt_regs *ctx)
 		bpf_ringbuf_discard(ev, 0);
 		return 0;
 	}
-	/* Keep the first line only: the rest is zeroed before it leaves. */
-	__u32 keep = n, seen = 0;
-	for (__u32 i = 0; i < SSL_LINE_CAP; i++) {
-		if (seen)
-			ev->path[i] = 0;
-		else if (ev->path[i] == '\n') {
-			seen = 1;
-			keep = i + 1;
-		}
-	}
-	ev->path_len = keep;
-	bpf_ringbuf_submit(ev, ringbuf_flags());
+	ssl_submit_line(ev, n);
 	return 0;
 }
 
+/* The first n bytes of a string, as a little-endian word. */
+#define SSL_W(c, i) ((__u64)(__u8)(c) << (8 * (i)))
+#define SSL_W4(a, b, c, d) (SSL_W(a, 0) | SSL_W(b, 1) | SSL_W(c, 2) | SSL_W(d, 3))
+#define SSL_W5(a, b, c, d, e) (SSL_W4(a, b, c, d) | SSL_W(e, 4))
+#define SSL_W6(a, b, c, d, e, f) (SSL_W5(a, b, c, d, e) | SSL_W(f, 5))
+#define SSL_W7(a, b, c, d, e, f, g) (SSL_W6(a, b, c, d, e, f) | SSL_W(g, 6))
+#define SSL_W8(a, b, c, d, e, f, g, k) (SSL_W7(a, b, c, d, e, f, g) | SSL_W(k, 7))
+
+/* is_method: h begins with an HTTP method and a space (the methods of
+ * RFC 9110 and PATCH): a request line. Nine word compares, made only
+ * when h is not a status line (one 8-byte word: the compiler may not
+ * turn byte tests into a computed stack offset, which the verifier
+ * refuses). */
+static __always_inline int is_method(const char *h)
+{
+	__u64 w;
+
+	__builtin_memcpy(&w, h, sizeof(w));
+	__u64 w4 = w & 0xffffffffULL, w5 = w & 0xffffffffffULL, w6 = w & 0xffffffffffffULL,
+	      w7 = w & 0xffffffffffffffULL;
+
+	return w4 == SSL_W4('G', 'E', 'T', ' ') || w5 == SSL_W5('P', 'O', 'S', 'T', ' ') ||
+	       w4 == SSL_W4('P', 'U', 'T', ' ') || w7 == SSL_W7('D', 'E', 'L', 'E', 'T', 'E', ' ') ||
+	       w5 == SSL_W5('H', 'E', 'A', 'D', ' ') || w6 == SSL_W6('P', 'A', 'T', 'C', 'H', ' ') ||
+	       w == SSL_W8('O', 'P', 'T', 'I', 'O', 'N', 'S', ' ') || w6 == SSL_W6('T', 'R', 'A', 'C', 'E', ' ') ||
+	       w == SSL_W8('C', 'O', 'N', 'N', 'E', 'C', 'T', ' ');
+}
+
 /* SSL_write(ssl, buf, num) / SSL_write_ex(ssl, buf, num, &written):
- * "HTTP/1.x NNN" at the start of buf is a status line. */
+ * "HTTP/1.x NNN" at the start of buf is a status line (a server's
+ * answer); a method and a space, a request line (a client's call: its
+ * first line goes out, as SSL_read's does). */
 SEC("uprobe/ssl_write_entry")
 int ssl_write_entry(struct pt_regs *ctx)
 {
 	char h[12] = {};
+	__u64 num = PT_REGS_PARM3(ctx), buf = PT_REGS_PARM2(ctx);
 
-	if (PT_REGS_PARM3(ctx) < sizeof(h) || bpf_probe_read_user(h, sizeof(h), (void *)PT_REGS_PARM2(ctx)))
+	if (num < sizeof(h) || bpf_probe_read_user(h, sizeof(h), (void *)buf))
 		return 0;
-	if (h[0] != 'H' || h[1] != 'T' || h[2] != 'T' || h[3] != 'P' || h[4] != '/' || h[5] != '1' || h[6] != '.' || h[8] != ' ')
+	if (h[0] != 'H' || h[1] != 'T' || h[2] != 'T' || h[3] != 'P' || h[4] != '/' || h[5] != '1' || h[6] != '.' ||
+	    h[8] != ' ') {
+		if (!is_method(h))
+			return 0;
+		__u64 pid_tgid = bpf_get_current_pid_tgid();
+		struct go_event *ev = ssl_event(pid_tgid, SSL_WRITE_LINE, 0);
+		if (!ev)
+			return 0;
+		CLAMP_LEN(num, SSL_LINE_CAP);
+		if (bpf_probe_read_user(ev->path, num, (void *)buf)) {
+			bpf_ringbuf_discard(ev, 0);
+			return 0;
+		}
+		ssl_submit_line(ev, num);
 		return 0;
+	}
 	__u32 status = 0;
 	for (int i = 9; i < 12; i++) {
 		if (h[i] < '0' || h[i] > '9')

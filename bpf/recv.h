@@ -16,6 +16,8 @@ static __always_inline void note_rx(const struct sock *sk, int btf, struct trace
 	__u64 softirq_ns = 0;
 
 	if (c) {
+		if (c->req.direction == DIR_CLIENT && c->state != CONN_IDLE && !c->rx_answer)
+			c->rx_answer = now;
 		if (c->rx_ts)
 			return; /* only the oldest unread byte counts */
 		c->rx_ts = now;

@@ -28,6 +28,7 @@ static __always_inline int on_sock_send(struct sock *sk, int ret, int btf)
 		 * connection's first request follows the client Finished its
 		 * dialer wrote (correlate's Go client join). */
 		c->req.goid = reading_goid(c->req.pid);
+		c->rx_answer = 0; /* the answer arrives after the request's last write */
 	} else if (c->state == CONN_IDLE) {
 		count(CNT_UNANSWERED_WRITES);
 		return 0;

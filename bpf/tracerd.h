@@ -205,6 +205,10 @@ struct traced_conn {
 	__u8 tls_reads;     /* the exchange's reads still to capture (tls_wire), 0: none */
 	__u8 tls_write;     /* its first write is to be captured */
 	__u8 pad3[5];
+	/* A client connection: the first arrival since the request's last
+	 * write (0: none yet), the answer's first byte when the first read
+	 * took bytes that arrived before that write (client.h). */
+	__u64 rx_answer;
 };
 
 /* Go functions probed: the low bits of a Go uprobe's cookie (enum go_cookie). */
@@ -229,7 +233,7 @@ enum go_func {
 	GO_TLS_CLIENT_HANDSHAKE = 17, /* crypto/tls (*Conn).clientHandshake: an outbound TLS connection's */
 	GO_HTTP_CLIENT_REQUEST = 18,  /* Go net/http client: a request about to be written ((*Request).write) */
 	GO_HTTP_CLIENT_RESPONSE = 19, /* Go net/http client: a response's status line read (ReadResponse) */
-	SSL_WRITE_LINE = 20,          /* libssl: SSL_write(_ex) plaintext that is not a status line: its first line */
+	SSL_WRITE_LINE = 20,          /* libssl: SSL_write(_ex) plaintext that is not a status line: its first line, in path */
 	GO_FUNC_MAX = 21,
 };
 

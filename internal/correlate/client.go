@@ -31,7 +31,9 @@ func (d Direction) String() string {
 //
 //	connect:  T_syn → T_est (the connection's first request only)
 //	send:     T_wr → its last byte leaving (T_tx; T_wl when unseen)
-//	wait:     → the answer's first byte arriving (T_rx; T_rd when unseen)
+//	wait:     → the answer's first byte arriving (T_rx; T_rd when unseen;
+//	          bytes that arrived before the request's last write are not
+//	          the answer's: see bpf/client.h)
 //	receive:  → the app's last read of the answer (T_rl)
 func fromClientRecord(rec *loader.Record, clock Clock, comm string, http *HTTP, strs *interner) Request {
 	r := recordBase(rec, comm)
@@ -48,11 +50,15 @@ func fromClientRecord(rec *loader.Record, clock Clock, comm string, http *HTTP, 
 	end := sent
 	if rec.T_rd != 0 {
 		arrived := rec.T_rd
-		if has(rec.Flags, loader.TracerdReqFlagsREQ_HAS_RX) && rec.T_rx != 0 && rec.T_rx < arrived {
-			arrived = max(rec.T_rx, sent)
+		end = max(rec.T_rl, rec.T_rd)
+		if has(rec.Flags, loader.TracerdReqFlagsREQ_HAS_RX) && rec.T_rx != 0 {
+			// After T_rd when the first read took only bytes that
+			// arrived before the request's last write (bpf/client.h:
+			// TLS 1.3's session tickets): the answer began with a later
+			// read.
+			arrived = min(max(rec.T_rx, sent), end)
 		}
 		r.Phases.Set(Wait, int64(arrived)-int64(sent))
-		end = max(rec.T_rl, rec.T_rd)
 		r.Phases.Set(Receive, int64(end)-int64(arrived))
 	}
 	r.StartUnixNano = clock.Wall(start)
@@ -102,6 +108,11 @@ type heldClient struct {
 	// is decoded again at its release, which parses only its bytes).
 	http    HTTP
 	hasHTTP bool
+
+	// HTTP from libssl's plaintext (clienthttp_ssl.go); the connection's
+	// handshake, for its first call (clienttls.go)
+	ssl  sslClientHTTP
+	tlsh *clientTLSHeld
 }
 
 // Bounds on the parent search's memory and time: the windows of a
@@ -228,22 +239,28 @@ func adopt(r *Request, w serverWindow) {
 
 // addClient emits an outbound call's request now when its inbound
 // request is known, else holds it.
-func (c *Correlator) addClient(r *Request, rec *loader.Record) {
+// (its connection's handshake h, when it is the first call, is folded
+// in as it goes).
+func (c *Correlator) addClient(r *Request, rec *loader.Record, h *clientTLSHeld) {
 	if _, ok := c.clients.callers[r.PID]; !ok {
 		c.NoteCaller(r.PID) // its note was lost (ring buffer full)
 	}
+	ssl := c.joinSSLClient(r, rec, h != nil)
 	if w, ok := c.clients.parent(r); ok {
 		adopt(r, w)
+		ssl.apply(c, r)
+		c.foldClientTLS(r, rec, h)
 		c.finish(r, rec)
 		return
 	}
-	c.hold(rec, r.HTTP)
+	c.hold(rec, r.HTTP, ssl, h)
 }
 
-// hold keeps a call's record, and its HTTP, until its inbound request
-// comes or the horizon passes; past the bounds, the oldest held call
-// goes now.
-func (c *Correlator) hold(rec *loader.Record, http *HTTP) {
+// hold keeps a call's record, and its HTTP (Go's client probes) or
+// libssl's lines and its connection's handshake, until its inbound
+// request comes or the horizon passes; past the bounds, the oldest held
+// call goes now.
+func (c *Correlator) hold(rec *loader.Record, http *HTTP, ssl sslClientHTTP, tlsh *clientTLSHeld) {
 	j := &c.clients
 	var kept HTTP
 	if http != nil {
@@ -263,6 +280,7 @@ func (c *Correlator) hold(rec *loader.Record, http *HTTP) {
 	}
 	h.rec, h.since, h.start, h.done = *rec, time.Now().UnixNano(), c.clock.Wall(callStart(rec)), false
 	h.http, h.hasHTTP = kept, http != nil
+	h.ssl, h.tlsh = ssl, tlsh
 	if j.byProc == nil {
 		j.byProc = map[uint32][]*heldClient{}
 	}
@@ -296,9 +314,12 @@ func (c *Correlator) releaseClient(h *heldClient, w serverWindow, ok bool) {
 		c.http = h.http
 		c.req.HTTP = &c.http
 	}
+	h.ssl.apply(c, &c.req)
 	if ok {
 		adopt(&c.req, w)
 	}
+	c.foldClientTLS(&c.req, &h.rec, h.tlsh)
+	h.tlsh = nil
 	c.finish(&c.req, &h.rec)
 	j.compact(h.rec.Pid)
 }

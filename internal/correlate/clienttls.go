@@ -172,40 +172,44 @@ func (c *Correlator) findClientTLSCall(h *clientTLSHeld) {
 	}
 }
 
-// noteClientTLS finds the probed handshake of rec's connection, if one
-// is held, when its first call's record comes (the handshake's event is
-// in by then: the call's write follows the handshake's return), before
-// the record may wait for its parent.
-func (c *Correlator) noteClientTLS(rec *loader.Record) {
+// takeClientTLS takes the held handshake of rec's connection, if any,
+// when its first call's record comes: the probed handshake is found (its
+// event is in by then: the call's write follows the handshake's return)
+// and the facts read from the bytes, and the connection's entries are
+// cleared at once, before the call may wait for its parent (a new
+// connection on the same socket must not find them).
+func (c *Correlator) takeClientTLS(rec *loader.Record) *clientTLSHeld {
 	if len(c.clientTLS) == 0 {
-		return
-	}
-	if h := c.clientTLS[rec.Sk]; h != nil && h.pid == rec.Pid {
-		c.findClientTLSCall(h)
-	}
-}
-
-// foldClientTLS makes r, the first call on an outbound connection whose
-// handshake is held, begin where the connection began, with its connect
-// and tls_handshake phases, its send from the handshake's end.
-func (c *Correlator) foldClientTLS(r *Request, rec *loader.Record) {
-	if len(c.clientTLS) == 0 {
-		return
+		return nil
 	}
 	h := c.clientTLS[rec.Sk]
 	if h == nil || h.pid != rec.Pid {
-		return
+		return nil
 	}
 	delete(c.clientTLS, rec.Sk)
 	c.findClientTLSCall(h)
-	c.tls = TLS{Outbound: true}
+	if !h.probed {
+		h.tls = TLS{Outbound: true}
+	}
+	c.clientWireFacts(rec.Sk, h.pid, &h.tls)
+	return h
+}
+
+// foldClientTLS makes r, the first call on an outbound connection whose
+// handshake h was held (takeClientTLS; nil: none), begin where the
+// connection began, with its connect and tls_handshake phases, its send
+// from the handshake's end.
+func (c *Correlator) foldClientTLS(r *Request, rec *loader.Record, h *clientTLSHeld) {
+	if h == nil {
+		return
+	}
+	c.tls = h.tls
 	start, end := c.clock.Wall(h.firstWrite), c.clock.Wall(rec.T_wr)
 	if rec.T_wr == 0 {
 		end = c.clock.Wall(h.last) // the connection closed: the last flight
 	}
 	if h.probed {
 		start, end = h.start, h.end
-		c.tls = h.tls
 	}
 	r.TLS = &c.tls
 	r.Phases.Set(TLSHandshake, end-start)
@@ -244,6 +248,7 @@ func (c *Correlator) expireClientTLS(now int64, all bool) {
 			start, end = h.start, h.end
 			c.tls = h.tls
 		}
+		c.clientWireFacts(sk, h.pid, &c.tls)
 		r.TLS = &c.tls
 		r.Phases.Set(TLSHandshake, end-start)
 		r.StartUnixNano = start

@@ -66,9 +66,8 @@ func (c *Correlator) AddRecord(rec *loader.Record) {
 		if c.holdClientTLS(r, rec) || isTLSCloseNotify(rec) {
 			return
 		}
-		c.noteClientTLS(rec)
 		c.joinGoClientHTTP(r, rec)
-		c.addClient(r, rec)
+		c.addClient(r, rec, c.takeClientTLS(rec))
 		return
 	}
 	gp := c.goProcs[rec.Pid]
@@ -103,8 +102,6 @@ func (c *Correlator) finish(r *Request, rec *loader.Record) {
 		c.joinGo(r, rec)
 		c.joinServeByPeer(r, rec)
 		c.joinSSL(r, rec)
-	} else {
-		c.foldClientTLS(r, rec)
 	}
 	assignIDs(r, c.rng)
 	c.emit(r)

@@ -369,8 +369,10 @@ func (c *Correlator) AddGo(ev *loader.GoEvent) {
 		}
 		gp.clientHandshakes = append(gp.clientHandshakes, call) // in no list: never reused
 		return
-	case sslReadLine:
-		call.path = c.strs.int8s(ev.Path[:], ev.PathLen) // the request line, CRLF included
+	case sslReadLine, sslWriteLine:
+		// The first line read (a request line; a client's status line)
+		// or written (a client's request line), CRLF included.
+		call.path = c.strs.int8s(ev.Path[:], ev.PathLen)
 		call.lists = inByGoid
 	default:
 		call.lists = inByGoid

@@ -257,7 +257,7 @@ const tlsHoldFor = time.Minute
 func (c *Correlator) expireTLS(now int64, all bool) {
 	c.wireNow = now
 	for sk, w := range c.tlsWire {
-		if c.tlsHeld[sk] == nil && (all || w.since < now-tlsHoldFor.Nanoseconds()) {
+		if c.tlsHeld[sk] == nil && c.clientTLS[sk] == nil && (all || w.since < now-tlsHoldFor.Nanoseconds()) {
 			delete(c.tlsWire, sk)
 		}
 	}
@@ -309,7 +309,7 @@ func (c *Correlator) joinSSL(r *Request, rec *loader.Record) {
 		}
 		switch call.fn {
 		case sslReadLine:
-			if r.HTTP != nil {
+			if r.HTTP != nil || isClientSSLLine(call) {
 				continue
 			}
 			if req, ok := httpparse.ParseRequestWith([]byte(call.path), c.strs.str); ok {
@@ -328,9 +328,11 @@ func (c *Correlator) joinSSL(r *Request, rec *loader.Record) {
 		r.HTTP.Status = status
 	}
 	// A handshake's end on this thread may be another connection's,
-	// whose first request is not in yet: kept (to the join horizon).
+	// whose first request is not in yet, and a call's lines (a reverse
+	// proxy's) are its call's (clienthttp_ssl.go): kept (to the join
+	// horizon).
 	keep := c.keepCalls(calls, func(call *goCall) bool {
-		return call.start > to || (call.fn == sslHandshakeDone && !call.joined)
+		return call.start > to || (!call.joined && (call.fn == sslHandshakeDone || isClientSSLLine(call)))
 	})
 	if len(keep) == 0 {
 		delete(gp.byGoid, key)

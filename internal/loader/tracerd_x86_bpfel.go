@@ -431,6 +431,7 @@ type TracerdTracedConn struct {
 	TlsReads          uint8
 	TlsWrite          uint8
 	Pad3              [5]uint8
+	RxAnswer          uint64
 }
 
 // Names of all BPF objects in the ELF.
