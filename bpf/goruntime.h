@@ -111,11 +111,14 @@ static __always_inline struct go_str go_string_in(const char *head, __u64 cap, _
 }
 
 /* The method, path and query of the http.Request at req. The head of
- * the Request and of its URL are copied at once (a copy per field costs
- * the traced process a helper call each): the fields read lie in them
- * in every Go version tracerd knows (RemoteAddr ends at 192, RawQuery
- * at 112). Returns the scratch copy of the Request's head (NULL: none). */
-static __always_inline struct go_http_head *capture_request(struct go_event *ev, __u64 req, struct go_proc *gp)
+ * the Request (its first req_cap bytes) and of its URL are copied at
+ * once (a copy per field costs the traced process a helper call each):
+ * the fields read lie in them in every Go version tracerd knows
+ * (RemoteAddr ends at 192, URL at 24, RawQuery at 112); one past them
+ * is read on its own. Returns the scratch copy of the Request's head
+ * (NULL: none). */
+static __always_inline struct go_http_head *capture_request(struct go_event *ev, __u64 req, struct go_proc *gp,
+							    __u32 req_cap)
 {
 	__u64 url = 0;
 	__u32 zero = 0;
@@ -124,10 +127,12 @@ static __always_inline struct go_http_head *capture_request(struct go_event *ev,
 	if (!h)
 		return NULL;
 	ev->req = req;
-	if (bpf_probe_read_user(h->req, sizeof(h->req), (void *)req))
+	if (req_cap > sizeof(h->req))
+		req_cap = sizeof(h->req);
+	if (bpf_probe_read_user(h->req, req_cap, (void *)req))
 		return NULL;
-	ev->method_len = copy_go_string(ev->method, GO_METHOD_CAP, go_string_in(h->req, sizeof(h->req), req, gp->req_method));
-	url = go_string_in(h->req, sizeof(h->req), req, gp->req_url).ptr;
+	ev->method_len = copy_go_string(ev->method, GO_METHOD_CAP, go_string_in(h->req, req_cap, req, gp->req_method));
+	url = go_string_in(h->req, req_cap, req, gp->req_url).ptr;
 	if (!url || bpf_probe_read_user(h->url, sizeof(h->url), (void *)url))
 		return h;
 	ev->path_len = copy_go_string(ev->path, GO_PATH_CAP, go_string_in(h->url, sizeof(h->url), url, gp->url_path));
@@ -141,7 +146,7 @@ static __always_inline struct go_http_head *capture_request(struct go_event *ev,
 static __always_inline void capture_http(struct go_event *ev, struct pt_regs *ctx, struct go_proc *gp)
 {
 	__u64 req = ctx->di;
-	struct go_http_head *h = capture_request(ev, req, gp);
+	struct go_http_head *h = capture_request(ev, req, gp, sizeof(h->req));
 
 	if (!h)
 		return;
@@ -402,6 +407,10 @@ static __always_inline int go_stw_start_body(struct pt_regs *ctx)
 	return 0;
 }
 
+/* The client reads a Request's Method and URL alone: its first 32 bytes
+ * (Method at 0, URL at 16 in every Go version tracerd knows). */
+#define GO_CLIENT_REQ_HEAD 32
+
 /* net/http.(*Request).write(r, w, usingProxy, extraHeaders,
  * waitForContinue): the HTTP/1 client's writeLoop about to write request
  * r (RAX) on its connection (Request.Write and WriteProxy call it too).
@@ -429,7 +438,7 @@ static __always_inline int go_http_client_request_body(struct pt_regs *ctx)
 	ev->func = GO_HTTP_CLIENT_REQUEST;
 	ev->goid = goid_at_uprobe(ctx, gp);
 	ev->start = ev->end = bpf_ktime_get_ns();
-	capture_request(ev, ctx->ax, gp);
+	capture_request(ev, ctx->ax, gp, GO_CLIENT_REQ_HEAD);
 	bpf_ringbuf_submit(ev, ringbuf_flags());
 	return 0;
 }

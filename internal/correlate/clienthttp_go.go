@@ -1,8 +1,6 @@
 package correlate
 
 import (
-	"unsafe"
-
 	"github.com/tracerd/tracerd/internal/loader"
 )
 
@@ -107,15 +105,6 @@ func (c *Correlator) addGoClientHTTP(gp *goProc, fn goFunc, ev *loader.GoEvent) 
 	cl.byGoid[call.goid] = append(cl.byGoid[call.goid], call)
 	cl.byReq[call.req] = call
 	cl.n++
-}
-
-// int8Bytes is a C char array's first n bytes.
-func int8Bytes(b []int8, n uint8) []byte {
-	n = min(n, uint8(len(b)))
-	if n == 0 {
-		return nil
-	}
-	return unsafe.Slice((*byte)(unsafe.Pointer(&b[0])), n)
 }
 
 // joinGoClientHTTP fills what r's bytes did not say of its HTTP (method,

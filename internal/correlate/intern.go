@@ -36,9 +36,18 @@ func (in *interner) str(b []byte) string {
 
 // int8s is str of a C char array's first n bytes.
 func (in *interner) int8s(b []int8, n uint8) string {
-	n = min(n, uint8(len(b)))
-	if n == 0 {
+	bs := int8Bytes(b, n)
+	if len(bs) == 0 {
 		return ""
 	}
-	return in.str(unsafe.Slice((*byte)(unsafe.Pointer(&b[0])), n))
+	return in.str(bs)
+}
+
+// int8Bytes is a C char array's first n bytes.
+func int8Bytes(b []int8, n uint8) []byte {
+	n = min(n, uint8(len(b)))
+	if n == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(&b[0])), n)
 }

@@ -70,21 +70,21 @@ TEXT ·sitePush(SB), NOSPLIT|NOFRAME, $0-0
 
 // siteServe(req) puts req in DI, as net/http's serverHandler.ServeHTTP
 // has its *Request there, then reaches its probed JNE (offset 5).
-TEXT ·siteServe(SB), NOSPLIT, $0-8
+TEXT ·siteServe(SB), NOSPLIT|NOFRAME, $0-8
 	MOVQ req+0(FP), DI
 	BYTE $0x75; BYTE $0x00
 	RET
 
 // siteClientWrite(req) puts req in AX, as net/http's (*Request).write
 // has its receiver there, then reaches its probed JNE (offset 5).
-TEXT ·siteClientWrite(SB), NOSPLIT, $0-8
+TEXT ·siteClientWrite(SB), NOSPLIT|NOFRAME, $0-8
 	MOVQ req+0(FP), AX
 	BYTE $0x75; BYTE $0x00
 	RET
 
 // siteClientRead(br, req) puts br in AX and req in BX, as
 // net/http.ReadResponse has them, then reaches its probed JNE (offset 10).
-TEXT ·siteClientRead(SB), NOSPLIT, $0-16
+TEXT ·siteClientRead(SB), NOSPLIT|NOFRAME, $0-16
 	MOVQ br+0(FP), AX
 	MOVQ req+8(FP), BX
 	BYTE $0x75; BYTE $0x00
