@@ -279,7 +279,18 @@ func outboundTLSHTTP(t *testing.T, keepAlive bool, parallel, n int) {
 	}
 	truths := front.Truths(t, parallel*n)
 	time.Sleep(time.Second) // the last pooled calls end at the idle sweep
-	_, calls := splitDirections(t, tr.Stop(t), front, down)
+	_, recs := splitDirections(t, tr.Stop(t), front, down)
+	// A connection the transport dialed for a call that then got
+	// another one (freed first) idles in the pool unused: its handshake
+	// is a record of its own, with no request (docs/records.md).
+	var calls []export.JSONRecord
+	for _, r := range recs {
+		if _, sent := r.Phases["send"]; !sent && r.TLS != nil && r.HTTP == nil {
+			t.Logf("a connection's handshake without a call: %s, phases %v", r.Conn.Local, r.Phases)
+			continue
+		}
+		calls = append(calls, r)
+	}
 	if len(calls) != len(truths) {
 		t.Fatalf("%d calls recorded, the front made %d", len(calls), len(truths))
 	}
