@@ -250,6 +250,18 @@ func otlpOutboundCall(t *testing.T, down *Server, frontArgs, wantChildren []stri
 	if addr, _ := tag(cs.Tags, "server.address"); addr != "127.0.0.1" {
 		t.Errorf("the call's server.address %q", addr)
 	}
+	// Method and scheme: from the bytes in plaintext, from Go's
+	// net/http client probes under TLS.
+	wantScheme := "http"
+	if slices.Contains(wantChildren, "tls_handshake") {
+		wantScheme = "https"
+	}
+	if m, _ := tag(cs.Tags, "http.request.method"); m != "GET" {
+		t.Errorf("the call's http.request.method %q, want GET", m)
+	}
+	if s, _ := tag(cs.Tags, "url.scheme"); s != wantScheme {
+		t.Errorf("the call's url.scheme %q, want %s", s, wantScheme)
+	}
 	children := map[string]JaegerSpan{}
 	for _, s := range tr.Spans {
 		if s.parent() == call.SpanID {

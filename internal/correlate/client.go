@@ -84,6 +84,7 @@ func fromClientRecord(rec *loader.Record, clock Clock, comm string, http *HTTP, 
 		}
 		r.HTTP = http
 	}
+	r.Encrypted = isTLSRequestHead(rec)
 	return r
 }
 

@@ -79,6 +79,7 @@ func fromRecord(rec *loader.Record, clock Clock, comm string, http *HTTP, strs *
 		OwnWindow: OwnWindow{Zero: rec.RwndZero, UnreadNs: int64(rec.RwndUnreadNs), ReadingNs: int64(rec.RwndReadingNs)},
 	}
 	parseHTTP(&r, rec, http, strs)
+	r.Encrypted = isTLSRequestHead(rec)
 	return r
 }
 
@@ -111,6 +112,15 @@ func derivePhases(ps *Phases, rec *loader.Record) {
 	if rec.T_tx != 0 && rec.T_ack != 0 {
 		ps.Set(AckWait, int64(rec.T_ack)-int64(rec.T_tx))
 	}
+}
+
+// isTLSRequestHead: the request's first bytes (read by a server, written
+// by a client) are a TLS record's header: content type 20–23, version
+// 3.x. Plaintext HTTP never begins so (a method is ASCII letters).
+func isTLSRequestHead(rec *loader.Record) bool {
+	n := min(int(rec.ReqLen), len(rec.ReqHead))
+	return n >= 3 && rec.ReqHead[0] >= tlsChangeCipherSpec && rec.ReqHead[0] <= tlsApplicationData &&
+		rec.ReqHead[1] == tlsMajor && rec.ReqHead[2] <= 4
 }
 
 func parseHTTP(r *Request, rec *loader.Record, http *HTTP, strs *interner) {

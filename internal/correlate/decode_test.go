@@ -143,3 +143,24 @@ func TestPhaseNames(t *testing.T) {
 		t.Error("nesting wrong")
 	}
 }
+
+func TestIsTLSRequestHead(t *testing.T) {
+	for _, c := range []struct {
+		head []byte
+		want bool
+	}{
+		{[]byte{0x17, 0x03, 0x03, 0x00, 0x20}, true}, // application data
+		{[]byte{0x16, 0x03, 0x01, 0x02, 0x00}, true}, // ClientHello
+		{[]byte("GET / HTTP/1.1\r\n"), false},
+		{[]byte{0x17, 0x03}, false},                   // too short to tell
+		{[]byte{0x18, 0x03, 0x03, 0x00, 0x20}, false}, // not a content type
+		{[]byte{0x17, 0x02, 0x03, 0x00, 0x20}, false},
+	} {
+		var rec loader.Record
+		rec.ReqLen = uint16(len(c.head))
+		copy(rec.ReqHead[:], c.head)
+		if got := isTLSRequestHead(&rec); got != c.want {
+			t.Errorf("%x: %v, want %v", c.head, got, c.want)
+		}
+	}
+}

@@ -25,6 +25,7 @@ type Request struct {
 	HTTP          *HTTP // nil unless the bytes were plaintext HTTP/1.x (or Go awareness saw the request)
 	RPC           *RPC  // a gRPC call (Go awareness of a grpc-go server), else nil
 	TLS           *TLS  // the connection's TLS handshake, on its first request; else nil
+	Encrypted     bool  // the request's bytes on the socket were TLS records (its HTTP, if any, from probes)
 	TraceID       TraceID
 	SpanID        SpanID
 	ParentSpanID  SpanID // the caller's span (from traceparent), zero if none

@@ -349,8 +349,13 @@ func serverAttributes(r *correlate.Request, keepQueryValues bool) []*commonpb.Ke
 			}
 		}
 		if r.EndReason != correlate.EndStream {
-			// Parsed from the bytes on the socket: plaintext HTTP/1.x.
-			a.str("url.scheme", "http")
+			// HTTP/1.x: parsed from the bytes on the socket, or under
+			// TLS (its bytes TLS records) from probes.
+			if r.Encrypted || r.TLS != nil {
+				a.str("url.scheme", "https")
+			} else {
+				a.str("url.scheme", "http")
+			}
 			a.str("network.protocol.name", "http")
 		}
 		if h.Status != 0 {

@@ -36,3 +36,33 @@ func TestTLSSpans(t *testing.T) {
 		t.Errorf("tls_handshake %v, app %v, recv_queue %v: want recv_queue → tls_handshake → app", hs, byName["app"], byName["recv_queue"])
 	}
 }
+
+// url.scheme says https for HTTP/1 under TLS: a connection's first
+// request (its handshake known) and the later ones (only their bytes,
+// TLS records, say so; their HTTP came from probes).
+func TestURLSchemeUnderTLS(t *testing.T) {
+	scheme := func(r correlate.Request) string {
+		for _, kv := range RequestSpans(&r)[0].Attributes {
+			if kv.Key == "url.scheme" {
+				return kv.Value.GetStringValue()
+			}
+		}
+		return ""
+	}
+	plain := fixedRequests()[0]
+	if plain.HTTP == nil {
+		t.Fatal("fixture without HTTP")
+	}
+	first, later := plain, plain
+	first.TLS = &correlate.TLS{Known: true, Version: 0x0304}
+	later.Encrypted = true
+	for _, c := range []struct {
+		name string
+		r    correlate.Request
+		want string
+	}{{"plaintext", plain, "http"}, {"first under TLS", first, "https"}, {"later under TLS", later, "https"}} {
+		if got := scheme(c.r); got != c.want {
+			t.Errorf("%s: url.scheme %q, want %q", c.name, got, c.want)
+		}
+	}
+}
