@@ -20,7 +20,8 @@ import (
 // startTLSDownstream serves HTTPS (HTTP/1.1) on a free loopback port
 // from this process (not traced: the tracer follows the front's pid),
 // with the certificate given; each request is answered after
-// downstreamDelay.
+// downstreamDelay (its body read first): 201 to a POST, 404 to
+// /missing, else 200.
 func startTLSDownstream(t *testing.T, certPath, keyPath string) *Server {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -29,7 +30,14 @@ func startTLSDownstream(t *testing.T, certPath, keyPath string) *Server {
 	}
 	srv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
 			time.Sleep(downstreamDelay)
+			switch {
+			case r.Method == http.MethodPost:
+				w.WriteHeader(http.StatusCreated)
+			case r.URL.Path == "/missing":
+				w.WriteHeader(http.StatusNotFound)
+			}
 			_, _ = w.Write([]byte("ok"))
 		}),
 		// HTTP/1.1 only (no h2 by ALPN).
@@ -192,37 +200,6 @@ func checkOutboundTLS(t *testing.T, i int, call export.JSONRecord, truth *Call) 
 	}
 }
 
-// startTLSDownstreamStatus is startTLSDownstream answering by request:
-// 201 to a POST, 404 to /missing, else 200 (the body read first).
-func startTLSDownstreamStatus(t *testing.T, certPath, keyPath string) *Server {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			_, _ = io.Copy(io.Discard, r.Body)
-			time.Sleep(downstreamDelay)
-			switch {
-			case r.Method == http.MethodPost:
-				w.WriteHeader(http.StatusCreated)
-			case r.URL.Path == "/missing":
-				w.WriteHeader(http.StatusNotFound)
-			}
-			_, _ = w.Write([]byte("ok"))
-		}),
-		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
-	}
-	go func() {
-		if err := srv.ServeTLS(ln, certPath, keyPath); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			t.Errorf("downstream: %v", err)
-		}
-	}()
-	t.Cleanup(func() { _ = srv.Close() })
-	return &Server{Addr: ln.Addr().String(), Port: ln.Addr().(*net.TCPAddr).Port}
-}
-
 // TestOutboundTLSHTTP: the traced Go service's calls over TLS (HTTP/1.1)
 // carry the method, target (query included) and status the client used
 // and got, read by the Go client's probes (the bytes are encrypted):
@@ -247,7 +224,7 @@ func TestOutboundTLSHTTP(t *testing.T) {
 
 func outboundTLSHTTP(t *testing.T, keepAlive bool, parallel, n int) {
 	certPath, keyPath := writeSelfSigned(t, t.TempDir(), "downstream")
-	down := startTLSDownstreamStatus(t, certPath, keyPath)
+	down := startTLSDownstream(t, certPath, keyPath)
 	front := startServer(t, nil, "--call", "https://"+down.Addr, "--call-route",
 		"--call-keepalive="+strconv.FormatBool(keepAlive), "--call-ca", certPath)
 	tr := startTracer(t, "--pid", strconv.Itoa(front.PID), "--log-level", "info")

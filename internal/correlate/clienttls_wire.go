@@ -22,7 +22,5 @@ func (c *Correlator) clientWireFacts(sk uint64, pid uint32, t *TLS) {
 	if !srv.OK {
 		return
 	}
-	t.Known, t.FromWire = true, true
-	t.Version, t.CipherSuite = srv.Hello.Version, srv.Hello.CipherSuite
-	t.Resumed, t.ResumedUnknown = srv.Resumed == tlswire.Yes, srv.Resumed == tlswire.Unknown
+	serverFacts(t, srv)
 }

@@ -450,11 +450,16 @@ func (c *Correlator) wireFacts(sk uint64, pid uint32, t *TLS) {
 	if !srv.OK {
 		return
 	}
+	serverFacts(t, srv)
+	cert := tlswire.ClientCert(srv, tlswire.ParseClient(st.in.b))
+	t.ClientCert, t.ClientCertUnknown = cert == tlswire.Yes, cert == tlswire.Unknown
+}
+
+// serverFacts: what the server's flight says, for either end's record.
+func serverFacts(t *TLS, srv tlswire.Server) {
 	t.Known, t.FromWire = true, true
 	t.Version, t.CipherSuite = srv.Hello.Version, srv.Hello.CipherSuite
 	t.Resumed, t.ResumedUnknown = srv.Resumed == tlswire.Yes, srv.Resumed == tlswire.Unknown
-	cert := tlswire.ClientCert(srv, tlswire.ParseClient(st.in.b))
-	t.ClientCert, t.ClientCertUnknown = cert == tlswire.Yes, cert == tlswire.Unknown
 }
 
 func (c *Correlator) dropWire(sk uint64) {
