@@ -35,8 +35,8 @@ func (d Direction) String() string {
 //	          bytes that arrived before the request's last write are not
 //	          the answer's: see bpf/client.h)
 //	receive:  → the app's last read of the answer (T_rl)
-func fromClientRecord(rec *loader.Record, clock Clock, comm string, http *HTTP, strs *interner) Request {
-	r := recordBase(rec, comm)
+func fromClientRecord(r *Request, rec *loader.Record, clock Clock, comm string, http *HTTP, strs *interner) {
+	recordBase(r, rec, comm)
 	r.Direction, r.Answered = DirClient, rec.T_rd != 0
 	start := rec.T_wr
 	connected := rec.RequestIndex == 0 && has(rec.Flags, loader.TracerdReqFlagsREQ_HAS_EST) &&
@@ -85,7 +85,6 @@ func fromClientRecord(rec *loader.Record, clock Clock, comm string, http *HTTP, 
 		r.HTTP = http
 	}
 	r.Encrypted = isTLSRequestHead(rec)
-	return r
 }
 
 // An inbound request's place, kept for a while after it was emitted:
@@ -310,7 +309,7 @@ func (c *Correlator) releaseClient(h *heldClient, w serverWindow, ok bool) {
 	j := &c.clients
 	h.done = true
 	j.nHeld--
-	c.req = c.decode(&h.rec)
+	c.decode(&c.req, &h.rec)
 	if h.hasHTTP {
 		c.http = h.http
 		c.req.HTTP = &c.http

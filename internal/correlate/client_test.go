@@ -60,7 +60,9 @@ func TestClientPhases(t *testing.T) {
 // FromRecordForTest decodes rec as the correlator does.
 func FromRecordForTest(rec *loader.Record) Request {
 	c, _ := newCorrelator(time.Second)
-	return c.decode(rec)
+	var r Request
+	c.decode(&r, rec)
+	return r
 }
 
 func TestClientParent(t *testing.T) {

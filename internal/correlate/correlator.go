@@ -61,7 +61,7 @@ const maxComms = 4096
 // horizon passes (Expire).
 func (c *Correlator) AddRecord(rec *loader.Record) {
 	r := &c.req
-	*r = c.decode(rec)
+	c.decode(r, rec)
 	if r.Direction == DirClient {
 		if c.holdClientTLS(r, rec) || isTLSCloseNotify(rec) {
 			return
@@ -89,7 +89,7 @@ func (c *Correlator) AddRecord(rec *loader.Record) {
 // release emits a held record's request now that its Go view is known
 // (or will not come).
 func (c *Correlator) release(h *heldRecord) {
-	c.req = c.decode(&h.rec)
+	c.decode(&c.req, &h.rec)
 	c.finish(&c.req, &h.rec)
 }
 
@@ -113,8 +113,8 @@ func (c *Correlator) finish(r *Request, rec *loader.Record) {
 	}
 }
 
-// decode is FromRecord with the process's comm string reused.
-func (c *Correlator) decode(rec *loader.Record) Request {
+// decode is FromRecord into *r, with the process's comm string reused.
+func (c *Correlator) decode(r *Request, rec *loader.Record) {
 	// A process's comm rarely changes: reuse its string.
 	comm, ok := c.comms[rec.Pid]
 	if !ok || !sameCString(rec.Comm[:], comm) {
@@ -128,7 +128,8 @@ func (c *Correlator) decode(rec *loader.Record) Request {
 		gp.comm = comm
 	}
 	if rec.Direction == uint8(DirClient) {
-		return fromClientRecord(rec, c.clock, comm, &c.http, &c.strs)
+		fromClientRecord(r, rec, c.clock, comm, &c.http, &c.strs)
+		return
 	}
-	return fromRecord(rec, c.clock, comm, &c.http, &c.strs)
+	fromRecord(r, rec, c.clock, comm, &c.http, &c.strs)
 }

@@ -12,13 +12,17 @@ func has(flags uint32, f loader.TracerdReqFlags) bool { return flags&uint32(f) !
 
 // FromRecord builds a Request from a kernel record.
 func FromRecord(rec *loader.Record, clock Clock) Request {
-	return fromRecord(rec, clock, cString(rec.Comm[:]), new(HTTP), new(interner))
+	var r Request
+	fromRecord(&r, rec, clock, cString(rec.Comm[:]), new(HTTP), new(interner))
+	return r
 }
 
 // recordBase is what every record says the same way, served or sent:
 // who, which connection, why it ended.
-func recordBase(rec *loader.Record, comm string) Request {
-	r := Request{
+// It overwrites all of *r (the correlator decodes into one Request,
+// not a 544-byte value copied from call to call).
+func recordBase(r *Request, rec *loader.Record, comm string) {
+	*r = Request{
 		PID:       rec.Pid,
 		TID:       rec.Tid,
 		Comm:      comm,
@@ -32,13 +36,12 @@ func recordBase(rec *loader.Record, comm string) Request {
 		RequestIndex: rec.RequestIndex,
 		Sock:         rec.Sk,
 	}
-	return r
 }
 
-// fromRecord builds a Request whose comm is already decoded; its HTTP,
-// if any, is http, its strings from strs.
-func fromRecord(rec *loader.Record, clock Clock, comm string, http *HTTP, strs *interner) Request {
-	r := recordBase(rec, comm)
+// fromRecord builds into *r a Request whose comm is already decoded;
+// its HTTP, if any, is http, its strings from strs.
+func fromRecord(r *Request, rec *loader.Record, clock Clock, comm string, http *HTTP, strs *interner) {
+	recordBase(r, rec, comm)
 	r.Answered = rec.T_wl != 0
 	derivePhases(&r.Phases, rec)
 	if rec.T_wr != 0 && rec.T_wr > rec.T_rd {
@@ -78,9 +81,8 @@ func fromRecord(rec *loader.Record, clock Clock, comm string, http *HTTP, strs *
 		AcceptQueueLen: rec.AccQueue, AcceptQueueMax: rec.AccQueueMax,
 		OwnWindow: OwnWindow{Zero: rec.RwndZero, UnreadNs: int64(rec.RwndUnreadNs), ReadingNs: int64(rec.RwndReadingNs)},
 	}
-	parseHTTP(&r, rec, http, strs)
+	parseHTTP(r, rec, http, strs)
 	r.Encrypted = isTLSRequestHead(rec)
-	return r
 }
 
 // derivePhases computes each phase the record's timestamps allow.

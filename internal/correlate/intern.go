@@ -16,10 +16,30 @@ const maxInterned = 4096
 // give the same string without allocating.
 type interner struct {
 	m map[string]string
+	// recent holds strings seen lately, at a slot chosen by their length
+	// and two of their bytes: a service's few routes hit it and cost a
+	// compare, not the map's hash of every byte and its probe.
+	recent [recentSlots]recentString
 }
 
+const recentSlots = 64
+
+type recentString struct{ key, s string }
+
 func (in *interner) str(b []byte) string {
-	if s, ok := in.m[string(b)]; ok { // no allocation for the lookup
+	n := len(b)
+	if n == 0 {
+		return ""
+	}
+	slot := &in.recent[(uint(n)*131^uint(b[n-1])*31^uint(b[n/2]))%recentSlots]
+	if slot.key == string(b) { // no allocation for the compare
+		return slot.s
+	}
+	if s, ok := in.m[string(b)]; ok { // nor for the lookup
+		slot.key, slot.s = s, s
+		if s != string(b) { // made valid UTF-8: the key differs
+			slot.key = string(b)
+		}
 		return s
 	}
 	if in.m == nil || len(in.m) >= maxInterned {
@@ -31,6 +51,7 @@ func (in *interner) str(b []byte) string {
 		s = strings.ToValidUTF8(s, "?")
 	}
 	in.m[key] = s
+	slot.key, slot.s = key, s
 	return s
 }
 

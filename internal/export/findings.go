@@ -86,7 +86,7 @@ func appendFindings(b []byte, fs []correlate.Finding) []byte {
 		b = append(b, `","phase":"`...)
 		b = append(b, f.Phase.String()...)
 		b = append(b, `","lost_ns":`...)
-		b = strconv.AppendInt(b, f.LostNs, 10)
+		b = appendInt(b, f.LostNs)
 		b = append(b, `,"evidence":`...)
 		b = appendEvidence(b, f.Evidence)
 		b = append(b, `,"remedy":`...)
@@ -118,7 +118,7 @@ func appendEvidence(b []byte, ev []correlate.Evidence) []byte {
 		b = append(b, ':')
 		switch e.Kind {
 		case correlate.EvInt:
-			b = strconv.AppendInt(b, e.Int, 10)
+			b = appendInt(b, e.Int)
 		case correlate.EvFloat:
 			if math.IsNaN(e.Float) || math.IsInf(e.Float, 0) {
 				b = append(b, "null"...)

@@ -1,8 +1,6 @@
 package export
 
 import (
-	"net/netip"
-	"strconv"
 	"unicode/utf8"
 
 	"github.com/tracerd/tracerd/internal/correlate"
@@ -18,21 +16,21 @@ func AppendJSON(b []byte, r *correlate.Request) []byte { return JSONOptions{}.Ap
 // encoding/json makes of o.ToJSON(r).
 func (o JSONOptions) AppendJSON(b []byte, r *correlate.Request) []byte {
 	b = append(b, `{"start_unix_nano":`...)
-	b = strconv.AppendInt(b, r.StartUnixNano, 10)
+	b = appendInt(b, r.StartUnixNano)
 	b = append(b, `,"end_unix_nano":`...)
-	b = strconv.AppendInt(b, r.EndUnixNano, 10)
+	b = appendInt(b, r.EndUnixNano)
 	b = append(b, `,"duration_ns":`...)
-	b = strconv.AppendInt(b, r.DurationNs, 10)
+	b = appendInt(b, r.DurationNs)
 	b = append(b, `,"pid":`...)
-	b = strconv.AppendUint(b, uint64(r.PID), 10)
+	b = appendUint(b, uint64(r.PID))
 	b = append(b, `,"tid":`...)
-	b = strconv.AppendUint(b, uint64(r.TID), 10)
+	b = appendUint(b, uint64(r.TID))
 	b = append(b, `,"comm":`...)
 	b = appendString(b, r.Comm)
 	b = append(b, `,"service":`...)
 	b = appendString(b, r.Service)
 	b = append(b, `,"cgroup_id":`...)
-	b = strconv.AppendUint(b, r.CgroupID, 10)
+	b = appendUint(b, r.CgroupID)
 	b = append(b, `,"direction":"`...)
 	b = append(b, r.Direction.String()...)
 	b = append(b, `","conn":{"local":`...)
@@ -40,7 +38,7 @@ func (o JSONOptions) AppendJSON(b []byte, r *correlate.Request) []byte {
 	b = append(b, `,"peer":`...)
 	b = appendAddrPort(b, r.Conn.Peer)
 	b = append(b, `,"request_index":`...)
-	b = strconv.AppendUint(b, uint64(r.Conn.RequestIndex), 10)
+	b = appendUint(b, uint64(r.Conn.RequestIndex))
 	b = append(b, '}')
 	if r.HTTP != nil {
 		b = append(b, `,"http":{"method":`...)
@@ -50,7 +48,7 @@ func (o JSONOptions) AppendJSON(b []byte, r *correlate.Request) []byte {
 		b = append(b, '"')
 		if r.HTTP.Status != 0 {
 			b = append(b, `,"status":`...)
-			b = strconv.AppendInt(b, int64(r.HTTP.Status), 10)
+			b = appendInt(b, int64(r.HTTP.Status))
 		}
 		b = append(b, '}')
 	}
@@ -63,7 +61,7 @@ func (o JSONOptions) AppendJSON(b []byte, r *correlate.Request) []byte {
 		b = appendString(b, r.RPC.Method)
 		if r.RPC.StatusKnown {
 			b = append(b, `,"status_code":`...)
-			b = strconv.AppendInt(b, int64(r.RPC.StatusCode), 10)
+			b = appendInt(b, int64(r.RPC.StatusCode))
 		}
 		b = append(b, '}')
 	}
@@ -71,50 +69,44 @@ func (o JSONOptions) AppendJSON(b []byte, r *correlate.Request) []byte {
 		b = appendTLS(b, r.TLS)
 	}
 	b = append(b, `,"trace_id":"`...)
-	b = r.TraceID.Hex(b)
+	b = appendHex(b, r.TraceID[:])
 	b = append(b, `","span_id":"`...)
-	b = r.SpanID.Hex(b)
+	b = appendHex(b, r.SpanID[:])
 	b = append(b, '"')
 	if !r.ParentSpanID.IsZero() {
 		b = append(b, `,"parent_span_id":"`...)
-		b = r.ParentSpanID.Hex(b)
+		b = appendHex(b, r.ParentSpanID[:])
 		b = append(b, '"')
 	}
 	b = append(b, `,"phases_ns":{`...)
-	sep := false
-	for p := correlate.Phase(0); p < correlate.NumPhases; p++ {
-		ns, ok := r.Phases.Get(p)
-		if !ok {
-			continue
-		}
-		if sep {
-			b = append(b, ',')
-		}
-		sep = true
-		b = append(b, '"')
-		b = append(b, p.String()...)
-		b = append(b, `":`...)
-		b = strconv.AppendInt(b, ns, 10)
-	}
+	sep := 1 // the first measured phase's key goes without its comma
+	r.Phases.Each(func(p correlate.Phase, ns int64) {
+		b = append(b, phaseKeys[p][sep:]...)
+		b = appendInt(b, ns)
+		sep = 0
+	})
 	b = append(b, `},"tcp":{`...)
 	if r.TCP.Valid {
 		b = append(b, `"srtt_us":`...)
-		b = strconv.AppendUint(b, uint64(r.TCP.SrttUs), 10)
+		b = appendUint(b, uint64(r.TCP.SrttUs))
 		b = append(b, ',')
 	}
 	b = append(b, `"retransmits":`...)
-	b = strconv.AppendUint(b, uint64(r.TCP.Retransmits), 10)
+	b = appendUint(b, uint64(r.TCP.Retransmits))
 	b = append(b, `,"zero_window":`...)
-	b = strconv.AppendUint(b, uint64(r.TCP.ZeroWindow), 10)
+	b = appendUint(b, uint64(r.TCP.ZeroWindow))
 	if r.TCP.Valid {
 		b = append(b, `,"snd_cwnd":`...)
-		b = strconv.AppendUint(b, uint64(r.TCP.SndCwnd), 10)
+		b = appendUint(b, uint64(r.TCP.SndCwnd))
 	}
-	b = append(b, `,"nagle":`...)
-	b = strconv.AppendBool(b, r.TCP.Nagle)
+	if r.TCP.Nagle {
+		b = append(b, `,"nagle":true`...)
+	} else {
+		b = append(b, `,"nagle":false`...)
+	}
 	if r.Direction == correlate.DirClient && r.Phases.Has(correlate.Connect) {
 		b = append(b, `,"syn_retransmits":`...)
-		b = strconv.AppendUint(b, uint64(r.TCP.SynRetransmits), 10)
+		b = appendUint(b, uint64(r.TCP.SynRetransmits))
 	}
 	b = append(b, '}')
 	if len(r.Spans) > 0 {
@@ -126,9 +118,9 @@ func (o JSONOptions) AppendJSON(b []byte, r *correlate.Request) []byte {
 			b = append(b, `{"name":`...)
 			b = appendString(b, s.Name)
 			b = append(b, `,"start_unix_nano":`...)
-			b = strconv.AppendInt(b, s.StartUnixNano, 10)
+			b = appendInt(b, s.StartUnixNano)
 			b = append(b, `,"duration_ns":`...)
-			b = strconv.AppendInt(b, s.DurationNs, 10)
+			b = appendInt(b, s.DurationNs)
 			b = append(b, '}')
 		}
 		b = append(b, ']')
@@ -140,6 +132,14 @@ func (o JSONOptions) AppendJSON(b []byte, r *correlate.Request) []byte {
 	}
 	return append(b, '}')
 }
+
+// phaseKeys[p] is `,"name":` of phase p.
+var phaseKeys = func() (k [correlate.NumPhases]string) {
+	for p := range correlate.NumPhases {
+		k[p] = `,"` + p.String() + `":`
+	}
+	return k
+}()
 
 const hexDigits = "0123456789abcdef"
 
@@ -207,15 +207,4 @@ func appendEscaped(b []byte, s string) []byte {
 		i += size
 	}
 	return append(b, s[start:]...)
-}
-
-// appendAddrPort appends p as a JSON string, as p.String() spells it,
-// without the string (addresses need no escaping).
-func appendAddrPort(b []byte, p netip.AddrPort) []byte {
-	if !p.IsValid() {
-		return appendString(b, p.String())
-	}
-	b = append(b, '"')
-	b = p.AppendTo(b)
-	return append(b, '"')
 }

@@ -1,0 +1,120 @@
+package export
+
+import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"math"
+	"math/rand/v2"
+	"net/netip"
+	"strconv"
+	"testing"
+
+	"github.com/tracerd/tracerd/internal/correlate"
+)
+
+// The line's own number, id and address writers write what strconv,
+// encoding/hex and netip write: every power of ten and its neighbours,
+// the extremes, and random values of every length.
+func TestAppendNumbersMatchStrconv(t *testing.T) {
+	prefix := []byte(`{"x":`) // they append, never overwrite
+	ints := []int64{0, 1, -1, 9, 10, 11, 99, 100, 101, math.MaxInt64, math.MinInt64, math.MinInt64 + 1, 1764575227123456789}
+	for p := int64(1); p <= 1e18; p *= 10 {
+		ints = append(ints, p-1, p, p+1, -p, -p+1, -p-1)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 100_000 {
+		ints = append(ints, rng.Int64()>>rng.IntN(64), -(rng.Int64() >> rng.IntN(64)))
+	}
+	for _, v := range ints {
+		if got, want := appendInt(bytes.Clone(prefix), v), strconv.AppendInt(bytes.Clone(prefix), v, 10); !bytes.Equal(got, want) {
+			t.Fatalf("appendInt(%d) = %s, want %s", v, got, want)
+		}
+		u := uint64(v)
+		if got, want := appendUint(prefix[:len(prefix):len(prefix)], u), strconv.AppendUint(bytes.Clone(prefix), u, 10); !bytes.Equal(got, want) {
+			t.Fatalf("appendUint(%d) = %s, want %s", u, got, want)
+		}
+	}
+	for _, u := range []uint64{math.MaxUint64, math.MaxUint64 - 1, 1e19, 1e19 - 1} {
+		if got, want := appendUint(nil, u), strconv.AppendUint(nil, u, 10); !bytes.Equal(got, want) {
+			t.Fatalf("appendUint(%d) = %s, want %s", u, got, want)
+		}
+	}
+	for range 1000 {
+		var id [16]byte
+		for i := range id {
+			id[i] = byte(rng.Uint32())
+		}
+		if got, want := appendHex(bytes.Clone(prefix), id[:]), hex.AppendEncode(bytes.Clone(prefix), id[:]); !bytes.Equal(got, want) {
+			t.Fatalf("appendHex(%x) = %s, want %s", id, got, want)
+		}
+	}
+}
+
+func TestAppendAddrPortMatchesString(t *testing.T) {
+	addrs := []netip.AddrPort{{}, netip.AddrPortFrom(netip.Addr{}, 80)}
+	for _, s := range []string{"0.0.0.0:0", "127.0.0.1:8080", "255.255.255.255:65535", "10.0.100.9:9", "[::1]:80",
+		"[::ffff:127.0.0.1]:443", "[fe80::1%eth0]:22", "[2001:db8::5]:65535"} {
+		addrs = append(addrs, netip.MustParseAddrPort(s))
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 10_000 {
+		var a [4]byte
+		for i := range a {
+			a[i] = byte(rng.Uint32())
+		}
+		addrs = append(addrs, netip.AddrPortFrom(netip.AddrFrom4(a), uint16(rng.Uint32())))
+	}
+	for _, p := range addrs {
+		if got, want := appendAddrPort(nil, p), strconv.AppendQuote(nil, p.String()); !bytes.Equal(got, want) {
+			t.Fatalf("appendAddrPort(%v) = %s, want %s", p, got, want)
+		}
+	}
+}
+
+// AppendJSON stays encoding/json's rendering of ToJSON over random
+// numbers, ids, addresses and phase sets, not only the fixed requests.
+func TestAppendJSONMatchesEncodingJSONRandom(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	num := func() int64 { return rng.Int64() >> rng.IntN(64) }
+	for i := range 20_000 {
+		r := fixedRequests()[i%2]
+		r.StartUnixNano, r.EndUnixNano, r.DurationNs = num(), num(), -num()
+		r.PID, r.TID, r.CgroupID = rng.Uint32()>>rng.IntN(32), rng.Uint32(), rng.Uint64()>>rng.IntN(64)
+		r.Conn.RequestIndex = rng.Uint32() >> rng.IntN(32)
+		r.Conn.Local = netip.AddrPortFrom(netip.AddrFrom4([4]byte{byte(rng.Uint32()), byte(rng.Uint32()), 0, byte(rng.Uint32())}), uint16(rng.Uint32()))
+		if i%7 == 0 {
+			r.Conn.Peer = netip.AddrPortFrom(netip.AddrFrom16([16]byte{0xfe, 0x80, 15: byte(i)}), uint16(i))
+		}
+		for j := range r.TraceID {
+			r.TraceID[j] = byte(rng.Uint32())
+		}
+		for j := range r.ParentSpanID {
+			r.ParentSpanID[j] = byte(rng.Uint32() * uint32(i%2))
+		}
+		r.Phases = correlate.Phases{}
+		for p := range correlate.NumPhases {
+			if rng.IntN(3) == 0 {
+				r.Phases.Set(p, num())
+			}
+		}
+		r.TCP.Valid, r.TCP.Nagle = rng.IntN(2) == 0, rng.IntN(2) == 0
+		r.TCP.SrttUs, r.TCP.Retransmits, r.TCP.SndCwnd = rng.Uint32()>>rng.IntN(32), rng.Uint32()>>rng.IntN(32), rng.Uint32()
+		r.Spans = nil
+		for range rng.IntN(4) {
+			r.Spans = append(r.Spans, correlate.Span{Name: "runtime.GC", StartUnixNano: num(), DurationNs: num()})
+		}
+		if r.HTTP != nil {
+			h := *r.HTTP
+			h.Status = int(rng.Int32N(1000)) - 10
+			r.HTTP = &h
+		}
+		want, err := json.Marshal(ToJSON(&r))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := AppendJSON(nil, &r); !bytes.Equal(got, want) {
+			t.Fatalf("AppendJSON:\n%s\nencoding/json:\n%s", got, want)
+		}
+	}
+}
