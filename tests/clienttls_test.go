@@ -269,6 +269,15 @@ func outboundTLSHTTP(t *testing.T, keepAlive bool, parallel, n int) {
 		calls = append(calls, r)
 	}
 	if len(calls) != len(truths) {
+		for _, r := range calls {
+			t.Logf("call record: %s #%d start %d end %d http %+v tls %v phases %v", r.Conn.Local, r.Conn.RequestIndex,
+				r.StartUnixNano, r.EndUnixNano, r.HTTP, r.TLS != nil, r.Phases)
+		}
+		for _, tr := range truths {
+			if c := tr.Call; c != nil {
+				t.Logf("client call: %s %s %s → %d wrote %d end %d", c.Local, c.Method, c.Target, c.Status, c.WroteRequest, c.EndUnixNano)
+			}
+		}
 		t.Fatalf("%d calls recorded, the front made %d", len(calls), len(truths))
 	}
 	locals := map[string]bool{}
