@@ -84,7 +84,6 @@ func fromClientRecord(r *Request, rec *loader.Record, clock Clock, comm string, 
 		}
 		r.HTTP = http
 	}
-	r.Encrypted = isTLSRequestHead(rec)
 }
 
 // An inbound request's place, kept for a while after it was emitted:

@@ -18,7 +18,7 @@ func FromRecord(rec *loader.Record, clock Clock) Request {
 }
 
 // recordBase is what every record says the same way, served or sent:
-// who, which connection, why it ended.
+// who, which connection, why it ended, whether its bytes were TLS.
 // It overwrites all of *r (the correlator decodes into one Request,
 // not a 544-byte value copied from call to call).
 func recordBase(r *Request, rec *loader.Record, comm string) {
@@ -28,6 +28,7 @@ func recordBase(r *Request, rec *loader.Record, comm string) {
 		Comm:      comm,
 		CgroupID:  rec.CgroupId,
 		EndReason: EndReason(rec.EndReason),
+		Encrypted: isTLSRequestHead(rec),
 	}
 	r.Service = r.Comm
 	r.Conn = Conn{
@@ -82,7 +83,6 @@ func fromRecord(r *Request, rec *loader.Record, clock Clock, comm string, http *
 		OwnWindow: OwnWindow{Zero: rec.RwndZero, UnreadNs: int64(rec.RwndUnreadNs), ReadingNs: int64(rec.RwndReadingNs)},
 	}
 	parseHTTP(r, rec, http, strs)
-	r.Encrypted = isTLSRequestHead(rec)
 }
 
 // derivePhases computes each phase the record's timestamps allow.
