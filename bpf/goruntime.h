@@ -218,11 +218,13 @@ static __always_inline int go_entry_body(struct pt_regs *ctx)
 	return 0;
 }
 
-/* A Go event without strings: its head, reserved in the ring buffer and
- * zeroed (the reserved memory holds older entries). */
-static __always_inline struct go_event *go_event_head(__u32 pid, __u32 tid, __u32 func, __u64 goid)
+/* A Go event of size bytes (GO_EVENT_HEAD, or the whole struct with its
+ * strings), reserved in the ring buffer, its head zeroed (the reserved
+ * memory holds older entries; the strings' tails are left as they are:
+ * their lengths bound what is read of them). */
+static __always_inline struct go_event *go_event_new(__u64 size, __u32 pid, __u32 tid, __u32 func, __u64 goid)
 {
-	struct go_event *ev = bpf_ringbuf_reserve(&events, GO_EVENT_HEAD, 0);
+	struct go_event *ev = bpf_ringbuf_reserve(&events, size, 0);
 
 	if (!ev) {
 		count(CNT_GO_DROPS);
@@ -235,6 +237,34 @@ static __always_inline struct go_event *go_event_head(__u32 pid, __u32 tid, __u3
 	ev->func = func;
 	ev->goid = goid;
 	return ev;
+}
+
+/* A Go event without strings. */
+static __always_inline struct go_event *go_event_head(__u32 pid, __u32 tid, __u32 func, __u64 goid)
+{
+	return go_event_new(GO_EVENT_HEAD, pid, tid, func, goid);
+}
+
+/* h begins "HTTP/1.x " (1: an HTTP/1 status line's head). */
+static __always_inline int is_http1_status_head(const char h[12])
+{
+	return h[0] == 'H' && h[1] == 'T' && h[2] == 'T' && h[3] == 'P' && h[4] == '/' && h[5] == '1' && h[6] == '.' &&
+	       h[8] == ' ';
+}
+
+/* h begins an HTTP/1 status line, "HTTP/1.x NNN": NNN (user space
+ * keeps only real statuses), else 0. */
+static __always_inline __u32 http1_status(const char h[12])
+{
+	if (!is_http1_status_head(h))
+		return 0;
+	__u32 status = 0;
+	for (int i = 9; i < 12; i++) {
+		if (h[i] < '0' || h[i] > '9')
+			return 0;
+		status = status * 10 + (h[i] - '0');
+	}
+	return status;
 }
 
 /* The end of a call of func on the goroutine whose g is g, if one is
@@ -424,19 +454,9 @@ static __always_inline int go_http_client_request_body(struct pt_regs *ctx)
 
 	if (!gp)
 		return 0;
-	struct go_event *ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
-	if (!ev) {
-		count(CNT_GO_DROPS);
+	struct go_event *ev = go_event_new(sizeof(*ev), pid, (__u32)pid_tgid, GO_HTTP_CLIENT_REQUEST, goid_at_uprobe(ctx, gp));
+	if (!ev)
 		return 0;
-	}
-	/* The strings' tails are left as they are: their lengths bound
-	 * what is read of them. */
-	__builtin_memset(ev, 0, GO_EVENT_HEAD);
-	ev->kind = EV_GO;
-	ev->pid = pid;
-	ev->tid = (__u32)pid_tgid;
-	ev->func = GO_HTTP_CLIENT_REQUEST;
-	ev->goid = goid_at_uprobe(ctx, gp);
 	ev->start = ev->end = bpf_ktime_get_ns();
 	capture_request(ev, ctx->ax, gp, GO_CLIENT_REQ_HEAD);
 	bpf_ringbuf_submit(ev, ringbuf_flags());
@@ -463,11 +483,8 @@ static __always_inline int go_http_client_response_body(struct pt_regs *ctx)
 		__u64 buf = br[(gp->bufio_buf / 8) & 7];
 		__u64 r = br[(gp->bufio_r / 8) & 7], w = br[(gp->bufio_w / 8) & 7];
 		if (buf && r + sizeof(line) <= w && w - r < (1 << 20) &&
-		    !bpf_probe_read_user(line, sizeof(line), (void *)(buf + r)) &&
-		    line[0] == 'H' && line[1] == 'T' && line[2] == 'T' && line[3] == 'P' && line[4] == '/' &&
-		    line[5] == '1' && line[6] == '.' && line[8] == ' ' &&
-		    line[9] >= '1' && line[9] <= '9' && line[10] >= '0' && line[10] <= '9' && line[11] >= '0' && line[11] <= '9')
-			status = (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
+		    !bpf_probe_read_user(line, sizeof(line), (void *)(buf + r)))
+			status = http1_status(line);
 	}
 	struct go_event *ev = go_event_head(pid, (__u32)pid_tgid, GO_HTTP_CLIENT_RESPONSE, 0);
 	if (!ev)

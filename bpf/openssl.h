@@ -26,8 +26,10 @@ struct {
 	__type(value, struct ssl_read_args);
 } ssl_reads SEC(".maps");
 
-static __always_inline struct go_event *ssl_event(__u64 pid_tgid, __u32 func, __u32 size)
+/* A libssl event of the current thread (goid: the thread id), zeroed. */
+static __always_inline struct go_event *ssl_event(__u32 func)
 {
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	struct go_event *ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
 
 	if (!ev) {
@@ -62,6 +64,22 @@ static __always_inline void ssl_submit_line(struct go_event *ev, __u32 n)
 	bpf_ringbuf_submit(ev, ringbuf_flags());
 }
 
+/* Sends the first line of the n bytes of plaintext at buf as a func
+ * event of the current thread. */
+static __always_inline void ssl_send_line(__u32 func, __u64 buf, __u64 n)
+{
+	struct go_event *ev = ssl_event(func);
+
+	if (!ev)
+		return;
+	CLAMP_LEN(n, SSL_LINE_CAP);
+	if (bpf_probe_read_user(ev->path, n, (void *)buf)) {
+		bpf_ringbuf_discard(ev, 0);
+		return;
+	}
+	ssl_submit_line(ev, n);
+}
+
 /* SSL_do_handshake(ssl) / SSL_accept(ssl) returned: 1 is done (a
  * non-blocking server calls it until then). */
 SEC("uretprobe/ssl_handshake_ret")
@@ -69,7 +87,7 @@ int ssl_handshake_ret(struct pt_regs *ctx)
 {
 	if ((int)PT_REGS_RC(ctx) != 1)
 		return 0;
-	struct go_event *ev = ssl_event(bpf_get_current_pid_tgid(), SSL_HANDSHAKE_DONE, 0);
+	struct go_event *ev = ssl_event(SSL_HANDSHAKE_DONE);
 	if (ev)
 		bpf_ringbuf_submit(ev, ringbuf_flags());
 	return 0;
@@ -110,15 +128,7 @@ int ssl_read_ret(struct pt_regs *ctx)
 	/* A request line begins with a method: an upper-case letter. */
 	if (!n || bpf_probe_read_user(&first, 1, (void *)buf) || first < 'A' || first > 'Z')
 		return 0;
-	struct go_event *ev = ssl_event(pid_tgid, SSL_READ_LINE, 0);
-	if (!ev)
-		return 0;
-	CLAMP_LEN(n, SSL_LINE_CAP);
-	if (bpf_probe_read_user(ev->path, n, (void *)buf)) {
-		bpf_ringbuf_discard(ev, 0);
-		return 0;
-	}
-	ssl_submit_line(ev, n);
+	ssl_send_line(SSL_READ_LINE, buf, n);
 	return 0;
 }
 
@@ -162,29 +172,15 @@ int ssl_write_entry(struct pt_regs *ctx)
 
 	if (num < sizeof(h) || bpf_probe_read_user(h, sizeof(h), (void *)buf))
 		return 0;
-	if (h[0] != 'H' || h[1] != 'T' || h[2] != 'T' || h[3] != 'P' || h[4] != '/' || h[5] != '1' || h[6] != '.' ||
-	    h[8] != ' ') {
-		if (!is_method(h))
-			return 0;
-		__u64 pid_tgid = bpf_get_current_pid_tgid();
-		struct go_event *ev = ssl_event(pid_tgid, SSL_WRITE_LINE, 0);
-		if (!ev)
-			return 0;
-		CLAMP_LEN(num, SSL_LINE_CAP);
-		if (bpf_probe_read_user(ev->path, num, (void *)buf)) {
-			bpf_ringbuf_discard(ev, 0);
-			return 0;
-		}
-		ssl_submit_line(ev, num);
+	if (!is_http1_status_head(h)) {
+		if (is_method(h))
+			ssl_send_line(SSL_WRITE_LINE, buf, num);
 		return 0;
 	}
-	__u32 status = 0;
-	for (int i = 9; i < 12; i++) {
-		if (h[i] < '0' || h[i] > '9')
-			return 0;
-		status = status * 10 + (h[i] - '0');
-	}
-	struct go_event *ev = ssl_event(bpf_get_current_pid_tgid(), SSL_WRITE_STATUS, 0);
+	__u32 status = http1_status(h);
+	if (!status)
+		return 0;
+	struct go_event *ev = ssl_event(SSL_WRITE_STATUS);
 	if (ev) {
 		ev->arg = status;
 		bpf_ringbuf_submit(ev, ringbuf_flags());
