@@ -252,6 +252,23 @@ func parseRecords(data []byte) ([]export.JSONRecord, error) {
 	return recs, nil
 }
 
+// flushedRecordsOn returns the records on port in the JSON lines at
+// path once n are there, or what is there after a second: a record read
+// reaches the file at tracerd's next periodic look (every 150 ms), and
+// a second allows for a loaded machine.
+func flushedRecordsOn(t *testing.T, path string, port, n int) []export.JSONRecord {
+	t.Helper()
+	var recs []export.JSONRecord
+	_ = waitFor(time.Second, func() error {
+		recs = recordsOn(readRecords(t, path), port)
+		if len(recs) < n {
+			return fmt.Errorf("%d records", len(recs))
+		}
+		return nil
+	})
+	return recs
+}
+
 // waitRecords waits until the JSON lines at path, which a tracerd run
 // writes a record at a time as each request ends, hold a record of each
 // target, and returns the records then.

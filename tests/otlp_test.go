@@ -208,7 +208,7 @@ func TestOTLPJaegerRestart(t *testing.T) {
 	sent += 5
 	srv.Truths(t, sent)
 	waitMetric(t, rt, "tracerd_records_read_total", func(v float64) bool { return v >= float64(sent) })
-	recs := recordsOn(readRecords(t, rt.JSONPath), srv.Port)
+	recs := flushedRecordsOn(t, rt.JSONPath, srv.Port, sent)
 	if len(recs) != sent {
 		t.Errorf("%d JSON records, %d requests: tracing did not go on", len(recs), sent)
 	}
@@ -396,7 +396,7 @@ func TestOTLPSlowEndpoint(t *testing.T) {
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("reading %d requests took %s with the endpoint stuck", n, d)
 	}
-	if got := len(recordsOn(readRecords(t, rt.JSONPath), srv.Port)); got != n {
+	if got := len(flushedRecordsOn(t, rt.JSONPath, srv.Port, n)); got != n {
 		t.Errorf("%d JSON records, want %d", got, n)
 	}
 	m := waitMetric(t, rt, "tracerd_otlp_export_errors_total", func(v float64) bool { return v > 0 })

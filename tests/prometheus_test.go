@@ -133,7 +133,7 @@ func TestPrometheusScrape(t *testing.T) {
 	c.Close()
 	srv.Truths(t, n)
 	waitMetric(t, rt, "tracerd_records_read_total", func(v float64) bool { return v >= n })
-	recs := recordsOn(readRecords(t, rt.JSONPath), srv.Port)
+	recs := flushedRecordsOn(t, rt.JSONPath, srv.Port, n)
 	if len(recs) != n {
 		t.Fatalf("tracerd recorded %d requests, want %d", len(recs), n)
 	}
