@@ -148,6 +148,7 @@ struct task_sched {
 	__u64 thr_cfs_rq;  /* kernels < 6.18: its cfs_rq when it became runnable, */
 	__u64 thr_base;    /* and that cfs_rq's throttled time then */
 	__u64 throttle_total;
+	__u64 quota_checked; /* when its cgroups' CPU quotas were last looked at (quota.h) */
 	__u8 throttled;    /* preempted by CFS bandwidth throttling */
 	__u8 pad[7];
 };

@@ -4,6 +4,7 @@
 #include "maps.h"
 #include "goruntime.h"
 #include "head.h"
+#include "quota.h"
 
 /* x86_64 syscall numbers, to find the user buffer of the current
  * read/write from the syscall's registers. */
@@ -226,6 +227,7 @@ static __always_inline void start_request(struct traced_conn *c, __u64 now, int 
 			c->runq_base = run_delay(task);
 			c->throttle_base = t->throttle_total;
 			r->flags |= REQ_HAS_SCHED;
+			note_quota(task, t, now);
 		}
 	}
 	keep_head(r, ret);

@@ -1,7 +1,8 @@
 /* Scheduler: the part of a serving thread's run-queue waits that CFS
  * bandwidth throttling held it off the CPU. (The waits themselves are
  * the kernel's own count, task->sched_info.run_delay, read at T_rd and
- * T_wl: request.h.) Every program first tests the threads' mark
+ * T_wl: request.h.) Attached only once a serving thread runs under a CPU
+ * quota (quota.h). Every program first tests the threads' mark
  * (task_candidate): a context switch of any other thread of the host
  * costs two loads. */
 #pragma once

@@ -56,7 +56,8 @@ enum counter {
 	CNT_CAPTURE_FAILS = 7,   /* HTTP head copies that failed */
 	CNT_GO_DROPS = 8,        /* Go events lost: ring buffer full */
 	CNT_GO_MAP_FULL = 9,     /* Go calls not timed: map full */
-	NR_COUNTERS = 10,
+	CNT_QUOTA_SEEN = 10,     /* serving threads found under a CPU quota while the scheduler hooks were off */
+	NR_COUNTERS = 11,
 };
 
 /* What a ring-buffer entry is: its first __u32. */

@@ -3,6 +3,7 @@
 package tests
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -176,11 +177,13 @@ func TestRunqueue(t *testing.T) {
 	}
 }
 
-// cpuCgroup is a cgroup with a CFS quota, v1 or v2.
+// cpuCgroup is a cgroup with a CFS quota, v1 or v2 (newCPUCgroup with
+// quotaUs 0: none yet).
 type cpuCgroup struct {
 	dir          string
 	throttledKey string // cpu.stat key of throttled time
 	scale        int64  // to ns
+	v2           bool
 }
 
 func newCPUCgroup(t *testing.T, v2 bool, quotaUs, periodUs int) *cpuCgroup {
@@ -197,9 +200,8 @@ func newCPUCgroup(t *testing.T, v2 bool, quotaUs, periodUs int) *cpuCgroup {
 			t.Skipf("cgroup v2 at %s has no cpu controller (controllers: %q): this machine mounts cpu on cgroup v1", root, strings.TrimSpace(string(ctrl)))
 		}
 		_ = os.WriteFile(filepath.Join(root, "cgroup.subtree_control"), []byte("+cpu"), 0)
-		cg = &cpuCgroup{dir: filepath.Join(root, name), throttledKey: "throttled_usec", scale: 1000}
+		cg = &cpuCgroup{dir: filepath.Join(root, name), throttledKey: "throttled_usec", scale: 1000, v2: true}
 		mkCgroup(t, cg.dir)
-		write(t, filepath.Join(cg.dir, "cpu.max"), fmt.Sprintf("%d %d", quotaUs, periodUs))
 	} else {
 		root := "/sys/fs/cgroup/cpu"
 		if _, err := os.Stat(filepath.Join(root, "cpu.cfs_quota_us")); err != nil {
@@ -207,10 +209,22 @@ func newCPUCgroup(t *testing.T, v2 bool, quotaUs, periodUs int) *cpuCgroup {
 		}
 		cg = &cpuCgroup{dir: filepath.Join(root, name), throttledKey: "throttled_time", scale: 1}
 		mkCgroup(t, cg.dir)
-		write(t, filepath.Join(cg.dir, "cpu.cfs_period_us"), strconv.Itoa(periodUs))
-		write(t, filepath.Join(cg.dir, "cpu.cfs_quota_us"), strconv.Itoa(quotaUs))
+	}
+	if quotaUs > 0 {
+		cg.setQuota(t, quotaUs, periodUs)
 	}
 	return cg
+}
+
+// setQuota sets the cgroup's CFS quota.
+func (cg *cpuCgroup) setQuota(t *testing.T, quotaUs, periodUs int) {
+	t.Helper()
+	if cg.v2 {
+		write(t, filepath.Join(cg.dir, "cpu.max"), fmt.Sprintf("%d %d", quotaUs, periodUs))
+		return
+	}
+	write(t, filepath.Join(cg.dir, "cpu.cfs_period_us"), strconv.Itoa(periodUs))
+	write(t, filepath.Join(cg.dir, "cpu.cfs_quota_us"), strconv.Itoa(quotaUs))
 }
 
 func mkCgroup(t *testing.T, dir string) {
@@ -310,6 +324,50 @@ func TestCFSThrottle(t *testing.T) {
 				t.Fatalf("CFS throttling not provoked: %s", time.Duration(truth[i]))
 			}
 			within(t, fmt.Sprintf("request %d cfs_throttle", i), phase(t, r, "cfs_throttle"), truth[i])
+		}
+	})
+}
+
+// TestCFSThrottleQuotaSetLater: on a host where no cgroup sets a CPU
+// quota, tracerd starts without its scheduler hooks (they fire for every
+// context switch of the host and time only throttling). A quota put on
+// the traced server's cgroup afterwards is noticed by the kernel side at
+// the server's next request, the hooks attach, and the requests after
+// that have the cfs_throttle cpu.stat counted.
+func TestCFSThrottleQuotaSetLater(t *testing.T) {
+	needRoot(t)
+	eachCgroupVersion(t, func(t *testing.T, v2 bool) {
+		// Made first, so that it is removed after the server is gone.
+		cg := newCPUCgroup(t, v2, 0, 0)
+		srv := startServer(t, []string{"taskset", "-c", "1"}, "-work", "80ms", "-lock-thread")
+		cg.add(t, srv.PID)
+		tr := startTracer(t, "--pid", strconv.Itoa(srv.PID))
+		if !strings.Contains(tr.stderr.String(), "scheduler hooks wait for a CPU quota") {
+			tr.Stop(t)
+			t.Skipf("tracerd attached its scheduler hooks at start (a cgroup of this host sets a CPU quota): nothing to test here")
+		}
+		cg.setQuota(t, 20000, 100000)
+		c := dial(t, srv.Addr)
+		// The first request's read lets the kernel see the quota.
+		if _, err := request(c, "/throttled", 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := waitFor(2*time.Second, func() error {
+			if !strings.Contains(tr.stderr.String(), "why=\"a traced thread runs under a CPU quota\"") {
+				return errors.New("no scheduler hook attached")
+			}
+			return nil
+		}); err != nil {
+			tr.Stop(t)
+			t.Fatalf("%v within 2s of a request under a quota", err)
+		}
+		truth := throttledRequests(t, cg, c, 3)
+		recs := byPeer(t, tr.Stop(t), c, 4)[1:]
+		for i, r := range recs {
+			if truth[i] < int64(50*time.Millisecond) {
+				t.Fatalf("CFS throttling not provoked: %s", time.Duration(truth[i]))
+			}
+			within(t, fmt.Sprintf("request %d cfs_throttle", i+1), phase(t, r, "cfs_throttle"), truth[i])
 		}
 	})
 }

@@ -53,6 +53,9 @@ func printCheck(w io.Writer, rep engine.CheckReport) {
 			if h.Cost != "" {
 				fmt.Fprintf(w, "           %-20s fallback, costs: %s\n", "", h.Cost)
 			}
+			if h.OnQuota {
+				fmt.Fprintf(w, "           %-20s attached once a CPU quota can throttle a traced thread\n", "")
+			}
 		}
 		if h.Way != "" || len(h.Tried) > 1 {
 			for _, t := range h.Tried {

@@ -19,7 +19,8 @@ func TestPrintStatus(t *testing.T) {
 	st := control.Status{
 		PID: 42, Version: "v1", UptimeSeconds: 3725, Reloads: 2,
 		Targets: targets.Targets{Ports: []uint16{80, 443}},
-		Hooks:   []control.Hook{{Name: "a", OK: true}, {Name: "b", Reason: "no such tracepoint"}},
+		Hooks: []control.Hook{{Name: "a", OK: true}, {Name: "b", Reason: "no such tracepoint"},
+			{Name: "sched_switch", OK: true, Pending: true}},
 		Counters: loader.Counters{ConnsTraced: 10, Records: 20, ConnsOpen: 3, ConnsMax: 65536,
 			RingbufDrops: 1, ConnMapFull: 2, TaskMapFull: 4},
 		Requests: 19, SinkErrors: 1,
@@ -37,7 +38,7 @@ func TestPrintStatus(t *testing.T) {
 	printStatus(&b, st)
 	want := `tracerd v1, pid 42, up 1h2m5s, config none, 2 reloads
 targets: port [80 443]
-hooks: 1/2 attached; missing: b (no such tracepoint)
+hooks: 1/3 attached; waiting for a CPU quota on a traced thread: sched_switch; missing: b (no such tracepoint)
 go probes (uprobe_multi links): 1 processes
   pid 7 (go1.24.1): gc, http; switched off, firing too often: serialization (9 links)
 requests: 19 exported, 1 output errors

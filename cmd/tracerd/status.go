@@ -51,15 +51,21 @@ func statusCmd(args []string) int {
 func printStatus(w io.Writer, st control.Status) {
 	fmt.Fprintf(w, "tracerd %s, pid %d, up %s, config %s, %d reloads\n", st.Version, st.PID, time.Duration(st.UptimeSeconds)*time.Second, orNone(st.Config), st.Reloads)
 	fmt.Fprintf(w, "targets: %s\n", st.Targets)
-	ok, missing := 0, []string{}
+	ok, missing, pending := 0, []string{}, []string{}
 	for _, h := range st.Hooks {
-		if h.OK {
+		switch {
+		case h.Pending:
+			pending = append(pending, h.Name)
+		case h.OK:
 			ok++
-		} else {
+		default:
 			missing = append(missing, h.Name+" ("+h.Reason+")")
 		}
 	}
 	fmt.Fprintf(w, "hooks: %d/%d attached", ok, len(st.Hooks))
+	if len(pending) > 0 {
+		fmt.Fprintf(w, "; waiting for a CPU quota on a traced thread: %s", strings.Join(pending, ", "))
+	}
 	if len(missing) > 0 {
 		fmt.Fprintf(w, "; missing: %s", strings.Join(missing, ", "))
 	}

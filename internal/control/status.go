@@ -52,6 +52,9 @@ type Hook struct {
 	Way    string `json:"way,omitempty"` // how it is attached on this kernel
 	OK     bool   `json:"ok"`
 	Reason string `json:"reason,omitempty"` // why it is missing
+	// Pending: ready but not attached yet (the scheduler hooks, until a
+	// CPU quota can throttle a traced thread).
+	Pending bool `json:"pending,omitempty"`
 }
 
 // Exporters are where requests go.

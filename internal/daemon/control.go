@@ -65,7 +65,7 @@ func (d *Daemon) Status() (control.Status, error) {
 		Counters: c, Requests: eng.Requests(), SinkErrors: eng.SinkErrors(), Exporters: exporters,
 	}
 	for _, h := range eng.Hooks() {
-		st.Hooks = append(st.Hooks, control.Hook{Name: h.Name, Way: h.WayName(), OK: h.OK, Reason: h.Reason})
+		st.Hooks = append(st.Hooks, control.Hook{Name: h.Name, Way: h.WayName(), OK: h.OK, Reason: h.Reason, Pending: h.Pending})
 	}
 	st.GoProbeKind, st.GoProbes = eng.GoProbes()
 	st.Ports = eng.PortPressure()

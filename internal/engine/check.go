@@ -36,6 +36,7 @@ type CheckHook struct {
 	Reason   string         `json:"reason,omitempty"`
 	Tried    []loader.Tried `json:"tried,omitempty"`
 	Phases   []string       `json:"phases"`
+	OnQuota  bool           `json:"on_quota,omitempty"` // attached by tracerd only while a CPU quota can throttle a traced thread
 }
 
 // CheckPhase says whether a phase can be measured here.
@@ -78,7 +79,7 @@ func Check() CheckReport {
 	}
 	defer t.Close()
 	for _, h := range t.Hooks {
-		ch := CheckHook{Name: h.Name, Required: h.Required, Way: h.WayName(), Reason: h.Reason, Tried: h.Tried, Phases: h.Phases}
+		ch := CheckHook{Name: h.Name, Required: h.Required, Way: h.WayName(), Reason: h.Reason, Tried: h.Tried, Phases: h.Phases, OnQuota: h.OnQuota}
 		if h.OK {
 			ch.Cost = h.Way.Cost
 		}

@@ -119,9 +119,13 @@ func (s *Session) PortPressure() *portpressure.Report {
 // Started says what is traced, for the line scripts wait for
 // ("tracerd: tracing ...").
 func (s *Session) Started() string {
-	ok := 0
-	for _, h := range s.tracer.Hooks {
-		if h.OK {
+	ok, pending := 0, 0
+	hooks := s.tracer.HookStatuses()
+	for _, h := range hooks {
+		switch {
+		case h.Pending:
+			pending++
+		case h.OK:
 			ok++
 		}
 	}
@@ -129,7 +133,10 @@ func (s *Session) Started() string {
 	if s.gm != nil {
 		goNote = fmt.Sprintf("Go probes on %d processes", len(s.gm.Attached()))
 	}
-	return fmt.Sprintf("tracing %s (%d/%d hooks attached; %s)", s.tracer.Targets(), ok, len(s.tracer.Hooks), goNote)
+	if pending > 0 {
+		goNote = fmt.Sprintf("%d scheduler hooks wait for a CPU quota; %s", pending, goNote)
+	}
+	return fmt.Sprintf("tracing %s (%d/%d hooks attached; %s)", s.tracer.Targets(), ok, len(hooks), goNote)
 }
 
 // Done is closed when the session ended: its context is done and
@@ -143,7 +150,7 @@ func (s *Session) Wait() error {
 }
 
 // Hooks are the kernel hooks, attached or not.
-func (s *Session) Hooks() []loader.HookStatus { return s.tracer.Hooks }
+func (s *Session) Hooks() []loader.HookStatus { return s.tracer.HookStatuses() }
 
 // Counters are the kernel engine's counters.
 func (s *Session) Counters() (loader.Counters, error) { return s.tracer.Counters() }

@@ -11,6 +11,10 @@ type Hook struct {
 	Required bool     // tracing cannot work at all without it
 	Phases   []string // what it measures, for `tracerd check` and the log
 	Ways     []Way
+	// OnQuota: loaded and tried at start, but attached only when a CPU
+	// quota exists on the host or, later, when the kernel finds a
+	// serving thread under one (quota_linux.go).
+	OnQuota bool
 }
 
 // Way is one way to attach a hook: its programs and where each goes.
@@ -103,9 +107,13 @@ var Hooks = []Hook{
 		}},
 	{Name: "softirq_raise", Phases: []string{"softirq"}, Ways: tracepointWays("softirq_raise", TracerdProgSoftirqRaise, 0)},
 	{Name: "softirq_exit", Phases: []string{"softirq"}, Ways: tracepointWays("softirq_exit", TracerdProgSoftirqExit, 0)},
-	{Name: "sched_wakeup", Phases: []string{"runqueue", "cfs_throttle"}, Ways: tracepointWays("sched_wakeup", TracerdProgSchedWakeup, 0)},
-	{Name: "sched_wakeup_new", Phases: []string{"runqueue", "cfs_throttle"}, Ways: tracepointWays("sched_wakeup_new", TracerdProgSchedWakeupNew, 0)},
-	{Name: "sched_switch", Phases: []string{"runqueue", "cfs_throttle"}, Ways: tracepointWays("sched_switch", TracerdProgSchedSwitch, 0)},
+	// The scheduler's hooks fire for every context switch of the host;
+	// they time only throttling (run-queue waits are the kernel's own
+	// count), so they are attached once a CPU quota can throttle a
+	// serving thread (quota_linux.go).
+	{Name: "sched_wakeup", Phases: []string{"runqueue", "cfs_throttle"}, OnQuota: true, Ways: tracepointWays("sched_wakeup", TracerdProgSchedWakeup, 0)},
+	{Name: "sched_wakeup_new", Phases: []string{"runqueue", "cfs_throttle"}, OnQuota: true, Ways: tracepointWays("sched_wakeup_new", TracerdProgSchedWakeupNew, 0)},
+	{Name: "sched_switch", Phases: []string{"runqueue", "cfs_throttle"}, OnQuota: true, Ways: tracepointWays("sched_switch", TracerdProgSchedSwitch, 0)},
 	{Name: "sched_process_exec", Phases: []string{"Go probes for exec'd processes"}, Ways: tracepointWays("sched_process_exec", TracerdProgSchedProcessExec, 0)},
 	{Name: "sched_process_exit", Phases: []string{"Go probes removed at exit", "thread map cleanup"}, Ways: tracepointWays("sched_process_exit", TracerdProgSchedProcessExit, 0)},
 	// Every connect() exit of the host; one compare unless it failed
@@ -127,6 +135,9 @@ type HookStatus struct {
 	Way    *Way    // the way attached (nil when not OK)
 	Reason string  // why it is missing, empty when OK
 	Tried  []Tried // ways tried before the one taken (or all, when none)
+	// Pending: OK, but not attached yet: an OnQuota hook on a host
+	// without a CPU quota so far. Only Tracer.HookStatuses is current.
+	Pending bool
 }
 
 // WayName is the attached way's name, or "".

@@ -71,7 +71,7 @@ func TestCloseLeavesNothing(t *testing.T) {
 	spec, _ := LoadTracerd()
 	wantLinks := 0
 	for _, h := range tr.Hooks {
-		if h.OK {
+		if h.OK && !h.Pending {
 			wantLinks += len(h.Way.Progs)
 		}
 	}
@@ -192,7 +192,9 @@ func TestSkippedHookDisablesOnlyItsPhases(t *testing.T) {
 			t.Errorf("%s: reason %q", h.Name, h.Reason)
 		}
 		if h.OK {
-			links += len(h.Way.Progs)
+			if !h.Pending {
+				links += len(h.Way.Progs)
+			}
 			for _, a := range h.Way.Progs {
 				progs[a.Program] = true
 			}
@@ -306,5 +308,56 @@ func TestWakeupEvery(t *testing.T) {
 		if c.cpus > 0 && got > 1 && uint64(got)*uint64(c.cpus)*1024 > uint64(c.ring)/8 {
 			t.Errorf("wakeupEvery(%d, %d) = %d lets %d bytes wait, over 1/8 of the ring", c.ring, c.cpus, got, uint64(got)*uint64(c.cpus)*1024)
 		}
+	}
+}
+
+// TestSchedHooksWaitForQuota: on a host where no cgroup sets a CPU
+// quota the scheduler hooks are loaded (their way tried) but not
+// attached; attachPending attaches them, once, and never after Detach.
+func TestSchedHooksWaitForQuota(t *testing.T) {
+	requireRoot(t)
+	if found, _ := hostHasCPUQuota(); found {
+		t.Skip("a cgroup of this host sets a CPU quota: the scheduler hooks attach at start")
+	}
+	tr, err := Open(DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	pending, attached := 0, 0
+	for _, h := range tr.HookStatuses() {
+		if h.OnQuota != h.Pending {
+			t.Errorf("%s: OnQuota %v, Pending %v", h.Name, h.OnQuota, h.Pending)
+		}
+		if h.Pending {
+			pending += len(h.Way.Progs)
+		} else if h.OK {
+			attached += len(h.Way.Progs)
+		}
+	}
+	if pending != 3 || len(tr.links) != attached {
+		t.Fatalf("%d programs pending (want 3: sched_switch, sched_wakeup, sched_wakeup_new), %d links for %d attached", pending, len(tr.links), attached)
+	}
+	// Nothing seen yet: the periodic look leaves them.
+	tr.attachOnQuota()
+	if len(tr.links) != attached || !tr.pending.Load() {
+		t.Fatalf("attached without a quota seen: %d links", len(tr.links))
+	}
+	tr.attachPending("test")
+	if len(tr.links) != attached+pending || tr.pending.Load() {
+		t.Fatalf("after attachPending: %d links, want %d", len(tr.links), attached+pending)
+	}
+	for _, h := range tr.HookStatuses() {
+		if h.Pending {
+			t.Errorf("%s still pending", h.Name)
+		}
+	}
+	if err := tr.Detach(); err != nil {
+		t.Fatal(err)
+	}
+	tr.pending.Store(true)
+	tr.attachPending("after detach")
+	if len(tr.links) != 0 {
+		t.Errorf("attached after Detach: %d links", len(tr.links))
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -108,6 +109,13 @@ type Tracer struct {
 	sweptWaiting bool
 	nextIdle     uint64
 	answers      *rawCounter // CNT_ANSWERS, read at each look; nil: through cilium/ebpf
+	// The hooks that wait for a CPU quota (Hook.OnQuota, quota_linux.go):
+	// pending while they do; quotaSeen reads CNT_QUOTA_SEEN. mu guards
+	// links, Hooks[].Pending and detached (status readers run elsewhere).
+	mu        sync.Mutex
+	pending   atomic.Bool
+	quotaSeen *rawCounter
+	detached  bool
 }
 
 // UprobeMulti says whether Go probes can use uprobe_multi links: the
@@ -233,6 +241,7 @@ func open(cfg Config, cg targets.Cgroups, k *kernelView, failed map[string]strin
 		return nil, false, err
 	}
 	t.targets = cfg.Targets
+	quotaNow := onQuotaAtStart(t.Hooks, log)
 	for i := range t.Hooks {
 		h := &t.Hooks[i]
 		if !h.OK {
@@ -244,6 +253,13 @@ func open(cfg Config, cg targets.Cgroups, k *kernelView, failed map[string]strin
 				failed[wayKey(h.Hook, *h.Way)] = fmt.Sprintf("attaching %s: %v", a.Program, err)
 				log.Warn("a hook failed to attach; trying its next way", "hook", h.Name, "way", h.WayName(), "error", err)
 				return nil, true, nil
+			}
+			if h.OnQuota && !quotaNow {
+				// The way works; it is attached again once needed.
+				_ = l.Close()
+				h.Pending = true
+				t.pending.Store(true)
+				continue
 			}
 			t.links = append(t.links, l)
 		}
@@ -580,6 +596,7 @@ func (t *Tracer) Drain(fn func(*Record)) error {
 // not before the first request the last sweep left waiting can reach
 // the timeout (the program returns when that is).
 func (t *Tracer) SweepIdle() error {
+	t.attachOnQuota()
 	now := monotonicNow() // before the count: see sweepSched
 	answers, err := t.answersCount()
 	if err == nil && !t.sweeps.tick(now, answers) {
@@ -663,9 +680,97 @@ func IdleSweepEvery(idle time.Duration) time.Duration {
 // Programs returns the loaded programs by name (for benchmarks' run-time stats).
 func (t *Tracer) Programs() map[string]*ebpf.Program { return t.coll.Programs }
 
+// onQuotaAtStart says whether the OnQuota hooks attach at start: a CPU
+// quota exists on the host, or TRACERD_SCHED_HOOKS=start.
+func onQuotaAtStart(hooks []HookStatus, log *slog.Logger) bool {
+	if !slices.ContainsFunc(hooks, func(h HookStatus) bool { return h.OK && h.OnQuota }) {
+		return false
+	}
+	if os.Getenv("TRACERD_SCHED_HOOKS") == "start" {
+		return true
+	}
+	found, took := hostHasCPUQuota()
+	if !found {
+		log.Info("no cgroup sets a CPU quota: the scheduler hooks wait until a traced thread runs under one",
+			"hooks", "sched_switch, sched_wakeup, sched_wakeup_new", "looked_for", took.Round(time.Microsecond))
+	}
+	return found
+}
+
+// HookStatuses is how each hook is attached now (Hooks, with Pending
+// current).
+func (t *Tracer) HookStatuses() []HookStatus {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return slices.Clone(t.Hooks)
+}
+
+// attachOnQuota attaches the pending OnQuota hooks once the kernel side
+// has seen a serving thread under a CPU quota (CNT_QUOTA_SEEN). Called
+// at every periodic look (SweepIdle): one counter read while they wait.
+func (t *Tracer) attachOnQuota() {
+	if !t.pending.Load() {
+		return
+	}
+	if t.quotaSeen == nil {
+		c, err := newRawCounter(t.coll.Maps[TracerdMapCounters], uint32(TracerdCounterCNT_QUOTA_SEEN))
+		if err != nil {
+			t.logger.Warn("cannot read the CPU quota counter: attaching the scheduler hooks now", "error", err)
+			t.attachPending("the quota counter cannot be read")
+			return
+		}
+		t.quotaSeen = c
+	}
+	if n, err := t.quotaSeen.read(); err == nil && n > 0 {
+		t.attachPending("a traced thread runs under a CPU quota")
+	}
+}
+
+// attachPending attaches the pending hooks (why: for the log). A hook
+// that fails now stays pending and is retried at the next look.
+func (t *Tracer) attachPending(why string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.detached || t.coll == nil {
+		t.pending.Store(false)
+		return
+	}
+	left := false
+	for i := range t.Hooks {
+		h := &t.Hooks[i]
+		if !h.Pending {
+			continue
+		}
+		var made []link.Link
+		var err error
+		for _, a := range h.Way.Progs {
+			var l link.Link
+			if l, err = attach(t.coll.Programs[a.Program], h.Way.Kind, a); err != nil {
+				break
+			}
+			made = append(made, l)
+		}
+		if err != nil {
+			for _, l := range made {
+				_ = l.Close()
+			}
+			t.logger.Warn("a scheduler hook failed to attach; retrying at the next look", "hook", h.Name, "way", h.WayName(), "error", err)
+			left = true
+			continue
+		}
+		t.links = append(t.links, made...)
+		h.Pending = false
+		t.logger.Info("hook attached", "hook", h.Name, "way", h.WayName(), "why", why)
+	}
+	t.pending.Store(left)
+}
+
 // Detach removes every hook (in reverse order) so that no new records
 // are made; records already made can still be read, and Drain still works.
 func (t *Tracer) Detach() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.detached = true
 	var errs []error
 	for i := len(t.links) - 1; i >= 0; i-- {
 		errs = append(errs, t.links[i].Close())

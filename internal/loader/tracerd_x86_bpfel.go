@@ -62,7 +62,8 @@ const (
 	TracerdCounterCNT_CAPTURE_FAILS     TracerdCounter = 7
 	TracerdCounterCNT_GO_DROPS          TracerdCounter = 8
 	TracerdCounterCNT_GO_MAP_FULL       TracerdCounter = 9
-	TracerdCounterNR_COUNTERS           TracerdCounter = 10
+	TracerdCounterCNT_QUOTA_SEEN        TracerdCounter = 10
+	TracerdCounterNR_COUNTERS           TracerdCounter = 11
 )
 
 type TracerdDirection uint32
@@ -369,6 +370,7 @@ type TracerdTaskSched struct {
 	ThrCfsRq      uint64
 	ThrBase       uint64
 	ThrottleTotal uint64
+	QuotaChecked  uint64
 	Throttled     uint8
 	Pad           [7]uint8
 }

@@ -281,7 +281,7 @@ type kernelSide struct {
 // the entries of the connection maps and reads the counters.
 func readKernelSide(pid int) (kernelSide, error) {
 	k := kernelSide{ConnsKiB: -1}
-	ids, err := fdinfoIDs(pid, "map_id:")
+	ids, err := fdinfoIDs(pid, "map_id:", false)
 	if err != nil {
 		return k, fmt.Errorf("listing tracerd's BPF maps: %w", err)
 	}

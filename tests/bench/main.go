@@ -487,7 +487,8 @@ func (b *bench) rateLoad(d time.Duration) loadFn {
 }
 
 // tracerdPoints starts tracerd once to see where its programs attach on
-// this kernel: the floor's attach points.
+// this kernel: the floor's attach points (where it attached them: its
+// scheduler programs wait for a CPU quota on the host).
 func (b *bench) tracerdPoints() ([]attachPoint, error) {
 	tr, err := startTracer(b.tracerd, tracerdArgs(b.server.Port, b.dir, false), "")
 	if err != nil {
@@ -500,9 +501,13 @@ func (b *bench) tracerdPoints() ([]attachPoint, error) {
 		return nil, err
 	}
 	defer w.Close()
+	linked, err := linkedProgIDs(tr.cmd.Process.Pid)
+	if err != nil {
+		return nil, err
+	}
 	var out []attachPoint
-	for _, m := range w.meta {
-		if m.Uprobe || m.Hook == "?" || m.Hook == "" {
+	for id, m := range w.meta {
+		if m.Uprobe || m.Hook == "?" || m.Hook == "" || !slices.Contains(linked, id) {
 			continue
 		}
 		if !slices.Contains(out, attachPoint(m.Hook)) {

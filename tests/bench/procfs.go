@@ -194,11 +194,17 @@ func readMem(pid int) memUsage {
 
 // bpfProgIDs lists the BPF programs whose file descriptors (program or
 // link) pid holds, from /proc/PID/fdinfo's prog_id lines.
-func bpfProgIDs(pid int) ([]uint32, error) { return fdinfoIDs(pid, "prog_id:") }
+func bpfProgIDs(pid int) ([]uint32, error) { return fdinfoIDs(pid, "prog_id:", false) }
+
+// linkedProgIDs lists the BPF programs attached by a link pid holds
+// (loaded but not attached ones, such as tracerd's scheduler programs
+// before a CPU quota is seen, are left out).
+func linkedProgIDs(pid int) ([]uint32, error) { return fdinfoIDs(pid, "prog_id:", true) }
 
 // fdinfoIDs lists the distinct non-zero values of field ("prog_id:",
-// "map_id:") over pid's /proc/PID/fdinfo files.
-func fdinfoIDs(pid int, field string) ([]uint32, error) {
+// "map_id:") over pid's /proc/PID/fdinfo files (linksOnly: of BPF link
+// file descriptors only, those with a link_id).
+func fdinfoIDs(pid int, field string, linksOnly bool) ([]uint32, error) {
 	dir := fmt.Sprintf("/proc/%d/fdinfo", pid)
 	ents, err := os.ReadDir(dir)
 	if err != nil {
@@ -208,7 +214,7 @@ func fdinfoIDs(pid int, field string) ([]uint32, error) {
 	var ids []uint32
 	for _, e := range ents {
 		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
-		if err != nil {
+		if err != nil || linksOnly && !strings.Contains(string(b), "\nlink_id:") {
 			continue
 		}
 		for _, line := range strings.Split(string(b), "\n") {

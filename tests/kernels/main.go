@@ -43,7 +43,7 @@ var scenarios = []scenario{
 		"its read and its write; the truth is the same count, read by the server in user space after the read's " +
 		"return (and a TCP_INFO query) and before the write: a wait behind the CPU hog in between counts on " +
 		"tracerd's side only: < 1 % on a real CPU, up to ~20 ms once the emulated CPU stretches those steps ~12×"},
-	{Name: "cfs_throttle", Run: "^TestCFSThrottle$", Known: "the truth, cpu.stat's throttled time, is the " +
+	{Name: "cfs_throttle", Run: "^TestCFSThrottle(QuotaSetLater)?$", Known: "the truth, cpu.stat's throttled time, is the " +
 		"cgroup's run queue's; tracerd's phase is the serving thread's. Emulated, the Go runtime preempts the " +
 		"handler ~12× more often per request, and while another thread of the server (throttled too) hands the " +
 		"goroutine back, the serving thread sleeps instead of waiting: the request is held by the throttle, the " +
