@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -22,6 +23,7 @@ type progStat struct {
 	RunCount uint64
 	Misses   uint64 // runs skipped by the kernel (recursion)
 	Uprobe   bool   // a uprobe program (kprobe type: this kernel has no kprobes)
+	Linked   bool   // attached by a link when the round began (tracerd loads its scheduler programs before it needs them)
 }
 
 // progWatch holds tracerd's programs open for the length of a round so
@@ -41,6 +43,10 @@ func watchPrograms(pid int) (*progWatch, error) {
 	}
 	if len(ids) == 0 {
 		return nil, fmt.Errorf("tracerd (pid %d) holds no BPF program", pid)
+	}
+	linked, err := linkedProgIDs(pid)
+	if err != nil {
+		return nil, fmt.Errorf("listing tracerd's BPF links: %w", err)
 	}
 	w := &progWatch{progs: map[uint32]*ebpf.Program{}, meta: map[uint32]progStat{}}
 	for _, id := range ids {
@@ -72,7 +78,7 @@ func watchPrograms(pid int) (*progWatch, error) {
 			name, hook = fullName(info), "?"
 		}
 		w.progs[id] = p
-		w.meta[id] = progStat{ID: id, Name: name, Hook: hook, Type: info.Type.String(), Uprobe: uprobe}
+		w.meta[id] = progStat{ID: id, Name: name, Hook: hook, Type: info.Type.String(), Uprobe: uprobe, Linked: slices.Contains(linked, id)}
 	}
 	return w, nil
 }

@@ -57,15 +57,30 @@ func serverRuns(x roundResult) float64 {
 	return float64(n) / float64(max(1, x.Load.Requests))
 }
 
-// tracerdEvents is the set of events tracerd's programs attach to in
-// round x, with the runs of its programs there.
+// tracerdEvents is the set of events tracerd's programs are attached to
+// in round x (linked, or run): a program loaded but not attached (the
+// scheduler's, on a host without a CPU quota) does not count.
 func tracerdEvents(x roundResult) map[string]bool {
 	out := map[string]bool{}
 	for _, p := range x.Progs {
-		if ev := attachPoint(p.Hook).event(); ev != "" && !p.Uprobe {
+		if ev := attachPoint(p.Hook).event(); ev != "" && !p.Uprobe && (p.Linked || p.RunCount > 0) {
 			out[ev] = true
 		}
 	}
+	return out
+}
+
+// loadedNotAttached lists the events of x where tracerd's programs were
+// loaded but never attached.
+func loadedNotAttached(x roundResult) []string {
+	used := tracerdEvents(x)
+	var out []string
+	for _, p := range x.Progs {
+		if ev := attachPoint(p.Hook).event(); ev != "" && !p.Uprobe && !used[ev] && !slices.Contains(out, ev) {
+			out = append(out, ev)
+		}
+	}
+	slices.Sort(out)
 	return out
 }
 
@@ -176,6 +191,10 @@ func (r *report) censusSection() {
 		r.p("| **total** | **%.2f** | %.2f | %.2f | %.2f | | %.2f | | %s |", tot[clsServer]+tot[clsServerEarly], tot[clsServerEarly], tot[clsClient], tot[clsOther],
 			totRuns+float64(restRuns)/n, fmtNs(totNs+float64(restNs)/n))
 		r.p("")
+		if idle := loadedNotAttached(x); len(idle) > 0 {
+			r.p("Loaded but not attached in this round (no cgroup of the host sets a CPU quota: the scheduler hooks wait for one), not counted: %s.", strings.Join(idle, ", "))
+			r.p("")
+		}
 	}
 }
 
