@@ -352,14 +352,14 @@ func TestCFSThrottleQuotaSetLater(t *testing.T) {
 		if _, err := request(c, "/throttled", 0); err != nil {
 			t.Fatal(err)
 		}
-		if err := waitFor(2*time.Second, func() error {
+		if err := waitFor(3*time.Second, func() error {
 			if !strings.Contains(tr.stderr.String(), "why=\"a traced thread runs under a CPU quota\"") {
 				return errors.New("no scheduler hook attached")
 			}
 			return nil
 		}); err != nil {
 			tr.Stop(t)
-			t.Fatalf("%v within 2s of a request under a quota", err)
+			t.Fatalf("%v within 3s of a request under a quota", err)
 		}
 		truth := throttledRequests(t, cg, c, 3)
 		recs := byPeer(t, tr.Stop(t), c, 4)[1:]

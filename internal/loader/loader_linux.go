@@ -112,11 +112,16 @@ type Tracer struct {
 	// The hooks that wait for a CPU quota (Hook.OnQuota, quota_linux.go):
 	// pending while they do; quotaSeen reads CNT_QUOTA_SEEN. mu guards
 	// links, Hooks[].Pending and detached (status readers run elsewhere).
-	mu        sync.Mutex
-	pending   atomic.Bool
-	quotaSeen *rawCounter
-	detached  bool
+	mu            sync.Mutex
+	pending       atomic.Bool
+	quotaSeen     *rawCounter
+	quotaLookedAt uint64 // CLOCK_MONOTONIC ns of the last read of quotaSeen
+	detached      bool
 }
+
+// quotaLookEvery is how often CNT_QUOTA_SEEN is read while the OnQuota
+// hooks wait.
+const quotaLookEvery = time.Second
 
 // UprobeMulti says whether Go probes can use uprobe_multi links: the
 // program of a classic one is p, its multi twin is p + MultiSuffix.
@@ -707,11 +712,18 @@ func (t *Tracer) HookStatuses() []HookStatus {
 
 // attachOnQuota attaches the pending OnQuota hooks once the kernel side
 // has seen a serving thread under a CPU quota (CNT_QUOTA_SEEN). Called
-// at every periodic look (SweepIdle): one counter read while they wait.
+// at every periodic look (SweepIdle); the counter is read once a second
+// while they wait (a system call that, on an idle tracerd, cost more
+// than the rest of the look).
 func (t *Tracer) attachOnQuota() {
 	if !t.pending.Load() {
 		return
 	}
+	now := monotonicNow()
+	if now-t.quotaLookedAt < uint64(quotaLookEvery) {
+		return
+	}
+	t.quotaLookedAt = now
 	if t.quotaSeen == nil {
 		c, err := newRawCounter(t.coll.Maps[TracerdMapCounters], uint32(TracerdCounterCNT_QUOTA_SEEN))
 		if err != nil {

@@ -20,7 +20,7 @@ import (
 // attached at start only when some cgroup of the host has a quota;
 // otherwise the kernel side looks, at most once a second per serving
 // thread, whether the thread runs under one (bpf/quota.h), and the
-// periodic look attaches them the first time it does (≤ 150 ms later).
+// periodic look attaches them the first time it does (≤ 1 s later).
 // Until then a traced request cannot be throttled: its cfs_throttle is
 // 0 and its runqueue the whole wait, as before. Once attached they stay.
 //
