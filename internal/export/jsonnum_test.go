@@ -118,3 +118,35 @@ func TestAppendJSONMatchesEncodingJSONRandom(t *testing.T) {
 		}
 	}
 }
+
+// appendEscaped escapes as encoding/json does: every byte value at
+// every place of a string, and random strings of ASCII, specials, runes and invalid
+// UTF-8.
+func TestAppendEscapedMatchesEncodingJSON(t *testing.T) {
+	check := func(s string) {
+		t.Helper()
+		want, err := json.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := appendString([]byte{}, s); !bytes.Equal(got, want) {
+			t.Fatalf("appendString(%q) = %s, want %s", s, got, want)
+		}
+	}
+	plain := "abcdefghijklmnopqrstuvw" // 23 bytes: two words and a tail
+	for c := range 256 {
+		for i := range len(plain) {
+			check(plain[:i] + string([]byte{byte(c)}) + plain[i+1:])
+		}
+	}
+	pieces := []string{"a", "Z", "/", "?", "=", "0", " ", "~", "\x7f", "\"", "\\", "<", ">", "&", "\n", "\r", "\t", "\x00", "\x1f",
+		"é", "€", "😀", "\u2028", "\u2029", "\xff", "\xc3", "\xe2\x82", "abcdefgh", "/api/v1/users"}
+	rng := rand.New(rand.NewPCG(7, 8))
+	for range 50_000 {
+		var s []byte
+		for range rng.IntN(12) {
+			s = append(s, pieces[rng.IntN(len(pieces))]...)
+		}
+		check(string(s))
+	}
+}
