@@ -113,14 +113,19 @@ func (c *Correlator) unlist(call *goCall, list uint8) {
 
 // goProc is what is known of one probed Go process.
 type goProc struct {
-	probes  goprobe.Probes
-	goneAt  int64      // wall ns when the process lost its probes (exit), 0 while probed
-	pauses  []interval // GC stop-the-world pauses, by start
-	byGoid  map[uint64][]*goCall
-	serving []*goCall               // ServeHTTP and gRPC calls not joined yet, oldest first
-	comm    string                  // from its kernel records ("" until one came)
-	held    map[uint64][]heldRecord // by goroutine
-	nHeld   int
+	probes goprobe.Probes
+	goneAt int64                // wall ns when the process lost its probes (exit), 0 while probed
+	pauses []interval           // GC stop-the-world pauses, by start
+	byGoid map[uint64]*callList // by goroutine (libssl's events: by thread)
+	// the list looked up last (nil: none), and the emptied lists kept
+	// for reuse: see callList
+	lastGoid  uint64
+	lastList  *callList
+	freeLists []*callList
+	serving   []*goCall               // ServeHTTP and gRPC calls not joined yet, oldest first
+	comm      string                  // from its kernel records ("" until one came)
+	held      map[uint64][]heldRecord // by goroutine
+	nHeld     int
 	// peers of its traced connections (wall ns last seen): a Go call
 	// whose client is not among them was served on a connection the
 	// kernel side did not trace (accepted before tracerd, filtered, or
@@ -130,6 +135,83 @@ type goProc struct {
 	// by goroutine (their records do not know it); see clientTLSCall.
 	clientHandshakes []*goCall
 	client           *goClientHTTP // its net/http client's calls (clienthttp_go.go)
+}
+
+// callList is one goroutine's calls, oldest first. byGoid holds them by
+// pointer, so that adding a call looks the goroutine up once instead of
+// once to read its list and once to store the longer one; and the list
+// looked up last is remembered: a request's Go events and its record
+// (four to six look-ups) come from one goroutine.
+type callList struct{ calls []*goCall }
+
+// maxFreeLists bounds the emptied lists a process keeps for reuse;
+// maxReusedCap the calls' room a reused list keeps.
+const (
+	maxFreeLists = 256
+	maxReusedCap = 64
+)
+
+// list is goid's list, nil when it has none.
+func (gp *goProc) list(goid uint64) *callList {
+	if gp.lastList != nil && gp.lastGoid == goid {
+		return gp.lastList
+	}
+	l := gp.byGoid[goid]
+	if l != nil {
+		gp.lastGoid, gp.lastList = goid, l
+	}
+	return l
+}
+
+// callsOf is goid's calls, oldest first.
+func (gp *goProc) callsOf(goid uint64) []*goCall {
+	if l := gp.list(goid); l != nil {
+		return l.calls
+	}
+	return nil
+}
+
+// addCall appends call to its goroutine's list.
+func (gp *goProc) addCall(call *goCall) {
+	l := gp.list(call.goid)
+	if l == nil {
+		if n := len(gp.freeLists); n > 0 {
+			l = gp.freeLists[n-1]
+			gp.freeLists = gp.freeLists[:n-1]
+		} else {
+			l = &callList{}
+		}
+		gp.byGoid[call.goid] = l
+		gp.lastGoid, gp.lastList = call.goid, l
+	}
+	l.calls = append(l.calls, call)
+}
+
+// setCalls makes keep (what keepCalls left of goid's calls) its list;
+// a goroutine left with none is forgotten.
+func (gp *goProc) setCalls(goid uint64, keep []*goCall) {
+	if len(keep) > 0 {
+		if l := gp.list(goid); l != nil {
+			l.calls = keep
+		}
+		return
+	}
+	l := gp.byGoid[goid]
+	if l == nil {
+		return
+	}
+	delete(gp.byGoid, goid)
+	if gp.lastList == l {
+		gp.lastList = nil
+	}
+	if len(gp.freeLists) < maxFreeLists {
+		clear(l.calls[:cap(l.calls)])
+		l.calls = l.calls[:0]
+		if cap(l.calls) > maxReusedCap {
+			l.calls = nil
+		}
+		gp.freeLists = append(gp.freeLists, l)
+	}
 }
 
 // maxPeers bounds the traced peers remembered per process.
@@ -217,7 +299,7 @@ func (gp *goProc) holdForGo(r *Request, rec *loader.Record, clock Clock) bool {
 	if gp.probes.AttachedAt == 0 || from <= gp.probes.AttachedAt {
 		return false
 	}
-	for _, call := range gp.byGoid[rec.Goid] {
+	for _, call := range gp.callsOf(rec.Goid) {
 		if call.fn == goServeHTTP && !call.joined && call.start >= from && call.start <= to {
 			return false
 		}
@@ -297,7 +379,7 @@ type interval struct {
 // SetGoProbes records that pid has Go probes attached (or, with
 // ok=false, that it has none any more).
 func (c *Correlator) SetGoProbes(pid uint32, p goprobe.Probes, ok bool) {
-	gp := c.goProcs[pid]
+	gp := c.goProc(pid)
 	if !ok {
 		// Its last requests' records (ended by the close at exit) may
 		// still come: forget it after the join horizon.
@@ -307,7 +389,7 @@ func (c *Correlator) SetGoProbes(pid uint32, p goprobe.Probes, ok bool) {
 		return
 	}
 	if gp == nil {
-		gp = &goProc{byGoid: map[uint64][]*goCall{}}
+		gp = &goProc{byGoid: map[uint64]*callList{}}
 		c.goProcs[pid] = gp
 	}
 	gp.probes, gp.goneAt = p, 0
@@ -317,9 +399,17 @@ func (c *Correlator) SetGoProbes(pid uint32, p goprobe.Probes, ok bool) {
 	}
 }
 
+// forgetGoProc forgets a process that lost its probes.
+func (c *Correlator) forgetGoProc(pid uint32) {
+	delete(c.goProcs, pid)
+	if c.lastPID == pid {
+		c.lastGP = nil
+	}
+}
+
 // AddGo takes one Go event.
 func (c *Correlator) AddGo(ev *loader.GoEvent) {
-	gp := c.goProcs[ev.Pid]
+	gp := c.goProc(ev.Pid)
 	if gp == nil {
 		return // probes of a process we stopped following
 	}
@@ -351,7 +441,7 @@ func (c *Correlator) AddGo(ev *loader.GoEvent) {
 		gp.serving = append(gp.serving, call)
 		call.lists = inServing | inByGoid
 		if len(gp.held[call.goid]) > 0 {
-			gp.byGoid[call.goid] = append(gp.byGoid[call.goid], call)
+			gp.addCall(call)
 			c.releaseHeld(gp, call)
 			return
 		}
@@ -377,7 +467,7 @@ func (c *Correlator) AddGo(ev *loader.GoEvent) {
 	default:
 		call.lists = inByGoid
 	}
-	gp.byGoid[call.goid] = append(gp.byGoid[call.goid], call)
+	gp.addCall(call)
 }
 
 // end is a timed call's own end: the probes' cost (calibrated, or the
@@ -411,7 +501,8 @@ func (c *Correlator) pruneGo(gp *goProc, now int64) {
 	if gp.client != nil {
 		gp.client.prune(horizon)
 	}
-	for goid, calls := range gp.byGoid {
+	for goid, l := range gp.byGoid {
+		calls := l.calls
 		// A serving call not joined yet (an HTTP/2 stream or gRPC call
 		// waiting for the horizon) claims the calls its goroutine made
 		// since it began, and those end before it does: they stay with
@@ -425,18 +516,14 @@ func (c *Correlator) pruneGo(gp *goProc, now int64) {
 		keep := c.keepCalls(calls, func(call *goCall) bool {
 			return call.end >= horizon || call.start >= waiting
 		})
-		if len(keep) == 0 {
-			delete(gp.byGoid, goid)
-		} else {
-			gp.byGoid[goid] = keep
-		}
+		gp.setCalls(goid, keep)
 	}
 }
 
 // joinGo adds the Go view to a kernel request: GC pauses inside
 // [T_rd, T_wl], serialization and ServeHTTP on the reading goroutine.
 func (c *Correlator) joinGo(r *Request, rec *loader.Record) {
-	gp := c.goProcs[rec.Pid]
+	gp := c.goProc(rec.Pid)
 	if gp == nil || rec.T_wl == 0 {
 		return
 	}
@@ -453,7 +540,11 @@ func (c *Correlator) joinGo(r *Request, rec *loader.Record) {
 	}
 	ser := c.ser[:0]
 	status := 0
-	calls := gp.byGoid[rec.Goid]
+	l := gp.list(rec.Goid)
+	var calls []*goCall
+	if l != nil {
+		calls = l.calls
+	}
 	for _, call := range calls {
 		if call.start < from || call.start > to || call.joined {
 			continue
@@ -487,8 +578,8 @@ func (c *Correlator) joinGo(r *Request, rec *loader.Record) {
 	// goroutine keeps its (maybe empty) list: net/http serves a
 	// connection's requests on one goroutine (pruneGo drops it).
 	keep := c.keepCalls(calls, func(call *goCall) bool { return call.start > to })
-	if calls != nil {
-		gp.byGoid[rec.Goid] = keep
+	if l != nil {
+		l.calls = keep
 	}
 	sortSpans(r.Spans)
 }
@@ -559,7 +650,7 @@ func (c *Correlator) expire(now int64, all bool) {
 	for pid, gp := range c.goProcs {
 		gone := gp.goneAt != 0 && (all || gp.goneAt < now-c.goRetain.Nanoseconds())
 		if gone {
-			defer delete(c.goProcs, pid)
+			defer c.forgetGoProc(pid)
 		}
 		c.releaseExpired(gp, now, all || gone)
 		keep := gp.serving[:0]
@@ -616,7 +707,7 @@ func (c *Correlator) streamRequest(pid uint32, gp *goProc, call *goCall) Request
 	// Up to the end probe itself: a WriteHeader right before the handler
 	// returned may fall in the margin the probes' cost takes off.
 	until := call.end
-	for _, other := range gp.byGoid[call.goid] {
+	for _, other := range gp.callsOf(call.goid) {
 		if other.start < call.start || other.start > until || other == call {
 			continue
 		}

@@ -80,11 +80,12 @@ func (o JSONOptions) AppendJSON(b []byte, r *correlate.Request) []byte {
 	}
 	b = append(b, `,"phases_ns":{`...)
 	sep := 1 // the first measured phase's key goes without its comma
-	r.Phases.Each(func(p correlate.Phase, ns int64) {
+	for m := r.Phases.Measured(); m != 0; m = m.Rest() {
+		p := m.First()
 		b = append(b, phaseKeys[p][sep:]...)
-		b = appendInt(b, ns)
+		b = appendInt(b, r.Phases.NS(p))
 		sep = 0
-	})
+	}
 	b = append(b, `},"tcp":{`...)
 	if r.TCP.Valid {
 		b = append(b, `"srtt_us":`...)
@@ -152,6 +153,27 @@ var jsonSafe = func() (t [utf8.RuneSelf]bool) {
 	return t
 }()
 
+// Byte-lane constants of escapes8.
+const (
+	lanes01 = 0x0101010101010101
+	lanes80 = 0x8080808080808080
+)
+
+// escapes8 says whether any of the eight bytes in x is one that
+// appendEscaped does not copy as it is: a control byte (< 0x20), '"',
+// '\', '<', '>', '&', or a byte ≥ 0x80 (UTF-8 to check). Each test is
+// "some byte is zero" ((v - 0x01…) &^ v & 0x80…, exact for whether
+// one is) over x made zero where a byte matches: '"' and '&' differ in
+// bit 2 only, as '<' and '>' in bit 1.
+func escapes8(x uint64) bool {
+	zero := func(v uint64) uint64 { return (v - lanes01) &^ v }
+	ctl := (x - 0x20*lanes01) &^ x // bytes < 0x20 (of those < 0x80)
+	quoteAmp := zero((x | 0x04*lanes01) ^ 0x26*lanes01)
+	ltGt := zero((x | 0x02*lanes01) ^ 0x3e*lanes01)
+	backslash := zero(x ^ 0x5c*lanes01)
+	return (x|ctl|quoteAmp|ltGt|backslash)&lanes80 != 0
+}
+
 // appendString quotes s as encoding/json does (HTML-safe, invalid UTF-8
 // as U+FFFD).
 func appendString(b []byte, s string) []byte {
@@ -164,8 +186,15 @@ func appendString(b []byte, s string) []byte {
 // pieces split at ASCII bytes gives what escaping them joined gives (a
 // multi-byte sequence never spans the split), which appendTarget relies on.
 func appendEscaped(b []byte, s string) []byte {
+	// Eight bytes at a time while none needs a look of its own: a span
+	// name or a route is most often plain ASCII throughout.
+	i := 0
+	for i+8 <= len(s) && !escapes8(uint64(s[i])|uint64(s[i+1])<<8|uint64(s[i+2])<<16|uint64(s[i+3])<<24|
+		uint64(s[i+4])<<32|uint64(s[i+5])<<40|uint64(s[i+6])<<48|uint64(s[i+7])<<56) {
+		i += 8
+	}
 	start := 0
-	for i := 0; i < len(s); {
+	for i < len(s) {
 		c := s[i]
 		if c < utf8.RuneSelf {
 			if jsonSafe[c] {

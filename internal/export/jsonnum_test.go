@@ -2,13 +2,16 @@ package export
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"net/netip"
 	"strconv"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/tracerd/tracerd/internal/correlate"
 )
@@ -119,8 +122,43 @@ func TestAppendJSONMatchesEncodingJSONRandom(t *testing.T) {
 	}
 }
 
-// appendEscaped escapes as encoding/json does: every byte value at
-// every place of a string, and random strings of ASCII, specials, runes and invalid
+// digits8 is exact for every x < 1e8: each of its two 4-digit halves
+// against its digits spelled by strconv.
+func TestDigits8AllValues(t *testing.T) {
+	var four [10000]uint64 // n's four digits, as digits8 packs them
+	for n := range four {
+		var d [8]byte
+		copy(d[:], fmt.Sprintf("%04d", n))
+		four[n] = binary.LittleEndian.Uint64(d[:])
+	}
+	for hi := range uint32(10000) {
+		wantHi := four[hi]
+		for lo := range uint32(10000) {
+			if got, want := digits8(hi*10000+lo), wantHi|four[lo]<<32; got != want {
+				t.Fatalf("digits8(%d) = %#x, want %#x", hi*10000+lo, got, want)
+			}
+		}
+	}
+}
+
+// appendUint writes into the room past a slice's length that it
+// returns as its own only where the number goes: what follows the
+// number in the backing array (the next append's room) may be
+// overwritten, what comes before it never.
+func TestAppendUintKeepsPrefix(t *testing.T) {
+	for _, u := range []uint64{123, 12345678, 123456789, 1234567890123456, 12345678901234567, math.MaxUint64} {
+		buf := make([]byte, 3, 64)
+		copy(buf, "abc")
+		got := appendUint(buf, u)
+		if want := strconv.AppendUint([]byte("abc"), u, 10); !bytes.Equal(got, want) || &got[0] != &buf[0] {
+			t.Fatalf("appendUint(abc, %d) = %q, want %q in the same array", u, got, want)
+		}
+	}
+}
+
+// appendEscaped (its 8-byte scan and its byte loop) escapes as
+// encoding/json does: every byte value at every place of a word and of
+// the tail, and random strings of ASCII, specials, runes and invalid
 // UTF-8.
 func TestAppendEscapedMatchesEncodingJSON(t *testing.T) {
 	check := func(s string) {
@@ -148,5 +186,35 @@ func TestAppendEscapedMatchesEncodingJSON(t *testing.T) {
 			s = append(s, pieces[rng.IntN(len(pieces))]...)
 		}
 		check(string(s))
+	}
+}
+
+// escapes8 finds the bytes appendEscaped does not copy as they are, in
+// any lane, whatever the other lanes hold.
+func TestEscapes8(t *testing.T) {
+	needs := func(c byte) bool { return c >= utf8.RuneSelf || !jsonSafe[c] }
+	rng := rand.New(rand.NewPCG(9, 10))
+	for range 200_000 {
+		var w [8]byte
+		want := false
+		for i := range w {
+			w[i] = byte(rng.Uint32())
+			if rng.IntN(2) == 0 { // mostly plain, so that one special byte decides
+				w[i] = 0x20 + w[i]%0x5f
+			}
+			want = want || needs(w[i])
+		}
+		if got := escapes8(binary.LittleEndian.Uint64(w[:])); got != want {
+			t.Fatalf("escapes8(%q) = %v, want %v", w[:], got, want)
+		}
+	}
+	for c := range 256 {
+		for i := range 8 {
+			w := []byte("abcdefgh")
+			w[i] = byte(c)
+			if got, want := escapes8(binary.LittleEndian.Uint64(w)), needs(byte(c)); got != want {
+				t.Fatalf("escapes8(%q) = %v, want %v", w, got, want)
+			}
+		}
 	}
 }
