@@ -599,9 +599,16 @@ func (c *Correlator) keepCalls(calls []*goCall, keep func(*goCall) bool) []*goCa
 	return kept
 }
 
-// sortSpans orders spans by start.
+// sortSpans orders spans by start. Spans already in strictly
+// increasing order (most often: a request's few calls come in order) are
+// left as they are, which is what sorting them gives.
 func sortSpans(spans []Span) {
-	slices.SortFunc(spans, func(a, b Span) int { return cmp.Compare(a.StartUnixNano, b.StartUnixNano) })
+	for i := 1; i < len(spans); i++ {
+		if spans[i].StartUnixNano <= spans[i-1].StartUnixNano {
+			slices.SortFunc(spans, func(a, b Span) int { return cmp.Compare(a.StartUnixNano, b.StartUnixNano) })
+			return
+		}
+	}
 }
 
 // applyServeHTTP: method and path from net/http win over the bytes; the
@@ -764,6 +771,9 @@ func appendPauseSpans(out []Span, ivs []interval, from, to, cost int64) []Span {
 // within returns the intervals (sorted by start, not overlapping each
 // other: one pause at a time) that may overlap [from, to].
 func within(ivs []interval, from, to int64) []interval {
+	if len(ivs) == 0 {
+		return nil
+	}
 	i := sort.Search(len(ivs), func(i int) bool { return ivs[i].end > from })
 	j := sort.Search(len(ivs), func(j int) bool { return ivs[j].start >= to })
 	if j < i {
@@ -788,6 +798,12 @@ func overlap(ivs []interval, from, to, cost int64) int64 {
 // union is the total time covered by intervals that may nest or overlap
 // (json.Marshal inside a MarshalJSON inside Encode counts once).
 func union(ivs []interval) int64 {
+	if len(ivs) <= 1 { // the most common: one call, or none
+		if len(ivs) == 0 {
+			return 0
+		}
+		return ivs[0].end - ivs[0].start
+	}
 	slices.SortFunc(ivs, func(a, b interval) int { return cmp.Compare(a.start, b.start) })
 	var total, curS, curE int64
 	for i, iv := range ivs {

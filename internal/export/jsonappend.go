@@ -174,6 +174,14 @@ func escapes8(x uint64) bool {
 	return (x|ctl|quoteAmp|ltGt|backslash)&lanes80 != 0
 }
 
+// load64 is s's first eight bytes (len(s) ≥ 8) as a little-endian word:
+// one load.
+func load64(s string) uint64 {
+	_ = s[7]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+}
+
 // appendString quotes s as encoding/json does (HTML-safe, invalid UTF-8
 // as U+FFFD).
 func appendString(b []byte, s string) []byte {
@@ -189,8 +197,7 @@ func appendEscaped(b []byte, s string) []byte {
 	// Eight bytes at a time while none needs a look of its own: a span
 	// name or a route is most often plain ASCII throughout.
 	i := 0
-	for i+8 <= len(s) && !escapes8(uint64(s[i])|uint64(s[i+1])<<8|uint64(s[i+2])<<16|uint64(s[i+3])<<24|
-		uint64(s[i+4])<<32|uint64(s[i+5])<<40|uint64(s[i+6])<<48|uint64(s[i+7])<<56) {
+	for i+8 <= len(s) && !escapes8(load64(s[i:])) {
 		i += 8
 	}
 	start := 0

@@ -69,8 +69,15 @@ func appendUint(b []byte, u uint64) []byte {
 
 // appendUint10 is appendUint for u ≥ 10.
 func appendUint10(b []byte, u uint64) []byte {
-	if u < 100 {
-		return append(b, decimalPairs[2*u], decimalPairs[2*u+1])
+	if u < 1e4 { // statuses, ports, the addresses' bytes: pairs from the table
+		if u < 100 {
+			return append(b, decimalPairs[2*u], decimalPairs[2*u+1])
+		}
+		hi, lo := 2*(u/100), 2*(u%100)
+		if hi < 20 {
+			return append(b, decimalPairs[hi+1], decimalPairs[lo], decimalPairs[lo+1])
+		}
+		return append(b, decimalPairs[hi], decimalPairs[hi+1], decimalPairs[lo], decimalPairs[lo+1])
 	}
 	n := decimalLen(u)
 	if cap(b)-len(b) < 24 {
@@ -113,12 +120,35 @@ var hexPairs = func() (t [512]byte) {
 	return t
 }()
 
-// appendHex is hex.AppendEncode(b, src).
+// appendHex is hex.AppendEncode(b, src): four bytes at a time, their
+// eight nibbles spread one a byte and made ASCII in one word (hex4).
 func appendHex(b []byte, src []byte) []byte {
-	for _, c := range src {
-		b = append(b, hexPairs[2*int(c)], hexPairs[2*int(c)+1])
+	n := 2 * len(src)
+	b = slices.Grow(b, n)
+	l := len(b)
+	d := b[l : l+n]
+	for len(src) >= 4 {
+		binary.LittleEndian.PutUint64(d, hex4(binary.BigEndian.Uint32(src)))
+		src, d = src[4:], d[8:]
 	}
-	return b
+	for i, c := range src {
+		d[2*i], d[2*i+1] = hexPairs[2*int(c)], hexPairs[2*int(c)+1]
+	}
+	return b[:l+n]
+}
+
+// hex4 is the lower-case hex of x's four bytes, most significant first,
+// the first digit in the lowest byte: each nibble spread to a byte of its
+// own, then made ASCII.
+func hex4(x uint32) uint64 {
+	v := uint64(x)
+	v = (v&0xffff0000)<<16 | v&0xffff                    // its 16-bit halves to 32-bit lanes
+	v = (v&0x0000ff000000ff00)<<8 | v&0x000000ff000000ff // its bytes to 16-bit lanes, x's last byte lowest
+	v = (v&0x00f000f000f000f0)<<4 | v&0x000f000f000f000f // each byte's low nibble in the lane's low byte
+	v = bits.ReverseBytes64(v)                           // x's first byte's high nibble lowest
+	// Then per byte: '0'+n below 10, 'a'+n-10 from 10 ('a'-'0'-10 = 39 more).
+	ten := (v + 0x0606060606060606) >> 4 & 0x0101010101010101
+	return v + 0x3030303030303030 + ten*39
 }
 
 // appendAddrPort appends p as a JSON string, as p.String() spells it,

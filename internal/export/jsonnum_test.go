@@ -218,3 +218,33 @@ func TestEscapes8(t *testing.T) {
 		}
 	}
 }
+
+// appendHex (hex4's words and the byte loop's tail) writes what
+// encoding/hex does: every byte value in every place of a word, random
+// words, and every length up to 17.
+func TestAppendHexMatchesEncodingHex(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	check := func(src []byte) {
+		t.Helper()
+		prefix := []byte("id:")
+		if got, want := appendHex(bytes.Clone(prefix), src), hex.AppendEncode(bytes.Clone(prefix), src); !bytes.Equal(got, want) {
+			t.Fatalf("appendHex(%x) = %s, want %s", src, got, want)
+		}
+	}
+	for c := range 256 {
+		for i := range 4 {
+			w := []byte{byte(rng.Uint32()), byte(rng.Uint32()), byte(rng.Uint32()), byte(rng.Uint32())}
+			w[i] = byte(c)
+			check(w)
+		}
+	}
+	for n := range 18 {
+		for range 2000 {
+			src := make([]byte, n)
+			for i := range src {
+				src[i] = byte(rng.Uint32())
+			}
+			check(src)
+		}
+	}
+}
