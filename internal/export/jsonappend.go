@@ -15,10 +15,11 @@ func AppendJSON(b []byte, r *correlate.Request) []byte { return JSONOptions{}.Ap
 // AppendJSON is AppendJSON with these options: byte for byte what
 // encoding/json makes of o.ToJSON(r).
 func (o JSONOptions) AppendJSON(b []byte, r *correlate.Request) []byte {
+	var times timeDigits
 	b = append(b, `{"start_unix_nano":`...)
-	b = appendInt(b, r.StartUnixNano)
+	b = times.append(b, r.StartUnixNano)
 	b = append(b, `,"end_unix_nano":`...)
-	b = appendInt(b, r.EndUnixNano)
+	b = times.append(b, r.EndUnixNano)
 	b = append(b, `,"duration_ns":`...)
 	b = appendInt(b, r.DurationNs)
 	b = append(b, `,"pid":`...)
@@ -119,7 +120,7 @@ func (o JSONOptions) AppendJSON(b []byte, r *correlate.Request) []byte {
 			b = append(b, `{"name":`...)
 			b = appendString(b, s.Name)
 			b = append(b, `,"start_unix_nano":`...)
-			b = appendInt(b, s.StartUnixNano)
+			b = times.append(b, s.StartUnixNano)
 			b = append(b, `,"duration_ns":`...)
 			b = appendInt(b, s.DurationNs)
 			b = append(b, '}')

@@ -104,6 +104,32 @@ func appendUint10(b []byte, u uint64) []byte {
 	return b[:l+n]
 }
 
+// timeDigits writes a line's times (ns since 1970: 19 digits), whose
+// first eleven (the 100 ms they fall in) are most often the same for all
+// of a line's times (its start, its end, its spans' starts): they are
+// kept from the time before, and only the last eight are made.
+type timeDigits struct {
+	hi uint64 // the first digits' value (v/1e8), 0 when none are kept
+	n  int
+	d  [32]byte // room for appendUint
+}
+
+// append is appendInt(b, v).
+func (t *timeDigits) append(b []byte, v int64) []byte {
+	if v < 1e16 { // not a time of this century (or negative)
+		return appendInt(b, v)
+	}
+	hi, lo := uint64(v)/1e8, uint64(v)%1e8
+	if hi != t.hi {
+		t.hi, t.n = hi, len(appendUint(t.d[:0], hi))
+	}
+	b = slices.Grow(b, t.n+8)
+	b = append(b, t.d[:t.n]...)
+	l := len(b)
+	binary.LittleEndian.PutUint64(b[l:l+8], digits8(uint32(lo)))
+	return b[:l+8]
+}
+
 // appendInt is strconv.AppendInt(b, v, 10).
 func appendInt(b []byte, v int64) []byte {
 	if v < 0 {

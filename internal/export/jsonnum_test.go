@@ -248,3 +248,32 @@ func TestAppendHexMatchesEncodingHex(t *testing.T) {
 		}
 	}
 }
+
+// timeDigits writes what strconv does for runs of times that share
+// their first digits, cross a 100 ms boundary, jump, or are no times at
+// all (small, negative), in any order.
+func TestTimeDigitsMatchStrconv(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	base := []int64{1_700_000_000_000_000_000, 1_764_575_227_099_999_990, 9_999_999_999_999_999, 1e16, 1e18 - 1, 1e18, math.MaxInt64}
+	for range 20_000 {
+		var td timeDigits
+		b := []byte("[")
+		want := []byte("[")
+		v := base[rng.IntN(len(base))]
+		for range 1 + rng.IntN(6) {
+			switch rng.IntN(5) {
+			case 0:
+				v = rng.Int64() >> rng.IntN(64)
+			case 1:
+				v = -v
+			default:
+				v += rng.Int64N(200_000_000) - 100_000_000 // within ±100 ms
+			}
+			b = append(td.append(b, v), ',')
+			want = append(strconv.AppendInt(want, v, 10), ',')
+		}
+		if !bytes.Equal(b, want) {
+			t.Fatalf("timeDigits: %s, want %s", b, want)
+		}
+	}
+}
