@@ -599,14 +599,17 @@ func (c *Correlator) keepCalls(calls []*goCall, keep func(*goCall) bool) []*goCa
 	return kept
 }
 
-// sortSpans orders spans by start. Spans already in strictly
-// increasing order (most often: a request's few calls come in order) are
-// left as they are, which is what sorting them gives.
+// sortSpans orders spans by start. A request's few spans (at most
+// twelve) are sorted by insertion, as slices.SortFunc sorts so few (the
+// same order for equal starts), without its generic call per compare.
 func sortSpans(spans []Span) {
+	if len(spans) > 12 {
+		slices.SortFunc(spans, func(a, b Span) int { return cmp.Compare(a.StartUnixNano, b.StartUnixNano) })
+		return
+	}
 	for i := 1; i < len(spans); i++ {
-		if spans[i].StartUnixNano <= spans[i-1].StartUnixNano {
-			slices.SortFunc(spans, func(a, b Span) int { return cmp.Compare(a.StartUnixNano, b.StartUnixNano) })
-			return
+		for j := i; j > 0 && spans[j].StartUnixNano < spans[j-1].StartUnixNano; j-- {
+			spans[j], spans[j-1] = spans[j-1], spans[j]
 		}
 	}
 }

@@ -1,6 +1,10 @@
 package correlate
 
 import (
+	"cmp"
+	"math/rand/v2"
+	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -67,5 +71,45 @@ func TestCallListReuse(t *testing.T) {
 	}
 	if got := gp.callsOf(5); got != nil {
 		t.Fatalf("goroutine 5 has calls again: %v", got)
+	}
+}
+
+// sortSpans orders spans exactly as slices.SortFunc by start does, equal
+// starts included (told apart by name), at every length.
+func TestSortSpansAsSortFunc(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for n := range 20 {
+		for range 500 {
+			spans := make([]Span, n)
+			for i := range spans {
+				spans[i] = Span{Name: strconv.Itoa(i), StartUnixNano: rng.Int64N(5)}
+			}
+			want := slices.Clone(spans)
+			slices.SortFunc(want, func(a, b Span) int { return cmp.Compare(a.StartUnixNano, b.StartUnixNano) })
+			sortSpans(spans)
+			if !slices.Equal(spans, want) {
+				t.Fatalf("sortSpans: %v, want %v", spans, want)
+			}
+		}
+	}
+}
+
+// A request's ids are never zero, and new for each request.
+func TestAssignIDs(t *testing.T) {
+	rng := rand.NewChaCha8([32]byte{1})
+	seen := map[TraceID]bool{}
+	for range 10_000 {
+		var r Request
+		assignIDs(&r, rng)
+		if r.TraceID.IsZero() || r.SpanID.IsZero() || seen[r.TraceID] {
+			t.Fatalf("ids %v %v (seen: %v)", r.TraceID, r.SpanID, seen[r.TraceID])
+		}
+		seen[r.TraceID] = true
+	}
+	in := TraceID{15: 1}
+	r := Request{TraceID: in, SpanID: SpanID{1}}
+	assignIDs(&r, rng)
+	if r.TraceID != in || r.SpanID.IsZero() || r.SpanID == (SpanID{1}) {
+		t.Fatalf("the caller's trace %v became %v, span %v", in, r.TraceID, r.SpanID)
 	}
 }
