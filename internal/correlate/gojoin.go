@@ -530,9 +530,9 @@ func (c *Correlator) joinGo(r *Request, rec *loader.Record) {
 	from, to := c.clock.Wall(rec.T_rd), c.clock.Wall(rec.T_wl)
 	app, _ := r.Phases.Get(App)
 	if gp.probes.GC {
-		cost := gp.probes.ProbeCostNs
-		r.Phases.Set(GCSTW, min(app, overlap(gp.pauses, from, to, cost)))
-		r.Spans = appendPauseSpans(r.Spans, gp.pauses, from, to, cost)
+		cost, pauses := gp.probes.ProbeCostNs, within(gp.pauses, from, to)
+		r.Phases.Set(GCSTW, min(app, overlap(pauses, from, to, cost)))
+		r.Spans = appendPauseSpans(r.Spans, pauses, from, to, cost)
 	}
 	if rec.Goid == 0 {
 		sortSpans(r.Spans)
@@ -709,9 +709,9 @@ func (c *Correlator) streamRequest(pid uint32, gp *goProc, call *goCall) Request
 	}
 	r.Phases.Set(App, r.DurationNs)
 	if gp.probes.GC {
-		cost := gp.probes.ProbeCostNs
-		r.Phases.Set(GCSTW, min(r.DurationNs, overlap(gp.pauses, call.start, end, cost)))
-		r.Spans = appendPauseSpans(r.Spans, gp.pauses, call.start, end, cost)
+		cost, pauses := gp.probes.ProbeCostNs, within(gp.pauses, call.start, end)
+		r.Phases.Set(GCSTW, min(r.DurationNs, overlap(pauses, call.start, end, cost)))
+		r.Spans = appendPauseSpans(r.Spans, pauses, call.start, end, cost)
 	}
 	var ser []interval
 	// Up to the end probe itself: a WriteHeader right before the handler
@@ -752,20 +752,25 @@ func (gp *goProc) commOf(pid uint32) string {
 	return gp.comm
 }
 
-// GC pause spans in Request.Spans, by runtime.stwReason.
-var gcPauseSpans = map[stwReason]string{
+// GC pause spans in Request.Spans, by runtime.stwReason (pauses of other
+// reasons are not kept).
+var gcPauseSpans = [...]string{
 	loader.TracerdStwReasonSTW_GC_MARK_TERM:  "runtime.GC stop-the-world (mark termination)",
 	loader.TracerdStwReasonSTW_GC_SWEEP_TERM: "runtime.GC stop-the-world (sweep termination)",
 }
 
 // appendPauseSpans appends the GC pauses overlapping [from, to],
 // clipped to it; cost comes off each pause's end (timed between two
-// probes).
+// probes). ivs: sorted, best narrowed to within(…, from, to) first.
 func appendPauseSpans(out []Span, ivs []interval, from, to, cost int64) []Span {
-	for _, iv := range within(ivs, from, to) {
+	for _, iv := range ivs {
 		s, e := max(iv.start, from), min(max(iv.start, iv.end-cost), to)
 		if e > s {
-			out = append(out, Span{Name: gcPauseSpans[iv.reason], StartUnixNano: s, DurationNs: e - s})
+			name := "" // never: only GC pauses are kept
+			if int(iv.reason) < len(gcPauseSpans) {
+				name = gcPauseSpans[iv.reason]
+			}
+			out = append(out, Span{Name: name, StartUnixNano: s, DurationNs: e - s})
 		}
 	}
 	return out
@@ -786,10 +791,11 @@ func within(ivs []interval, from, to int64) []interval {
 }
 
 // overlap is the time of [from, to] covered by the sorted intervals,
-// cost off each one's end.
+// cost off each one's end. ivs: best narrowed to within(…, from, to)
+// first.
 func overlap(ivs []interval, from, to, cost int64) int64 {
 	var total int64
-	for _, iv := range within(ivs, from, to) {
+	for _, iv := range ivs {
 		s, e := max(iv.start, from), min(max(iv.start, iv.end-cost), to)
 		if e > s {
 			total += e - s

@@ -113,3 +113,12 @@ func TestAssignIDs(t *testing.T) {
 		t.Fatalf("the caller's trace %v became %v, span %v", in, r.TraceID, r.SpanID)
 	}
 }
+
+// A GC pause of a reason without a name (never kept: only GC pauses
+// are) makes a span without a name rather than a panic.
+func TestPauseSpanNames(t *testing.T) {
+	spans := appendPauseSpans(nil, []interval{{start: 10, end: 20, reason: 1}, {start: 30, end: 40, reason: 99}}, 0, 100, 0)
+	if len(spans) != 2 || spans[0].Name != gcPauseSpans[1] || spans[1].Name != "" {
+		t.Errorf("pause spans %+v", spans)
+	}
+}
