@@ -111,7 +111,7 @@ func (c *Correlator) addGoClientHTTP(gp *goProc, fn goFunc, ev *loader.GoEvent) 
 // target, status) from the Go client's call whose write the record
 // holds, if the process's client is probed.
 func (c *Correlator) joinGoClientHTTP(r *Request, rec *loader.Record) {
-	gp := c.goProcs[rec.Pid]
+	gp := c.goProc(rec.Pid)
 	if gp == nil || gp.client == nil || rec.Goid == 0 || rec.T_wr == 0 {
 		return
 	}

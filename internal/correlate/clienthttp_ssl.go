@@ -59,12 +59,12 @@ type sslClientHTTP struct {
 // firstCall: the record is its connection's first call after a held
 // handshake. The lines joined are forgotten.
 func (c *Correlator) joinSSLClient(r *Request, rec *loader.Record, firstCall bool) sslClientHTTP {
-	gp := c.goProcs[rec.Pid]
+	gp := c.goProc(rec.Pid)
 	if r.HTTP != nil || gp == nil || !gp.probes.OpenSSL || rec.T_wr == 0 {
 		return sslClientHTTP{}
 	}
 	key := uint64(rec.Tid)
-	calls := gp.byGoid[key]
+	calls := gp.callsOf(key)
 	if len(calls) == 0 {
 		return sslClientHTTP{}
 	}
@@ -118,11 +118,7 @@ func (c *Correlator) joinSSLClient(r *Request, rec *loader.Record, firstCall boo
 		}
 	}
 	keep := c.keepCalls(calls, func(call *goCall) bool { return !call.joined })
-	if len(keep) == 0 {
-		delete(gp.byGoid, key)
-	} else {
-		gp.byGoid[key] = keep
-	}
+	gp.setCalls(key, keep)
 	return out
 }
 

@@ -134,7 +134,7 @@ func (c *Correlator) findClientTLSCall(h *clientTLSHeld) {
 	if h.probed {
 		return
 	}
-	gp := c.goProcs[h.pid]
+	gp := c.goProc(h.pid)
 	if gp == nil || !gp.probes.TLS {
 		return
 	}

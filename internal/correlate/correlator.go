@@ -12,10 +12,14 @@ import (
 // each finished one to its emit function: the one way out, whichever
 // call finished it. Not safe for concurrent use.
 type Correlator struct {
-	clock    Clock
-	rng      *rand.ChaCha8
-	emit     func(*Request) // must not keep the request: see Request.Clone
-	goProcs  map[uint32]*goProc
+	clock   Clock
+	rng     *rand.ChaCha8
+	emit    func(*Request) // must not keep the request: see Request.Clone
+	goProcs map[uint32]*goProc
+	// the process looked up last in goProcs (nil: none): a request's
+	// record and Go events look their process up some ten times
+	lastPID  uint32
+	lastGP   *goProc
 	comms    map[uint32]string
 	goRetain time.Duration
 
@@ -52,6 +56,18 @@ func New(goRetain time.Duration, emit func(*Request)) *Correlator {
 		goProcs: map[uint32]*goProc{}, comms: map[uint32]string{}, goRetain: goRetain}
 }
 
+// goProc is goProcs[pid] (nil: not a probed Go process).
+func (c *Correlator) goProc(pid uint32) *goProc {
+	if c.lastGP != nil && c.lastPID == pid {
+		return c.lastGP
+	}
+	gp := c.goProcs[pid]
+	if gp != nil {
+		c.lastPID, c.lastGP = pid, gp
+	}
+	return gp
+}
+
 // maxComms bounds the pid → comm cache.
 const maxComms = 4096
 
@@ -70,7 +86,7 @@ func (c *Correlator) AddRecord(rec *loader.Record) {
 		c.addClient(r, rec, c.takeClientTLS(rec))
 		return
 	}
-	gp := c.goProcs[rec.Pid]
+	gp := c.goProc(rec.Pid)
 	if gp != nil {
 		gp.notePeer(r.Conn.Peer, r.EndUnixNano)
 	}
@@ -124,7 +140,7 @@ func (c *Correlator) decode(r *Request, rec *loader.Record) {
 		}
 		c.comms[rec.Pid] = comm
 	}
-	if gp := c.goProcs[rec.Pid]; gp != nil {
+	if gp := c.goProc(rec.Pid); gp != nil {
 		gp.comm = comm
 	}
 	if rec.Direction == uint8(DirClient) {

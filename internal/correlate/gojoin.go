@@ -113,14 +113,19 @@ func (c *Correlator) unlist(call *goCall, list uint8) {
 
 // goProc is what is known of one probed Go process.
 type goProc struct {
-	probes  goprobe.Probes
-	goneAt  int64      // wall ns when the process lost its probes (exit), 0 while probed
-	pauses  []interval // GC stop-the-world pauses, by start
-	byGoid  map[uint64][]*goCall
-	serving []*goCall               // ServeHTTP and gRPC calls not joined yet, oldest first
-	comm    string                  // from its kernel records ("" until one came)
-	held    map[uint64][]heldRecord // by goroutine
-	nHeld   int
+	probes goprobe.Probes
+	goneAt int64                // wall ns when the process lost its probes (exit), 0 while probed
+	pauses []interval           // GC stop-the-world pauses, by start
+	byGoid map[uint64]*callList // by goroutine (libssl's events: by thread)
+	// the list looked up last (nil: none), and the emptied lists kept
+	// for reuse: see callList
+	lastGoid  uint64
+	lastList  *callList
+	freeLists []*callList
+	serving   []*goCall               // ServeHTTP and gRPC calls not joined yet, oldest first
+	comm      string                  // from its kernel records ("" until one came)
+	held      map[uint64][]heldRecord // by goroutine
+	nHeld     int
 	// peers of its traced connections (wall ns last seen): a Go call
 	// whose client is not among them was served on a connection the
 	// kernel side did not trace (accepted before tracerd, filtered, or
@@ -130,6 +135,83 @@ type goProc struct {
 	// by goroutine (their records do not know it); see clientTLSCall.
 	clientHandshakes []*goCall
 	client           *goClientHTTP // its net/http client's calls (clienthttp_go.go)
+}
+
+// callList is one goroutine's calls, oldest first. byGoid holds them by
+// pointer, so that adding a call looks the goroutine up once instead of
+// once to read its list and once to store the longer one; and the list
+// looked up last is remembered: a request's Go events and its record
+// (four to six look-ups) come from one goroutine.
+type callList struct{ calls []*goCall }
+
+// maxFreeLists bounds the emptied lists a process keeps for reuse;
+// maxReusedCap the calls' room a reused list keeps.
+const (
+	maxFreeLists = 256
+	maxReusedCap = 64
+)
+
+// list is goid's list, nil when it has none.
+func (gp *goProc) list(goid uint64) *callList {
+	if gp.lastList != nil && gp.lastGoid == goid {
+		return gp.lastList
+	}
+	l := gp.byGoid[goid]
+	if l != nil {
+		gp.lastGoid, gp.lastList = goid, l
+	}
+	return l
+}
+
+// callsOf is goid's calls, oldest first.
+func (gp *goProc) callsOf(goid uint64) []*goCall {
+	if l := gp.list(goid); l != nil {
+		return l.calls
+	}
+	return nil
+}
+
+// addCall appends call to its goroutine's list.
+func (gp *goProc) addCall(call *goCall) {
+	l := gp.list(call.goid)
+	if l == nil {
+		if n := len(gp.freeLists); n > 0 {
+			l = gp.freeLists[n-1]
+			gp.freeLists = gp.freeLists[:n-1]
+		} else {
+			l = &callList{}
+		}
+		gp.byGoid[call.goid] = l
+		gp.lastGoid, gp.lastList = call.goid, l
+	}
+	l.calls = append(l.calls, call)
+}
+
+// setCalls makes keep (what keepCalls left of goid's calls) its list;
+// a goroutine left with none is forgotten.
+func (gp *goProc) setCalls(goid uint64, keep []*goCall) {
+	if len(keep) > 0 {
+		if l := gp.list(goid); l != nil {
+			l.calls = keep
+		}
+		return
+	}
+	l := gp.byGoid[goid]
+	if l == nil {
+		return
+	}
+	delete(gp.byGoid, goid)
+	if gp.lastList == l {
+		gp.lastList = nil
+	}
+	if len(gp.freeLists) < maxFreeLists {
+		clear(l.calls[:cap(l.calls)])
+		l.calls = l.calls[:0]
+		if cap(l.calls) > maxReusedCap {
+			l.calls = nil
+		}
+		gp.freeLists = append(gp.freeLists, l)
+	}
 }
 
 // maxPeers bounds the traced peers remembered per process.
@@ -217,7 +299,7 @@ func (gp *goProc) holdForGo(r *Request, rec *loader.Record, clock Clock) bool {
 	if gp.probes.AttachedAt == 0 || from <= gp.probes.AttachedAt {
 		return false
 	}
-	for _, call := range gp.byGoid[rec.Goid] {
+	for _, call := range gp.callsOf(rec.Goid) {
 		if call.fn == goServeHTTP && !call.joined && call.start >= from && call.start <= to {
 			return false
 		}
@@ -297,7 +379,7 @@ type interval struct {
 // SetGoProbes records that pid has Go probes attached (or, with
 // ok=false, that it has none any more).
 func (c *Correlator) SetGoProbes(pid uint32, p goprobe.Probes, ok bool) {
-	gp := c.goProcs[pid]
+	gp := c.goProc(pid)
 	if !ok {
 		// Its last requests' records (ended by the close at exit) may
 		// still come: forget it after the join horizon.
@@ -307,7 +389,7 @@ func (c *Correlator) SetGoProbes(pid uint32, p goprobe.Probes, ok bool) {
 		return
 	}
 	if gp == nil {
-		gp = &goProc{byGoid: map[uint64][]*goCall{}}
+		gp = &goProc{byGoid: map[uint64]*callList{}}
 		c.goProcs[pid] = gp
 	}
 	gp.probes, gp.goneAt = p, 0
@@ -317,9 +399,17 @@ func (c *Correlator) SetGoProbes(pid uint32, p goprobe.Probes, ok bool) {
 	}
 }
 
+// forgetGoProc forgets a process that lost its probes.
+func (c *Correlator) forgetGoProc(pid uint32) {
+	delete(c.goProcs, pid)
+	if c.lastPID == pid {
+		c.lastGP = nil
+	}
+}
+
 // AddGo takes one Go event.
 func (c *Correlator) AddGo(ev *loader.GoEvent) {
-	gp := c.goProcs[ev.Pid]
+	gp := c.goProc(ev.Pid)
 	if gp == nil {
 		return // probes of a process we stopped following
 	}
@@ -351,7 +441,7 @@ func (c *Correlator) AddGo(ev *loader.GoEvent) {
 		gp.serving = append(gp.serving, call)
 		call.lists = inServing | inByGoid
 		if len(gp.held[call.goid]) > 0 {
-			gp.byGoid[call.goid] = append(gp.byGoid[call.goid], call)
+			gp.addCall(call)
 			c.releaseHeld(gp, call)
 			return
 		}
@@ -377,7 +467,7 @@ func (c *Correlator) AddGo(ev *loader.GoEvent) {
 	default:
 		call.lists = inByGoid
 	}
-	gp.byGoid[call.goid] = append(gp.byGoid[call.goid], call)
+	gp.addCall(call)
 }
 
 // end is a timed call's own end: the probes' cost (calibrated, or the
@@ -411,7 +501,8 @@ func (c *Correlator) pruneGo(gp *goProc, now int64) {
 	if gp.client != nil {
 		gp.client.prune(horizon)
 	}
-	for goid, calls := range gp.byGoid {
+	for goid, l := range gp.byGoid {
+		calls := l.calls
 		// A serving call not joined yet (an HTTP/2 stream or gRPC call
 		// waiting for the horizon) claims the calls its goroutine made
 		// since it began, and those end before it does: they stay with
@@ -425,27 +516,23 @@ func (c *Correlator) pruneGo(gp *goProc, now int64) {
 		keep := c.keepCalls(calls, func(call *goCall) bool {
 			return call.end >= horizon || call.start >= waiting
 		})
-		if len(keep) == 0 {
-			delete(gp.byGoid, goid)
-		} else {
-			gp.byGoid[goid] = keep
-		}
+		gp.setCalls(goid, keep)
 	}
 }
 
 // joinGo adds the Go view to a kernel request: GC pauses inside
 // [T_rd, T_wl], serialization and ServeHTTP on the reading goroutine.
 func (c *Correlator) joinGo(r *Request, rec *loader.Record) {
-	gp := c.goProcs[rec.Pid]
+	gp := c.goProc(rec.Pid)
 	if gp == nil || rec.T_wl == 0 {
 		return
 	}
 	from, to := c.clock.Wall(rec.T_rd), c.clock.Wall(rec.T_wl)
 	app, _ := r.Phases.Get(App)
 	if gp.probes.GC {
-		cost := gp.probes.ProbeCostNs
-		r.Phases.Set(GCSTW, min(app, overlap(gp.pauses, from, to, cost)))
-		r.Spans = appendPauseSpans(r.Spans, gp.pauses, from, to, cost)
+		cost, pauses := gp.probes.ProbeCostNs, within(gp.pauses, from, to)
+		r.Phases.Set(GCSTW, min(app, overlap(pauses, from, to, cost)))
+		r.Spans = appendPauseSpans(r.Spans, pauses, from, to, cost)
 	}
 	if rec.Goid == 0 {
 		sortSpans(r.Spans)
@@ -453,7 +540,11 @@ func (c *Correlator) joinGo(r *Request, rec *loader.Record) {
 	}
 	ser := c.ser[:0]
 	status := 0
-	calls := gp.byGoid[rec.Goid]
+	l := gp.list(rec.Goid)
+	var calls []*goCall
+	if l != nil {
+		calls = l.calls
+	}
 	for _, call := range calls {
 		if call.start < from || call.start > to || call.joined {
 			continue
@@ -487,8 +578,8 @@ func (c *Correlator) joinGo(r *Request, rec *loader.Record) {
 	// goroutine keeps its (maybe empty) list: net/http serves a
 	// connection's requests on one goroutine (pruneGo drops it).
 	keep := c.keepCalls(calls, func(call *goCall) bool { return call.start > to })
-	if calls != nil {
-		gp.byGoid[rec.Goid] = keep
+	if l != nil {
+		l.calls = keep
 	}
 	sortSpans(r.Spans)
 }
@@ -508,9 +599,19 @@ func (c *Correlator) keepCalls(calls []*goCall, keep func(*goCall) bool) []*goCa
 	return kept
 }
 
-// sortSpans orders spans by start.
+// sortSpans orders spans by start. A request's few spans (at most
+// twelve) are sorted by insertion, as slices.SortFunc sorts so few (the
+// same order for equal starts), without its generic call per compare.
 func sortSpans(spans []Span) {
-	slices.SortFunc(spans, func(a, b Span) int { return cmp.Compare(a.StartUnixNano, b.StartUnixNano) })
+	if len(spans) > 12 {
+		slices.SortFunc(spans, func(a, b Span) int { return cmp.Compare(a.StartUnixNano, b.StartUnixNano) })
+		return
+	}
+	for i := 1; i < len(spans); i++ {
+		for j := i; j > 0 && spans[j].StartUnixNano < spans[j-1].StartUnixNano; j-- {
+			spans[j], spans[j-1] = spans[j-1], spans[j]
+		}
+	}
 }
 
 // applyServeHTTP: method and path from net/http win over the bytes; the
@@ -559,7 +660,7 @@ func (c *Correlator) expire(now int64, all bool) {
 	for pid, gp := range c.goProcs {
 		gone := gp.goneAt != 0 && (all || gp.goneAt < now-c.goRetain.Nanoseconds())
 		if gone {
-			defer delete(c.goProcs, pid)
+			defer c.forgetGoProc(pid)
 		}
 		c.releaseExpired(gp, now, all || gone)
 		keep := gp.serving[:0]
@@ -608,15 +709,15 @@ func (c *Correlator) streamRequest(pid uint32, gp *goProc, call *goCall) Request
 	}
 	r.Phases.Set(App, r.DurationNs)
 	if gp.probes.GC {
-		cost := gp.probes.ProbeCostNs
-		r.Phases.Set(GCSTW, min(r.DurationNs, overlap(gp.pauses, call.start, end, cost)))
-		r.Spans = appendPauseSpans(r.Spans, gp.pauses, call.start, end, cost)
+		cost, pauses := gp.probes.ProbeCostNs, within(gp.pauses, call.start, end)
+		r.Phases.Set(GCSTW, min(r.DurationNs, overlap(pauses, call.start, end, cost)))
+		r.Spans = appendPauseSpans(r.Spans, pauses, call.start, end, cost)
 	}
 	var ser []interval
 	// Up to the end probe itself: a WriteHeader right before the handler
 	// returned may fall in the margin the probes' cost takes off.
 	until := call.end
-	for _, other := range gp.byGoid[call.goid] {
+	for _, other := range gp.callsOf(call.goid) {
 		if other.start < call.start || other.start > until || other == call {
 			continue
 		}
@@ -651,20 +752,25 @@ func (gp *goProc) commOf(pid uint32) string {
 	return gp.comm
 }
 
-// GC pause spans in Request.Spans, by runtime.stwReason.
-var gcPauseSpans = map[stwReason]string{
+// GC pause spans in Request.Spans, by runtime.stwReason (pauses of other
+// reasons are not kept).
+var gcPauseSpans = [...]string{
 	loader.TracerdStwReasonSTW_GC_MARK_TERM:  "runtime.GC stop-the-world (mark termination)",
 	loader.TracerdStwReasonSTW_GC_SWEEP_TERM: "runtime.GC stop-the-world (sweep termination)",
 }
 
 // appendPauseSpans appends the GC pauses overlapping [from, to],
 // clipped to it; cost comes off each pause's end (timed between two
-// probes).
+// probes). ivs: sorted, best narrowed to within(…, from, to) first.
 func appendPauseSpans(out []Span, ivs []interval, from, to, cost int64) []Span {
-	for _, iv := range within(ivs, from, to) {
+	for _, iv := range ivs {
 		s, e := max(iv.start, from), min(max(iv.start, iv.end-cost), to)
 		if e > s {
-			out = append(out, Span{Name: gcPauseSpans[iv.reason], StartUnixNano: s, DurationNs: e - s})
+			name := "" // never: only GC pauses are kept
+			if int(iv.reason) < len(gcPauseSpans) {
+				name = gcPauseSpans[iv.reason]
+			}
+			out = append(out, Span{Name: name, StartUnixNano: s, DurationNs: e - s})
 		}
 	}
 	return out
@@ -673,6 +779,9 @@ func appendPauseSpans(out []Span, ivs []interval, from, to, cost int64) []Span {
 // within returns the intervals (sorted by start, not overlapping each
 // other: one pause at a time) that may overlap [from, to].
 func within(ivs []interval, from, to int64) []interval {
+	if len(ivs) == 0 {
+		return nil
+	}
 	i := sort.Search(len(ivs), func(i int) bool { return ivs[i].end > from })
 	j := sort.Search(len(ivs), func(j int) bool { return ivs[j].start >= to })
 	if j < i {
@@ -682,10 +791,11 @@ func within(ivs []interval, from, to int64) []interval {
 }
 
 // overlap is the time of [from, to] covered by the sorted intervals,
-// cost off each one's end.
+// cost off each one's end. ivs: best narrowed to within(…, from, to)
+// first.
 func overlap(ivs []interval, from, to, cost int64) int64 {
 	var total int64
-	for _, iv := range within(ivs, from, to) {
+	for _, iv := range ivs {
 		s, e := max(iv.start, from), min(max(iv.start, iv.end-cost), to)
 		if e > s {
 			total += e - s
@@ -697,6 +807,12 @@ func overlap(ivs []interval, from, to, cost int64) int64 {
 // union is the total time covered by intervals that may nest or overlap
 // (json.Marshal inside a MarshalJSON inside Encode counts once).
 func union(ivs []interval) int64 {
+	if len(ivs) <= 1 { // the most common: one call, or none
+		if len(ivs) == 0 {
+			return 0
+		}
+		return ivs[0].end - ivs[0].start
+	}
 	slices.SortFunc(ivs, func(a, b interval) int { return cmp.Compare(a.start, b.start) })
 	var total, curS, curE int64
 	for i, iv := range ivs {

@@ -1,6 +1,7 @@
 package correlate
 
 import (
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
@@ -43,12 +44,15 @@ func parseHexID(dst []byte, s string) error {
 
 // assignIDs gives the request its W3C ids: the caller's trace when a
 // traceparent came in, else a new trace.
+// Their bytes are the generator's words (Uint64, little-endian): Read
+// goes through a byte buffer for the same randomness.
 func assignIDs(r *Request, rng *rand.ChaCha8) {
 	for r.TraceID.IsZero() {
-		rng.Read(r.TraceID[:])
+		binary.LittleEndian.PutUint64(r.TraceID[:8], rng.Uint64())
+		binary.LittleEndian.PutUint64(r.TraceID[8:], rng.Uint64())
 	}
 	r.SpanID = SpanID{}
 	for r.SpanID.IsZero() {
-		rng.Read(r.SpanID[:])
+		binary.LittleEndian.PutUint64(r.SpanID[:], rng.Uint64())
 	}
 }

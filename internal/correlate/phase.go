@@ -120,6 +120,27 @@ func (ps Phases) Each(fn func(Phase, int64)) {
 	}
 }
 
+// PhaseSet is a set of phases, phase p as bit 1<<p.
+type PhaseSet uint16
+
+// Measured is the set of measured phases: Each without its callback,
+// for the per-request writers (the JSON line), as
+//
+//	for m := ps.Measured(); m != 0; m = m.Rest() {
+//		p := m.First()
+//		... ps.NS(p) ...
+//	}
+func (ps *Phases) Measured() PhaseSet { return PhaseSet(ps.present) }
+
+// First is the set's first phase in canonical order (the set not empty).
+func (s PhaseSet) First() Phase { return Phase(bits.TrailingZeros16(uint16(s))) }
+
+// Rest is the set without its first phase.
+func (s PhaseSet) Rest() PhaseSet { return s & (s - 1) }
+
+// NS is a phase's duration, 0 when it was not measured.
+func (ps *Phases) NS(p Phase) int64 { return ps.ns[p%NumPhases] }
+
 // EndReason says why a request ended. The names are used verbatim as
 // the JSON end_reason and the OTLP attribute tracerd.end_reason.
 type EndReason uint8

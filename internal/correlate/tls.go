@@ -155,7 +155,7 @@ func (c *Correlator) holdTLS(r *Request, rec *loader.Record) bool {
 // writes TLS 1.3's session tickets before it returns). nil when none is
 // known (yet).
 func (c *Correlator) tlsCall(h *tlsHeld, rec *loader.Record) *goCall {
-	gp := c.goProcs[h.pid]
+	gp := c.goProc(h.pid)
 	if gp == nil || !gp.probes.TLS {
 		return nil
 	}
@@ -163,7 +163,7 @@ func (c *Correlator) tlsCall(h *tlsHeld, rec *loader.Record) *goCall {
 	if gp.probes.OpenSSL {
 		var best *goCall
 		for _, tid := range []uint32{h.tid, rec.Tid} {
-			for _, call := range gp.byGoid[uint64(tid)] {
+			for _, call := range gp.callsOf(uint64(tid)) {
 				if call.fn == sslHandshakeDone && !call.joined && call.end >= first && (best == nil || call.end < best.end) {
 					best = call
 				}
@@ -172,7 +172,7 @@ func (c *Correlator) tlsCall(h *tlsHeld, rec *loader.Record) *goCall {
 		return best
 	}
 	for _, goid := range []uint64{h.goid, rec.Goid} {
-		for _, call := range gp.byGoid[goid] {
+		for _, call := range gp.callsOf(goid) {
 			if call.fn == goTLSHandshake && call.start <= first && call.end >= first {
 				return call
 			}
@@ -204,7 +204,7 @@ func (c *Correlator) foldTLS(r *Request, rec *loader.Record) {
 	// 1.3: the client's Finished) when that comes later.
 	end := c.clock.Wall(max(h.lastWrite, min(rec.T_rd, max(rec.T_wl, rec.T_rd))))
 	if call := c.tlsCall(h, rec); call != nil {
-		gp := c.goProcs[h.pid]
+		gp := c.goProc(h.pid)
 		end = gp.end(call)
 		call.joined = true
 		c.tls.Known = call.tlsFlags&uint8(loader.TracerdGoTlsFlagsGO_TLS_KNOWN) != 0
@@ -292,12 +292,12 @@ func (c *Correlator) expireTLS(now int64, all bool) {
 // interleaved requests on one thread are told apart by time alone, and
 // may be joined wrongly).
 func (c *Correlator) joinSSL(r *Request, rec *loader.Record) {
-	gp := c.goProcs[rec.Pid]
+	gp := c.goProc(rec.Pid)
 	if gp == nil || !gp.probes.OpenSSL || rec.T_wl == 0 {
 		return
 	}
 	key := uint64(rec.Tid)
-	calls := gp.byGoid[key]
+	calls := gp.callsOf(key)
 	if len(calls) == 0 {
 		return
 	}
@@ -334,11 +334,7 @@ func (c *Correlator) joinSSL(r *Request, rec *loader.Record) {
 	keep := c.keepCalls(calls, func(call *goCall) bool {
 		return call.start > to || (!call.joined && (call.fn == sslHandshakeDone || isClientSSLLine(call)))
 	})
-	if len(keep) == 0 {
-		delete(gp.byGoid, key)
-	} else {
-		gp.byGoid[key] = keep
-	}
+	gp.setCalls(key, keep)
 }
 
 // joinServeByPeer joins a Go process's record that has no HTTP yet
@@ -349,7 +345,7 @@ func (c *Correlator) joinSSL(r *Request, rec *loader.Record) {
 // the one serving it. Its status is the WriteHeader on the serving
 // goroutine during the call.
 func (c *Correlator) joinServeByPeer(r *Request, rec *loader.Record) {
-	gp := c.goProcs[rec.Pid]
+	gp := c.goProc(rec.Pid)
 	if r.HTTP != nil || gp == nil || !gp.probes.HTTP || rec.T_wl == 0 || !r.Conn.Peer.IsValid() {
 		return
 	}
@@ -367,7 +363,7 @@ func (c *Correlator) joinServeByPeer(r *Request, rec *loader.Record) {
 		call.joined = true
 		r.Spans = append(r.Spans, Span{Name: goFuncNames[call.fn], StartUnixNano: call.start, DurationNs: gp.end(call) - call.start})
 		applyServeHTTP(r, call)
-		for _, o := range gp.byGoid[call.goid] {
+		for _, o := range gp.callsOf(call.goid) {
 			if o.fn == goWriteHeader && !o.joined && o.start >= call.start && o.start <= call.end && r.HTTP != nil {
 				r.HTTP.Status, o.joined = int(o.arg), true
 				break

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"flag"
 	"math/rand/v2"
 	"net/netip"
@@ -78,6 +79,78 @@ func TestJSONLinesGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	golden(t, "requests.jsonl", buf.Bytes())
+}
+
+// writeLog records each write's size, and fails from the failAt-th
+// write on (0: never).
+type writeLog struct {
+	bytes.Buffer
+	sizes  []int
+	failAt int
+}
+
+var errDiskFull = errors.New("disk full")
+
+func (w *writeLog) Write(p []byte) (int, error) {
+	w.sizes = append(w.sizes, len(p))
+	if w.failAt > 0 && len(w.sizes) >= w.failAt {
+		return 0, errDiskFull
+	}
+	return w.Buffer.Write(p)
+}
+
+// JSON lines go out in writes of at least jsonBuffer bytes, and what
+// is left at each Flush: every line once, whole, in order.
+func TestJSONLinesWrites(t *testing.T) {
+	var w writeLog
+	jl := NewJSONLines(&w)
+	reqs := fixedRequests()
+	var want []byte
+	for i := 0; len(want) < 3*jsonBuffer+jsonBuffer/2; i++ {
+		r := &reqs[i%2]
+		r.Conn.RequestIndex = uint32(i)
+		want = append(AppendJSON(want, r), '\n')
+		if err := jl.Write(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(w.sizes) != 3 {
+		t.Fatalf("%d writes before Flush (%v), want 3", len(w.sizes), w.sizes)
+	}
+	for _, n := range w.sizes {
+		if n < jsonBuffer || n > jsonBuffer+jsonSlack {
+			t.Fatalf("write of %d bytes, want [%d, %d]", n, jsonBuffer, jsonBuffer+jsonSlack)
+		}
+	}
+	if err := jl.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := jl.Flush(); err != nil || len(w.sizes) != 4 {
+		t.Fatalf("empty Flush: %v, %d writes (want none more)", err, len(w.sizes)-4)
+	}
+	if !bytes.Equal(w.Bytes(), want) {
+		t.Fatalf("the lines written differ from AppendJSON's (%d bytes, want %d)", w.Len(), len(want))
+	}
+}
+
+// A write error sticks: later Writes and Flushes return it and write
+// nothing.
+func TestJSONLinesWriteErrorSticks(t *testing.T) {
+	w := writeLog{failAt: 1}
+	jl := NewJSONLines(&w)
+	r := fixedRequests()[0]
+	if err := jl.Write(&r); err != nil {
+		t.Fatal(err) // buffered
+	}
+	if err := jl.Flush(); !errors.Is(err, errDiskFull) {
+		t.Fatalf("Flush: %v, want %v", err, errDiskFull)
+	}
+	if err := jl.Write(&r); !errors.Is(err, errDiskFull) {
+		t.Fatalf("Write after the error: %v", err)
+	}
+	if err := jl.Flush(); !errors.Is(err, errDiskFull) || len(w.sizes) != 1 {
+		t.Fatalf("Flush after the error: %v, %d writes (want 1)", err, len(w.sizes))
+	}
 }
 
 // The profile keeps nested phases under app, so latency sums to the

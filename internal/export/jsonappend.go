@@ -15,10 +15,11 @@ func AppendJSON(b []byte, r *correlate.Request) []byte { return JSONOptions{}.Ap
 // AppendJSON is AppendJSON with these options: byte for byte what
 // encoding/json makes of o.ToJSON(r).
 func (o JSONOptions) AppendJSON(b []byte, r *correlate.Request) []byte {
+	var times timeDigits
 	b = append(b, `{"start_unix_nano":`...)
-	b = appendInt(b, r.StartUnixNano)
+	b = times.append(b, r.StartUnixNano)
 	b = append(b, `,"end_unix_nano":`...)
-	b = appendInt(b, r.EndUnixNano)
+	b = times.append(b, r.EndUnixNano)
 	b = append(b, `,"duration_ns":`...)
 	b = appendInt(b, r.DurationNs)
 	b = append(b, `,"pid":`...)
@@ -80,11 +81,12 @@ func (o JSONOptions) AppendJSON(b []byte, r *correlate.Request) []byte {
 	}
 	b = append(b, `,"phases_ns":{`...)
 	sep := 1 // the first measured phase's key goes without its comma
-	r.Phases.Each(func(p correlate.Phase, ns int64) {
+	for m := r.Phases.Measured(); m != 0; m = m.Rest() {
+		p := m.First()
 		b = append(b, phaseKeys[p][sep:]...)
-		b = appendInt(b, ns)
+		b = appendInt(b, r.Phases.NS(p))
 		sep = 0
-	})
+	}
 	b = append(b, `},"tcp":{`...)
 	if r.TCP.Valid {
 		b = append(b, `"srtt_us":`...)
@@ -118,7 +120,7 @@ func (o JSONOptions) AppendJSON(b []byte, r *correlate.Request) []byte {
 			b = append(b, `{"name":`...)
 			b = appendString(b, s.Name)
 			b = append(b, `,"start_unix_nano":`...)
-			b = appendInt(b, s.StartUnixNano)
+			b = times.append(b, s.StartUnixNano)
 			b = append(b, `,"duration_ns":`...)
 			b = appendInt(b, s.DurationNs)
 			b = append(b, '}')
@@ -152,6 +154,35 @@ var jsonSafe = func() (t [utf8.RuneSelf]bool) {
 	return t
 }()
 
+// Byte-lane constants of escapes8.
+const (
+	lanes01 = 0x0101010101010101
+	lanes80 = 0x8080808080808080
+)
+
+// escapes8 says whether any of the eight bytes in x is one that
+// appendEscaped does not copy as it is: a control byte (< 0x20), '"',
+// '\', '<', '>', '&', or a byte ≥ 0x80 (UTF-8 to check). Each test is
+// "some byte is zero" ((v - 0x01…) &^ v & 0x80…, exact for whether
+// one is) over x made zero where a byte matches: '"' and '&' differ in
+// bit 2 only, as '<' and '>' in bit 1.
+func escapes8(x uint64) bool {
+	zero := func(v uint64) uint64 { return (v - lanes01) &^ v }
+	ctl := (x - 0x20*lanes01) &^ x // bytes < 0x20 (of those < 0x80)
+	quoteAmp := zero((x | 0x04*lanes01) ^ 0x26*lanes01)
+	ltGt := zero((x | 0x02*lanes01) ^ 0x3e*lanes01)
+	backslash := zero(x ^ 0x5c*lanes01)
+	return (x|ctl|quoteAmp|ltGt|backslash)&lanes80 != 0
+}
+
+// load64 is s's first eight bytes (len(s) ≥ 8) as a little-endian word:
+// one load.
+func load64(s string) uint64 {
+	_ = s[7]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+}
+
 // appendString quotes s as encoding/json does (HTML-safe, invalid UTF-8
 // as U+FFFD).
 func appendString(b []byte, s string) []byte {
@@ -164,8 +195,14 @@ func appendString(b []byte, s string) []byte {
 // pieces split at ASCII bytes gives what escaping them joined gives (a
 // multi-byte sequence never spans the split), which appendTarget relies on.
 func appendEscaped(b []byte, s string) []byte {
+	// Eight bytes at a time while none needs a look of its own: a span
+	// name or a route is most often plain ASCII throughout.
+	i := 0
+	for i+8 <= len(s) && !escapes8(load64(s[i:])) {
+		i += 8
+	}
 	start := 0
-	for i := 0; i < len(s); {
+	for i < len(s) {
 		c := s[i]
 		if c < utf8.RuneSelf {
 			if jsonSafe[c] {
@@ -182,6 +219,10 @@ func appendEscaped(b []byte, s string) []byte {
 				b = append(b, '\\', 'r')
 			case '\t':
 				b = append(b, '\\', 't')
+			case '\b': // encoding/json's since Go 1.22
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
 			default:
 				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
 			}

@@ -275,8 +275,19 @@ func TestOTLPServiceRules(t *testing.T) {
 	// A new program in the same pid is read again.
 	write("3", "0::/system.slice/db.service\n")
 	r := req(3, "postgres", 5432)
-	ps.Identify(r)
+	p3 := ps.Identify(r)
 	if r.Service != "db" {
 		t.Errorf("after exec: service %q", r.Service)
+	}
+	// So is a process whose requests end more than the ttl after it was
+	// read (it moved to another unit).
+	write("3", "0::/system.slice/db2.service\n")
+	r.EndUnixNano = p3.read.UnixNano() + int64(ps.ttl) - 1
+	if ps.Identify(r) != p3 || r.Service != "db" {
+		t.Errorf("read again within the ttl: service %q", r.Service)
+	}
+	r.EndUnixNano = p3.read.UnixNano() + int64(ps.ttl) + 1
+	if ps.Identify(r) == p3 || r.Service != "db2" {
+		t.Errorf("past the ttl: service %q, want db2", r.Service)
 	}
 }

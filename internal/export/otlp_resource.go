@@ -107,10 +107,13 @@ func NewProcesses(rules []ServiceRule) *Processes {
 }
 
 // Identify returns the request's process and sets r.Service: the first
-// matching rule, else the systemd unit, else the process name.
+// matching rule, else the systemd unit, else the process name. A process
+// is read again once a request of it ends more than the cache's ttl
+// after it was read (the request's end, not the clock: no clock read
+// per request; a request ends at most seconds before it gets here).
 func (ps *Processes) Identify(r *correlate.Request) *Process {
 	p := ps.cache[r.PID]
-	if p == nil || p.Comm != r.Comm || time.Since(p.read) > ps.ttl {
+	if p == nil || p.Comm != r.Comm || r.EndUnixNano-p.read.UnixNano() > int64(ps.ttl) {
 		if len(ps.cache) >= maxProcesses {
 			clear(ps.cache)
 		}
