@@ -287,7 +287,7 @@ func TestGoAwareness(t *testing.T) {
 					t.Logf("gc %d pauses: %+v", i, r.Spans)
 				}
 				if r.HTTP.Status != http.StatusAccepted {
-					t.Errorf("gc %d: status %d from WriteHeader, want 202", i, r.HTTP.Status)
+					t.Errorf("gc %d: status %d, want 202 (set by WriteHeader)", i, r.HTTP.Status)
 				}
 			}
 			switch {

@@ -26,10 +26,11 @@ import (
 // WriteHeader, 418 by WriteHeader alone, 200 for a handler that writes
 // nothing (net/http sends it after ServeHTTP returned); a hijacked
 // HTTP/1 connection (its own 202 written raw) has none when DWARF tells
-// it was hijacked, 200 from a stripped binary (docs/go.md).
+// it was hijacked, 200 from a stripped binary (docs/go.md). Both Go
+// versions, stripped (table offsets) and not (DWARF).
 func TestGoStatusAtExit(t *testing.T) {
 	needRoot(t)
-	for _, b := range []goBuild{goBuilds[0], goBuilds[1]} {
+	for _, b := range goBuilds {
 		t.Run(b.name, func(t *testing.T) { goStatusAtExit(t, b) })
 	}
 }
