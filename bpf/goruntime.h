@@ -32,6 +32,11 @@ static __always_inline __u32 cookie_alt_func(struct pt_regs *ctx)
 	return (bpf_get_attach_cookie(ctx) >> GO_COOKIE_ALT_SHIFT) & 0xff;
 }
 
+static __always_inline __u32 cookie_rw_kind(struct pt_regs *ctx)
+{
+	return (bpf_get_attach_cookie(ctx) >> GO_COOKIE_RW_SHIFT) & 0xff;
+}
+
 /* g of the current thread at a syscall: the runtime keeps it at fs:-8. */
 static __always_inline __u64 goid_at_syscall(struct go_proc *gp)
 {
@@ -142,10 +147,12 @@ static __always_inline struct go_http_head *capture_request(struct go_event *ev,
 }
 
 /* net/http.serverHandler.ServeHTTP(sh, rw, req): req is in RDI; the
- * request's remote address and protocol too. */
+ * request's remote address and protocol too. rw's data word (RCX) is
+ * kept: its status is read at the exit (exit_status). */
 static __always_inline void capture_http(struct go_event *ev, struct pt_regs *ctx, struct go_proc *gp)
 {
 	__u64 req = ctx->di;
+	ev->rw = ctx->cx;
 	struct go_http_head *h = capture_request(ev, req, gp, sizeof(h->req));
 
 	if (!h)
@@ -267,9 +274,49 @@ static __always_inline __u32 http1_status(const char h[12])
 	return status;
 }
 
+/* The status of a ServeHTTP call at its exit, whose probe's cookie said
+ * which ResponseWriter the call has (kind, enum go_rw_kind): no
+ * WriteHeader probe is needed for it (goprobe leaves those out when the
+ * offsets are known). HTTP/1: conn.serve, after ServeHTTP returned and
+ * before finishRequest, holds a *response: its status, 0 when the
+ * handler wrote nothing (finishRequest then sends 200) or took the
+ * connection over (hijackedv says which, when DWARF gave its offset).
+ * HTTP/2: at (*http2responseWriter).handlerDone's entry rw.rws is still
+ * set; 0 again means nothing written yet (handlerDone sends 200).
+ * User space maps 0 (docs/go-awareness.md). */
+static __always_inline void exit_status(struct go_event *ev, struct go_proc *gp, __u32 kind)
+{
+	__s64 status = 0;
+	__u64 p = 0;
+	__u8 hijacked = 0;
+
+	if (!ev->rw)
+		return;
+	if (kind == GO_RW_RESPONSE && gp->resp_status) {
+		if (bpf_probe_read_user(&status, sizeof(status), (void *)(ev->rw + gp->resp_status)))
+			return;
+		if (status == 0 && gp->conn_hijacked &&
+		    !bpf_probe_read_user(&p, sizeof(p), (void *)(ev->rw + gp->resp_conn)) && p &&
+		    !bpf_probe_read_user(&hijacked, sizeof(hijacked), (void *)(p + gp->conn_hijacked)))
+			ev->status_flags |= GO_STATUS_HIJACK_KNOWN | (hijacked ? GO_STATUS_HIJACKED : 0);
+	} else if (kind == GO_RW_HTTP2 && gp->h2_rws_status) {
+		if (bpf_probe_read_user(&p, sizeof(p), (void *)(ev->rw + gp->h2_rws)) || !p ||
+		    bpf_probe_read_user(&status, sizeof(status), (void *)(p + gp->h2_rws_status)))
+			return;
+		ev->status_flags |= GO_STATUS_HTTP2;
+	} else {
+		return;
+	}
+	if (status < 0 || status > 999)
+		return; /* not a status: net/http panics on such codes */
+	ev->arg = status;
+	ev->status_flags |= GO_STATUS_READ;
+}
+
 /* The end of a call of func on the goroutine whose g is g, if one is
- * open: out it goes, with its end time. */
-static __always_inline int end_call(__u32 pid, struct go_proc *gp, __u32 func, __u64 g)
+ * open: out it goes, with its end time. rw_kind: a ServeHTTP exit's
+ * ResponseWriter (enum go_rw_kind; 0: none known). */
+static __always_inline int end_call(__u32 pid, struct go_proc *gp, __u32 func, __u64 g, __u32 rw_kind)
 {
 	struct go_call_key key = { .pid = pid, .func = func, .g = g };
 
@@ -294,6 +341,8 @@ static __always_inline int end_call(__u32 pid, struct go_proc *gp, __u32 func, _
 	/* ServeMux has set the route it matched by now. */
 	if (ev->func == GO_SERVE_HTTP && gp->req_pattern && ev->req)
 		ev->pattern_len = read_go_string(ev->pattern, GO_PATTERN_CAP, ev->req + gp->req_pattern);
+	if (ev->func == GO_SERVE_HTTP && rw_kind)
+		exit_status(ev, gp, rw_kind);
 	if (bpf_ringbuf_output(&events, ev, sizeof(*ev), ringbuf_flags()))
 		count(CNT_GO_DROPS);
 	bpf_map_delete_elem(&go_calls, &key);
@@ -344,8 +393,8 @@ static __always_inline int go_return_body(struct pt_regs *ctx)
 	__u32 func = cookie_func(ctx);
 	if ((func == GO_TLS_HANDSHAKE || func == GO_TLS_CLIENT_HANDSHAKE) && cookie_site(ctx) == PROBE_AT_RET)
 		tls_handshake_done(ctx, pid, gp, func);
-	if (!end_call(pid, gp, cookie_func(ctx), ctx->r14) && alt)
-		end_call(pid, gp, alt, ctx->r14);
+	if (!end_call(pid, gp, func, ctx->r14, cookie_rw_kind(ctx)) && alt)
+		end_call(pid, gp, alt, ctx->r14, 0);
 	return 0;
 }
 
@@ -390,7 +439,7 @@ static __always_inline int go_grpc_status_body(struct pt_regs *ctx)
 		ev->start = ev->end = bpf_ktime_get_ns();
 		bpf_ringbuf_submit(ev, ringbuf_flags());
 	}
-	end_call(pid, gp, GO_GRPC_METHOD, ctx->r14);
+	end_call(pid, gp, GO_GRPC_METHOD, ctx->r14, 0);
 	return 0;
 }
 

@@ -43,6 +43,8 @@ const enum stw_reason *unused_stw_reason __attribute__((unused));
 const enum go_capture *unused_go_capture __attribute__((unused));
 const enum proc_what *unused_proc_what __attribute__((unused));
 const enum go_tls_flags *unused_go_tls_flags __attribute__((unused));
+const enum go_status_flags *unused_go_status_flags __attribute__((unused));
+const enum go_rw_kind *unused_go_rw_kind __attribute__((unused));
 const enum tls_wire_size *unused_tls_wire_size __attribute__((unused));
 const enum tls_wire_dir *unused_tls_wire_dir __attribute__((unused));
 const struct tls_wire *unused_tls_wire __attribute__((unused));

@@ -221,7 +221,7 @@ enum go_func {
 	GO_PROTO_MARSHAL = 5,
 	GO_PROTO_UNMARSHAL = 6,
 	GO_SERVE_HTTP = 7,     /* net/http.serverHandler.ServeHTTP */
-	GO_WRITE_HEADER = 8,   /* (*response|*http2responseWriter).WriteHeader */
+	GO_WRITE_HEADER = 8,   /* (*response|*http2responseWriter).WriteHeader: where ServeHTTP's exit cannot read the status */
 	GO_STW = 9,            /* stopTheWorldWithSema → startTheWorldWithSema */
 	GO_CALIBRATE = 10,     /* tracerd's own empty function: probe cost */
 	GO_GRPC_METHOD = 11,   /* grpc-go server: (*Server).handleStream, one RPC */
@@ -245,6 +245,14 @@ enum go_func {
 enum go_cookie {
 	GO_COOKIE_SITE_SHIFT = 32,
 	GO_COOKIE_ALT_SHIFT = 40,
+	GO_COOKIE_RW_SHIFT = 48, /* ServeHTTP's exits: enum go_rw_kind */
+};
+
+/* Which ResponseWriter a ServeHTTP exit probe's call has (from where
+ * the exit lies): its status is read there. 0: not known (no read). */
+enum go_rw_kind {
+	GO_RW_RESPONSE = 1, /* in net/http.(*conn).serve: a *net/http.response (HTTP/1) */
+	GO_RW_HTTP2 = 2,    /* at (*http2responseWriter).handlerDone's entry: a *http2responseWriter */
 };
 
 enum probe_site {
@@ -286,8 +294,10 @@ struct go_event {
 	__u8 query_len;
 	__u8 pattern_len;
 	__u8 tls_flags; /* GO_TLS_(CLIENT_)HANDSHAKE: enum go_tls_flags */
-	__u8 pad[5];
+	__u8 status_flags; /* GO_SERVE_HTTP: enum go_status_flags (arg = the status read at its exit) */
+	__u8 pad[4];
 	__u64 req; /* ServeHTTP: the *http.Request, read again at the return; the client's events: the *http.Request */
+	__u64 rw;  /* ServeHTTP: the ResponseWriter's data word (RCX at the entry), whose status is read at the exit */
 	char method[GO_METHOD_CAP];
 	char path[GO_PATH_CAP];
 	char remote[GO_REMOTE_CAP];
@@ -326,6 +336,21 @@ struct go_proc {
 	__u64 bufio_buf;       /* buf ([]byte) */
 	__u64 bufio_r;         /* r (int): the read position */
 	__u64 bufio_w;         /* w (int): the write position */
+	/* The response status, read at ServeHTTP's exit (the exit probe's
+	 * cookie says which ResponseWriter it is: enum go_rw_kind). */
+	__u64 resp_status;     /* net/http.response.status (int; 0: unknown) */
+	__u64 resp_conn;       /* response.conn (*conn) */
+	__u64 conn_hijacked;   /* conn.hijackedv (bool; 0: unknown, DWARF only) */
+	__u64 h2_rws;          /* http2responseWriter.rws (*http2responseWriterState; 0 is a valid offset) */
+	__u64 h2_rws_status;   /* http2responseWriterState.status (int; 0: unknown) */
+};
+
+/* What ServeHTTP's exit read of the status (go_event.status_flags). */
+enum go_status_flags {
+	GO_STATUS_READ = 1,         /* arg is the ResponseWriter's status at the exit (0: none written yet) */
+	GO_STATUS_HTTP2 = 2,        /* an HTTP/2 stream's (http2responseWriterState) */
+	GO_STATUS_HIJACK_KNOWN = 4, /* whether the HTTP/1 connection was hijacked was read */
+	GO_STATUS_HIJACKED = 8,     /* it was: the handler took the connection over */
 };
 
 /* A TLS handshake's event: arg = version | cipher suite << 16. */

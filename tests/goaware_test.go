@@ -20,9 +20,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
-
 	"github.com/tracerd/tracerd/internal/export"
 )
 
@@ -287,7 +284,7 @@ func TestGoAwareness(t *testing.T) {
 					t.Logf("gc %d pauses: %+v", i, r.Spans)
 				}
 				if r.HTTP.Status != http.StatusAccepted {
-					t.Errorf("gc %d: status %d from WriteHeader, want 202", i, r.HTTP.Status)
+					t.Errorf("gc %d: status %d, want 202 (set by WriteHeader)", i, r.HTTP.Status)
 				}
 			}
 			switch {
@@ -583,24 +580,5 @@ func goProcessLifecycle(t *testing.T, path string, env []string) {
 // uprobeLinks counts the links of tracerd's Go uprobe programs.
 func uprobeLinks(t *testing.T) int {
 	t.Helper()
-	n := 0
-	it := new(link.Iterator)
-	for it.Next() {
-		l := it.Take()
-		info, err := l.Info()
-		l.Close()
-		if err != nil {
-			continue
-		}
-		p, err := ebpf.NewProgramFromID(info.Program)
-		if err != nil {
-			continue
-		}
-		pi, err := p.Info()
-		p.Close()
-		if err == nil && strings.HasPrefix(pi.Name, "go_") {
-			n++
-		}
-	}
-	return n
+	return progLinks(t, "go_")
 }

@@ -20,8 +20,9 @@ import (
 	"github.com/tracerd/tracerd/internal/export"
 )
 
-// Load of TestGoUnderLoad: a small JSON answer (5 probe hits each:
-// ServeHTTP's entry and exit, WriteHeader, json.Marshal's entry and exit)
+// Load of TestGoUnderLoad: a small JSON answer (4 probe hits each:
+// ServeHTTP's entry and exit, which reads the status, json.Marshal's
+// entry and exit)
 // at loadRate for loadFor, far past the probes' former rate bound (2000
 // calls/s) and under the default one.
 const (

@@ -25,7 +25,8 @@ func TestPrintStatus(t *testing.T) {
 			RingbufDrops: 1, ConnMapFull: 2, TaskMapFull: 4},
 		Requests: 19, SinkErrors: 1,
 		GoProbeKind: "uprobe_multi",
-		GoProbes:    []goprobe.ProcessState{{PID: 7, Go: "go1.24.1", On: []string{"gc", "http"}, Off: []string{"serialization"}, Links: 9}},
+		GoProbes: []goprobe.ProcessState{{PID: 7, Go: "go1.24.1", On: []string{"gc", "http"}, Off: []string{"serialization"}, Links: 9,
+			HTTPStatus: []string{"http1: ServeHTTP exit", "http2: WriteHeader probe"}}},
 		Exporters: control.Exporters{
 			OTLP:        &control.OTLP{Endpoint: "http://c:4318/v1/traces", Stats: control.OTLPStats{ExportErrors: 3, Exports: 3, SpansFailed: 5, SpansQueued: 6}},
 			MetricsAddr: "127.0.0.1:9464",
@@ -40,7 +41,7 @@ func TestPrintStatus(t *testing.T) {
 targets: port [80 443]
 hooks: 1/3 attached; waiting for a CPU quota on a traced thread: sched_switch; missing: b (no such tracepoint)
 go probes (uprobe_multi links): 1 processes
-  pid 7 (go1.24.1): gc, http; switched off, firing too often: serialization (9 links)
+  pid 7 (go1.24.1): gc, http; switched off, firing too often: serialization (9 links); statuses: http1: ServeHTTP exit, http2: WriteHeader probe
 requests: 19 exported, 1 output errors
 kernel: 10 connections traced, 20 records, 3/65536 connections open; lost: 1 (ring buffer full), 2 (connection map full), 4 threads untimed
 otlp: http://c:4318/v1/traces, down: 0 spans exported, 0 dropped, 5 failed (3 of 3 exports failed), 6 queued

@@ -80,7 +80,11 @@ func printStatus(w io.Writer, st control.Status) {
 		if len(p.Off) > 0 {
 			fmt.Fprintf(w, "; switched off, firing too often: %s", strings.Join(p.Off, ", "))
 		}
-		fmt.Fprintf(w, " (%d links)\n", p.Links)
+		fmt.Fprintf(w, " (%d links)", p.Links)
+		if len(p.HTTPStatus) > 0 {
+			fmt.Fprintf(w, "; statuses: %s", strings.Join(p.HTTPStatus, ", "))
+		}
+		fmt.Fprintln(w)
 	}
 	c := st.Counters
 	fmt.Fprintf(w, "requests: %d exported, %d output errors\n", st.Requests, st.SinkErrors)

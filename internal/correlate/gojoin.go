@@ -76,6 +76,8 @@ type goCall struct {
 	query      string // net/http's URL.RawQuery (HTTP/1 and 2 alike)
 	pattern    string // the ServeMux route that matched (Go 1.23+, with DWARF)
 	protoMajor uint8
+	status     int    // ServeHTTP: the status its exit read (0: none; see exitStatus)
+	implied    bool   // status is the 200 net/http sends for a handler that wrote none
 	tlsFlags   uint8  // TLS handshakes: enum go_tls_flags
 	tid        uint32 // client TLS handshakes: the thread at its entry
 	joined     bool
@@ -438,6 +440,7 @@ func (c *Correlator) AddGo(ev *loader.GoEvent) {
 		call.query = c.strs.int8s(ev.Query[:], ev.QueryLen)
 		call.pattern = c.strs.int8s(ev.Pattern[:], ev.PatternLen)
 		call.protoMajor = ev.ProtoMajor
+		call.status, call.implied = exitStatus(ev)
 		gp.serving = append(gp.serving, call)
 		call.lists = inServing | inByGoid
 		if len(gp.held[call.goid]) > 0 {
@@ -540,6 +543,7 @@ func (c *Correlator) joinGo(r *Request, rec *loader.Record) {
 	}
 	ser := c.ser[:0]
 	status := 0
+	var served *goCall
 	l := gp.list(rec.Goid)
 	var calls []*goCall
 	if l != nil {
@@ -559,6 +563,7 @@ func (c *Correlator) joinGo(r *Request, rec *loader.Record) {
 			call.joined = true
 			r.Spans = append(r.Spans, Span{Name: goFuncNames[call.fn], StartUnixNano: call.start, DurationNs: gp.end(call) - call.start})
 			applyServeHTTP(r, call)
+			served = call
 		case call.fn == goWriteHeader:
 			// Applied after the loop: ServeHTTP, which may make r.HTTP,
 			// arrives after the WriteHeader inside it.
@@ -568,6 +573,8 @@ func (c *Correlator) joinGo(r *Request, rec *loader.Record) {
 	}
 	if status != 0 && r.HTTP != nil {
 		r.HTTP.Status = status
+	} else if served != nil {
+		served.applyStatus(r)
 	}
 	if gp.probes.Serialization {
 		r.Phases.Set(Serialize, min(app, union(ser)))
@@ -639,6 +646,39 @@ func (call *goCall) target() string {
 		return call.path
 	}
 	return call.path + "?" + call.query
+}
+
+// exitStatus is the response status a ServeHTTP call's exit read
+// (bpf/goruntime.h exit_status; 0: none read, where the WriteHeader
+// probes give it). A status of 0 there means the handler wrote nothing:
+// net/http then sends 200 (HTTP/1's finishRequest, HTTP/2's
+// handlerDone; implied), unless an HTTP/1 handler hijacked the
+// connection (a WebSocket upgrade writes its own answer): then none.
+// Whether it did is read where DWARF gives conn.hijackedv's offset;
+// without (a stripped binary) 200 is taken, which the bytes' status
+// overrides (applyStatus), as docs/go.md says.
+func exitStatus(ev *loader.GoEvent) (status int, implied bool) {
+	f := loader.TracerdGoStatusFlags(ev.StatusFlags)
+	switch {
+	case f&loader.TracerdGoStatusFlagsGO_STATUS_READ == 0:
+		return 0, false
+	case ev.Arg >= 100 && ev.Arg <= 999:
+		return int(ev.Arg), false
+	case ev.Arg != 0 || f&loader.TracerdGoStatusFlagsGO_STATUS_HIJACKED != 0:
+		return 0, false
+	}
+	return 200, true
+}
+
+// applyStatus gives r the status the ServeHTTP call's exit read: one
+// the handler set wins over the bytes' as a WriteHeader's does; the
+// implied 200 only fills a status the bytes did not give (a hijacked
+// connection's own status line, when hijacking could not be told).
+func (call *goCall) applyStatus(r *Request) {
+	if r.HTTP == nil || call.status == 0 || (call.implied && r.HTTP.Status != 0) {
+		return
+	}
+	r.HTTP.Status = call.status
 }
 
 func isServing(f goFunc) bool { return f == goServeHTTP || f == goGRPCMethod }
@@ -733,6 +773,9 @@ func (c *Correlator) streamRequest(pid uint32, gp *goProc, call *goCall) Request
 			r.RPC.StatusCode, r.RPC.StatusKnown = int(int32(other.arg)), true
 		}
 		other.joined = true
+	}
+	if r.RPC == nil && r.HTTP.Status == 0 {
+		call.applyStatus(&r)
 	}
 	if gp.probes.Serialization {
 		r.Phases.Set(Serialize, min(r.DurationNs, union(ser)))

@@ -418,3 +418,84 @@ func TestStreamsNeedTracedConnection(t *testing.T) {
 		t.Errorf("an HTTP/2 stream of a traced (v4-mapped) peer: %d requests", len(out.reqs))
 	}
 }
+
+// Where no WriteHeader probe is attached, ServeHTTP's exit reads the
+// status: one the handler set wins over the bytes' (as a WriteHeader's
+// does); 0 (nothing written) is the 200 net/http sends, but only fills a
+// status the bytes lack (a hijacked connection writes its own), and none
+// when the connection was seen hijacked; a WriteHeader's status wins
+// over the exit's; an HTTP/2 stream takes it too.
+func TestServeHTTPExitStatus(t *testing.T) {
+	const (
+		read     = uint8(loader.TracerdGoStatusFlagsGO_STATUS_READ)
+		known    = uint8(loader.TracerdGoStatusFlagsGO_STATUS_HIJACK_KNOWN)
+		hijacked = uint8(loader.TracerdGoStatusFlagsGO_STATUS_HIJACKED)
+	)
+	for _, c := range []struct {
+		name        string
+		arg         uint32
+		flags       uint8
+		bytesStatus string // the response bytes' status line ("": none seen, TLS)
+		writeHeader uint32 // a WriteHeader event's status (0: none)
+		want        int
+	}{
+		{"explicit over TLS", 404, read, "", 0, 404},
+		{"implicit over TLS", 0, read | known, "", 0, 200},
+		{"implicit, hijack unknown", 0, read, "", 0, 200},
+		{"hijacked", 0, read | known | hijacked, "", 0, 0},
+		{"not read", 0, 0, "", 0, 0},
+		{"not a status", 42, read, "", 0, 0},
+		{"explicit over the bytes", 201, read, "HTTP/1.1 200 OK\r\n", 0, 201},
+		{"implicit leaves the bytes'", 0, read, "HTTP/1.1 101 Switching Protocols\r\n", 0, 101},
+		{"WriteHeader wins", 500, read, "", 503, 503},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cr, out := newCorrelator(time.Minute)
+			cr.SetGoProbes(7, goprobe.Probes{HTTP: true}, true)
+			ev := goEvent(goServeHTTP, 5, 1100, 9000, c.arg)
+			ev.StatusFlags = c.flags
+			ev.MethodLen = uint8(copy(ev.Method[:], []int8{'G', 'E', 'T'}))
+			ev.PathLen = uint8(copy(ev.Path[:], []int8{'/'}))
+			ev.ProtoMajor = 1
+			if c.writeHeader != 0 {
+				wh := goEvent(goWriteHeader, 5, 5000, 5000, c.writeHeader)
+				cr.AddGo(&wh)
+			}
+			cr.AddGo(&ev)
+			rec := baseRecord()
+			rec.Pid, rec.Goid = 7, 5
+			rec.T_rd, rec.T_wl, rec.T_tx, rec.T_ack = 1000, 10000, 10000, 0
+			rec.T_est, rec.T_rx, rec.T_acc = 0, 900, 0
+			rec.Flags = uint32(loader.TracerdReqFlagsREQ_HAS_RX)
+			rec.ReqLen = uint16(copy(rec.ReqHead[:], "GET / HTTP/1.1\r\n\r\n"))
+			rec.RespHead = [len(rec.RespHead)]uint8{}
+			rec.RespLen = uint16(copy(rec.RespHead[:], c.bytesStatus))
+			cr.AddRecord(&rec)
+			r := out.one(t)
+			if r.HTTP == nil || r.HTTP.Status != c.want {
+				t.Errorf("http %+v, want status %d", r.HTTP, c.want)
+			}
+		})
+	}
+	t.Run("stream", func(t *testing.T) {
+		cr, out := newCorrelator(time.Second)
+		cr.SetGoProbes(7, goprobe.Probes{HTTP: true}, true)
+		for i, arg := range []uint32{0, 201} {
+			ev := goEvent(goServeHTTP, uint64(9+i), 1000, 5000, arg)
+			ev.StatusFlags = read | uint8(loader.TracerdGoStatusFlagsGO_STATUS_HTTP2)
+			ev.MethodLen = uint8(copy(ev.Method[:], []int8{'G', 'E', 'T'}))
+			ev.RemoteLen = uint8(copy(ev.Remote[:], []int8{'1', '.', '2', '.', '3', '.', '4', ':', '5'}))
+			ev.ProtoMajor = 2
+			cr.AddGo(&ev)
+		}
+		cr.goProcs[7].notePeer(netip.MustParseAddrPort("1.2.3.4:5"), 900)
+		cr.Flush(1 << 62)
+		got := out.take()
+		if len(got) != 2 || got[0].HTTP.Status != 200 || got[1].HTTP.Status != 201 {
+			for _, r := range got {
+				t.Errorf("stream %+v", r.HTTP)
+			}
+			t.Fatalf("%d streams, want 2 with statuses 200 (implied) and 201", len(got))
+		}
+	})
+}

@@ -343,7 +343,7 @@ func (c *Correlator) joinSSL(r *Request, rec *loader.Record) {
 // net/http's background read takes the whole next request (one TLS
 // record) on a goroutine of its own, so the record's goroutine is not
 // the one serving it. Its status is the WriteHeader on the serving
-// goroutine during the call.
+// goroutine during the call, else the one the call's exit read.
 func (c *Correlator) joinServeByPeer(r *Request, rec *loader.Record) {
 	gp := c.goProc(rec.Pid)
 	if r.HTTP != nil || gp == nil || !gp.probes.HTTP || rec.T_wl == 0 || !r.Conn.Peer.IsValid() {
@@ -368,6 +368,9 @@ func (c *Correlator) joinServeByPeer(r *Request, rec *loader.Record) {
 				r.HTTP.Status, o.joined = int(o.arg), true
 				break
 			}
+		}
+		if r.HTTP != nil && r.HTTP.Status == 0 {
+			call.applyStatus(r) // read at its exit (no WriteHeader probe)
 		}
 		sortSpans(r.Spans)
 		return

@@ -84,6 +84,11 @@ type Binary struct {
 	// RequestPattern is net/http.Request.Pattern's offset (Go 1.23+, from
 	// DWARF only; 0 when unknown): the route template a ServeMux matched.
 	RequestPattern uint64
+	// Hijack says where an HTTP/1 response finds whether its connection
+	// was hijacked (from DWARF only; nil when unknown): ServeHTTP's exit
+	// tells a handler that wrote nothing (net/http sends 200) from one
+	// that took the connection over.
+	Hijack *HijackLayout
 	// TLS is where crypto/tls.Conn keeps what a handshake negotiated
 	// (from DWARF only; nil when unknown: handshakes are timed without).
 	TLS *TLSLayout
@@ -270,7 +275,7 @@ func inspect(r io.ReaderAt, size int64, path string, preferTable bool, lim limit
 		if dwErr == nil {
 			var more dwarfMore
 			b.Offsets, more, dwErr = dwarfOffsets(d, bud)
-			b.RequestPattern, b.TLS, b.HTTPClient = more.pattern, more.tls, more.client
+			b.RequestPattern, b.TLS, b.HTTPClient, b.Hijack = more.pattern, more.tls, more.client, more.hijack
 			if more.bufioSeen {
 				b.Bufio = more.bufio
 			}

@@ -159,6 +159,12 @@ func TestBinaries(t *testing.T) {
 			if tab, ok := tableOffsets(b.GoVersion); !ok || tab != b.Offsets {
 				t.Errorf("table row for %s: %+v (found %v), binary %+v", b.GoVersion, tab, ok, b.Offsets)
 			}
+			// Whether a connection was hijacked: DWARF only (the table has
+			// no row for it), never at 0 (where the BPF side reads
+			// "unknown").
+			if h := b.Hijack; (h != nil) == v.stripped || (h != nil && (h.ConnHijackedv == 0 || h.ResponseConn != 0)) {
+				t.Errorf("Hijack %+v, stripped %v (response.conn is its first field)", h, v.stripped)
+			}
 
 			got := map[string]Func{}
 			for _, name := range probedFuncs {

@@ -44,13 +44,18 @@ type dwarfData = *dwarf.Data
 //   - path: u = *(RDI + RequestURL) (*url.URL); *(u + URLPath) string
 //     header (URLRawQuery for the query); RequestRequestURI is the target
 //     as received on an HTTP/1 request line.
-//   - status: for HTTP/1 (req.ProtoMajor == 1, *(int*)(RDI +
-//     RequestProtoMajor)) the data word RCX is a *net/http.response; save
-//     it at entry (keyed by goid) and read *(RCX + ResponseStatus) at the
-//     RETs. For HTTP/2 (ProtoMajor == 2) RCX is a
-//     *net/http.http2responseWriter: rws = *(RCX + HTTP2RWState), status at
-//     *(rws + HTTP2RWStateStatus). A status of 0 at return means the
-//     handler never called WriteHeader/Write: net/http then sends 200.
+//   - status: the data word RCX is saved at the entry (in the call's
+//     event) and read at the exit, whose probe's cookie says which
+//     ResponseWriter the call has by where the exit lies (not by
+//     ProtoMajor: h2c's "PRI *" request is HTTP/2.0 on a *response, and
+//     golang.org/x/net/http2 has a responseWriter of its own). An exit
+//     in net/http.(*conn).serve: RCX is a *net/http.response, status at
+//     *(int*)(RCX + ResponseStatus). At (*http2responseWriter).handlerDone's
+//     entry: RCX is a *net/http.http2responseWriter, rws = *(RCX +
+//     HTTP2RWState) (still set there), status at *(rws +
+//     HTTP2RWStateStatus). A status of 0 there means the handler never
+//     called WriteHeader/Write: net/http then sends 200, unless an HTTP/1
+//     handler hijacked the connection (HijackLayout, DWARF only).
 type Offsets struct {
 	GGoid uint64 // runtime.g.goid (uint64)
 
@@ -231,11 +236,36 @@ type dwarfMore struct {
 	// The Request's fields the client reads, when Offsets has no HTTP
 	// (no server in the binary): nil when absent too.
 	client *HTTPClientLayout
+	hijack *HijackLayout
+}
+
+// HijackLayout: where an HTTP/1 response's connection says it was
+// hijacked (net/http.response.conn, then net/http.conn.hijackedv).
+type HijackLayout struct {
+	ResponseConn  uint64 // net/http.response.conn (*conn)
+	ConnHijackedv uint64 // net/http.conn.hijackedv (bool)
+}
+
+const (
+	dwarfResponse = "net/http.response"
+	dwarfConn     = "net/http.conn"
+)
+
+// hijackLayoutOf reads HijackLayout from DWARF's types (nil when a field
+// is missing, or hijackedv lies at 0, where the BPF side reads "unknown";
+// it never has: conn begins with its server).
+func hijackLayoutOf(types map[string]map[string]dwarfMember) *HijackLayout {
+	rc, ok1 := types[dwarfResponse]["conn"]
+	hj, ok2 := types[dwarfConn]["hijackedv"]
+	if !ok1 || !ok2 || hj.off == 0 {
+		return nil
+	}
+	return &HijackLayout{ResponseConn: rc.off, ConnHijackedv: hj.off}
 }
 
 // dwarfOffsets is offsetsFromDWARF, and what only DWARF says.
 func dwarfOffsets(d *dwarf.Data, bud *budget) (Offsets, dwarfMore, error) {
-	want := map[string]bool{dwarfTLSConn: true, dwarfBufioReader: true}
+	want := map[string]bool{dwarfTLSConn: true, dwarfBufioReader: true, dwarfConn: true}
 	for _, f := range dwarfFields {
 		want[f.typ] = true
 	}
@@ -254,6 +284,7 @@ func dwarfOffsets(d *dwarf.Data, bud *budget) (Offsets, dwarfMore, error) {
 		return o, more, nil
 	}
 	more.pattern = types["net/http.Request"]["Pattern"].off
+	more.hijack = hijackLayoutOf(types)
 	return o, more, nil
 }
 

@@ -85,3 +85,51 @@ func TestEndsLeaveFewestRETs(t *testing.T) {
 		})
 	}
 }
+
+// In a real build, stripped or not, ServeHTTP's exits lie where they
+// say which ResponseWriter the call has, for HTTP/1 and HTTP/2 alike, and
+// the offsets to read its status there are known: no WriteHeader probe
+// is needed.
+func TestServeHTTPExitReadsStatus(t *testing.T) {
+	built := buildSource(t, strings.Replace(marshalSource, "%s", "", 1))
+	for _, name := range []string{"dwarf", "stripped"} {
+		t.Run(name, func(t *testing.T) {
+			path := built
+			if name == "stripped" {
+				stripped := path + ".stripped"
+				if out, err := exec.Command("strip", "-o", stripped, path).CombinedOutput(); err != nil {
+					t.Skipf("strip: %v %s", err, out)
+				}
+				path = stripped
+			}
+			bin, err := goinspect.Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer bin.Close()
+			if want := map[string]string{"dwarf": "dwarf", "stripped": "table"}[name]; bin.OffsetsFrom != want {
+				t.Fatalf("offsets from %s, want %s", bin.OffsetsFrom, want)
+			}
+			f, err := bin.Func("net/http.serverHandler.ServeHTTP")
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, _, _ := newTestManager(t)
+			tg := *targetOf(loader.TracerdGoFuncGO_SERVE_HTTP)
+			if err := bin.ScanCallers(f.Name); err != nil {
+				t.Fatal(err)
+			}
+			ps, err := probesOf(f, tg, m.endsOf(1, bin, f, tg))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := statusAtExit(bin, ps)
+			if !got[loader.TracerdGoRwKindGO_RW_RESPONSE] || !got[loader.TracerdGoRwKindGO_RW_HTTP2] {
+				t.Errorf("status read at the exit for %v, want HTTP/1 and HTTP/2; probes %+v", got, ps)
+			}
+			if (bin.Hijack != nil) != (name == "dwarf") {
+				t.Errorf("hijack layout %+v", bin.Hijack)
+			}
+		})
+	}
+}

@@ -60,6 +60,23 @@ var (
 	}}}
 )
 
+// rwKinds: where a ServeHTTP call's exit lies says which ResponseWriter
+// it has (the exit probe's cookie carries it; go_return reads the status
+// there): conn.serve serves HTTP/1 with a *response, runHandler calls
+// handlerDone of the bundled HTTP/2 server's *http2responseWriter.
+var rwKinds = map[string]loader.TracerdGoRwKind{
+	"net/http.(*conn).serve":                      loader.TracerdGoRwKindGO_RW_RESPONSE,
+	"net/http.(*http2responseWriter).handlerDone": loader.TracerdGoRwKindGO_RW_HTTP2,
+}
+
+// writeHeaderKinds: the status probes, by the ResponseWriter whose
+// status they give; left out where ServeHTTP's exit reads it.
+var writeHeaderKinds = map[string]loader.TracerdGoRwKind{
+	"net/http.(*response).WriteHeader":                 loader.TracerdGoRwKindGO_RW_RESPONSE,
+	"net/http.(*http2responseWriter).WriteHeader":      loader.TracerdGoRwKindGO_RW_HTTP2,
+	"net/http.(*http2responseWriterState).writeHeader": loader.TracerdGoRwKindGO_RW_HTTP2,
+}
+
 // maxClassicExits bounds the exits of one function where each is a
 // classic uprobe (no uprobe_multi): removing one takes the kernel ≈ 90 ms.
 const maxClassicExits = 16
@@ -85,6 +102,10 @@ var targets = []target{
 	{"google.golang.org/protobuf/proto.UnmarshalOptions.unmarshal", loader.TracerdGoFuncGO_PROTO_UNMARSHAL, loader.TracerdProgGoEntry, loader.TracerdProgGoReturn, "serialization",
 		[]string{"google.golang.org/protobuf/proto.Unmarshal"}, protoUnmarshalEnds},
 	{"net/http.serverHandler.ServeHTTP", loader.TracerdGoFuncGO_SERVE_HTTP, loader.TracerdProgGoEntry, loader.TracerdProgGoReturn, "http", nil, serveHTTPEnds},
+	// The response status: read at ServeHTTP's exit where its offsets
+	// are known and the exit says which ResponseWriter the call has
+	// (see rwKinds); else, per protocol, from these probes (a hit more
+	// per request).
 	{"net/http.(*response).WriteHeader", loader.TracerdGoFuncGO_WRITE_HEADER, loader.TracerdProgGoWriteHeader, "", "http", nil, nil},
 	{"net/http.(*http2responseWriter).WriteHeader", loader.TracerdGoFuncGO_WRITE_HEADER, loader.TracerdProgGoWriteHeader, "", "http", nil, nil},
 	// HTTP/2's implicit 200 (a handler that only writes) calls the
@@ -203,11 +224,12 @@ type Manager struct {
 }
 
 type proc struct {
-	goVersion string
-	links     map[string][]link.Link // by group
-	probes    Probes
-	counts    map[goFunc]int // calls in the current second
-	off       []string       // groups the rate bound switched off
+	goVersion  string
+	statusFrom []string               // where HTTP statuses come from (ProcessState.HTTPStatus)
+	links      map[string][]link.Link // by group
+	probes     Probes
+	counts     map[goFunc]int // calls in the current second
+	off        []string       // groups the rate bound switched off
 }
 
 // New returns a manager; updates for the correlator are taken with
@@ -321,12 +343,21 @@ func (m *Manager) attach(pid uint32) error {
 	var exitProbes, retProbes int
 	exitsStart := time.Now()
 	m.scanCallers(pid, bin, funcs)
+	// ServeHTTP's exits come before the status probes (targets' order):
+	// what they can read decides which of those are needed.
+	var exitStatus map[loader.TracerdGoRwKind]bool
 	for _, tg := range targets {
 		f, ok := funcs[tg.symbol]
 		if !ok || refused[tg.group] {
 			continue // a group missing a refused function would measure wrong
 		}
+		if kind, ok := writeHeaderKinds[tg.symbol]; ok && exitStatus[kind] {
+			continue
+		}
 		ps, err := probesOf(f, tg, m.endsOf(pid, bin, f, tg))
+		if err == nil && tg.fn == loader.TracerdGoFuncGO_SERVE_HTTP {
+			exitStatus = statusAtExit(bin, ps)
+		}
 		if err != nil {
 			attachErrs = append(attachErrs, fmt.Errorf("%s: %w", tg.symbol, err))
 			failed[tg.group] = true
@@ -359,12 +390,16 @@ func (m *Manager) attach(pid uint32) error {
 			failed[group] = true
 		}
 	}
+	m.mu.Lock()
+	p.statusFrom = statusFrom(funcs, exitStatus)
+	m.mu.Unlock()
 	m.allOn(pid, p, failed)
 	m.log.Info("Go probes attached", "pid", pid, "go", bin.GoVersion, "stripped", bin.Stripped,
 		"symbols", bin.SymbolsFrom, "offsets", bin.OffsetsFrom, "links", countLinks(p.links),
 		"exit_probes", exitProbes, "ret_probes", retProbes, "exits_found_in", exitsTook.Round(time.Millisecond), "gc", p.probes.GC,
 		"serialization", p.probes.Serialization, "http", p.probes.HTTP, "grpc", p.probes.GRPC, "tls", p.probes.TLS, "tls_fields", bin.TLS != nil,
-		"http_client", p.probes.HTTPClient, "http_client_status", p.probes.HTTPClient && bin.Bufio != nil)
+		"http_client", p.probes.HTTPClient, "http_client_status", p.probes.HTTPClient && bin.Bufio != nil,
+		"http_status", p.statusFrom, "hijack_known", bin.Hijack != nil)
 	return errors.Join(attachErrs...)
 }
 
@@ -512,7 +547,11 @@ func probesOf(f goinspect.Func, tg target, exits []goinspect.Exit) ([]probe, err
 			if !e.Emulated {
 				site = loader.TracerdProbeSitePROBE_AT_RET
 			}
-			out = append(out, probe{e.Func, tg.returns, e.Offset, cookie(tg.fn, site)})
+			c := cookie(tg.fn, site)
+			if kind := rwKinds[e.Func]; kind != 0 && e.Emulated && tg.fn == loader.TracerdGoFuncGO_SERVE_HTTP {
+				c |= uint64(kind) << loader.TracerdGoCookieGO_COOKIE_RW_SHIFT
+			}
+			out = append(out, probe{e.Func, tg.returns, e.Offset, c})
 		}
 		return out, nil
 	}
@@ -523,6 +562,49 @@ func probesOf(f goinspect.Func, tg target, exits []goinspect.Exit) ([]probe, err
 		out = append(out, probe{f.Name, tg.returns, off, cookie(tg.fn, loader.TracerdProbeSitePROBE_AT_RET)})
 	}
 	return out, nil
+}
+
+// statusAtExit says for which ResponseWriters ServeHTTP's exit probes
+// (ps) read the status: an exit of that kind is probed and the binary's
+// offsets for it are known (0 is a valid offset of rws, not of a status).
+func statusAtExit(bin *goinspect.Binary, ps []probe) map[loader.TracerdGoRwKind]bool {
+	o := bin.Offsets
+	known := map[loader.TracerdGoRwKind]bool{
+		loader.TracerdGoRwKindGO_RW_RESPONSE: o.HTTP && o.ResponseStatus != 0,
+		loader.TracerdGoRwKindGO_RW_HTTP2:    o.HTTP2 && o.HTTP2RWStateStatus != 0,
+	}
+	out := map[loader.TracerdGoRwKind]bool{}
+	for _, p := range ps {
+		kind := loader.TracerdGoRwKind(p.cookie >> loader.TracerdGoCookieGO_COOKIE_RW_SHIFT & 0xff)
+		if kind != 0 && known[kind] {
+			out[kind] = true
+		}
+	}
+	return out
+}
+
+// statusFrom says where a process's HTTP statuses come from, per
+// protocol its binary serves (funcs: the targets it has).
+func statusFrom(funcs map[string]goinspect.Func, exit map[loader.TracerdGoRwKind]bool) []string {
+	if _, ok := funcs["net/http.serverHandler.ServeHTTP"]; !ok {
+		return nil
+	}
+	var out []string
+	for _, c := range []struct {
+		name, writeHeader string
+		kind              loader.TracerdGoRwKind
+	}{
+		{"http1", "net/http.(*response).WriteHeader", loader.TracerdGoRwKindGO_RW_RESPONSE},
+		{"http2", "net/http.(*http2responseWriter).WriteHeader", loader.TracerdGoRwKindGO_RW_HTTP2},
+	} {
+		switch _, wh := funcs[c.writeHeader]; {
+		case exit[c.kind]:
+			out = append(out, c.name+": ServeHTTP exit")
+		case wh:
+			out = append(out, c.name+": WriteHeader probe")
+		}
+	}
+	return out
 }
 
 // shareExits merges probes of one program at one address (an exit in a
@@ -611,6 +693,15 @@ func procOffsets(bin *goinspect.Binary) loader.TracerdGoProc {
 		UrlPath:       o.URLPath,
 		UrlRawQuery:   o.URLRawQuery,
 		ReqPattern:    bin.RequestPattern,
+	}
+	if o.HTTP {
+		p.RespStatus = o.ResponseStatus
+		if h := bin.Hijack; h != nil {
+			p.RespConn, p.ConnHijacked = h.ResponseConn, h.ConnHijackedv
+		}
+	}
+	if o.HTTP2 {
+		p.H2Rws, p.H2RwsStatus = o.HTTP2RWState, o.HTTP2RWStateStatus
 	}
 	if c := bin.HTTPClient; c != nil && !o.HTTP {
 		// No server in the binary: the client's own layout.
@@ -734,6 +825,9 @@ type ProcessState struct {
 	On    []string `json:"on"`    // probe groups attached: gc, serialization, http, grpc
 	Off   []string `json:"off"`   // groups the rate bound switched off
 	Links int      `json:"links"` // uprobe links held
+	// HTTPStatus: where its HTTP statuses come from, per protocol
+	// ("http1: ServeHTTP exit", "http2: WriteHeader probe").
+	HTTPStatus []string `json:"http_status,omitempty"`
 }
 
 // Processes returns the probed processes, by pid.
@@ -743,6 +837,9 @@ func (m *Manager) Processes() []ProcessState {
 	out := make([]ProcessState, 0, len(m.procs))
 	for pid, p := range m.procs {
 		st := ProcessState{PID: pid, Go: p.goVersion, Off: slices.Clone(p.off), Links: countLinks(p.links)}
+		if len(p.links["http"]) > 0 {
+			st.HTTPStatus = slices.Clone(p.statusFrom)
+		}
 		for group := range p.links {
 			st.On = append(st.On, group)
 		}

@@ -323,3 +323,48 @@ func TestDetach(t *testing.T) {
 		t.Errorf("links closed %d (want 4), map entries deleted %v, attached %v", closes.Load(), e.deleted, m.Attached())
 	}
 }
+
+// ServeHTTP's exit probes say which ResponseWriter the call has, by
+// where they lie (go_return reads the status there): conn.serve's is a
+// *response, handlerDone's an *http2responseWriter; a RET (or another
+// exit) says nothing. Where the offsets are known for a kind probed so,
+// its WriteHeader probes are left out (statusAtExit).
+func TestServeHTTPExitKinds(t *testing.T) {
+	f := goinspect.Func{Name: "net/http.serverHandler.ServeHTTP", EntryProbe: 0x100, Returns: []uint64{0x180}}
+	exits := []goinspect.Exit{
+		{Func: "net/http.(*conn).serve", Offset: 0x200, Emulated: true},
+		{Func: "net/http.(*http2responseWriter).handlerDone", Offset: 0x300, Emulated: true},
+		{Func: "net/http.(*serverHandler).ServeHTTP", Offset: 0x400},
+	}
+	ps, err := probesOf(f, *targetOf(loader.TracerdGoFuncGO_SERVE_HTTP), exits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := []loader.TracerdGoRwKind{0, loader.TracerdGoRwKindGO_RW_RESPONSE, loader.TracerdGoRwKindGO_RW_HTTP2, 0}
+	for i, p := range ps {
+		if k := loader.TracerdGoRwKind(p.cookie >> loader.TracerdGoCookieGO_COOKIE_RW_SHIFT & 0xff); k != kinds[i] {
+			t.Errorf("probe %+v: kind %d, want %d", p, k, kinds[i])
+		}
+		if fn := goFunc(uint32(p.cookie)); fn != loader.TracerdGoFuncGO_SERVE_HTTP {
+			t.Errorf("probe %+v: function %d", p, fn)
+		}
+	}
+	bin := &goinspect.Binary{Offsets: goinspect.Offsets{HTTP: true, ResponseStatus: 120, HTTP2: true, HTTP2RWState: 0, HTTP2RWStateStatus: 72}}
+	if got := statusAtExit(bin, ps); !got[loader.TracerdGoRwKindGO_RW_RESPONSE] || !got[loader.TracerdGoRwKindGO_RW_HTTP2] {
+		t.Errorf("status at exit %v, want both", got)
+	}
+	bin.Offsets.HTTP2, bin.Offsets.HTTP2RWStateStatus = false, 0
+	got := statusAtExit(bin, ps)
+	if !got[loader.TracerdGoRwKindGO_RW_RESPONSE] || got[loader.TracerdGoRwKindGO_RW_HTTP2] {
+		t.Errorf("status at exit %v, want HTTP/1's alone (HTTP/2's offsets unknown)", got)
+	}
+	funcs := map[string]goinspect.Func{"net/http.serverHandler.ServeHTTP": f, "net/http.(*response).WriteHeader": {}, "net/http.(*http2responseWriter).WriteHeader": {}}
+	if from := statusFrom(funcs, got); !slices.Equal(from, []string{"http1: ServeHTTP exit", "http2: WriteHeader probe"}) {
+		t.Errorf("status from %v", from)
+	}
+	// RETs alone (no exit plan held): no kind, the WriteHeader probes stay.
+	ps, _ = probesOf(f, *targetOf(loader.TracerdGoFuncGO_SERVE_HTTP), nil)
+	if got := statusAtExit(bin, ps); len(got) != 0 {
+		t.Errorf("status at RETs %v", got)
+	}
+}

@@ -130,32 +130,35 @@ type TracerdGoCookie uint32
 const (
 	TracerdGoCookieGO_COOKIE_SITE_SHIFT TracerdGoCookie = 32
 	TracerdGoCookieGO_COOKIE_ALT_SHIFT  TracerdGoCookie = 40
+	TracerdGoCookieGO_COOKIE_RW_SHIFT   TracerdGoCookie = 48
 )
 
 type TracerdGoEvent struct {
-	_          structs.HostLayout
-	Kind       uint32
-	Pid        uint32
-	Goid       uint64
-	Start      uint64
-	End        uint64
-	Func       uint32
-	Arg        uint32
-	Tid        uint32
-	MethodLen  uint8
-	PathLen    uint8
-	RemoteLen  uint8
-	ProtoMajor uint8
-	QueryLen   uint8
-	PatternLen uint8
-	TlsFlags   uint8
-	Pad        [5]uint8
-	Req        uint64
-	Method     [16]int8
-	Path       [128]int8
-	Remote     [48]int8
-	Query      [96]int8
-	Pattern    [64]int8
+	_           structs.HostLayout
+	Kind        uint32
+	Pid         uint32
+	Goid        uint64
+	Start       uint64
+	End         uint64
+	Func        uint32
+	Arg         uint32
+	Tid         uint32
+	MethodLen   uint8
+	PathLen     uint8
+	RemoteLen   uint8
+	ProtoMajor  uint8
+	QueryLen    uint8
+	PatternLen  uint8
+	TlsFlags    uint8
+	StatusFlags uint8
+	Pad         [4]uint8
+	Req         uint64
+	Rw          uint64
+	Method      [16]int8
+	Path        [128]int8
+	Remote      [48]int8
+	Query       [96]int8
+	Pattern     [64]int8
 }
 
 type TracerdGoFunc uint32
@@ -212,7 +215,28 @@ type TracerdGoProc struct {
 	BufioBuf         uint64
 	BufioR           uint64
 	BufioW           uint64
+	RespStatus       uint64
+	RespConn         uint64
+	ConnHijacked     uint64
+	H2Rws            uint64
+	H2RwsStatus      uint64
 }
+
+type TracerdGoRwKind uint32
+
+const (
+	TracerdGoRwKindGO_RW_RESPONSE TracerdGoRwKind = 1
+	TracerdGoRwKindGO_RW_HTTP2    TracerdGoRwKind = 2
+)
+
+type TracerdGoStatusFlags uint32
+
+const (
+	TracerdGoStatusFlagsGO_STATUS_READ         TracerdGoStatusFlags = 1
+	TracerdGoStatusFlagsGO_STATUS_HTTP2        TracerdGoStatusFlags = 2
+	TracerdGoStatusFlagsGO_STATUS_HIJACK_KNOWN TracerdGoStatusFlags = 4
+	TracerdGoStatusFlagsGO_STATUS_HIJACKED     TracerdGoStatusFlags = 8
+)
 
 type TracerdGoTlsFlags uint32
 
@@ -550,6 +574,8 @@ const (
 	TracerdVarUnusedGoCookie             = "unused_go_cookie"
 	TracerdVarUnusedGoEvent              = "unused_go_event"
 	TracerdVarUnusedGoFunc               = "unused_go_func"
+	TracerdVarUnusedGoRwKind             = "unused_go_rw_kind"
+	TracerdVarUnusedGoStatusFlags        = "unused_go_status_flags"
 	TracerdVarUnusedGoTlsFlags           = "unused_go_tls_flags"
 	TracerdVarUnusedProbeSite            = "unused_probe_site"
 	TracerdVarUnusedProcEvent            = "unused_proc_event"
@@ -726,6 +752,8 @@ type TracerdVariableSpecs struct {
 	UnusedGoCookie       *ebpf.VariableSpec `ebpf:"unused_go_cookie"`
 	UnusedGoEvent        *ebpf.VariableSpec `ebpf:"unused_go_event"`
 	UnusedGoFunc         *ebpf.VariableSpec `ebpf:"unused_go_func"`
+	UnusedGoRwKind       *ebpf.VariableSpec `ebpf:"unused_go_rw_kind"`
+	UnusedGoStatusFlags  *ebpf.VariableSpec `ebpf:"unused_go_status_flags"`
 	UnusedGoTlsFlags     *ebpf.VariableSpec `ebpf:"unused_go_tls_flags"`
 	UnusedProbeSite      *ebpf.VariableSpec `ebpf:"unused_probe_site"`
 	UnusedProcEvent      *ebpf.VariableSpec `ebpf:"unused_proc_event"`
@@ -841,6 +869,8 @@ type TracerdVariables struct {
 	UnusedGoCookie       *ebpf.Variable `ebpf:"unused_go_cookie"`
 	UnusedGoEvent        *ebpf.Variable `ebpf:"unused_go_event"`
 	UnusedGoFunc         *ebpf.Variable `ebpf:"unused_go_func"`
+	UnusedGoRwKind       *ebpf.Variable `ebpf:"unused_go_rw_kind"`
+	UnusedGoStatusFlags  *ebpf.Variable `ebpf:"unused_go_status_flags"`
 	UnusedGoTlsFlags     *ebpf.Variable `ebpf:"unused_go_tls_flags"`
 	UnusedProbeSite      *ebpf.Variable `ebpf:"unused_probe_site"`
 	UnusedProcEvent      *ebpf.Variable `ebpf:"unused_proc_event"`

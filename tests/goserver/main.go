@@ -24,6 +24,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -162,6 +163,35 @@ func main() {
 	})
 	mux.HandleFunc("/teapot", func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusTeapot)
+	})
+	// /status/N: WriteHeader(N), then a body.
+	mux.HandleFunc("/status/", func(w http.ResponseWriter, r *http.Request) {
+		code, err := strconv.Atoi(strings.TrimPrefix(r.URL.Path, "/status/"))
+		if err != nil || code < 200 || code > 999 {
+			code = http.StatusBadRequest
+		}
+		w.WriteHeader(code)
+		fmt.Fprintln(w, "status", code)
+	})
+	// Writes nothing: net/http answers 200 with an empty body.
+	mux.HandleFunc("/empty", func(w http.ResponseWriter, r *http.Request) {})
+	// Takes the HTTP/1 connection over and writes its own answer, 202
+	// (no WriteHeader): what a WebSocket upgrade does.
+	mux.HandleFunc("/hijack", func(w http.ResponseWriter, r *http.Request) {
+		hj, ok := w.(http.Hijacker)
+		if !ok {
+			http.Error(w, "not HTTP/1", http.StatusHTTPVersionNotSupported)
+			return
+		}
+		c, buf, err := hj.Hijack()
+		if err != nil {
+			return
+		}
+		buf.WriteString("HTTP/1.1 202 Accepted\r\nContent-Length: 9\r\nConnection: close\r\n\r\nhijacked\n")
+		buf.Flush()
+		// Closed once ServeHTTP has returned (over TLS the record, ended
+		// by the close, is joined with a ServeHTTP that came before it).
+		time.AfterFunc(50*time.Millisecond, func() { c.Close() })
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, "hello", r.URL.Path)

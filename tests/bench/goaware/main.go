@@ -45,8 +45,8 @@ var (
 )
 
 // path is what the clients ask: one item through json.Marshal, net/http
-// around it (5 probe hits a request: ServeHTTP's entry and exit,
-// WriteHeader, Marshal's entry and exit), light enough for 20,000
+// around it (4 probe hits a request: ServeHTTP's entry and exit, which
+// reads the status, Marshal's entry and exit), light enough for 20,000
 // requests/s on 2 CPUs.
 const path = "/json?n=1"
 
@@ -493,7 +493,7 @@ func report(rs []result, rates []int) string {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n### The JSON server at fixed rates\n\n")
-	fmt.Fprintf(&b, "`go run ./tests/bench/goaware` (part of `make bench`), %s: tests/goserver answering `GET %s` (json.Marshal of one item; 5 probe hits a request: ServeHTTP's entry and exit, WriteHeader, Marshal's entry and exit) to 32 keep-alive connections, each sending at its own fixed pace (%s req/s in all), %d rounds of %s per arm and rate, arms interleaved. tracerd runs `snapshot --pid P --json … -o …` with `--go=false`, with the default bound (a function firing over %d calls/s in a process has its group of probes switched off) and with the former default (%d)%s. Server CPU: its threads' schedstat over the load but its last second, per request answered then. Hits and program time: bpftool's run_cnt and run_time_ns of tracerd's go_* programs over the last second (BPF statistics on only then: they add two clock reads to each run). Records: tracerd's JSON lines for `/json`, by start time.\n\n",
+	fmt.Fprintf(&b, "`go run ./tests/bench/goaware` (part of `make bench`), %s: tests/goserver answering `GET %s` (json.Marshal of one item; 4 probe hits a request: ServeHTTP's entry and exit, where the status is read, Marshal's entry and exit) to 32 keep-alive connections, each sending at its own fixed pace (%s req/s in all), %d rounds of %s per arm and rate, arms interleaved. tracerd runs `snapshot --pid P --json … -o …` with `--go=false`, with the default bound (a function firing over %d calls/s in a process has its group of probes switched off) and with the former default (%d)%s. Server CPU: its threads' schedstat over the load but its last second, per request answered then. Hits and program time: bpftool's run_cnt and run_time_ns of tracerd's go_* programs over the last second (BPF statistics on only then: they add two clock reads to each run). Records: tracerd's JSON lines for `/json`, by start time.\n\n",
 		time.Now().UTC().Format("2006-01-02 15:04 UTC"), path, *rateList, *rounds, *roundD, goprobe.DefaultMaxCallsPerSecond, oldBound, formerNote())
 	for _, rate := range rates {
 		off := pick(arms[0].name, rate)

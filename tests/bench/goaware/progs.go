@@ -19,7 +19,7 @@ import (
 	"github.com/tracerd/tracerd/internal/loader"
 )
 
-func siteServe(req uintptr)
+func siteServe(req, rw uintptr)
 
 // symtabOffset is the file offset of sym's address in .symtab.
 func symtabOffset(path, sym string) (uint64, error) {
@@ -79,6 +79,7 @@ type progProbe struct {
 	sym  string
 	fn   loader.TracerdGoFunc
 	site loader.TracerdProbeSite
+	rw   loader.TracerdGoRwKind // ServeHTTP's exit: the ResponseWriter whose status it reads
 }
 
 // fakeRequest is an *http.Request as ServeHTTP's probe reads it: method,
@@ -156,7 +157,7 @@ func progCosts(obj string, rounds, calls int) (map[string][]float64, []progCase,
 		}
 		offs[sym] = off
 	}
-	offs["main.siteServe"] += 5       // past MOVQ req+0(FP), DI
+	offs["main.siteServe"] += 10      // past MOVQ req+0(FP), DI; MOVQ rw+8(FP), CX
 	offs["main.siteClientWrite"] += 5 // past MOVQ req+0(FP), AX
 	offs["main.siteClientRead"] += 10 // past MOVQ br+0(FP), AX; MOVQ req+8(FP), BX
 	bufio := bin.Bufio
@@ -167,7 +168,7 @@ func progCosts(obj string, rounds, calls int) (map[string][]float64, []progCase,
 	self := uint32(os.Getpid())
 	if err := objs.GoProcs.Put(self, loader.TracerdGoProc{G_goid: o.GGoid, ReqMethod: o.RequestMethod, ReqUrl: o.RequestURL,
 		ReqProtoMajor: o.RequestProtoMajor, ReqRemoteAddr: o.RequestRemoteAddr, UrlPath: o.URLPath, UrlRawQuery: o.URLRawQuery,
-		BufioBuf: bufio.Buf, BufioR: bufio.R, BufioW: bufio.W}); err != nil {
+		BufioBuf: bufio.Buf, BufioR: bufio.R, BufioW: bufio.W, RespStatus: o.ResponseStatus}); err != nil {
 		return nil, nil, err
 	}
 	// The programs' events are read and dropped, as tracerd reads them.
@@ -184,28 +185,32 @@ func progCosts(obj string, rounds, calls int) (map[string][]float64, []progCase,
 		}
 	}()
 	req := newFakeRequest(o)
+	// A *net/http.response whose handler set 201: what ServeHTTP's exit
+	// in conn.serve reads.
+	resp := make([]byte, o.ResponseStatus+8)
+	*(*int)(unsafe.Pointer(&resp[o.ResponseStatus])) = 201
 	br := newFakeReader(*bufio)
 	cases := []progCase{
 		{"entry (json.Marshal): go_entry on a JNE", 1, func() { siteJcc8() },
-			[]progProbe{{loader.TracerdProgGoEntry, "main.siteJcc8", loader.TracerdGoFuncGO_JSON_MARSHAL, loader.TracerdProbeSitePROBE_AT_ENTRY}}},
+			[]progProbe{{loader.TracerdProgGoEntry, "main.siteJcc8", loader.TracerdGoFuncGO_JSON_MARSHAL, loader.TracerdProbeSitePROBE_AT_ENTRY, 0}}},
 		{"entry and exit (json.Marshal): go_entry on a JNE, go_return on a CALL", 2, func() { siteJcc8(); siteCall() },
-			[]progProbe{{loader.TracerdProgGoEntry, "main.siteJcc8", loader.TracerdGoFuncGO_JSON_MARSHAL, loader.TracerdProbeSitePROBE_AT_ENTRY},
-				{loader.TracerdProgGoReturn, "main.siteCall", loader.TracerdGoFuncGO_JSON_MARSHAL, loader.TracerdProbeSitePROBE_AT_EXIT}}},
+			[]progProbe{{loader.TracerdProgGoEntry, "main.siteJcc8", loader.TracerdGoFuncGO_JSON_MARSHAL, loader.TracerdProbeSitePROBE_AT_ENTRY, 0},
+				{loader.TracerdProgGoReturn, "main.siteCall", loader.TracerdGoFuncGO_JSON_MARSHAL, loader.TracerdProbeSitePROBE_AT_EXIT, 0}}},
 		{"entry and RET (json.Marshal): go_entry on a JNE, go_return on a RET", 2, func() { siteJcc8(); siteRet() },
-			[]progProbe{{loader.TracerdProgGoEntry, "main.siteJcc8", loader.TracerdGoFuncGO_JSON_MARSHAL, loader.TracerdProbeSitePROBE_AT_ENTRY},
-				{loader.TracerdProgGoReturn, "main.siteRet", loader.TracerdGoFuncGO_JSON_MARSHAL, loader.TracerdProbeSitePROBE_AT_RET}}},
-		{"entry and exit (ServeHTTP: method, path, query, peer read): go_entry on a JNE, go_return on a CALL", 2,
-			func() { siteServe(uintptr(unsafe.Pointer(&req.buf[0]))); siteCall() },
-			[]progProbe{{loader.TracerdProgGoEntry, "main.siteServe", loader.TracerdGoFuncGO_SERVE_HTTP, loader.TracerdProbeSitePROBE_AT_ENTRY},
-				{loader.TracerdProgGoReturn, "main.siteCall", loader.TracerdGoFuncGO_SERVE_HTTP, loader.TracerdProbeSitePROBE_AT_EXIT}}},
+			[]progProbe{{loader.TracerdProgGoEntry, "main.siteJcc8", loader.TracerdGoFuncGO_JSON_MARSHAL, loader.TracerdProbeSitePROBE_AT_ENTRY, 0},
+				{loader.TracerdProgGoReturn, "main.siteRet", loader.TracerdGoFuncGO_JSON_MARSHAL, loader.TracerdProbeSitePROBE_AT_RET, 0}}},
+		{"entry and exit (ServeHTTP: method, path, query, peer read; the status at the exit): go_entry on a JNE, go_return on a CALL", 2,
+			func() { siteServe(uintptr(unsafe.Pointer(&req.buf[0])), uintptr(unsafe.Pointer(&resp[0]))); siteCall() },
+			[]progProbe{{loader.TracerdProgGoEntry, "main.siteServe", loader.TracerdGoFuncGO_SERVE_HTTP, loader.TracerdProbeSitePROBE_AT_ENTRY, 0},
+				{loader.TracerdProgGoReturn, "main.siteCall", loader.TracerdGoFuncGO_SERVE_HTTP, loader.TracerdProbeSitePROBE_AT_EXIT, loader.TracerdGoRwKindGO_RW_RESPONSE}}},
 		{"WriteHeader: go_write_header on a JNE", 1, func() { siteJcc32() },
-			[]progProbe{{loader.TracerdProgGoWriteHeader, "main.siteJcc32", loader.TracerdGoFuncGO_WRITE_HEADER, loader.TracerdProbeSitePROBE_AT_ENTRY}}},
+			[]progProbe{{loader.TracerdProgGoWriteHeader, "main.siteJcc32", loader.TracerdGoFuncGO_WRITE_HEADER, loader.TracerdProbeSitePROBE_AT_ENTRY, 0}}},
 		{"HTTP client request ((*Request).write: method, path, query read): go_http_client_request on a JNE", 1,
 			func() { siteClientWrite(uintptr(unsafe.Pointer(&req.buf[0]))) },
-			[]progProbe{{loader.TracerdProgGoHttpClientRequest, "main.siteClientWrite", loader.TracerdGoFuncGO_HTTP_CLIENT_REQUEST, loader.TracerdProbeSitePROBE_AT_ENTRY}}},
+			[]progProbe{{loader.TracerdProgGoHttpClientRequest, "main.siteClientWrite", loader.TracerdGoFuncGO_HTTP_CLIENT_REQUEST, loader.TracerdProbeSitePROBE_AT_ENTRY, 0}}},
 		{"HTTP client response (ReadResponse: status line read): go_http_client_response on a JNE", 1,
 			func() { siteClientRead(uintptr(unsafe.Pointer(&br.head[0])), uintptr(unsafe.Pointer(&req.buf[0]))) },
-			[]progProbe{{loader.TracerdProgGoHttpClientResponse, "main.siteClientRead", loader.TracerdGoFuncGO_HTTP_CLIENT_RESPONSE, loader.TracerdProbeSitePROBE_AT_ENTRY}}},
+			[]progProbe{{loader.TracerdProgGoHttpClientResponse, "main.siteClientRead", loader.TracerdGoFuncGO_HTTP_CLIENT_RESPONSE, loader.TracerdProbeSitePROBE_AT_ENTRY, 0}}},
 	}
 	ex, err := link.OpenExecutable("/proc/self/exe")
 	if err != nil {
@@ -220,7 +225,8 @@ func progCosts(obj string, rounds, calls int) (map[string][]float64, []progCase,
 			var ls []link.Link
 			for _, p := range c.probes {
 				l, err := ex.UprobeMulti(nil, progs[p.prog], &link.UprobeMultiOptions{PID: self,
-					Addresses: []uint64{offs[p.sym]}, Cookies: []uint64{uint64(p.fn) | uint64(p.site)<<loader.TracerdGoCookieGO_COOKIE_SITE_SHIFT}})
+					Addresses: []uint64{offs[p.sym]}, Cookies: []uint64{uint64(p.fn) | uint64(p.site)<<loader.TracerdGoCookieGO_COOKIE_SITE_SHIFT |
+						uint64(p.rw)<<loader.TracerdGoCookieGO_COOKIE_RW_SHIFT}})
 				if err != nil {
 					return nil, nil, fmt.Errorf("%s on %s: %w", p.prog, p.sym, err)
 				}
@@ -234,6 +240,7 @@ func progCosts(obj string, rounds, calls int) (map[string][]float64, []progCase,
 		}
 	}
 	runtime.KeepAlive(req)
+	runtime.KeepAlive(resp)
 	runtime.KeepAlive(br)
 	return out, cases, nil
 }

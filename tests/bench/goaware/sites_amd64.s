@@ -68,10 +68,12 @@ TEXT ·sitePush(SB), NOSPLIT|NOFRAME, $0-0
 	POPQ BP
 	RET
 
-// siteServe(req) puts req in DI, as net/http's serverHandler.ServeHTTP
-// has its *Request there, then reaches its probed JNE (offset 5).
-TEXT ·siteServe(SB), NOSPLIT|NOFRAME, $0-8
+// siteServe(req, rw) puts req in DI and rw in CX, as net/http's
+// serverHandler.ServeHTTP has its *Request and its ResponseWriter's data
+// word there, then reaches its probed JNE (offset 10).
+TEXT ·siteServe(SB), NOSPLIT|NOFRAME, $0-16
 	MOVQ req+0(FP), DI
+	MOVQ rw+8(FP), CX
 	BYTE $0x75; BYTE $0x00
 	RET
 
