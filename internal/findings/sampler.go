@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/tracerd/tracerd/internal/cgroupfs"
 )
 
 // Snapshot is what the host showed at the last sample: the context a
@@ -217,7 +219,7 @@ func (s *Sampler) Sample() {
 	}
 	if !s.mountsRead {
 		if mi, err := s.read("self", "mountinfo"); err == nil {
-			s.mounts.v2, s.mounts.v1cpu = cgroupMounts(mi)
+			s.mounts.v2, s.mounts.v1cpu = cgroupfs.Mounts(mi)
 		}
 		s.ownNetNS = s.netns("self")
 		s.mountsRead = true

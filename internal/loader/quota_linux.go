@@ -6,9 +6,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
-	"strings"
 	"time"
+
+	"github.com/tracerd/tracerd/internal/cgroupfs"
 )
 
 // The scheduler's hooks (sched_switch, sched_wakeup) run for every
@@ -29,50 +29,6 @@ import (
 // quotaScanLimit bounds the directories read at start: a host with more
 // cgroups gets the hooks at once (as if a quota were there).
 const quotaScanLimit = 20000
-
-// cgroupMounts are the mount points of the cgroup v2 hierarchy and of
-// the v1 hierarchy holding the cpu controller, from mountinfo.
-func cgroupMounts(mountinfo []byte) (v2, v1cpu []string) {
-	for line := range bytes.Lines(mountinfo) {
-		// id parent major:minor root mountpoint options [optional...] - fstype source superoptions
-		pre, post, ok := strings.Cut(strings.TrimSpace(string(line)), " - ")
-		if !ok {
-			continue
-		}
-		f, g := strings.Fields(pre), strings.Fields(post)
-		if len(f) < 5 || len(g) < 3 {
-			continue
-		}
-		mnt := unescapeOctal(f[4])
-		switch {
-		case g[0] == "cgroup2":
-			v2 = append(v2, mnt)
-		case g[0] == "cgroup" && slices.Contains(strings.Split(g[2], ","), "cpu"):
-			v1cpu = append(v1cpu, mnt)
-		}
-	}
-	return v2, v1cpu
-}
-
-// unescapeOctal undoes mountinfo's \ooo escapes (a space is \040).
-func unescapeOctal(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			o := s[i+1 : i+4]
-			if o[0] >= '0' && o[0] <= '3' && o[1] >= '0' && o[1] <= '7' && o[2] >= '0' && o[2] <= '7' {
-				b.WriteByte((o[0]-'0')<<6 | (o[1]-'0')<<3 | (o[2] - '0'))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
 
 // hasQuota says whether the cgroup directory dir sets a CPU quota:
 // cgroup v2's cpu.max other than "max …", v1's cpu.cfs_quota_us other
@@ -113,16 +69,7 @@ func hostHasCPUQuota() (bool, time.Duration) {
 	if err != nil {
 		return true, time.Since(start) // cannot tell: attach
 	}
-	v2, v1 := cgroupMounts(mi)
-	for _, root := range v2 {
-		if quotaUnder(root, true, quotaScanLimit) {
-			return true, time.Since(start)
-		}
-	}
-	for _, root := range v1 {
-		if quotaUnder(root, false, quotaScanLimit) {
-			return true, time.Since(start)
-		}
-	}
-	return false, time.Since(start)
+	v2, v1 := cgroupfs.Mounts(mi)
+	found := v2 != "" && quotaUnder(v2, true, quotaScanLimit) || v1 != "" && quotaUnder(v1, false, quotaScanLimit)
+	return found, time.Since(start)
 }

@@ -3,31 +3,8 @@ package loader
 import (
 	"os"
 	"path/filepath"
-	"slices"
 	"testing"
 )
-
-func TestCgroupMounts(t *testing.T) {
-	mi := []byte(`25 30 0:23 / /sys rw,nosuid - sysfs sysfs rw
-35 25 0:30 / /sys/fs/cgroup rw,nosuid,nodev,noexec - cgroup2 cgroup2 rw,nsdelegate
-36 25 0:31 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid - cgroup cgroup rw,cpu,cpuacct
-37 25 0:32 / /sys/fs/cgroup/cpuset rw,nosuid - cgroup cgroup rw,cpuset
-38 25 0:33 / /mnt/my\040cgroups rw - cgroup2 cgroup2 rw
-bad line
-`)
-	v2, v1 := cgroupMounts(mi)
-	if want := []string{"/sys/fs/cgroup", "/mnt/my cgroups"}; !slices.Equal(v2, want) {
-		t.Errorf("v2 mounts %q, want %q", v2, want)
-	}
-	if want := []string{"/sys/fs/cgroup/cpu,cpuacct"}; !slices.Equal(v1, want) {
-		t.Errorf("v1 cpu mounts %q, want %q (cpuset is not cpu)", v1, want)
-	}
-	for in, want := range map[string]string{`a\040b`: "a b", `a\\`: `a\\`, `x\04`: `x\04`, `\011t`: "\tt", "plain": "plain"} {
-		if got := unescapeOctal(in); got != want {
-			t.Errorf("unescapeOctal(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
 
 // A cgroup tree on disk: quotas are found at any depth, in either
 // version's files; "max" and -1 are no quota.
