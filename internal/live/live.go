@@ -198,10 +198,9 @@ func (a *Aggregator) Add(r *correlate.Request) {
 	s.n++
 	s.durNs += max(r.DurationNs, 0)
 	s.hist.add(r.DurationNs)
-	for p := correlate.Phase(0); p < correlate.NumPhases; p++ {
-		if ns, ok := r.Phases.Get(p); ok {
-			s.phases[p] += ns
-		}
+	for m := r.Phases.Measured(); m != 0; m = m.Rest() {
+		p := m.First()
+		s.phases[p] += r.Phases.NS(p)
 	}
 	for i := range r.Findings {
 		f := &r.Findings[i]
