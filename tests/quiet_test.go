@@ -21,7 +21,7 @@ func TestIdleEndWhenQuiet(t *testing.T) {
 	const idleTimeout = 500 * time.Millisecond
 	tr := startRun(t, nil, "--pid", strconv.Itoa(srv.PID), "--idle-timeout", idleTimeout.String())
 	for round := range 3 {
-		time.Sleep(2 * time.Second) // quiet: no event for more than 1 s
+		time.Sleep(4 * time.Second) // quiet: no event for more than the join horizon (2.5 s)
 		target := fmt.Sprintf("/quiet%d", round)
 		c := dial(t, srv.Addr)
 		if _, err := request(c, target, 0); err != nil {
@@ -38,7 +38,7 @@ func TestIdleEndWhenQuiet(t *testing.T) {
 		}
 		c.Close()
 
-		time.Sleep(2 * time.Second)
+		time.Sleep(4 * time.Second)
 		target = fmt.Sprintf("/closed%d", round)
 		c = dial(t, srv.Addr)
 		if _, err := request(c, target, 0); err != nil {

@@ -25,7 +25,7 @@ package loader
 // later: the sweep keeps running each tick until it ends.
 //
 // Ticks need not be evenly spaced: a quiet reader (pipeline: no event
-// for a second and Tracer.Quiet) ticks every idle timeout less a period.
+// for the join horizon and Tracer.Quiet) ticks every idle timeout less a period.
 // A request answered after a tick is counted at the next, which comes
 // before that request's timeout can pass, and the reader ticks at the
 // busy pace from there (Quiet is false while a tick is unresolved or a

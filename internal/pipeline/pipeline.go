@@ -84,7 +84,7 @@ type Session struct {
 // long Go events wait to be joined with the kernel's record of their
 // request (more than the idle timeout).
 func New(src Source, idle, goRetain time.Duration, sinks ...Sink) *Session {
-	s := &Session{src: src, sinks: sinks, idle: idle, quietAfter: quietAfter, log: slog.Default()}
+	s := &Session{src: src, sinks: sinks, idle: idle, quietAfter: max(quietAfter, goRetain), log: slog.Default()}
 	for _, sink := range sinks {
 		if f, ok := sink.(Flusher); ok {
 			s.flushers = append(s.flushers, f)
@@ -204,9 +204,11 @@ func (s *Session) tick(lastEnforce *time.Time) {
 // VM): an idle tracerd costs < 1 ms a second.
 const PollEvery = 150 * time.Millisecond
 
-// A quiet session looks less often. Quiet: no event read for quietAfter,
-// and the source's idle sweep waits for nothing (loader's Quiet: every
-// request the kernel counted as answered has ended). Then:
+// A quiet session looks less often. Quiet: no event read for quietAfter
+// and the Go events' join horizon (goRetain: whatever the correlator
+// held has come out by then), and the source's idle sweep waits for
+// nothing (loader's Quiet: every request the kernel counted as
+// answered has ended). Then:
 //
 //   - the source is asked to wake the reader at the next record
 //     (WakeOnNextRecord), so a record after a quiet spell is read at
