@@ -22,25 +22,11 @@ func TestIdleEndWhenQuiet(t *testing.T) {
 	tr := startRun(t, nil, "--pid", strconv.Itoa(srv.PID), "--idle-timeout", idleTimeout.String())
 	for round := range 3 {
 		time.Sleep(4 * time.Second) // quiet: no event for more than the join horizon (2.5 s)
-		target := fmt.Sprintf("/quiet%d", round)
-		c := dial(t, srv.Addr)
-		if _, err := request(c, target, 0); err != nil {
-			t.Fatal(err)
-		}
-		answered := time.Now()
-		waitRecords(t, tr.JSONPath, 5*time.Second, target)
-		// Timeout + the reader's period (150 ms) + the time to see the
-		// file (eventually polls), as TestIdleEndUnderLoad allows.
-		if late := time.Since(answered); late > idleTimeout+800*time.Millisecond {
-			t.Errorf("%s: record out %v after the answer, want ≤ idle timeout %v + 800 ms", target, late, idleTimeout)
-		} else {
-			t.Logf("%s: record out %v after the answer (idle timeout %v)", target, late, idleTimeout)
-		}
-		c.Close()
+		idleEndOnTime(t, srv, tr, fmt.Sprintf("/quiet%d", round), idleTimeout)
 
 		time.Sleep(4 * time.Second)
-		target = fmt.Sprintf("/closed%d", round)
-		c = dial(t, srv.Addr)
+		target := fmt.Sprintf("/closed%d", round)
+		c := dial(t, srv.Addr)
 		if _, err := request(c, target, 0); err != nil {
 			t.Fatal(err)
 		}
@@ -68,5 +54,25 @@ func TestIdleEndWhenQuiet(t *testing.T) {
 		if e := ends[fmt.Sprintf("/closed%d", round)]; e != "close" {
 			t.Errorf("/closed%d ended by %q, want close", round, e)
 		}
+	}
+}
+
+// idleEndOnTime asks srv for target on a connection it then leaves open:
+// the request's record must be out by the idle timeout, plus a sweep
+// period (idle/3), the reader's period (150 ms) and the time to see the
+// file (eventually polls): 800 ms.
+func idleEndOnTime(t *testing.T, srv *Server, tr *RunTracer, target string, idleTimeout time.Duration) {
+	t.Helper()
+	c := dial(t, srv.Addr)
+	defer c.Close()
+	if _, err := request(c, target, 0); err != nil {
+		t.Fatal(err)
+	}
+	answered := time.Now()
+	waitRecords(t, tr.JSONPath, 5*time.Second, target)
+	if late := time.Since(answered); late > idleTimeout+800*time.Millisecond {
+		t.Errorf("%s: record out %v after the answer, want ≤ idle timeout %v + 800 ms", target, late, idleTimeout)
+	} else {
+		t.Logf("%s: record out %v after the answer (idle timeout %v)", target, late, idleTimeout)
 	}
 }
