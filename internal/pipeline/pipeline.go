@@ -211,9 +211,9 @@ const PollEvery = 150 * time.Millisecond
 // answered has ended). Then:
 //
 //   - the source is asked to wake the reader at the next record
-//     (WakeOnNextRecord), so a record after a quiet spell is read at
-//     once and flushed within PollEvery, as before; the session is
-//     busy again from it;
+//     (WakeOnNextRecord), so a record after a quiet spell is read and
+//     flushed at once (a look then); the session is busy again from
+//     it;
 //   - the looks, which read the kernel's count of answered requests,
 //     come every quietPeriod: the idle timeout less a period, at most
 //     maxQuietPeriod. A request answered after a look is seen answered
@@ -282,12 +282,10 @@ func (s *Session) Run(ctx context.Context) error {
 		if n > 0 {
 			lastEvent = now
 			if quiet {
-				// Woken by the first record after a quiet spell: it is
-				// flushed within a period, as at the busy pace.
+				// Woken by the first record after a quiet spell: look
+				// now, which flushes it, and at the busy pace from there.
 				quiet = false
-				if soon := now.Add(period); soon.Before(next) {
-					next = soon
-				}
+				next = now
 			}
 		}
 		if !now.Before(next) {
