@@ -224,21 +224,7 @@ func TestIdleEndUnderLoad(t *testing.T) {
 	defer stopLoad()
 	time.Sleep(time.Second) // the busy connections' answers are counted
 	for round := range 3 {
-		target := fmt.Sprintf("/quiet%d", round)
-		quiet := dial(t, srv.Addr)
-		if _, err := request(quiet, target, 0); err != nil {
-			t.Fatal(err)
-		}
-		answered := time.Now()
-		waitRecords(t, tr.JSONPath, 5*time.Second, target)
-		// Timeout + a sweep period (idle/3) + the reader's period (150 ms)
-		// + the time to see the file (eventually polls).
-		if late := time.Since(answered); late > idleTimeout+800*time.Millisecond {
-			t.Errorf("%s: record out %v after the answer, want ≤ idle timeout %v + 800 ms", target, late, idleTimeout)
-		} else {
-			t.Logf("%s: record out %v after the answer (idle timeout %v)", target, late, idleTimeout)
-		}
-		quiet.Close()
+		idleEndOnTime(t, srv, tr, fmt.Sprintf("/quiet%d", round), idleTimeout)
 	}
 	stopLoad()
 	for _, r := range tr.Stop(t) {

@@ -73,20 +73,14 @@ func (a *Analyzer) Analyze(r *correlate.Request) []correlate.Finding {
 	if r.Direction == correlate.DirClient {
 		return a.analyzeCall(r)
 	}
-	ps := r.Phases
 	// Every loss is at most one phase: a request whose phases are all
-	// under MinLost (most of them) has nothing to weigh.
-	if a.minLost > 0 {
-		longest := int64(0)
-		for p := correlate.Phase(0); p < correlate.NumPhases; p++ {
-			if v, _ := ps.Get(p); v > longest {
-				longest = v
-			}
-		}
-		if longest < a.minLost {
-			return nil
-		}
+	// under MinLost (most of them) has nothing to weigh. (The measured
+	// ones only, on the request: a copy of its phases costs more than
+	// the look.)
+	if a.minLost > 0 && !anyPhaseFrom(&r.Phases, a.minLost) {
+		return nil
 	}
+	ps := r.Phases
 	var cands [correlate.NumFindingCodes]candidate
 	n := 0
 	dur := r.DurationNs
@@ -160,6 +154,16 @@ func (a *Analyzer) Analyze(r *correlate.Request) []correlate.Finding {
 		out[i] = correlate.Finding{Code: cd.code, Phase: cd.phase, LostNs: cd.lost, Evidence: ev[start:len(ev):len(ev)]}
 	}
 	return out
+}
+
+// anyPhaseFrom says whether a measured phase lasted at least min.
+func anyPhaseFrom(ps *correlate.Phases, min int64) bool {
+	for m := ps.Measured(); m != 0; m = m.Rest() {
+		if ps.NS(m.First()) >= min {
+			return true
+		}
+	}
+	return false
 }
 
 // tcpCause names what held the answer's last bytes (send_queue), or its

@@ -3,6 +3,8 @@ package findings
 import (
 	"errors"
 	"io/fs"
+	"runtime"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -32,8 +34,24 @@ func newOpenFiles() *openFiles { return &openFiles{fds: map[string]int{}, buf: m
 // file that fails to read (its process exited: ESRCH) is opened again
 // from path once.
 func (o *openFiles) read(key, path string) ([]byte, error) {
+	return o.readWith(key, path, false)
+}
+
+// readHost reads a file of the host's own (/proc/stat, /proc/pressure,
+// /proc/net/softnet_stat, /proc/sys): made from the kernel's counters,
+// it never waits for a disk, a lock another process holds or its memory,
+// so it is read with a raw system call. A blocking one (syscall.Syscall)
+// wakes Go's monitor thread (sysmon) when tracerd was idle, which then
+// polls every 20 µs for a while: on an idle tracerd the sample's four
+// host reads each second cost that. A process's files (/proc/PID/...)
+// and cgroup files are read with read.
+func (o *openFiles) readHost(key, path string) ([]byte, error) {
+	return o.readWith(key, path, true)
+}
+
+func (o *openFiles) readWith(key, path string, raw bool) ([]byte, error) {
 	if fd, ok := o.fds[key]; ok {
-		if b, err := o.pread(fd); err == nil {
+		if b, err := o.pread(fd, raw); err == nil {
 			return b, nil
 		}
 		o.forget(key)
@@ -42,7 +60,7 @@ func (o *openFiles) read(key, path string) ([]byte, error) {
 	if err != nil {
 		return nil, &fs.PathError{Op: "read", Path: path, Err: err}
 	}
-	b, err := o.pread(fd)
+	b, err := o.pread(fd, raw)
 	if err != nil {
 		unix.Close(fd)
 		return nil, &fs.PathError{Op: "read", Path: path, Err: err}
@@ -52,10 +70,16 @@ func (o *openFiles) read(key, path string) ([]byte, error) {
 }
 
 // pread reads the whole file from offset 0, growing the buffer while a
-// read fills it.
-func (o *openFiles) pread(fd int) ([]byte, error) {
+// read fills it; raw: with a raw system call (readHost).
+func (o *openFiles) pread(fd int, raw bool) ([]byte, error) {
 	for {
-		n, err := unix.Pread(fd, o.buf, 0)
+		var n int
+		var err error
+		if raw {
+			n, err = rawPread(fd, o.buf)
+		} else {
+			n, err = unix.Pread(fd, o.buf, 0)
+		}
 		if err == unix.EINTR {
 			continue
 		}
@@ -70,6 +94,17 @@ func (o *openFiles) pread(fd int) ([]byte, error) {
 		}
 		o.buf = make([]byte, 2*len(o.buf))
 	}
+}
+
+// rawPread is pread at offset 0 as a raw system call (not telling Go's
+// scheduler: for reads that cannot block, readHost).
+func rawPread(fd int, buf []byte) (int, error) {
+	n, _, errno := unix.RawSyscall6(unix.SYS_PREAD64, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(buf))), uintptr(len(buf)), 0, 0, 0)
+	runtime.KeepAlive(buf)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
 }
 
 // maxProcFile bounds what one /proc file may take (a /proc/stat with

@@ -204,6 +204,12 @@ func (s *Sampler) readOpen(parts ...string) ([]byte, error) {
 	return s.files.read(p, p)
 }
 
+// readHostOpen is readOpen for the host's own files (openFiles.readHost).
+func (s *Sampler) readHostOpen(parts ...string) ([]byte, error) {
+	p := s.path(parts...)
+	return s.files.readHost(p, p)
+}
+
 // Sample takes one sample and publishes it. Not concurrent with itself.
 func (s *Sampler) Sample() {
 	now := time.Now()
@@ -226,7 +232,7 @@ func (s *Sampler) Sample() {
 	}
 	snap.OwnNetNS = s.ownNetNS
 	s.sampleHost(snap, perSec)
-	if b, err := s.readOpen("sys", "net", "core", "somaxconn"); err == nil {
+	if b, err := s.readHostOpen("sys", "net", "core", "somaxconn"); err == nil {
 		snap.Somaxconn, _ = strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
 	}
 
@@ -293,7 +299,7 @@ func (s *Sampler) Sample() {
 }
 
 func (s *Sampler) sampleHost(snap *Snapshot, perSec func(int64) int64) {
-	if b, err := s.readOpen("stat"); err == nil {
+	if b, err := s.readHostOpen("stat"); err == nil {
 		if busy, total, ok := hostCPU(b); ok {
 			if d := total - s.prevTotal; s.prevTotal != 0 && d > 0 {
 				snap.CPUBusyPct = 100 * float64(busy-s.prevBusy) / float64(d)
@@ -302,10 +308,10 @@ func (s *Sampler) sampleHost(snap *Snapshot, perSec func(int64) int64) {
 			s.prevBusy, s.prevTotal = busy, total
 		}
 	}
-	if b, err := s.readOpen("pressure", "cpu"); err == nil {
+	if b, err := s.readHostOpen("pressure", "cpu"); err == nil {
 		snap.PSISomeAvg10, snap.HasPSI = psiSomeAvg10(b)
 	}
-	if b, err := s.readOpen("net", "softnet_stat"); err == nil {
+	if b, err := s.readHostOpen("net", "softnet_stat"); err == nil {
 		if d, sq, ok := softnet(b); ok {
 			if snap.Interval > 0 {
 				snap.SoftnetDrops, snap.SoftnetSqueez, snap.HasSoftnet = perSec(d-s.prevSoftnetD), perSec(sq-s.prevSoftnetS), true

@@ -221,15 +221,27 @@ type Manager struct {
 	workerOnce sync.Once
 	jobs       chan job
 	unlinking  sync.WaitGroup // links of exited processes being closed
+
+	// The rate bound's counts of the current second, by process: kept
+	// by Observe and taken by Enforce, both on the reader's goroutine,
+	// so an event takes no lock (lastPID and last: the process of the
+	// last event, so that a run of events of one process looks up the
+	// map once). A process's counts stay while it has events, zeroed each
+	// second: no allocation per event, nor per second.
+	calls   map[uint32]*callCounts
+	lastPID uint32
+	last    *callCounts
 }
+
+// callCounts are one process's Go events in a second, by function.
+type callCounts [loader.TracerdGoFuncGO_FUNC_MAX]uint32
 
 type proc struct {
 	goVersion  string
 	statusFrom []string               // where HTTP statuses come from (ProcessState.HTTPStatus)
 	links      map[string][]link.Link // by group
 	probes     Probes
-	counts     map[goFunc]int // calls in the current second
-	off        []string       // groups the rate bound switched off
+	off        []string // groups the rate bound switched off
 }
 
 // New returns a manager; updates for the correlator are taken with
@@ -316,7 +328,7 @@ func (m *Manager) attach(pid uint32) error {
 	if err != nil {
 		return err
 	}
-	p := &proc{goVersion: bin.GoVersion, links: map[string][]link.Link{}, counts: map[goFunc]int{}}
+	p := &proc{goVersion: bin.GoVersion, links: map[string][]link.Link{}}
 	m.mu.Lock()
 	if old := m.procs[pid]; old != nil {
 		closeLinks(old.links)
@@ -751,17 +763,29 @@ func (m *Manager) Detach(pid uint32) {
 
 // Observe takes every Go event the reader gets (on its goroutine): a
 // calibration sample is the manager's own (false: not for the
-// correlator); any other counts for the rate bound.
+// correlator); any other counts for the rate bound (not at all with
+// none). Observe and Enforce are called from one goroutine.
 func (m *Manager) Observe(ev *loader.GoEvent) bool {
-	if goFunc(ev.Func) == loader.TracerdGoFuncGO_CALIBRATE {
+	fn := goFunc(ev.Func)
+	if fn == loader.TracerdGoFuncGO_CALIBRATE {
 		m.calibrationSample(ev)
 		return false
 	}
-	m.mu.Lock()
-	if p := m.procs[ev.Pid]; p != nil {
-		p.counts[goFunc(ev.Func)]++
+	if m.maxRate <= 0 || int(fn) >= len(callCounts{}) {
+		return true
 	}
-	m.mu.Unlock()
+	if m.last == nil || ev.Pid != m.lastPID {
+		c := m.calls[ev.Pid]
+		if c == nil {
+			if m.calls == nil {
+				m.calls = map[uint32]*callCounts{}
+			}
+			c = new(callCounts)
+			m.calls[ev.Pid] = c
+		}
+		m.lastPID, m.last = ev.Pid, c
+	}
+	m.last[fn]++
 	return true
 }
 
@@ -769,15 +793,27 @@ func (m *Manager) Observe(ev *loader.GoEvent) bool {
 // the bound in the last second is switched off in that process.
 func (m *Manager) Enforce() {
 	if m.maxRate <= 0 {
+		clear(m.calls)
+		m.last = nil
 		return
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for pid, p := range m.procs {
-		for fn, n := range p.counts {
-			if n <= m.maxRate {
+	for pid, c := range m.calls {
+		if *c == (callCounts{}) {
+			// No event for a second: the process gives its place back.
+			delete(m.calls, pid)
+			if c == m.last {
+				m.last = nil
+			}
+			continue
+		}
+		p := m.procs[pid]
+		for i, n := range c {
+			if p == nil || int(n) <= m.maxRate {
 				continue
 			}
+			fn := goFunc(i)
 			tg := targetOf(fn)
 			if tg == nil && p.probes.OpenSSL {
 				tg = &sslTarget
@@ -793,7 +829,7 @@ func (m *Manager) Enforce() {
 			m.log.Warn("Go probes switched off: they fire too often for the process's good",
 				"pid", pid, "function", tg.symbol, "calls_per_second", n, "limit", m.maxRate, "group", tg.group)
 		}
-		clear(p.counts)
+		*c = callCounts{}
 	}
 }
 

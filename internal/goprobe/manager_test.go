@@ -55,7 +55,7 @@ func newTestManager(t *testing.T) (*Manager, *fakeEngine, *logRecorder) {
 
 // addProc gives the manager pid with n links in each group.
 func addProc(m *Manager, pid uint32, closes *atomic.Int32, probes Probes, groups ...string) {
-	p := &proc{goVersion: "go1.24", links: map[string][]link.Link{}, probes: probes, counts: map[goFunc]int{}}
+	p := &proc{goVersion: "go1.24", links: map[string][]link.Link{}, probes: probes}
 	for _, g := range groups {
 		p.links[g] = []link.Link{fakeLink{closes: closes}, fakeLink{closes: closes}}
 	}

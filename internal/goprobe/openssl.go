@@ -106,7 +106,7 @@ func (m *Manager) attachOpenSSL(pid uint32) error {
 		}
 		return fmt.Errorf("libssl probes of pid %d (%s): %w", pid, lib, errors.Join(errs...))
 	}
-	p := &proc{links: map[string][]link.Link{"openssl": links}, counts: map[goFunc]int{}}
+	p := &proc{links: map[string][]link.Link{"openssl": links}}
 	p.probes = Probes{TLS: true, OpenSSL: true, AttachedAt: time.Now().UnixNano()}
 	m.mu.Lock()
 	if old := m.procs[pid]; old != nil {

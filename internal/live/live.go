@@ -53,6 +53,54 @@ type Aggregator struct {
 	folded  int64 // requests folded into "other" (all time)
 	late    int64 // requests that ended before the window (all time)
 	scratch []byte
+	last    lastRoute
+}
+
+// lastRoute is the row the last request was counted in and what its
+// route was made of: the next request with the same service and the
+// same parts has the same route, and goes to that row without making
+// its route and looking it up (most requests repeat the last one's
+// route). Only a row of the route itself (not "other") is kept, and
+// expire forgets it.
+type lastRoute struct {
+	row                     *row
+	service                 string
+	http                    bool   // method, pattern and target hold the route, else port
+	method, pattern, target string // target only without a pattern
+	port                    uint16
+}
+
+// rowOfLast is the last request's row when r's route is surely the
+// same, else nil.
+func (a *Aggregator) rowOfLast(r *correlate.Request) *row {
+	l := &a.last
+	if l.row == nil || r.Service != l.service {
+		return nil
+	}
+	h := r.HTTP
+	if h == nil || h.Method == "" {
+		if l.http || r.Conn.Local.Port() != l.port {
+			return nil
+		}
+		return l.row
+	}
+	if !l.http || h.Method != l.method || h.Pattern != l.pattern || (h.Pattern == "" && h.Target != l.target) {
+		return nil
+	}
+	return l.row
+}
+
+// remember notes rw as r's row (rowOfLast).
+func (a *Aggregator) remember(r *correlate.Request, rw *row) {
+	a.last = lastRoute{row: rw, service: r.Service}
+	if h := r.HTTP; h != nil && h.Method != "" {
+		a.last.http, a.last.method, a.last.pattern = true, h.Method, h.Pattern
+		if h.Pattern == "" {
+			a.last.target = h.Target
+		}
+		return
+	}
+	a.last.port = r.Conn.Local.Port()
 }
 
 type rowKey struct{ service, route string }
@@ -135,8 +183,14 @@ func (a *Aggregator) Add(r *correlate.Request) {
 		a.late++
 		return
 	}
-	a.scratch = r.AppendRoute(a.scratch[:0])
-	rw := a.rowFor(r.Service)
+	rw := a.rowOfLast(r)
+	if rw == nil {
+		a.scratch = r.AppendRoute(a.scratch[:0])
+		rw = a.rowFor(r.Service)
+		if rw.route == string(a.scratch) && rw.service == r.Service {
+			a.remember(r, rw)
+		}
+	}
 	s := &rw.secs[sec%a.window]
 	if s.sec != sec {
 		s.reset(sec)
@@ -144,10 +198,9 @@ func (a *Aggregator) Add(r *correlate.Request) {
 	s.n++
 	s.durNs += max(r.DurationNs, 0)
 	s.hist.add(r.DurationNs)
-	for p := correlate.Phase(0); p < correlate.NumPhases; p++ {
-		if ns, ok := r.Phases.Get(p); ok {
-			s.phases[p] += ns
-		}
+	for m := r.Phases.Measured(); m != 0; m = m.Rest() {
+		p := m.First()
+		s.phases[p] += r.Phases.NS(p)
 	}
 	for i := range r.Findings {
 		f := &r.Findings[i]
@@ -202,6 +255,7 @@ func (s *rowSecond) reset(sec int64) {
 // expire drops the rows with no request in the window ending at sec:
 // once a second, so that quiet routes give their place back.
 func (a *Aggregator) expire(sec int64) {
+	a.last = lastRoute{}
 	for k, rw := range a.rows {
 		live := false
 		for i := range rw.secs {

@@ -623,6 +623,43 @@ func (t *Tracer) SweepIdle() error {
 	return nil
 }
 
+// Quiet says whether the idle sweep waits for nothing: every answered
+// request the kernel counted has ended (its ticks resolved: sweepSched)
+// and the last sweep left none waiting. Until the count changes, a
+// look finds no request to end; the reader may look less often
+// (pipeline's quiet period), as long as it looks again before the idle
+// timeout could pass for a request answered just after this look.
+func (t *Tracer) Quiet() bool {
+	return len(t.sweeps.ticks) == 0 && !t.sweptWaiting
+}
+
+// WakeOnNextRecord makes the kernel wake the reader at the next entry
+// any CPU writes to the ring buffer, not after wakeupEvery of them: each
+// CPU's count of entries since it last woke the reader (ring_writes) is
+// set one short. For a quiet reader that looks seldom (Quiet): the
+// first record after a quiet spell is read at once. A program writing
+// an entry at that very moment may overwrite the count (its increment
+// is not atomic with this write): that entry then waits for the next
+// look.
+func (t *Tracer) WakeOnNextRecord() error {
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		return err
+	}
+	short := uint64(wakeupEvery(t.coll.Maps[TracerdMapEvents].MaxEntries(), cpus))
+	if short > 0 {
+		short--
+	}
+	vals := make([]uint64, cpus)
+	for i := range vals {
+		vals[i] = short
+	}
+	if err := t.coll.Maps[TracerdMapRingWrites].Update(uint32(0), vals, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("asking for a wake-up at the next record: %w", err)
+	}
+	return nil
+}
+
 // monotonicNow is CLOCK_MONOTONIC, the BPF programs' clock, in ns,
 // without a system call: Go's monotonic clock is CLOCK_MONOTONIC on
 // Linux (read through the vDSO), so one reading of both at start and

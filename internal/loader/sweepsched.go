@@ -24,6 +24,14 @@ package loader
 // activity went on after its answer (a long body, late ACKs) is due
 // later: the sweep keeps running each tick until it ends.
 //
+// Ticks need not be evenly spaced: a quiet reader (pipeline: no event
+// for the join horizon and Tracer.Quiet) ticks every idle timeout less a period.
+// A request answered after a tick is counted at the next, which comes
+// before that request's timeout can pass, and the reader ticks at the
+// busy pace from there (Quiet is false while a tick is unresolved or a
+// sweep left requests waiting): it still ends within the timeout plus a
+// period of its last activity.
+//
 // What counting cannot see — a record lost to a full ring buffer, an
 // answer counted a moment after a tick read the counter though its
 // time (T_wr, T_rd) is before — is caught by a slow sweep
