@@ -283,7 +283,7 @@ static __always_inline __u32 http1_status(const char h[12])
  * connection over (hijackedv says which, when DWARF gave its offset).
  * HTTP/2: at (*http2responseWriter).handlerDone's entry rw.rws is still
  * set; 0 again means nothing written yet (handlerDone sends 200).
- * User space maps 0 (docs/go-awareness.md). */
+ * User space maps 0 (docs/go.md). */
 static __always_inline void exit_status(struct go_event *ev, struct go_proc *gp, __u32 kind)
 {
 	__s64 status = 0;

@@ -9,7 +9,7 @@
 
 /* The scheduler's "no quota" (RUNTIME_INF). */
 #define QUOTA_NONE (~0ULL)
-/* Cgroup levels looked at above a thread's own. */
+/* Cgroup levels looked at: a thread's own and its ancestors'. */
 #define QUOTA_DEPTH 16
 /* A thread's cgroups are looked at again after this long: a quota may be
  * set, or the thread moved, at any time. */

@@ -603,20 +603,28 @@ func statusFrom(funcs map[string]goinspect.Func, exit map[loader.TracerdGoRwKind
 	}
 	var out []string
 	for _, c := range []struct {
-		name, writeHeader string
-		kind              loader.TracerdGoRwKind
-	}{
-		{"http1", "net/http.(*response).WriteHeader", loader.TracerdGoRwKindGO_RW_RESPONSE},
-		{"http2", "net/http.(*http2responseWriter).WriteHeader", loader.TracerdGoRwKindGO_RW_HTTP2},
-	} {
-		switch _, wh := funcs[c.writeHeader]; {
+		name string
+		kind loader.TracerdGoRwKind
+	}{{"http1", loader.TracerdGoRwKindGO_RW_RESPONSE}, {"http2", loader.TracerdGoRwKindGO_RW_HTTP2}} {
+		switch {
 		case exit[c.kind]:
 			out = append(out, c.name+": ServeHTTP exit")
-		case wh:
+		case hasWriteHeader(funcs, c.kind):
 			out = append(out, c.name+": WriteHeader probe")
 		}
 	}
 	return out
+}
+
+// hasWriteHeader says whether the binary has a status probe of kind's
+// ResponseWriter (writeHeaderKinds).
+func hasWriteHeader(funcs map[string]goinspect.Func, kind loader.TracerdGoRwKind) bool {
+	for sym, k := range writeHeaderKinds {
+		if _, ok := funcs[sym]; ok && k == kind {
+			return true
+		}
+	}
+	return false
 }
 
 // shareExits merges probes of one program at one address (an exit in a

@@ -158,8 +158,9 @@ func Open(cfg Config) (*Tracer, error) {
 	}
 	defer ReleaseKernelBTF()
 	failed := map[string]string{}
+	var quota quotaAtStart
 	for {
-		t, retry, err := open(cfg, cg, k, failed, log)
+		t, retry, err := open(cfg, cg, k, failed, &quota, log)
 		if err != nil || !retry {
 			return t, err
 		}
@@ -167,7 +168,7 @@ func Open(cfg Config) (*Tracer, error) {
 }
 
 // open is one attempt. retry: a way failed and is now in failed.
-func open(cfg Config, cg targets.Cgroups, k *kernelView, failed map[string]string, log *slog.Logger) (_ *Tracer, retry bool, err error) {
+func open(cfg Config, cg targets.Cgroups, k *kernelView, failed map[string]string, quota *quotaAtStart, log *slog.Logger) (_ *Tracer, retry bool, err error) {
 	spec, err := LoadTracerd()
 	if err != nil {
 		return nil, false, fmt.Errorf("reading embedded BPF object: %w", err)
@@ -246,7 +247,7 @@ func open(cfg Config, cg targets.Cgroups, k *kernelView, failed map[string]strin
 		return nil, false, err
 	}
 	t.targets = cfg.Targets
-	quotaNow := onQuotaAtStart(t.Hooks, log)
+	quotaNow := quota.attachNow(t.Hooks, log)
 	for i := range t.Hooks {
 		h := &t.Hooks[i]
 		if !h.OK {
@@ -689,14 +690,20 @@ var monoBase = func() (b struct {
 
 // answersCount is CNT_ANSWERS, read raw (rawCounter) when it can be.
 func (t *Tracer) answersCount() (uint64, error) {
-	if t.answers == nil {
-		c, err := newRawCounter(t.coll.Maps[TracerdMapCounters], uint32(TracerdCounterCNT_ANSWERS))
+	return t.rawCount(&t.answers, TracerdCounterCNT_ANSWERS)
+}
+
+// rawCount reads counter idx through *raw, made at the first call
+// (rawCounter); through cilium/ebpf when it cannot be made.
+func (t *Tracer) rawCount(raw **rawCounter, idx TracerdCounter) (uint64, error) {
+	if *raw == nil {
+		c, err := newRawCounter(t.coll.Maps[TracerdMapCounters], uint32(idx))
 		if err != nil {
-			return t.counter(TracerdCounterCNT_ANSWERS)
+			return t.counter(idx)
 		}
-		t.answers = c
+		*raw = c
 	}
-	return t.answers.read()
+	return (*raw).read()
 }
 
 // counter sums one per-CPU counter.
@@ -722,21 +729,30 @@ func IdleSweepEvery(idle time.Duration) time.Duration {
 // Programs returns the loaded programs by name (for benchmarks' run-time stats).
 func (t *Tracer) Programs() map[string]*ebpf.Program { return t.coll.Programs }
 
-// onQuotaAtStart says whether the OnQuota hooks attach at start: a CPU
-// quota exists on the host, or TRACERD_SCHED_HOOKS=start.
-func onQuotaAtStart(hooks []HookStatus, log *slog.Logger) bool {
+// quotaAtStart says whether the OnQuota hooks attach at start: a CPU
+// quota exists on the host, or TRACERD_SCHED_HOOKS=start. The host is
+// looked at once per Open, whatever the attempts (open's retries).
+type quotaAtStart struct {
+	looked, found bool
+}
+
+func (q *quotaAtStart) attachNow(hooks []HookStatus, log *slog.Logger) bool {
 	if !slices.ContainsFunc(hooks, func(h HookStatus) bool { return h.OK && h.OnQuota }) {
 		return false
 	}
 	if os.Getenv("TRACERD_SCHED_HOOKS") == "start" {
 		return true
 	}
-	found, took := hostHasCPUQuota()
-	if !found {
-		log.Info("no cgroup sets a CPU quota: the scheduler hooks wait until a traced thread runs under one",
-			"hooks", "sched_switch, sched_wakeup, sched_wakeup_new", "looked_for", took.Round(time.Microsecond))
+	if !q.looked {
+		var took time.Duration
+		q.found, took = hostHasCPUQuota()
+		q.looked = true
+		if !q.found {
+			log.Info("no cgroup sets a CPU quota: the scheduler hooks wait until a traced thread runs under one",
+				"hooks", "sched_switch, sched_wakeup, sched_wakeup_new", "looked_for", took.Round(time.Microsecond))
+		}
 	}
-	return found
+	return q.found
 }
 
 // HookStatuses is how each hook is attached now (Hooks, with Pending
@@ -761,16 +777,7 @@ func (t *Tracer) attachOnQuota() {
 		return
 	}
 	t.quotaLookedAt = now
-	if t.quotaSeen == nil {
-		c, err := newRawCounter(t.coll.Maps[TracerdMapCounters], uint32(TracerdCounterCNT_QUOTA_SEEN))
-		if err != nil {
-			t.logger.Warn("cannot read the CPU quota counter: attaching the scheduler hooks now", "error", err)
-			t.attachPending("the quota counter cannot be read")
-			return
-		}
-		t.quotaSeen = c
-	}
-	if n, err := t.quotaSeen.read(); err == nil && n > 0 {
+	if n, err := t.rawCount(&t.quotaSeen, TracerdCounterCNT_QUOTA_SEEN); err == nil && n > 0 {
 		t.attachPending("a traced thread runs under a CPU quota")
 	}
 }

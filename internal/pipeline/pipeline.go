@@ -84,7 +84,7 @@ type Session struct {
 // long Go events wait to be joined with the kernel's record of their
 // request (more than the idle timeout).
 func New(src Source, idle, goRetain time.Duration, sinks ...Sink) *Session {
-	s := &Session{src: src, sinks: sinks, idle: idle, quietAfter: max(quietAfter, goRetain), log: slog.Default()}
+	s := &Session{src: src, sinks: sinks, idle: idle, quietAfter: max(minQuietAfter, goRetain), log: slog.Default()}
 	for _, sink := range sinks {
 		if f, ok := sink.(Flusher); ok {
 			s.flushers = append(s.flushers, f)
@@ -224,11 +224,11 @@ const PollEvery = 150 * time.Millisecond
 // With the default idle timeout (500 ms), an idle tracerd looks every
 // 350 ms rather than every 150: 2.9 wake-ups a second rather than 6.7.
 const (
-	quietAfter     = time.Second
+	minQuietAfter  = time.Second
 	maxQuietPeriod = time.Second
 )
 
-// quietPeriod is how often a quiet session looks (see quietAfter).
+// quietPeriod is how often a quiet session looks (see minQuietAfter).
 func quietPeriod(idle, period time.Duration) time.Duration {
 	return min(max(idle-period, period), maxQuietPeriod)
 }
