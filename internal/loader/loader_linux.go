@@ -832,6 +832,10 @@ func (t *Tracer) Detach() error {
 		errs = append(errs, t.links[i].Close())
 	}
 	t.links = nil
+	if t.ring != nil {
+		// The last reads wait for an entry a program still writes.
+		t.ring.patient.Store(true)
+	}
 	return errors.Join(errs...)
 }
 

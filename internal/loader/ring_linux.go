@@ -42,15 +42,20 @@ type ring struct {
 	mask                uint64
 	wrapped             []byte
 	woken               atomic.Bool
+	// patient: wait for an entry still being written (yielding, up to
+	// ringPatientSpins times) rather than leave it to the next batch:
+	// set once the hooks are detached, for the last reads.
+	patient atomic.Bool
 }
 
 // Entry header (struct bpf_ringbuf_hdr): its length word's top bits.
 const (
-	ringHeaderSize  = 8
-	ringBusyBit     = 1 << 31 // reserved, not committed yet
-	ringDiscardBit  = 1 << 30 // committed as discarded: skipped
-	ringBusySpins   = 1 << 12 // a producer commits right after it copies
-	ringBatchUpdate = 256     // entries between consumer position updates
+	ringHeaderSize   = 8
+	ringBusyBit      = 1 << 31 // reserved, not committed yet
+	ringDiscardBit   = 1 << 30 // committed as discarded: skipped
+	ringBusySpins    = 64      // re-reads of a busy header before the batch stops there
+	ringPatientSpins = 1 << 12 // yields, once patient: a producer commits right after it copies
+	ringBatchUpdate  = 256     // entries between consumer position updates
 )
 
 func newRing(m *ebpf.Map) (_ *ring, err error) {
@@ -163,7 +168,12 @@ func (r *ring) wake() {
 // read hands each committed entry, in order, to fn, at most max of them,
 // and returns how many. The bytes are the kernel's: valid during the
 // call only. An entry still being written stops the batch after a
-// short spin (the next batch takes it).
+// few re-reads of its header, without yielding (a producer commits
+// within a µs of reserving: a yield is a trip through Go's scheduler,
+// and a reader that keeps up with the producers met one at most
+// batches); the next batch takes it, at the next look. Once patient
+// (the hooks detached: the last reads), it yields up to
+// ringPatientSpins times for the entry instead.
 func (r *ring) read(max int, fn func([]byte) error) (int, error) {
 	if r.data == nil {
 		return 0, ErrClosed
@@ -176,8 +186,13 @@ func (r *ring) read(max int, fn func([]byte) error) (int, error) {
 		off := cons & r.mask
 		hdr := atomic.LoadUint32((*uint32)(unsafe.Pointer(&r.data[off])))
 		for spin := 0; hdr&ringBusyBit != 0 && spin < ringBusySpins; spin++ {
-			runtime.Gosched()
 			hdr = atomic.LoadUint32((*uint32)(unsafe.Pointer(&r.data[off])))
+		}
+		if hdr&ringBusyBit != 0 && r.patient.Load() {
+			for spin := 0; hdr&ringBusyBit != 0 && spin < ringPatientSpins; spin++ {
+				runtime.Gosched()
+				hdr = atomic.LoadUint32((*uint32)(unsafe.Pointer(&r.data[off])))
+			}
 		}
 		if hdr&ringBusyBit != 0 {
 			break

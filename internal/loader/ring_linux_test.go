@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"sync/atomic"
 	"testing"
+	"unsafe"
 )
 
 // fakeRing is a ring whose data area and positions are plain memory,
@@ -92,5 +94,29 @@ func TestRingReadError(t *testing.T) {
 	n, err := f.r.read(10, func(b []byte) error { return fmt.Errorf("bad %s", b) })
 	if err == nil || n != 0 || f.cons != 16 {
 		t.Fatalf("n %d err %v consumer %d", n, err, f.cons)
+	}
+}
+
+// Once patient (the hooks detached), a batch waits for an entry still
+// being written instead of stopping there.
+func TestRingReadPatient(t *testing.T) {
+	f := newFakeRing(256)
+	busy := f.put([]byte("late"), ringBusyBit)
+	if got := f.readAll(t, 10); len(got) != 0 || f.cons != busy {
+		t.Fatalf("impatient read %q, consumer %d", got, f.cons)
+	}
+	f.r.patient.Store(true)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		atomic.StoreUint32((*uint32)(unsafe.Pointer(&f.r.data[busy&f.r.mask])), 4) // committed
+	}()
+	var got []string
+	for len(got) == 0 {
+		got = f.readAll(t, 10)
+	}
+	<-done
+	if got[0] != "late" || f.cons != f.prod {
+		t.Fatalf("patient read %q, consumer %d producer %d", got, f.cons, f.prod)
 	}
 }

@@ -77,7 +77,11 @@ func Build(e config.Exporters, opts Options) (*Exporters, error) {
 			if err != nil {
 				return nil, config.Usage(fmt.Errorf("--json: %w", err))
 			}
-			x.jsonFile, w = file, file
+			x.jsonFile = file
+			if w, err = FileWriter(file); err != nil {
+				x.close()
+				return nil, fmt.Errorf("--json: %w", err)
+			}
 		}
 		x.json = export.NewJSONLinesWith(w, export.JSONOptions{KeepQueryValues: e.KeepQueryValues})
 	}

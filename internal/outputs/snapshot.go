@@ -54,7 +54,11 @@ func OpenSnapshot(out, jsonOut string) (*Snapshot, error) {
 			o.Close()
 			return nil, config.Usage(fmt.Errorf("--json: %w", err))
 		}
-		o.JSON, o.jsonFile = f, f
+		o.jsonFile = f
+		if o.JSON, err = FileWriter(f); err != nil {
+			o.Close()
+			return nil, fmt.Errorf("--json: %w", err)
+		}
 	}
 	return o, nil
 }
