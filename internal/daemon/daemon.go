@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tracerd/tracerd/internal/ticker"
 	"github.com/tracerd/tracerd/internal/config"
 	"github.com/tracerd/tracerd/internal/correlate"
 	"github.com/tracerd/tracerd/internal/export"
@@ -287,20 +288,13 @@ func (d *Daemon) watchdog(ctx context.Context) {
 	if d.opts.WatchdogEvery <= 0 {
 		return
 	}
-	t := time.NewTicker(d.opts.WatchdogEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
+	ticker.Run(ctx, d.opts.WatchdogEvery, func() {
+		if _, err := d.eng.Counters(); err != nil {
+			d.log.Error("engine does not answer: no watchdog ping", "error", err)
 			return
-		case <-t.C:
-			if _, err := d.eng.Counters(); err != nil {
-				d.log.Error("engine does not answer: no watchdog ping", "error", err)
-				continue
-			}
-			d.notify.Watchdog()
 		}
-	}
+		d.notify.Watchdog()
+	})
 }
 
 // exporterWatchEvery is how often watchExporters looks.
@@ -308,21 +302,14 @@ var exporterWatchEvery = 2 * time.Second
 
 // watchExporters logs the OTLP exporter going down and coming back.
 func (d *Daemon) watchExporters(ctx context.Context) {
-	t := time.NewTicker(exporterWatchEvery)
-	defer t.Stop()
 	var health otlpHealth
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	ticker.Run(ctx, exporterWatchEvery, func() {
 		d.mu.Lock()
 		x := d.x
 		d.mu.Unlock()
 		endpoint, st, ok := x.OTLP()
 		if !ok {
-			continue
+			return
 		}
 		switch change, failed := health.next(x, st); change {
 		case wentDown:
@@ -330,7 +317,7 @@ func (d *Daemon) watchExporters(ctx context.Context) {
 		case cameBack:
 			d.log.Info("exporter up", "exporter", "otlp", "endpoint", endpoint)
 		}
-	}
+	})
 }
 
 // otlpHealth follows the OTLP exporter from one look to the next: down

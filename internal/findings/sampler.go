@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tracerd/tracerd/internal/ticker"
 	"github.com/tracerd/tracerd/internal/cgroupfs"
 )
 
@@ -177,16 +178,7 @@ func (s *Sampler) WatchListener(pid uint32, port uint16) {
 func (s *Sampler) Run(ctx context.Context, every time.Duration) {
 	defer s.files.close()
 	s.Sample()
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			s.Sample()
-		}
-	}
+	ticker.Run(ctx, every, s.Sample)
 }
 
 func (s *Sampler) read(parts ...string) ([]byte, error) {

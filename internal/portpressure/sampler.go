@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tracerd/tracerd/internal/ticker"
 	"github.com/tracerd/tracerd/internal/loader"
 )
 
@@ -92,16 +93,7 @@ func (s *Sampler) Load() *Report { return s.snap.Load() }
 // Run samples every interval until ctx ends.
 func (s *Sampler) Run(ctx context.Context, every time.Duration) {
 	s.Sample()
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			s.Sample()
-		}
-	}
+	ticker.Run(ctx, every, s.Sample)
 }
 
 // nsGroup gathers what a sample knows of one namespace before reading it.
