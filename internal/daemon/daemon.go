@@ -16,7 +16,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/tracerd/tracerd/internal/ticker"
 	"github.com/tracerd/tracerd/internal/config"
 	"github.com/tracerd/tracerd/internal/correlate"
 	"github.com/tracerd/tracerd/internal/export"
@@ -29,6 +28,7 @@ import (
 	"github.com/tracerd/tracerd/internal/pipeline"
 	"github.com/tracerd/tracerd/internal/portpressure"
 	"github.com/tracerd/tracerd/internal/targets"
+	"github.com/tracerd/tracerd/internal/ticker"
 )
 
 // Engine is a running tracing session as the daemon uses it;

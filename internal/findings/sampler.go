@@ -10,8 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/tracerd/tracerd/internal/ticker"
 	"github.com/tracerd/tracerd/internal/cgroupfs"
+	"github.com/tracerd/tracerd/internal/ticker"
 )
 
 // Snapshot is what the host showed at the last sample: the context a

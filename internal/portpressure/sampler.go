@@ -12,8 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/tracerd/tracerd/internal/ticker"
 	"github.com/tracerd/tracerd/internal/loader"
+	"github.com/tracerd/tracerd/internal/ticker"
 )
 
 // Bounds: the report stays small whatever the host does.

@@ -27,9 +27,9 @@ import (
 
 // Ticker ticks every period from its start.
 type Ticker struct {
-	f  *os.File
-	rc syscall.RawConn
-	tm   *time.Ticker // where no timerfd can be made
+	f    *os.File
+	rc   syscall.RawConn
+	tm   *time.Ticker  // where no timerfd can be made
 	done chan struct{} // closed by Stop (with tm)
 }
 
