@@ -21,6 +21,7 @@ import (
 	"github.com/tracerd/tracerd/internal/export"
 	"github.com/tracerd/tracerd/internal/outputs"
 	"github.com/tracerd/tracerd/internal/pipeline"
+	"github.com/tracerd/tracerd/internal/ticker"
 )
 
 func snapshotCmd(args []string) int {
@@ -117,21 +118,14 @@ func progress(ctx context.Context, s *engine.Session, total time.Duration) {
 		every = time.Second
 	}
 	start := time.Now()
-	tick := time.NewTicker(every)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-			line := fmt.Sprintf("tracerd: %s/%s elapsed, %d requests", time.Since(start).Truncate(time.Second), total, s.Requests())
-			if tty {
-				fmt.Fprint(os.Stderr, "\r\033[K"+line)
-			} else {
-				fmt.Fprintln(os.Stderr, line)
-			}
+	ticker.Run(ctx, every, func() {
+		line := fmt.Sprintf("tracerd: %s/%s elapsed, %d requests", time.Since(start).Truncate(time.Second), total, s.Requests())
+		if tty {
+			fmt.Fprint(os.Stderr, "\r\033[K"+line)
+		} else {
+			fmt.Fprintln(os.Stderr, line)
 		}
-	}
+	})
 }
 
 // snapshotViaDaemon asks the running daemon for the requests of
