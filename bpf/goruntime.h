@@ -27,16 +27,6 @@ static __always_inline __u64 cookie_site(struct pt_regs *ctx)
 	return (bpf_get_attach_cookie(ctx) >> GO_COOKIE_SITE_SHIFT) & 0xff;
 }
 
-static __always_inline __u32 cookie_alt_func(struct pt_regs *ctx)
-{
-	return (bpf_get_attach_cookie(ctx) >> GO_COOKIE_ALT_SHIFT) & 0xff;
-}
-
-static __always_inline __u32 cookie_rw_kind(struct pt_regs *ctx)
-{
-	return (bpf_get_attach_cookie(ctx) >> GO_COOKIE_RW_SHIFT) & 0xff;
-}
-
 /* g of the current thread at a syscall: the runtime keeps it at fs:-8. */
 static __always_inline __u64 goid_at_syscall(struct go_proc *gp)
 {
@@ -313,6 +303,30 @@ static __always_inline void exit_status(struct go_event *ev, struct go_proc *gp,
 	ev->status_flags |= GO_STATUS_READ;
 }
 
+/* The end of a call without strings (go_calls_short) of func on the
+ * goroutine whose g is g, if one is open: out it goes, with its end time.
+ * goid_off: runtime.g.goid's offset (from the probe's cookie, or the
+ * process's go_proc). */
+static __always_inline int end_short_call(__u32 pid, __u32 func, __u64 g, __u64 goid_off)
+{
+	struct go_call_key key = { .pid = pid, .func = func, .g = g };
+	struct go_call *c = bpf_map_lookup_elem(&go_calls_short, &key);
+	__u64 goid = 0;
+
+	if (!c)
+		return 0;
+	__u64 now = bpf_ktime_get_ns();
+	bpf_probe_read_user(&goid, sizeof(goid), (void *)(g + goid_off));
+	struct go_event *ev = go_event_head(pid, c->tid, func, goid);
+	if (ev) {
+		ev->start = c->start;
+		ev->end = now;
+		bpf_ringbuf_submit(ev, ringbuf_flags());
+	}
+	bpf_map_delete_elem(&go_calls_short, &key);
+	return 1;
+}
+
 /* The end of a call of func on the goroutine whose g is g, if one is
  * open: out it goes, with its end time. rw_kind: a ServeHTTP exit's
  * ResponseWriter (enum go_rw_kind; 0: none known). */
@@ -320,20 +334,8 @@ static __always_inline int end_call(__u32 pid, struct go_proc *gp, __u32 func, _
 {
 	struct go_call_key key = { .pid = pid, .func = func, .g = g };
 
-	if (!has_strings(func)) {
-		struct go_call *c = bpf_map_lookup_elem(&go_calls_short, &key);
-		if (!c)
-			return 0;
-		__u64 now = bpf_ktime_get_ns();
-		struct go_event *ev = go_event_head(pid, c->tid, func, goid_of(g, gp));
-		if (ev) {
-			ev->start = c->start;
-			ev->end = now;
-			bpf_ringbuf_submit(ev, ringbuf_flags());
-		}
-		bpf_map_delete_elem(&go_calls_short, &key);
-		return 1;
-	}
+	if (!has_strings(func))
+		return end_short_call(pid, func, g, gp->g_goid);
 	struct go_event *ev = bpf_map_lookup_elem(&go_calls, &key);
 	if (!ev)
 		return 0;
@@ -381,19 +383,30 @@ static __always_inline void tls_handshake_done(struct pt_regs *ctx, __u32 pid, s
 /* Where a timed Go function's call ends: one of its RETs, or an emulated
  * instruction that runs once its work is done (after the worker's call
  * returned, in it or in its caller). An exit shared by two functions'
- * calls ends whichever of them is open. */
+ * calls ends whichever of them is open. The cookie is read once (a
+ * helper call), and the end of a call without strings whose probe
+ * carries goid's offset (json.Marshal's exits) looks nothing up but the
+ * call itself. */
 static __always_inline int go_return_body(struct pt_regs *ctx)
 {
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	__u32 func = (__u32)cookie;
+	__u32 alt = (cookie >> GO_COOKIE_ALT_SHIFT) & 0xff;
+	__u64 goid_off = ((cookie >> GO_COOKIE_GOID_SHIFT) & 0xff) * 8;
 	__u32 pid = bpf_get_current_pid_tgid() >> 32;
-	struct go_proc *gp = bpf_map_lookup_elem(&go_procs, &pid);
 
+	if (goid_off && !has_strings(func) && !has_strings(alt)) {
+		if (!end_short_call(pid, func, ctx->r14, goid_off) && alt)
+			end_short_call(pid, alt, ctx->r14, goid_off);
+		return 0;
+	}
+	struct go_proc *gp = bpf_map_lookup_elem(&go_procs, &pid);
 	if (!gp)
 		return 0;
-	__u32 alt = cookie_alt_func(ctx);
-	__u32 func = cookie_func(ctx);
-	if ((func == GO_TLS_HANDSHAKE || func == GO_TLS_CLIENT_HANDSHAKE) && cookie_site(ctx) == PROBE_AT_RET)
+	if ((func == GO_TLS_HANDSHAKE || func == GO_TLS_CLIENT_HANDSHAKE) &&
+	    ((cookie >> GO_COOKIE_SITE_SHIFT) & 0xff) == PROBE_AT_RET)
 		tls_handshake_done(ctx, pid, gp, func);
-	if (!end_call(pid, gp, func, ctx->r14, cookie_rw_kind(ctx)) && alt)
+	if (!end_call(pid, gp, func, ctx->r14, (cookie >> GO_COOKIE_RW_SHIFT) & 0xff) && alt)
 		end_call(pid, gp, alt, ctx->r14, 0);
 	return 0;
 }

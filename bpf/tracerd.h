@@ -241,11 +241,15 @@ enum go_func {
 /* A Go uprobe's BPF cookie: the function (enum go_func) in the low 32
  * bits, the probe's site (enum probe_site) from GO_COOKIE_SITE_SHIFT,
  * and for an exit shared by two functions' calls (one worker both call),
- * the other function from GO_COOKIE_ALT_SHIFT (8 bits). */
+ * the other function from GO_COOKIE_ALT_SHIFT (8 bits). An exit's probe
+ * also carries runtime.g.goid's offset ÷ 8 from GO_COOKIE_GOID_SHIFT
+ * (0: not carried), so that the end of a call without strings needs no
+ * lookup of its process. */
 enum go_cookie {
 	GO_COOKIE_SITE_SHIFT = 32,
 	GO_COOKIE_ALT_SHIFT = 40,
 	GO_COOKIE_RW_SHIFT = 48, /* ServeHTTP's exits: enum go_rw_kind */
+	GO_COOKIE_GOID_SHIFT = 56,
 };
 
 /* Which ResponseWriter a ServeHTTP exit probe's call has (from where

@@ -72,6 +72,7 @@ func (m *Manager) startCalibration(n int) error {
 	tg := target{symbol: "calibrationTarget", fn: loader.TracerdGoFuncGO_CALIBRATE,
 		entry: loader.TracerdProgGoEntry, returns: loader.TracerdProgGoReturn, ends: calibrationEnds}
 	exits := m.endsOf(self, bin, f, tg)
+	goid := bin.Offsets.GGoid
 	if err := m.tracer.SetGoProc(self, procOffsets(bin)); err != nil {
 		return err
 	}
@@ -82,6 +83,7 @@ func (m *Manager) startCalibration(n int) error {
 		return err
 	}
 	ps, err := probesOf(f, tg, exits)
+	ps = carryGoid(ps, goid)
 	var ls []link.Link
 	if err == nil {
 		ls, err = m.attachProbes(ex, ps, self)

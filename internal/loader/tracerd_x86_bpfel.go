@@ -131,6 +131,7 @@ const (
 	TracerdGoCookieGO_COOKIE_SITE_SHIFT TracerdGoCookie = 32
 	TracerdGoCookieGO_COOKIE_ALT_SHIFT  TracerdGoCookie = 40
 	TracerdGoCookieGO_COOKIE_RW_SHIFT   TracerdGoCookie = 48
+	TracerdGoCookieGO_COOKIE_GOID_SHIFT TracerdGoCookie = 56
 )
 
 type TracerdGoEvent struct {

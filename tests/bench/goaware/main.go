@@ -131,7 +131,7 @@ func main() {
 	var results []result
 	for i := 0; i < *rounds; i++ {
 		for _, rate := range rates {
-			for _, a := range arms {
+			for _, a := range rotated(arms, i) {
 				r, err := round(dir, server, a, rate)
 				if err != nil {
 					log.Fatal(err)
@@ -145,6 +145,15 @@ func main() {
 	if err := appendReport(sites + report(results, rates)); err != nil {
 		log.Fatal(err)
 	}
+}
+
+// rotated is the arms in round i's order: each round starts one arm
+// further, so that no arm always follows the same one (a round's
+// leftovers — the previous tracerd's exit, the page cache, the CPUs'
+// frequencies — fall on each arm in turn).
+func rotated(as []arm, i int) []arm {
+	k := i % len(as)
+	return append(append([]arm(nil), as[k:]...), as[:k]...)
 }
 
 func round(dir, server string, a arm, rate int) (result, error) {
@@ -493,7 +502,7 @@ func report(rs []result, rates []int) string {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n### The JSON server at fixed rates\n\n")
-	fmt.Fprintf(&b, "`go run ./tests/bench/goaware` (part of `make bench`), %s: tests/goserver answering `GET %s` (json.Marshal of one item; 4 probe hits a request: ServeHTTP's entry and exit, where the status is read, Marshal's entry and exit) to 32 keep-alive connections, each sending at its own fixed pace (%s req/s in all), %d rounds of %s per arm and rate, arms interleaved. tracerd runs `snapshot --pid P --json … -o …` with `--go=false`, with the default bound (a function firing over %d calls/s in a process has its group of probes switched off) and with the former default (%d)%s. Server CPU: its threads' schedstat over the load but its last second, per request answered then. Hits and program time: bpftool's run_cnt and run_time_ns of tracerd's go_* programs over the last second (BPF statistics on only then: they add two clock reads to each run). Records: tracerd's JSON lines for `/json`, by start time.\n\n",
+	fmt.Fprintf(&b, "`go run ./tests/bench/goaware` (part of `make bench`), %s: tests/goserver answering `GET %s` (json.Marshal of one item; 4 probe hits a request: ServeHTTP's entry and exit, where the status is read, Marshal's entry and exit) to 32 keep-alive connections, each sending at its own fixed pace (%s req/s in all), %d rounds of %s per arm and rate, arms interleaved (each round starting one arm further). tracerd runs `snapshot --pid P --json … -o …` with `--go=false`, with the default bound (a function firing over %d calls/s in a process has its group of probes switched off) and with the former default (%d)%s. Server CPU: its threads' schedstat over the load but its last second, per request answered then. Hits and program time: bpftool's run_cnt and run_time_ns of tracerd's go_* programs over the last second (BPF statistics on only then: they add two clock reads to each run). Records: tracerd's JSON lines for `/json`, by start time.\n\n",
 		time.Now().UTC().Format("2006-01-02 15:04 UTC"), path, *rateList, *rounds, *roundD, goprobe.DefaultMaxCallsPerSecond, oldBound, formerNote())
 	for _, rate := range rates {
 		off := pick(arms[0].name, rate)
@@ -557,7 +566,18 @@ func report(rs []result, rates []int) string {
 				pct(l.gcSTW, l.records), pct(l.gcPause, l.records), pct(e.serveHTTP, e.records), pct(l.serveHTTP, l.records),
 				pct(e.marshal, e.records), pct(l.marshal, l.records))
 		}
-		fmt.Fprintf(&b, "\nUprobe programs with the default bound (medians over rounds): runs per request and BPF run time per run.\n\n| program | runs per request | ns per run |\n|---|---|---|\n")
+		// The former build's programs, next to these: the A/B of a
+		// change to them.
+		var former []result
+		if len(arms) > 3 {
+			former = pick(arms[3].name, rate)
+		}
+		fmt.Fprintf(&b, "\nUprobe programs with the default bound (medians over rounds): runs per request and BPF run time per run.\n\n| program | runs per request | ns per run |")
+		if former != nil {
+			fmt.Fprintf(&b, " former build: ns per run |\n|---|---|---|---|\n")
+		} else {
+			fmt.Fprintf(&b, "\n|---|---|---|\n")
+		}
 		names := map[string]bool{}
 		for _, r := range on {
 			for n := range r.progRuns {
@@ -570,7 +590,11 @@ func report(rs []result, rates []int) string {
 		}
 		sort.Strings(sorted)
 		for _, n := range sorted {
-			fmt.Fprintf(&b, "| %s | %.2f | %.0f |\n", n, median(vals(on, func(r result) float64 { return r.progRuns[n] })), median(vals(on, func(r result) float64 { return r.progNs[n] })))
+			fmt.Fprintf(&b, "| %s | %.2f | %.0f |", n, median(vals(on, func(r result) float64 { return r.progRuns[n] })), median(vals(on, func(r result) float64 { return r.progNs[n] })))
+			if former != nil {
+				fmt.Fprintf(&b, " %.0f |", median(vals(former, func(r result) float64 { return r.progNs[n] })))
+			}
+			b.WriteString("\n")
 		}
 		b.WriteString("\n")
 	}

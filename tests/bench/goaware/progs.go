@@ -14,6 +14,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
+	"golang.org/x/sys/unix"
 
 	"github.com/tracerd/tracerd/internal/goinspect"
 	"github.com/tracerd/tracerd/internal/loader"
@@ -218,19 +219,32 @@ func progCosts(obj string, rounds, calls int) (map[string][]float64, []progCase,
 	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	attach := func(c progCase) ([]link.Link, error) {
+		var ls []link.Link
+		for _, p := range c.probes {
+			cookie := uint64(p.fn) | uint64(p.site)<<loader.TracerdGoCookieGO_COOKIE_SITE_SHIFT |
+				uint64(p.rw)<<loader.TracerdGoCookieGO_COOKIE_RW_SHIFT
+			if p.prog == loader.TracerdProgGoReturn && o.GGoid%8 == 0 && o.GGoid/8 <= 0xff {
+				cookie |= o.GGoid / 8 << loader.TracerdGoCookieGO_COOKIE_GOID_SHIFT // as goprobe's carryGoid (older objects ignore it)
+			}
+			l, err := ex.UprobeMulti(nil, progs[p.prog], &link.UprobeMultiOptions{PID: self, Addresses: []uint64{offs[p.sym]}, Cookies: []uint64{cookie}})
+			if err != nil {
+				for _, l := range ls {
+					l.Close()
+				}
+				return nil, fmt.Errorf("%s on %s: %w", p.prog, p.sym, err)
+			}
+			ls = append(ls, l)
+		}
+		return ls, nil
+	}
 	out := map[string][]float64{}
 	for r := 0; r < rounds; r++ {
 		for _, c := range cases {
 			off := timeCalls(c.calls, calls)
-			var ls []link.Link
-			for _, p := range c.probes {
-				l, err := ex.UprobeMulti(nil, progs[p.prog], &link.UprobeMultiOptions{PID: self,
-					Addresses: []uint64{offs[p.sym]}, Cookies: []uint64{uint64(p.fn) | uint64(p.site)<<loader.TracerdGoCookieGO_COOKIE_SITE_SHIFT |
-						uint64(p.rw)<<loader.TracerdGoCookieGO_COOKIE_RW_SHIFT}})
-				if err != nil {
-					return nil, nil, fmt.Errorf("%s on %s: %w", p.prog, p.sym, err)
-				}
-				ls = append(ls, l)
+			ls, err := attach(c)
+			if err != nil {
+				return nil, nil, err
 			}
 			on := timeCalls(c.calls, calls)
 			for _, l := range ls {
@@ -239,10 +253,43 @@ func progCosts(obj string, rounds, calls int) (map[string][]float64, []progCase,
 			out[c.name] = append(out[c.name], float64(on-off)/float64(calls*c.hits))
 		}
 	}
+	// BPF run time per hit, in a pass of its own (the statistics add two
+	// clock reads to each run): what the programs take here, against
+	// what they take in the JSON server (the load's tables).
+	if stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME)); err == nil {
+		for _, c := range cases {
+			ls, err := attach(c)
+			if err != nil {
+				stats.Close()
+				return nil, nil, err
+			}
+			before := runTime(progs)
+			timeCalls(c.calls, calls)
+			out[c.name+runTimeKey] = []float64{float64(runTime(progs)-before) / float64(calls*c.hits)}
+			for _, l := range ls {
+				l.Close()
+			}
+		}
+		stats.Close()
+	}
 	runtime.KeepAlive(req)
 	runtime.KeepAlive(resp)
 	runtime.KeepAlive(br)
 	return out, cases, nil
+}
+
+// runTimeKey marks a case's BPF run time per hit in progCosts' results.
+const runTimeKey = " (BPF run time)"
+
+// runTime is the programs' total run time (BPF statistics on).
+func runTime(progs map[string]*ebpf.Program) time.Duration {
+	var t time.Duration
+	for _, p := range progs {
+		if s, err := p.Stats(); err == nil {
+			t += s.Runtime
+		}
+	}
+	return t
 }
 
 func progReport(costs map[string][]float64, cases []progCase, obj string, rounds, calls int) string {
@@ -250,11 +297,15 @@ func progReport(costs map[string][]float64, cases []progCase, obj string, rounds
 	fmt.Fprintf(&b, "\n### Cost of one uprobe hit with tracerd's programs\n\n")
 	fmt.Fprintf(&b, "`go run ./tests/bench/goaware -sites-only -bpf-object %s`, %s: tracerd's Go uprobe programs (loaded from that object, acting for the benchmark process) on site functions as above, each case called %d times without and with its probes, %d interleaved rounds; thread CPU time added per probe hit (trap and program). ServeHTTP's entry reads a request laid out as this binary's net/http lays it out.\n\n",
 		obj, time.Now().UTC().Format("2006-01-02 15:04 UTC"), calls, rounds)
-	fmt.Fprintf(&b, "| case | per hit (median) | range |\n|---|---|---|\n")
+	fmt.Fprintf(&b, "| case | per hit (median) | range | of it BPF run time (one pass, statistics on) |\n|---|---|---|---|\n")
 	for _, c := range cases {
 		v := append([]float64(nil), costs[c.name]...)
 		sort.Float64s(v)
-		fmt.Fprintf(&b, "| %s | %.2f µs | %.2f – %.2f µs |\n", c.name, v[len(v)/2]/1e3, v[0]/1e3, v[len(v)-1]/1e3)
+		rt := "–"
+		if r := costs[c.name+runTimeKey]; len(r) > 0 {
+			rt = fmt.Sprintf("%.0f ns", r[0])
+		}
+		fmt.Fprintf(&b, "| %s | %.2f µs | %.2f – %.2f µs | %s |\n", c.name, v[len(v)/2]/1e3, v[0]/1e3, v[len(v)-1]/1e3, rt)
 	}
 	return b.String()
 }
