@@ -113,7 +113,7 @@ static __always_inline void client_request_start(struct traced_conn *c, int ret)
 	c->state = CONN_WRITING;
 	r->t_wr = bpf_ktime_get_ns();
 	r->tid = (__u32)pid_tgid;
-	bpf_get_current_comm(r->comm, sizeof(r->comm));
+	current_comm(r->comm);
 	r->t_rl = 0;
 	r->flags &= ~REQ_HAS_RX;
 	/* Method and target: the request head, captured as a server's. */

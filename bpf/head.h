@@ -51,6 +51,8 @@ static __always_inline struct head_scratch *scratch_head(void)
 #define NL8 0x0a0a0a0a0a0a0a0aULL
 #define ONES8 0x0101010101010101ULL
 #define HIGH8 0x8080808080808080ULL
+#define LOW7 0x7f7f7f7f7f7f7f7fULL
+#define BYTE_INDEX 0x0001020304050607ULL
 
 /* Whether a header line starting at off is "traceparent:" (any case). */
 static __always_inline int traceparent_at(struct head_scratch *s, __u32 off)
@@ -76,7 +78,7 @@ static __always_inline __u16 keep_parsed(struct head_scratch *s, __u32 n, __u8 *
 	MEM(s->tp_start) = 0;
 	MEM(s->tp_end) = 0;
 	/* Eight bytes at a time: a word holds a '\n' when word ^ NL8 has a
-	 * zero byte (exact test); only such words are looked at bytewise.
+	 * zero byte (exact test); only such words are looked at further.
 	 * Bytes past n are zero (the scratch is cleared after each use). */
 	for (__u32 w = 0; w < REQ_HEAD_CAP / 8; w++) {
 		__u32 base = w * 8;
@@ -88,18 +90,25 @@ static __always_inline __u16 keep_parsed(struct head_scratch *s, __u32 n, __u8 *
 		x ^= NL8;
 		if (!((x - ONES8) & ~x & HIGH8))
 			continue;
-		for (__u32 j = 0; j < 8; j++) {
-			__u32 i = base + j;
+		/* 0x80 in each byte that is '\n', exactly (the quick test above
+		 * may also flag a byte just past one): then one step per line
+		 * end, not per byte. The lowest flag's byte index k comes from
+		 * 1 << 8k times 0x0001020304050607, whose top byte is then k. */
+		__u64 m = ~(((x & LOW7) + LOW7) | x | LOW7);
 
+		for (__u32 j = 0; j < 8; j++) {
+			if (!m)
+				break;
+			__u32 i = base + (__u32)((((m & -m) >> 7) * BYTE_INDEX) >> 56);
+
+			m &= m - 1;
 			if (i >= MEM(s->n))
 				break;
-			if (s->b[i] == '\n') {
-				__u32 l = MEM(s->lines);
+			__u32 l = MEM(s->lines);
 
-				if (l < MAX_LINES) {
-					s->eol[l & (MAX_LINES - 1)] = i;
-					MEM(s->lines) = l + 1;
-				}
+			if (l < MAX_LINES) {
+				s->eol[l & (MAX_LINES - 1)] = i;
+				MEM(s->lines) = l + 1;
 			}
 		}
 	}

@@ -68,13 +68,18 @@ static __always_inline int on_sock_recv(struct sock *sk, int ret, int flags, int
 	c->last_io = now;
 
 	struct tcp_sock *tp = TCP_SK(btf, sk);
+
+	if (!tp)
+		return 0;
+	__u32 copied = KREAD(btf, tp, copied_seq);
+
 	/* A TLS handshake exchange's bytes (tlswire.h). */
-	if (c->tls_reads && c->state == CONN_READING && tp) {
+	if (c->tls_reads && c->state == CONN_READING) {
 		c->tls_reads--;
-		tls_wire_out(c->req.sk, c->req.pid, TLS_WIRE_READ, KREAD(btf, tp, copied_seq) - (__u32)ret, ret);
+		tls_wire_out(c->req.sk, c->req.pid, TLS_WIRE_READ, copied - (__u32)ret, ret);
 	}
 	/* Everything read: the next arrival starts a new wait. */
-	if (tp && KREAD(btf, tp, copied_seq) == KREAD(btf, tp, rcv_nxt))
+	if (copied == KREAD(btf, tp, rcv_nxt))
 		c->rx_ts = 0;
 	return 0;
 }

@@ -102,8 +102,16 @@ __noinline int keep_head(struct req_record *r, int ret)
 	if (!n)
 		return 0;
 	r->req_len = keep_parsed(s, n, r->req_head);
-	/* Nothing else of the head stays in the kernel. */
-	__builtin_memset(s->b, 0, REQ_HEAD_CAP);
+	/* Nothing else of the head stays in the kernel: the words the
+	 * capture wrote are cleared (the rest is still zero), not the whole
+	 * scratch, whose untouched lines would be brought in to be zeroed
+	 * (a request's head is usually a few dozen bytes of the 512). */
+	for (__u32 w = 0; w < REQ_HEAD_CAP / 8; w++) {
+		if (w * 8 >= MEM(s->n))
+			break;
+		__u64 *word = (__u64 *)&s->b[(w * 8) & (REQ_HEAD_CAP - 1)];
+		*word = 0;
+	}
 	return r->req_len;
 }
 
@@ -129,6 +137,23 @@ static __always_inline struct task_sched *task_sched_of(struct task_struct *task
 static __always_inline __u64 run_delay(struct task_struct *task)
 {
 	return task->sched_info.run_delay;
+}
+
+/* The current thread's name into dst (16 bytes), as
+ * bpf_get_current_comm would put it, but with two loads from the task
+ * (its BTF type lets the verifier allow them: reads inside a char array
+ * field) instead of a helper call and a string copy, at every request.
+ * The bytes after the name's NUL may be an older, longer name's (a
+ * thread renamed on kernels before 6.2 did not pad): user space reads
+ * up to the NUL. */
+static __always_inline void current_comm(char *dst)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u64 *src = (__u64 *)task->comm;
+	__u64 lo = src[0], hi = src[1];
+
+	__builtin_memcpy(dst, &lo, 8);
+	__builtin_memcpy(dst + 8, &hi, 8);
 }
 
 /* The connection's addresses, into its record. */
@@ -196,7 +221,7 @@ static __always_inline void start_request(struct traced_conn *c, __u64 now, int 
 	r->t_rd = now;
 	r->tid = tid;
 	/* The process's name now: it may have exec'd since the accept. */
-	bpf_get_current_comm(r->comm, sizeof(r->comm));
+	current_comm(r->comm);
 	if (c->rx_ts) {
 		r->t_rx = c->rx_ts;
 		r->flags |= REQ_HAS_RX;
