@@ -27,25 +27,30 @@ static __always_inline __u64 cookie_site(struct pt_regs *ctx)
 	return (bpf_get_attach_cookie(ctx) >> GO_COOKIE_SITE_SHIFT) & 0xff;
 }
 
-/* g of the current thread at a syscall: the runtime keeps it at fs:-8. */
-static __always_inline __u64 goid_at_syscall(struct go_proc *gp)
+/* runtime.g.goid of the goroutine whose g is g, off being its offset. */
+static __always_inline __u64 goid_at(__u64 g, __u64 off)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
-	__u64 fsbase = task->thread.fsbase;
-	__u64 g = 0, goid = 0;
+	__u64 goid = 0;
 
-	if (!fsbase || bpf_probe_read_user(&g, sizeof(g), (void *)(fsbase - 8)) || !g)
-		return 0;
-	bpf_probe_read_user(&goid, sizeof(goid), (void *)(g + gp->g_goid));
+	bpf_probe_read_user(&goid, sizeof(goid), (void *)(g + off));
 	return goid;
 }
 
 static __always_inline __u64 goid_of(__u64 g, struct go_proc *gp)
 {
-	__u64 goid = 0;
+	return goid_at(g, gp->g_goid);
+}
 
-	bpf_probe_read_user(&goid, sizeof(goid), (void *)(g + gp->g_goid));
-	return goid;
+/* g of the current thread at a syscall: the runtime keeps it at fs:-8. */
+static __always_inline __u64 goid_at_syscall(struct go_proc *gp)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u64 fsbase = task->thread.fsbase;
+	__u64 g = 0;
+
+	if (!fsbase || bpf_probe_read_user(&g, sizeof(g), (void *)(fsbase - 8)) || !g)
+		return 0;
+	return goid_of(g, gp);
 }
 
 static __always_inline __u64 goid_at_uprobe(struct pt_regs *ctx, struct go_proc *gp)
@@ -311,13 +316,11 @@ static __always_inline int end_short_call(__u32 pid, __u32 func, __u64 g, __u64 
 {
 	struct go_call_key key = { .pid = pid, .func = func, .g = g };
 	struct go_call *c = bpf_map_lookup_elem(&go_calls_short, &key);
-	__u64 goid = 0;
 
 	if (!c)
 		return 0;
 	__u64 now = bpf_ktime_get_ns();
-	bpf_probe_read_user(&goid, sizeof(goid), (void *)(g + goid_off));
-	struct go_event *ev = go_event_head(pid, c->tid, func, goid);
+	struct go_event *ev = go_event_head(pid, c->tid, func, goid_at(g, goid_off));
 	if (ev) {
 		ev->start = c->start;
 		ev->end = now;
