@@ -160,6 +160,27 @@ struct {
 	__type(value, struct task_sched);
 } tasks SEC(".maps");
 
+/* Whether the scheduler programs (sched.h) run (set by Go, index 0: 1
+ * once one of them is attached; they stay attached until tracerd
+ * detaches everything). While they wait for a CPU quota no thread's
+ * throttle_total moves, so the answer's write needs no tasks lookup to
+ * know a request's throttled part: none (update_sched). An array: its
+ * lookup is a few instructions the verifier inlines, not a hash walk. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} sched_hooks SEC(".maps");
+
+static __always_inline int sched_hooks_attached(void)
+{
+	__u32 zero = 0;
+	__u32 *on = bpf_map_lookup_elem(&sched_hooks, &zero);
+
+	return on && *on;
+}
+
 /* NET_RX softirq bookkeeping per CPU: the first raise not yet followed
  * by the softirq's exit, 0 when none. */
 struct softirq_cpu {

@@ -281,10 +281,16 @@ static __always_inline void update_sched(struct traced_conn *c)
 
 	if (!(r->flags & REQ_HAS_SCHED))
 		return;
-	t = bpf_map_lookup_elem(&tasks, &tid);
-	if (!t) {
-		r->flags &= ~REQ_HAS_SCHED; /* evicted: cannot tell */
-		return;
+	/* The scheduler programs wait (no CPU quota seen): nothing was
+	 * throttled, and no lookup is needed to say so. (Once attached they
+	 * stay: waiting now means waiting since T_rd too.) */
+	t = NULL;
+	if (sched_hooks_attached()) {
+		t = bpf_map_lookup_elem(&tasks, &tid);
+		if (!t) {
+			r->flags &= ~REQ_HAS_SCHED; /* evicted: cannot tell */
+			return;
+		}
 	}
 	struct task_struct *cur = bpf_get_current_task_btf();
 	if (cur->pid == tid) {
@@ -301,7 +307,7 @@ static __always_inline void update_sched(struct traced_conn *c)
 		waited = BPF_CORE_READ(task, sched_info.run_delay);
 	}
 	waited -= c->runq_base;
-	r->throttle_ns = t->throttle_total - c->throttle_base;
+	r->throttle_ns = t ? t->throttle_total - c->throttle_base : 0;
 	if (r->throttle_ns > waited)
 		r->throttle_ns = waited;
 	r->runq_ns = waited - r->throttle_ns;

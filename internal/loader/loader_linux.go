@@ -270,6 +270,9 @@ func open(cfg Config, cg targets.Cgroups, k *kernelView, failed map[string]strin
 			t.links = append(t.links, l)
 		}
 	}
+	if err := t.noteSchedHooks(); err != nil {
+		return nil, false, err
+	}
 	for _, h := range t.Hooks {
 		switch {
 		case !h.OK && !h.Required:
@@ -818,7 +821,24 @@ func (t *Tracer) attachPending(why string) {
 		h.Pending = false
 		t.logger.Info("hook attached", "hook", h.Name, "way", h.WayName(), "why", why)
 	}
+	if err := t.noteSchedHooks(); err != nil {
+		t.logger.Warn("the scheduler hooks run, but the kernel side was not told: requests' CPU throttling reads 0", "error", err)
+	}
 	t.pending.Store(left)
+}
+
+// noteSchedHooks tells the kernel side (sched_hooks, index 0) that a
+// scheduler hook is attached: until then the answer's write skips the
+// tasks lookup that reads a thread's throttled total, which nothing
+// moves while they wait (update_sched in bpf/request.h).
+func (t *Tracer) noteSchedHooks() error {
+	if !slices.ContainsFunc(t.Hooks, func(h HookStatus) bool { return h.OK && h.OnQuota && !h.Pending }) {
+		return nil
+	}
+	if err := t.coll.Maps[TracerdMapSchedHooks].Put(uint32(0), uint32(1)); err != nil {
+		return fmt.Errorf("noting the scheduler hooks attached: %w", err)
+	}
+	return nil
 }
 
 // Detach removes every hook (in reverse order) so that no new records

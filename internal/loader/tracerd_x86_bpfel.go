@@ -480,6 +480,7 @@ const (
 	TracerdMapHeadScratch                = "head_scratch"
 	TracerdMapPendingEst                 = "pending_est"
 	TracerdMapRingWrites                 = "ring_writes"
+	TracerdMapSchedHooks                 = "sched_hooks"
 	TracerdMapSkMarks                    = "sk_marks"
 	TracerdMapSoftirqState               = "softirq_state"
 	TracerdMapSslReads                   = "ssl_reads"
@@ -716,6 +717,7 @@ type TracerdMapSpecs struct {
 	HeadScratch      *ebpf.MapSpec `ebpf:"head_scratch"`
 	PendingEst       *ebpf.MapSpec `ebpf:"pending_est"`
 	RingWrites       *ebpf.MapSpec `ebpf:"ring_writes"`
+	SchedHooks       *ebpf.MapSpec `ebpf:"sched_hooks"`
 	SkMarks          *ebpf.MapSpec `ebpf:"sk_marks"`
 	SoftirqState     *ebpf.MapSpec `ebpf:"softirq_state"`
 	SslReads         *ebpf.MapSpec `ebpf:"ssl_reads"`
@@ -802,6 +804,7 @@ type TracerdMaps struct {
 	HeadScratch      *ebpf.Map `ebpf:"head_scratch"`
 	PendingEst       *ebpf.Map `ebpf:"pending_est"`
 	RingWrites       *ebpf.Map `ebpf:"ring_writes"`
+	SchedHooks       *ebpf.Map `ebpf:"sched_hooks"`
 	SkMarks          *ebpf.Map `ebpf:"sk_marks"`
 	SoftirqState     *ebpf.Map `ebpf:"softirq_state"`
 	SslReads         *ebpf.Map `ebpf:"ssl_reads"`
@@ -832,6 +835,7 @@ func (m *TracerdMaps) Close() error {
 		m.HeadScratch,
 		m.PendingEst,
 		m.RingWrites,
+		m.SchedHooks,
 		m.SkMarks,
 		m.SoftirqState,
 		m.SslReads,
