@@ -389,13 +389,17 @@ type TracerdStwState struct {
 	Pad    uint32
 }
 
+type TracerdTaskMark struct {
+	_            structs.HostLayout
+	QuotaChecked uint64
+}
+
 type TracerdTaskSched struct {
 	_             structs.HostLayout
 	EnqueuedAt    uint64
 	ThrCfsRq      uint64
 	ThrBase       uint64
 	ThrottleTotal uint64
-	QuotaChecked  uint64
 	Throttled     uint8
 	Pad           [7]uint8
 }
@@ -446,7 +450,8 @@ type TracerdTracedConn struct {
 	RxHasSoftirq      uint8
 	PeerZeroWindow    uint8
 	EstHasSoftirq     uint8
-	Pad               [4]uint8
+	SchedBase         uint8
+	Pad               [3]uint8
 	Fence             uint64
 	RtSeq             uint32
 	RtRun             uint32
