@@ -168,9 +168,9 @@ struct {
 
 /* Whether the scheduler programs (sched.h) run (set by Go, index 0: 1
  * once one of them is attached; they stay attached until tracerd
- * detaches everything). While they wait for a CPU quota no thread's
- * throttle_total moves, so the answer's write needs no tasks lookup to
- * know a request's throttled part: none (update_sched). An array: its
+ * detaches everything). While they wait for a CPU quota nothing times a
+ * thread's throttling, so a request's read takes no tasks entry and its
+ * answer's write no lookup (start_request, update_sched). An array: its
  * lookup is a few instructions the verifier inlines, not a hash walk. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

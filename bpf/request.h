@@ -291,17 +291,13 @@ static __always_inline void update_sched(struct traced_conn *c)
 
 	if (!(r->flags & REQ_HAS_SCHED))
 		return;
-	/* The scheduler programs wait (no CPU quota seen): nothing was
-	 * throttled, and no lookup is needed to say so. (Once attached they
-	 * stay: waiting now means waiting since T_rd too.) */
+	/* The scheduler programs waited at T_rd (no CPU quota seen): the
+	 * thread has no tasks entry for them to fill, nothing of the wait is
+	 * known throttled, and no lookup is needed to say so. (Throttling
+	 * after they attach in the middle of the request is counted in
+	 * runqueue, as throttling before they attach always is.) */
 	t = NULL;
-	if (sched_hooks_attached()) {
-		if (!c->sched_base) {
-			/* They were attached after T_rd: the throttled time before
-			 * is not known, so neither is the request's part. */
-			r->flags &= ~REQ_HAS_SCHED;
-			return;
-		}
+	if (c->sched_base) {
 		t = bpf_map_lookup_elem(&tasks, &tid);
 		if (!t) {
 			r->flags &= ~REQ_HAS_SCHED; /* evicted: cannot tell */
