@@ -123,14 +123,21 @@ struct {
 } traced_tgids SEC(".maps");
 
 /* Serving threads, marked when they first read a request: as with
- * sk_marks, only its presence matters (task->bpf_storage non-NULL), so
- * that the scheduler programs leave every other thread of the host at
- * the first load. */
+ * sk_marks, its presence is what the scheduler programs test
+ * (task->bpf_storage non-NULL), so that they leave every other thread of
+ * the host at the first load. It also holds what a request's read needs
+ * of its thread while the scheduler programs wait: a storage lookup is
+ * a few loads from the task, where the tasks hash costs a hash and a
+ * bucket walk. */
+struct task_mark {
+	__u64 quota_checked; /* when its cgroups' CPU quotas were last looked at (quota.h) */
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, int);
-	__type(value, __u8);
+	__type(value, struct task_mark);
 } task_marks SEC(".maps");
 
 /* Whether p may be a serving thread (one with a task_marks mark). */
@@ -148,7 +155,6 @@ struct task_sched {
 	__u64 thr_cfs_rq;  /* kernels < 6.18: its cfs_rq when it became runnable, */
 	__u64 thr_base;    /* and that cfs_rq's throttled time then */
 	__u64 throttle_total;
-	__u64 quota_checked; /* when its cgroups' CPU quotas were last looked at (quota.h) */
 	__u8 throttled;    /* preempted by CFS bandwidth throttling */
 	__u8 pad[7];
 };
@@ -159,6 +165,27 @@ struct {
 	__type(key, __u32);
 	__type(value, struct task_sched);
 } tasks SEC(".maps");
+
+/* Whether the scheduler programs (sched.h) run (set by Go, index 0: 1
+ * once one of them is attached; they stay attached until tracerd
+ * detaches everything). While they wait for a CPU quota nothing times a
+ * thread's throttling, so a request's read takes no tasks entry and its
+ * answer's write no lookup (start_request, update_sched). An array: its
+ * lookup is a few instructions the verifier inlines, not a hash walk. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} sched_hooks SEC(".maps");
+
+static __always_inline int sched_hooks_attached(void)
+{
+	__u32 zero = 0;
+	__u32 *on = bpf_map_lookup_elem(&sched_hooks, &zero);
+
+	return on && *on;
+}
 
 /* NET_RX softirq bookkeeping per CPU: the first raise not yet followed
  * by the softirq's exit, 0 when none. */

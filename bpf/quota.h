@@ -31,16 +31,17 @@ static __always_inline int under_cpu_quota(struct task_struct *task)
 	return 0;
 }
 
-/* At a request's first read, at most once a second per thread: tell
+/* At a request's first read, at most once a second per thread (checked:
+ * its task_mark's): tell
  * user space (CNT_QUOTA_SEEN) if the thread runs under a quota. (Not
  * stopped once the hooks are attached: user space attaches them and
  * validates their way at start, so no flag of theirs can say it; a
  * second's check costs a few loads per level.) */
-static __always_inline void note_quota(struct task_struct *task, struct task_sched *t, __u64 now)
+static __always_inline void note_quota(struct task_struct *task, __u64 *checked, __u64 now)
 {
-	if (now - t->quota_checked < QUOTA_RECHECK_NS)
+	if (now - *checked < QUOTA_RECHECK_NS)
 		return;
-	t->quota_checked = now;
+	*checked = now;
 	if (under_cpu_quota(task))
 		count(CNT_QUOTA_SEEN);
 }

@@ -115,15 +115,14 @@ __noinline int keep_head(struct req_record *r, int ret)
 	return r->req_len;
 }
 
-/* The serving thread's throttling totals, created on first use with
- * the thread's mark, so that the sched programs start timing it. */
-static __always_inline struct task_sched *task_sched_of(struct task_struct *task, __u32 tid)
+/* The serving thread's throttling totals, created on first use (the
+ * thread has its mark: the sched programs time it). */
+static __always_inline struct task_sched *task_sched_of(__u32 tid)
 {
 	struct task_sched *t = bpf_map_lookup_elem(&tasks, &tid);
 
 	if (t)
 		return t;
-	bpf_task_storage_get(&task_marks, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	struct task_sched zero = {};
 	if (bpf_map_update_elem(&tasks, &tid, &zero, BPF_NOEXIST) &&
 	    !bpf_map_lookup_elem(&tasks, &tid)) {
@@ -245,14 +244,25 @@ static __always_inline void start_request(struct traced_conn *c, __u64 now, int 
 	r->flags &= ~REQ_HAS_SCHED;
 	if (sched_enabled && bpf_core_field_exists(((struct task_struct *)0)->sched_info)) {
 		struct task_struct *task = bpf_get_current_task_btf();
-		struct task_sched *t = task_sched_of(task, tid);
+		/* The mark first: with it the sched programs time the thread
+		 * once they run. While they wait, nothing is throttled and the
+		 * tasks entry is not needed (see update_sched). */
+		struct task_mark *m = bpf_task_storage_get(&task_marks, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+		struct task_sched *t = NULL;
 
-		if (t) {
+		c->sched_base = 0;
+		if (m && !sched_hooks_attached()) {
+			c->throttle_base = 0;
+		} else if ((t = task_sched_of(tid))) {
+			c->throttle_base = t->throttle_total;
+			c->sched_base = 1;
+		}
+		if (m || t) {
 			c->task = (__u64)task;
 			c->runq_base = run_delay(task);
-			c->throttle_base = t->throttle_total;
 			r->flags |= REQ_HAS_SCHED;
-			note_quota(task, t, now);
+			if (m)
+				note_quota(task, &m->quota_checked, now);
 		}
 	}
 	keep_head(r, ret);
@@ -281,10 +291,18 @@ static __always_inline void update_sched(struct traced_conn *c)
 
 	if (!(r->flags & REQ_HAS_SCHED))
 		return;
-	t = bpf_map_lookup_elem(&tasks, &tid);
-	if (!t) {
-		r->flags &= ~REQ_HAS_SCHED; /* evicted: cannot tell */
-		return;
+	/* The scheduler programs waited at T_rd (no CPU quota seen): the
+	 * thread has no tasks entry for them to fill, nothing of the wait is
+	 * known throttled, and no lookup is needed to say so. (Throttling
+	 * after they attach in the middle of the request is counted in
+	 * runqueue, as throttling before they attach always is.) */
+	t = NULL;
+	if (c->sched_base) {
+		t = bpf_map_lookup_elem(&tasks, &tid);
+		if (!t) {
+			r->flags &= ~REQ_HAS_SCHED; /* evicted: cannot tell */
+			return;
+		}
 	}
 	struct task_struct *cur = bpf_get_current_task_btf();
 	if (cur->pid == tid) {
@@ -301,7 +319,7 @@ static __always_inline void update_sched(struct traced_conn *c)
 		waited = BPF_CORE_READ(task, sched_info.run_delay);
 	}
 	waited -= c->runq_base;
-	r->throttle_ns = t->throttle_total - c->throttle_base;
+	r->throttle_ns = t ? t->throttle_total - c->throttle_base : 0;
 	if (r->throttle_ns > waited)
 		r->throttle_ns = waited;
 	r->runq_ns = waited - r->throttle_ns;

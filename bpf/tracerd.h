@@ -194,7 +194,8 @@ struct traced_conn {
 	__u8 rx_has_softirq;
 	__u8 peer_zero_window;
 	__u8 est_has_softirq;
-	__u8 pad[4];
+	__u8 sched_base;    /* throttle_base is the tasks entry's (else the sched programs waited at T_rd) */
+	__u8 pad[3];
 	__u64 fence; /* target of full_barrier()'s locked add */
 	__u32 rt_seq;      /* start of the segment retransmitted last */
 	__u32 rt_run;      /* its retransmissions in a row */

@@ -338,6 +338,10 @@ func TestSchedHooksWaitForQuota(t *testing.T) {
 	if pending != 3 || len(tr.links) != attached {
 		t.Fatalf("%d programs pending (want 3: sched_switch, sched_wakeup, sched_wakeup_new), %d links for %d attached", pending, len(tr.links), attached)
 	}
+	var on uint32
+	if err := tr.coll.Maps[TracerdMapSchedHooks].Lookup(uint32(0), &on); err != nil || on != 0 {
+		t.Fatalf("sched_hooks %d (%v) while they wait, want 0", on, err)
+	}
 	// Nothing seen yet: the periodic look leaves them.
 	tr.attachOnQuota()
 	if len(tr.links) != attached || !tr.pending.Load() {
@@ -351,6 +355,9 @@ func TestSchedHooksWaitForQuota(t *testing.T) {
 		if h.Pending {
 			t.Errorf("%s still pending", h.Name)
 		}
+	}
+	if err := tr.coll.Maps[TracerdMapSchedHooks].Lookup(uint32(0), &on); err != nil || on != 1 {
+		t.Errorf("sched_hooks %d (%v) once attached, want 1", on, err)
 	}
 	if err := tr.Detach(); err != nil {
 		t.Fatal(err)

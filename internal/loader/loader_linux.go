@@ -248,6 +248,13 @@ func open(cfg Config, cg targets.Cgroups, k *kernelView, failed map[string]strin
 	}
 	t.targets = cfg.Targets
 	quotaNow := quota.attachNow(t.Hooks, log)
+	if quotaNow {
+		// Before they run: a request read in between would take no
+		// tasks entry for them to fill.
+		if err := t.markSchedHooks(); err != nil {
+			return nil, false, err
+		}
+	}
 	for i := range t.Hooks {
 		h := &t.Hooks[i]
 		if !h.OK {
@@ -791,6 +798,11 @@ func (t *Tracer) attachPending(why string) {
 		t.pending.Store(false)
 		return
 	}
+	// Before they run (see open); if none attaches, requests just take
+	// the tasks entries they would need.
+	if err := t.markSchedHooks(); err != nil {
+		t.logger.Warn("the kernel side cannot be told that the scheduler hooks run: requests' CPU throttling reads 0", "error", err)
+	}
 	left := false
 	for i := range t.Hooks {
 		h := &t.Hooks[i]
@@ -819,6 +831,19 @@ func (t *Tracer) attachPending(why string) {
 		t.logger.Info("hook attached", "hook", h.Name, "way", h.WayName(), "why", why)
 	}
 	t.pending.Store(left)
+}
+
+// markSchedHooks tells the kernel side (sched_hooks, index 0) that the
+// scheduler hooks are about to run. Until then a request's read takes no
+// tasks entry and its answer's write looks up none: nothing times a
+// thread's throttling while they wait (start_request and update_sched
+// in bpf/request.h). Set before they attach, so that no request read
+// in between misses the entry they fill.
+func (t *Tracer) markSchedHooks() error {
+	if err := t.coll.Maps[TracerdMapSchedHooks].Put(uint32(0), uint32(1)); err != nil {
+		return fmt.Errorf("noting the scheduler hooks attached: %w", err)
+	}
+	return nil
 }
 
 // Detach removes every hook (in reverse order) so that no new records

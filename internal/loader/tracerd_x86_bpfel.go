@@ -389,13 +389,17 @@ type TracerdStwState struct {
 	Pad    uint32
 }
 
+type TracerdTaskMark struct {
+	_            structs.HostLayout
+	QuotaChecked uint64
+}
+
 type TracerdTaskSched struct {
 	_             structs.HostLayout
 	EnqueuedAt    uint64
 	ThrCfsRq      uint64
 	ThrBase       uint64
 	ThrottleTotal uint64
-	QuotaChecked  uint64
 	Throttled     uint8
 	Pad           [7]uint8
 }
@@ -446,7 +450,8 @@ type TracerdTracedConn struct {
 	RxHasSoftirq      uint8
 	PeerZeroWindow    uint8
 	EstHasSoftirq     uint8
-	Pad               [4]uint8
+	SchedBase         uint8
+	Pad               [3]uint8
 	Fence             uint64
 	RtSeq             uint32
 	RtRun             uint32
@@ -480,6 +485,7 @@ const (
 	TracerdMapHeadScratch                = "head_scratch"
 	TracerdMapPendingEst                 = "pending_est"
 	TracerdMapRingWrites                 = "ring_writes"
+	TracerdMapSchedHooks                 = "sched_hooks"
 	TracerdMapSkMarks                    = "sk_marks"
 	TracerdMapSoftirqState               = "softirq_state"
 	TracerdMapSslReads                   = "ssl_reads"
@@ -716,6 +722,7 @@ type TracerdMapSpecs struct {
 	HeadScratch      *ebpf.MapSpec `ebpf:"head_scratch"`
 	PendingEst       *ebpf.MapSpec `ebpf:"pending_est"`
 	RingWrites       *ebpf.MapSpec `ebpf:"ring_writes"`
+	SchedHooks       *ebpf.MapSpec `ebpf:"sched_hooks"`
 	SkMarks          *ebpf.MapSpec `ebpf:"sk_marks"`
 	SoftirqState     *ebpf.MapSpec `ebpf:"softirq_state"`
 	SslReads         *ebpf.MapSpec `ebpf:"ssl_reads"`
@@ -802,6 +809,7 @@ type TracerdMaps struct {
 	HeadScratch      *ebpf.Map `ebpf:"head_scratch"`
 	PendingEst       *ebpf.Map `ebpf:"pending_est"`
 	RingWrites       *ebpf.Map `ebpf:"ring_writes"`
+	SchedHooks       *ebpf.Map `ebpf:"sched_hooks"`
 	SkMarks          *ebpf.Map `ebpf:"sk_marks"`
 	SoftirqState     *ebpf.Map `ebpf:"softirq_state"`
 	SslReads         *ebpf.Map `ebpf:"ssl_reads"`
@@ -832,6 +840,7 @@ func (m *TracerdMaps) Close() error {
 		m.HeadScratch,
 		m.PendingEst,
 		m.RingWrites,
+		m.SchedHooks,
 		m.SkMarks,
 		m.SoftirqState,
 		m.SslReads,
