@@ -329,11 +329,15 @@ struct {
 	__type(value, struct stw_state);
 } go_stw SEC(".maps");
 
-/* Copies of the head of an http.Request and of its url.URL (ServeHTTP's
- * entry reads its fields from them). */
+/* Copies of the head of an http.Request and of its url.URL, and of an
+ * HTTP/1 request line's method, path and query (ServeHTTP's entry reads
+ * its fields from them). */
+#define GO_LINE_CAP 256
+
 struct go_http_head {
 	char req[192];
 	char url[128];
+	char line[GO_LINE_CAP]; /* an HTTP/1 request's method, path and query (read_line) */
 };
 
 struct {

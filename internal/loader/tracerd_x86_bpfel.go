@@ -189,9 +189,10 @@ const (
 )
 
 type TracerdGoHttpHead struct {
-	_   structs.HostLayout
-	Req [192]int8
-	Url [128]int8
+	_    structs.HostLayout
+	Req  [192]int8
+	Url  [128]int8
+	Line [256]int8
 }
 
 type TracerdGoProc struct {

@@ -85,7 +85,10 @@ type progProbe struct {
 
 // fakeRequest is an *http.Request as ServeHTTP's probe reads it: method,
 // URL with path and query, remote address, protocol (offsets of this
-// binary's net/http).
+// binary's net/http). Method, path and query are slices of one request
+// line, as net/http's HTTP/1 server makes them (readRequest slices
+// Method out of the line, url.Parse Path and RawQuery out of its
+// RequestURI).
 type fakeRequest struct {
 	buf                      [512]byte
 	url                      [256]byte
@@ -93,7 +96,8 @@ type fakeRequest struct {
 }
 
 func newFakeRequest(o goinspect.Offsets) *fakeRequest {
-	r := &fakeRequest{method: "GET", path: "/json", q: "n=1", address: "127.0.0.1:40000"}
+	line := strings.Clone("GET /json?n=1 HTTP/1.1")
+	r := &fakeRequest{method: line[:3], path: line[4:9], q: line[10:13], address: "127.0.0.1:40000"}
 	put := func(b []byte, off uint64, s string) {
 		*(*string)(unsafe.Pointer(&b[off])) = s
 	}
