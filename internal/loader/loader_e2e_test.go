@@ -338,6 +338,15 @@ func TestSchedHooksWaitForQuota(t *testing.T) {
 	if pending != 3 || len(tr.links) != attached {
 		t.Fatalf("%d programs pending (want 3: sched_switch, sched_wakeup, sched_wakeup_new), %d links for %d attached", pending, len(tr.links), attached)
 	}
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, perCPU := range goCallsPerCPU {
+		if n := tr.coll.Maps[name].MaxEntries(); uint64(n) < uint64(cpus)*uint64(perCPU) {
+			t.Errorf("%s holds %d entries: fewer than %d for each of %d CPUs", name, n, perCPU, cpus)
+		}
+	}
 	var on uint32
 	if err := tr.coll.Maps[TracerdMapSchedHooks].Lookup(uint32(0), &on); err != nil || on != 0 {
 		t.Fatalf("sched_hooks %d (%v) while they wait, want 0", on, err)

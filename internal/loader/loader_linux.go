@@ -361,7 +361,35 @@ func configure(spec *ebpf.CollectionSpec, cfg Config, ways map[string]string) er
 	if err := spec.Variables[TracerdVarWakeupEvery].Set(wakeupEvery(ring, cpus)); err != nil {
 		return fmt.Errorf("setting %s: %w", TracerdVarWakeupEvery, err)
 	}
+	for name, perCPU := range goCallsPerCPU {
+		m := spec.Maps[name]
+		m.MaxEntries = perCPUListEntries(m.MaxEntries, cpus, perCPU)
+	}
 	return nil
+}
+
+// goCallsPerCPU is how many Go calls in progress each CPU's list of the
+// per-CPU LRU maps holds at least. With BPF_F_NO_COMMON_LRU the kernel
+// splits max_entries evenly over the possible CPUs and a call is kept
+// in the list of the CPU its entry probe ran on, which evicts its own
+// oldest when full: 8,192 entries on a 96-CPU host would leave 85 per
+// CPU, fewer than the streams or long polls a busy gRPC or SSE server
+// keeps open, and their ends would find nothing. ServeHTTP's and gRPC's
+// entries hold ≈ 0.4 KiB each (256 a CPU: ≈ 10 MiB at 96 CPUs); the
+// short calls' 16 bytes.
+var goCallsPerCPU = map[string]uint32{
+	TracerdMapGoCalls:      256,
+	TracerdMapGoCallsShort: 1024,
+}
+
+// perCPUListEntries is a per-CPU LRU map's size: its compiled size, or
+// perCPU entries for each possible CPU where that is more.
+func perCPUListEntries(compiled uint32, cpus int, perCPU uint32) uint32 {
+	want := uint64(max(cpus, 1)) * uint64(perCPU)
+	if want <= uint64(compiled) {
+		return compiled
+	}
+	return uint32(min(want, 1<<24))
 }
 
 // wakeupEvery is how many entries a CPU writes to the ring buffer before
