@@ -66,12 +66,11 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger, openSinks f
 		t.Close()
 		return nil, err
 	}
-	var smp *findings.Sampler
 	if f := cfg.Findings; f.Enabled {
 		// First: the other sinks see the findings. The sampler reads the
-		// host's context once a second, for the processes findings name,
-		// at the reader's periodic looks (pipeline's Every).
-		smp = findings.NewSampler()
+		// host's context once a second, for the processes findings name.
+		smp := findings.NewSampler()
+		go smp.Run(ctx, time.Second)
 		an := findings.New(findings.Config{MinLost: f.MinLost, MinSharePct: f.MinSharePct}, smp)
 		sinks = append([]pipeline.Sink{an}, sinks...)
 	}
@@ -82,9 +81,6 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger, openSinks f
 	// comes when the request ends (at worst the idle timeout later).
 	s.sess = pipeline.New(t, lc.IdleTimeout, lc.IdleTimeout+2*time.Second, sinks...)
 	s.sess.SetLogger(log)
-	if smp != nil {
-		s.sess.Every(time.Second, smp.Sample)
-	}
 	if cfg.Engine.Go {
 		s.gm = goprobe.New(t, log)
 		s.gm.SetMaxCallsPerSecond(cfg.Engine.GoMaxCallsPerSecond)
@@ -92,9 +88,6 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger, openSinks f
 	}
 	go func() {
 		s.err = s.sess.Run(ctx)
-		if smp != nil {
-			smp.Close()
-		}
 		close(s.done)
 	}()
 

@@ -174,11 +174,6 @@ func (s *Sampler) WatchListener(pid uint32, port uint16) {
 	s.mu.Unlock()
 }
 
-// Close releases the files kept open between samples: for a sampler
-// whose Sample someone else calls (tracerd's reader, at its periodic
-// looks), once it no longer does.
-func (s *Sampler) Close() { s.files.close() }
-
 // Run samples every interval until ctx ends.
 func (s *Sampler) Run(ctx context.Context, every time.Duration) {
 	defer s.files.close()

@@ -81,36 +81,6 @@ type Session struct {
 	// quiet (a field for the tests).
 	quietAfter time.Duration
 	log        *slog.Logger
-	periodic   []periodicWork
-}
-
-// periodicWork is background work run at the periodic looks (Every).
-type periodicWork struct {
-	every time.Duration
-	fn    func()
-	last  time.Time
-}
-
-// Every runs fn on the session's goroutine at the first periodic look
-// and then at the first look at least every after the last run (every
-// to every plus a look's period apart: 150 ms, 350 ms when quiet, at
-// most 1 s), after that look's flush. For once-a-second background work
-// (the findings sampler): a timer of its own would wake tracerd once
-// more each time, ≈ a quarter of an idle tracerd's wake-ups. Call
-// before Run.
-func (s *Session) Every(every time.Duration, fn func()) {
-	s.periodic = append(s.periodic, periodicWork{every: every, fn: fn})
-}
-
-// runPeriodic runs the periodic work that is due at now.
-func (s *Session) runPeriodic(now time.Time) {
-	for i := range s.periodic {
-		p := &s.periodic[i]
-		if p.last.IsZero() || now.Sub(p.last) >= p.every {
-			p.last = now
-			p.fn()
-		}
-	}
 }
 
 // New wraps an opened source whose idle timeout is idle. goRetain is how
@@ -338,7 +308,6 @@ func (s *Session) Run(ctx context.Context) error {
 			}
 			s.tick(&lastEnforce)
 			s.flush()
-			s.runPeriodic(now)
 			wasQuiet := quiet
 			quiet = qs != nil && n == 0 && now.Sub(lastEvent) >= s.quietAfter && qs.Quiet()
 			if quiet && !wasQuiet {

@@ -484,34 +484,3 @@ func TestFlushAtPeriodicLooks(t *testing.T) {
 		t.Errorf("a request waited %v for its flush; want ≤ PollEvery (%v) and scheduling", longest, PollEvery)
 	}
 }
-
-// Periodic work (Every) runs at the periodic looks, at the first and
-// then no sooner than its period after the last run, on the session's
-// goroutine, and not after Run returned.
-func TestEveryAtLooks(t *testing.T) {
-	src := newFakeSource()
-	s := New(src, time.Second, time.Minute, newRecorder())
-	s.SetLogger(slog.New(slog.DiscardHandler))
-	var runs []time.Time // written by the session's goroutine only
-	s.Every(300*time.Millisecond, func() { runs = append(runs, time.Now()) })
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	start := time.Now()
-	go func() { done <- s.Run(ctx) }()
-	time.Sleep(1200 * time.Millisecond)
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	if len(runs) < 2 || len(runs) > 5 {
-		t.Fatalf("%d runs in 1.2 s of looks every %s, want 2 to 5 (every 300 ms)", len(runs), PollEvery)
-	}
-	if first := runs[0].Sub(start); first > time.Second {
-		t.Errorf("first run %s after the start, want at the first look", first)
-	}
-	for i := 1; i < len(runs); i++ {
-		if d := runs[i].Sub(runs[i-1]); d < 300*time.Millisecond {
-			t.Errorf("runs %d and %d %s apart, want ≥ 300 ms", i-1, i, d)
-		}
-	}
-}
