@@ -110,6 +110,10 @@ func (d *Daemon) reloadExporters(e config.Exporters) error {
 	nx.TakeMetrics(ox)
 	d.x = nx
 	d.mu.Unlock()
+	select {
+	case d.xChanged <- struct{}{}:
+	default: // one pending is enough: the watch looks at d.x
+	}
 	d.wireMetrics(nx)
 	d.retiring.Add(1)
 	go func() {

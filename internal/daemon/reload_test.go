@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -201,5 +202,36 @@ func TestOTLPHealth(t *testing.T) {
 		if change != step.want || failed != step.failed {
 			t.Errorf("look %d: %v %d, want %v %d", i, change, failed, step.want, step.failed)
 		}
+	}
+}
+
+// TestWatchExportersWaitsWithoutOTLP: without an OTLP exporter the
+// watch does not tick; it looks again when a reload replaces the
+// exporters, and ends with its context.
+func TestWatchExportersWaitsWithoutOTLP(t *testing.T) {
+	d := New(Options{Config: testConfig()})
+	d.x = &outputs.Exporters{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		d.watchExporters(ctx)
+		close(done)
+	}()
+	for range 3 { // reloads that bring no OTLP exporter: it waits again
+		d.mu.Lock()
+		d.x = &outputs.Exporters{}
+		d.mu.Unlock()
+		d.xChanged <- struct{}{}
+	}
+	select {
+	case <-done:
+		t.Fatal("the watch ended before its context")
+	case <-time.After(50 * time.Millisecond):
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the watch did not end with its context")
 	}
 }

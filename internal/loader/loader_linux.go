@@ -660,13 +660,15 @@ func (t *Tracer) SweepIdle() error {
 }
 
 // Quiet says whether the idle sweep waits for nothing: every answered
-// request the kernel counted has ended (its ticks resolved: sweepSched)
-// and the last sweep left none waiting. Until the count changes, a
-// look finds no request to end; the reader may look less often
-// (pipeline's quiet period), as long as it looks again before the idle
-// timeout could pass for a request answered just after this look.
+// request the kernel counted has ended (its ticks resolved: sweepSched),
+// the last sweep left none waiting, and none was answered since that
+// sweep (else the next look sweeps once more, and the one after may be
+// quiet). Until the count changes, a look finds no request to end; the
+// reader may look less often (pipeline's quiet period), as long as it
+// looks again before the idle timeout could pass for a request answered
+// just after this look.
 func (t *Tracer) Quiet() bool {
-	return len(t.sweeps.ticks) == 0 && !t.sweptWaiting
+	return !t.sweptWaiting && t.sweeps.quiet()
 }
 
 // WakeOnNextRecord makes the kernel wake the reader at the next entry

@@ -64,7 +64,7 @@ func TestSweepSteadyLoad(t *testing.T) {
 		m.now -= 50 * ms
 		m.step(32)
 	}
-	if len(m.sweeps) > 2 {
+	if len(m.sweeps) > int(10_000*ms/slowSweepEvery)+1 {
 		t.Errorf("%d sweeps in 10 s of steady load (%v), want only the slow ones", len(m.sweeps), m.sweeps)
 	}
 }
@@ -107,18 +107,57 @@ func TestSweepUntilEnded(t *testing.T) {
 	}
 }
 
-// An answer the counter missed (its T_wr before the tick, counted just
-// after) makes the tick look resolved: the slow sweep still ends it.
+// missedAnswer makes the race counting cannot see: an earlier
+// request's record comes while the counter has only a later, quiet
+// request (its own answer counted just after the tick read it).
+func missedAnswer(m *sweepSim) {
+	m.s.ended(m.now - ms)
+	m.now += 10 * ms
+	m.answer()
+}
+
+// An answer the counter missed makes the tick look resolved: the slow
+// sweep still ends the quiet request, within slowSweepEvery.
 func TestSweepSlowCatchesMissed(t *testing.T) {
 	m := newSweepSim(t)
-	m.s.ended(m.now - ms) // an earlier request's record, counted...
-	m.now += 10 * ms
-	m.answer() // ...while this one, quiet, is what the counter sees
+	missedAnswer(m)
 	var at uint64
-	for at = 0; at < 6000*ms && !m.step(1); at += tick {
+	for at = 0; at <= slowSweepEvery+2*tick && !m.step(1); at += tick {
 	}
-	if at >= 6000*ms {
+	if at > slowSweepEvery+2*tick {
 		t.Fatal("never swept")
+	}
+}
+
+// A reader about to go quiet (no record for a while) sweeps once more
+// when answers were counted since the last sweep: a request the race
+// hid ends then, not at the slow sweep; then it may be quiet.
+func TestSweepBeforeQuiet(t *testing.T) {
+	m := newSweepSim(t)
+	missedAnswer(m)
+	m.step(1)
+	if m.s.quiet() {
+		t.Fatal("quiet with an answer counted since the last sweep")
+	}
+	if !m.step(0) {
+		t.Fatal("no sweep at the tick after quiet asked for one")
+	}
+	if !m.s.quiet() {
+		t.Error("not quiet after the confirming sweep")
+	}
+	if n := m.steps(20, 0); n != 0 {
+		t.Errorf("%d sweeps once quiet", n)
+	}
+}
+
+// An idle host, no answer ever counted: quiet at once, no sweep.
+func TestSweepIdleHostQuiet(t *testing.T) {
+	m := newSweepSim(t)
+	if !m.s.quiet() {
+		t.Fatal("not quiet without any answer")
+	}
+	if n := m.steps(1000, 0); n != 0 {
+		t.Errorf("%d sweeps with no answer", n)
 	}
 }
 

@@ -72,8 +72,11 @@ type Session struct {
 	requests atomic.Int64
 	sinkErrs atomic.Int64
 	gm       goProbes // nil: not Go-aware
-	drained  atomic.Int64
-	idle     time.Duration // the kernel engine's idle timeout
+	// dispatchFn is s.dispatch, made once: a method value handed to
+	// ReadBatch is a heap object each time it is made.
+	dispatchFn func(*loader.Event)
+	drained    atomic.Int64
+	idle       time.Duration // the kernel engine's idle timeout
 	// quietAfter: how long without an event before the session may be
 	// quiet (a field for the tests).
 	quietAfter time.Duration
@@ -91,6 +94,7 @@ func New(src Source, idle, goRetain time.Duration, sinks ...Sink) *Session {
 		}
 	}
 	s.corr = correlate.New(goRetain, s.emit)
+	s.dispatchFn = s.dispatch
 	return s
 }
 
@@ -341,7 +345,7 @@ func (s *Session) Run(ctx context.Context) error {
 func (s *Session) readAll(batches int) (int, error) {
 	total := 0
 	for i := 0; i != batches; i++ {
-		n, err := s.src.ReadBatch(maxBatch, s.dispatch)
+		n, err := s.src.ReadBatch(maxBatch, s.dispatchFn)
 		total += n
 		if err != nil {
 			return total, fmt.Errorf("reading records: %w", err)
