@@ -15,11 +15,11 @@ import (
 
 // Budgets from docs/design.md.
 const (
-	budgetRPSDrop    = 3.0                   // % fewer requests/s
-	budgetAddedP99   = 50 * time.Microsecond // added p99
-	budgetEngineCost = 2000.0                // ns per request, BPF + tracerd CPU
-	budgetBPF        = 1000.0                // ns of BPF run time per request (issue 11)
-	budgetServerRuns = 8.0                   // BPF program runs per request on the server side
+	budgetRPSDrop    = 5.0                    // % fewer requests/s at saturation
+	budgetAddedP99   = 100 * time.Microsecond // added p99 at saturation
+	budgetEngineCost = 2000.0                 // ns per request, BPF + tracerd CPU
+	budgetBPF        = 1000.0                 // ns of BPF run time per request (issue 11)
+	budgetServerRuns = 8.0                    // BPF program runs per request on the server side
 	budgetAttach     = time.Second
 	budgetRSSMiB     = 64.0 // tracerd RSS with budgetConns open traced connections
 	budgetConns      = 10000
