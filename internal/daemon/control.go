@@ -41,6 +41,13 @@ func (d *Daemon) engine() Engine {
 	return d.eng
 }
 
+// exporters is the current exporters (a reload replaces them).
+func (d *Daemon) exporters() *outputs.Exporters {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.x
+}
+
 // Status implements control.Handler.
 func (d *Daemon) Status() (control.Status, error) {
 	d.mu.Lock()

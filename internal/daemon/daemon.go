@@ -254,9 +254,7 @@ func (d *Daemon) stop(stopAt time.Time) error {
 	eng := d.eng
 	err := eng.Wait()
 	d.taps.closeAll()
-	d.mu.Lock()
-	x := d.x
-	d.mu.Unlock()
+	x := d.exporters()
 	// Go probes go (up to seconds with classic uprobes) while the
 	// exporters flush.
 	probesGone := make(chan struct{})
@@ -308,13 +306,8 @@ var exporterWatchEvery = 2 * time.Second
 // but waits for a reload to bring one (xChanged).
 func (d *Daemon) watchExporters(ctx context.Context) {
 	var health otlpHealth
-	current := func() *outputs.Exporters {
-		d.mu.Lock()
-		defer d.mu.Unlock()
-		return d.x
-	}
 	for ctx.Err() == nil {
-		if _, _, ok := current().OTLP(); !ok {
+		if _, _, ok := d.exporters().OTLP(); !ok {
 			select {
 			case <-ctx.Done():
 			case <-d.xChanged:
@@ -323,7 +316,7 @@ func (d *Daemon) watchExporters(ctx context.Context) {
 		}
 		tctx, stop := context.WithCancel(ctx)
 		ticker.Run(tctx, exporterWatchEvery, func() {
-			x := current()
+			x := d.exporters()
 			endpoint, st, ok := x.OTLP()
 			if !ok {
 				stop() // back to waiting for a reload

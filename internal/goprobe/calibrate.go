@@ -72,7 +72,6 @@ func (m *Manager) startCalibration(n int) error {
 	tg := target{symbol: "calibrationTarget", fn: loader.TracerdGoFuncGO_CALIBRATE,
 		entry: loader.TracerdProgGoEntry, returns: loader.TracerdProgGoReturn, ends: calibrationEnds}
 	exits := m.endsOf(self, bin, f, tg)
-	goid := bin.Offsets.GGoid
 	if err := m.tracer.SetGoProc(self, procOffsets(bin)); err != nil {
 		return err
 	}
@@ -83,7 +82,7 @@ func (m *Manager) startCalibration(n int) error {
 		return err
 	}
 	ps, err := probesOf(f, tg, exits)
-	ps = carryGoid(ps, goid)
+	ps = carryGoid(ps, bin.Offsets.GGoid)
 	var ls []link.Link
 	if err == nil {
 		ls, err = m.attachProbes(ex, ps, self)
