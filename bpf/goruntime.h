@@ -22,9 +22,15 @@ static __always_inline __u32 cookie_func(struct pt_regs *ctx)
 	return (__u32)bpf_get_attach_cookie(ctx);
 }
 
+/* The 8-bit field of a cookie at shift (enum go_cookie). */
+static __always_inline __u64 cookie_byte(__u64 cookie, int shift)
+{
+	return (cookie >> shift) & 0xff;
+}
+
 static __always_inline __u64 cookie_site(struct pt_regs *ctx)
 {
-	return (bpf_get_attach_cookie(ctx) >> GO_COOKIE_SITE_SHIFT) & 0xff;
+	return cookie_byte(bpf_get_attach_cookie(ctx), GO_COOKIE_SITE_SHIFT);
 }
 
 /* runtime.g.goid of the goroutine whose g is g, off being its offset. */
@@ -465,8 +471,8 @@ static __always_inline int go_return_body(struct pt_regs *ctx)
 {
 	__u64 cookie = bpf_get_attach_cookie(ctx);
 	__u32 func = (__u32)cookie;
-	__u32 alt = (cookie >> GO_COOKIE_ALT_SHIFT) & 0xff;
-	__u64 goid_off = ((cookie >> GO_COOKIE_GOID_SHIFT) & 0xff) * 8;
+	__u32 alt = cookie_byte(cookie, GO_COOKIE_ALT_SHIFT);
+	__u64 goid_off = cookie_byte(cookie, GO_COOKIE_GOID_SHIFT) * 8;
 	__u32 pid = bpf_get_current_pid_tgid() >> 32;
 
 	if (goid_off && !has_strings(func) && !has_strings(alt)) {
@@ -478,9 +484,9 @@ static __always_inline int go_return_body(struct pt_regs *ctx)
 	if (!gp)
 		return 0;
 	if ((func == GO_TLS_HANDSHAKE || func == GO_TLS_CLIENT_HANDSHAKE) &&
-	    ((cookie >> GO_COOKIE_SITE_SHIFT) & 0xff) == PROBE_AT_RET)
+	    cookie_byte(cookie, GO_COOKIE_SITE_SHIFT) == PROBE_AT_RET)
 		tls_handshake_done(ctx, pid, gp, func);
-	if (!end_call(pid, gp, func, ctx->r14, (cookie >> GO_COOKIE_RW_SHIFT) & 0xff) && alt)
+	if (!end_call(pid, gp, func, ctx->r14, cookie_byte(cookie, GO_COOKIE_RW_SHIFT)) && alt)
 		end_call(pid, gp, alt, ctx->r14, 0);
 	return 0;
 }
